@@ -1,0 +1,3 @@
+"""exoctl: EMG-driven assist controller for hip/knee rehabilitation exoskeletons."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The signal chain: EMG conditioning, activation dynamics, muscle synergies."""

@@ -1,0 +1,315 @@
+"""Typed, validated configuration.
+
+The YAML file is parsed into frozen pydantic models once at start-up; the hot path reads plain
+attributes. Every error names the file, the key (dotted path), the bad value and what is
+allowed, because the person reading it is at a terminal next to a patient, not in a debugger.
+Relative paths in the file are resolved against the file's own directory.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
+JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
+BAUD_RATES = (115200, 230400, 460800, 921600, 1000000, 2000000, 3000000)
+
+
+class ConfigError(ValueError):
+    """A configuration that must not be used; the message is meant for a person."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SerialConfig(_Model):
+    port: str = "/dev/exoskeleton"
+    baudrate: int = 1000000
+    low_latency: bool = True
+    """Ask the USB-serial driver for low-latency mode (FTDI: 16 ms -> ~1 ms timer)."""
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baud(cls, v: int) -> int:
+        if v not in BAUD_RATES:
+            raise ValueError(f"must be one of {', '.join(map(str, BAUD_RATES))}")
+        return v
+
+
+class JointConfig(_Model):
+    name: JointName
+    torque_limit_nm: Annotated[float, Field(gt=0, le=150)]
+    rate_limit_nm_per_s: Annotated[float, Field(gt=0, le=5000)] = 400.0
+    angle_min_rad: Annotated[float, Field(ge=-3.2, le=3.2)]
+    angle_max_rad: Annotated[float, Field(ge=-3.2, le=3.2)]
+    velocity_limit_rad_s: Annotated[float, Field(gt=0, le=30)] = 8.0
+
+    @model_validator(mode="after")
+    def _range(self) -> JointConfig:
+        if self.angle_min_rad >= self.angle_max_rad:
+            raise ValueError(
+                f"angle_min_rad ({self.angle_min_rad}) must be below angle_max_rad "
+                f"({self.angle_max_rad})"
+            )
+        return self
+
+
+class DeviceConfig(_Model):
+    name: str = "exo"
+    serial: SerialConfig = SerialConfig()
+    joints: Annotated[list[JointConfig], Field(min_length=1, max_length=4)]
+    heartbeat_period_s: Annotated[float, Field(gt=0, le=0.5)] = 0.02
+    command_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
+    """Firmware removes torque by itself when no command/heartbeat arrives for this long."""
+
+    @field_validator("joints")
+    @classmethod
+    def _unique(cls, v: list[JointConfig]) -> list[JointConfig]:
+        names = [j.name for j in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"joint names must be unique, got {names}")
+        return v
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+
+class LslConfig(_Model):
+    name: str = "exoctl-emg"
+    type: str = "EMG"
+    source_id: str | None = None
+    resolve_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+
+
+class ReplayConfig(_Model):
+    path: Path | None = None
+    loop: bool = False
+
+
+class EmgConfig(_Model):
+    source: Literal["lsl", "replay"] = "lsl"
+    lsl: LslConfig = LslConfig()
+    replay: ReplayConfig = ReplayConfig()
+    sampling_rate_hz: Annotated[float, Field(ge=250, le=10000)] = 2000.0
+    muscles: Annotated[list[str], Field(min_length=1, max_length=64)]
+    """Channel-to-muscle map: the muscle recorded on each channel, in channel order."""
+    ring_buffer_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+    @field_validator("muscles")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({m for m in v if v.count(m) > 1})
+        if dup:
+            raise ValueError(f"each muscle may appear once, repeated: {dup}")
+        return v
+
+
+class ActivationConfig(_Model):
+    """Lloyd & Besier second-order activation dynamics (CEINMS defaults)."""
+
+    c1: Annotated[float, Field(ge=-0.995, le=-0.005)] = -0.5
+    c2: Annotated[float, Field(ge=-0.995, le=-0.005)] = -0.5
+    shape_a: Annotated[float, Field(ge=-2.999, le=-0.001)] = -1.0
+    delay_s: Annotated[float, Field(ge=0, le=0.2)] = 0.0
+    reference_rate_hz: Annotated[float, Field(ge=100, le=10000)] = 1000.0
+    """Rate at which c1 and c2 are stated; converted to the estimator's update rate."""
+
+
+class EstimatorConfig(_Model):
+    input: Literal["raw", "enveloped"] = "raw"
+    bandpass_hz: tuple[float, float] = (20.0, 450.0)
+    notch_hz: Literal[50, 60] | None = None
+    envelope_hz: Annotated[float, Field(gt=0, le=50)] = 6.0
+    activation: ActivationConfig = ActivationConfig()
+    calibration: Path
+    """Calibration file (per-muscle MVC and the synergy matrix W), see exoctl.signal.calibration."""
+
+    @field_validator("bandpass_hz")
+    @classmethod
+    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not (0 < lo < hi):
+            raise ValueError(f"need 0 < low < high, got {list(v)}")
+        return v
+
+
+class ModelConfig(_Model):
+    path: Path
+
+
+class ControlConfig(_Model):
+    rate_hz: Annotated[float, Field(ge=50, le=1000)] = 500.0
+    assist_gain: dict[JointName, Annotated[float, Field(ge=0.0, le=1.0)]]
+    """Fraction of the patient's estimated joint torque that the exoskeleton adds."""
+    ramp_in_s: Annotated[float, Field(ge=0, le=30)] = 1.0
+    ramp_out_s: Annotated[float, Field(ge=0, le=5)] = 0.3
+    smoothing_hz: Annotated[float, Field(gt=0, le=200)] | None = None
+
+
+class SafetyConfig(_Model):
+    emg_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
+    telemetry_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
+    max_overrun_streak: Annotated[int, Field(ge=1, le=1000)] = 20
+    rom_fade_rad: Annotated[float, Field(ge=0, le=1.0)] = 0.15
+    """Assistance fades linearly to zero over this distance before a range-of-motion end."""
+    max_plausible_torque_nm: Annotated[float, Field(gt=0, le=1000)] = 250.0
+    safe_stop_s: Annotated[float, Field(gt=0, le=1.0)] = 0.05
+    """Time within which torque ramps to zero after a fault is detected."""
+
+
+class SimulatorConfig(_Model):
+    """The HIL bench's synthetic patient; never read by the controller itself."""
+
+    seed: int = 1
+    stride_s: Annotated[float, Field(ge=0.6, le=3.0)] = 1.1
+    body_mass_kg: Annotated[float, Field(ge=20, le=200)] = 70.0
+    emg_noise_uv: Annotated[float, Field(ge=0, le=100)] = 5.0
+    emg_chunk_samples: Annotated[int, Field(ge=1, le=200)] = 4
+    electromechanical_delay_s: Annotated[float, Field(ge=0, le=0.15)] = 0.05
+
+
+class ServiceConfig(_Model):
+    """The daemon: where it records, and who may talk to its control socket."""
+
+    data_dir: Path = Path("/var/lib/exoctl")
+    socket_path: Path = Path("/run/exoctl/control.sock")
+    socket_group: str | None = "exoctl"
+    allowed_users: list[str] = ["root"]
+    allowed_groups: list[str] = ["exoctl"]
+    recorder_queue_chunks: Annotated[int, Field(ge=16, le=100000)] = 2048
+    flush_interval_s: Annotated[float, Field(gt=0, le=1.0)] = 0.5
+    publish_lsl: bool = True
+
+
+class Config(_Model):
+    device: DeviceConfig
+    emg: EmgConfig
+    estimator: EstimatorConfig
+    model: ModelConfig
+    control: ControlConfig
+    safety: SafetyConfig = SafetyConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    service: ServiceConfig = ServiceConfig()
+    source: Path | None = None
+    """The file this configuration was read from (set by the loader)."""
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        joints = set(self.device.joint_names)
+        missing = sorted(joints - set(self.control.assist_gain))
+        extra = sorted(set(self.control.assist_gain) - joints)
+        if missing or extra:
+            raise ValueError(
+                f"control.assist_gain must name exactly the device joints {sorted(joints)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; not a device joint {extra}" if extra else "")
+            )
+        return self
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.device.joint_names
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Config:
+        """A copy with some nested keys replaced, validated again (used by the HIL runner)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            _deep_update(data[section], values)
+        return Config.model_validate(data)
+
+
+def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+_PATH_KEYS = (("estimator", "calibration"), ("model", "path"), ("emg", "replay", "path"))
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, resolve relative paths and validate a configuration file.
+
+    Raises ConfigError with file, key, value and the allowed values on any problem.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read configuration: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = path.resolve().parent
+    for keys in _PATH_KEYS:
+        node = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = str((base / node[keys[-1]]).resolve())
+    raw["source"] = str(path)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(path, e)) from None
+
+
+def format_validation_error(path: Path | str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({err.error_count()} problem(s))"]
+    for item in err.errors():
+        loc = _loc(item["loc"])
+        value = item.get("input")
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(item["loc"][:-1])
+            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+            lines.append(f"  {path}: {loc}: {msg}")
+            continue
+        if item["type"] == "missing":
+            lines.append(f"  {path}: {loc}: required key is missing")
+            continue
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"  {path}: {loc} = {shown}: {msg}")
+    return "\n".join(lines)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in (ann, *typing.get_args(ann)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                model = cand
+                break
+    return list(getattr(model, "model_fields", {}))

@@ -168,6 +168,9 @@ class SimulatorConfig(_Model):
     """The HIL bench's synthetic patient; never read by the controller itself."""
 
     seed: int = 1
+    """The patient: anatomy and EMG gains."""
+    session: int = 0
+    """The session: noise and stride-to-stride variability."""
     stride_s: Annotated[float, Field(ge=0.6, le=3.0)] = 1.1
     body_mass_kg: Annotated[float, Field(ge=20, le=200)] = 70.0
     emg_noise_uv: Annotated[float, Field(ge=0, le=100)] = 5.0

@@ -1,0 +1,239 @@
+"""Recorder: real SQLite files, a real writer thread, a real SIGKILL of a real process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exoctl.service import recorder as R
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_roundtrip_permissions_identity(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not really onnx but bytes to hash")
+    data_dir = tmp_path / "data"
+    rec = R.Recorder(data_dir, queue_chunks=256, flush_interval_s=0.05)
+    try:
+        sid = rec.start_session(
+            "P01",
+            protocol="treadmill",
+            config={"control": {"rate_hz": 500}},
+            model=R.Artifact.from_file(model, "default-v1"),
+            streams={"torque_estimated": {"columns": ["hip_l", "knee_l"], "unit": "N m"}},
+        )
+        assert rec.active_session == sid
+        w = rec.stream("torque_estimated", 2, batch=7)
+        rng = np.random.default_rng(0)
+        expect = rng.normal(size=(100, 2))
+        times = 1000.0 + np.arange(100) * 0.002
+        for t, row in zip(times, expect, strict=True):
+            w.append(t, row)
+        w.flush()
+        emg = rng.normal(size=(64, 16)).astype(np.float32)
+        assert rec.submit_chunk("emg_raw", 1000.0, emg, t=1000.0 + np.arange(64) / 2000)
+        assert rec.submit_event("assist_change", {"hip_l": 0.4}, t=1000.1)
+        db = rec.db_path
+        assert rec.stop_session("completed") == sid
+        assert rec.active_session is None
+        assert not rec.submit_chunk("emg_raw", 0.0, emg)  # no session: nothing recorded
+    finally:
+        rec.close()
+
+    assert db is not None and db.name == sid + ".sqlite"
+    assert _mode(data_dir) == 0o700 and _mode(db.parent) == 0o700 and _mode(db) == 0o600
+    assert not Path(str(db) + "-wal").exists() or Path(str(db) + "-wal").stat().st_size == 0
+    with R.open_session_db(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        info = R.session_info(conn, sid)
+        t, d = R.read_stream(conn, "torque_estimated")
+        te, de = R.read_stream(conn, "emg_raw")
+        ev = R.read_events(conn)
+        assert R.stream_columns(conn, "torque_estimated", 2) == ["hip_l", "knee_l"]
+    assert info["patient"] == "P01" and info["protocol"] == "treadmill"
+    assert info["end_reason"] == "completed" and info["stop_time"] >= info["start_time"]
+    assert info["config"] == {"control": {"rate_hz": 500}}
+    import hashlib
+
+    assert info["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert info["model_id"] == "default-v1"
+    np.testing.assert_array_equal(d, expect)
+    np.testing.assert_array_equal(t, times)
+    assert de.dtype == np.float32
+    np.testing.assert_array_equal(de, emg)
+    assert te[1] - te[0] == pytest.approx(1 / 2000)
+    assert [e["kind"] for e in ev] == ["assist_change"] and ev[0]["detail"] == {"hip_l": 0.4}
+
+    rows = R.list_sessions(data_dir)
+    assert [r["id"] for r in rows] == [sid] and rows[0]["end_reason"] == "completed"
+    assert R.find_session(data_dir, sid) == db
+    assert R.list_patients(data_dir) == [{"patient": "P01", "sessions": 1, "last_session": sid}]
+
+
+def test_overflow_is_counted_and_recorded_not_blocking(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def stall(stream: str, t: np.ndarray, d: np.ndarray) -> None:
+        entered.set()
+        release.wait(10)
+
+    rec = R.Recorder(tmp_path, queue_chunks=16, flush_interval_s=0.05, taps={"stall": stall})
+    try:
+        rec.start_session("P02")
+        x = np.zeros((4, 3))
+        assert rec.submit_chunk("stall", 0.0, x)
+        assert entered.wait(5)  # the writer now sits in the tap; the queue is empty
+        accepted = [rec.submit_chunk("emg_raw", float(i), x) for i in range(16 + 10)]
+        assert accepted == [True] * 16 + [False] * 10  # never blocked, never raised
+        assert rec.stats()["dropped"] == 10
+        release.set()
+        db = rec.db_path
+        rec.stop_session("completed")
+    finally:
+        release.set()
+        rec.close()
+    with R.open_session_db(db) as conn:
+        ev = R.read_events(conn)
+        n = conn.execute("SELECT count(*) FROM chunks WHERE stream='emg_raw'").fetchone()[0]
+    assert n == 16
+    over = [e for e in ev if e["kind"] == "recorder_overflow"]
+    assert len(over) == 1 and over[0]["detail"]["dropped"] == 10
+    assert over[0]["detail"]["by_stream_total"] == {"emg_raw": 10}
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "x" * 65, "p 1"])
+def test_patient_ids_are_path_safe(tmp_path: Path, bad: str) -> None:
+    rec = R.Recorder(tmp_path)
+    try:
+        with pytest.raises(R.RecorderError, match="invalid patient id"):
+            rec.start_session(bad)
+    finally:
+        rec.close()
+    with pytest.raises(R.RecorderError, match="invalid session id"):
+        R.find_session(tmp_path, "../../etc/passwd")
+
+
+def test_one_session_at_a_time_and_sequential_sessions(tmp_path: Path) -> None:
+    rec = R.Recorder(tmp_path, flush_interval_s=0.05)
+    try:
+        a = rec.start_session("P03")
+        with pytest.raises(R.RecorderError, match="still being recorded"):
+            rec.start_session("P03")
+        rec.stop_session()
+        b = rec.start_session("P03")
+        rec.stop_session()
+    finally:
+        rec.close()
+    assert a != b
+    assert {r["id"] for r in R.list_sessions(tmp_path, "P03")} == {a, b}
+
+
+def test_export_csv_and_npz(tmp_path: Path) -> None:
+    rec = R.Recorder(tmp_path / "d", flush_interval_s=0.05)
+    try:
+        sid = rec.start_session(
+            "P04", streams={"torque_command": {"columns": ["hip_l", "hip_r", "knee_l"]}}
+        )
+        data = np.arange(30, dtype=np.float64).reshape(10, 3) / 7
+        tt = 5.0 + np.arange(10) * 0.01
+        rec.submit_chunk("torque_command", tt[0], data[:4], t=tt[:4])
+        rec.submit_chunk("torque_command", tt[4], data[4:], t=tt[4:])
+        rec.submit_event("estop", {"source": "cli"}, t=5.05)
+        db = rec.db_path
+        rec.stop_session()
+    finally:
+        rec.close()
+    files = R.export_session(db, sid, "csv", tmp_path / "out")
+    assert {p.name for p in files} == {"session.json", "events.csv", "torque_command.csv"}
+    with (tmp_path / "out" / "torque_command.csv").open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["t", "t_session", "hip_l", "hip_r", "knee_l"]
+    got = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
+    np.testing.assert_array_equal(got, data)  # repr() round-trips floats exactly
+    np.testing.assert_array_equal([float(r[0]) for r in rows[1:]], tt)
+    with (tmp_path / "out" / "events.csv").open() as f:
+        ev = list(csv.DictReader(f))
+    assert ev[0]["kind"] == "estop" and json.loads(ev[0]["detail"]) == {"source": "cli"}
+    assert json.loads((tmp_path / "out" / "session.json").read_text())["id"] == sid
+
+    (npz,) = R.export_session(db, sid, "npz", tmp_path / "x.npz")
+    z = np.load(npz)
+    np.testing.assert_array_equal(z["torque_command"], data)
+    np.testing.assert_array_equal(z["torque_command__t"], tt)
+    assert json.loads(str(z["session_json"]))["patient"] == "P04"
+    with pytest.raises(R.RecorderError, match="unknown export format"):
+        R.export_session(db, sid, "xlsx", tmp_path / "y")
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from exoctl.service.recorder import Recorder
+    rec = Recorder(sys.argv[1], queue_chunks=4096, flush_interval_s=0.5)
+    rec.start_session("PK", protocol="kill-test")
+    print(rec.db_path, flush=True)
+    w = rec.stream("torque_command", 4, batch=10)
+    n = 0
+    while True:
+        t = time.monotonic()
+        w.append(t, np.full(4, float(n)))
+        if n % 100 == 0:
+            rec.submit_event("tick", {"n": n}, t=t)
+        n += 1
+        time.sleep(0.002)
+    """
+)
+
+
+def test_sigkill_mid_session_loses_at_most_one_second(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        db = Path(proc.stdout.readline().strip())
+        time.sleep(2.0)
+        t_kill = time.monotonic()  # CLOCK_MONOTONIC is shared by both processes
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    wal = Path(str(db) + "-wal")
+    assert wal.exists() and _mode(wal) == 0o600 and _mode(db) == 0o600
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        conn.row_factory = sqlite3.Row
+        info = R.session_info(conn)
+        t, d = R.read_stream(conn, "torque_command")
+        ev = R.read_events(conn)
+    finally:
+        conn.close()
+    assert info["end_reason"] is None and info["stop_time"] is None  # it never got to stop
+    assert len(t) > 100
+    assert t[-1] >= t_kill - 1.0, f"last sample {t_kill - t[-1]:.3f} s before the kill"
+    # samples are contiguous: nothing missing in the middle
+    np.testing.assert_array_equal(d[:, 0], np.arange(len(d)))
+    assert any(e["kind"] == "tick" for e in ev)
+    assert R.list_sessions(tmp_path)[0]["end_reason"] == "(unfinished)"

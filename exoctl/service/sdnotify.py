@@ -1,0 +1,59 @@
+"""systemd's notify protocol in a few lines: datagrams to $NOTIFY_SOCKET.
+
+Written out instead of pulling in a dependency because the protocol is one ``sendto`` of
+``KEY=VALUE`` lines (sd_notify(3)); outside systemd ($NOTIFY_SOCKET unset) every call is a
+no-op, so the daemon runs the same in a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+
+class Notifier:
+    """Keeps one datagram socket open (watchdog pings are periodic)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        addr = env.get("NOTIFY_SOCKET") or None
+        if addr is not None and addr.startswith("@"):
+            addr = "\0" + addr[1:]  # abstract namespace
+        self.address = addr
+        self._sock: socket.socket | None = None
+        usec = env.get("WATCHDOG_USEC")
+        pid = env.get("WATCHDOG_PID")
+        self.watchdog_s: float | None = None
+        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog_s = int(usec) / 1e6
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+    def notify(self, *states: str) -> bool:
+        """Send e.g. ``notify("READY=1", "STATUS=running")``; False when not under systemd."""
+        if self.address is None:
+            return False
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock.sendto("\n".join(states).encode(), self.address)
+        return True
+
+    def ready(self, status: str | None = None) -> bool:
+        return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
+
+    def watchdog(self) -> bool:
+        return self.notify("WATCHDOG=1")
+
+    def stopping(self, status: str | None = None) -> bool:
+        return self.notify("STOPPING=1", *([f"STATUS={status}"] if status else []))
+
+    def status(self, text: str) -> bool:
+        return self.notify(f"STATUS={text}")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

@@ -1,0 +1,174 @@
+"""The HIL simulator: a synthetic patient's EMG on LSL and an emulated firmware on a pty.
+
+It runs in a process of its own, so that the controller shares nothing with it but what a real
+device would give: an LSL stream and a serial port. The firmware emulator's plant integrates
+each joint from the patient's own torque plus the exoskeleton's, around the patient's gait
+kinematics, so telemetry angles move the way the torques say.
+
+Run standalone (for the daemon and manual bench work)::
+
+    exoctl sim [--config C] [--duration S]    # prints the serial port and LSL source id
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exoctl.config import Config, load_config
+from exoctl.hil.emg_source import EmgOutlet
+from exoctl.hil.patient import patient_from_config
+from firmware_bridge.emulator import EmulatedJoint, FirmwareEmulator
+
+
+class PatientPlant:
+    """Joint dynamics: I q'' = tau_human + tau_exo - b q' - k (q - q_gait).
+
+    The spring towards the patient's gait kinematics stands for everything the simple model
+    leaves out (the rest of the body, ground contact); the patient's own torque and the
+    exoskeleton's push the joint off it, the exoskeleton's in proportion to what it applies.
+    """
+
+    def __init__(self, outlet: EmgOutlet, joints: tuple[str, ...]) -> None:
+        self.outlet = outlet
+        nj = len(joints)
+        self.inertia = np.array([1.2 if j.startswith("hip") else 0.5 for j in joints])
+        self.damping = np.full(nj, 15.0)
+        self.stiffness = np.full(nj, 400.0)
+        self.q = np.array(outlet.current_angle, dtype=float)
+        self.qd = np.zeros(nj)
+        self._started = False
+
+    def step(self, t: float, dt: float, exo_torque_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ref = self.outlet.current_angle
+        if not self._started:
+            self.q[:] = ref
+            self._started = True
+        tau_h = self.outlet.current_torque
+        acc = (
+            tau_h + exo_torque_nm - self.damping * self.qd - self.stiffness * (self.q - ref)
+        ) / self.inertia
+        # Semi-implicit Euler: stable for these stiffness/inertia ratios at 1 kHz.
+        self.qd += acc * dt
+        self.q += self.qd * dt
+        return self.q.copy(), self.qd.copy()
+
+
+class Simulator:
+    """Owns the patient's EMG outlet and the emulated firmware."""
+
+    def __init__(self, cfg: Config, record_truth: bool = True) -> None:
+        self.cfg = cfg
+        patient = patient_from_config(cfg)
+        self.outlet = EmgOutlet(
+            patient,
+            name=cfg.emg.lsl.name,
+            stype=cfg.emg.lsl.type,
+            chunk=cfg.simulator.emg_chunk_samples,
+            record_truth=record_truth,
+        )
+        self.plant = PatientPlant(self.outlet, cfg.joint_names)
+        self.emulator = FirmwareEmulator(
+            joints=[
+                EmulatedJoint(j.name, j.torque_limit_nm, j.angle_min_rad, j.angle_max_rad)
+                for j in cfg.device.joints
+            ],
+            command_timeout_s=cfg.device.command_timeout_s,
+            plant=self.plant,
+            device_id="exoctl-hil-emu",
+        )
+        self.port: str | None = None
+
+    def start(self) -> dict:
+        self.outlet.start()
+        self.port = self.emulator.start()
+        return {"port": self.port, "source_id": self.outlet.source_id}
+
+    def inject(self, kind: str, **params) -> None:
+        """Simulator-side faults for the HIL bench."""
+        if kind == "emg_stop":
+            self.outlet.paused = True
+        elif kind == "emg_resume":
+            self.outlet.paused = False
+        elif kind == "emg_saturate":
+            self.outlet.saturate[int(params.get("channel", 0))] = float(params.get("level", 1e4))
+        elif kind == "emg_flat":
+            self.outlet.flat.add(int(params.get("channel", 0)))
+        elif hasattr(self.emulator, kind):  # e.g. pull_cable, replug, reset, set_bit_error_rate
+            getattr(self.emulator, kind)(**params)
+        else:
+            raise ValueError(f"unknown simulator fault {kind!r}")
+
+    def stop(self) -> dict:
+        self.outlet.stop()
+        stats = self.emulator.stats()
+        self.emulator.stop()
+        stamps, torque = self.outlet.truth()
+        return {
+            "emulator": stats,
+            "truth_stamps": stamps,
+            "truth_torque": torque,
+            "emg_samples_sent": self.outlet.sent,
+            "emg_error": self.outlet.error,
+        }
+
+
+def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
+    """Child-process entry: start, report the endpoints, obey 'inject'/'stop' messages."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    try:
+        cfg = load_config(config_path)
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        sim = Simulator(cfg)
+        conn.send(("ready", sim.start()))
+    except Exception as e:
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    while True:
+        if not conn.poll(0.5):
+            continue
+        try:
+            msg, args = conn.recv()
+        except EOFError:  # parent gone
+            sim.stop()
+            return
+        if msg == "inject":
+            try:
+                sim.inject(args["kind"], **args.get("params", {}))
+                conn.send(("ok", time.monotonic()))
+            except Exception as e:
+                conn.send(("error", f"{type(e).__name__}: {e}"))
+        elif msg == "stats":
+            conn.send(("ok", sim.emulator.stats()))
+        elif msg == "stop":
+            conn.send(("done", sim.stop()))
+            return
+
+
+def run_standalone(
+    config_path: Path | None, duration_s: float | None, info_file: Path | None
+) -> int:
+    """`exoctl sim`: run until the duration ends or SIGTERM/SIGINT, printing the endpoints."""
+    cfg = load_config(config_path)
+    sim = Simulator(cfg, record_truth=False)
+    info = sim.start()
+    text = json.dumps(info)
+    print(text, flush=True)
+    if info_file is not None:
+        tmp = info_file.with_name(info_file.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(info_file)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait(duration_s)
+    result = sim.stop()
+    print(json.dumps({"emulator": result["emulator"]}, default=str), file=sys.stderr)
+    return 0

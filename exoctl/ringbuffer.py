@@ -1,0 +1,96 @@
+"""A preallocated single-producer ring buffer for multichannel samples.
+
+One writer (the acquisition thread) and one reader (the control loop). The writer copies a
+chunk in, then publishes it by advancing the total-written counter; the reader copies out
+everything between its own cursor and that counter. Under CPython an int store is atomic, so
+no lock is held at all: the only shared state is the counter. Each sample keeps its stream
+timestamp (LSL clock) and the host's monotonic arrival time, which is what end-to-end latency
+is measured from.
+
+An overflow (the writer laps a reader that fell behind) is never silent: the reader skips to
+the oldest sample still held and counts what it lost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RingBuffer:
+    def __init__(self, capacity: int, n_channels: int, dtype: type = np.float32) -> None:
+        if capacity < 2:
+            raise ValueError("capacity must be at least 2 samples")
+        self.capacity = capacity
+        self.n_channels = n_channels
+        self._data = np.zeros((capacity, n_channels), dtype=dtype)
+        self._stamp = np.zeros(capacity)
+        self._arrival = np.zeros(capacity)
+        self._written = 0  # total samples ever written; published last
+        self._read = 0  # reader cursor (total samples consumed or skipped)
+        self.overflow_samples = 0
+        self.overflow_events = 0
+        self.last_arrival = float("-inf")
+
+    @property
+    def written(self) -> int:
+        """Sample counter: how many samples the writer has published so far."""
+        return self._written
+
+    @property
+    def pending(self) -> int:
+        return self._written - self._read
+
+    def write(self, chunk: np.ndarray, stamps: np.ndarray, arrival: float) -> None:
+        """Copy (n, n_channels) samples in. Writer thread only."""
+        n = chunk.shape[0]
+        if n == 0:
+            return
+        if n > self.capacity:  # keep the newest
+            chunk, stamps = chunk[-self.capacity :], stamps[-self.capacity :]
+            n = self.capacity
+        start = self._written % self.capacity
+        first = min(n, self.capacity - start)
+        self._data[start : start + first] = chunk[:first]
+        self._stamp[start : start + first] = stamps[:first]
+        self._arrival[start : start + first] = arrival
+        if first < n:
+            rest = n - first
+            self._data[:rest] = chunk[first:]
+            self._stamp[:rest] = stamps[first:]
+            self._arrival[:rest] = arrival
+        self.last_arrival = arrival
+        self._written += n  # publish
+
+    def read_new(self, out: np.ndarray, stamps: np.ndarray, arrival: np.ndarray) -> int:
+        """Copy up to len(out) unread samples, oldest first, into the caller's buffers.
+
+        Reader thread only. Returns how many were copied.
+        """
+        written = self._written  # one read of the published counter
+        lag = written - self._read
+        if lag > self.capacity:
+            lost = lag - self.capacity
+            self.overflow_samples += lost
+            self.overflow_events += 1
+            self._read = written - self.capacity
+            lag = self.capacity
+        n = min(lag, out.shape[0])
+        if n == 0:
+            return 0
+        start = self._read % self.capacity
+        first = min(n, self.capacity - start)
+        out[:first] = self._data[start : start + first]
+        stamps[:first] = self._stamp[start : start + first]
+        arrival[:first] = self._arrival[start : start + first]
+        if first < n:
+            rest = n - first
+            out[first:n] = self._data[:rest]
+            stamps[first:n] = self._stamp[:rest]
+            arrival[first:n] = self._arrival[:rest]
+        # A writer that lapped us while we copied would have overwritten what we just read.
+        if self._written - self._read > self.capacity:
+            lost = self._written - self._read - self.capacity
+            self.overflow_samples += lost
+            self.overflow_events += 1
+        self._read += n
+        return n

@@ -1,0 +1,238 @@
+"""The controller runtime: acquisition, estimator, control loop, safety and link, wired once.
+
+Used by the HIL runner and by the daemon. Everything a person asks for (start a session,
+change assist, e-stop, clear a fault) reaches the control loop as a request it executes at the
+start of its next tick, so no other thread ever touches the loop's objects. The only blocking
+exchange with the firmware (the acknowledged Enable) happens here, in the caller's thread,
+before assistance is ramped in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from exoctl.acquisition import Acquisition, make_acquisition
+from exoctl.assist import AssistLaw
+from exoctl.config import Config
+from exoctl.control_loop import ControlLoop
+from exoctl.estimator import Estimator, build_estimator
+from exoctl.ringbuffer import RingBuffer
+from exoctl.safety import SafetyLayer, SafetyState
+from exoctl.timing import reduce_timer_slack
+from firmware_bridge.link import HostLink
+
+
+class ControllerError(RuntimeError):
+    """A request the controller refuses; the message says why, for the clinician."""
+
+
+@dataclass
+class SessionInfo:
+    patient: str
+    protocol: str | None
+    started_at: float
+    gains: dict[str, float] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(self, cfg: Config, log_seconds: float = 600.0) -> None:
+        self.cfg = cfg
+        self.joints = cfg.joint_names
+        fs = cfg.emg.sampling_rate_hz
+        self.ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
+        self.estimator: Estimator = build_estimator(cfg)
+        rate = cfg.control.rate_hz
+        self.assist = AssistLaw(self.joints, cfg.control, rate)
+        self.safety = SafetyLayer(cfg.device.joints, cfg.safety, rate)
+        self.link = HostLink(
+            cfg.device.serial.port,
+            cfg.device.serial.baudrate,
+            len(self.joints),
+            heartbeat_period_s=cfg.device.heartbeat_period_s,
+            telemetry_timeout_s=cfg.safety.telemetry_timeout_s,
+            low_latency=cfg.device.serial.low_latency,
+        )
+        self.loop = ControlLoop(
+            rate,
+            self.ring,
+            self.estimator,
+            self.assist,
+            self.safety,
+            self.link,
+            log_capacity=int(log_seconds * rate),
+        )
+        self.acquisition: Acquisition | None = None
+        self.session: SessionInfo | None = None
+        self._lock = threading.Lock()  # serialises requests from API threads, never the loop
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self, handshake_timeout_s: float = 2.0) -> None:
+        """Connect to the firmware and the EMG stream and start the loop (no assistance yet)."""
+        reduce_timer_slack()
+        self.link.open()
+        self.link.handshake(timeout_s=handshake_timeout_s)
+        self.acquisition = make_acquisition(self.cfg.emg, self.ring)
+        self.acquisition.start()
+        self._wait_for_inputs(timeout_s=max(2.0, handshake_timeout_s))
+        self.loop.start()
+
+    def _wait_for_inputs(self, timeout_s: float) -> None:
+        """Start the loop only once EMG and telemetry flow, so start-up is not a fault."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            emg_fresh = time.monotonic() - self.ring.last_arrival < self.cfg.safety.emg_timeout_s
+            if emg_fresh and self.link.healthy:
+                return
+            time.sleep(0.005)
+        missing = []
+        if time.monotonic() - self.ring.last_arrival >= self.cfg.safety.emg_timeout_s:
+            err = self.acquisition.error if self.acquisition else None
+            missing.append(f"no EMG samples{f' ({err})' if err else ''}")
+        if not self.link.healthy:
+            missing.append(f"firmware telemetry not flowing ({self.link.last_error})")
+        raise ControllerError(f"inputs not ready after {timeout_s} s: {'; '.join(missing)}")
+
+    def shutdown(self, ramp_out: bool = True) -> None:
+        if self.session is not None and ramp_out:
+            try:
+                self.stop_session()
+            except ControllerError:
+                pass
+        self.loop.stop()
+        try:
+            self.link.disable(timeout_s=0.2)
+        except Exception:
+            pass
+        if self.acquisition is not None:
+            self.acquisition.stop()
+        self.link.close()
+
+    # ---------------------------------------------------------------- requests
+    def _call_in_loop(self, fn, timeout: float = 1.0):
+        """Run fn(now) in the loop thread and wait for its result."""
+        done = threading.Event()
+        box: dict = {}
+
+        def request(now: float) -> None:
+            try:
+                box["value"] = fn(now)
+            except Exception as e:
+                box["error"] = e
+            done.set()
+
+        self.loop.submit(request)
+        if not done.wait(timeout):
+            raise ControllerError("the control loop did not answer (is it running?)")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def start_session(
+        self,
+        patient: str,
+        protocol: str | None = None,
+        assist: float | Mapping[str, float] | None = None,
+    ) -> SessionInfo:
+        with self._lock:
+            if self.session is not None:
+                raise ControllerError(
+                    f"a session is already running (patient {self.session.patient})"
+                )
+            if self.safety.state in (SafetyState.FAULT_LATCHED, SafetyState.ESTOP):
+                raise ControllerError(
+                    f"safety state is {SafetyState(self.safety.state).name}: a person must "
+                    "clear it first (exoctl fault clear)"
+                )
+            if not self.link.healthy:
+                raise ControllerError(f"the firmware link is not healthy: {self.link.last_error}")
+            gains = self._gains(assist)
+            if not self.link.enable(timeout_s=0.5):
+                raise ControllerError("the firmware did not acknowledge Enable")
+
+            def begin(now: float) -> None:
+                self.assist.set_gain(gains, now)
+                self.assist.start(now)
+
+            self._call_in_loop(begin)
+            self.session = SessionInfo(patient, protocol, time.time(), gains)
+            return self.session
+
+    def stop_session(self, wait_ramp: bool = True) -> None:
+        with self._lock:
+            if self.session is None:
+                raise ControllerError("no session is running")
+            self._call_in_loop(self.assist.stop)
+            if wait_ramp:
+                time.sleep(self.cfg.control.ramp_out_s + 2.0 / self.cfg.control.rate_hz)
+            self.link.disable(timeout_s=0.5)
+            self.session = None
+
+    def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
+        with self._lock:
+            gains = self._gains(assist)
+            self._call_in_loop(lambda now: self.assist.set_gain(gains, now))
+            if self.session is not None:
+                self.session.gains = gains
+            return gains
+
+    def estop(self) -> None:
+        """Zero torque at the next tick and latch; also tell the firmware directly."""
+        self.loop.submit(self.safety.estop)
+        try:
+            self.link.send_torque(self.loop._zero)
+            self.link.disable(timeout_s=0.1)
+        except Exception:
+            pass
+
+    def clear_fault(self) -> bool:
+        with self._lock:
+            return bool(self._call_in_loop(self.safety.clear_fault))
+
+    def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
+        base = dict(self.cfg.control.assist_gain)
+        if assist is None:
+            return base
+        if isinstance(assist, Mapping):
+            unknown = sorted(set(assist) - set(self.joints))
+            if unknown:
+                raise ControllerError(f"unknown joints {unknown}; joints are {list(self.joints)}")
+            base.update({k: float(v) for k, v in assist.items()})
+        else:
+            base = {j: float(assist) for j in self.joints}
+        bad = {k: v for k, v in base.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ControllerError(f"assist levels must be within [0, 1], got {bad}")
+        return base
+
+    # ---------------------------------------------------------------- observation
+    @property
+    def healthy(self) -> bool:
+        return self.loop.running and self.loop.error is None
+
+    def status(self) -> dict:
+        tel = self.link.latest_telemetry()
+        s = self.session
+        return {
+            "session": None
+            if s is None
+            else {
+                "patient": s.patient,
+                "protocol": s.protocol,
+                "started_at": s.started_at,
+                "gains": s.gains,
+            },
+            "safety_state": SafetyState(self.safety.state).name,
+            "loop": self.loop.summary(),
+            "loop_error": self.loop.error,
+            "estimate_nm": dict(zip(self.joints, self.estimator.estimate.tolist(), strict=True)),
+            "command_nm": dict(zip(self.joints, self.safety.last_command.tolist(), strict=True)),
+            "applied_nm": None
+            if tel is None
+            else dict(zip(self.joints, tel.torques.tolist(), strict=True)),
+            "link": self.link.stats(),
+            "acquisition": None if self.acquisition is None else self.acquisition.stats(),
+            "faults": [e.__dict__ for e in self.safety.events(include_pending=True)],
+        }

@@ -1,0 +1,108 @@
+"""Absolute-deadline tick timing and preallocated timing statistics.
+
+The loop's deadlines are ``t0 + k * period``: a late tick never shifts the ones after it (no
+drift). Waiting sleeps until shortly before the deadline, then spins for the remainder, as
+opensourceleg's SoftRealtimeLoop does; the spin calls ``time.sleep(0)`` so that the GIL is
+released to the acquisition and serial threads while it waits. A tick that starts more than
+one period late is a deadline miss; the deadlines it missed are skipped, not made up in a burst.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+
+import numpy as np
+
+_PR_SET_TIMERSLACK = 29
+
+
+def reduce_timer_slack(ns: int = 1000) -> bool:
+    """Ask Linux for a small timer slack (default 50 us) so sleeps end closer to their target."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(_PR_SET_TIMERSLACK, ns, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class DeadlineTimer:
+    def __init__(self, period_s: float, spin_s: float = 0.0003) -> None:
+        self.period = period_s
+        self.spin = spin_s
+        self.t0 = 0.0
+        self.k = 0
+        self.misses = 0
+
+    def start(self, now: float | None = None) -> float:
+        self.t0 = time.monotonic() if now is None else now
+        self.k = 0
+        return self.t0
+
+    @property
+    def next_deadline(self) -> float:
+        return self.t0 + self.k * self.period
+
+    def wait(self) -> tuple[float, float]:
+        """Wait for the next deadline; return (tick start time, start error in seconds)."""
+        deadline = self.t0 + self.k * self.period
+        now = time.monotonic()
+        remaining = deadline - now
+        if remaining > self.spin:
+            time.sleep(remaining - self.spin)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            time.sleep(0)
+        err = now - deadline
+        if err > self.period:
+            skipped = int(err // self.period)
+            self.misses += 1
+            self.k += skipped
+        self.k += 1
+        return now, err
+
+
+class TimingStats:
+    """Fixed-size record of per-tick figures; percentiles computed off the hot path."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.start_error = np.zeros(capacity)
+        self.tick_cost = np.zeros(capacity)
+        self.latency = np.full(capacity, np.nan)
+        self.sample_age = np.full(capacity, np.nan)
+        self.n = 0
+
+    def record(self, start_error: float, cost: float, latency: float, sample_age: float) -> None:
+        i = self.n % self.capacity
+        self.start_error[i] = start_error
+        self.tick_cost[i] = cost
+        self.latency[i] = latency
+        self.sample_age[i] = sample_age
+        self.n += 1
+
+    def _valid(self, arr: np.ndarray) -> np.ndarray:
+        a = arr[: min(self.n, self.capacity)]
+        return a[np.isfinite(a)]
+
+    @staticmethod
+    def _pct(a: np.ndarray, scale: float) -> dict[str, float]:
+        if a.size == 0:
+            return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+        p50, p99 = np.percentile(a, [50, 99])
+        return {
+            "p50": round(float(p50) * scale, 3),
+            "p99": round(float(p99) * scale, 3),
+            "max": round(float(a.max()) * scale, 3),
+        }
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            "loop_jitter_us": self._pct(self._valid(self.start_error), 1e6),
+            "tick_cost_us": self._pct(self._valid(self.tick_cost), 1e6),
+            "latency_ms": self._pct(self._valid(self.latency), 1e3),
+            "sample_age_ms": self._pct(self._valid(self.sample_age), 1e3),
+        }

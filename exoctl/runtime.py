@@ -9,6 +9,7 @@ before assistance is ramped in.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -97,15 +98,11 @@ class Controller:
 
     def shutdown(self, ramp_out: bool = True) -> None:
         if self.session is not None and ramp_out:
-            try:
+            with contextlib.suppress(ControllerError):
                 self.stop_session()
-            except ControllerError:
-                pass
         self.loop.stop()
-        try:
+        with contextlib.suppress(Exception):
             self.link.disable(timeout_s=0.2)
-        except Exception:
-            pass
         if self.acquisition is not None:
             self.acquisition.stop()
         self.link.close()

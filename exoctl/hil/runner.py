@@ -18,7 +18,7 @@ import numpy as np
 
 from exoctl.config import Config, load_config
 from exoctl.hil.simulator import simulator_process
-from exoctl.runtime import Controller
+from exoctl.runtime import Controller, ControllerError
 
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
 
@@ -131,10 +131,11 @@ def run_hil(
                 sim.request("inject", {"kind": inj.kind, "params": inj.params})
                 injected.append({"kind": inj.kind, "injected_at_s": round(t_inj - t_start, 4)})
             time.sleep(min(0.05, duration_s - elapsed))
+        stop_error = None
         try:
             controller.stop_session()
-        except Exception:  # a fault may have ended assistance already; stopping is best-effort
-            pass
+        except ControllerError as e:  # reported with the faults, not hidden
+            stop_error = str(e)
         loop_summary = controller.loop.summary()
         link_stats = controller.link.stats()
         acq_stats = controller.acquisition.stats() if controller.acquisition else {}
@@ -154,6 +155,8 @@ def run_hil(
     )
     faults: list[dict] = []
     faults += events
+    if stop_error:
+        faults.append({"kind": "session_stop", "detail": stop_error})
     if loop_error:
         faults.append({"kind": "control_loop_died", "detail": loop_error})
     if acq_stats.get("error"):

@@ -1,0 +1,125 @@
+"""Host link against the emulated firmware over a real pseudo-terminal (pyserial both ways)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import serial
+
+from firmware_bridge import protocol as P
+from firmware_bridge.emulator import FirmwareEmulator
+from firmware_bridge.link import HostLink, LinkError
+
+from .conftest import wait_until
+
+
+def test_handshake_enable_torque_echo_and_clamp(emulator: FirmwareEmulator) -> None:
+    link = HostLink(emulator.port, 1_000_000, n_joints=4)
+    link.open()
+    try:
+        info = link.handshake(timeout_s=2.0)
+        assert info.device_id == "exo-emulator"
+        assert info.joint_names == ("hip_l", "hip_r", "knee_l", "knee_r")
+        assert info.torque_limit_nm == pytest.approx((40.0, 40.0, 35.0, 35.0))
+        assert info.command_timeout_s == pytest.approx(0.1)
+        wait_until(lambda: link.healthy, what="fresh telemetry")
+
+        # before enable: the host sends zeros and the device refuses the command anyway
+        link.send_torque(np.array([5.0, 5.0, 5.0, 5.0]))
+        wait_until(lambda: emulator.stats()["commands_refused"] >= 1, what="refusal")
+        assert emulator.stats()["commands_applied"] == 0
+
+        assert link.enable(timeout_s=2.0), link.last_error
+        cmd = np.array([12.346, -3.0, 50.0, -0.004])  # knee_l above the 35 N m limit
+        seq = link.send_torque(cmd)
+        wait_until(
+            lambda: (t := link.latest_telemetry()) is not None and t.last_seq_applied == seq,
+            what="telemetry echoing the command",
+        )
+        tel = link.latest_telemetry()
+        assert tel.enabled and tel.handshaken and not tel.estop
+        np.testing.assert_allclose(tel.torques, [12.35, -3.0, 35.0, 0.0], atol=1e-9)
+        assert tel.fault_bits & P.FAULT_TORQUE_CLAMPED
+        assert list(tel.joint_faults) == [0, 0, P.JFAULT_TORQUE_CLAMPED, 0]
+        s = emulator.stats()
+        assert s["limit_violations"] == 1 and s["commands_applied"] == 1
+        st = link.stats()
+        assert st["commands_sent"] == 2 and st["rtt_ms"]["count"] >= 1
+        assert st["crc_errors"] == 0 and st["framing_errors"] == 0
+
+        assert link.disable(timeout_s=2.0)
+        wait_until(lambda: not emulator.stats()["enabled"], what="device disabled")
+    finally:
+        link.close()
+
+
+def test_handshake_rejects_wrong_joint_count(emulator: FirmwareEmulator) -> None:
+    link = HostLink(emulator.port, 1_000_000, n_joints=2)
+    link.open()
+    try:
+        with pytest.raises(LinkError, match="4 joints"):
+            link.handshake(timeout_s=2.0)
+        assert not link.healthy
+    finally:
+        link.close()
+
+
+def test_open_missing_port_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(LinkError, match="cannot open serial port"):
+        HostLink(str(tmp_path / "nope"), 1_000_000, 4).open()
+
+
+def test_device_zeroes_torque_and_latches_on_host_silence(emulator: FirmwareEmulator) -> None:
+    """A bare pyserial host: handshake, enable, one command, then silence."""
+    ser = serial.Serial(emulator.port, 1_000_000, timeout=0.05)
+    dec = P.StreamDecoder()
+    got: list[P.Message] = []
+
+    def expect(pred, what: str) -> P.Message:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for m in got:
+                if pred(m):
+                    return m
+            got.extend(dec.feed(ser.read(ser.in_waiting or 1)))
+        raise AssertionError(f"no {what}")
+
+    try:
+        ser.write(P.encode(P.TorqueCommand(1, 0, (100, 100, 100, 100))))  # before Hello
+        ser.write(P.encode(P.Hello(77)))
+        info = expect(lambda m: isinstance(m, P.DeviceInfo) and m.nonce == 77, "device info")
+        assert info.n_joints == 4
+        ser.write(P.encode(P.Enable(5)))
+        ack = expect(lambda m: isinstance(m, P.Ack) and m.request_id == 5, "ack")
+        assert ack.result == P.ACK_OK and ack.state == P.STATE_ENABLED
+        ser.write(P.encode(P.TorqueCommand(10, 0, (1000, 0, 0, 0))))
+        expect(
+            lambda m: (
+                isinstance(m, P.Telemetry) and m.last_seq_applied == 10 and m.torque[0] == 1000
+            ),
+            "echo",
+        )
+        # now silent: the device must zero torque, latch HOST_TIMEOUT and report it
+        rep = expect(lambda m: isinstance(m, P.FaultReport) and m.latched, "fault report")
+        assert rep.code == 0 and rep.fault_bits & P.FAULT_HOST_TIMEOUT
+        got.clear()
+        tel = expect(lambda m: isinstance(m, P.Telemetry), "telemetry after timeout")
+        assert tel.torque == (0, 0, 0, 0)
+        assert not tel.flags & P.FLAG_ENABLED and not tel.flags & P.FLAG_HANDSHAKEN
+        assert tel.fault_bits & P.FAULT_HOST_TIMEOUT
+        # enable after a new Hello is refused until the fault is cleared
+        ser.write(P.encode(P.Hello(78)))
+        expect(lambda m: isinstance(m, P.DeviceInfo) and m.nonce == 78, "device info")
+        ser.write(P.encode(P.Enable(6)))
+        ack = expect(lambda m: isinstance(m, P.Ack) and m.request_id == 6, "ack")
+        assert ack.result == P.ACK_FAULT_LATCHED
+        ser.write(P.encode(P.ClearFaults(7)) + P.encode(P.Enable(8)))
+        ack = expect(lambda m: isinstance(m, P.Ack) and m.request_id == 8, "ack")
+        assert ack.result == P.ACK_OK
+        s = emulator.stats()
+        assert s["timeouts"] == 1 and s["commands_applied"] == 1
+        assert s["commands_refused"] == 1  # the one before Hello
+    finally:
+        ser.close()

@@ -45,7 +45,8 @@ class RingBuffer:
         n = chunk.shape[0]
         if n == 0:
             return
-        if n > self.capacity:  # keep the newest
+        if n > self.capacity:  # keep the newest; the dropped ones still count as written
+            self._written += n - self.capacity
             chunk, stamps = chunk[-self.capacity :], stamps[-self.capacity :]
             n = self.capacity
         start = self._written % self.capacity

@@ -8,6 +8,7 @@ encoder would refuse to produce them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from pathlib import Path
@@ -56,7 +57,7 @@ def to_fields(m: P.Message) -> dict:
             "n_joints": n,
             "joints": [{c: getattr(m, c)[k] for c in _JOINT_COLS} for k in range(n)],
         }
-    return {f: getattr(m, f) for f in m.__dataclass_fields__}
+    return {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
 
 
 def _body(version: int, mtype: int, payload: bytes, *, length: int | None = None) -> bytes:

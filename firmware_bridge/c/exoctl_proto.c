@@ -1,0 +1,381 @@
+/* exoctl serial protocol v1: C99 reference codec. See exoctl_proto.h and docs/protocol.md. */
+#include "exoctl_proto.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ CRC */
+uint16_t exo_crc16(const uint8_t *data, size_t len, uint16_t crc)
+{
+    /* bitwise CRC-16/CCITT-FALSE: poly 0x1021, MSB first, no reflection, no xorout */
+    size_t i;
+    int b;
+    uint32_t c = crc;
+    for (i = 0; i < len; ++i) {
+        c ^= (uint32_t)data[i] << 8;
+        for (b = 0; b < 8; ++b) {
+            c = (c & 0x8000u) ? ((c << 1) ^ 0x1021u) : (c << 1);
+            c &= 0xFFFFu;
+        }
+    }
+    return (uint16_t)c;
+}
+
+/* ------------------------------------------------------------------ COBS */
+size_t exo_cobs_encode(const uint8_t *in, size_t len, uint8_t *out, size_t out_cap)
+{
+    size_t o = 1, code_pos = 0, i;
+    uint8_t code = 1;
+    if (out_cap < 1) return 0;
+    for (i = 0; i < len; ++i) {
+        if (in[i] == 0) {
+            out[code_pos] = code;
+            code_pos = o++;
+            code = 1;
+            if (o > out_cap) return 0;
+        } else {
+            if (o >= out_cap) return 0;
+            out[o++] = in[i];
+            ++code;
+            if (code == 0xFF) {
+                out[code_pos] = code;
+                if (o >= out_cap) return 0;
+                code_pos = o++;
+                code = 1;
+            }
+        }
+    }
+    out[code_pos] = code;
+    return o;
+}
+
+size_t exo_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t out_cap)
+{
+    size_t i = 0, o = 0, k;
+    if (len == 0) return 0;
+    while (i < len) {
+        uint8_t code = in[i];
+        if (code == 0 || (size_t)code > len - i) return 0; /* zero byte or past the end */
+        for (k = 1; k < code; ++k) {
+            if (in[i + k] == 0 || o >= out_cap) return 0;
+            out[o++] = in[i + k];
+        }
+        i += code;
+        if (code != 0xFF && i < len) {
+            if (o >= out_cap) return 0;
+            out[o++] = 0;
+        }
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------------ little-endian access */
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | ((uint16_t)p[1] << 8)); }
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static int16_t rdi16(const uint8_t *p)
+{
+    uint16_t u = rd16(p);
+    return (u & 0x8000u) ? (int16_t)(-(int32_t)(0x10000u - u)) : (int16_t)u;
+}
+static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+/* NUL-padded ASCII field -> C string; 0 if invalid (non-ASCII, or bytes after the padding). */
+static int rd_name(const uint8_t *p, size_t n, char *out)
+{
+    size_t i, end = n;
+    for (i = 0; i < n; ++i) {
+        if (p[i] == 0) { end = i; break; }
+        if (p[i] >= 0x80) return 0;
+    }
+    for (i = end; i < n; ++i) if (p[i] != 0) return 0;
+    memcpy(out, p, end);
+    out[end] = '\0';
+    return 1;
+}
+
+static int wr_name(uint8_t *p, size_t n, const char *s)
+{
+    size_t len = strlen(s), i;
+    if (len > n) return 0;
+    for (i = 0; i < len; ++i) if ((uint8_t)s[i] >= 0x80) return 0;
+    memset(p, 0, n);
+    memcpy(p, s, len);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ decode */
+static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_msg_t *m)
+{
+    size_t k;
+    m->type = type;
+    switch (type) {
+    case EXO_T_HELLO:
+        if (n != 4) return EXO_ERR_LENGTH;
+        m->u.hello.nonce = rd32(p);
+        return EXO_OK;
+    case EXO_T_ENABLE:
+    case EXO_T_DISABLE:
+    case EXO_T_CLEAR_FAULTS:
+        if (n != 2) return EXO_ERR_LENGTH;
+        m->u.request.request_id = rd16(p);
+        return EXO_OK;
+    case EXO_T_TORQUE_CMD: {
+        exo_torque_cmd_t *t = &m->u.torque_cmd;
+        if (n < 9) return EXO_ERR_LENGTH;
+        t->n_joints = p[8];
+        if (t->n_joints < 1 || t->n_joints > EXO_MAX_JOINTS || n != 9u + 2u * t->n_joints)
+            return EXO_ERR_LENGTH;
+        t->seq = rd32(p);
+        t->host_time_us = rd32(p + 4);
+        for (k = 0; k < t->n_joints; ++k) t->torque[k] = rdi16(p + 9 + 2 * k);
+        return EXO_OK;
+    }
+    case EXO_T_HEARTBEAT:
+        if (n != 8) return EXO_ERR_LENGTH;
+        m->u.heartbeat.host_time_us = rd32(p);
+        m->u.heartbeat.last_seq_sent = rd32(p + 4);
+        return EXO_OK;
+    case EXO_T_DEVICE_INFO: {
+        exo_device_info_t *d = &m->u.device_info;
+        if (n < 25) return EXO_ERR_LENGTH;
+        d->n_joints = p[24];
+        if (d->n_joints < 1 || d->n_joints > EXO_MAX_JOINTS || n != 25u + 14u * d->n_joints)
+            return EXO_ERR_LENGTH;
+        d->nonce = rd32(p);
+        d->command_timeout_ms = rd16(p + 4);
+        d->telemetry_period_us = rd16(p + 6);
+        if (!rd_name(p + 8, EXO_DEVICE_ID_LEN, d->device_id)) return EXO_ERR_LENGTH;
+        for (k = 0; k < d->n_joints; ++k) {
+            const uint8_t *q = p + 25 + 14 * k;
+            if (!rd_name(q, EXO_JOINT_NAME_LEN, d->joints[k].name)) return EXO_ERR_LENGTH;
+            d->joints[k].torque_limit = rd16(q + 8);
+            d->joints[k].angle_min = rdi16(q + 10);
+            d->joints[k].angle_max = rdi16(q + 12);
+        }
+        return EXO_OK;
+    }
+    case EXO_T_ACK:
+        if (n != 7) return EXO_ERR_LENGTH;
+        m->u.ack.request_id = rd16(p);
+        m->u.ack.request_type = p[2];
+        m->u.ack.result = p[3];
+        m->u.ack.state = p[4];
+        m->u.ack.fault_bits = rd16(p + 5);
+        return EXO_OK;
+    case EXO_T_TELEMETRY: {
+        exo_telemetry_t *t = &m->u.telemetry;
+        if (n < 16) return EXO_ERR_LENGTH;
+        t->n_joints = p[15];
+        if (t->n_joints < 1 || t->n_joints > EXO_MAX_JOINTS || n != 16u + 12u * t->n_joints)
+            return EXO_ERR_LENGTH;
+        t->telemetry_seq = rd32(p);
+        t->fw_time_us = rd32(p + 4);
+        t->last_seq_applied = rd32(p + 8);
+        t->flags = p[12];
+        t->fault_bits = rd16(p + 13);
+        for (k = 0; k < t->n_joints; ++k) {
+            const uint8_t *q = p + 16 + 12 * k;
+            t->joints[k].angle = rdi16(q);
+            t->joints[k].velocity = rdi16(q + 2);
+            t->joints[k].torque = rdi16(q + 4);
+            t->joints[k].current = rdi16(q + 6);
+            t->joints[k].temperature = rdi16(q + 8);
+            t->joints[k].joint_faults = rd16(q + 10);
+        }
+        return EXO_OK;
+    }
+    case EXO_T_FAULT_REPORT:
+        if (n != 9) return EXO_ERR_LENGTH;
+        m->u.fault_report.fw_time_us = rd32(p);
+        m->u.fault_report.code = p[4];
+        m->u.fault_report.latched = p[5];
+        m->u.fault_report.joint = p[6];
+        m->u.fault_report.fault_bits = rd16(p + 7);
+        return EXO_OK;
+    case EXO_T_ESTOP_STATE:
+        if (n != 5) return EXO_ERR_LENGTH;
+        m->u.estop_state.fw_time_us = rd32(p);
+        m->u.estop_state.pressed = p[4];
+        return EXO_OK;
+    default:
+        return EXO_ERR_TYPE;
+    }
+}
+
+exo_status_t exo_decode_body(const uint8_t *body, size_t len, exo_msg_t *msg)
+{
+    uint16_t length;
+    if (len < EXO_MIN_BODY || len > EXO_MAX_BODY) return EXO_ERR_FRAMING;
+    if (exo_crc16(body, len - EXO_CRC_SIZE, 0xFFFFu) != rd16(body + len - EXO_CRC_SIZE))
+        return EXO_ERR_CRC;
+    length = rd16(body + 2);
+    if ((size_t)length != len - EXO_MIN_BODY) return EXO_ERR_LENGTH;
+    if (body[0] != EXO_PROTO_VERSION) return EXO_ERR_VERSION;
+    switch (body[1]) { /* unknown type before payload checks */
+    case EXO_T_HELLO: case EXO_T_ENABLE: case EXO_T_DISABLE: case EXO_T_CLEAR_FAULTS:
+    case EXO_T_TORQUE_CMD: case EXO_T_HEARTBEAT: case EXO_T_DEVICE_INFO: case EXO_T_ACK:
+    case EXO_T_TELEMETRY: case EXO_T_FAULT_REPORT: case EXO_T_ESTOP_STATE:
+        break;
+    default:
+        return EXO_ERR_TYPE;
+    }
+    return parse_payload(body[1], body + EXO_HEADER_SIZE, length, msg);
+}
+
+exo_status_t exo_decode_frame(const uint8_t *frame, size_t len, exo_msg_t *msg)
+{
+    uint8_t body[EXO_MAX_BODY];
+    size_t n;
+    if (len == 0 || len > EXO_MAX_ENCODED) return EXO_ERR_FRAMING;
+    n = exo_cobs_decode(frame, len, body, sizeof body);
+    if (n == 0) {
+        /* 0 is also the length of a valid but empty decoding ("01"): too short either way */
+        return EXO_ERR_FRAMING;
+    }
+    return exo_decode_body(body, n, msg);
+}
+
+/* ------------------------------------------------------------------ encode */
+static size_t build_payload(const exo_msg_t *m, uint8_t *p)
+{
+    size_t k;
+    switch (m->type) {
+    case EXO_T_HELLO:
+        wr32(p, m->u.hello.nonce);
+        return 4;
+    case EXO_T_ENABLE:
+    case EXO_T_DISABLE:
+    case EXO_T_CLEAR_FAULTS:
+        wr16(p, m->u.request.request_id);
+        return 2;
+    case EXO_T_TORQUE_CMD: {
+        const exo_torque_cmd_t *t = &m->u.torque_cmd;
+        if (t->n_joints < 1 || t->n_joints > EXO_MAX_JOINTS) return 0;
+        wr32(p, t->seq);
+        wr32(p + 4, t->host_time_us);
+        p[8] = t->n_joints;
+        for (k = 0; k < t->n_joints; ++k) wr16(p + 9 + 2 * k, (uint16_t)t->torque[k]);
+        return 9 + 2 * (size_t)t->n_joints;
+    }
+    case EXO_T_HEARTBEAT:
+        wr32(p, m->u.heartbeat.host_time_us);
+        wr32(p + 4, m->u.heartbeat.last_seq_sent);
+        return 8;
+    case EXO_T_DEVICE_INFO: {
+        const exo_device_info_t *d = &m->u.device_info;
+        if (d->n_joints < 1 || d->n_joints > EXO_MAX_JOINTS) return 0;
+        wr32(p, d->nonce);
+        wr16(p + 4, d->command_timeout_ms);
+        wr16(p + 6, d->telemetry_period_us);
+        if (!wr_name(p + 8, EXO_DEVICE_ID_LEN, d->device_id)) return 0;
+        p[24] = d->n_joints;
+        for (k = 0; k < d->n_joints; ++k) {
+            uint8_t *q = p + 25 + 14 * k;
+            if (!wr_name(q, EXO_JOINT_NAME_LEN, d->joints[k].name)) return 0;
+            wr16(q + 8, d->joints[k].torque_limit);
+            wr16(q + 10, (uint16_t)d->joints[k].angle_min);
+            wr16(q + 12, (uint16_t)d->joints[k].angle_max);
+        }
+        return 25 + 14 * (size_t)d->n_joints;
+    }
+    case EXO_T_ACK:
+        wr16(p, m->u.ack.request_id);
+        p[2] = m->u.ack.request_type;
+        p[3] = m->u.ack.result;
+        p[4] = m->u.ack.state;
+        wr16(p + 5, m->u.ack.fault_bits);
+        return 7;
+    case EXO_T_TELEMETRY: {
+        const exo_telemetry_t *t = &m->u.telemetry;
+        if (t->n_joints < 1 || t->n_joints > EXO_MAX_JOINTS) return 0;
+        wr32(p, t->telemetry_seq);
+        wr32(p + 4, t->fw_time_us);
+        wr32(p + 8, t->last_seq_applied);
+        p[12] = t->flags;
+        wr16(p + 13, t->fault_bits);
+        p[15] = t->n_joints;
+        for (k = 0; k < t->n_joints; ++k) {
+            uint8_t *q = p + 16 + 12 * k;
+            wr16(q, (uint16_t)t->joints[k].angle);
+            wr16(q + 2, (uint16_t)t->joints[k].velocity);
+            wr16(q + 4, (uint16_t)t->joints[k].torque);
+            wr16(q + 6, (uint16_t)t->joints[k].current);
+            wr16(q + 8, (uint16_t)t->joints[k].temperature);
+            wr16(q + 10, t->joints[k].joint_faults);
+        }
+        return 16 + 12 * (size_t)t->n_joints;
+    }
+    case EXO_T_FAULT_REPORT:
+        wr32(p, m->u.fault_report.fw_time_us);
+        p[4] = m->u.fault_report.code;
+        p[5] = m->u.fault_report.latched;
+        p[6] = m->u.fault_report.joint;
+        wr16(p + 7, m->u.fault_report.fault_bits);
+        return 9;
+    case EXO_T_ESTOP_STATE:
+        wr32(p, m->u.estop_state.fw_time_us);
+        p[4] = m->u.estop_state.pressed;
+        return 5;
+    default:
+        return 0;
+    }
+}
+
+exo_status_t exo_encode(const exo_msg_t *msg, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    uint8_t body[EXO_MAX_BODY];
+    size_t plen, n;
+    uint16_t crc;
+    plen = build_payload(msg, body + EXO_HEADER_SIZE);
+    if (plen == 0 || plen > EXO_MAX_PAYLOAD) return EXO_ERR_ARG;
+    body[0] = EXO_PROTO_VERSION;
+    body[1] = msg->type;
+    wr16(body + 2, (uint16_t)plen);
+    crc = exo_crc16(body, EXO_HEADER_SIZE + plen, 0xFFFFu);
+    wr16(body + EXO_HEADER_SIZE + plen, crc);
+    if (out_cap < 2) return EXO_ERR_ARG;
+    n = exo_cobs_encode(body, EXO_HEADER_SIZE + plen + EXO_CRC_SIZE, out, out_cap - 1);
+    if (n == 0) return EXO_ERR_ARG;
+    out[n] = 0;
+    *out_len = n + 1;
+    return EXO_OK;
+}
+
+/* ------------------------------------------------------------------ receiver */
+void exo_rx_init(exo_rx_t *rx) { memset(rx, 0, sizeof *rx); }
+
+int exo_rx_byte(exo_rx_t *rx, uint8_t byte, exo_msg_t *msg)
+{
+    exo_status_t st;
+    if (byte != 0) {
+        if (rx->overflow) return 0;
+        if (rx->n >= EXO_MAX_ENCODED) { /* too long without a delimiter: drop until 0x00 */
+            rx->overflow = 1;
+            rx->n = 0;
+            return 0;
+        }
+        rx->buf[rx->n++] = byte;
+        return 0;
+    }
+    if (rx->overflow) {
+        rx->overflow = 0;
+        rx->n = 0;
+        rx->errors[EXO_ERR_FRAMING]++;
+        return 0;
+    }
+    if (rx->n == 0) return 0; /* empty frame: idle fill */
+    st = exo_decode_frame(rx->buf, rx->n, msg);
+    rx->n = 0;
+    if (st == EXO_OK) {
+        rx->good++;
+        return 1;
+    }
+    rx->errors[st]++;
+    return 0;
+}

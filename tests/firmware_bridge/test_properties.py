@@ -1,0 +1,169 @@
+"""Property tests (hypothesis) of the Python codec."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge import protocol as P
+from firmware_bridge.vectors.generate import VECTORS_PATH
+
+u8 = st.integers(0, 0xFF)
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+i16 = st.integers(-32768, 32767)
+ascii_name = st.text(
+    alphabet=st.characters(min_codepoint=1, max_codepoint=127), min_size=0, max_size=8
+)
+n_joints = st.integers(1, P.MAX_JOINTS)
+
+
+@st.composite
+def torque_cmd(draw):
+    n = draw(n_joints)
+    return P.TorqueCommand(draw(u32), draw(u32), tuple(draw(st.lists(i16, min_size=n, max_size=n))))
+
+
+@st.composite
+def telemetry(draw):
+    n = draw(n_joints)
+    col = st.lists(i16, min_size=n, max_size=n).map(tuple)
+    return P.Telemetry(
+        draw(u32),
+        draw(u32),
+        draw(u32),
+        draw(u8),
+        draw(u16),
+        draw(col),
+        draw(col),
+        draw(col),
+        draw(col),
+        draw(col),
+        draw(st.lists(u16, min_size=n, max_size=n).map(tuple)),
+    )
+
+
+@st.composite
+def device_info(draw):
+    joints = draw(
+        st.lists(
+            st.builds(P.JointInfo, ascii_name, u16, i16, i16), min_size=1, max_size=P.MAX_JOINTS
+        )
+    )
+    did = draw(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=16))
+    return P.DeviceInfo(draw(u32), draw(u16), draw(u16), did, tuple(joints))
+
+
+messages = st.one_of(
+    st.builds(P.Hello, u32),
+    st.builds(P.Enable, u16),
+    st.builds(P.Disable, u16),
+    st.builds(P.ClearFaults, u16),
+    torque_cmd(),
+    st.builds(P.Heartbeat, u32, u32),
+    device_info(),
+    st.builds(P.Ack, u16, u8, u8, u8, u16),
+    telemetry(),
+    st.builds(P.FaultReport, u32, u8, u8, u8, u16),
+    st.builds(P.EstopState, u32, u8),
+)
+
+
+@settings(deadline=None, max_examples=600)
+@given(messages)
+def test_decode_encode_round_trip(m) -> None:
+    wire = P.encode(m)
+    assert wire[-1] == 0 and 0 not in wire[:-1]
+    assert len(wire) <= P.MAX_ENCODED + 1
+    assert P.decode(wire[:-1]) == m
+    d = P.StreamDecoder()
+    assert d.feed(wire) == [m]
+
+
+def test_every_message_type_is_generated() -> None:
+    seen: set[int] = set()
+
+    @settings(deadline=None, max_examples=300, suppress_health_check=list(HealthCheck))
+    @given(messages)
+    def collect(m) -> None:
+        seen.add(m.TYPE)
+
+    collect()
+    assert seen == set(P.MESSAGE_TYPES)
+
+
+@settings(deadline=None, max_examples=1500)
+@given(st.binary(max_size=600))
+def test_stream_decoder_never_raises(data: bytes) -> None:
+    d = P.StreamDecoder()
+    msgs = d.feed(data)
+    assert d.good == len(msgs)
+    # whatever came before, a delimiter followed by a valid frame is always recovered
+    good = P.encode(P.Heartbeat(1, 2))
+    assert d.feed(b"\x00" + good) == [P.Heartbeat(1, 2)]
+
+
+@settings(deadline=None, max_examples=1500)
+@given(st.binary(max_size=300))
+def test_decode_raises_only_frame_error(data: bytes) -> None:
+    try:
+        P.decode(data)
+    except P.FrameError as e:
+        assert e.kind in P.FrameError.KINDS
+
+
+def _accepts(bad: bytes) -> list:
+    d = P.StreamDecoder()
+    return d.feed(b"\x00" + bad + b"\x00")
+
+
+def _valid_vector_frames() -> list[bytes]:
+    v = json.loads(VECTORS_PATH.read_text())
+    return [bytes.fromhex(f["hex"]) for f in v["frames"] if f["expect"] == "ok"]
+
+
+def test_every_single_byte_corruption_is_rejected() -> None:
+    """Exhaustive: every position (delimiter included) x every other byte value, every valid
+    vector frame. A frame changed in one byte is never accepted (CRC-16 catches every burst
+    of up to 16 bits; a corrupted COBS code byte breaks the structure or the length)."""
+    for wire in _valid_vector_frames():
+        for pos in range(len(wire)):
+            for val in range(256):
+                if val == wire[pos]:
+                    continue
+                bad = wire[:pos] + bytes([val]) + wire[pos + 1 :]
+                assert _accepts(bad) == [], (wire.hex(), pos, val)
+
+
+def test_every_double_bit_flip_is_rejected() -> None:
+    """Exhaustive over all pairs of bit flips of a torque command and an ack frame."""
+    v = {f["name"]: bytes.fromhex(f["hex"]) for f in json.loads(VECTORS_PATH.read_text())["frames"]}
+    for name in ("torque_4_joints", "ack_enable_ok"):
+        wire = v[name]
+        nbits = 8 * len(wire)
+        for a in range(nbits):
+            for b in range(a + 1, nbits):
+                w = bytearray(wire)
+                w[a >> 3] ^= 1 << (a & 7)
+                w[b >> 3] ^= 1 << (b & 7)
+                assert _accepts(bytes(w)) == [], (name, a, b)
+
+
+# Random double-byte corruptions are *not* all detectable by a 16-bit CRC: about 1 in 65 536
+# passes the CRC and the structural checks reject most of those (measured: 1 in 400 000 on the
+# vector frames, see docs/protocol.md section 2). This test therefore runs a fixed, reproducible
+# sample (derandomize) rather than claiming a guarantee the code does not have.
+@settings(deadline=None, max_examples=300, derandomize=True)
+@given(messages, st.integers(0, 2**32 - 1))
+def test_random_single_and_double_corruptions_are_rejected(m, seed: int) -> None:
+    rng = random.Random(seed)
+    wire = P.encode(m)
+    for n_err in (1, 2):
+        for _ in range(20):
+            w = bytearray(wire)
+            for p in rng.sample(range(len(w)), min(n_err, len(w))):
+                w[p] ^= rng.randrange(1, 256)  # any change of the byte, 0x00 included
+            assert _accepts(bytes(w)) == [], (m, w.hex())

@@ -123,7 +123,7 @@ class Calibration:
 def _plain(obj: Any) -> Any:
     """Provenance as plain YAML types (numpy scalars/arrays, paths, tuples converted)."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {(k if isinstance(k, int | str) else str(k)): _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_plain(v) for v in obj]
     if isinstance(obj, np.ndarray):

@@ -1,0 +1,297 @@
+"""CLI commands of the data side: ``exoctl data check``, ``exoctl data export-sim``, ``exoctl calibrate``.
+
+``register(subparsers)`` adds the parsers; exoctl/cli.py calls it. Each command's ``func`` takes
+the parsed args and returns the exit code: 0 fine, 1 the data or a file is unusable (the
+message says which file and key), 2 bad usage. ``python -m exoctl.data.commands ...`` runs them
+without the main CLI.
+
+``--config`` is optional on these commands (``argparse.SUPPRESS`` default, so a global
+``--config`` of the main parser is not overwritten). When given, calibration uses its filter and
+activation settings and its channel-to-muscle order, and refuses a dataset with other muscles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = ["main", "register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``data`` (check, export-sim) and ``calibrate`` commands."""
+    data = subparsers.add_parser("data", help="inspect lab datasets and export simulator data")
+    dsub = data.add_subparsers(dest="data_command", metavar="{check,export-sim}")
+    dsub.required = True
+
+    check = dsub.add_parser(
+        "check",
+        help="load every trial of a dataset description and report what is in it",
+        description="Load every trial of a dataset description and print channels, rates, "
+        "durations, gaps, clipping and NaNs. Fails (exit 1) on a missing file or column.",
+    )
+    check.add_argument("description", type=Path, help="dataset description (YAML)")
+    check.add_argument("--trials", nargs="+", metavar="NAME", help="only these trials")
+    check.set_defaults(func=cmd_check)
+
+    exp = dsub.add_parser(
+        "export-sim",
+        help="record the synthetic patient and write it as lab files plus a description",
+    )
+    exp.add_argument("--out", type=Path, required=True, help="output directory")
+    exp.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="configuration")
+    exp.add_argument("--format", choices=("sto", "csv", "xdf"), default="sto")
+    exp.add_argument("--duration", type=float, default=30.0, help="seconds per trial")
+    exp.add_argument("--trials", type=int, default=1, help="number of trials (sessions)")
+    exp.add_argument("--session", type=int, default=0, help="first session number")
+    exp.set_defaults(func=cmd_export_sim)
+
+    cal = subparsers.add_parser(
+        "calibrate",
+        help="MVC normalisation and synergies (NMF) from a dataset; writes a calibration file",
+        description="Compute per-channel MVC normalisation and muscle synergies from a "
+        "dataset description and write a calibration file for the estimator.",
+    )
+    cal.add_argument("--data", type=Path, required=True, help="dataset description (YAML)")
+    cal.add_argument("--trials", nargs="+", metavar="NAME", help="trials to use (default all)")
+    cal.add_argument("--out", type=Path, required=True, help="calibration file to write")
+    cal.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="configuration")
+    cal.add_argument("--k", type=int, default=None, help="fix the number of synergies")
+    cal.add_argument("--k-max", type=int, default=None, help="largest K tried (default min(m, 8))")
+    cal.add_argument("--vaf", type=float, default=0.9, help="VAF threshold for K (default 0.9)")
+    cal.add_argument(
+        "--percentile",
+        type=float,
+        default=99.5,
+        help="robust maximum used without an MVC trial (default 99.5)",
+    )
+    cal.add_argument("--seed", type=int, default=0)
+    cal.set_defaults(func=cmd_calibrate)
+
+
+# ------------------------------------------------------------------------------- check
+
+
+def _fmt_timing(tm: Any) -> str:
+    rate = f"{tm.rate_hz:.6g} Hz" if math.isfinite(tm.rate_hz) else "rate ?"
+    s = f"{rate}, {tm.duration_s:.3f} s from t={tm.start_s:.3f} s, {tm.n} samples"
+    if tm.gaps:
+        s += f", {tm.gaps} gap(s) (longest {tm.longest_gap_s * 1000:.1f} ms)"
+    if tm.non_increasing:
+        s += f", {tm.non_increasing} time step(s) not increasing"
+    return s
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from .dataset import DatasetError, load_dataset
+
+    out = out or sys.stdout
+    try:
+        ds = load_dataset(args.description)
+    except DatasetError as e:
+        print(f"ERROR: {e}", file=out)
+        return 1
+    names = args.trials or ds.trial_names
+    print(
+        f"dataset {ds.spec.name or ds.path.name} ({ds.path}): {len(ds.muscles)} muscles, "
+        f"{len(ds.joints)} joints {list(ds.joints)}, {len(ds.trial_names)} trials",
+        file=out,
+    )
+    errors = warnings = 0
+    for name in names:
+        try:
+            trial = ds.load_trial(name)
+        except DatasetError as e:
+            print(f"\ntrial {name}: ERROR: {e}", file=out)
+            errors += 1
+            continue
+        print(f"\ntrial {trial.name} ({trial.role}, EMG {trial.emg_kind})", file=out)
+        for rep in trial.files:
+            print(f"  {rep.part:<6} {rep.path.name} [{rep.fmt}, {rep.units}]", file=out)
+            print(f"         {_fmt_timing(rep.timing)}", file=out)
+            print(
+                f"         {len(rep.columns_used)} of {rep.n_columns} columns used: "
+                + ", ".join(f"{k}<-{v}" for k, v in rep.columns_used.items()),
+                file=out,
+            )
+            if rep.timing.gaps or rep.timing.non_increasing:
+                warnings += 1
+                print("         WARNING: gaps/backward time steps (interpolated over)", file=out)
+            if rep.nans:
+                warnings += 1
+                print(f"         WARNING: NaN samples {rep.nans}", file=out)
+            if rep.clipped:
+                warnings += 1
+                print(f"         WARNING: clipping (samples at the rail) {rep.clipped}", file=out)
+        rms = np.sqrt(np.nanmean(trial.emg**2, axis=0))
+        peak = np.nanmax(np.abs(trial.emg), axis=0)
+        unit = "uV" if trial.emg_kind == "raw" else ""
+        print(
+            f"  on one time base: {trial.fs_hz:g} Hz, {trial.duration_s:.3f} s "
+            f"(t={trial.t[0]:.3f}..{trial.t[-1]:.3f} s), EMG "
+            + ("interpolated" if trial.interpolated_emg else "on its own samples"),
+            file=out,
+        )
+        print(f"  {'muscle':<28}{'rms ' + unit:>12}{'peak ' + unit:>12}", file=out)
+        for m, r, p in zip(trial.muscles, rms, peak, strict=True):
+            flag = "  <- flat" if not (p > 0) else ""
+            print(f"  {m:<28}{r:>12.4g}{p:>12.4g}{flag}", file=out)
+        for part, arr, unit in (("moment", trial.torque, "N m"), ("angle", trial.angles, "rad")):
+            if arr is None:
+                continue
+            rng = ", ".join(
+                f"{j} {np.nanmin(arr[:, i]):.3g}..{np.nanmax(arr[:, i]):.3g}"
+                for i, j in enumerate(trial.joints)
+            )
+            print(f"  {part} range ({unit}, flexion +): {rng}", file=out)
+    ok = len(names) - errors
+    print(
+        f"\n{'OK' if not errors else 'FAILED'}: {ok} of {len(names)} trial(s) loaded, "
+        f"{errors} error(s), {warnings} warning(s)",
+        file=out,
+    )
+    return 1 if errors else 0
+
+
+# ---------------------------------------------------------------------------- export-sim
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from exoctl.config import load_config
+
+    path = getattr(args, "config", None)
+    return load_config(path) if path is not None else None
+
+
+def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from exoctl.config import ConfigError, load_config
+    from exoctl.hil.patient import SyntheticPatient
+
+    from .export import export_recording
+
+    out = out or sys.stdout
+    try:
+        cfg = _load_config(args) or load_config(None)
+    except ConfigError as e:
+        print(f"ERROR: {e}", file=out)
+        return 1
+    if args.duration <= 1.0 or args.trials < 1:
+        print("ERROR: --duration must be > 1 s and --trials >= 1", file=out)
+        return 2
+    s = cfg.simulator
+    desc = None
+    for i in range(args.trials):
+        session = args.session + i
+        patient = SyntheticPatient(
+            cfg.emg.muscles,
+            cfg.joint_names,
+            cfg.emg.sampling_rate_hz,
+            seed=s.seed,
+            session=session,
+            stride_s=s.stride_s,
+            body_mass_kg=s.body_mass_kg,
+            emg_noise_uv=s.emg_noise_uv,
+            electromechanical_delay_s=s.electromechanical_delay_s,
+        )
+        rec = patient.generate(args.duration)
+        desc = export_recording(
+            rec,
+            args.out,
+            fmt=args.format,
+            trial=f"walk_s{session}",
+            body_mass_kg=s.body_mass_kg,
+        )
+        print(f"wrote trial walk_s{session} ({args.duration:g} s, {args.format})", file=out)
+    print(f"dataset description: {desc}", file=out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+def cmd_calibrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from exoctl.config import ConfigError
+
+    from .calibrate import ChainSettings, calibrate_dataset
+    from .dataset import DatasetError, load_dataset
+
+    out = out or sys.stdout
+    if not 0 < args.vaf <= 1 or not 50 <= args.percentile <= 100:
+        print("ERROR: --vaf must be in (0, 1] and --percentile in [50, 100]", file=out)
+        return 2
+    try:
+        cfg = _load_config(args)
+    except ConfigError as e:
+        print(f"ERROR: {e}", file=out)
+        return 1
+    try:
+        ds = load_dataset(args.data)
+        if cfg is not None:
+            chain, muscles = ChainSettings.from_config(cfg), list(cfg.emg.muscles)
+            print(f"settings and muscle order from {cfg.source}", file=out)
+        else:
+            chain, muscles = ChainSettings(), None
+            print(
+                "no --config: default filter/activation settings, the dataset's muscle order",
+                file=out,
+            )
+        res = calibrate_dataset(
+            ds,
+            trials=args.trials,
+            chain=chain,
+            muscles=muscles,
+            k=args.k,
+            vaf_threshold=args.vaf,
+            k_max=args.k_max,
+            percentile=args.percentile,
+            seed=args.seed,
+        )
+    except (DatasetError, ValueError) as e:
+        print(f"ERROR: {e}", file=out)
+        return 1
+    cal, choice = res.calibration, res.choice
+    print(
+        f"dataset {ds.path}: task trials {res.task_trials}, MVC trials {res.mvc_trials or 'none'}; "
+        f"{res.n_samples_nmf} activation samples for NMF",
+        file=out,
+    )
+    for w in res.warnings:
+        print(f"WARNING: {w}", file=out)
+    ks = sorted(choice.vaf_by_k)
+    print("\nVAF by number of synergies K:", file=out)
+    for kk in ks:
+        mark = "  <- chosen" if kk == choice.k else ""
+        print(f"  K={kk}: {choice.vaf_by_k[kk]:7.2%}{mark}", file=out)
+    print(f"\nVAF per muscle (%), K = {ks[0]}..{ks[-1]}; MVC in conditioned-EMG units:", file=out)
+    print(f"  {'muscle':<28}{'MVC':>10}" + "".join(f"{'K=' + str(k):>8}" for k in ks), file=out)
+    order = list(cal.muscles)
+    for i, m in enumerate(order):
+        row = "".join(f"{choice.vaf_muscle_by_k[k][i] * 100:8.1f}" for k in ks)
+        print(f"  {m:<28}{cal.mvc[i]:>10.4g}{row}", file=out)
+    try:
+        path = cal.save(args.out)
+    except OSError as e:
+        print(f"ERROR: {args.out}: cannot write: {e.strerror}", file=out)
+        return 1
+    print(
+        f"\nwrote {path}: {len(order)} muscles, K={cal.k}, VAF {cal.vaf:.2%} "
+        f"(MVC by {res.mvc_method})",
+        file=out,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exoctl.data.commands")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,317 @@
+"""Readers for lab recordings: OpenSim Storage (.sto, .mot), CSV with a time column, XDF.
+
+Every reader returns a ``Table``: a time vector, named columns and a float64 data matrix, so the
+dataset loader (exoctl.data.dataset) treats all formats alike. Readers do not resample, fill or
+rescale: they report the file as it is (NaNs stay NaN, gaps stay gaps) so that ``exoctl data
+check`` can show a person what is actually in the file.
+
+Formats
+- OpenSim Storage (.sto, .mot; versions 1 and the older SIMM/.mot header): header lines up to
+  ``endheader`` (keys such as ``inDegrees=yes`` are kept in ``meta``), then one tab-separated
+  line of column labels whose first is ``time``, then numeric rows.
+- CSV: first line holds the column names; delimiter ``,``, ``;`` or tab (sniffed); empty or
+  ``nan`` cells become NaN; the time column is named (default ``time``).
+- XDF (LabRecorder): one stream, chosen by name or type; channel labels from the stream's
+  ``desc/channels/channel/label`` (``ch0``, ``ch1``, ... when absent); time stamps are pyxdf's
+  synchronised, de-jittered LSL times in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ImportErrorWithPath",
+    "Table",
+    "read_csv",
+    "read_sto",
+    "read_table",
+    "read_xdf",
+    "timing_summary",
+]
+
+
+class ImportErrorWithPath(ValueError):
+    """A file that cannot be read as asked; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Table:
+    path: Path
+    columns: tuple[str, ...]
+    t: np.ndarray  # (n,) seconds
+    data: np.ndarray  # (n, c) float64, columns in ``columns`` order (time excluded)
+    nominal_rate_hz: float | None = None  # what the file declares (XDF), if anything
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def index(self, spec: str | int, *, what: str = "column") -> int:
+        """Column index of a label (exact, then case-insensitive) or of a 0-based index."""
+        if isinstance(spec, bool):
+            raise ImportErrorWithPath(f"{self.path}: {what} {spec!r} is not a label or index")
+        if isinstance(spec, int):
+            if 0 <= spec < len(self.columns):
+                return spec
+            raise ImportErrorWithPath(
+                f"{self.path}: {what} index {spec} out of range (0..{len(self.columns) - 1})"
+            )
+        if spec in self.columns:
+            return self.columns.index(spec)
+        folded = [c.casefold() for c in self.columns]
+        if folded.count(spec.casefold()) == 1:
+            return folded.index(spec.casefold())
+        raise ImportErrorWithPath(
+            f"{self.path}: {what} {spec!r} not found; columns there: {list(self.columns)}"
+        )
+
+
+def read_table(
+    path: str | Path,
+    fmt: str = "auto",
+    *,
+    time_column: str = "time",
+    stream: str | None = None,
+    xdf_cache: dict[Path, Any] | None = None,
+) -> Table:
+    """Dispatch on ``fmt`` (``auto``: by extension)."""
+    path = Path(path)
+    if fmt == "auto":
+        ext = path.suffix.lower()
+        fmt = {".sto": "sto", ".mot": "mot", ".csv": "csv", ".txt": "csv", ".xdf": "xdf"}.get(
+            ext, ""
+        )
+        if path.name.lower().endswith((".xdf.gz", ".xdfz")):
+            fmt = "xdf"
+        if not fmt:
+            raise ImportErrorWithPath(
+                f"{path}: cannot tell the format from the extension {ext!r}; "
+                "set format: sto, mot, csv or xdf"
+            )
+    if not path.is_file():
+        raise ImportErrorWithPath(f"{path}: file not found")
+    if fmt in ("sto", "mot"):
+        return read_sto(path)
+    if fmt == "csv":
+        return read_csv(path, time_column=time_column)
+    if fmt == "xdf":
+        if stream is None:
+            raise ImportErrorWithPath(f"{path}: an XDF file needs `stream:` (name or type)")
+        return read_xdf(path, stream, cache=xdf_cache)
+    raise ImportErrorWithPath(f"{path}: unknown format {fmt!r}; known: sto, mot, csv, xdf")
+
+
+def _parse_numbers(path: Path, lines: list[str], n_cols: int, first_line_no: int) -> np.ndarray:
+    body = [ln for ln in lines if ln.strip()]
+    if body:
+        try:  # fast path; the slow one below only runs to say what is wrong, or for blanks
+            arr = np.loadtxt(io.StringIO("\n".join(body)), dtype=np.float64, ndmin=2)
+            if arr.shape[1] == n_cols:
+                return arr
+        except ValueError:
+            pass
+    rows = []
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s:
+            continue
+        parts = s.split("\t") if "\t" in s else s.split()
+        parts = [p.strip() for p in parts]
+        if len(parts) != n_cols:
+            raise ImportErrorWithPath(
+                f"{path}:{first_line_no + i}: {len(parts)} values, expected {n_cols} (one per column)"
+            )
+        try:
+            rows.append([float(p) if p else math.nan for p in parts])
+        except ValueError:
+            raise ImportErrorWithPath(
+                f"{path}:{first_line_no + i}: not a number among {parts[:6]}..."
+            ) from None
+    if not rows:
+        raise ImportErrorWithPath(f"{path}: no data rows")
+    return np.array(rows, dtype=np.float64)
+
+
+def read_sto(path: str | Path) -> Table:
+    """OpenSim Storage file (.sto / .mot)."""
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ImportErrorWithPath(f"{path}: cannot read: {e.strerror}") from None
+    lines = text.splitlines()
+    end = next((i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader"), None)
+    if end is None:
+        raise ImportErrorWithPath(f"{path}: not an OpenSim Storage file (no 'endheader' line)")
+    meta: dict[str, Any] = {}
+    for ln in lines[:end]:
+        if "=" in ln:
+            k, _, v = ln.partition("=")
+            meta[k.strip()] = v.strip()
+        elif ln.strip() and "name" not in meta:
+            meta["name"] = ln.strip()
+    label_idx = next((i for i in range(end + 1, len(lines)) if lines[i].strip()), None)
+    if label_idx is None:
+        raise ImportErrorWithPath(f"{path}: no column labels after 'endheader'")
+    labels_line = lines[label_idx]
+    labels = [
+        c.strip() for c in (labels_line.split("\t") if "\t" in labels_line else labels_line.split())
+    ]
+    if not labels or labels[0].lower() != "time":
+        raise ImportErrorWithPath(
+            f"{path}: the first column after 'endheader' must be 'time', got {labels[:3]}"
+        )
+    data = _parse_numbers(path, lines[label_idx + 1 :], len(labels), label_idx + 2)
+    if "inDegrees" in meta:
+        meta["inDegrees"] = meta["inDegrees"].lower() in ("yes", "true", "1")
+    return Table(
+        path, tuple(labels[1:]), data[:, 0].copy(), np.ascontiguousarray(data[:, 1:]), None, meta
+    )
+
+
+def read_csv(path: str | Path, *, time_column: str = "time") -> Table:
+    """CSV with a header row and a time column (seconds)."""
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ImportErrorWithPath(f"{path}: cannot read: {e.strerror}") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(lines) < 2:
+        raise ImportErrorWithPath(f"{path}: needs a header row and at least one data row")
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
+        delim = dialect.delimiter
+    except csv.Error:
+        delim = ","
+    header = [h.strip() for h in next(csv.reader(io.StringIO(lines[0]), delimiter=delim))]
+    folded = [h.casefold() for h in header]
+    if time_column.casefold() not in folded:
+        raise ImportErrorWithPath(
+            f"{path}: time column {time_column!r} not found; columns there: {header}"
+        )
+    ti = folded.index(time_column.casefold())
+    try:  # fast path; the csv module below handles empty cells and reports errors
+        data = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=delim, ndmin=2)
+        if data.shape[1] != len(header):
+            raise ValueError("column count")
+    except ValueError:
+        data = _csv_rows(path, lines[1:], delim, len(header))
+    keep = [j for j in range(len(header)) if j != ti]
+    return Table(
+        path,
+        tuple(header[j] for j in keep),
+        data[:, ti].copy(),
+        np.ascontiguousarray(data[:, keep]),
+        None,
+        {"delimiter": delim},
+    )
+
+
+def _csv_rows(path: Path, lines: list[str], delim: str, n_cols: int) -> np.ndarray:
+    rows = []
+    for i, row in enumerate(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim)):
+        if len(row) != n_cols:
+            raise ImportErrorWithPath(
+                f"{path}: data row {i + 1}: {len(row)} cells, expected {n_cols}"
+            )
+        try:
+            rows.append([float(c) if c.strip() else math.nan for c in row])
+        except ValueError:
+            raise ImportErrorWithPath(
+                f"{path}: data row {i + 1}: not a number in {row[:6]}"
+            ) from None
+    return np.array(rows, dtype=np.float64)
+
+
+def read_xdf(path: str | Path, stream: str, *, cache: dict[Path, Any] | None = None) -> Table:
+    """One stream of an XDF file (LabRecorder), chosen by its name or, failing that, its type."""
+    import pyxdf
+
+    path = Path(path)
+    key = path.resolve()
+    if cache is not None and key in cache:
+        streams = cache[key]
+    else:
+        try:
+            streams, _header = pyxdf.load_xdf(str(path))
+        except Exception as e:  # pyxdf raises bare Exception/IOError on bad files
+            raise ImportErrorWithPath(f"{path}: cannot read as XDF: {e}") from None
+        if cache is not None:
+            cache[key] = streams
+
+    def info(s: dict[str, Any], k: str) -> str:
+        v = s["info"].get(k)
+        return str(v[0]) if isinstance(v, list) and v else ""
+
+    by_name = [s for s in streams if info(s, "name") == stream]
+    chosen = by_name or [s for s in streams if info(s, "type") == stream]
+    if len(chosen) != 1:
+        listing = [f"{info(s, 'name')} (type {info(s, 'type')})" for s in streams]
+        what = "no stream" if not chosen else f"{len(chosen)} streams"
+        raise ImportErrorWithPath(f"{path}: {what} named or typed {stream!r}; streams: {listing}")
+    s = chosen[0]
+    series = s["time_series"]
+    if isinstance(series, list):
+        raise ImportErrorWithPath(f"{path}: stream {stream!r} holds strings, not numbers")
+    data = np.asarray(series, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    n_ch = int(info(s, "channel_count") or data.shape[1])
+    labels: list[str] = []
+    chans: list[dict[str, Any]] = []
+    try:
+        chans = list(s["info"]["desc"][0]["channels"][0]["channel"])
+        labels = [str(c.get("label", [""])[0]) for c in chans]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        chans, labels = [], []
+    if len(labels) != n_ch or any(not lab for lab in labels):
+        labels = [f"ch{i}" for i in range(n_ch)]
+    t = np.asarray(s["time_stamps"], dtype=np.float64)
+    if data.shape[0] == 0:
+        data = np.zeros((0, n_ch))
+    srate = float(info(s, "nominal_srate") or 0.0)
+    meta = {"stream_name": info(s, "name"), "stream_type": info(s, "type")}
+    units = {str(c.get("unit", [""])[0]) for c in chans if isinstance(c, dict)}
+    if len(units) == 1 and "" not in units:
+        meta["unit"] = units.pop()
+    return Table(path, tuple(labels), t, np.ascontiguousarray(data), srate or None, meta)
+
+
+@dataclass(frozen=True)
+class Timing:
+    n: int
+    rate_hz: float
+    start_s: float
+    duration_s: float
+    gaps: int  # intervals longer than 1.5 sample periods
+    longest_gap_s: float
+    non_increasing: int  # time steps <= 0
+
+
+def timing_summary(t: np.ndarray) -> Timing:
+    """Rate (from the median step), span, gaps and backwards steps of a time vector."""
+    n = int(t.size)
+    if n < 2:
+        return Timing(n, math.nan, float(t[0]) if n else math.nan, 0.0, 0, 0.0, 0)
+    dt = np.diff(t)
+    pos = dt[dt > 0]
+    med = float(np.median(pos)) if pos.size else math.nan
+    big = dt > 1.5 * med if math.isfinite(med) else np.zeros_like(dt, dtype=bool)
+    # mean of the ordinary steps: unbiased under time-stamp jitter, unlike the median
+    normal = (dt > 0) & ~big
+    rate = float(np.count_nonzero(normal) / dt[normal].sum()) if normal.any() else math.nan
+    return Timing(
+        n=n,
+        rate_hz=rate,
+        start_s=float(t[0]),
+        duration_s=float(t[-1] - t[0]),
+        gaps=int(np.count_nonzero(big)),
+        longest_gap_s=float(dt[big].max() - med) if big.any() else 0.0,
+        non_increasing=int(np.count_nonzero(dt <= 0)),
+    )

@@ -150,13 +150,8 @@ class ControlLoop:
         for hook in self.hooks:
             hook(self, now)
 
-        n = self.ring.read_new(self._buf, self._stamps, self._arrival)
-        estimate = self.estimator.step(self._buf[:n])
-        self.assist.update(estimate, now, self._request)
-
         inp = self.inputs
         inp.now = now
-        inp.emg_age_s = now - self.ring.last_arrival
         tel = self.link.latest_telemetry()
         if tel is not None:
             inp.telemetry_age_s = now - tel.host_time
@@ -165,6 +160,11 @@ class ControlLoop:
             inp.firmware_fault_bits = tel.fault_bits
         else:
             inp.telemetry_age_s = float("inf")
+
+        n = self.ring.read_new(self._buf, self._stamps, self._arrival)
+        estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
+        self.assist.update(estimate, now, self._request)
+        inp.emg_age_s = now - self.ring.last_arrival
         inp.link_healthy = self.link.healthy
         self.overrun_streak = self.overrun_streak + 1 if err > self.period else 0
         inp.overrun_streak = self.overrun_streak

@@ -64,8 +64,17 @@ class Estimator:
         self.synergy = np.zeros(self.k)
         self.estimate = np.zeros(len(cfg.joint_names))
 
-    def step(self, emg: np.ndarray) -> np.ndarray:
-        """Consume (n, channels) new raw samples; return the estimate for the newest one."""
+    def step(
+        self,
+        emg: np.ndarray,
+        angles: np.ndarray | None = None,
+        velocities: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Consume (n, channels) new raw samples; return the estimate for the newest one.
+
+        ``angles`` and ``velocities`` are the latest joint telemetry (rad, rad/s, joint order),
+        for models whose feature layout includes them; the default layout does not.
+        """
         if emg.shape[0] == 0:
             return self.estimate
         e = self.conditioner.process(emg)

@@ -12,9 +12,10 @@ def test_a_late_tick_is_a_miss_and_later_deadlines_stay_on_the_grid():
     t0 = timer.start()
     for _ in range(5):
         timer.wait()
+    before = timer.misses  # a loaded machine may already have missed some
     time.sleep(0.011)  # a stall of more than five periods
     late_start, err = timer.wait()
-    assert timer.misses == 1 and err > 0.002
+    assert timer.misses == before + 1 and err > 0.002
     start, err = timer.wait()
     deadline = start - err
     # Back on the original grid: the deadline is a whole number of periods after t0 ...

@@ -60,7 +60,9 @@ class BlockLti:
     """Runs one single-input single-output linear system on every channel independently.
 
     The system is (A, B, C, D); state shape (S, n_channels). ``run(x, out, rectify=...)``
-    filters x (n, ch) into out (n, ch), carrying the state. Nothing is allocated per call.
+    filters x (n, ch) into out (n, ch), carrying the state. For chunks up to ``block`` samples
+    the caller can avoid every copy: write the input into ``input_rows(r)`` (e.g. with an
+    ``out=`` ufunc) and take the output view from ``advance(r)``. Nothing is allocated per call.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class BlockLti:
         n_channels: int,
         *,
         block: int = 32,
+        output_gain: float = 1.0,
     ) -> None:
         A = np.atleast_2d(np.asarray(A, dtype=np.float64))
         B = np.asarray(B, dtype=np.float64).reshape(-1)
@@ -101,6 +104,7 @@ class BlockLti:
             for i in range(r):
                 M[S + i, :S] = C @ powers[i]
                 M[S + i, S : S + i + 1] = h[i::-1]
+            M[S:, :] *= output_gain  # a constant gain on the output rows costs nothing
             self._mats.append(M)
         # steady state for a constant unit input: s = A s + B  ->  (I - A) s = B
         try:
@@ -124,21 +128,34 @@ class BlockLti:
         """Put the filter in the state it would have after a long constant input x0 (ch,)."""
         np.multiply(self._dc_state[:, None], x0[None, :], out=self.state)
 
-    def run(self, x: np.ndarray, out: np.ndarray, *, rectify: bool = False) -> None:
-        """Filter x (n, ch) into out (n, ch); with rectify, filter |x| instead."""
-        n = x.shape[0]
+    def input_rows(self, r: int) -> np.ndarray:
+        """Where the next ``r`` (<= block) input samples go, before ``advance(r)``."""
         S = self.n_states
+        return self._buf[self._cur][S : S + r]
+
+    def advance(self, r: int) -> np.ndarray:
+        """Run ``r`` (<= block) samples already written to ``input_rows(r)``.
+
+        Returns the r outputs (times ``output_gain``) as a view that stays valid until the next
+        ``input_rows``/``advance``/``run``; the caller may modify it in place (it is not state).
+        """
+        S = self.n_states
+        z = self._buf[self._cur]
+        w = self._buf[1 - self._cur]
+        np.matmul(self._mats[r], z[: S + r], out=w[: S + r])
+        self._cur = 1 - self._cur
+        return w[S : S + r]
+
+    def run(self, x: np.ndarray, out: np.ndarray, *, rectify: bool = False) -> None:
+        """Filter x (n, ch), any n, into out (n, ch); with rectify, filter |x| instead."""
+        n = x.shape[0]
         start = 0
         while start < n:
             r = min(self.block, n - start)
-            z = self._buf[self._cur]
-            w = self._buf[1 - self._cur]
-            xin = z[S : S + r]
+            xin = self.input_rows(r)
             if rectify:
                 np.abs(x[start : start + r], out=xin)
             else:
                 np.copyto(xin, x[start : start + r])
-            np.matmul(self._mats[r], z[: S + r], out=w[: S + r])
-            np.copyto(out[start : start + r], w[S : S + r])
-            self._cur = 1 - self._cur
+            np.copyto(out[start : start + r], self.advance(r))
             start += r

@@ -93,7 +93,10 @@ class ActivationDynamics:
         self.beta1, self.beta2 = beta1, beta2
         # u(t) = alpha e - beta1 u(t-1) - beta2 u(t-2) as one second-order section
         sos_a = np.array([[self.alpha, 0.0, 0.0, 1.0, beta1, beta2]])
-        self._lti = BlockLti(*sos_to_ss(sos_a), m)
+        # With one shape factor for every muscle, A multiplies the filter's output rows for free.
+        self._uniform_a = bool(np.all(shape == shape[0]))
+        gain = float(shape[0]) if self._uniform_a else 1.0
+        self._lti = BlockLti(*sos_to_ss(sos_a), m, output_gain=gain)
 
         self.delay_samples = int(round(self.delay_s * self.fs_hz))
         D = self.delay_samples
@@ -125,14 +128,24 @@ class ActivationDynamics:
         # clip maps NaN to NaN: refuse it, it would stick in the recursion for ever
         if not math.isfinite(np.add.reduce(e, axis=None)):
             raise ValueError("excitation chunk contains NaN or infinite values")
-        np.clip(e, 0.0, 1.0, out=self._line[D : D + n])
-        u = self._u[:n]
-        self._lti.run(self._line[:n], u)
-        if D:
-            # keep the last D inputs for the next call (numpy handles the overlap)
-            self._line[:D] = self._line[n : n + D]
-        # a = (exp(A u) - 1) / (exp(A) - 1), computed in place
-        np.multiply(u, self.shape_a, out=u)
+        lti = self._lti
+        if n <= lti.block:  # a control tick: the filter's own buffers, no extra copies
+            if D:
+                np.clip(e, 0.0, 1.0, out=self._line[D : D + n])
+                np.copyto(lti.input_rows(n), self._line[:n])
+                self._line[:D] = self._line[n : n + D]  # numpy handles the overlap
+            else:
+                np.clip(e, 0.0, 1.0, out=lti.input_rows(n))
+            u = lti.advance(n)  # A * u when A is uniform, else u
+        else:
+            u = self._u[:n]
+            np.clip(e, 0.0, 1.0, out=self._line[D : D + n])
+            lti.run(self._line[:n], u)
+            if D:
+                self._line[:D] = self._line[n : n + D]
+        # a = (exp(A u) - 1) / (exp(A) - 1), in place (A already applied when uniform)
+        if not self._uniform_a:
+            np.multiply(u, self.shape_a, out=u)
         np.expm1(u, out=u)
         np.multiply(u, self._inv_den, out=u)
         np.clip(u, 0.0, 1.0, out=u)

@@ -143,17 +143,25 @@ class EmgConditioner:
         # A NaN/inf would poison the filter state for good: refuse it before touching state.
         if not math.isfinite(np.add.reduce(x, axis=None)):
             raise ValueError("EMG chunk contains NaN or infinite samples")
-        out = self._out[:n]
         if n == 0:
-            return out
+            return self._out[:0]
+        inv = self._inv_mvc
         if self.enveloped_input:
-            np.multiply(x, self._inv_mvc, out=out)
+            out = self._out[:n]
+            np.multiply(x, inv, out=out)
             return out
+        # Normalising first is exact: the filters are linear and |c x| = c |x| for c > 0.
         if self._fresh:
-            self._pre.set_steady_state(np.asarray(x[0], dtype=np.float64))
+            self._pre.set_steady_state(np.asarray(x[0], dtype=np.float64) * inv)
             self._fresh = False
+        pre, env = self._pre, self._env
+        if n <= pre.block:  # a control tick: no copies, the result is the filter's own view
+            np.multiply(x, inv, out=pre.input_rows(n))
+            np.abs(pre.advance(n), out=env.input_rows(n))
+            return env.advance(n)
+        out = self._out[:n]
         mid = self._mid[:n]
-        self._pre.run(x, mid)
-        self._env.run(mid, out, rectify=True)
-        np.multiply(out, self._inv_mvc, out=out)
+        np.multiply(x, inv, out=mid)
+        pre.run(mid, mid)
+        env.run(mid, out, rectify=True)
         return out

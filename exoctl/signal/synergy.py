@@ -54,18 +54,21 @@ class OnlineNNLS:
         # optimality tolerance on the gradient W^T (a - W h), relative to ||W|| ||a||
         self._rtol = 1e-11 * scale
         self._pinv: dict[int, np.ndarray] = {}
+        self._fast: dict[int, np.ndarray] = {}
         if k <= _PRECOMPUTE_MAX_K:
             for mask in range(1 << k):
-                self._pinv_for(mask)
+                self._fast_for(mask)
         self._h = np.zeros(k)
         self._z = np.zeros(k)
         self._c = np.zeros(k)
         self._g = np.zeros(k)
+        self._y = np.zeros(2 * k)
         self._mask = 0
         self.iterations_last = 0
         """Active-set iterations of the last solve (0: the warm set was already optimal)."""
 
     def _pinv_for(self, mask: int) -> np.ndarray:
+        """(k, m): a -> least-squares h on the passive set ``mask``, zero elsewhere."""
         P = self._pinv.get(mask)
         if P is None:
             idx = [j for j in range(self.k) if mask >> j & 1]
@@ -75,6 +78,15 @@ class OnlineNNLS:
             self._pinv[mask] = P
         return P
 
+    def _fast_for(self, mask: int) -> np.ndarray:
+        """(2k, m): a -> [h_P ; -(gradient W^T (a - W h_P))], one product for the KKT test."""
+        R = self._fast.get(mask)
+        if R is None:
+            P = self._pinv_for(mask)
+            R = np.vstack([P, -(self._Wt - self._G @ P)])
+            self._fast[mask] = R
+        return R
+
     def reset(self) -> None:
         self._h[:] = 0.0
         self._mask = 0
@@ -83,22 +95,22 @@ class OnlineNNLS:
         """Synergy activations h (k,) for muscle activations a (m,); a view valid until next call."""
         if a.shape != (self.n_muscles,):
             raise ValueError(f"expected activations of shape ({self.n_muscles},), got {a.shape}")
-        c, z, g, h = self._c, self._z, self._g, self._h
-        np.matmul(self._Wt, a, out=c)
-        tol = self._rtol * (1.0 + float(np.abs(a).max()))
+        # optimality tolerance relative to ||W|| ||a||; NaN/inf in a makes it non-finite
+        tol = self._rtol * (1.0 + math.sqrt(float(np.dot(a, a))))
         if not math.isfinite(tol):
             raise ValueError("activations contain NaN or infinite values")
-        # fast path: the previous passive set is still optimal
-        np.matmul(self._pinv_for(self._mask), a, out=z)
-        if z.min() >= 0.0:
-            np.matmul(self._G, z, out=g)
-            np.subtract(c, g, out=g)
-            if g.max() <= tol:
-                h[:] = z
-                self.iterations_last = 0
-                return h
+        # fast path: the previous passive set is still optimal iff its least-squares solution
+        # is feasible (h >= 0) and no zero variable's gradient points inwards (g <= tol).
+        k = self.k
+        y = self._y
+        np.matmul(self._fast_for(self._mask), a, out=y)
+        if y.min() >= -tol:
+            np.maximum(y[:k], 0.0, out=self._h)
+            self.iterations_last = 0
+            return self._h
+        np.matmul(self._Wt, a, out=self._c)
         self._active_set(a, tol)
-        return h
+        return self._h
 
     def _active_set(self, a: np.ndarray, tol: float) -> None:
         """Lawson-Hanson from the feasible point (previous h, previous passive set)."""

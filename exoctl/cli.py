@@ -21,9 +21,12 @@ _COMMAND_MODULES = ("exoctl.data.commands", "exoctl.service.commands", "exoctl.t
 
 
 def _cmd_hil(args: argparse.Namespace) -> int:
-    from exoctl.hil.runner import format_summary, run_hil
+    from exoctl.hil.runner import format_summary, run_hil, run_scenario
 
-    summary = run_hil(args.duration, args.config)
+    if args.scenario:
+        summary = run_scenario(args.scenario, args.config)
+    else:
+        summary = run_hil(args.duration, args.config)
     if args.json:
         json.dump(summary, sys.stdout, default=str)
         print()
@@ -54,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     hil = sub.add_parser("hil", help="run the HIL simulator and the controller together")
     hil.add_argument("--duration", type=float, default=10.0, help="seconds of assisted walking")
     hil.add_argument("--json", action="store_true", help="print one JSON object")
+    hil.add_argument(
+        "--scenario", default=None, help="fault scenario: a name in configs/scenarios/ or a path"
+    )
     hil.set_defaults(func=_cmd_hil)
 
     sim = sub.add_parser("sim", help="run only the HIL simulator (EMG on LSL, firmware on a pty)")

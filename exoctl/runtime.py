@@ -13,7 +13,9 @@ import contextlib
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from exoctl.acquisition import Acquisition, make_acquisition
 from exoctl.assist import AssistLaw
@@ -67,6 +69,8 @@ class Controller:
         )
         self.acquisition: Acquisition | None = None
         self.session: SessionInfo | None = None
+        self.fault_log: list[dict] = []
+        """Every fault the safety layer detected, drained from it by ``collect_events``."""
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
     # ---------------------------------------------------------------- lifecycle
@@ -185,8 +189,32 @@ class Controller:
             pass
 
     def clear_fault(self) -> bool:
+        """A person's action. On success the estimator restarts if a NaN poisoned its state,
+        and a running session ramps assistance in again from zero."""
+
+        def clear(now: float) -> bool:
+            if not self.safety.clear_fault(now):
+                return False
+            if not np.isfinite(self.estimator.estimate).all():
+                self.estimator.reset()
+            if self.session is not None:
+                self.assist.start(now)
+            return True
+
         with self._lock:
-            return bool(self._call_in_loop(self.safety.clear_fault))
+            return bool(self._call_in_loop(clear))
+
+    def collect_events(self, include_pending: bool = False) -> list[dict]:
+        """Move the safety layer's fault records into ``fault_log`` (runs in the loop thread)."""
+        if not self.loop.running:
+            events = self.safety.events(include_pending=include_pending)
+        else:
+            events = self._call_in_loop(
+                lambda now: self.safety.events(include_pending=include_pending)
+            )
+        new = [asdict(e) for e in events]
+        self.fault_log.extend(new)
+        return new
 
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
         base = dict(self.cfg.control.assist_gain)
@@ -231,5 +259,5 @@ class Controller:
             else dict(zip(self.joints, tel.torques.tolist(), strict=True)),
             "link": self.link.stats(),
             "acquisition": None if self.acquisition is None else self.acquisition.stats(),
-            "faults": [e.__dict__ for e in self.safety.events(include_pending=True)],
+            "faults": list(self.fault_log),
         }

@@ -1,83 +1,82 @@
 """`exoctl hil`: the simulator and the controller together, scored against the truth.
 
-The simulator runs in a child process (LSL outlet + emulated firmware on a pty); the
-controller runs here exactly as it would on the exoskeleton, configured only with the pty's
-path and the LSL stream's source id. When the run ends the simulator hands back the true human
-torque of every EMG sample it emitted, stamped in LSL time, and each tick's estimate is scored
-against the truth at the stamp of the newest EMG sample that estimate used.
+Three processes: this one orchestrates; the simulator (LSL outlet + emulated firmware on a
+pty) and the controller (exactly as on the exoskeleton, configured only with the pty's path
+and the LSL stream's source id) each run in a child. When the run ends the simulator hands
+back the true human torque of every EMG sample it emitted, stamped in LSL time, and each tick's
+estimate is scored against the truth at the stamp of the newest EMG sample that estimate used.
+
+Fault scenarios (``configs/scenarios/NAME.yaml``) inject timed faults on either side; every
+injection is reported with when it was injected, when the controller (or, for a killed
+controller, the firmware) detected it, and when torque reached zero.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from exoctl.config import Config, load_config
+from exoctl.config import DEFAULT_CONFIG, ConfigError, load_config
+from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
 from exoctl.hil.simulator import simulator_process
-from exoctl.runtime import Controller, ControllerError
 
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
+SCENARIO_DIR = DEFAULT_CONFIG.parent / "scenarios"
+PARENT_KINDS = ("cpu_starvation", "controller_kill")
+CONTROLLER_KINDS = ("estop", "clear_fault")
 
 
 @dataclass
 class Injection:
-    """A timed fault: ``side`` is 'simulator' (EMG, firmware, wire) or 'controller'."""
+    """A timed fault. Kinds: see ``Simulator.inject`` and PARENT_KINDS/CONTROLLER_KINDS."""
 
     at_s: float
     kind: str
-    side: str = "simulator"
     params: dict = field(default_factory=dict)
 
 
-class SimulatorHandle:
-    """The parent's end of the simulator process."""
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    duration_s: float
+    injections: list[Injection]
+    config: dict = field(default_factory=dict)
+    expect: dict = field(default_factory=dict)
 
-    def __init__(self, config_path: Path | None, overrides: dict) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=simulator_process,
-            args=(str(config_path) if config_path else None, overrides, child),
-            name="exoctl-simulator",
-            daemon=True,
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A scenario by name (``configs/scenarios/NAME.yaml``) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+        raise ConfigError(f"{path}: no such scenario; known scenarios: {', '.join(known) or '-'}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+        injections = [
+            Injection(
+                float(i["at_s"]),
+                str(i["kind"]),
+                {k: v for k, v in i.items() if k not in ("at_s", "kind")},
+            )
+            for i in doc.get("inject", [])
+        ]
+        return Scenario(
+            name=path.stem,
+            description=str(doc.get("description", "")),
+            duration_s=float(doc.get("duration_s", 8.0)),
+            injections=injections,
+            config=dict(doc.get("config", {})),
+            expect=dict(doc.get("expect", {})),
         )
-        self.proc.start()
-        child.close()
-
-    def wait_ready(self, timeout: float = 30.0) -> dict:
-        if not self.conn.poll(timeout):
-            self.kill()
-            raise RuntimeError("the HIL simulator did not start in time")
-        kind, payload = self.conn.recv()
-        if kind != "ready":
-            self.kill()
-            raise RuntimeError(f"the HIL simulator failed to start: {payload}")
-        return payload
-
-    def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
-        self.conn.send((msg, args or {}))
-        if not self.conn.poll(timeout):
-            raise RuntimeError(f"the HIL simulator did not answer {msg!r}")
-        kind, payload = self.conn.recv()
-        if kind == "error":
-            raise RuntimeError(f"simulator: {payload}")
-        return payload
-
-    def stop(self) -> dict:
-        try:
-            return self.request("stop", timeout=15.0)
-        finally:
-            self.proc.join(5.0)
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(2.0)
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: not a valid scenario: {e}") from None
 
 
 def score(
@@ -88,15 +87,20 @@ def score(
     joints: tuple[str, ...],
 ) -> tuple[dict, dict]:
     """R^2 and RMSE per joint of estimates against the truth at the same LSL time."""
-    ok = np.isfinite(stamps) & (stamps >= truth_stamps[0]) & (stamps <= truth_stamps[-1])
+    ok = np.isfinite(stamps) & np.isfinite(estimates).all(axis=1)
+    if truth_stamps.size:
+        ok &= (stamps >= truth_stamps[0]) & (stamps <= truth_stamps[-1])
     r2, rmse = {}, {}
     for j, name in enumerate(joints):
+        if not ok.any():
+            r2[name] = rmse[name] = float("nan")
+            continue
         y = np.interp(stamps[ok], truth_stamps, truth[:, j])
         yhat = estimates[ok, j]
-        ss_tot = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
         ss_res = float(np.sum((y - yhat) ** 2))
         r2[name] = round(1.0 - ss_res / ss_tot, 4) if ss_tot > 0 else float("nan")
-        rmse[name] = round(float(np.sqrt(np.mean((y - yhat) ** 2))), 3) if y.size else float("nan")
+        rmse[name] = round(float(np.sqrt(np.mean((y - yhat) ** 2))), 3)
     return r2, rmse
 
 
@@ -107,114 +111,211 @@ def run_hil(
     injections: list[Injection] | None = None,
 ) -> dict:
     """Run the bench for ``duration_s`` of assisted walking; return the summary document."""
-    base = load_config(config_path)
-    overrides = cfg_overrides or {}
-    sim = SimulatorHandle(config_path, overrides)
-    controller: Controller | None = None
-    endpoints = sim.wait_ready()  # kills the simulator itself if it failed
+    cfg = load_config(config_path)  # fail here, with the file and key, not in a child
+    overrides = dict(cfg_overrides or {})
+    if overrides:
+        cfg = cfg.with_overrides(**overrides)
+    sim = ChildHandle("HIL simulator", simulator_process, path_or_none(config_path), overrides)
+    endpoints = sim.wait_ready()
+    ctl_overrides = dict(overrides)
+    ctl_overrides["device"] = _merge(
+        overrides.get("device", {}), {"serial": {"port": endpoints["port"]}}
+    )
+    ctl_overrides["emg"] = _merge(
+        overrides.get("emg", {}), {"source": "lsl", "lsl": {"source_id": endpoints["source_id"]}}
+    )
+    ctl: ChildHandle | None = None
+    busy: list = []
+    injected: list[dict] = []
+    ctl_result: dict | None = None
     try:
-        cfg: Config = base.with_overrides(**overrides) if overrides else base
-        cfg = cfg.with_overrides(
-            device={"serial": {"port": endpoints["port"]}},
-            emg={"source": "lsl", "lsl": {"source_id": endpoints["source_id"]}},
+        ctl = ChildHandle(
+            "controller",
+            controller_process,
+            path_or_none(config_path),
+            ctl_overrides,
+            duration_s + 30.0,
         )
-        controller = Controller(cfg, log_seconds=duration_s + 30.0)
-        controller.start()
-        controller.start_session("hil-simulated-patient", protocol="hil-walking")
-        t_start = time.monotonic()
+        t_start = ctl.wait_ready()["t_session"]
         pending = sorted(injections or [], key=lambda i: i.at_s)
-        injected: list[dict] = []
         while (elapsed := time.monotonic() - t_start) < duration_s:
             while pending and pending[0].at_s <= elapsed:
                 inj = pending.pop(0)
                 t_inj = time.monotonic()
-                sim.request("inject", {"kind": inj.kind, "params": inj.params})
-                injected.append({"kind": inj.kind, "injected_at_s": round(t_inj - t_start, 4)})
-            time.sleep(min(0.05, duration_s - elapsed))
-        stop_error = None
-        try:
-            controller.stop_session()
-        except ControllerError as e:  # reported with the faults, not hidden
-            stop_error = str(e)
-        loop_summary = controller.loop.summary()
-        link_stats = controller.link.stats()
-        acq_stats = controller.acquisition.stats() if controller.acquisition else {}
-        events = [_event_dict(e) for e in controller.safety.events(include_pending=True)]
-        _, log = controller.loop.log.read(0)
-        loop_error = controller.loop.error
+                if inj.kind == "cpu_starvation":
+                    busy += start_busy(
+                        int(inj.params.get("processes", 2)), float(inj.params.get("seconds", 3.0))
+                    )
+                elif inj.kind == "controller_kill":
+                    ctl.kill()
+                elif inj.kind in CONTROLLER_KINDS:
+                    ctl.request(inj.kind)
+                else:
+                    sim.request("inject", {"kind": inj.kind, "params": inj.params})
+                injected.append({"kind": inj.kind, "params": inj.params, "t": t_inj})
+            time.sleep(max(0.0, min(0.01, duration_s - elapsed)))
+        if ctl.alive:
+            ctl_result = ctl.stop()
     finally:
-        if controller is not None:
-            controller.shutdown(ramp_out=False)
-        result = sim.stop()
+        for p in busy:
+            p.kill()
+        if ctl is not None:
+            ctl.kill()
+        sim_result = sim.stop()
+    return _summarise(cfg, duration_s, t_start, injected, ctl_result, sim_result)
 
-    emu = result["emulator"]
-    truth_stamps, truth = result["truth_stamps"], result["truth_torque"]
-    warm = log["t"] >= (log["t"][0] + WARMUP_S) if len(log["t"]) else np.zeros(0, bool)
-    r2, rmse = score(
-        log["stamp"][warm], log["estimate"][warm], truth_stamps, truth, cfg.joint_names
-    )
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _summarise(cfg, duration_s, t_start, injected, ctl, sim) -> dict:
+    emu = sim["emulator"]
+    joints = cfg.joint_names
+    rel = lambda t: None if t is None else round(t - t_start, 4)  # noqa: E731
     faults: list[dict] = []
-    faults += events
-    if stop_error:
-        faults.append({"kind": "session_stop", "detail": stop_error})
-    if loop_error:
-        faults.append({"kind": "control_loop_died", "detail": loop_error})
-    if acq_stats.get("error"):
-        faults.append({"kind": "acquisition", "detail": acq_stats["error"]})
-    if acq_stats.get("overflow_samples"):
-        faults.append(
-            {"kind": "emg_overflow", "detail": f"{acq_stats['overflow_samples']} samples"}
+    if ctl is None:  # the controller was killed: only the firmware's view remains
+        loop = {
+            "target_rate_hz": cfg.control.rate_hz,
+            "control_rate_hz": None,
+            "ticks": None,
+            "deadline_misses": None,
+            "loop_jitter_us": None,
+            "tick_cost_us": None,
+            "latency_ms": None,
+            "sample_age_ms": None,
+        }
+        link, acq, r2, rmse, fault_log = {}, {}, {}, {}, []
+    else:
+        loop, link, acq, fault_log = ctl["loop"], ctl["link"], ctl["acquisition"], ctl["events"]
+        log = ctl["log"]
+        t = log["t"]
+        warm = t >= (t[0] + WARMUP_S) if t.size else np.zeros(0, bool)
+        r2, rmse = score(
+            log["stamp"][warm],
+            log["estimate"][warm],
+            sim["truth_stamps"],
+            sim["truth_torque"],
+            joints,
         )
-    for f in emu.get("faults", []):
-        faults.append({"kind": f"firmware:{f}" if isinstance(f, str) else "firmware", "detail": f})
+        faults += [
+            dict(e, t_detected=rel(e["t_detected"]), t_zero=rel(e["t_zero"])) for e in fault_log
+        ]
+        if ctl["stop_error"]:
+            faults.append({"kind": "session_stop", "detail": ctl["stop_error"]})
+        if ctl["loop_error"]:
+            faults.append({"kind": "control_loop_died", "detail": ctl["loop_error"]})
+        if acq.get("error"):
+            faults.append({"kind": "acquisition", "detail": acq["error"]})
+        if acq.get("overflow_samples"):
+            faults.append({"kind": "emg_overflow", "detail": f"{acq['overflow_samples']} samples"})
+    # The firmware removing torque after the host closed the link at the end of the run is
+    # its timeout doing its job, not a fault of the run; while the controller lives it is.
+    t_end = float("inf") if ctl is None else ctl["t_link_closed"]
+    fw_faults = [f for f in emu.get("faults", []) if f["t"] < t_end]
+    for f in fw_faults:
+        faults.append(
+            {
+                "kind": f"firmware:{f['fault']}",
+                "detail": "latched" if f["latched"] else "",
+                "t_detected": rel(f["t"]),
+                "t_zero": rel(f["t"]),
+            }
+        )
+
+    events = []
+    for inj in injected:
+        ev = {
+            "kind": inj["kind"],
+            "params": inj["params"],
+            "injected_at_s": rel(inj["t"]),
+            "detected_at_s": None,
+            "detected_as": None,
+            "zero_at_s": None,
+        }
+        if inj["kind"] == "controller_kill":
+            hit = next((f for f in fw_faults if f["t"] >= inj["t"]), None)
+            if hit:
+                ev.update(
+                    detected_at_s=rel(hit["t"]),
+                    detected_as=f"firmware:{hit['fault']}",
+                    zero_at_s=rel(hit["t"]),
+                )
+        else:
+            hit = next((e for e in fault_log if e["t_detected"] >= inj["t"]), None)
+            if hit:
+                ev.update(
+                    detected_at_s=rel(hit["t_detected"]),
+                    detected_as=hit["kind"],
+                    zero_at_s=rel(hit["t_zero"]),
+                )
+        events.append(ev)
+
     return {
         "duration_s": duration_s,
-        "target_rate_hz": loop_summary["target_rate_hz"],
-        "control_rate_hz": loop_summary["control_rate_hz"],
-        "ticks": loop_summary["ticks"],
-        "commands_sent": link_stats.get("commands_sent"),
+        "target_rate_hz": loop["target_rate_hz"],
+        "control_rate_hz": loop["control_rate_hz"],
+        "ticks": loop["ticks"],
+        "commands_sent": link.get("commands_sent"),
         "commands_received": emu.get("commands_received"),
         "r2": r2,
         "rmse_nm": rmse,
         "scored_after_s": WARMUP_S,
-        "loop_jitter_us": loop_summary["loop_jitter_us"],
-        "tick_cost_us": loop_summary["tick_cost_us"],
-        "deadline_misses": loop_summary["deadline_misses"],
-        "latency_ms": loop_summary["latency_ms"],
-        "sample_age_ms": loop_summary["sample_age_ms"],
-        "rtt_ms": {k: link_stats.get(k) for k in ("rtt_ms_p50", "rtt_ms_p99", "rtt_ms_max")},
-        "emg_samples": {"sent": result["emg_samples_sent"], "received": acq_stats.get("samples")},
+        "loop_jitter_us": loop["loop_jitter_us"],
+        "tick_cost_us": loop["tick_cost_us"],
+        "deadline_misses": loop["deadline_misses"],
+        "latency_ms": loop["latency_ms"],
+        "sample_age_ms": loop["sample_age_ms"],
+        "rtt_ms": {k: link.get(k) for k in ("rtt_ms_p50", "rtt_ms_p99", "rtt_ms_max")},
+        "emg_samples": {"sent": sim["emg_samples_sent"], "received": acq.get("samples")},
         "limit_violations": emu.get("limit_violations"),
-        "injected": injected,
+        "safety_state": loop.get("safety_state"),
+        "events": events,
         "faults": faults,
     }
 
 
-def _event_dict(e) -> dict:
-    from dataclasses import asdict, is_dataclass
+def run_scenario(name_or_path: str, config_path: Path | None = None) -> dict:
+    sc = load_scenario(name_or_path)
+    out = run_hil(sc.duration_s, config_path, sc.config or None, sc.injections)
+    out["scenario"] = {"name": sc.name, "description": sc.description, "expect": sc.expect}
+    return out
 
-    return asdict(e) if is_dataclass(e) else {"kind": str(e)}
+
+def _fmt_pct(d: dict | None, unit: str) -> str:
+    if not d:
+        return "n/a"
+    return f"p50 {d['p50']} {unit}, p99 {d['p99']} {unit}, max {d['max']} {unit}"
 
 
 def format_summary(s: dict) -> str:
     """The same figures as --json, for a person at the bench."""
+    head = f"exoctl HIL run: {s['duration_s']:.1f} s of simulated assisted walking"
+    if "scenario" in s:
+        head += f", scenario {s['scenario']['name']}: {s['scenario']['description']}"
+    rate = s["control_rate_hz"]
     lines = [
-        f"exoctl HIL run: {s['duration_s']:.1f} s of simulated assisted walking",
-        f"  control rate      {s['control_rate_hz']:.2f} Hz (target {s['target_rate_hz']:.0f} Hz), "
-        f"{s['deadline_misses']} deadline misses",
-        "  tick start error  p50 {p50} us, p99 {p99} us, max {max} us".format(
-            **s["loop_jitter_us"]
-        ),
-        "  tick cost         p50 {p50} us, p99 {p99} us, max {max} us".format(**s["tick_cost_us"]),
-        "  EMG -> command    p50 {p50} ms, p99 {p99} ms (from sample arrival)".format(
-            **s["latency_ms"]
-        ),
+        head,
+        f"  control rate      {rate if rate is not None else 'n/a'} Hz (target "
+        f"{s['target_rate_hz']:.0f} Hz), {s['deadline_misses']} deadline misses",
+        f"  tick start error  {_fmt_pct(s['loop_jitter_us'], 'us')}",
+        f"  tick cost         {_fmt_pct(s['tick_cost_us'], 'us')}",
+        f"  EMG -> command    {_fmt_pct(s['latency_ms'], 'ms')} (from sample arrival)",
         f"  commands          {s['commands_sent']} sent, {s['commands_received']} received by "
         f"the firmware, {s['limit_violations']} over its limits",
         f"  torque estimate   (scored after {s['scored_after_s']:.0f} s)",
     ]
     for j in s["r2"]:
         lines.append(f"    {j:<8} R^2 {s['r2'][j]:.3f}   RMSE {s['rmse_nm'][j]:.2f} N m")
+    for e in s["events"]:
+        lines.append(
+            f"  injected {e['kind']} at {e['injected_at_s']} s: detected "
+            f"{'as ' + e['detected_as'] + ' at ' + str(e['detected_at_s']) + ' s' if e['detected_as'] else 'NOT detected'}"
+            f", torque zero at {e['zero_at_s']} s"
+        )
     if s["faults"]:
         lines.append(f"  faults ({len(s['faults'])}):")
         for f in s["faults"]:

@@ -1,0 +1,157 @@
+"""Child processes of the HIL bench and the parent's handle on them.
+
+The simulator and the controller each run in a process of their own (spawned, not forked: a
+fresh interpreter, as on a real machine), so that a scenario can kill the controller outright
+and watch the emulated firmware remove torque by its own timeout. They talk to the parent
+over a multiprocessing pipe with (message, payload) tuples.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+class ChildHandle:
+    """The parent's end of one child process."""
+
+    def __init__(self, name: str, target: Callable, *args) -> None:
+        ctx = mp.get_context("spawn")
+        self.name = name
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(*args, child), name=name, daemon=True)
+        self.proc.start()
+        child.close()
+
+    def wait_ready(self, timeout: float = 60.0) -> dict:
+        if not self.conn.poll(timeout):
+            self.kill()
+            raise RuntimeError(f"the {self.name} did not start within {timeout} s")
+        kind, payload = self.conn.recv()
+        if kind != "ready":
+            self.kill()
+            raise RuntimeError(f"the {self.name} failed to start: {payload}")
+        return payload
+
+    def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
+        self.conn.send((msg, args or {}))
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"the {self.name} did not answer {msg!r} within {timeout} s")
+        kind, payload = self.conn.recv()
+        if kind == "error":
+            raise RuntimeError(f"{self.name}: {payload}")
+        return payload
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def stop(self, timeout: float = 20.0) -> dict:
+        try:
+            return self.request("stop", timeout=timeout)
+        finally:
+            self.proc.join(5.0)
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5.0)
+
+
+def controller_process(config_path: str | None, overrides: dict, log_seconds: float, conn) -> None:
+    """Child entry: the controller exactly as on the exoskeleton, plus a pipe to the bench."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from exoctl.config import load_config
+    from exoctl.runtime import Controller
+
+    controller = None
+    try:
+        cfg = load_config(config_path)
+        for section in overrides:
+            cfg = cfg.with_overrides(**{section: overrides[section]})
+        controller = Controller(cfg, log_seconds=log_seconds)
+        controller.start()
+        controller.start_session("hil-simulated-patient", protocol="hil-walking")
+        conn.send(("ready", {"t_session": time.monotonic()}))
+    except Exception as e:
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        if controller is not None:
+            controller.shutdown(ramp_out=False)
+        return
+    while True:
+        if not conn.poll(0.05):
+            controller.collect_events()
+            continue
+        try:
+            msg, args = conn.recv()
+        except EOFError:
+            controller.shutdown(ramp_out=False)
+            return
+        try:
+            if msg == "status":
+                conn.send(("ok", controller.status()))
+            elif msg == "estop":
+                controller.estop()
+                conn.send(("ok", time.monotonic()))
+            elif msg == "clear_fault":
+                conn.send(("ok", controller.clear_fault()))
+            elif msg == "stop":
+                conn.send(("done", _finish(controller)))
+                return
+            else:
+                conn.send(("error", f"unknown request {msg!r}"))
+        except Exception as e:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def _finish(controller) -> dict:
+    from exoctl.runtime import ControllerError
+
+    stop_error = None
+    if controller.session is not None:
+        try:
+            controller.stop_session()
+        except ControllerError as e:  # reported with the faults, not hidden
+            stop_error = str(e)
+    controller.collect_events(include_pending=True)
+    _, log = controller.loop.log.read(0)
+    out = {
+        "loop": controller.loop.summary(),
+        "loop_error": controller.loop.error,
+        "link": controller.link.stats(),
+        "acquisition": controller.acquisition.stats() if controller.acquisition else {},
+        "events": list(controller.fault_log),
+        "stop_error": stop_error,
+        "log": {k: log[k] for k in ("t", "stamp", "estimate", "command")},
+        "joints": list(controller.joints),
+        "t_link_closed": time.monotonic(),
+    }
+    controller.shutdown(ramp_out=False)
+    return out
+
+
+def busy_process(seconds: float) -> None:
+    """CPU starvation for the bench: spin for ``seconds``."""
+    end = time.monotonic() + seconds
+    x = np.float64(1.0)
+    while time.monotonic() < end:
+        for _ in range(10000):
+            x = x * 1.0000001 % 3.0
+
+
+def start_busy(n: int, seconds: float) -> list[mp.Process]:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def path_or_none(p: Path | None) -> str | None:
+    return str(p) if p is not None else None

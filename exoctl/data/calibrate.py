@@ -6,7 +6,7 @@ Steps, with the estimator's own signal chain so that the numbers mean the same t
    notch and envelope; no normalisation) at the trial's rate. Enveloped input is taken as is.
    The first ``SETTLE_S`` seconds of each trial are left out (the envelope starts from zero).
 2. MVC per muscle: the peak of the conditioned EMG over the MVC trials (``role: mvc``) when
-   there are any; otherwise a robust maximum of the task trials (the ``percentile`` of the
+   there are any; 1 when the task trials are enveloped EMG already normalised; otherwise a robust maximum of the task trials (the ``percentile`` of the
    envelope, default 99.5 %: one spike or artefact does not set the scale) and a warning,
    because activations are then relative to the task's peak, not to maximal contraction.
 3. Excitation e = envelope / MVC -> ``ActivationDynamics`` (the configuration's parameters, at
@@ -86,7 +86,7 @@ class ChainSettings:
 class CalibrationResult:
     calibration: Calibration
     choice: SynergyChoice
-    mvc_method: str  # "mvc-trials" or "robust-max"
+    mvc_method: str  # "mvc-trials", "pre-normalised" or "robust-max"
     warnings: list[str] = field(default_factory=list)
     task_trials: list[str] = field(default_factory=list)
     mvc_trials: list[str] = field(default_factory=list)
@@ -184,7 +184,14 @@ def calibrate_dataset(
             warnings.append(
                 f"task EMG exceeds 1.5x the MVC trial peak for {low}: was the MVC maximal?"
             )
+    elif all(t.emg_normalised for t, _ in task_env):
+        mvc, method = np.ones(len(order)), "pre-normalised"
     else:
+        if any(t.emg_normalised for t, _ in task_env):
+            raise DatasetError(
+                f"{dataset.path}: some selected trials are marked normalised and others not; "
+                "they cannot share one normalisation"
+            )
         pooled = np.vstack(
             [
                 e[(int(round(SETTLE_S * t.fs_hz)) if t.emg_kind == "raw" else 0) :]

@@ -17,6 +17,7 @@ A description is a YAML file; paths in it are relative to the file itself. Examp
           file: s03_walk1.xdf          # .sto, .mot, .csv or .xdf (or set format:)
           stream: Delsys               # XDF: stream name or type
           kind: raw                    # raw (microvolts after `units`) or enveloped
+                                       # (with `normalised: true` when already divided by MVC)
           units: uV                    # uV, mV or V (raw EMG is converted to microvolts)
           channels: {rectus_femoris_r: 0, vastus_lateralis_r: 1, biceps_femoris_r: 2}
         moment:                        # optional: e.g. OpenSim inverse dynamics
@@ -93,9 +94,17 @@ class _FileSpec(_M):
 
 class EmgSpec(_FileSpec):
     kind: Literal["raw", "enveloped"]
+    normalised: bool = False
+    """Enveloped EMG already divided by each muscle's MVC (so the MVC is 1)."""
     units: Literal["uV", "mV", "V"] = "uV"
     channels: Annotated[dict[str, ColumnRef], Field(min_length=1)]
     """muscle name -> column label or index."""
+
+    @model_validator(mode="after")
+    def _normalised_needs_envelope(self) -> EmgSpec:
+        if self.normalised and self.kind != "enveloped":
+            raise ValueError("normalised: true applies to kind: enveloped only")
+        return self
 
 
 class MomentSpec(_FileSpec):
@@ -208,6 +217,7 @@ class Trial:
     t: np.ndarray  # (n,) s, uniform
     emg: np.ndarray  # (n, m) in muscles order
     emg_kind: str  # raw | enveloped
+    emg_normalised: bool  # enveloped and already divided by MVC
     muscles: tuple[str, ...]
     joints: tuple[str, ...]
     torque: np.ndarray | None  # (n, j) N m, flexion positive
@@ -319,7 +329,9 @@ class Dataset:
                 timing,
                 _nan_counts(order, emg_raw),
                 _clipped(order, emg_raw) if spec.emg.kind == "raw" else {},
-                ("microvolts x " + f"{scale:g}") if spec.emg.kind == "raw" else "enveloped",
+                ("microvolts x " + f"{scale:g}")
+                if spec.emg.kind == "raw"
+                else ("enveloped, normalised" if spec.emg.normalised else "enveloped"),
             )
         )
         spans = [(float(t_emg[0]), float(t_emg[-1]), "emg")]
@@ -416,6 +428,7 @@ class Dataset:
             t=grid,
             emg=np.ascontiguousarray(emg),
             emg_kind=spec.emg.kind,
+            emg_normalised=spec.emg.normalised,
             muscles=self.muscles,
             joints=tuple(joints),
             torque=out["moment"],

@@ -193,3 +193,35 @@ def test_export_sim_then_check(tmp_path):
     assert code == 0, text
     code, text = run(["data", "check", str(out / "dataset.yaml")])
     assert code == 0 and "trial walk_s0" in text
+
+
+@pytest.mark.parametrize("normalised", [True, False])
+def test_enveloped_input_skips_the_filters(tmp_path, recording, normalised):
+    """A lab that exports envelopes: no filtering; MVC 1 when they are normalised already."""
+    from exoctl.data.export import write_csv
+
+    env = recording.activation * 0.8
+    write_csv(tmp_path / "env.csv", recording.t, env, [f"c{i}" for i in range(env.shape[1])])
+    spec = {
+        "file": "env.csv",
+        "kind": "enveloped",
+        "normalised": normalised,
+        "channels": {m: f"c{i}" for i, m in enumerate(recording.muscles)},
+    }
+    desc = tmp_path / "d.yaml"
+    desc.write_text(
+        yaml.safe_dump({"format": "exoctl-dataset/1", "trials": [{"name": "w", "emg": spec}]})
+    )
+    out = tmp_path / "cal.yaml"
+    code, text = run(["calibrate", "--data", str(desc), "--out", str(out), "--k", "3"])
+    assert code == 0, text
+    cal = load_calibration(out)
+    if normalised:
+        np.testing.assert_array_equal(cal.mvc, np.ones(len(recording.muscles)))
+        assert "WARNING" not in text and cal.source["mvc_method"] == "pre-normalised"
+    else:
+        # the description's mapping was written with sorted keys: compare by muscle name
+        idx = [recording.muscles.index(m) for m in cal.muscles]
+        assert idx != list(range(len(idx)))
+        np.testing.assert_allclose(cal.mvc, np.percentile(env, 99.5, axis=0)[idx], rtol=1e-7)
+        assert "no MVC trial" in text

@@ -32,7 +32,14 @@ class ChildHandle:
         if not self.conn.poll(timeout):
             self.kill()
             raise RuntimeError(f"the {self.name} did not start within {timeout} s")
-        kind, payload = self.conn.recv()
+        try:
+            kind, payload = self.conn.recv()
+        except EOFError:
+            self.proc.join(5.0)
+            raise RuntimeError(
+                f"the {self.name} exited during start-up (exit code {self.proc.exitcode}); "
+                "its traceback is printed above"
+            ) from None
         if kind != "ready":
             self.kill()
             raise RuntimeError(f"the {self.name} failed to start: {payload}")

@@ -89,6 +89,8 @@ class _FileSpec(_M):
     stream: str | None = None
     """XDF only: the stream's name or type."""
     time_column: str = "time"
+    skip_rows: Annotated[int, Field(ge=0)] = 0
+    """CSV only: lines after the header to ignore (e.g. a units row)."""
     time_offset_s: float = 0.0
 
 
@@ -289,11 +291,23 @@ class Dataset:
                     f"{self.path}: {where}.{part}.file: {fs.file}: file not found ({p})"
                 )
             try:
-                return read_table(
-                    p, fs.format, time_column=fs.time_column, stream=fs.stream, xdf_cache=cache
+                tab = read_table(
+                    p,
+                    fs.format,
+                    time_column=fs.time_column,
+                    skip_rows=fs.skip_rows,
+                    stream=fs.stream,
+                    xdf_cache=cache,
                 )
             except ImportErrorWithPath as e:
                 raise DatasetError(f"{self.path}: {where}.{part}: {e}") from None
+            bad_t = int(np.count_nonzero(~np.isfinite(tab.t)))
+            if bad_t:
+                raise DatasetError(
+                    f"{self.path}: {where}.{part}: {tab.path}: {bad_t} time stamp(s) are NaN or "
+                    "infinite"
+                )
+            return tab
 
         def pick(part: str, tab: Table, mapping: dict[str, Any], key: str) -> list[int]:
             idx = []

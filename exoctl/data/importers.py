@@ -76,6 +76,7 @@ def read_table(
     fmt: str = "auto",
     *,
     time_column: str = "time",
+    skip_rows: int = 0,
     stream: str | None = None,
     xdf_cache: dict[Path, Any] | None = None,
 ) -> Table:
@@ -98,7 +99,7 @@ def read_table(
     if fmt in ("sto", "mot"):
         return read_sto(path)
     if fmt == "csv":
-        return read_csv(path, time_column=time_column)
+        return read_csv(path, time_column=time_column, skip_rows=skip_rows)
     if fmt == "xdf":
         if stream is None:
             raise ImportErrorWithPath(f"{path}: an XDF file needs `stream:` (name or type)")
@@ -174,8 +175,11 @@ def read_sto(path: str | Path) -> Table:
     )
 
 
-def read_csv(path: str | Path, *, time_column: str = "time") -> Table:
-    """CSV with a header row and a time column (seconds)."""
+def read_csv(path: str | Path, *, time_column: str = "time", skip_rows: int = 0) -> Table:
+    """CSV with a header row and a time column (seconds).
+
+    ``skip_rows``: lines after the header to ignore (e.g. a units row in amplifier exports).
+    """
     path = Path(path)
     try:
         text = path.read_text(errors="replace")
@@ -196,6 +200,9 @@ def read_csv(path: str | Path, *, time_column: str = "time") -> Table:
             f"{path}: time column {time_column!r} not found; columns there: {header}"
         )
     ti = folded.index(time_column.casefold())
+    lines = lines[:1] + lines[1 + skip_rows :]
+    if len(lines) < 2:
+        raise ImportErrorWithPath(f"{path}: no data rows after the header and {skip_rows} skipped")
     try:  # fast path; the csv module below handles empty cells and reports errors
         data = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=delim, ndmin=2)
         if data.shape[1] != len(header):

@@ -160,3 +160,19 @@ def test_one_leg_subset_and_column_indices(tmp_path, recording_factory):
     tr = load_dataset(tmp_path / "d.yaml").load_trial("t")
     assert tr.muscles == ("biceps_femoris_r", "rectus_femoris_r")
     np.testing.assert_allclose(tr.emg[:, 0], rec.emg[:, 1], rtol=1e-6)
+
+
+def test_nan_time_stamps_are_refused(tmp_path):
+    (tmp_path / "e.csv").write_text("time,a\n0.0,1\n,2\n0.002,3\n")
+    (tmp_path / "d.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "format": "exoctl-dataset/1",
+                "trials": [
+                    {"name": "x", "emg": {"file": "e.csv", "kind": "raw", "channels": {"m": "a"}}}
+                ],
+            }
+        )
+    )
+    with pytest.raises(DatasetError, match=r"trials\[0\] \(x\)\.emg: .*e.csv: 1 time stamp"):
+        load_dataset(tmp_path / "d.yaml").load_trial("x")

@@ -123,3 +123,12 @@ def test_timing_summary_finds_gaps_and_rate():
     assert tm.gaps == 1
     assert tm.longest_gap_s == pytest.approx(0.6 - 99 / 200.0 - 1 / 200.0)
     assert tm.non_increasing == 0
+
+
+def test_csv_units_row_can_be_skipped(tmp_path):
+    p = tmp_path / "amp.csv"
+    p.write_text("time,RF\ns,mV\n0.0,0.1\n0.001,0.2\n")
+    with pytest.raises(ImportErrorWithPath, match="not a number"):
+        read_csv(p)
+    tab = read_csv(p, skip_rows=1)
+    np.testing.assert_allclose(tab.data[:, 0], [0.1, 0.2])

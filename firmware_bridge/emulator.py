@@ -127,6 +127,7 @@ class FirmwareEmulator:
         )
         self._rng = np.random.default_rng(seed)
         self._ber = 0.0
+        self._mute = False
 
         self._lock = threading.RLock()  # guards device state against test-hook calls
         self._master = -1
@@ -237,6 +238,11 @@ class FirmwareEmulator:
         assert self._link_path is not None
         return self._link_path
 
+    def set_mute(self, mute: bool) -> None:
+        """Stop (or resume) sending anything while the port stays open: a firmware that hangs
+        or a cut TX wire, which no OS error reveals to the host."""
+        self._mute = bool(mute)
+
     def set_bit_error_rate(self, p: float) -> None:
         """Flip each bit on the wire (both directions) with probability p."""
         if not 0.0 <= p < 0.5:
@@ -279,7 +285,7 @@ class FirmwareEmulator:
         return bytes(buf)
 
     def _send(self, msg: P.Message) -> None:
-        if self._master < 0:
+        if self._master < 0 or self._mute:
             return
         self._txbuf += self._corrupt(P.encode(msg))
         self._flush()

@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,7 @@ class HostLink:
         heartbeat_period_s: float = 0.02,
         telemetry_timeout_s: float = 0.1,
         low_latency: bool = True,
+        joint_names: Sequence[str] | None = None,
     ) -> None:
         if not 1 <= n_joints <= P.MAX_JOINTS:
             raise ValueError(f"n_joints must be 1..{P.MAX_JOINTS}, got {n_joints}")
@@ -101,6 +103,9 @@ class HostLink:
         self.heartbeat_period_s = float(heartbeat_period_s)
         self.telemetry_timeout_s = float(telemetry_timeout_s)
         self.low_latency = low_latency
+        if joint_names is not None and len(joint_names) != n_joints:
+            raise ValueError(f"joint_names has {len(joint_names)} names for {n_joints} joints")
+        self.joint_names = tuple(joint_names) if joint_names is not None else None
         self.low_latency_active = False
         self.last_error: str | None = None
 
@@ -158,6 +163,7 @@ class HostLink:
         self._rtt_counts = np.zeros(len(_RTT_EDGES_MS) + 1, dtype=np.int64)
         self._rtt_max_ms = 0.0
         self._rtt_n = 0
+        self._rtt_ring = np.zeros(_SEQ_SLOTS, dtype=np.float64)  # the newest exact samples
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -242,7 +248,10 @@ class HostLink:
         self._hello_nonce = secrets.randbits(32)
         while True:
             self._send_hello()
-            if self._hello_event.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            # repeat well within the device's command timeout: a device that got the Hello but
+            # whose DeviceInfo was lost must not see host silence
+            wait = min(self.heartbeat_period_s, max(0.0, deadline - time.monotonic()))
+            if self._hello_event.wait(wait):
                 break
             if self._decoder.last_bad_version is not None:
                 raise LinkError(
@@ -284,6 +293,11 @@ class HostLink:
                 f"device {info.device_id!r} has {info.n_joints} joints {info.joint_names}, "
                 f"host configured {self.n_joints}"
             )
+        elif self.joint_names is not None and info.joint_names != self.joint_names:
+            self._protocol_fault = (
+                f"device {info.device_id!r} joints {info.joint_names} differ from the "
+                f"configured {self.joint_names} (order matters)"
+            )
         elif self._device is not None and (
             info.device_id != self._device.device_id or info.joint_names != self._device.joint_names
         ):
@@ -305,18 +319,25 @@ class HostLink:
         return self._req_id
 
     def _request(self, cls: type, timeout_s: float) -> P.Ack | None:
-        rid = self._next_req_id()
-        with self._ack_cv:
-            self._acks.pop(rid, None)
-        self._send(cls(rid))
+        """Send an acknowledged request, repeating it (new request id) every 50 ms until an
+        Ack arrives or the timeout expires; the three requests are idempotent."""
         deadline = time.monotonic() + timeout_s
-        with self._ack_cv:
-            while rid not in self._acks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._ack_cv.wait(left)
-            return self._acks.pop(rid)
+        while True:
+            rid = self._next_req_id()
+            with self._ack_cv:
+                self._acks.pop(rid, None)
+            self._send(cls(rid))
+            attempt_end = min(deadline, time.monotonic() + 0.05)
+            with self._ack_cv:
+                while rid not in self._acks:
+                    left = attempt_end - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._ack_cv.wait(left)
+                if rid in self._acks:
+                    return self._acks.pop(rid)
+            if time.monotonic() >= deadline:
+                return None
 
     def enable(self, timeout_s: float = 0.5, clear_faults: bool = True) -> bool:
         """Ask the device to accept torque; True once it acknowledged.
@@ -325,12 +346,14 @@ class HostLink:
         it first clears latched faults whose cause is gone (e.g. a host timeout after a replug).
         False (reason in ``last_error``) when refused, timed out, or the link is not healthy.
         """
-        if not self.healthy:
-            self.last_error = "enable refused by host: link not healthy"
-            return False
         deadline = time.monotonic() + timeout_s
+        while not self.healthy:  # e.g. right after the handshake, before the first telemetry
+            if time.monotonic() >= deadline:
+                self.last_error = "enable refused by host: link not healthy"
+                return False
+            time.sleep(0.001)
         if clear_faults:
-            ack = self._request(P.ClearFaults, timeout_s)
+            ack = self._request(P.ClearFaults, max(0.0, deadline - time.monotonic()))
             if ack is None:
                 self.last_error = "enable: no acknowledgement of ClearFaults"
                 return False
@@ -375,7 +398,8 @@ class HostLink:
         now = time.monotonic()
         if self._enabled and self._ser is not None and self._fresh(now):
             np.rint(sc, out=sc)
-            np.clip(sc, -32767.0, 32767.0, out=sc)
+            np.minimum(sc, 32767.0, out=sc)
+            np.maximum(sc, -32767.0, out=sc)
             self._tq_counts[:] = sc
         else:
             self._tq_counts[:] = 0
@@ -512,6 +536,7 @@ class HostLink:
             if self._sent_seq[slot] == last:
                 rtt = (now - self._sent_t[slot]) * 1000.0
                 self._rtt_counts[int(np.searchsorted(_RTT_EDGES_MS, rtt))] += 1
+                self._rtt_ring[self._rtt_n & (_SEQ_SLOTS - 1)] = rtt
                 self._rtt_n += 1
                 if rtt > self._rtt_max_ms:
                     self._rtt_max_ms = rtt
@@ -556,7 +581,7 @@ class HostLink:
             if self._ser is None:
                 continue
             if not self._handshaken:
-                if self._device is not None and now - self._last_hello_tx > 0.1:
+                if self._device is not None and now - self._last_hello_tx >= period:
                     self._send_hello()  # reconnect: repeat the handshake, never the enable
                 continue
             if now - self._last_tx >= period:
@@ -594,6 +619,14 @@ class HostLink:
         """(bin edges in ms, counts); counts[0] is below the first edge, counts[-1] above."""
         return _RTT_EDGES_MS.copy(), self._rtt_counts.copy()
 
+    def rtt_samples_ms(self) -> np.ndarray:
+        """The newest (up to 4096) exact round-trip times in ms, oldest first."""
+        n = self._rtt_n
+        if n <= _SEQ_SLOTS:
+            return self._rtt_ring[:n].copy()
+        i = n & (_SEQ_SLOTS - 1)
+        return np.concatenate((self._rtt_ring[i:], self._rtt_ring[:i]))
+
     def _rtt_percentile(self, q: float) -> float:
         n = self._rtt_n
         if n == 0:
@@ -626,7 +659,7 @@ class HostLink:
             "rtt_ms": {
                 "p50": self._rtt_percentile(0.5),
                 "p99": self._rtt_percentile(0.99),
-                "max": self._rtt_max_ms if self._rtt_n else math.nan,
+                "max": float(self._rtt_max_ms) if self._rtt_n else math.nan,
                 "count": self._rtt_n,
             },
             "reconnects": self._reconnects,

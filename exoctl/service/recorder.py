@@ -237,21 +237,23 @@ class Recorder:
         array: np.ndarray,
         *,
         t: np.ndarray | None = None,
+        copy: bool = True,
     ) -> bool:
         """Queue a copy of ``array`` (rows are samples) for writing; False if not taken.
 
         ``t`` optionally gives the time of every row (float64, same length as the array).
         Without it the chunk has one time, ``t0``. Returns False when no session is open
-        (nothing to record) or the queue is full (counted as dropped).
+        (nothing to record) or the queue is full (counted as dropped). ``copy=False`` hands
+        over arrays the caller will never touch again (saves a copy off the control thread).
         """
         if self._session is None:
             return False
-        a = np.array(array, copy=True, order="C")
+        a = np.array(array, copy=copy, order="C")
         if a.ndim == 0:
             a = a.reshape(1)
         tt = None
         if t is not None:
-            tt = np.array(t, dtype=np.float64, copy=True).reshape(-1)
+            tt = np.array(t, dtype=np.float64, copy=copy).reshape(-1)
             if tt.shape[0] != a.shape[0]:
                 raise ValueError(f"{stream}: {tt.shape[0]} times for {a.shape[0]} rows")
         return self._put(_Chunk(stream, float(t0), a, tt), stream)

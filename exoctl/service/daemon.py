@@ -1,0 +1,631 @@
+"""``exoctl daemon``: the supervisor.
+
+It owns the controller (acquisition, estimator, control loop, safety, firmware link), the
+recorder and the control socket, and talks to systemd:
+
+* ``READY=1`` once the firmware handshake succeeded and the loop runs;
+* ``WATCHDOG=1`` only while the control loop is healthy: its thread alive, no loop error,
+  and its tick counter advancing. A hung loop stops the pings and systemd kills us; the
+  firmware has removed torque long before by its own command timeout;
+* SIGTERM/SIGINT: the session's assistance ramps out, the actuators are disabled, the
+  recording is flushed and closed, exit 0. A control loop that dies is a failure: the
+  session is closed with that reason and the daemon exits 1 (systemd restarts it; a session
+  is never resumed automatically).
+
+Threads: the control loop (the controller's), acquisition, the recorder's writer, the RPC
+acceptor and connections, and one *pump* thread here. The pump is the only reader of the
+loop's preallocated logs: every 50 ms it copies the new rows (estimate, command, telemetry,
+activations, synergies, loop timing, raw EMG) into the recorder and the LSL outlets, drains
+the safety layer's fault events, and pings the watchdog. Nothing here runs on, or takes a
+lock shared with, the control thread.
+
+Logs: structlog, one JSON object per line on stdout (journald keeps them).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from exoctl import __version__
+from exoctl.config import Config, load_config
+from exoctl.service import recorder as R
+from exoctl.service import rpc
+from exoctl.service.sdnotify import Notifier
+
+log = structlog.get_logger("exoctl.daemon")
+
+PUMP_PERIOD_S = 0.05
+HEALTH_STALL_S = 0.5  # no tick for this long: the loop is not healthy
+
+
+def configure_logging(stream: Any = None) -> None:
+    """JSON lines on stdout, ISO UTC timestamps; journald adds its own metadata."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(default=str),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+def jsonable(x: Any) -> Any:
+    """NaN and infinity become null (strict JSON for jq and other tools)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return jsonable(x.item())
+    if isinstance(x, np.ndarray):
+        return jsonable(x.tolist())
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def peek_ring(ring: Any, since: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """Copy the EMG samples published after counter ``since`` without consuming them.
+
+    The control loop is the ring's one consumer; this is a second, read-only look at the same
+    preallocated arrays (what was written, never the loop's cursor). Lock-free: the counter is
+    read before and after the copy and rows the writer may have overwritten meanwhile are
+    dropped and counted. Returns (new counter, data, LSL stamps, samples lost).
+    """
+    written = ring.written
+    cap = ring.capacity
+    start = max(since, written - cap + 1)
+    lost = start - since
+    n = written - start
+    if n <= 0:
+        return written, np.zeros((0, ring.n_channels), np.float32), np.zeros(0), lost
+    idx = np.arange(start, written) % cap
+    data = ring._data[idx]
+    stamps = ring._stamp[idx]
+    after = ring.written
+    overwritten = max(0, (after - cap + 1) - start)  # rows lapped while we copied
+    if overwritten:
+        data, stamps = data[overwritten:], stamps[overwritten:]
+        lost += overwritten
+    return written, data, stamps, lost
+
+
+class LslPublisher:
+    """Estimated torque and commands as LSL outlets, for LabRecorder beside motion capture."""
+
+    def __init__(self, cfg: Config) -> None:
+        import pylsl
+
+        self._pylsl = pylsl
+        joints = list(cfg.joint_names)
+        self.outlets = {}
+        for key, name, stype in (
+            ("estimate", "exoctl-torque-estimated", "EstimatedTorque"),
+            ("command", "exoctl-torque-command", "TorqueCommand"),
+        ):
+            info = pylsl.StreamInfo(
+                name, stype, len(joints), cfg.control.rate_hz, "float32",
+                f"{cfg.device.name}-{key}",
+            )  # fmt: skip
+            chans = info.desc().append_child("channels")
+            for j in joints:
+                c = chans.append_child("channel")
+                c.append_child_value("label", j)
+                c.append_child_value("unit", "N m")
+            self.outlets[key] = pylsl.StreamOutlet(info)
+        # TickLog times are time.monotonic(); LSL's clock is CLOCK_MONOTONIC too on Linux,
+        # the offset is measured once in case a platform differs.
+        self.offset = pylsl.local_clock() - time.monotonic()
+
+    def push(self, key: str, t: np.ndarray, data: np.ndarray) -> None:
+        if len(t):
+            self.outlets[key].push_chunk(
+                np.ascontiguousarray(data, dtype=np.float32), (t + self.offset).tolist()
+            )
+
+
+class Daemon:
+    """The supervisor; its RPC methods are the names in RPC_METHODS, nothing else."""
+
+    RPC_METHODS = {
+        "status": "rpc_status",
+        "session.start": "rpc_session_start",
+        "session.stop": "rpc_session_stop",
+        "assist.set": "rpc_assist_set",
+        "estop": "rpc_estop",
+        "fault.clear": "rpc_fault_clear",
+        "model.load": "rpc_model_load",
+        "sessions.list": "rpc_sessions_list",
+    }
+
+    def __init__(self, cfg: Config, notifier: Notifier | None = None) -> None:
+        from exoctl.runtime import Controller
+
+        self.cfg = cfg
+        self.svc = cfg.service
+        self.notifier = notifier or Notifier()
+        self.started_mono = time.monotonic()
+        self.recorder = R.Recorder(
+            self.svc.data_dir,
+            queue_chunks=self.svc.recorder_queue_chunks,
+            flush_interval_s=self.svc.flush_interval_s,
+        )
+        self.controller = Controller(cfg)
+        self.server: rpc.RpcServer | None = None
+        self.lsl: LslPublisher | None = None
+        self.stop_requested = threading.Event()
+        self.stop_reason = "daemon stopped"
+        self.exit_code = 0
+        self._pump_lock = threading.Lock()
+        self._pump_thread: threading.Thread | None = None
+        self._log_cursor = 0
+        self._ring_cursor = 0
+        self._recent_faults: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+        self._last_ticks = -1
+        self._last_tick_change = time.monotonic()
+        self._last_ping = 0.0
+        self._healthy = False
+        self._emg_lost = 0
+        self._session_id: str | None = None
+        self._pump_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        log.info("starting", version=__version__, config=str(self.cfg.source), pid=os.getpid())
+        self.notifier.status("connecting to the firmware and the EMG stream")
+        self.controller.start()
+        self._log_cursor = self.controller.loop.log.n
+        self._ring_cursor = self.controller.ring.written
+        if self.svc.publish_lsl:
+            try:
+                self.lsl = LslPublisher(self.cfg)
+            except Exception as e:  # publishing is a convenience; control does not need it
+                log.warning("lsl_outlets_unavailable", error=str(e))
+        self.server = rpc.RpcServer(
+            self.svc.socket_path,
+            rpc.methods_from(self),
+            allowed_users=self.svc.allowed_users,
+            allowed_groups=self.svc.allowed_groups,
+            socket_group=self.svc.socket_group,
+        ).start()
+        self._pump_thread = threading.Thread(
+            target=self._pump_loop, name="exoctl-pump", daemon=True
+        )
+        self._pump_thread.start()
+        self.notifier.ready("controller running, no session")
+        log.info(
+            "ready",
+            socket=str(self.svc.socket_path),
+            data_dir=str(self.svc.data_dir),
+            port=self.cfg.device.serial.port,
+            watchdog_s=self.notifier.watchdog_s,
+        )
+
+    def wait(self) -> None:
+        """Block until a stop is requested or the control loop dies."""
+        while not self.stop_requested.wait(0.2):
+            c = self.controller
+            if c.loop.error is not None or not c.loop.running:
+                self.stop_reason = f"control loop died: {c.loop.error or 'thread ended'}"
+                self.exit_code = 1
+                log.error("control_loop_died", error=c.loop.error)
+                self._record_event("fault", {"kind": "control_loop_died", "detail": c.loop.error})
+                break
+
+    def shutdown(self) -> None:
+        """Ramp out, disable actuators, flush and close the recording, close the socket."""
+        self.notifier.stopping(self.stop_reason)
+        log.info("stopping", reason=self.stop_reason)
+        if self.server is not None:
+            self.server.close()
+        if self.controller.session is not None:
+            try:
+                self._stop_session(self.stop_reason)
+            except Exception as e:
+                log.error("session_stop_failed", error=str(e))
+        try:
+            self.controller.shutdown(ramp_out=True)
+        except Exception as e:
+            log.error("controller_shutdown_failed", error=str(e))
+        self._stop_pump()
+        if self.recorder.active_session is not None:
+            with contextlib.suppress(Exception):
+                self.recorder.stop_session(self.stop_reason)
+        self.recorder.close()
+        log.info("stopped", exit_code=self.exit_code)
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stop_requested.set()
+
+    # ------------------------------------------------------------------ the pump
+    def _pump_loop(self) -> None:
+        self._pump_stop = threading.Event()
+        while not self._pump_stop.wait(PUMP_PERIOD_S):
+            try:
+                with self._pump_lock:
+                    self._pump_once()
+            except Exception as e:  # never let recording problems touch the controller
+                if self._pump_error != str(e):
+                    log.exception("pump_failed")
+                self._pump_error = str(e)
+            self._watchdog()
+
+    def _stop_pump(self) -> None:
+        if self._pump_thread is not None:
+            self._pump_stop.set()
+            self._pump_thread.join(2.0)
+            with self._pump_lock, contextlib.suppress(Exception):
+                self._pump_once()
+
+    def _pump_once(self) -> None:
+        c = self.controller
+        rec = self.recorder
+        recording = rec.active_session is not None
+        end, rows = c.loop.log.read(self._log_cursor)
+        first = self._log_cursor
+        self._log_cursor = end
+        t = rows["t"]
+        if len(t):
+            if self.lsl is not None:
+                self.lsl.push("estimate", t, rows["estimate"])
+                self.lsl.push("command", t, rows["command"])
+            if recording:
+                t0 = float(t[0])
+                rec.submit_chunk("torque_estimated", t0, rows["estimate"], t=t, copy=False)
+                rec.submit_chunk("torque_command", t0, rows["command"], t=t, copy=False)
+                tel = np.concatenate(
+                    [rows["angles"], rows["applied"], rows["state"][:, None].astype(float)], 1
+                )
+                rec.submit_chunk("telemetry", t0, tel, t=t, copy=False)
+                rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
+                rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
+                st = c.loop.stats
+                lo = max(first, end - len(t))
+                idx = np.arange(lo, end) % st.capacity
+                timing = np.stack(
+                    [st.start_error[idx], st.tick_cost[idx], st.latency[idx], st.sample_age[idx]],
+                    1,
+                )
+                rec.submit_chunk("loop_timing", t0, timing, t=t[-len(idx) :], copy=False)
+        self._ring_cursor, emg, stamps, lost = peek_ring(c.ring, self._ring_cursor)
+        if lost and recording:
+            self._emg_lost += lost
+            rec.submit_event("emg_record_gap", {"samples": lost})
+        if len(stamps) and recording:
+            rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
+        self._drain_faults()
+
+    def _drain_faults(self) -> list[dict[str, Any]]:
+        """Move the safety layer's fault events into the recording and the recent list.
+
+        Called with the pump lock held (status() takes it too): the layer's event queue is
+        drained by whoever reads it, so only one reader at a time.
+        """
+        evs = self.controller.safety.events(include_pending=True)
+        out = []
+        for e in evs:
+            d = {"kind": e.kind, "detail": e.detail, "t_detected": e.t_detected, "t_zero": e.t_zero}
+            out.append(d)
+            self._recent_faults.append(d)
+            self.recorder.submit_event("fault", d, t=e.t_detected)
+            log.warning("fault", **jsonable(d))
+        return out
+
+    def _update_health(self) -> bool:
+        """Healthy: loop thread alive, no loop error, tick counter moved within 0.5 s."""
+        c = self.controller
+        now = time.monotonic()
+        ticks = c.loop.ticks
+        if ticks != self._last_ticks:
+            self._last_ticks = ticks
+            self._last_tick_change = now
+        healthy = bool(c.healthy) and now - self._last_tick_change < HEALTH_STALL_S
+        if healthy != self._healthy:
+            log.info("loop_health", healthy=healthy, ticks=ticks, error=c.loop.error)
+            self._healthy = healthy
+        return healthy
+
+    def _watchdog(self) -> None:
+        healthy = self._update_health()
+        now = time.monotonic()
+        wd = self.notifier.watchdog_s
+        if healthy and wd is not None and now - self._last_ping >= wd / 4:
+            self.notifier.watchdog()
+            self._last_ping = now
+
+    def _record_event(self, kind: str, detail: Any) -> None:
+        self.recorder.submit_event(kind, jsonable(detail))
+
+    # ------------------------------------------------------------------ sessions
+    def _artifacts(self) -> tuple[R.Artifact, R.Artifact]:
+        model = self.controller.estimator.model
+        extra = getattr(getattr(model, "info", None), "extra", {}) or {}
+        mid = extra.get("name") or extra.get("version") or extra.get("format")
+        m = R.Artifact.from_file(self.cfg.model.path, str(mid) if mid else None)
+        cal = self.controller.estimator.calibration
+        cid = (getattr(cal, "source", None) or {}).get("name")
+        c = R.Artifact.from_file(self.cfg.estimator.calibration, str(cid) if cid else None)
+        return m, c
+
+    def _stream_meta(self) -> dict[str, dict[str, Any]]:
+        joints = list(self.cfg.joint_names)
+        k = self.controller.estimator.k
+        return {
+            "torque_estimated": {"columns": joints, "unit": "N m"},
+            "torque_command": {"columns": joints, "unit": "N m",
+                               "description": "after the safety layer, as sent"},
+            "telemetry": {
+                "columns": [f"angle_{j}" for j in joints]
+                + [f"applied_{j}" for j in joints]
+                + ["safety_state"],
+                "unit": "rad, N m",
+            },
+            "activation": {"columns": list(self.cfg.emg.muscles), "unit": "1"},
+            "synergy": {"columns": [f"synergy_{i + 1}" for i in range(k)], "unit": "1"},
+            "loop_timing": {"columns": ["start_error", "tick_cost", "latency", "sample_age"],
+                            "unit": "s"},
+            "emg_raw": {"columns": list(self.cfg.emg.muscles), "unit": "as streamed",
+                        "description": "t is the LSL time stamp"},
+        }  # fmt: skip
+
+    def _stop_session(self, reason: str) -> dict[str, Any]:
+        from exoctl.runtime import ControllerError
+
+        with self._pump_lock:
+            s = self.controller.session
+            try:
+                self.controller.stop_session()
+            except ControllerError as e:
+                raise rpc.Refused(str(e)) from None
+            self._pump_once()  # everything up to the end of the ramp-out
+            sid = self._session_id
+            self._record_event("session_stop", {"reason": reason})
+            self.recorder.stop_session(reason)
+            self._session_id = None
+        log.info("session_stopped", session_id=sid, reason=reason)
+        return {
+            "session_id": sid,
+            "patient": s.patient if s else None,
+            "end_reason": reason,
+            "duration_s": round(time.time() - s.started_at, 3) if s else None,
+        }
+
+    # ------------------------------------------------------------------ RPC methods
+    def rpc_status(self) -> dict[str, Any]:
+        with self._pump_lock:
+            self._drain_faults()
+            st = self.controller.status()  # its own (now empty) drain is harmless
+        st["faults"] = list(self._recent_faults)
+        if st.get("session") is not None:
+            st["session"]["id"] = self._session_id
+        st["daemon"] = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            "loop_healthy": self._update_health(),
+            "watchdog_s": self.notifier.watchdog_s,
+            "pump_error": self._pump_error,
+        }
+        rs = self.recorder.stats()
+        st["recorder"] = {
+            k: rs[k]
+            for k in ("session", "db_path", "written_chunks", "dropped", "queue_depth",
+                      "write_errors", "last_error")
+        }  # fmt: skip
+        return jsonable(st)
+
+    def rpc_session_start(
+        self, patient: str, protocol: str | None = None, assist: Any = None
+    ) -> dict[str, Any]:
+        from exoctl.runtime import ControllerError
+
+        try:
+            R.validate_patient(patient)
+        except R.RecorderError as e:
+            raise rpc.InvalidParams(str(e)) from None
+        if protocol is not None and (not isinstance(protocol, str) or len(protocol) > 200):
+            raise rpc.InvalidParams("protocol must be a string of at most 200 characters")
+        assist = _check_assist(assist)
+        with self._pump_lock:
+            if self.controller.session is not None or self.recorder.active_session is not None:
+                raise rpc.Refused(
+                    f"a session is already running (session {self._session_id}); stop it first"
+                )
+            try:
+                info = self.controller.start_session(patient, protocol, assist)
+            except ControllerError as e:
+                raise rpc.Refused(str(e)) from None
+            try:
+                model, cal = self._artifacts()
+                sid = self.recorder.start_session(
+                    patient,
+                    protocol=protocol,
+                    config=self.cfg.model_dump(mode="json"),
+                    model=model,
+                    calibration=cal,
+                    streams=self._stream_meta(),
+                )
+            except Exception as e:
+                # No recording, no session: assistance must not run unrecorded.
+                with contextlib.suppress(Exception):
+                    self.controller.stop_session(wait_ramp=False)
+                log.error("recording_failed", error=str(e))
+                raise rpc.RpcError(rpc.INTERNAL_ERROR, f"cannot record the session: {e}") from e
+            self._session_id = sid
+            self._record_event(
+                "session_start", {"patient": patient, "protocol": protocol, "gains": info.gains}
+            )
+        log.info("session_started", session_id=sid, patient=patient, protocol=protocol,
+                 gains=info.gains)  # fmt: skip
+        return {"session_id": sid, "patient": patient, "protocol": protocol, "gains": info.gains}
+
+    def rpc_session_stop(self, reason: str = "stopped by clinician") -> dict[str, Any]:
+        if not isinstance(reason, str) or len(reason) > 200:
+            raise rpc.InvalidParams("reason must be a string of at most 200 characters")
+        if self.controller.session is None:
+            raise rpc.Refused("no session is running")
+        return self._stop_session(reason)
+
+    def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
+        from exoctl.runtime import ControllerError
+
+        gains = _check_assist(gains)
+        if gains is None:
+            raise rpc.InvalidParams("gains: give a number or {joint: gain}")
+        try:
+            applied = self.controller.set_assist(gains)
+        except ControllerError as e:
+            raise rpc.Refused(str(e)) from None
+        self._record_event("assist_change", {"gains": applied})
+        log.info("assist_changed", gains=applied)
+        return {"assist_gain": applied}
+
+    def rpc_estop(self) -> dict[str, Any]:
+        self.controller.estop()
+        self._record_event("estop", {"source": "rpc"})
+        log.warning("estop", source="rpc")
+        return {"safety_state": "ESTOP"}
+
+    def rpc_fault_clear(self) -> dict[str, Any]:
+        from exoctl.runtime import ControllerError
+        from exoctl.safety import SafetyState
+
+        try:
+            ok = self.controller.clear_fault()
+        except ControllerError as e:
+            raise rpc.Refused(str(e)) from None
+        state = SafetyState(self.controller.safety.state).name
+        if not ok:
+            active, degraded = self.controller.safety.active_conditions()
+            raise rpc.Refused(
+                f"fault not cleared (state {state}): inputs are not all healthy yet",
+                {"active": active, "degraded": degraded},
+            )
+        self._record_event("fault_clear", {"state": state})
+        log.info("fault_cleared", state=state)
+        return {"cleared": True, "safety_state": state}
+
+    def rpc_model_load(
+        self, model: str | None = None, calibration: str | None = None
+    ) -> dict[str, Any]:
+        """Swap the estimator (model and/or calibration) between sessions."""
+        from exoctl.estimator import build_estimator
+
+        if model is None and calibration is None:
+            raise rpc.InvalidParams("give model and/or calibration")
+        if self.controller.session is not None:
+            raise rpc.Refused("a session is running: load a model or calibration between sessions")
+        over: dict[str, Any] = {}
+        for key, path in (("model", model), ("calibration", calibration)):
+            if path is not None and (not isinstance(path, str) or not Path(path).is_file()):
+                raise rpc.InvalidParams(
+                    f"{key}: no such file {path!r} (paths are on the daemon's host)"
+                )
+        if model is not None:
+            over["model"] = {"path": model}
+        if calibration is not None:
+            over["estimator"] = {"calibration": calibration}
+        try:
+            cfg = self.cfg.with_overrides(**over)
+            est = build_estimator(cfg)
+        except Exception as e:
+            raise rpc.InvalidParams(f"cannot load: {e}") from None
+        old = self.controller.estimator
+        if est.k != old.k or est.n_muscles != old.n_muscles:
+            raise rpc.Refused(
+                f"the new estimator has {est.k} synergies and {est.n_muscles} muscles, the running "
+                f"one {old.k} and {old.n_muscles}: restart the daemon with the new configuration"
+            )
+
+        def swap(now: float) -> None:
+            self.controller.loop.estimator = est
+            self.controller.estimator = est
+
+        self.controller._call_in_loop(swap)
+        self.cfg = cfg
+        self.controller.cfg = cfg
+        m, c = self._artifacts()
+        log.info("model_loaded", model=m.path, model_sha256=m.sha256, calibration=c.path,
+                 calibration_sha256=c.sha256)  # fmt: skip
+        return {"model": m.__dict__, "calibration": c.__dict__}
+
+    def rpc_sessions_list(self, patient: str | None = None) -> list[dict[str, Any]]:
+        try:
+            return jsonable(R.list_sessions(self.svc.data_dir, patient))
+        except R.RecorderError as e:
+            raise rpc.InvalidParams(str(e)) from None
+
+
+def _check_assist(assist: Any) -> Any:
+    if assist is None:
+        return None
+    if isinstance(assist, bool):
+        raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
+    if isinstance(assist, int | float):
+        if not 0.0 <= assist <= 1.0:
+            raise rpc.InvalidParams(f"assist {assist} outside [0, 1]")
+        return float(assist)
+    if isinstance(assist, dict):
+        out = {}
+        for k, v in assist.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+                raise rpc.InvalidParams(f"assist for {k!r} must be a number in [0, 1], got {v!r}")
+            out[str(k)] = float(v)
+        return out
+    raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
+
+
+def run_daemon(config_path: str | Path | None) -> int:
+    """Entry point of ``exoctl daemon``; returns the exit code."""
+    configure_logging()
+    cfg = load_config(config_path)
+    notifier = Notifier()
+    daemon: Daemon | None = None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if daemon is not None:
+            daemon.request_stop(f"daemon stopped ({signal.Signals(signum).name})")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        daemon = Daemon(cfg, notifier)
+    except Exception as e:
+        log.error("init_failed", error=f"{type(e).__name__}: {e}")
+        return 1
+    try:
+        daemon.start()
+    except Exception as e:
+        log.error("start_failed", error=f"{type(e).__name__}: {e}")
+        with contextlib.suppress(Exception):
+            daemon.controller.shutdown(ramp_out=False)
+        with contextlib.suppress(Exception):
+            if daemon.server is not None:
+                daemon.server.close()
+        daemon.recorder.close()
+        return 1
+    try:
+        daemon.wait()
+    finally:
+        daemon.shutdown()
+        notifier.close()
+    return daemon.exit_code

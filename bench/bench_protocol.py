@@ -9,9 +9,9 @@ Measured in one process, one run:
 - round trip over a real pseudo-terminal: the link sends a torque command every 2 ms (500 Hz)
   to the emulated firmware (same process, its own thread), which applies it and answers with
   telemetry echoing its sequence number; the link's reader thread measures send -> echo
-  (exact samples). Three ways of waiting for the next tick: sleep only; sleep then spin the
-  last millisecond (as exoctl's control loop does); the same with the interpreter's thread
-  switch interval lowered to 0.5 ms (sys.setswitchinterval).
+  (exact samples). Ways of waiting for the next tick: sleep only; sleep then spin the last
+  millisecond calling time.sleep(0) (as exoctl.timing does); a pure busy spin, with the
+  default and with a 0.5 ms thread switch interval (sys.setswitchinterval).
 
 Medians and p99 in microseconds (codec) and milliseconds (RTT). A pty has no USB latency timer:
 these figures are the software floor, not what an FTDI adapter gives (see docs/protocol.md).
@@ -96,9 +96,11 @@ def bench_link(
     period_s: float = 0.002,
     spin_s: float = 0.0,
     switch_s: float | None = None,
+    yield_in_spin: bool = True,
 ) -> dict[str, Any]:
     """500 Hz torque commands over the pty; wait for each tick like the control loop does:
-    sleep, then (if ``spin_s``) busy-wait the last ``spin_s`` before the deadline."""
+    sleep, then (if ``spin_s``) spin the last ``spin_s`` before the deadline, offering the GIL
+    with time.sleep(0) unless ``yield_in_spin`` is False."""
     old_switch = sys.getswitchinterval()
     if switch_s is not None:
         sys.setswitchinterval(switch_s)
@@ -127,7 +129,9 @@ def bench_link(
             if left > 0:
                 time.sleep(left)
             while time.monotonic() < next_t:
-                pass
+                if yield_in_spin:
+                    time.sleep(0)  # exoctl.timing spins like this: the GIL is offered
+
             late[k] = (time.monotonic() - next_t) * 1e3
             next_t += period_s
         time.sleep(0.05)
@@ -141,6 +145,7 @@ def bench_link(
     return {
         "rate_hz": round(1.0 / period_s),
         "spin_ms": spin_s * 1e3,
+        "spin_yields_gil": yield_in_spin,
         "switch_interval_ms": (switch_s if switch_s is not None else old_switch) * 1e3,
         "commands": n,
         "send_torque_us": _summary(send_ns, 1e3),
@@ -168,10 +173,14 @@ def run(seconds: float = 4.0) -> dict[str, Any]:
         "codec": bench_codec(),
         # the link as a control loop that only sleeps between ticks
         "pty_link_sleep": bench_link(seconds),
-        # sleep then spin the last 1 ms (exoctl's control loop style): the spinning thread holds
-        # the GIL, so the reader thread waits up to the switch interval (default 5 ms)
-        "pty_link_spin": bench_link(seconds, spin_s=0.001),
-        "pty_link_spin_switch_0.5ms": bench_link(seconds, spin_s=0.001, switch_s=0.0005),
+        # sleep, then spin the last 1 ms calling time.sleep(0) (as exoctl.timing does)
+        "pty_link_spin_yield": bench_link(seconds, spin_s=0.001),
+        # a pure busy spin holds the GIL: the reader thread waits up to the switch interval
+        # (default 5 ms); shown with the default and with a 0.5 ms switch interval
+        "pty_link_busy_spin": bench_link(seconds, spin_s=0.001, yield_in_spin=False),
+        "pty_link_busy_spin_switch_0.5ms": bench_link(
+            seconds, spin_s=0.001, switch_s=0.0005, yield_in_spin=False
+        ),
     }
 
 

@@ -171,6 +171,7 @@ class FirmwareEmulator:
         self.refused_log: deque[int] = deque(maxlen=10_000)
         self._bytes_corrupted = 0
         self.pulled_at: float | None = None
+        self._resets = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> str:
@@ -237,6 +238,21 @@ class FirmwareEmulator:
             self._decoder = P.StreamDecoder(self._on_version_error)
         assert self._link_path is not None
         return self._link_path
+
+    def reset(self) -> None:
+        """A firmware reboot: torque off, every state and latched fault forgotten, telemetry
+        counter and clock restarted. The pty stays (the USB adapter did not re-enumerate)."""
+        with self._lock:
+            self._zero_and_disable()
+            self._handshaken = False
+            self._latched = 0
+            self._status = 0
+            self._joint_faults[:] = 0
+            self._last_applied = 0
+            self._tel_seq = 0
+            self._t0 = time.monotonic()
+            self._decoder = P.StreamDecoder(self._on_version_error)
+            self._resets += 1
 
     def set_mute(self, mute: bool) -> None:
         """Stop (or resume) sending anything while the port stays open: a firmware that hangs
@@ -579,6 +595,7 @@ class FirmwareEmulator:
                 "frames_good": d.good,
                 "seq_gaps": self._seq_gaps,
                 "timeouts": self._timeouts,
+                "resets": self._resets,
                 "faults": list(self._faults),
                 "fault_bits": self._bits(),
                 "enabled": self._enabled,

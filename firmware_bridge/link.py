@@ -160,6 +160,7 @@ class HostLink:
         self._seq_gaps = 0
         self._telemetry_received = 0
         self._reconnects = 0
+        self._device_resets = 0
         self._rtt_counts = np.zeros(len(_RTT_EDGES_MS) + 1, dtype=np.int64)
         self._rtt_max_ms = 0.0
         self._rtt_n = 0
@@ -524,6 +525,15 @@ class HostLink:
                 self._seq_gaps += gap
         self._last_tel_seq = m.telemetry_seq
         self._telemetry_received += 1
+        if self._handshaken and not m.flags & P.FLAG_HANDSHAKEN:
+            # The device forgot the session (reboot, or it timed out on us): assistance off,
+            # the supervisor repeats the handshake; enabling again is a person's act.
+            self._handshaken = False
+            self._enabled = False
+            self._device_resets += 1
+            self.last_error = f"device left the session (faults 0x{m.fault_bits:04x})"
+            if self._hello_nonce is None:
+                self._hello_nonce = secrets.randbits(32)
         enabled = bool(m.flags & P.FLAG_ENABLED)
         if not enabled and self._enabled:
             # The device dropped out of enabled (timeout, fault, e-stop, reboot): stay off.
@@ -663,6 +673,7 @@ class HostLink:
                 "count": self._rtt_n,
             },
             "reconnects": self._reconnects,
+            "device_session_losses": self._device_resets,
             "link_losses": len(self.loss_times),
             "low_latency": self.low_latency_active,
             "enabled": self._enabled,

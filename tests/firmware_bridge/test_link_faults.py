@@ -193,6 +193,25 @@ def test_command_stale_zeroes_torque_while_heartbeats_continue(
         link.close()
 
 
+def test_firmware_reboot_drops_assistance_and_rehandshakes(emulator: FirmwareEmulator) -> None:
+    link = _connected(emulator)
+    try:
+        with Loop(link, torque=np.array([2.0, 2.0, 2.0, 2.0])):
+            wait_until(lambda: emulator.stats()["applied_torque_nm"] == [2.0] * 4, what="on")
+            emulator.reset()
+            wait_until(lambda: link.stats()["device_session_losses"] == 1, what="reset seen")
+            wait_until(lambda: link.healthy, what="handshake repeated")
+            assert not link.enabled
+            time.sleep(0.05)
+            s = emulator.stats()
+            assert s["handshaken"] and not s["enabled"]
+            assert s["applied_torque_nm"] == [0.0] * 4
+            assert link.enable(timeout_s=2.0), link.last_error
+            wait_until(lambda: emulator.stats()["applied_torque_nm"] == [2.0] * 4, what="on")
+    finally:
+        link.close()
+
+
 def test_handshake_checks_joint_names_and_order(emulator: FirmwareEmulator) -> None:
     link = HostLink(emulator.port, 1_000_000, 4, joint_names=("hip_r", "hip_l", "knee_l", "knee_r"))
     link.open()

@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -300,7 +302,17 @@ def cmd_patients_list(args: argparse.Namespace) -> int:
 def cmd_sessions_list(args: argparse.Namespace) -> int:
     from exoctl.service.recorder import list_sessions
 
-    rows = list_sessions(_service_config(args).data_dir, args.patient)
+    svc = _service_config(args)
+    try:
+        rows = list_sessions(svc.data_dir, args.patient)
+    except PermissionError:
+        # The data directory is the service user's; the daemon can list it for us.
+        from exoctl.service import client as C
+
+        try:
+            rows = _rpc(args, "sessions.list", {"patient": args.patient})
+        except (C.DaemonNotRunning, C.PermissionDenied):
+            raise PermissionError(str(svc.data_dir)) from None
 
     def human(rows: list[dict[str, Any]]) -> str:
         shown = [
@@ -327,9 +339,14 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
         info = R.session_info(conn, args.id)
         streams = []
         for name in R.stream_names(conn):
-            n, t0, t1, chunks = conn.execute(
-                "SELECT sum(n), min(t0), max(t0), count(*) FROM chunks WHERE stream=?", (name,)
+            n, t0, chunks = conn.execute(
+                "SELECT sum(n), min(t0), count(*) FROM chunks WHERE stream=?", (name,)
             ).fetchone()
+            last_t0, last_t = conn.execute(
+                "SELECT t0, t FROM chunks WHERE stream=? ORDER BY t0 DESC, id DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            t1 = float(np.frombuffer(last_t, "<f8")[-1]) if last_t else last_t0
             streams.append({"stream": name, "samples": n, "chunks": chunks, "span_s": t1 - t0})
         events = R.read_events(conn)
     data = {"session": info, "streams": streams, "events": events, "path": str(db)}

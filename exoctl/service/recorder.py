@@ -612,6 +612,8 @@ def iter_session_files(data_dir: str | Path, patient: str | None = None) -> Iter
     base = Path(data_dir)
     if not base.exists():
         return
+    if not os.access(base, os.R_OK | os.X_OK):  # glob() would silently find nothing
+        raise PermissionError(13, "permission denied", str(base))
     pattern = f"{validate_patient(patient)}/*{DB_SUFFIX}" if patient else f"*/*{DB_SUFFIX}"
     yield from sorted(base.glob(pattern))
 

@@ -412,3 +412,67 @@ def test_sigkill_mid_session(sim, tmp_path, write_config, run_cli, capsys) -> No
     assert R.session_summary(db)["end_reason"] == "(unfinished)"
     # the next daemon finds a stale socket and takes over; the CLI meanwhile says why it fails
     assert _cli(run_cli, capsys, d, "status")[0] == K.EXIT_NOT_RUNNING
+
+
+def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_config) -> None:
+    """In-process Daemon: READY, WATCHDOG pings while healthy and none once the control loop
+    is gone, then wait() reports the dead loop (exit 1); torque published on LSL."""
+    import pylsl
+
+    from exoctl.service.daemon import Daemon as Supervisor
+    from exoctl.service.sdnotify import Notifier
+
+    cfg = load_config(
+        write_config(
+            tmp_path,
+            service={"publish_lsl": True},
+            device={"serial": {"port": sim.endpoints["port"]}},
+            emg={"lsl": {"source_id": sim.endpoints["source_id"]}},
+        )
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ns:
+        ns.bind(str(tmp_path / "n.sock"))
+        ns.settimeout(0.1)
+
+        def drain(seconds: float) -> list[tuple[float, str]]:
+            out, end = [], time.monotonic() + seconds
+            while time.monotonic() < end:
+                with contextlib.suppress(TimeoutError):
+                    out.append((time.monotonic(), ns.recv(4096).decode()))
+            return out
+
+        notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "n.sock"), "WATCHDOG_USEC": "400000"})
+        d = Supervisor(cfg, notifier)
+        try:
+            d.start()
+            msgs = drain(1.0)
+            assert any(m.startswith("READY=1") for _, m in msgs)
+            pings = [t for t, m in msgs if m == "WATCHDOG=1"]
+            assert len(pings) >= 3  # every watchdog/4 = 0.1 s while healthy
+
+            (info,) = pylsl.resolve_byprop("source_id", f"{cfg.device.name}-estimate", 1, 10.0)
+            inlet = pylsl.StreamInlet(info)
+            ch = inlet.info().desc().child("channels").child("channel")
+            labels = []
+            while not ch.empty():
+                labels.append(ch.child_value("label"))
+                ch = ch.next_sibling()
+            assert labels == list(cfg.joint_names)
+            got, end = 0, time.monotonic() + 5.0
+            while got < 100 and time.monotonic() < end:
+                samples, stamps = inlet.pull_chunk(timeout=0.2)
+                got += len(stamps)
+            assert got >= 100
+            inlet.close_stream()
+
+            d.controller.loop.stop()  # the control loop is gone (thread ended)
+            assert not d.controller.loop.running
+            late = [t for t, m in drain(1.0) if m == "WATCHDOG=1"]
+            assert not late or late[-1] < time.monotonic() - 0.8  # pings stopped
+            t0 = time.monotonic()
+            d.wait()  # returns by itself: the loop died
+            assert time.monotonic() - t0 < 2.0
+            assert d.exit_code == 1 and d.stop_reason.startswith("control loop died")
+        finally:
+            d.shutdown()
+            notifier.close()

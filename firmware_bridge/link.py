@@ -637,16 +637,16 @@ class HostLink:
         i = n & (_SEQ_SLOTS - 1)
         return np.concatenate((self._rtt_ring[i:], self._rtt_ring[:i]))
 
-    def _rtt_percentile(self, q: float) -> float:
+    def _rtt_percentile(self, q: float) -> float | None:
         n = self._rtt_n
         if n == 0:
-            return math.nan
+            return None
         c = np.cumsum(self._rtt_counts)
         i = int(np.searchsorted(c, q * n))
         if i == 0:
             return float(_RTT_EDGES_MS[0])
         if i >= len(_RTT_EDGES_MS):
-            return self._rtt_max_ms
+            return float(self._rtt_max_ms)
         # geometric centre of the bin, never above the observed maximum
         return float(min(math.sqrt(_RTT_EDGES_MS[i - 1] * _RTT_EDGES_MS[i]), self._rtt_max_ms))
 
@@ -669,8 +669,14 @@ class HostLink:
             "rtt_ms": {
                 "p50": self._rtt_percentile(0.5),
                 "p99": self._rtt_percentile(0.99),
-                "max": float(self._rtt_max_ms) if self._rtt_n else math.nan,
+                "max": float(self._rtt_max_ms) if self._rtt_n else None,
                 "count": self._rtt_n,
+                # non-empty bins as [upper edge in ms, count]; the last bin is "above 10 s"
+                "histogram": [
+                    [float(_RTT_EDGES_MS[i]) if i < len(_RTT_EDGES_MS) else None, int(c)]
+                    for i, c in enumerate(self._rtt_counts)
+                    if c
+                ],
             },
             "reconnects": self._reconnects,
             "device_session_losses": self._device_resets,

@@ -258,7 +258,15 @@ def build() -> dict:
         "body of 255 bytes > 246 (checked before the CRC)",
     )
     for name, hexstr, expect, note in bad:
-        frames.append({"name": name, "hex": hexstr, "expect": expect, "note": note})
+        frames.append(
+            {
+                "name": name,
+                "hex": hexstr,
+                "expect": expect,
+                "must": f"drop the frame, count it as '{expect}', change no state, send nothing",
+                "note": note,
+            }
+        )
 
     by_name = {f["name"]: bytes.fromhex(f["hex"]) for f in frames}
     streams = [

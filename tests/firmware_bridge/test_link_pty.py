@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -48,6 +49,10 @@ def test_handshake_enable_torque_echo_and_clamp(emulator: FirmwareEmulator) -> N
         st = link.stats()
         assert st["commands_sent"] == 2 and st["rtt_ms"]["count"] >= 1
         assert st["crc_errors"] == 0 and st["framing_errors"] == 0
+        assert sum(c for _, c in st["rtt_ms"]["histogram"]) == st["rtt_ms"]["count"]
+        assert st["rtt_ms"]["p50"] <= st["rtt_ms"]["p99"] <= st["rtt_ms"]["max"] * 1.05
+        json.dumps(st, allow_nan=False)  # the daemon and the HIL report serialise it
+        json.dumps(emulator.stats(), allow_nan=False)
 
         assert link.disable(timeout_s=2.0)
         wait_until(lambda: not emulator.stats()["enabled"], what="device disabled")

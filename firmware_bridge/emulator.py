@@ -505,9 +505,7 @@ class FirmwareEmulator:
             return
         if not self._handshaken:
             if isinstance(m, P.TorqueCommand):
-                self._commands_received += 1
-                self._commands_refused += 1
-                self.refused_log.append(m.seq)
+                self._on_torque(m, now)  # not enabled before a handshake: refused and counted
             elif isinstance(m, P.Enable | P.ClearFaults):
                 self._ack(m, P.ACK_NOT_HANDSHAKEN)
             elif isinstance(m, P.Disable):
@@ -545,11 +543,15 @@ class FirmwareEmulator:
 
     def _on_torque(self, m: P.TorqueCommand, now: float) -> None:
         self._commands_received += 1
+        counts = np.array(m.torque, dtype=np.int64)
+        over = np.abs(counts) > self._limit_counts if len(m.torque) == self.n else None
+        if over is not None and over.any():
+            self._limit_violations += 1  # counted on receipt, applied or not
         if not self._enabled:
             self._commands_refused += 1
             self.refused_log.append(m.seq)
             return
-        if len(m.torque) != self.n:
+        if over is None:
             self._commands_refused += 1
             if not self._status & P.FAULT_BAD_COMMAND:
                 self._raise_fault(P.FAULT_BAD_COMMAND, latched=False)
@@ -560,10 +562,7 @@ class FirmwareEmulator:
         if self._last_applied:
             gap = (m.seq - self._last_applied - 1) & 0xFFFFFFFF
             self._seq_gaps += gap
-        counts = np.array(m.torque, dtype=np.int64)
-        over = np.abs(counts) > self._limit_counts
         if over.any():
-            self._limit_violations += 1
             np.clip(counts, -self._limit_counts, self._limit_counts, out=counts)
             self._status |= P.FAULT_TORQUE_CLAMPED
         else:

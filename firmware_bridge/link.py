@@ -146,6 +146,7 @@ class HostLink:
         self._crc_off = P.HEADER_SIZE + self._plen
         self._wire = bytearray(len(self._body) + 2)  # COBS adds 1 byte (<254), plus 0x00
         self._wire_mv = memoryview(self._wire)
+        self._crc_view = self._body_mv[: self._crc_off]
         self._scaled = np.zeros(n_joints, dtype=np.float64)
         self._seq = 0
         self._sent_t = np.zeros(_SEQ_SLOTS, dtype=np.float64)
@@ -389,7 +390,7 @@ class HostLink:
         Non-blocking: if the OS buffer is full the frame is dropped and counted (the firmware's
         own command timeout covers the gap). Sends zeros unless enabled and healthy.
         """
-        t = torques_nm
+        t = torques_nm if isinstance(torques_nm, np.ndarray) else np.asarray(torques_nm, float)
         if t.shape != (self.n_joints,):
             raise ValueError(f"torques_nm must have shape ({self.n_joints},), got {t.shape}")
         sc = self._scaled
@@ -408,7 +409,7 @@ class HostLink:
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF or 1
         body = self._body
         P.struct.pack_into("<II", body, 4, seq, int(now * 1e6) & 0xFFFFFFFF)
-        P.CRC.pack_into(body, self._crc_off, P.crc16(self._body_mv[: self._crc_off]))
+        P.CRC.pack_into(body, self._crc_off, P.crc16(self._crc_view))
         n = self._cobs_into()
         slot = seq & (_SEQ_SLOTS - 1)
         self._sent_seq[slot] = seq

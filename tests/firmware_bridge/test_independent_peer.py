@@ -248,3 +248,18 @@ def test_payload_sizes_stated_in_the_document_match_the_layouts() -> None:
                 )
         expect = f"{fixed}" + (f" + {per}n" if per else "")
         assert sizes[name] == expect, name
+
+
+def test_worked_example_in_the_document_matches_the_vector() -> None:
+    sec = DOC.split("### Worked example: TORQUE_CMD")[1].split("###")[0]
+    wire_line = sec.split("wire (")[1].splitlines()[1]
+    wire = bytes.fromhex(wire_line.replace("[", "").replace("]", ""))
+    body_hex = "".join(
+        re.match(r"\s+((?:[0-9a-f]{2} )+)", ln).group(1)
+        for ln in sec.split("body (")[1].split("wire (")[0].splitlines()[1:]
+        if re.match(r"\s+(?:[0-9a-f]{2} )+", ln)
+    )
+    vec = next(f for f in VECTORS["frames"] if f["name"] == "torque_4_joints")
+    assert wire.hex() == vec["hex"]
+    assert _stuff(bytes.fromhex(body_hex)) + b"\x00" == wire
+    assert peer_decode(wire[:-1])[1] == vec["fields"]

@@ -145,7 +145,7 @@ def bench_naive(
     ref = ActivationDynamics(
         m, FS, c1=act_cfg.c1, c2=act_cfg.c2, reference_rate_hz=act_cfg.reference_rate_hz
     )
-    b, a_coef = [ref.alpha], [1.0, ref.beta1, ref.beta2]
+    b, a_coef = [ref.alpha[0]], [1.0, ref.beta1[0], ref.beta2[0]]
     A = act_cfg.shape_a
     d = int(round(act_cfg.delay_s * FS))
     win = int(WINDOW_S * FS)

@@ -17,13 +17,17 @@ gain. The time constants tau_i = -1 / s_i are then the same at every rate (step 
 agree to within one sample period). Bounds (CEINMS calibration bounds) apply to the stated
 values: c1, c2 in [-0.995, -0.005], A in [-2.999, -0.001], 0 <= delay_s <= 0.2.
 
-The delay is rounded to whole samples at the running rate. Because e is clamped to [0, 1] and
+Every parameter may differ per muscle. The delay is rounded to whole samples at the running
+rate. Because e is clamped to [0, 1] and
 the impulse response of two positive real poles is positive, u and a stay within [0, 1].
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,12 +53,40 @@ def _check(name: str, value: float, lo: float, hi: float) -> float:
     return v
 
 
+def _per_muscle(name: str, value: Any, m: int, lo: float, hi: float) -> np.ndarray:
+    """A scalar or one value per muscle -> (m,) float array, every value within [lo, hi]."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        _check(name, float(arr), lo, hi)
+        return np.full(m, float(arr))
+    if arr.shape != (m,):
+        raise ValueError(
+            f"activation {name} must be one number or {m} numbers (one per muscle), "
+            f"got shape {arr.shape}"
+        )
+    for i, v in enumerate(arr):
+        _check(f"{name}[{i}]", v, lo, hi)
+    return arr.copy()
+
+
+@dataclass
+class _Group:
+    """Muscles sharing (c1, c2, delay, A): one filter runs all of them."""
+
+    idx: np.ndarray  # muscle indices
+    delay: int  # samples
+    lti: BlockLti
+    buf_in: np.ndarray  # (max_chunk, len(idx)) for chunks longer than the filter's block
+    buf_out: np.ndarray
+
+
 class ActivationDynamics:
     """Neural excitation e (n, m) in [0, 1] -> muscle activation a (n, m) in [0, 1].
 
     ``process`` returns a view into a preallocated buffer, valid until the next call.
-    Per-muscle parameters may be given as sequences of length ``n_muscles``; the recursion is
-    linear per muscle so scalars and per-muscle values cost the same.
+    Every parameter may be one number for all muscles or a sequence of ``n_muscles`` values.
+    Muscles with identical parameters share one filter, so the common case (one set for all)
+    costs one small matrix product per chunk; the per-muscle values are exposed as (m,) arrays.
     """
 
     def __init__(
@@ -62,10 +94,10 @@ class ActivationDynamics:
         n_muscles: int,
         fs_hz: float,
         *,
-        c1: float = -0.5,
-        c2: float = -0.5,
-        shape_a: float | np.ndarray = -1.0,
-        delay_s: float = 0.0,
+        c1: float | Sequence[float] = -0.5,
+        c2: float | Sequence[float] = -0.5,
+        shape_a: float | Sequence[float] = -1.0,
+        delay_s: float | Sequence[float] = 0.0,
         reference_rate_hz: float = 1000.0,
         max_chunk: int = 4096,
     ) -> None:
@@ -76,45 +108,59 @@ class ActivationDynamics:
         self.n_muscles = m = int(n_muscles)
         self.fs_hz = _check("fs_hz", fs_hz, 1e-9, 1e7)
         self.reference_rate_hz = _check("reference_rate_hz", reference_rate_hz, 1e-9, 1e7)
-        self.c1 = _check("c1", c1, *C_BOUNDS)
-        self.c2 = _check("c2", c2, *C_BOUNDS)
-        shape = np.broadcast_to(np.asarray(shape_a, dtype=np.float64), (m,)).copy()
-        for i, v in enumerate(shape):
-            _check(f"shape_a[{i}]", v, *A_BOUNDS)
-        self.shape_a = shape
-        self.delay_s = _check("delay_s", delay_s, 0.0, MAX_DELAY_S)
+        self.c1 = _per_muscle("c1", c1, m, *C_BOUNDS)
+        self.c2 = _per_muscle("c2", c2, m, *C_BOUNDS)
+        self.shape_a = _per_muscle("shape_a", shape_a, m, *A_BOUNDS)
+        self.delay_s = _per_muscle("delay_s", delay_s, m, 0.0, MAX_DELAY_S)
         self.max_chunk = int(max_chunk)
 
         # coefficients at the running rate (see module docstring)
-        d1, d2 = convert_coefficients(self.c1, self.c2, self.reference_rate_hz, self.fs_hz)
-        self.c1_at_rate, self.c2_at_rate = d1, d2
-        beta1, beta2 = d1 + d2, d1 * d2
-        self.alpha = 1.0 + beta1 + beta2
-        self.beta1, self.beta2 = beta1, beta2
-        # u(t) = alpha e - beta1 u(t-1) - beta2 u(t-2) as one second-order section
-        sos_a = np.array([[self.alpha, 0.0, 0.0, 1.0, beta1, beta2]])
-        # With one shape factor for every muscle, A multiplies the filter's output rows for free.
-        self._uniform_a = bool(np.all(shape == shape[0]))
-        gain = float(shape[0]) if self._uniform_a else 1.0
-        self._lti = BlockLti(*sos_to_ss(sos_a), m, output_gain=gain)
+        ratio = self.reference_rate_hz / self.fs_hz
+        self.c1_at_rate = -((-self.c1) ** ratio)
+        self.c2_at_rate = -((-self.c2) ** ratio)
+        self.beta1 = self.c1_at_rate + self.c2_at_rate
+        self.beta2 = self.c1_at_rate * self.c2_at_rate
+        self.alpha = 1.0 + self.beta1 + self.beta2
+        self.delay_samples = np.rint(self.delay_s * self.fs_hz).astype(np.int64)
 
-        self.delay_samples = int(round(self.delay_s * self.fs_hz))
-        D = self.delay_samples
-        # linear delay line: rows [0, D) are the last D clamped inputs, new input goes after
-        self._line = np.zeros((D + self.max_chunk, m))
+        groups: dict[tuple[float, float, int, float], list[int]] = {}
+        for j in range(m):
+            key = (self.c1[j], self.c2[j], int(self.delay_samples[j]), self.shape_a[j])
+            groups.setdefault(key, []).append(j)
+        self._groups: list[_Group] = []
+        for (_c1, _c2, d, a), idx in groups.items():
+            j = idx[0]
+            # u(t) = alpha e - beta1 u(t-1) - beta2 u(t-2) as one second-order section; the shape
+            # factor A multiplies the filter's output rows (free), the state stays u
+            sos = np.array([[self.alpha[j], 0.0, 0.0, 1.0, self.beta1[j], self.beta2[j]]])
+            lti = BlockLti(*sos_to_ss(sos), len(idx), output_gain=a)
+            self._groups.append(
+                _Group(
+                    np.array(idx, dtype=np.intp),
+                    d,
+                    lti,
+                    np.zeros((self.max_chunk, len(idx))),
+                    np.zeros((self.max_chunk, len(idx))),
+                )
+            )
+        self._single = len(self._groups) == 1
+        self._dmax = int(self.delay_samples.max())
+        # linear delay line: rows [0, dmax) are the last dmax clamped inputs, new input after
+        self._line = np.zeros((self._dmax + self.max_chunk, m))
         self._u = np.zeros((self.max_chunk, m))
         self._inv_den = 1.0 / np.expm1(self.shape_a)
 
     def reset(self) -> None:
-        self._lti.reset()
+        for g in self._groups:
+            g.lti.reset()
         self._line[:] = 0.0
 
     @property
-    def time_constants_s(self) -> tuple[float, float]:
-        """The two time constants of the linear part (independent of fs_hz by construction)."""
+    def time_constants_s(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per muscle, the two time constants of the linear part (independent of fs_hz)."""
         return (
-            -1.0 / (math.log(-self.c1) * self.reference_rate_hz),
-            -1.0 / (math.log(-self.c2) * self.reference_rate_hz),
+            -1.0 / (np.log(-self.c1) * self.reference_rate_hz),
+            -1.0 / (np.log(-self.c2) * self.reference_rate_hz),
         )
 
     def process(self, e: np.ndarray) -> np.ndarray:
@@ -124,28 +170,38 @@ class ActivationDynamics:
         n = e.shape[0]
         if n > self.max_chunk:
             raise ValueError(f"chunk of {n} samples exceeds max_chunk={self.max_chunk}")
-        D = self.delay_samples
         # clip maps NaN to NaN: refuse it, it would stick in the recursion for ever
         if not math.isfinite(np.add.reduce(e, axis=None)):
             raise ValueError("excitation chunk contains NaN or infinite values")
-        lti = self._lti
-        if n <= lti.block:  # a control tick: the filter's own buffers, no extra copies
+        D = self._dmax
+        line = self._line
+        if self._single and n <= self._groups[0].lti.block:
+            # a control tick with one parameter set: the filter's own buffers, no extra copies
+            lti = self._groups[0].lti
             if D:
-                np.clip(e, 0.0, 1.0, out=self._line[D : D + n])
-                np.copyto(lti.input_rows(n), self._line[:n])
-                self._line[:D] = self._line[n : n + D]  # numpy handles the overlap
+                np.clip(e, 0.0, 1.0, out=line[D : D + n])
+                np.copyto(lti.input_rows(n), line[:n])
+                line[:D] = line[n : n + D]  # numpy handles the overlap
             else:
                 np.clip(e, 0.0, 1.0, out=lti.input_rows(n))
-            u = lti.advance(n)  # A * u when A is uniform, else u
+            u = lti.advance(n)  # A * u
         else:
             u = self._u[:n]
-            np.clip(e, 0.0, 1.0, out=self._line[D : D + n])
-            lti.run(self._line[:n], u)
+            np.clip(e, 0.0, 1.0, out=line[D : D + n])
+            for g in self._groups:
+                src = line[D - g.delay : D - g.delay + n]
+                if self._single:
+                    g.lti.run(src, u)
+                elif n <= g.lti.block:
+                    np.take(src, g.idx, axis=1, out=g.lti.input_rows(n))
+                    u[:, g.idx] = g.lti.advance(n)
+                else:
+                    np.take(src, g.idx, axis=1, out=g.buf_in[:n])
+                    g.lti.run(g.buf_in[:n], g.buf_out[:n])
+                    u[:, g.idx] = g.buf_out[:n]
             if D:
-                self._line[:D] = self._line[n : n + D]
-        # a = (exp(A u) - 1) / (exp(A) - 1), in place (A already applied when uniform)
-        if not self._uniform_a:
-            np.multiply(u, self.shape_a, out=u)
+                line[:D] = line[n : n + D]
+        # a = (exp(A u) - 1) / (exp(A) - 1), in place (A u comes out of the filters)
         np.expm1(u, out=u)
         np.multiply(u, self._inv_den, out=u)
         np.clip(u, 0.0, 1.0, out=u)

@@ -219,6 +219,7 @@ class HostLink:
             except (ValueError, OSError, AttributeError, NotImplementedError):
                 self.low_latency_active = False
         ser.reset_input_buffer()
+        self._decoder.discard_partial()
         self._ser = ser
         self._fd = ser.fileno()
 
@@ -653,6 +654,8 @@ class HostLink:
 
     def stats(self) -> dict:
         d = self._decoder
+        p50, p99 = self._rtt_percentile(0.5), self._rtt_percentile(0.99)
+        rtt_max = float(self._rtt_max_ms) if self._rtt_n else None
         return {
             "frames_good": d.good,
             "crc_errors": d.errors["crc"],
@@ -668,9 +671,9 @@ class HostLink:
             "tx_errors": self._tx_errors,
             "tx_would_block": self._tx_would_block,
             "rtt_ms": {
-                "p50": self._rtt_percentile(0.5),
-                "p99": self._rtt_percentile(0.99),
-                "max": float(self._rtt_max_ms) if self._rtt_n else None,
+                "p50": p50,
+                "p99": p99,
+                "max": rtt_max,
                 "count": self._rtt_n,
                 # non-empty bins as [upper edge in ms, count]; the last bin is "above 10 s"
                 "histogram": [
@@ -679,6 +682,10 @@ class HostLink:
                     if c
                 ],
             },
+            # the same three figures flat, for reports that want scalar keys
+            "rtt_ms_p50": p50,
+            "rtt_ms_p99": p99,
+            "rtt_ms_max": rtt_max,
             "reconnects": self._reconnects,
             "device_session_losses": self._device_resets,
             "link_losses": len(self.loss_times),

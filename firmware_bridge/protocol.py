@@ -557,6 +557,11 @@ class StreamDecoder:
         self.errors: dict[str, int] = dict.fromkeys(FrameError.KINDS, 0)
         self.last_bad_version: int | None = None
 
+    def discard_partial(self) -> None:
+        """Forget a partly received frame (the port was reopened); counters stay."""
+        self._buf.clear()
+        self._overflow = False
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         if isinstance(data, memoryview):
             data = data.tobytes()

@@ -7,16 +7,18 @@ one row per sample, as they come out of the signal chain. The synergy model is
 
 so W has one row per muscle (in the calibration's muscle order) and one column per synergy, and
 H has one row per synergy and one column per sample. ``nmf`` normalises every column of W to
-unit Euclidean norm (the scale goes into H), so h is comparable across calibrations of the same
-muscles.
+unit Euclidean norm (the scale goes into H), which removes NMF's arbitrary split of scale between
+W and H (synergy order is still arbitrary between calibrations).
 
 Online, h(t) = argmin_{h >= 0} ||W h - a(t)||_2 for the fixed W of the calibration. Because W has
 full column rank (checked) the solution is unique, so a correct solver agrees with
 ``scipy.optimize.nnls``. ``OnlineNNLS`` is a Lawson-Hanson active-set solver warm-started from
 the previous tick's passive set and solution: consecutive activations are close, so usually the
-previous set is still optimal and a tick costs three small matrix-vector products plus the
-KKT check. The least-squares solution for each passive set is a precomputed pseudo-inverse
-(all 2^k sets for k <= 10, K is 3-6 in practice; lazily cached beyond).
+previous set is still optimal. For every passive set P a (2k, m) matrix is precomputed that maps
+a to [h_P; -gradient] (h_P from the pseudo-inverse of W's columns in P, the gradient
+W^T (a - W h_P)), so confirming the warm set (h_P >= 0, gradient <= tol outside P) is one
+matrix-vector product and one min. When it fails, Lawson-Hanson continues from the previous
+solution. All 2^k sets are precomputed for k <= 10 (K is 3-6 in practice); lazily beyond.
 """
 
 from __future__ import annotations

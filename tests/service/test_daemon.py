@@ -465,6 +465,32 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             assert got >= 100
             inlet.close_stream()
 
+            # model and calibration load between sessions (the same files: a real reload)
+            r = d.rpc_model_load(
+                model=str(cfg.model.path), calibration=str(cfg.estimator.calibration)
+            )
+            assert len(r["model"]["sha256"]) == 64 and r["calibration"]["path"]
+            with pytest.raises(rpc.InvalidParams, match="no such file"):
+                d.rpc_model_load(model=str(tmp_path / "missing.onnx"))
+            bad = tmp_path / "bad.onnx"
+            bad.write_bytes(b"not a model")
+            with pytest.raises(rpc.InvalidParams, match="cannot load"):
+                d.rpc_model_load(model=str(bad))
+            deadline = time.monotonic() + 10
+            while True:  # a stale-telemetry fault on a loaded machine is cleared, as a person would
+                try:
+                    d.rpc_session_start("PM")
+                    break
+                except rpc.Refused as e:
+                    assert "FAULT_LATCHED" in str(e) and time.monotonic() < deadline, e
+                    with contextlib.suppress(rpc.Refused):
+                        d.rpc_fault_clear()
+                    time.sleep(0.3)
+            with pytest.raises(rpc.Refused, match="between sessions"):
+                d.rpc_model_load(model=str(cfg.model.path))
+            assert d.rpc_session_stop()["patient"] == "PM"
+            assert d.controller.loop.error is None
+
             d.controller.loop.stop()  # the control loop is gone (thread ended)
             assert not d.controller.loop.running
             late = [t for t, m in drain(1.0) if m == "WATCHDOG=1"]

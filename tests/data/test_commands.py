@@ -225,3 +225,15 @@ def test_enveloped_input_skips_the_filters(tmp_path, recording, normalised):
         assert idx != list(range(len(idx)))
         np.testing.assert_allclose(cal.mvc, np.percentile(env, 99.5, axis=0)[idx], rtol=1e-7)
         assert "no MVC trial" in text
+
+
+def test_through_the_main_cli(datasets, tmp_path, capsys):
+    """The lead's exoctl.cli registers these commands; a global --config reaches calibrate."""
+    cli = pytest.importorskip("exoctl.cli")
+    assert cli.main(["data", "check", str(datasets["csv"])]) == 0
+    assert "OK: 2 of 2" in capsys.readouterr().out
+    out = tmp_path / "cal.yaml"
+    argv = ["--config", str(DEFAULT_CONFIG), "calibrate", "--data", str(datasets["sto"])]
+    assert cli.main([*argv, "--out", str(out), "--k", "2"]) == 0
+    assert f"settings and muscle order from {DEFAULT_CONFIG}" in capsys.readouterr().out
+    assert load_calibration(out).k == 2

@@ -90,6 +90,8 @@ class ControlLoop:
         self._request = np.zeros(nj)
         self._command = np.zeros(nj)
         self._zero = np.zeros(nj)
+        self._nan = np.full(nj, np.nan)
+        self.bad_input_ticks = 0
         self.inputs = SafetyInputs.healthy(nj)
         self.inputs.emg_age_s = float("inf")
         self.inputs.telemetry_age_s = float("inf")
@@ -162,7 +164,13 @@ class ControlLoop:
             inp.telemetry_age_s = float("inf")
 
         n = self.ring.read_new(self._buf, self._stamps, self._arrival)
-        estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
+        try:
+            estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
+        except ValueError:
+            # Non-finite EMG: the stages refuse it before touching their state. A NaN estimate
+            # is what the safety layer's model-output watchdog acts on.
+            estimate = self._nan
+            self.bad_input_ticks += 1
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - self.ring.last_arrival
         inp.link_healthy = self.link.healthy
@@ -203,6 +211,7 @@ class ControlLoop:
             "control_rate_hz": round(self.ticks / elapsed, 2) if elapsed > 0 else 0.0,
             "ticks": self.ticks,
             "deadline_misses": self.timer.misses,
+            "bad_input_ticks": self.bad_input_ticks,
             "safety_state": SafetyState(self.safety.state).name,
         }
         out.update(self.stats.summary())

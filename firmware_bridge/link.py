@@ -147,6 +147,8 @@ class HostLink:
         self._wire = bytearray(len(self._body) + 2)  # COBS adds 1 byte (<254), plus 0x00
         self._wire_mv = memoryview(self._wire)
         self._crc_view = self._body_mv[: self._crc_off]
+        # body < 254 bytes: COBS adds exactly one code byte, then the delimiter
+        self._wire_view = self._wire_mv[: len(self._body) + 2]
         self._scaled = np.zeros(n_joints, dtype=np.float64)
         self._seq = 0
         self._sent_t = np.zeros(_SEQ_SLOTS, dtype=np.float64)
@@ -157,6 +159,7 @@ class HostLink:
         self._commands_zeroed = 0
         self._tx_errors = 0
         self._tx_would_block = 0
+        self._tx_partial = False
         self._heartbeats_sent = 0
         self._seq_gaps = 0
         self._telemetry_received = 0
@@ -220,6 +223,7 @@ class HostLink:
                 self.low_latency_active = False
         ser.reset_input_buffer()
         self._decoder.discard_partial()
+        self._tx_partial = False
         self._ser = ser
         self._fd = ser.fileno()
 
@@ -389,34 +393,40 @@ class HostLink:
         """Send one torque command (N m per joint); returns its sequence number.
 
         Non-blocking: if the OS buffer is full the frame is dropped and counted (the firmware's
-        own command timeout covers the gap). Sends zeros unless enabled and healthy.
+        own command timeout covers the gap). Sends zeros unless enabled and healthy. Safe to
+        call from several threads (e.g. an e-stop request next to the control loop): the frame
+        is composed and written under the write lock (a few microseconds, uncontended).
         """
         t = torques_nm if isinstance(torques_nm, np.ndarray) else np.asarray(torques_nm, float)
         if t.shape != (self.n_joints,):
             raise ValueError(f"torques_nm must have shape ({self.n_joints},), got {t.shape}")
-        sc = self._scaled
-        np.multiply(t, 1.0 / P.TORQUE_SCALE_NM, out=sc)
-        if not math.isfinite(sc.sum()):
-            raise ValueError(f"torques_nm must be finite, got {t!r}")
-        now = time.monotonic()
-        if self._enabled and self._ser is not None and self._fresh(now):
-            np.rint(sc, out=sc)
-            np.minimum(sc, 32767.0, out=sc)
-            np.maximum(sc, -32767.0, out=sc)
-            self._tq_counts[:] = sc
-        else:
-            self._tq_counts[:] = 0
-            self._commands_zeroed += 1
-        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF or 1
-        body = self._body
-        P.struct.pack_into("<II", body, 4, seq, int(now * 1e6) & 0xFFFFFFFF)
-        P.CRC.pack_into(body, self._crc_off, P.crc16(self._crc_view))
-        n = self._cobs_into()
-        slot = seq & (_SEQ_SLOTS - 1)
-        self._sent_seq[slot] = seq
-        self._sent_t[slot] = now
-        if self._write(self._wire_mv[:n]):
-            self._commands_sent += 1
+        with self._wlock:
+            sc = self._scaled
+            np.multiply(t, 1.0 / P.TORQUE_SCALE_NM, out=sc)
+            if not math.isfinite(sc.sum()):
+                raise ValueError(f"torques_nm must be finite, got {t!r}")
+            now = time.monotonic()
+            if self._enabled and self._ser is not None and self._fresh(now):
+                np.rint(sc, out=sc)
+                np.minimum(sc, 32767.0, out=sc)
+                np.maximum(sc, -32767.0, out=sc)
+                self._tq_counts[:] = sc
+            else:
+                self._tq_counts[:] = 0
+                self._commands_zeroed += 1
+            self._seq = seq = (self._seq + 1) & 0xFFFFFFFF or 1
+            body = self._body
+            P.struct.pack_into("<II", body, 4, seq, int(now * 1e6) & 0xFFFFFFFF)
+            P.CRC.pack_into(body, self._crc_off, P.crc16(self._crc_view))
+            self._cobs_into()
+            slot = seq & (_SEQ_SLOTS - 1)
+            self._sent_seq[slot] = seq
+            self._sent_t[slot] = now
+            err = self._write_locked(self._wire_view)
+            if err is None:
+                self._commands_sent += 1
+        if err:
+            self._lost(err)
         return seq
 
     def _cobs_into(self) -> int:
@@ -442,31 +452,40 @@ class HostLink:
         tel = self._telemetry
         return tel is not None and now - tel.host_time < self.telemetry_timeout_s
 
+    def _write_locked(self, data: memoryview | bytes) -> str | None:
+        """One non-blocking write, caller holds ``_wlock``. None when the frame went out
+        whole; "" when it was dropped (counted); else why the port failed."""
+        fd = self._fd
+        if fd < 0:
+            self._tx_errors += 1
+            return ""
+        try:
+            if self._tx_partial:
+                # an earlier frame went out cut short: terminate it first, or this frame
+                # would be glued to it and lost at the receiver
+                os.write(fd, b"\x00")
+                self._tx_partial = False
+            written = os.write(fd, data)
+        except BlockingIOError:
+            self._tx_would_block += 1
+            return ""
+        except OSError as e:
+            self._tx_errors += 1
+            return f"write failed: {e}"
+        self._last_tx = time.monotonic()
+        if written != len(data):
+            # Partial write: the next write starts with a delimiter so the peer drops the stub.
+            self._tx_would_block += 1
+            self._tx_partial = True
+            return ""
+        return None
+
     def _write(self, data: memoryview | bytes) -> bool:
         with self._wlock:
-            fd = self._fd
-            if fd < 0:
-                self._tx_errors += 1
-                return False
-            try:
-                written = os.write(fd, data)
-            except BlockingIOError:
-                self._tx_would_block += 1
-                return False
-            except OSError as e:
-                self._tx_errors += 1
-                err = e
-            else:
-                self._last_tx = time.monotonic()
-                if written != len(data):
-                    # Partial write: finish with a delimiter so the peer resynchronises.
-                    self._tx_would_block += 1
-                    with contextlib.suppress(OSError):
-                        os.write(fd, b"\x00")
-                    return False
-                return True
-        self._lost(f"write failed: {err}")
-        return False
+            err = self._write_locked(data)
+        if err:
+            self._lost(err)
+        return err is None
 
     def _send(self, msg: P.Message) -> bool:
         return self._write(P.encode(msg))

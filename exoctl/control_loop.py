@@ -90,7 +90,6 @@ class ControlLoop:
         self._request = np.zeros(nj)
         self._command = np.zeros(nj)
         self._zero = np.zeros(nj)
-        self._nan = np.full(nj, np.nan)
         self.bad_input_ticks = 0
         self.inputs = SafetyInputs.healthy(nj)
         self.inputs.emg_age_s = float("inf")
@@ -169,7 +168,10 @@ class ControlLoop:
         except ValueError:
             # Non-finite EMG: the stages refuse it before touching their state. A NaN estimate
             # is what the safety layer's model-output watchdog acts on.
-            estimate = self._nan
+            # The estimate stays NaN until good samples arrive, also through ticks that bring
+            # no new samples, so the watchdog sees the fault persist.
+            self.estimator.estimate.fill(np.nan)
+            estimate = self.estimator.estimate
             self.bad_input_ticks += 1
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - self.ring.last_arrival

@@ -6,7 +6,8 @@ ahead in blocks; the *current* true joint torque and angle (the sample being emi
 exposed for the emulated firmware's plant and, optionally, every emitted sample's truth is kept
 for scoring. Nothing here is visible to the controller except the LSL stream.
 
-Fault injection for the HIL bench (``inject``): stop the stream, saturate or flatten a channel.
+Fault injection for the HIL bench (``inject``): stop the stream, saturate or flatten a channel,
+or send NaN on a channel for a while (a corrupt sample, which drives the model's output to NaN).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class EmgOutlet:
         self.paused = False
         self.saturate: dict[int, float] = {}
         self.flat: set[int] = set()
+        self.nan_until: dict[int, float] = {}  # channel -> monotonic time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None
@@ -112,12 +114,18 @@ class EmgOutlet:
             k += 1
             if self.paused:
                 continue
-            if self.saturate or self.flat:
+            if self.saturate or self.flat or self.nan_until:
                 emg = emg.copy()
                 for ch, level in self.saturate.items():
                     emg[:, ch] = level
                 for ch in self.flat:
                     emg[:, ch] = 0.0
+                now = time.monotonic()
+                for ch, until in list(self.nan_until.items()):
+                    if now < until:
+                        emg[:, ch] = np.nan
+                    else:
+                        del self.nan_until[ch]
             self._outlet.push_chunk(np.ascontiguousarray(emg, dtype=np.float32), stamps[-1])
 
     def truth(self) -> tuple[np.ndarray, np.ndarray]:

@@ -100,6 +100,9 @@ class Simulator:
             self.outlet.saturate[int(params.get("channel", 0))] = float(params.get("level", 1e4))
         elif kind == "emg_flat":
             self.outlet.flat.add(int(params.get("channel", 0)))
+        elif kind == "emg_nan":
+            until = time.monotonic() + float(params.get("seconds", 0.5))
+            self.outlet.nan_until[int(params.get("channel", 0))] = until
         elif hasattr(self.emulator, kind):  # e.g. pull_cable, replug, reset, set_bit_error_rate
             getattr(self.emulator, kind)(**params)
         else:

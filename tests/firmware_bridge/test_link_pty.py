@@ -162,3 +162,77 @@ def test_send_torque_from_two_threads_never_mixes_frames(emulator: FirmwareEmula
         assert {c for _, c in emulator.applied_log} <= allowed
     finally:
         link.close()
+
+
+class RawHost:
+    """A bare pyserial host speaking the protocol frame by frame (no HostLink)."""
+
+    def __init__(self, port: str) -> None:
+        self.ser = serial.Serial(port, 1_000_000, timeout=0.05)
+        self.dec = P.StreamDecoder()
+        self.got: list[P.Message] = []
+
+    def send(self, *msgs: P.Message) -> None:
+        self.ser.write(b"".join(P.encode(m) for m in msgs))
+
+    def expect(self, pred, what: str) -> P.Message:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for i, m in enumerate(self.got):
+                if pred(m):
+                    del self.got[: i + 1]
+                    return m
+            self.got.extend(self.dec.feed(self.ser.read(self.ser.in_waiting or 1)))
+        raise AssertionError(f"no {what}")
+
+    def ack(self, rid: int) -> P.Ack:
+        return self.expect(lambda m: isinstance(m, P.Ack) and m.request_id == rid, f"ack {rid}")
+
+    def echo(self, seq: int) -> P.Telemetry:
+        return self.expect(
+            lambda m: isinstance(m, P.Telemetry) and m.last_seq_applied == seq, f"echo {seq}"
+        )
+
+
+def test_device_rules_sequence_joint_count_and_clear(emulator: FirmwareEmulator) -> None:
+    h = RawHost(emulator.port)
+    try:
+        h.send(P.Enable(1))
+        assert h.ack(1).result == P.ACK_NOT_HANDSHAKEN
+        h.send(P.Disable(2))
+        assert h.ack(2).result == P.ACK_OK  # disable always succeeds
+        h.send(P.Hello(5))
+        h.expect(lambda m: isinstance(m, P.DeviceInfo) and m.nonce == 5, "device info")
+        h.send(P.Enable(3))
+        ack = h.ack(3)
+        assert (ack.result, ack.state, ack.request_type) == (P.ACK_OK, P.STATE_ENABLED, P.T_ENABLE)
+        h.send(P.TorqueCommand(100, 0, (100, 0, 0, 0)))
+        assert h.echo(100).torque == (100, 0, 0, 0)
+        # an older or repeated sequence number is never applied
+        h.send(P.TorqueCommand(99, 0, (999, 0, 0, 0)), P.TorqueCommand(100, 0, (999, 0, 0, 0)))
+        h.send(P.TorqueCommand(105, 0, (200, 0, 0, 0)))  # a gap of 4: applied, counted
+        assert h.echo(105).torque == (200, 0, 0, 0)
+        s = emulator.stats()
+        assert s["commands_out_of_order"] == 2 and s["seq_gaps"] == 4
+        assert all(c[0] != 999 for _, c in emulator.applied_log)
+        # wrong joint count: refused, BAD_COMMAND reported (status, not latched)
+        h.send(P.TorqueCommand(106, 0, (1, 2)))
+        rep = h.expect(lambda m: isinstance(m, P.FaultReport), "bad command report")
+        assert rep.code == 7 and rep.latched == 0
+        h.send(P.TorqueCommand(107, 0, (300, 0, 0, 0)))
+        tel = h.echo(107)
+        assert tel.torque == (300, 0, 0, 0) and tel.fault_bits & P.FAULT_BAD_COMMAND
+        h.send(P.ClearFaults(4))
+        ack = h.ack(4)
+        assert ack.result == P.ACK_OK and not ack.fault_bits & P.FAULT_BAD_COMMAND
+        assert ack.state == P.STATE_ENABLED  # clearing never changes the mode
+        h.send(P.Disable(5))
+        assert h.ack(5).state == P.STATE_DISABLED
+        h.send(P.TorqueCommand(108, 0, (400, 0, 0, 0)))
+        h.send(P.Heartbeat(0, 108))
+        tel = h.expect(lambda m: isinstance(m, P.Telemetry) and not m.flags & 1, "telemetry")
+        assert tel.torque == (0, 0, 0, 0) and tel.last_seq_applied == 107
+        wait_until(lambda: emulator.stats()["commands_refused"] >= 2, what="refusal")
+        assert all(seq != 108 for seq, _ in emulator.applied_log)
+    finally:
+        h.ser.close()

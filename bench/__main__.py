@@ -1,0 +1,236 @@
+"""`make bench`: every benchmark in bench/, one run, one JSON and one Markdown report with plots.
+
+    .venv/bin/python -m bench                    # everything (< 15 min on 2 cores)
+    .venv/bin/python -m bench --quick            # tiny sizes, no LibEMG install (smoke test)
+    .venv/bin/python -m bench --only pipeline,scaling
+    .venv/bin/python -m bench --list
+
+Sections run one after the other in this process (so figures measured side by side come from
+one run on one machine state). The other engineers' benchmarks (``bench_signal_chain``,
+``bench_protocol``, ``bench_loop``, ``bench_inference``, and any other ``bench/bench_*.py``)
+are called through their ``run()``; one that is missing or has no ``run()`` is reported as
+skipped, with the reason, and the rest goes on. A section that raises is reported as failed
+with its error; the others still run. Output: ``bench/results/latest.json``,
+``bench/results/latest.md`` and ``bench/results/*.svg`` (none of them committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import inspect
+import json
+import math
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, machine
+
+RESULTS = REPO / "bench" / "results"
+
+
+@dataclass
+class Section:
+    name: str
+    module: str
+    func: str = "run"
+    owner: str = ""
+    what: str = ""
+    quick_kwargs: dict = field(default_factory=dict)
+    full_kwargs: dict = field(default_factory=dict)
+    ours: bool = False  # our functions take quick/libemg/log
+
+
+SECTIONS = [
+    Section(
+        "signal_chain",
+        "bench.bench_signal_chain",
+        owner="signal-chain engineer",
+        what="signal chain per tick vs naive filtfilt + fresh NNLS",
+        quick_kwargs={"seconds": 2.0, "naive_ticks": 40, "rt": False},
+    ),
+    Section(
+        "protocol",
+        "bench.bench_protocol",
+        owner="protocol engineer",
+        what="codec cost, serial round trip over a pty",
+        quick_kwargs={"seconds": 0.3},
+    ),
+    Section(
+        "loop",
+        "bench.bench_loop",
+        owner="safety engineer",
+        what="1 kHz loop with/without real-time setup",
+        quick_kwargs={"quick": True},
+    ),
+    Section(
+        "inference",
+        "bench.bench_inference",
+        owner="training engineer",
+        what="ONNX per-tick inference of the paper's network",
+        quick_kwargs={"quick": True},
+    ),
+    Section(
+        "pipeline",
+        "bench.bench_end_to_end",
+        "run_pipeline",
+        owner="benchmark (issue 8)",
+        what="whole per-tick pipeline vs naive and LibEMG peers",
+        ours=True,
+    ),
+    Section(
+        "session",
+        "bench.bench_end_to_end",
+        "run_session",
+        owner="benchmark (issue 8)",
+        what="HIL session at 500 Hz and 1 kHz: tick error, latency, memory, CPU",
+        ours=True,
+    ),
+    Section(
+        "scaling",
+        "bench.bench_scaling",
+        owner="benchmark (issue 8)",
+        what="per-tick cost vs channels, synergies, control rate",
+        ours=True,
+    ),
+    Section(
+        "accuracy",
+        "bench.bench_accuracy",
+        owner="benchmark (issue 8)",
+        what="R^2 per joint across simulated patients and sessions",
+        ours=True,
+    ),
+]
+_OWN_FILES = {"bench_end_to_end", "bench_scaling", "bench_accuracy"}
+
+
+def all_sections() -> list[Section]:
+    """The known sections, plus any other bench/bench_*.py (its owner's ``run()``)."""
+    known = {s.module.rsplit(".", 1)[1] for s in SECTIONS}
+    extra = [
+        Section(p.stem.removeprefix("bench_"), f"bench.{p.stem}", owner="(found in bench/)")
+        for p in sorted((REPO / "bench").glob("bench_*.py"))
+        if p.stem not in known and p.stem not in _OWN_FILES
+    ]
+    return SECTIONS + extra
+
+
+def _call(sec: Section, quick: bool, libemg: bool) -> tuple[str, str, Any]:
+    """(status, reason, result) of one section."""
+    path = REPO / (sec.module.replace(".", "/") + ".py")
+    if not path.is_file():
+        return "skipped", f"{path.relative_to(REPO)} does not exist (yet)", None
+    mod = importlib.import_module(sec.module)
+    fn = getattr(mod, sec.func, None)
+    if not callable(fn):
+        return "skipped", f"{path.relative_to(REPO)} has no {sec.func}() to call", None
+    if sec.ours:
+        kw: dict[str, Any] = {"quick": quick, "log": lambda m: print(m, flush=True)}
+        if "libemg" in inspect.signature(fn).parameters:
+            kw["libemg"] = libemg
+        return "ok", "", fn(**kw)
+    params = inspect.signature(fn).parameters
+    wanted = sec.quick_kwargs if quick else sec.full_kwargs
+    if quick and "quick" in params:
+        wanted = {**wanted, "quick": True}
+    kw = {k: v for k, v in wanted.items() if k in params}
+    dropped = sorted(set(wanted) - set(kw))
+    res = fn(**kw)
+    note = f"called without {dropped} (not in its run() signature)" if quick and dropped else ""
+    return "ok", note, res
+
+
+def _clean(x: Any) -> Any:
+    """Strict JSON: NaN/inf -> null, numpy scalars/arrays -> Python."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _clean(x.tolist())
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _git(*args: str) -> str | None:
+    try:
+        p = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=5)
+        return p.stdout.strip() if p.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (~30 s)")
+    ap.add_argument("--only", default="", help="comma-separated section names (see --list)")
+    ap.add_argument("--list", action="store_true", help="list the sections and exit")
+    ap.add_argument("--no-libemg", action="store_true", help="skip the LibEMG peer")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="output directory")
+    args = ap.parse_args(argv)
+    sections = all_sections()
+    if args.list:
+        for s in sections:
+            print(f"{s.name:<14} {s.module:<28} {s.owner:<24} {s.what}")
+        return 0
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = sorted(set(only) - {s.name for s in sections})
+    if unknown:
+        ap.error(f"unknown section(s) {unknown}; known: {[s.name for s in sections]}")
+    chosen = [s for s in sections if not only or s.name in only]
+
+    t_start = time.monotonic()
+    doc: dict[str, Any] = {
+        "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "machine": machine(),
+        "sections": {},
+    }
+    for sec in chosen:
+        print(f"[bench] {sec.name}: {sec.what} ...", flush=True)
+        t0 = time.monotonic()
+        try:
+            status, reason, res = _call(sec, args.quick, not args.no_libemg)
+        except Exception as e:
+            status, reason, res = "error", f"{type(e).__name__}: {e}", None
+            traceback.print_exc()
+        took = round(time.monotonic() - t0, 1)
+        print(f"[bench] {sec.name}: {status} in {took} s {reason}", flush=True)
+        standalone = f"python -m bench --only {sec.name}" + (" --quick" if args.quick else "")
+        doc["sections"][sec.name] = {
+            "status": status,
+            "reason": reason,
+            "seconds": took,
+            "module": sec.module,
+            "owner": sec.owner,
+            "what": sec.what,
+            "command": standalone,
+            "result": res,
+        }
+    doc["total_seconds"] = round(time.monotonic() - t_start, 1)
+    doc["machine"]["load_average_at_end"] = machine()["load_average"]
+    doc = _clean(doc)
+
+    from bench import report
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    md = report.write(doc, args.out)
+    print(f"[bench] done in {doc['total_seconds']} s: {args.out / 'latest.json'}, {md}")
+    return 0 if all(s["status"] != "error" for s in doc["sections"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

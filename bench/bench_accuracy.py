@@ -1,0 +1,169 @@
+"""Accuracy on the simulator's multi-session patients: R^2 per joint, spread across patients.
+
+For each synthetic patient (``seed``), ``exoctl.hil.drift.session_recordings`` makes sessions
+0..S-1 (session 0 undrifted; later sessions carry electrode shift, gain change, fatigue,
+spasticity and weakness growing with the session index). Every model is fitted on the first
+75 % of session 0 only, and scored on the rest of session 0 ("same session") and on each later
+session, at every control tick after the filters' 2 s warm-up:
+
+- ``exoctl linear``: the shipped model's recipe (``exoctl.linear_model``): calibration (MVC,
+  NMF synergies by VAF 90 %) on session 0, per-tick features from the controller's own streaming
+  chain (``exoctl.training.features.tick_features``), ridge on ``[h, a]``;
+- ``lagged ridge``: the torque-model issue's baseline (``exoctl.training.evaluation.
+  fit_lagged_ridge``: ridge on h at several lags up to 400 ms), when that module is present;
+- ``LibEMG``: Hudgins features on 200 ms windows + ``EMGRegressor('LR')`` (the LibEMG peer, in
+  its own venv) on the same raw EMG and torques.
+
+The paper's network, with and without adversarial adaptation, is scored by the training
+engineer's ``exoctl evaluate``; when its results file is present it is included, otherwise the
+report marks it pending.
+
+    .venv/bin/python -m bench --only accuracy
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.peers import libemg_env
+from exoctl.config import load_config
+from exoctl.linear_model import fit_ridge
+
+TRAIN_FRACTION = 0.75
+
+
+def _r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
+    out = {}
+    for j, name in enumerate(joints):
+        ss = float(np.sum((y[:, j] - y[:, j].mean()) ** 2))
+        out[name] = round(1.0 - float(np.sum((y[:, j] - yhat[:, j]) ** 2)) / ss, 4)
+    return out
+
+
+def _spread(per_patient: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean, standard deviation, min and max across patients, per joint."""
+    out = {}
+    for j in per_patient[0]:
+        v = np.array([p[j] for p in per_patient])
+        out[j] = {
+            "mean": round(float(v.mean()), 4),
+            "sd": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 4),
+            "min": round(float(v.min()), 4),
+            "max": round(float(v.max()), 4),
+        }
+    return out
+
+
+def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
+    from exoctl.hil.drift import session_recordings
+    from exoctl.training.features import calibrate_recordings, tick_features
+
+    try:
+        from exoctl.training.evaluation import _lagged, fit_lagged_ridge
+    except ImportError:  # optional baseline
+        fit_lagged_ridge = None
+
+    cfg = load_config(None)
+    sim = cfg.simulator
+    fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
+    spt = int(round(fs / rate))
+    joints = list(cfg.joint_names)
+    seeds = (1, 2) if quick else (1, 2, 3, 4, 5, 6)
+    n_sessions, duration = (2, 12.0) if quick else (4, 60.0)
+    names = ["session 0 (held-out 25 %)"] + [f"session {s}" for s in range(1, n_sessions)]
+    models: dict[str, list[list[dict]]] = {"exoctl linear": [], "lagged ridge": [], "LibEMG": []}
+    libemg_note = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            log(f"  accuracy: patient {seed}, {n_sessions} sessions of {duration:g} s")
+            recs = session_recordings(
+                cfg.emg.muscles,
+                joints,
+                seed=seed,
+                n_sessions=n_sessions,
+                duration_s=duration,
+                fs_hz=fs,
+                stride_s=sim.stride_s,
+                emg_noise_uv=sim.emg_noise_uv,
+                electromechanical_delay_s=sim.electromechanical_delay_s,
+                body_mass_kg=sim.body_mass_kg,
+            )
+            n_train = int(TRAIN_FRACTION * recs[0].emg.shape[0]) // spt * spt
+            cal = calibrate_recordings(cfg, [recs[0].emg[:n_train]])
+            sets = [
+                tick_features(cfg, cal, r.emg, angles=r.angles, torque=r.torque, kinematics=False)
+                for r in recs
+            ]
+            t_split = n_train // spt
+            s0 = sets[0]
+            train_ticks = np.arange(s0.warm, t_split)
+            # test: the rest of session 0 (its filter state carried on: no new warm-up) and the
+            # later sessions after their warm-up
+            tests = [(s0, np.arange(t_split, s0.n))] + [
+                (s, np.arange(s.warm, s.n)) for s in sets[1:]
+            ]
+            coef, icpt = fit_ridge(s0.X[train_ticks].astype(float), s0.y[train_ticks].astype(float))
+            models["exoctl linear"].append(
+                [_r2(s.y[t], s.X[t] @ coef + icpt, joints) for s, t in tests]
+            )
+            if fit_lagged_ridge is not None:
+                import dataclasses
+
+                head = dataclasses.replace(s0, X=s0.X[:t_split], y=s0.y[:t_split])
+                lags, lc, li = fit_lagged_ridge([head], cal.k, rate)
+                models["lagged ridge"].append(
+                    [
+                        _r2(s.y[t], _lagged(s.X[:, : cal.k], t, lags) @ lc + li, joints)
+                        for s, t in tests
+                    ]
+                )
+            if libemg and libemg_note is None:
+                try:
+                    if quick and not libemg_env.installed():
+                        raise RuntimeError("quick mode does not install the LibEMG venv")
+                    libemg_env.ensure(log=log)
+                    npz = Path(tmp) / f"acc_{seed}.npz"
+                    r0 = recs[0]
+                    libemg_env.write_input(
+                        npz,
+                        train=(r0.emg[:n_train], r0.torque[:n_train]),
+                        tests=[(r0.emg, r0.torque)] + [(r.emg, r.torque) for r in recs[1:]],
+                        joints=joints,
+                        fs_hz=fs,
+                        per_tick=spt,
+                        score_from_samples=[n_train] + [int(2.0 * fs)] * (len(recs) - 1),
+                        timed_ticks=10,
+                        warmup=0,
+                    )
+                    res = libemg_env.run_peer(npz, Path(tmp) / f"acc_{seed}.json")
+                    models["LibEMG"].append(res["r2"])
+                except Exception as e:
+                    libemg_note = f"{type(e).__name__}: {e}"
+    out: dict[str, Any] = {
+        "patients": list(seeds),
+        "sessions": names,
+        "session_seconds": duration,
+        "train": f"first {int(TRAIN_FRACTION * 100)} % of session 0 of each patient",
+        "models": {},
+    }
+    for name, per_patient in models.items():
+        if not per_patient:
+            continue
+        out["models"][name] = {
+            sname: {
+                "per_patient": [p[i] for p in per_patient],
+                "across_patients": _spread([p[i] for p in per_patient]),
+            }
+            for i, sname in enumerate(names)
+        }
+    if libemg_note:
+        out["libemg_skipped"] = libemg_note
+    out["network"] = {
+        "pending": "the paper's network with/without adversarial adaptation is scored by the "
+        "training engineer's `exoctl evaluate`; not yet available to the benchmark"
+    }
+    return out

@@ -1,0 +1,89 @@
+"""Small helpers shared by the project-wide benchmarks: per-tick statistics, ratios, machine facts.
+
+Why one place: every figure in the report is a median and a p99 over many ticks with the
+warm-up discarded, and every comparison is a ratio of two such figures measured in the same
+run; computing them the same way everywhere keeps the report's numbers comparable.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+WARMUP_TICKS = 200  # first calls (caches, lazy initialisation) are not measured
+
+
+def tick_stats(ns: np.ndarray, discard: int = 0) -> dict[str, float]:
+    """Median, p99, max (microseconds) and count of per-tick durations given in nanoseconds."""
+    v = np.asarray(ns, dtype=np.float64)[discard:] / 1000.0
+    if v.size == 0:
+        return {"median_us": float("nan"), "p99_us": float("nan"), "max_us": float("nan"), "n": 0}
+    return {
+        "median_us": round(float(np.median(v)), 2),
+        "p99_us": round(float(np.percentile(v, 99)), 2),
+        "max_us": round(float(v.max()), 2),
+        "n": int(v.size),
+    }
+
+
+def ratio(slow: dict | None, fast: dict | None, key: str) -> float | None:
+    """slow[key] / fast[key], or None when either side is missing."""
+    if not slow or not fast:
+        return None
+    a, b = slow.get(key), fast.get(key)
+    if a is None or b is None or not b or not np.isfinite(a) or not np.isfinite(b):
+        return None
+    return round(float(a) / float(b), 2)
+
+
+def ratios(slow: dict | None, fast: dict | None) -> dict[str, float | None]:
+    return {"median": ratio(slow, fast, "median_us"), "p99": ratio(slow, fast, "p99_us")}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (they mean nothing without it)."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def proc_sample(pid: int) -> dict[str, float] | None:
+    """CPU seconds (utime + stime) and peak/current RSS (MiB) of a process, from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+    mem = {}
+    for line in status.splitlines():
+        if line.startswith(("VmHWM:", "VmRSS:")):
+            key, val = line.split(":", 1)
+            mem[key] = int(val.split()[0]) / 1024.0
+    return {
+        "cpu_s": cpu_s,
+        "hwm_mib": mem.get("VmHWM", float("nan")),
+        "rss_mib": mem.get("VmRSS", float("nan")),
+    }

@@ -194,7 +194,8 @@ class HostLink:
         for t in (self._reader, self._supervisor):
             if t is not None and t is not threading.current_thread():
                 t.join(timeout=1.0)
-        self._close_port()
+        with self._wlock:  # never close the fd under a concurrent send_torque
+            self._close_port()
         self._enabled = False
         self._handshaken = False
 
@@ -500,6 +501,10 @@ class HostLink:
                 except LinkError:
                     time.sleep(0.02)
                     continue
+                if not self._running:  # close() raced with the reopen
+                    with self._wlock:
+                        self._close_port()
+                    break
                 self._reconnects += 1
                 if self._device is not None:
                     self._hello_nonce = secrets.randbits(32)
@@ -507,7 +512,7 @@ class HostLink:
                 continue
             try:
                 data = ser.read(ser.in_waiting or 1)
-            except (serial.SerialException, OSError, TypeError) as e:
+            except (serial.SerialException, OSError, TypeError, AttributeError) as e:
                 self._lost(f"read failed: {e}")
                 continue
             if data:

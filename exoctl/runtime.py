@@ -57,6 +57,7 @@ class Controller:
             heartbeat_period_s=cfg.device.heartbeat_period_s,
             telemetry_timeout_s=cfg.safety.telemetry_timeout_s,
             low_latency=cfg.device.serial.low_latency,
+            joint_names=self.joints,  # the handshake refuses a device with other joints
         )
         self.loop = ControlLoop(
             rate,

@@ -43,8 +43,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -332,6 +330,8 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_sessions_show(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from exoctl.service import recorder as R
 
     db = R.find_session(_service_config(args).data_dir, args.id)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import faulthandler
 import math
 import os
 import signal
@@ -48,6 +49,7 @@ log = structlog.get_logger("exoctl.daemon")
 
 PUMP_PERIOD_S = 0.05
 HEALTH_STALL_S = 0.5  # no tick for this long: the loop is not healthy
+STATUS_WINDOW_S = 10.0  # loop timing in `status` covers the last 10 s
 
 
 def configure_logging(stream: Any = None) -> None:
@@ -106,6 +108,42 @@ def peek_ring(ring: Any, since: int) -> tuple[int, np.ndarray, np.ndarray, int]:
         data, stamps = data[overwritten:], stamps[overwritten:]
         lost += overwritten
     return written, data, stamps, lost
+
+
+def _pct(a: np.ndarray, scale: float) -> dict[str, float | None]:
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return {"p50": None, "p99": None, "max": None}
+    p50, p99 = np.percentile(a, [50, 99])
+    return {
+        "p50": round(float(p50) * scale, 3),
+        "p99": round(float(p99) * scale, 3),
+        "max": round(float(a.max()) * scale, 3),
+    }
+
+
+def loop_summary(loop: Any, window_s: float) -> dict[str, Any]:
+    """Loop figures over the most recent ``window_s`` of ticks (cheap: a few thousand rows)."""
+    from exoctl.safety import SafetyState
+
+    st = loop.stats
+    n = st.n
+    k = min(n, st.capacity, max(1, int(window_s * loop.rate_hz)))
+    idx = np.arange(n - k, n) % st.capacity
+    end = loop.stopped_at if np.isfinite(loop.stopped_at) else time.monotonic()
+    elapsed = end - loop.started_at
+    return {
+        "target_rate_hz": loop.rate_hz,
+        "control_rate_hz": round(loop.ticks / elapsed, 2) if elapsed > 0 else 0.0,
+        "ticks": loop.ticks,
+        "deadline_misses": loop.timer.misses,
+        "safety_state": SafetyState(loop.safety.state).name,
+        "window_s": round(k / loop.rate_hz, 3),
+        "loop_jitter_us": _pct(st.start_error[idx], 1e6),
+        "tick_cost_us": _pct(st.tick_cost[idx], 1e6),
+        "latency_ms": _pct(st.latency[idx], 1e3),
+        "sample_age_ms": _pct(st.sample_age[idx], 1e3),
+    }
 
 
 class LslPublisher:
@@ -186,10 +224,13 @@ class Daemon:
         self._emg_lost = 0
         self._session_id: str | None = None
         self._pump_error: str | None = None
+        self._write_errors = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         log.info("starting", version=__version__, config=str(self.cfg.source), pid=os.getpid())
+        if rpc.socket_in_use(self.svc.socket_path):  # before touching the hardware
+            raise RuntimeError(f"another daemon is already listening on {self.svc.socket_path}")
         self.notifier.status("connecting to the firmware and the EMG stream")
         self.controller.start()
         self._log_cursor = self.controller.loop.log.n
@@ -313,6 +354,10 @@ class Daemon:
         if len(stamps) and recording:
             rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
         self._drain_faults()
+        errors = rec.stats()["write_errors"]
+        if errors != self._write_errors:
+            self._write_errors = errors
+            log.error("recording_write_error", errors=errors, last=rec.stats()["last_error"])
 
     def _drain_faults(self) -> list[dict[str, Any]]:
         """Move the safety layer's fault events into the recording and the recent list.
@@ -410,10 +455,44 @@ class Daemon:
         }
 
     # ------------------------------------------------------------------ RPC methods
+    def _controller_status(self) -> dict[str, Any]:
+        """Controller.status(), but with loop timing over the last STATUS_WINDOW_S only.
+
+        Percentiles over the whole 10-minute tick record take ~25 ms of numpy work that holds
+        the GIL, which stalls the control thread for as long (measured); a status request
+        (``status --watch`` sends one a second) must not cost the loop a deadline.
+        """
+        from exoctl.safety import SafetyState
+
+        c = self.controller
+        joints = c.joints
+        tel = c.link.latest_telemetry()
+        s = c.session
+        return {
+            "session": None
+            if s is None
+            else {
+                "patient": s.patient,
+                "protocol": s.protocol,
+                "started_at": s.started_at,
+                "gains": s.gains,
+            },
+            "safety_state": SafetyState(c.safety.state).name,
+            "loop": loop_summary(c.loop, STATUS_WINDOW_S),
+            "loop_error": c.loop.error,
+            "estimate_nm": dict(zip(joints, c.estimator.estimate.tolist(), strict=True)),
+            "command_nm": dict(zip(joints, c.safety.last_command.tolist(), strict=True)),
+            "applied_nm": None
+            if tel is None
+            else dict(zip(joints, tel.torques.tolist(), strict=True)),
+            "link": c.link.stats(),
+            "acquisition": None if c.acquisition is None else c.acquisition.stats(),
+        }
+
     def rpc_status(self) -> dict[str, Any]:
         with self._pump_lock:
             self._drain_faults()
-            st = self.controller.status()  # its own (now empty) drain is harmless
+        st = self._controller_status()
         st["faults"] = list(self._recent_faults)
         if st.get("session") is not None:
             st["session"]["id"] = self._session_id
@@ -607,6 +686,9 @@ def run_daemon(config_path: str | Path | None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (journald): for a daemon that
+    # hangs, the one question that matters is where.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         daemon = Daemon(cfg, notifier)
     except Exception as e:

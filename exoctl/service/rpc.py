@@ -220,6 +220,19 @@ def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any
 
 # ---------------------------------------------------------------------------------------
 # server
+def socket_in_use(path: str | Path) -> bool:
+    """True if something accepts connections on ``path`` (another daemon is running)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 class RpcServer:
     """Listens on ``path``; call ``start()``, later ``close()``."""
 
@@ -261,16 +274,9 @@ class RpcServer:
     def _bind(self) -> socket.socket:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.settimeout(1.0)
-            try:
-                probe.connect(str(self.path))
-            except OSError:
-                self.path.unlink()  # stale socket left by a killed daemon
-            else:
+            if socket_in_use(self.path):
                 raise RuntimeError(f"another daemon is already listening on {self.path}")
-            finally:
-                probe.close()
+            self.path.unlink()  # stale socket left by a killed daemon
         # Bind under a temporary name, set mode and group, then rename into place: there is
         # never a moment when the final path exists with looser permissions.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

@@ -21,6 +21,8 @@ class Notifier:
         if addr is not None and addr.startswith("@"):
             addr = "\0" + addr[1:]  # abstract namespace
         self.address = addr
+        self.failed = 0
+        """Messages that could not be sent (receiver's queue full or gone)."""
         self._sock: socket.socket | None = None
         usec = env.get("WATCHDOG_USEC")
         pid = env.get("WATCHDOG_PID")
@@ -38,7 +40,13 @@ class Notifier:
             return False
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self._sock.sendto("\n".join(states).encode(), self.address)
+        try:
+            # Never block: a datagram to a receiver whose queue is full would otherwise wait,
+            # and the caller is the thread that records the session and pings the watchdog.
+            self._sock.sendto("\n".join(states).encode(), socket.MSG_DONTWAIT, self.address)
+        except OSError:  # EAGAIN (queue full), ECONNREFUSED (nobody listens): not our problem
+            self.failed += 1
+            return False
         return True
 
     def ready(self, status: str | None = None) -> bool:

@@ -338,6 +338,19 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
             == 0
         )
 
+        # e-stop between sessions: latched, refuses a session until a person clears it
+        assert _cli(run_cli, capsys, d, "estop")[0] == 0
+        st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+        assert st["safety_state"] == "ESTOP"
+        code, _, err = _cli(run_cli, capsys, d, "session", "start", "--patient", "P01")
+        assert code == K.EXIT_REFUSED and "clear it first" in err
+        # a second daemon on the same socket refuses to start, before touching the hardware
+        p = subprocess.run(
+            [sys.executable, "-m", "exoctl.cli", "--config", str(d.cfg_path), "daemon"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert p.returncode == 1 and "already listening" in p.stdout, p.stdout + p.stderr
+
         # SIGTERM during a session: ramp out, actuators disabled, recording closed, exit 0.
         _clear_faults(run_cli, capsys, d)  # see the note on faults above
         code, out, err = _cli(run_cli, capsys, d, "session", "start", "--patient", "P01", "--json")

@@ -41,3 +41,20 @@ def test_outside_systemd_is_a_no_op() -> None:
     n = Notifier({})
     assert not n.enabled and n.watchdog_s is None
     assert not n.ready() and not n.watchdog()
+
+
+def test_never_blocks_when_nobody_reads(tmp_path: Path) -> None:
+    """A receiver that does not read (a full queue) must not stall the sender."""
+    import time
+
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind(str(path))
+        n = Notifier({"NOTIFY_SOCKET": str(path)})
+        t0 = time.monotonic()
+        sent = [n.watchdog() for _ in range(5000)]
+        assert time.monotonic() - t0 < 5.0
+        assert not all(sent) and n.failed == sent.count(False) > 0
+        n.close()
+    n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    assert not n.ready() and n.failed == 1

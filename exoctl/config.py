@@ -162,6 +162,8 @@ class SafetyConfig(_Model):
     max_plausible_torque_nm: Annotated[float, Field(gt=0, le=1000)] = 250.0
     safe_stop_s: Annotated[float, Field(gt=0, le=1.0)] = 0.05
     """Time within which torque ramps to zero after a fault is detected."""
+    model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.02
+    """Model output NaN, infinite or implausible for this long is a fault; shorter is degraded."""
 
 
 class SimulatorConfig(_Model):

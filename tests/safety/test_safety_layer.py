@@ -1,0 +1,348 @@
+"""Deterministic checks of each safety rule, the state machine, events and allocation."""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from exoctl.assist import AssistLaw
+from exoctl.config import ControlConfig, JointConfig, SafetyConfig, load_config
+from exoctl.safety import FaultEvent, SafetyInputs, SafetyLayer, SafetyState
+
+CFG = load_config()
+RATE = 500.0
+DT = 1.0 / RATE
+N = len(CFG.device.joints)
+TMAX = np.array([j.torque_limit_nm for j in CFG.device.joints])
+STEP = np.array([j.rate_limit_nm_per_s for j in CFG.device.joints]) * DT
+
+
+class Rig:
+    """A safety layer driven tick by tick at the nominal rate."""
+
+    def __init__(self, safety: SafetyConfig | None = None) -> None:
+        self.cfg = safety or CFG.safety
+        self.layer = SafetyLayer(CFG.device.joints, self.cfg, RATE)
+        self.inp = SafetyInputs.healthy(N, now=10.0)
+        self.inp.angles[:] = 0.5
+        self.out = np.zeros(N)
+        self.now = 10.0
+
+    def tick(self, req, est=None, dt: float = DT) -> np.ndarray:
+        self.now += dt
+        self.inp.now = self.now
+        r = np.broadcast_to(np.asarray(req, dtype=float), (N,)).copy()
+        e = r if est is None else np.broadcast_to(np.asarray(est, dtype=float), (N,)).copy()
+        self.layer.apply(r, e, self.inp, self.out)
+        return self.out.copy()
+
+    def run(self, req, ticks: int) -> np.ndarray:
+        for _ in range(ticks):
+            self.tick(req)
+        return self.out.copy()
+
+    def age(self, dt: float = DT) -> None:
+        """Advance the input ages as if the streams had stopped."""
+        self.inp.emg_age_s += dt
+
+
+def test_rate_limit_ramps_up_and_magnitude_is_capped():
+    rig = Rig()
+    first = rig.tick(100.0)
+    np.testing.assert_allclose(first, STEP)
+    out = rig.run(100.0, 200)
+    np.testing.assert_allclose(out, TMAX)  # capped at the torque limit, never beyond
+
+
+def test_rate_limit_applies_to_normal_decreases_and_sign_changes():
+    rig = Rig()
+    rig.run(20.0, 100)
+    out = rig.tick(-20.0)
+    np.testing.assert_allclose(out, 20.0 - STEP)
+
+
+@pytest.mark.parametrize("angle, sign, allowed", [(1.80, +1, 0.0), (2.5, +1, 0.0), (-0.6, -1, 0.0)])
+def test_no_torque_pushes_beyond_the_range_of_motion(angle, sign, allowed):
+    rig = Rig()
+    rig.run(sign * 20.0, 100)
+    rig.inp.angles[:2] = angle  # hips at/beyond an end; knees stay inside
+    out = rig.tick(sign * 20.0)
+    assert (out[:2] == allowed).all()  # removed at once (zeroing is always permitted)
+    np.testing.assert_allclose(out[2:], sign * 20.0)
+    # Torque pulling back into the range is still allowed.
+    rig2 = Rig()
+    rig2.inp.angles[:2] = angle
+    assert (np.sign(rig2.tick(-sign * 5.0)[:2]) == -sign).all()
+
+
+def test_assistance_fades_linearly_near_the_ends():
+    rig = Rig()
+    fade = CFG.safety.rom_fade_rad
+    amax = CFG.device.joints[0].angle_max_rad
+    rig.inp.angles[:] = 0.5
+    rig.run(10.0, 100)
+    rig.inp.angles[0] = amax - 0.25 * fade  # a quarter of the fade zone left
+    out = rig.run(10.0, 50)
+    assert out[0] == pytest.approx(2.5)
+    assert out[1] == pytest.approx(10.0)
+
+
+def test_velocity_limit_blocks_torque_in_the_direction_of_motion():
+    rig = Rig()
+    rig.run(10.0, 100)
+    vlim = CFG.device.joints[0].velocity_limit_rad_s
+    rig.inp.velocities[0] = vlim + 0.1
+    rig.inp.velocities[1] = -(vlim + 0.1)  # moving the other way: assisting against it is fine
+    out = rig.tick(10.0)
+    assert out[0] == 0.0
+    assert out[1] == pytest.approx(10.0)
+
+
+def test_emg_watchdog_degrades_then_stops_within_safe_stop_and_latches():
+    rig = Rig()
+    rig.run(20.0, 200)
+    to = rig.cfg.emg_timeout_s
+    t_stale = None
+    states = []
+    for _ in range(200):
+        rig.age()
+        out = rig.tick(20.0)
+        states.append(rig.layer.state)
+        if t_stale is None and rig.inp.emg_age_s > to:
+            t_stale = rig.now
+    assert SafetyState.DEGRADED in states
+    assert rig.layer.state == SafetyState.FAULT_LATCHED
+    assert not out.any()
+    (ev,) = rig.layer.events()
+    assert ev.kind == "emg_stale"
+    assert "emg_timeout_s" in ev.detail
+    assert ev.t_detected <= t_stale + 1e-9  # detected on the first stale tick
+    assert ev.t_zero - ev.t_detected <= rig.cfg.safe_stop_s + 1e-9
+
+
+def test_latched_fault_is_cleared_only_by_a_person_and_only_when_healthy():
+    rig = Rig()
+    rig.run(20.0, 50)
+    rig.inp.link_healthy = False
+    rig.run(20.0, 50)
+    assert rig.layer.state == SafetyState.FAULT_LATCHED
+    rig.inp.link_healthy = True
+    rig.run(20.0, 500)  # healthy again for a second: still latched, still zero
+    assert rig.layer.state == SafetyState.FAULT_LATCHED
+    assert not rig.out.any()
+    rig.inp.emg_age_s = 0.5  # a different input is unhealthy: the clear is refused
+    rig.tick(20.0)
+    assert rig.layer.clear_fault(rig.now) is False
+    rig.inp.emg_age_s = 0.0
+    rig.tick(20.0)
+    assert rig.layer.clear_fault(rig.now) is True
+    assert rig.layer.state == SafetyState.NORMAL
+    np.testing.assert_allclose(rig.tick(20.0), STEP)  # back from zero at the rate limit
+
+
+def test_clear_is_refused_during_a_safe_stop_and_without_recent_evaluation():
+    rig = Rig()
+    rig.run(30.0, 100)
+    rig.inp.firmware_fault_bits = 0x4
+    rig.tick(30.0)
+    assert rig.layer.state == SafetyState.SAFE_STOP
+    assert rig.layer.clear_fault(rig.now) is False
+    rig.inp.firmware_fault_bits = 0
+    rig.run(30.0, 40)
+    assert rig.layer.state == SafetyState.FAULT_LATCHED
+    assert rig.layer.clear_fault(rig.now + 5.0) is False  # the loop has not looked for 5 s
+
+
+def test_single_nan_estimate_degrades_without_latching_and_persistent_nan_faults():
+    rig = Rig()
+    rig.run(20.0, 100)
+    out = rig.tick(20.0, est=math.nan)
+    assert rig.layer.state == SafetyState.DEGRADED
+    np.testing.assert_allclose(out, 20.0 - STEP)  # held down at the rate limit
+    rig.run(20.0, 100)
+    assert rig.layer.state == SafetyState.NORMAL
+    assert rig.layer.events(include_pending=True) == []
+    nan_ticks = 0
+    while rig.layer.state != SafetyState.FAULT_LATCHED:
+        rig.tick(20.0, est=[0.0, math.inf, 0.0, 0.0])
+        nan_ticks += 1
+        assert nan_ticks < 100
+    (ev,) = rig.layer.events()
+    assert ev.kind == "model_output"
+    assert "inf" in ev.detail
+
+
+@pytest.mark.parametrize("value", [300.0, -1e300])
+def test_implausible_estimate_is_a_model_fault(value):
+    rig = Rig(CFG.safety.model_copy(update={"model_fault_s": 0.0}))
+    rig.run(5.0, 10)
+    rig.tick(5.0, est=value)
+    assert rig.layer.state >= SafetyState.SAFE_STOP
+
+
+def test_estop_zeroes_at_once_and_latches():
+    rig = Rig()
+    rig.run(40.0, 200)
+    assert rig.out.any()
+    rig.layer.estop(rig.now + 0.0001)
+    assert rig.layer.state == SafetyState.ESTOP
+    assert not rig.tick(40.0).any()
+    rig.run(40.0, 100)
+    assert rig.layer.state == SafetyState.ESTOP and not rig.out.any()
+    (ev,) = rig.layer.events()
+    assert ev.kind == "estop" and ev.t_zero == pytest.approx(ev.t_detected, abs=DT)
+    assert rig.layer.clear_fault(rig.now)
+    assert rig.layer.state == SafetyState.NORMAL
+
+
+@pytest.mark.parametrize(
+    "field, value, kind",
+    [
+        ("telemetry_age_s", 0.5, "telemetry_stale"),
+        ("firmware_fault_bits", 0x10, "firmware_fault"),
+        ("link_healthy", False, "link_down"),
+        ("overrun_streak", 25, "overrun"),
+    ],
+)
+def test_each_input_fault_ends_in_zero_torque(field, value, kind):
+    rig = Rig()
+    rig.run(30.0, 100)
+    setattr(rig.inp, field, value)
+    rig.run(30.0, int(rig.cfg.safe_stop_s / DT) + 1)
+    assert not rig.out.any()
+    (ev,) = rig.layer.events()
+    assert ev.kind == kind
+    assert ev.t_zero - ev.t_detected <= rig.cfg.safe_stop_s + 1e-9
+
+
+def test_flat_or_saturated_channel_is_tolerated_briefly_then_a_fault():
+    rig = Rig()
+    flags = np.zeros(16, dtype=bool)
+    rig.inp.emg_flat_or_saturated = flags
+    rig.run(10.0, 50)
+    flags[3] = True
+    rig.run(10.0, 10)
+    assert rig.layer.state == SafetyState.DEGRADED
+    rig.run(10.0, int(rig.cfg.emg_timeout_s / DT) + 1)
+    assert rig.layer.state >= SafetyState.SAFE_STOP
+    rig.run(10.0, 30)
+    (ev,) = rig.layer.events()
+    assert ev.kind == "emg_channel" and "channel 3" in ev.detail
+
+
+def test_events_are_bounded_and_drops_are_counted():
+    rig = Rig()
+    for _ in range(SafetyLayer.EVENT_CAPACITY + 50):
+        rig.inp.link_healthy = False
+        rig.tick(0.0)
+        rig.inp.link_healthy = True
+        rig.tick(0.0)
+    assert rig.layer.dropped_events == 50
+    evs = rig.layer.events()
+    assert len(evs) == SafetyLayer.EVENT_CAPACITY
+    assert all(isinstance(e, FaultEvent) and e.t_zero is not None for e in evs)
+    rig.inp.link_healthy = False
+    rig.tick(0.0)
+    assert len(rig.layer.events()) == 1  # room again after the drain
+
+
+def test_pending_event_is_held_until_torque_is_zero():
+    rig = Rig()
+    rig.run(30.0, 100)
+    rig.inp.link_healthy = False
+    rig.tick(30.0)
+    assert rig.layer.events() == []  # torque not zero yet
+    rig.run(30.0, 30)
+    (ev,) = rig.layer.events()
+    assert ev.t_zero is not None
+
+
+def test_bad_construction_is_refused():
+    with pytest.raises(ValueError, match="at least one joint"):
+        SafetyLayer([], CFG.safety, RATE)
+    with pytest.raises(ValueError, match="rate_hz"):
+        SafetyLayer(CFG.device.joints, CFG.safety, 0.0)
+
+
+def _wide(n: int):
+    names = tuple(f"j{i}" for i in range(n))
+    joints = [
+        JointConfig.model_construct(
+            name=nm,
+            torque_limit_nm=40.0,
+            rate_limit_nm_per_s=400.0,
+            angle_min_rad=-0.5,
+            angle_max_rad=1.8,
+            velocity_limit_rad_s=8.0,
+        )
+        for nm in names
+    ]
+    control = ControlConfig.model_construct(
+        rate_hz=RATE,
+        assist_gain={nm: 0.3 for nm in names},
+        ramp_in_s=0.5,
+        ramp_out_s=0.3,
+        smoothing_hz=20.0,
+    )
+    return names, joints, control
+
+
+def test_a_tick_allocates_no_per_joint_arrays():
+    """With 100,000 joints any temporary array would cost >= 100 kB; a tick must stay tiny.
+
+    Covers every state: normal with limits acting, degraded, safe stop, latched, e-stop.
+    """
+    n = 100_000
+    names, joints, control = _wide(n)
+    law = AssistLaw(names, control, RATE)
+    layer = SafetyLayer(joints, CFG.safety, RATE)
+    inp = SafetyInputs.healthy(n)
+    inp.angles[:] = np.linspace(-1.0, 2.5, n)  # some beyond each end, some fading
+    inp.velocities[:] = np.linspace(-12.0, 12.0, n)
+    inp.emg_flat_or_saturated = np.zeros(16, dtype=bool)
+    est = np.linspace(-100.0, 100.0, n)
+    req = np.zeros(n)
+    out = np.zeros(n)
+    t = 0.0
+    law.start(t)
+    law.set_gain({"j7": 0.9}, t)
+    peaks = []
+
+    def tick():
+        nonlocal t
+        t += DT
+        inp.now = t
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        law.update(est, t, req)
+        layer.apply(req, est, inp, out)
+        peaks.append(tracemalloc.get_traced_memory()[1] - base)
+
+    for _ in range(3):  # warm-up outside tracing
+        t += DT
+        inp.now = t
+        law.update(est, t, req)
+        layer.apply(req, est, inp, out)
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            tick()
+        inp.emg_age_s = 0.07  # degraded
+        for _ in range(5):
+            tick()
+        assert layer.state == SafetyState.DEGRADED
+        est[5] = math.nan  # degraded with a bad estimate
+        tick()
+        inp.emg_age_s = 1.0  # fault: safe stop, then latched
+        for _ in range(40):
+            tick()
+        assert layer.state == SafetyState.FAULT_LATCHED
+        layer.estop(t)
+        tick()
+        assert layer.state == SafetyState.ESTOP
+    finally:
+        tracemalloc.stop()
+    assert max(peaks) < 16_000, peaks

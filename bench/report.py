@@ -104,6 +104,11 @@ def _headline(doc: dict, out: list[str], plots: dict[str, str]) -> None:
                 p.get("ratio_libemg_vs_exoctl"),
             )
         )
+    cpu = p.get("exoctl_thread_cpu")
+    if cpu:
+        rows.insert(
+            1, ("exoctl, same, thread CPU time (no preemption by other processes)", cpu, None)
+        )
     for label, st, r in rows:
         out.append(
             f"| {label} | {_us(_g(st, 'median_us'))} | {_us(_g(st, 'p99_us'))} | {_g(st, 'n', default='')} | "
@@ -386,7 +391,7 @@ def build(doc: dict) -> tuple[str, dict[str, str]]:
         f"(a shared machine inflates the p99s). Whole run: `{doc['command'].strip()}` (`make bench`), "
         f"{doc['total_seconds']:.0f} s. Raw figures: `latest.json`.\n",
         "Method: `time.perf_counter_ns` around each tick, warm-up discarded, medians and p99 over many "
-        "ticks; the peers run in the same process run on the same input, and every comparison is a "
+        "ticks; the peers run in the same run on the same input, and every comparison is a "
         "ratio peer / exoctl. Explanation of every figure: `docs/benchmarks.md`.\n",
     ]
     plots: dict[str, str] = {}

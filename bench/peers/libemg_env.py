@@ -58,12 +58,12 @@ def ensure(log=print, timeout_s: float = 600.0) -> dict:
     base = getattr(sys, "_base_executable", sys.executable)
     steps = []
     if not python().is_file():
-        steps.append([base, "-m", "venv", str(VENV)])
+        steps.append(("create the venv", [base, "-m", "venv", str(VENV)]))
     pip = [str(python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    steps.append([*pip, *REQUIREMENTS])
-    steps.append([*pip, "--no-deps", LIBEMG])
-    for cmd in steps:
-        log(f"  libemg venv: {' '.join(cmd[-3:]) if len(cmd) > 6 else ' '.join(cmd)}")
+    steps.append((f"install {', '.join(REQUIREMENTS)}", [*pip, *REQUIREMENTS]))
+    steps.append((f"install {LIBEMG} --no-deps", [*pip, "--no-deps", LIBEMG]))
+    for what, cmd in steps:
+        log(f"  LibEMG venv {VENV.relative_to(REPO)}: {what}")
         left = timeout_s - (time.monotonic() - t0)
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=max(left, 1.0))

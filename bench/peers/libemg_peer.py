@@ -66,6 +66,17 @@ def _windows(emg, ends, win):
     return np.ascontiguousarray(emg[idx].transpose(0, 2, 1))  # (N, channels, samples)
 
 
+def _features(fe, emg, ends, win, batch: int = 2000) -> dict:
+    """LibEMG features of the windows ending at ``ends``, in batches (bounded memory)."""
+    import numpy as np
+
+    parts = [
+        fe.extract_features(FEATURES, _windows(emg, b, win))
+        for b in np.array_split(ends, max(1, ends.size // batch))
+    ]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def main(argv: list[str]) -> int:
     import numpy as np
 
@@ -81,7 +92,7 @@ def main(argv: list[str]) -> int:
 
     ends = np.arange(win - 1, train_emg.shape[0], int(d["train_stride"]))
     t0 = time.perf_counter()
-    feats = fe.extract_features(FEATURES, _windows(train_emg, ends, win))
+    feats = _features(fe, train_emg, ends, win)
     reg = EMGRegressor("LR")
     reg.fit(feature_dictionary={"training_features": feats, "training_labels": train_y[ends]})
     t_fit = time.perf_counter() - t0
@@ -94,7 +105,7 @@ def main(argv: list[str]) -> int:
         ticks = np.arange(spt - 1, emg_s.shape[0], spt)
         start = int(d[f"score_from_{s}"]) if f"score_from_{s}" in d else int(d["score_from"])
         ticks = ticks[ticks >= max(win - 1, start)]
-        pred = np.asarray(reg.run(fe.extract_features(FEATURES, _windows(emg_s, ticks, win))))
+        pred = np.asarray(reg.run(_features(fe, emg_s, ticks, win)))
         y = y_s[ticks]
         r2 = {}
         for j, name in enumerate(joints):

@@ -1,9 +1,10 @@
 """Session report: one self-contained HTML file with inline SVG charts.
 
 HTML + SVG needs no plotting library, opens in any browser on the clinic PC, prints, and can
-be attached to a patient record as one file. Charts: estimated vs applied torque per joint,
-synergy activations, other recorded streams, the control-loop timing histogram, and the
-events on a timeline (faults, e-stops, assist changes, overflows).
+be attached to a patient record as one file. Charts: estimated, commanded and applied (the
+firmware's telemetry) torque per joint, joint angles, safety state, synergy activations and
+other recorded streams, the control-loop timing histogram, and the events on a timeline
+(faults, e-stops, assist changes, overflows).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import numpy as np
 
 from exoctl.service import recorder as R
 
-W, H = 900, 220
-ML, MR, MT, MB = 60, 150, 24, 30
+W, H = 940, 220
+ML, MR, MT, MB = 60, 190, 24, 30
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]  # fmt: skip
 MAX_POINTS = 1500
 EVENT_COLOURS = {"fault": "#d62728", "estop": "#d62728", "recorder_overflow": "#ff7f0e"}
+STATE_LABELS = "0 normal, 1 degraded, 2 safe stop, 3 fault latched, 4 e-stop"
 
 
 def _decimate(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,21 +53,78 @@ def _scale(v: np.ndarray, lo: float, hi: float, a: float, b: float) -> np.ndarra
     return a + (v - lo) / (hi - lo) * (b - a)
 
 
-def _axes(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) -> list[str]:
-    out = [f'<rect x="{ML}" y="{MT}" width="{W - ML - MR}" height="{H - MT - MB}" '
-           'fill="none" stroke="#888"/>']  # fmt: skip
-    for v in np.linspace(y0, y1, 5):
-        y = _scale(np.array([v]), y0, y1, H - MB, MT)[0]
-        out.append(f'<line x1="{ML - 4}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{ML - 6}" y="{y + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    for v in np.linspace(x0, x1, 6):
-        x = _scale(np.array([v]), x0, x1, ML, W - MR)[0]
-        out.append(f'<text x="{x:.1f}" y="{H - MB + 16}" text-anchor="middle">{v:.3g}</text>')
-    out.append(f'<text x="{(ML + W - MR) / 2}" y="{H - 2}" text-anchor="middle">'
-               f"{html.escape(xlabel)}</text>")  # fmt: skip
-    out.append(f'<text x="12" y="{(MT + H - MB) / 2}" transform="rotate(-90 12 '
-               f'{(MT + H - MB) / 2})" text-anchor="middle">{html.escape(ylabel)}</text>')  # fmt: skip
-    return out
+def nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
+    """Round tick values (steps of 1, 2, 2.5 or 5 x 10^k) within [lo, hi]."""
+    span = hi - lo
+    if not np.isfinite(span) or span <= 0:
+        return np.array([lo])
+    raw = span / max(1, n)
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    ticks = np.arange(np.ceil(lo / step) * step, hi + step * 1e-9, step)
+    return np.round(ticks, 12)
+
+
+class _Svg:
+    """One chart: frame, ticks, legend; coordinates mapped from data to pixels."""
+
+    def __init__(self, title: str, height: int) -> None:
+        self.h = height
+        self.parts = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" '
+            f'viewBox="0 0 {W} {height}" font-family="sans-serif" font-size="11">',
+            f'<text x="{ML}" y="15" font-weight="bold">{html.escape(title)}</text>',
+        ]
+
+    def axes(self, x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) -> None:
+        self.x0, self.x1, self.y0, self.y1 = x0, x1, y0, y1
+        h, p = self.h, self.parts
+        p.append(
+            f'<rect x="{ML}" y="{MT}" width="{W - ML - MR}" height="{h - MT - MB}" '
+            'fill="none" stroke="#888"/>'
+        )
+        for v in nice_ticks(y0, y1, 5):
+            y = self.y(v)
+            p.append(f'<line x1="{ML - 4}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+            p.append(f'<text x="{ML - 6}" y="{y + 4:.1f}" text-anchor="end">{v + 0.0:g}</text>')
+        for v in nice_ticks(x0, x1, 8):
+            x = self.x(v)
+            p.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{h - MB}" y2="{h - MB + 4}" stroke="#888"/>'
+            )
+            p.append(f'<text x="{x:.1f}" y="{h - MB + 16}" text-anchor="middle">{v + 0.0:g}</text>')
+        p.append(
+            f'<text x="{(ML + W - MR) / 2}" y="{h - 2}" text-anchor="middle">'
+            f"{html.escape(xlabel)}</text>"
+        )
+        mid = (MT + h - MB) / 2
+        p.append(
+            f'<text x="12" y="{mid}" transform="rotate(-90 12 {mid})" text-anchor="middle">'
+            f"{html.escape(ylabel)}</text>"
+        )
+
+    def x(self, v: Any) -> Any:
+        return _scale(np.asarray(v, dtype=float), self.x0, self.x1, ML, W - MR)
+
+    def y(self, v: Any) -> Any:
+        return _scale(np.asarray(v, dtype=float), self.y0, self.y1, self.h - MB, MT)
+
+    def legend(self, i: int, label: str, colour: str, dash: str = "", box: bool = False) -> None:
+        ly = MT + 12 + 14 * i
+        if box:
+            self.parts.append(
+                f'<rect x="{W - MR + 8}" y="{ly - 9}" width="20" height="8" fill="{colour}" '
+                'fill-opacity="0.5"/>'
+            )
+        else:
+            self.parts.append(
+                f'<line x1="{W - MR + 8}" x2="{W - MR + 28}" y1="{ly - 4}" y2="{ly - 4}" '
+                f'stroke="{colour}" stroke-width="2"{dash}/>'
+            )
+        self.parts.append(f'<text x="{W - MR + 32}" y="{ly}">{html.escape(label)}</text>')
+
+    def done(self) -> str:
+        return "\n".join([*self.parts, "</svg>"])
 
 
 def svg_lines(
@@ -79,46 +138,43 @@ def svg_lines(
     events: list[dict[str, Any]] | None = None,
 ) -> str:
     """A line chart; ``series`` = [(label, y)], every y the length of ``t``."""
-    if t.size == 0 or not series:
+    finite = [y[np.isfinite(y)] for _, y in series]
+    finite = [y for y in finite if y.size]
+    if t.size == 0 or not finite:
         return f"<p><em>{html.escape(title)}: no data</em></p>"
-    ys = [y[np.isfinite(y)] for _, y in series]
-    y0 = min(float(y.min()) for y in ys if y.size) if any(y.size for y in ys) else 0.0
-    y1 = max(float(y.max()) for y in ys if y.size) if any(y.size for y in ys) else 1.0
+    y0 = min(float(y.min()) for y in finite)
+    y1 = max(float(y.max()) for y in finite)
     pad = 0.05 * (y1 - y0 or 1.0)
-    y0, y1 = y0 - pad, y1 + pad
     x0, x1 = float(t.min()), float(t.max())
     if x1 <= x0:
         x1 = x0 + 1.0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
-             f'<text x="{ML}" y="15" font-weight="bold">{html.escape(title)}</text>']  # fmt: skip
-    parts += _axes(x0, x1, y0, y1, xlabel, ylabel)
+    g = _Svg(title, max(H, MT + MB + 14 * len(series) + 10))  # room for every legend entry
+    g.axes(x0, x1, y0 - pad, y1 + pad, xlabel, ylabel)
     for e in events or []:
-        x = _scale(np.array([e["t_s"]]), x0, x1, ML, W - MR)[0]
+        x = float(g.x(e["t_s"]))
         if ML <= x <= W - MR:
             c = EVENT_COLOURS.get(e["kind"], "#999")
-            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{MT}" y2="{H - MB}" stroke="{c}" '
-                         f'stroke-dasharray="2,3"><title>{html.escape(e["kind"])}</title></line>')  # fmt: skip
+            g.parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{MT}" y2="{g.h - MB}" stroke="{c}" '
+                f'stroke-dasharray="2,3"><title>{html.escape(e["kind"])}</title></line>'
+            )
     for i, (label, y) in enumerate(series):
         tt, yy = _decimate(t, y)
         ok = np.isfinite(yy)
-        xs = _scale(tt[ok], x0, x1, ML, W - MR)
-        ps = _scale(yy[ok], y0, y1, H - MB, MT)
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs, ps, strict=True))
+        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(g.x(tt[ok]), g.y(yy[ok]), strict=True))
         c = PALETTE[i % len(PALETTE)]
         dash = ' stroke-dasharray="5,3"' if dashed and label in dashed else ""
-        parts.append(
+        g.parts.append(
             f'<polyline fill="none" stroke="{c}" stroke-width="1.2"{dash} points="{pts}"/>'
         )
-        ly = MT + 12 + 14 * i
-        parts.append(f'<line x1="{W - MR + 8}" x2="{W - MR + 28}" y1="{ly - 4}" y2="{ly - 4}" '
-                     f'stroke="{c}" stroke-width="2"{dash}/>')  # fmt: skip
-        parts.append(f'<text x="{W - MR + 32}" y="{ly}">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+        g.legend(i, label, c, dash)
+    return g.done()
 
 
 def svg_histogram(title: str, values: dict[str, np.ndarray], *, xlabel: str, bins: int = 60) -> str:
+    """Overlaid histograms (one per series) with p50/p99 in the legend; the x range ends at
+    the largest 99.9th percentile so that one outlier does not squash the rest (max is in
+    the legend)."""
     vals = {k: v[np.isfinite(v)] for k, v in values.items()}
     vals = {k: v for k, v in vals.items() if v.size}
     if not vals:
@@ -130,27 +186,29 @@ def svg_histogram(title: str, values: dict[str, np.ndarray], *, xlabel: str, bin
     edges = np.linspace(lo, hi, bins + 1)
     counts = {k: np.histogram(np.clip(v, lo, hi), edges)[0] for k, v in vals.items()}
     cmax = max(int(c.max()) for c in counts.values()) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-             f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
-             f'<text x="{ML}" y="15" font-weight="bold">{html.escape(title)}</text>']  # fmt: skip
-    parts += _axes(lo, hi, 0, cmax, xlabel, "count")
+    g = _Svg(title, max(H, MT + MB + 14 * len(vals) + 10))
+    g.axes(lo, hi, 0, cmax, xlabel, "count")
     bw = (W - ML - MR) / bins
     for i, (k, c) in enumerate(counts.items()):
         col = PALETTE[i % len(PALETTE)]
         for j, n in enumerate(c):
-            if n == 0:
-                continue
-            h = (H - MT - MB) * n / cmax
-            parts.append(f'<rect x="{ML + j * bw:.1f}" y="{H - MB - h:.1f}" width="{bw:.1f}" '
-                         f'height="{h:.1f}" fill="{col}" fill-opacity="0.5"/>')  # fmt: skip
-        v = vals[k]
-        ly = MT + 12 + 14 * i
-        parts.append(f'<rect x="{W - MR + 8}" y="{ly - 9}" width="20" height="8" fill="{col}" '
-                     'fill-opacity="0.5"/>')  # fmt: skip
-        parts.append(f'<text x="{W - MR + 32}" y="{ly}">{html.escape(k)} '
-                     f"p50 {np.median(v):.3g} p99 {np.percentile(v, 99):.3g}</text>")  # fmt: skip
-    parts.append("</svg>")
-    return "\n".join(parts)
+            if n:
+                top = float(g.y(n))
+                g.parts.append(
+                    f'<rect x="{ML + j * bw:.1f}" y="{top:.1f}" width="{bw:.1f}" '
+                    f'height="{g.h - MB - top:.1f}" fill="{col}" fill-opacity="0.5"/>'
+                )
+        g.legend(i, k, col, box=True)
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{np.median(v):.3g}</td>"
+        f"<td>{np.percentile(v, 99):.3g}</td><td>{v.max():.3g}</td><td>{v.size}</td></tr>"
+        for k, v in vals.items()
+    )
+    return (
+        g.done()
+        + f"<table><tr><th>{html.escape(xlabel)}</th><th>p50</th><th>p99</th><th>max</th>"
+        + f"<th>n</th></tr>{rows}</table>"
+    )
 
 
 def svg_timeline(events: list[dict[str, Any]], t_end: float) -> str:
@@ -159,24 +217,27 @@ def svg_timeline(events: list[dict[str, Any]], t_end: float) -> str:
     kinds = sorted({e["kind"] for e in events})
     h = MT + MB + 18 * len(kinds)
     x1 = max(t_end, max(e["t_s"] for e in events), 1e-3)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" '
-             f'viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">',
-             f'<text x="{ML}" y="15" font-weight="bold">Events</text>']  # fmt: skip
+    g = _Svg("Events", h)
+    g.x0, g.x1 = 0.0, x1
     for i, k in enumerate(kinds):
         y = MT + 10 + 18 * i
-        parts.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y}" y2="{y}" stroke="#eee"/>')
-        parts.append(f'<text x="{W - MR + 8}" y="{y + 4}">{html.escape(k)}</text>')
+        g.parts.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y}" y2="{y}" stroke="#eee"/>')
+        g.parts.append(f'<text x="{W - MR + 8}" y="{y + 4}">{html.escape(k)}</text>')
+        c = EVENT_COLOURS.get(k, PALETTE[i % len(PALETTE)])
         for e in (e for e in events if e["kind"] == k):
-            x = ML + (W - ML - MR) * max(0.0, e["t_s"]) / x1
-            c = EVENT_COLOURS.get(k, PALETTE[i % len(PALETTE)])
+            x = float(g.x(max(0.0, e["t_s"])))
             tip = html.escape(f"{e['t_s']:.3f} s {k} {json.dumps(e['detail'])}")
-            parts.append(f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{c}"><title>{tip}</title>'
-                         "</circle>")  # fmt: skip
-    for v in np.linspace(0, x1, 6):
-        x = ML + (W - ML - MR) * v / x1
-        parts.append(f'<text x="{x:.1f}" y="{h - MB + 16}" text-anchor="middle">{v:.3g}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+            g.parts.append(
+                f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{c}"><title>{tip}</title></circle>'
+            )
+    for v in nice_ticks(0, x1, 8):
+        g.parts.append(
+            f'<text x="{float(g.x(v)):.1f}" y="{h - MB + 16}" text-anchor="middle">{v:g}</text>'
+        )
+    g.parts.append(
+        f'<text x="{(ML + W - MR) / 2}" y="{h - 2}" text-anchor="middle">time in session (s)</text>'
+    )
+    return g.done()
 
 
 def build_report(db: str | Path, session_id: str | None = None) -> str:
@@ -194,38 +255,47 @@ def build_report(db: str | Path, session_id: str | None = None) -> str:
     t_end = max([float(v[0].max()) for v in data.values() if v[0].size] + [0.0])
 
     sections: list[str] = []
-    est, cmd = data.get("torque_estimated"), data.get("torque_command")
+    est, cmd, tel = data.get("torque_estimated"), data.get("torque_command"), data.get("telemetry")
+    applied = None
+    if tel is not None:  # what the firmware reports it applied
+        idx = [i for i, c in enumerate(tel[2]) if c.startswith("applied_")]
+        if idx:
+            applied = (tel[0], tel[1][:, idx], [tel[2][i][len("applied_") :] for i in idx])
     if est is not None or cmd is not None:
         cols = (est or cmd)[2]  # type: ignore[index]
         for j, name in enumerate(cols):
-            series, t = [], None
-            for label, s in (("estimated", est), ("applied", cmd)):
-                if s is None or j >= s[1].shape[1]:
+            series: list[tuple[str, np.ndarray]] = []
+            t = None
+            for label, s in (("estimated", est), ("commanded", cmd), ("applied", applied)):
+                if s is None or j >= s[1].shape[1] or not s[0].size:
                     continue
-                t_s, d_s, _ = s
                 if t is None:
-                    t = t_s
-                    series.append((label, d_s[:, j]))
-                else:  # put the second stream on the first one's time base
-                    series.append((label, np.interp(t, t_s, d_s[:, j]) if t_s.size else t * np.nan))
+                    t = s[0]
+                    series.append((label, s[1][:, j]))
+                else:  # the other streams on the first one's time base
+                    series.append((label, np.interp(t, s[0], s[1][:, j])))
             if t is not None:
                 sections.append(
                     svg_lines(
-                        f"Torque, {name}",
-                        t,
-                        series,
-                        ylabel="N m",
-                        dashed={"applied"},
+                        f"Torque, {name}", t, series, ylabel="N m", dashed={"commanded"},
                         events=events,
-                    )  # fmt: skip
-                )
-    skip = {"torque_estimated", "torque_command", "loop_timing", "emg_raw"}
+                    )
+                )  # fmt: skip
+    if tel is not None:
+        t, d, cols = tel
+        ang = [(c[len("angle_") :], d[:, i]) for i, c in enumerate(cols) if c.startswith("angle_")]
+        if ang:
+            sections.append(svg_lines("Joint angles", t, ang, ylabel="rad", events=events))
+        if "safety_state" in cols:
+            k = cols.index("safety_state")
+            sections.append(
+                svg_lines(f"Safety state ({STATE_LABELS})", t, [("state", d[:, k])], events=events)
+            )
+    skip = {"torque_estimated", "torque_command", "telemetry", "loop_timing", "emg_raw"}
     for s in ["synergy", *[n for n in names if n not in skip and n != "synergy"]]:
-        if s not in data:
+        if s not in data or data[s][1].shape[1] > 32:
             continue
         t, d, cols = data[s]
-        if d.shape[1] > 16:
-            continue
         title = "Synergy activations" if s == "synergy" else s.replace("_", " ").capitalize()
         sections.append(
             svg_lines(title, t, [(c, d[:, i]) for i, c in enumerate(cols)], events=events)
@@ -234,11 +304,10 @@ def build_report(db: str | Path, session_id: str | None = None) -> str:
         t, d, cols = data["loop_timing"]
         sections.append(
             svg_histogram(
-                "Control loop timing",
-                {c: d[:, i] * 1e3 for i, c in enumerate(cols)},
+                "Control loop timing", {c: d[:, i] * 1e3 for i, c in enumerate(cols)},
                 xlabel="milliseconds",
             )
-        )
+        )  # fmt: skip
     sections.append(svg_timeline(events, t_end))
 
     ev_rows = "".join(

@@ -1,0 +1,105 @@
+"""Real-time set-up: granted or reported, never raised. Runs in a thread so the test process
+itself keeps its scheduling."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+import pytest
+
+from exoctl.realtime import RealtimeReport, apply_realtime, release_realtime, session_gc
+
+
+def in_thread(fn):
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        finally:
+            release_realtime()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    return box["value"]
+
+
+def test_report_matches_what_the_kernel_says():
+    def go():
+        rep = apply_realtime(priority=10, cpus=None, lock_memory=False)
+        return rep, os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+    rep, policy, prio = in_thread(go)
+    assert isinstance(rep, RealtimeReport)
+    if rep.sched_error is None:
+        assert policy == os.SCHED_FIFO and rep.sched_policy == "SCHED_FIFO"
+        assert prio == rep.priority == 10
+    else:  # refused (no privilege): reported, and the thread is unchanged
+        assert rep.sched_policy == "SCHED_OTHER" and policy == os.SCHED_OTHER
+    assert "real-time set-up" in rep.summary()
+
+
+def test_refusals_are_reported_not_raised():
+    def go():
+        return apply_realtime(priority=1000, cpus=[10_000], lock_memory=False)
+
+    rep = in_thread(go)
+    assert "outside SCHED_FIFO range" in rep.sched_error
+    assert rep.affinity_error is not None
+    assert rep.cpus == sorted(os.sched_getaffinity(0))  # unchanged, and said so
+    assert not rep.fully_granted
+    assert rep.as_dict()["requested_cpus"] == [10_000]
+
+
+def test_affinity_is_applied_to_the_calling_thread_only():
+    cpu = min(os.sched_getaffinity(0))
+
+    def go():
+        return apply_realtime(priority=None, cpus=[cpu], lock_memory=False), os.sched_getaffinity(0)
+
+    rep, seen = in_thread(go)
+    assert rep.affinity_error is None and seen == {cpu} and rep.cpus == [cpu]
+    assert os.sched_getaffinity(0) != {cpu} or len(os.sched_getaffinity(0)) == 1
+
+
+def _locked_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmLck"))
+
+
+def test_memory_lock_is_granted_or_explained():
+    rep, locked_kb = in_thread(
+        lambda: (apply_realtime(priority=None, lock_memory=True), _locked_kb())
+    )
+    assert (rep.memory_locked != "no") != (rep.memlock_error is not None)
+    if rep.memory_locked != "no":
+        assert locked_kb > 0
+    assert _locked_kb() == 0  # released again
+
+
+def test_session_gc_disables_collection_inside_and_collects_after():
+    assert gc.isenabled()
+    with session_gc():
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def test_session_gc_restores_a_disabled_collector_as_disabled():
+    gc.disable()
+    try:
+        with session_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("bad", [[], [-1]])
+def test_bad_cpu_sets_are_reported(bad):
+    rep = in_thread(lambda: apply_realtime(priority=None, cpus=bad, lock_memory=False))
+    assert rep.affinity_error

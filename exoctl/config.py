@@ -162,8 +162,12 @@ class SafetyConfig(_Model):
     max_plausible_torque_nm: Annotated[float, Field(gt=0, le=1000)] = 250.0
     safe_stop_s: Annotated[float, Field(gt=0, le=1.0)] = 0.05
     """Time within which torque ramps to zero after a fault is detected."""
-    model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.02
+    model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.05
     """Model output NaN, infinite or implausible for this long is a fault; shorter is degraded."""
+    emg_flat_range: Annotated[float, Field(ge=0)] = 0.5
+    """A channel whose peak-to-peak range stays below this (raw EMG units) over a window is
+    flat or stuck at the rail (saturated); a live electrode always shows amplifier noise."""
+    emg_channel_window_s: Annotated[float, Field(gt=0, le=1.0)] = 0.04
 
 
 class SimulatorConfig(_Model):
@@ -191,6 +195,11 @@ class ServiceConfig(_Model):
     recorder_queue_chunks: Annotated[int, Field(ge=16, le=100000)] = 2048
     flush_interval_s: Annotated[float, Field(gt=0, le=1.0)] = 0.5
     publish_lsl: bool = True
+    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 0
+    """SCHED_FIFO priority for the control-loop thread; 0 leaves it SCHED_OTHER. Needs
+    CAP_SYS_NICE and LimitRTPRIO (systemd/exoctl.service grants both)."""
+    lock_memory: bool = False
+    """mlockall() at start so the loop never waits on a page fault (needs LimitMEMLOCK)."""
 
 
 class Config(_Model):

@@ -515,3 +515,25 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
         finally:
             d.shutdown()
             notifier.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="SCHED_FIFO needs CAP_SYS_NICE (root here)")
+def test_set_realtime_on_a_thread_by_its_kernel_id() -> None:
+    """The supervisor's real-time request, on a sleeping thread (never a spinning one on a
+    shared test machine), then back to SCHED_OTHER."""
+    import threading
+
+    from exoctl.service.daemon import set_realtime
+
+    stop = threading.Event()
+    th = threading.Thread(target=stop.wait)
+    th.start()
+    try:
+        assert set_realtime(th.native_id, 10) is None
+        assert os.sched_getscheduler(th.native_id) == os.SCHED_FIFO
+        assert os.sched_getparam(th.native_id).sched_priority == 10
+        os.sched_setscheduler(th.native_id, os.SCHED_OTHER, os.sched_param(0))
+        assert "OSError" in (set_realtime(th.native_id, 200) or "")  # out of range: a reason
+    finally:
+        stop.set()
+        th.join()

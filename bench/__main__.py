@@ -93,6 +93,14 @@ SECTIONS = [
         ours=True,
     ),
     Section(
+        "daemon",
+        "bench.bench_end_to_end",
+        "run_daemon",
+        owner="benchmark (issue 8)",
+        what="exoctl daemon in a session against exoctl sim: peak RSS, CPU share, loop",
+        ours=True,
+    ),
+    Section(
         "scaling",
         "bench.bench_scaling",
         owner="benchmark (issue 8)",

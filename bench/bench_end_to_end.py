@@ -332,3 +332,143 @@ def run_session(quick: bool = False, log=print) -> dict[str, Any]:
         r["process"] = mon.summary()
         out[f"{rate}Hz"] = r
     return out
+
+
+def _wait_file(path: Path, proc, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (exit code {proc.poll()})")
+        time.sleep(0.05)
+
+
+def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
+    """`exoctl daemon` in a session against `exoctl sim`: the deployed process's peak RSS and
+    CPU share of one core, with its recorder writing to SQLite and its LSL outlets publishing.
+
+    Two processes started here and stopped by their own pids (SIGTERM, then kill): the
+    simulator (EMG over LSL, firmware on a pty) and the daemon, configured with the pty and the
+    LSL source id, its data and socket under a temporary directory. The session is started and
+    stopped through the control socket, as the clinician CLI does.
+    """
+    import getpass
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from exoctl.config import DEFAULT_CONFIG
+    from exoctl.service import client as C
+
+    duration = 4.0 if quick else 20.0
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="exoctl-bench-") as tmpd:
+        tmp = Path(tmpd)
+        try:
+            info = tmp / "sim.json"
+            sim = subprocess.Popen(
+                [sys.executable, "-m", "exoctl.cli", "sim", "--info-file", str(info)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs.append(sim)
+            _wait_file(info, sim, 60.0, "exoctl sim")
+            ends = json.loads(info.read_text())
+            sock = tmp / "run" / "control.sock"
+            cfg = load_config(DEFAULT_CONFIG).with_overrides(
+                service={
+                    "data_dir": str(tmp / "data"),
+                    "socket_path": str(sock),
+                    "socket_group": None,
+                    "allowed_users": [getpass.getuser()],
+                    "allowed_groups": [],
+                },
+                device={"serial": {"port": ends["port"]}},
+                emg={"lsl": {"source_id": ends["source_id"]}},
+            )
+            data = cfg.model_dump(mode="json")
+            data.pop("source", None)
+            cfg_path = tmp / "exoctl.yaml"
+            cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
+            env = {
+                k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
+            }
+            dlog = (tmp / "daemon.log").open("w+")
+            daemon = None
+            for attempt in range(2):  # a start on a loaded machine may miss its EMG deadline
+                daemon = subprocess.Popen(
+                    [sys.executable, "-m", "exoctl.cli", "--config", str(cfg_path), "daemon"],
+                    stdout=dlog,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+                procs.append(daemon)
+                deadline = time.monotonic() + 60.0
+                ok = False
+                while time.monotonic() < deadline and daemon.poll() is None:
+                    try:
+                        st = C.call(sock, "status", timeout_s=2.0)
+                        if st["daemon"]["loop_healthy"]:
+                            ok = True
+                            break
+                    except Exception:
+                        pass
+                    time.sleep(0.2)
+                if ok:
+                    break
+                if attempt == 1 or daemon.poll() is None:
+                    dlog.seek(0)
+                    tail = " | ".join(dlog.read().strip().splitlines()[-3:])
+                    raise RuntimeError(f"exoctl daemon did not become healthy: {tail}")
+            log(f"  daemon pid {daemon.pid}: session of {duration:g} s")
+            C.call(sock, "session.start", {"patient": "BENCH01", "protocol": "bench"})
+            samples = []
+            t_end = time.monotonic() + duration
+            while time.monotonic() < t_end:
+                s = proc_sample(daemon.pid)
+                if s is not None:
+                    samples.append((time.monotonic(), s))
+                time.sleep(0.1)
+            st = C.call(sock, "status", timeout_s=5.0)
+            C.call(sock, "session.stop", {"reason": "benchmark done"}, timeout_s=10.0)
+            t = np.array([x[0] for x in samples])
+            cpu = np.array([x[1]["cpu_s"] for x in samples])
+            j = np.searchsorted(t, t + 1.0)
+            ok = j < len(t)
+            shares = (cpu[j[ok]] - cpu[ok]) / (t[j[ok]] - t[ok])
+            loop = st.get("loop", {})
+            return {
+                "process": "exoctl daemon (controller, recorder writing SQLite, control socket, "
+                "LSL outlets) in a session against exoctl sim",
+                "duration_s": duration,
+                "peak_rss_mib": round(max(x[1]["hwm_mib"] for x in samples), 1),
+                "cpu_share_of_one_core": round(float(np.median(shares)), 3),
+                "cpu_share_p90_1s": round(float(np.percentile(shares, 90)), 3),
+                "loop": {
+                    k: loop.get(k)
+                    for k in (
+                        "target_rate_hz",
+                        "control_rate_hz",
+                        "deadline_misses",
+                        "loop_jitter_us",
+                        "tick_cost_us",
+                        "latency_ms",
+                    )
+                },
+                "recorder": {
+                    k: st.get("recorder", {}).get(k) for k in ("written_chunks", "dropped")
+                },
+                "safety_state": st.get("safety_state"),
+            }
+        finally:
+            for p in reversed(procs):
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(20)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(5)

@@ -206,26 +206,54 @@ def _stages(doc: dict, out: list[str]) -> None:
                 + " | ".join(_pct(r.get("loop_jitter_us"), "us"))
                 + f" | {c} |"
             )
+    dm = _res(doc, "daemon")
+    if dm:
+        lp, c = dm.get("loop", {}), _cmd(doc, "daemon")
+        rate = f"{lp.get('target_rate_hz') or 0:.0f}Hz"
+        for key, label, unit in (
+            (
+                "tick_cost_us",
+                f"whole control tick in the daemon at {rate} (last 10 s of a session)",
+                "us",
+            ),
+            ("latency_ms", f"EMG sample arrival -> command on the wire, daemon at {rate}", "ms"),
+            ("loop_jitter_us", f"tick start error, daemon at {rate}", "us"),
+        ):
+            out.append(f"| {label} | " + " | ".join(_pct(lp.get(key), unit)) + f" | {c} |")
+    if not s:
+        out.append(f"\nHIL session figures not measured: {_reason(doc, 'session')}\n")
+    rows = []
+    for rate, r in (s or {}).items():
+        pr = r.get("process", {})
+        r2 = r.get("r2") or {}
+        rows.append(
+            f"| HIL session, {rate}, {r.get('duration_s')} s | {r.get('control_rate_hz')} Hz | "
+            f"{r.get('deadline_misses')} | {pr.get('peak_rss_mib', 'n/a')} MiB | "
+            f"{pr.get('cpu_share_of_one_core', 'n/a')} ({pr.get('cpu_share_p90_1s', 'n/a')}) | "
+            f"{r2.get('hip_l', 'n/a')} / {r2.get('knee_l', 'n/a')} | HIL controller child ({_cmd(doc, 'session')}) |"
+        )
+    if dm:
+        lp = dm.get("loop", {})
+        rows.append(
+            f"| daemon session, {lp.get('target_rate_hz') or 0:.0f}Hz, {dm['duration_s']} s | "
+            f"{lp.get('control_rate_hz')} Hz | {lp.get('deadline_misses')} | {dm['peak_rss_mib']} MiB | "
+            f"{dm['cpu_share_of_one_core']} ({dm['cpu_share_p90_1s']}) | (not scored) | "
+            f"`exoctl daemon` ({_cmd(doc, 'daemon')}) |"
+        )
+    if rows:
         out.append("")
         out.append(
-            "| session | achieved rate | deadline misses | peak RSS | CPU share of one core (median of 1 s windows, p90) | R^2 hip_l / knee_l | process measured |"
+            "| process in a session | achieved rate | deadline misses | peak RSS | CPU share of one core "
+            "(median of 1 s windows, p90) | R^2 hip_l / knee_l | process measured |"
         )
         out.append("| --- | ---: | ---: | ---: | ---: | --- | --- |")
-        for rate, r in s.items():
-            pr = r.get("process", {})
-            r2 = r.get("r2") or {}
-            out.append(
-                f"| {rate}, {r.get('duration_s')} s | {r.get('control_rate_hz')} Hz | {r.get('deadline_misses')} | "
-                f"{pr.get('peak_rss_mib', 'n/a')} MiB | {pr.get('cpu_share_of_one_core', 'n/a')} ({pr.get('cpu_share_p90_1s', 'n/a')}) | "
-                f"{r2.get('hip_l', 'n/a')} / {r2.get('knee_l', 'n/a')} | HIL controller child |"
-            )
-        first = next(iter(s.values()), {})
+        out += rows
+        first = next(iter((s or {}).values()), {})
         out.append(
-            f"\nProcess measured for memory and CPU: {_g(first, 'process', 'process', default='n/a')}. "
-            "The daemon (`exoctl daemon`) runs the same Controller plus its recorder and control-socket threads.\n"
+            f"\nHIL rows: {_g(first, 'process', 'process', default='not run')}. Daemon row: "
+            f"{_g(dm, 'process', default='not run: ' + _reason(doc, 'daemon'))}. CPU share = median over "
+            "1 s windows of (utime + stime) / wall time from /proc/<pid>/stat; peak RSS = VmHWM.\n"
         )
-    else:
-        out.append(f"\nHIL session figures not measured: {_reason(doc, 'session')}\n")
     lp = _res(doc, "loop")
     if lp is None:
         out.append(

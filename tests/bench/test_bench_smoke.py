@@ -33,7 +33,7 @@ def quick_run(tmp_path_factory) -> tuple[dict, str, Path]:
 def test_every_own_section_ran_and_others_are_accounted_for(quick_run):
     doc, md, _ = quick_run
     secs = doc["sections"]
-    for name in ("pipeline", "session", "scaling", "accuracy"):
+    for name in ("pipeline", "session", "daemon", "scaling", "accuracy"):
         assert secs[name]["status"] == "ok", (name, secs[name]["reason"])
     for name in ("signal_chain", "protocol", "loop", "inference"):
         assert secs[name]["status"] in ("ok", "skipped"), (name, secs[name])
@@ -67,6 +67,10 @@ def test_session_measures_the_controller_process(quick_run):
     pr = r["process"]
     assert 20 < pr["peak_rss_mib"] < 4000
     assert 0 < pr["cpu_share_of_one_core"] <= 1.5
+    d = doc["sections"]["daemon"]["result"]
+    assert 20 < d["peak_rss_mib"] < 4000 and d["recorder"]["written_chunks"] > 0
+    assert d["loop"]["control_rate_hz"] > 100
+    assert "daemon session" in md
     assert "EMG sample arrival -> command on the wire" in md
     assert "tick start error at 500Hz" in md
 

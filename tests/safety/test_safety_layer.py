@@ -346,3 +346,74 @@ def test_a_tick_allocates_no_per_joint_arrays():
     finally:
         tracemalloc.stop()
     assert max(peaks) < 16_000, peaks
+
+
+def _monitor(n_channels: int = 4):
+    from exoctl.safety import ChannelMonitor
+
+    return ChannelMonitor(n_channels, 2000.0, CFG.safety)
+
+
+def test_channel_monitor_flags_flat_and_railed_channels_after_a_window():
+    mon = _monitor()
+    rng = np.random.default_rng(0)
+    window = round(CFG.safety.emg_channel_window_s * 2000)
+    chunk = np.empty((4, 4), dtype=np.float32)
+    for _ in range(2 * window // 4):
+        chunk[:] = 5.0 * rng.standard_normal((4, 4))
+        chunk[:, 1] = 0.0  # disconnected
+        chunk[:, 2] = 5000.0  # stuck at the rail
+        chunk[:, 3] = 5000.0 + 5.0 * rng.standard_normal(4)  # large but alive
+        flags = mon.update(chunk)
+    assert flags.tolist() == [False, True, True, False]
+    for _ in range(window // 4 + 1):  # the channels come back: flags clear after a window
+        chunk[:] = 5.0 * rng.standard_normal((4, 4))
+        flags = mon.update(chunk)
+    assert not flags.any()
+
+
+def test_channel_monitor_holds_flags_between_windows_and_ignores_empty_ticks():
+    mon = _monitor(2)
+    window = round(CFG.safety.emg_channel_window_s * 2000)
+    zeros = np.zeros((window, 2), dtype=np.float32)
+    assert mon.update(zeros).all()
+    assert mon.update(zeros[:0]).all()  # a tick without samples changes nothing
+    nan = np.full((window, 2), np.nan, dtype=np.float32)
+    assert not mon.update(nan).any()  # NaN is the model watchdog's business
+
+
+def test_channel_monitor_feeds_the_layer_to_a_fault():
+    mon = _monitor(16)
+    rig = Rig()
+    rig.run(10.0, 10)
+    window = round(CFG.safety.emg_channel_window_s * 2000)
+    chunk = np.ones((4, 16), dtype=np.float32)
+    ticks = 0
+    while rig.layer.state < SafetyState.SAFE_STOP:
+        chunk[:, :] = np.random.default_rng(ticks).standard_normal((4, 16))
+        chunk[:, 7] = 0.0
+        rig.inp.emg_flat_or_saturated = mon.update(chunk)
+        rig.tick(10.0)
+        ticks += 1
+        assert ticks * DT < 2 * CFG.safety.emg_timeout_s
+    assert ticks * DT >= CFG.safety.emg_timeout_s
+    rig.run(10.0, 30)
+    assert "channel 7" in rig.layer.events()[0].detail
+    assert window > 4
+
+
+def test_channel_monitor_allocates_nothing_per_chunk():
+    mon = _monitor(100_000)
+    chunk = np.random.default_rng(1).standard_normal((4, 100_000)).astype(np.float32)
+    mon.update(chunk)
+    tracemalloc.start()
+    try:
+        peaks = []
+        for _ in range(30):  # crosses window ends
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+            mon.update(chunk)
+            peaks.append(tracemalloc.get_traced_memory()[1] - base)
+    finally:
+        tracemalloc.stop()
+    assert max(peaks) < 16_000, peaks

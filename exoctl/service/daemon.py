@@ -146,30 +146,6 @@ def loop_summary(loop: Any, window_s: float) -> dict[str, Any]:
     }
 
 
-def set_realtime(native_id: int, priority: int) -> str | None:
-    """SCHED_FIFO at ``priority`` for one thread (by its kernel id); None or the reason not.
-
-    The supervisor does it from outside the loop thread (Linux takes a TID here), so the loop
-    itself stays policy-free and the HIL bench runs it unprivileged.
-    """
-    try:
-        os.sched_setscheduler(native_id, os.SCHED_FIFO, os.sched_param(priority))
-    except (OSError, AttributeError) as e:
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
-def lock_memory() -> str | None:
-    """mlockall(MCL_CURRENT | MCL_FUTURE); None or the reason it failed."""
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.mlockall(1 | 2) != 0:
-        return os.strerror(ctypes.get_errno())
-    return None
-
-
 class LslPublisher:
     """Estimated torque and commands as LSL outlets, for LabRecorder beside motion capture."""
 
@@ -256,17 +232,9 @@ class Daemon:
         if rpc.socket_in_use(self.svc.socket_path):  # before touching the hardware
             raise RuntimeError(f"another daemon is already listening on {self.svc.socket_path}")
         self.notifier.status("connecting to the firmware and the EMG stream")
-        if self.svc.lock_memory:
-            err = lock_memory()
-            (log.warning if err else log.info)("mlockall", error=err)
         self.controller.start()
-        if self.svc.realtime_priority:
-            thread = self.controller.loop._thread
-            tid = getattr(thread, "native_id", None)
-            err = set_realtime(tid, self.svc.realtime_priority) if tid else "no loop thread"
-            (log.warning if err else log.info)(
-                "realtime_priority", priority=self.svc.realtime_priority, tid=tid, error=err
-            )
+        if self.svc.realtime_priority or self.svc.lock_memory:
+            self._realtime()
         self._log_cursor = self.controller.loop.log.n
         self._ring_cursor = self.controller.ring.written
         if self.svc.publish_lsl:
@@ -292,6 +260,23 @@ class Daemon:
             data_dir=str(self.svc.data_dir),
             port=self.cfg.device.serial.port,
             watchdog_s=self.notifier.watchdog_s,
+        )
+
+    def _realtime(self) -> None:
+        """SCHED_FIFO and mlockall as configured, via exoctl.realtime, run *in* the loop
+        thread (scheduling is per thread); what was granted goes to the log, never raises."""
+        from exoctl.realtime import apply_realtime
+
+        prio = self.svc.realtime_priority or None
+        try:
+            rep = self.controller._call_in_loop(
+                lambda now: apply_realtime(prio, None, self.svc.lock_memory), timeout=2.0
+            )
+        except Exception as e:
+            log.warning("realtime_setup_failed", error=str(e))
+            return
+        (log.info if rep.fully_granted else log.warning)(
+            "realtime_setup", summary=rep.summary(), **rep.as_dict()
         )
 
     def wait(self) -> None:

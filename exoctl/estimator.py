@@ -4,6 +4,14 @@ One ``step`` per control tick. Every new EMG sample goes through the causal cond
 the activation dynamics (their states must see every sample); the synergy solve and the model
 run once, on the newest sample, because only the newest estimate is commanded. All buffers are
 preallocated by the stages; ``step`` returns views that stay valid until the next call.
+
+Per tick the estimator forms a source vector ``[h, a, angles, velocities]`` (the latter two
+from the telemetry the control loop read first) and gives the model the features it names
+(see ``exoctl.torque_model``). A window model (input = the last N ticks) is fed from a ring of
+2N preallocated rows in which every tick is written twice, at i and i + N, so that the last N
+ticks are always one contiguous slice: one copy into the model's bound input, no allocation,
+no wrap-around arithmetic. Until N ticks have passed, the window is filled with the first
+tick's features (the training windows are padded the same way).
 """
 
 from __future__ import annotations
@@ -15,7 +23,12 @@ from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.calibration import Calibration, load_calibration
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS
-from exoctl.torque_model import ModelError, TorqueModel, feature_names
+from exoctl.torque_model import (
+    TorqueModel,
+    calibration_fingerprint,
+    feature_names,
+    feature_sources,
+)
 
 
 class Estimator:
@@ -23,14 +36,34 @@ class Estimator:
         self, cfg: Config, calibration: Calibration, model: TorqueModel, max_chunk: int = 4096
     ) -> None:
         muscles = cfg.emg.muscles
+        joints = cfg.joint_names
         calibration.check_muscles(muscles)
-        model.check_layout(cfg.joint_names, muscles, calibration.k, "configuration/calibration")
-        expected = feature_names(muscles, calibration.k)
-        if model.info.features != expected:
-            raise ModelError(
-                f"{model.path}: feature layout {list(model.info.features)} is not the one this "
-                f"estimator produces {list(expected)}"
-            )
+        model.check_layout(
+            joints,
+            muscles,
+            calibration.k,
+            "configuration/calibration",
+            tick_rate_hz=cfg.control.rate_hz,
+            calibration=calibration_fingerprint(muscles, calibration.mvc, calibration.W),
+        )
+        self._idx = feature_sources(model.info.features, muscles, joints, calibration.k)
+        k, m, nj = calibration.k, len(muscles), len(joints)
+        # The shipped linear layout [h, a] is the source vector's head: no gather needed.
+        self._direct = model.info.input_kind == "instant" and model.info.features == feature_names(
+            muscles, k
+        )
+        self._src = np.zeros(k + m + 2 * nj, dtype=np.float32)
+        self._h_src = self._src[:k]
+        self._a_src = self._src[k : k + m]
+        self._ang_src = self._src[k + m : k + m + nj]
+        self._vel_src = self._src[k + m + nj :]
+        self._window = model.info.input_kind == "window"
+        n_t = model.info.window_ticks
+        self._n_t = n_t
+        self._ring = np.zeros((2 * n_t, len(self._idx)), dtype=np.float32)
+        self._row = np.zeros(len(self._idx), dtype=np.float32)
+        self._pos = 0
+        self._ticks = 0
         fs = cfg.emg.sampling_rate_hz
         est = cfg.estimator
         act = est.activation
@@ -73,18 +106,44 @@ class Estimator:
         """Consume (n, channels) new raw samples; return the estimate for the newest one.
 
         ``angles`` and ``velocities`` are the latest joint telemetry (rad, rad/s, joint order),
-        for models whose feature layout includes them; the default layout does not.
+        for models whose feature layout includes them; the default layout does not. ``None``
+        keeps the previous values (zero before any telemetry).
+
+        An empty chunk keeps the last estimate for an instantaneous model; a window model still
+        advances its window by one tick (time passed, the telemetry may have changed).
         """
-        if emg.shape[0] == 0:
+        if angles is not None:
+            self._ang_src[:] = angles
+        if velocities is not None:
+            self._vel_src[:] = velocities
+        if emg.shape[0] == 0 and not self._window:
             return self.estimate
-        e = self.conditioner.process(emg)
-        a = self.activation_dynamics.process(e)
-        self.activation[:] = a[-1]
-        h = self.nnls.solve(self.activation)
-        self.synergy[:] = h
-        feats = self.model.features[0]
-        feats[: self.k] = h
-        feats[self.k :] = self.activation
+        if emg.shape[0]:
+            e = self.conditioner.process(emg)
+            a = self.activation_dynamics.process(e)
+            self.activation[:] = a[-1]
+            h = self.nnls.solve(self.activation)
+            self.synergy[:] = h
+            self._a_src[:] = self.activation
+            self._h_src[:] = h
+        if self._direct:
+            self.model.features[0, : self.k] = self._h_src
+            self.model.features[0, self.k :] = self._a_src
+        elif not self._window:
+            np.take(self._src, self._idx, out=self.model.features[0], mode="clip")
+        else:
+            row = self._row
+            np.take(self._src, self._idx, out=row, mode="clip")
+            n_t, ring = self._n_t, self._ring
+            if self._ticks == 0:
+                ring[:] = row  # start-up: the past is taken as equal to the first tick
+            else:
+                self._pos = (self._pos + 1) % n_t
+                ring[self._pos] = row
+                ring[self._pos + n_t] = row
+            self._ticks += 1
+            # the newest row is at pos + n_t, so the last n_t rows, oldest first, are:
+            np.copyto(self.model.features[0], ring[self._pos + 1 : self._pos + 1 + n_t])
         self.estimate[:] = self.model.run()
         return self.estimate
 
@@ -95,6 +154,10 @@ class Estimator:
         self.activation[:] = 0.0
         self.synergy[:] = 0.0
         self.estimate[:] = 0.0
+        self._src[:] = 0.0
+        self._ring[:] = 0.0
+        self._pos = 0
+        self._ticks = 0
 
 
 def build_estimator(cfg: Config, max_chunk: int = 4096) -> Estimator:

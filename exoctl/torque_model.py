@@ -1,10 +1,25 @@
 """The torque model: an ONNX graph run through onnxruntime, one inference per control tick.
 
-Contract: one float32 input ``features`` of shape (1, n_features) and one float32 output
-``torque`` of shape (1, n_joints). The model's ``metadata_props`` carry a JSON document under
-the key ``exoctl`` naming the feature layout, the joints, the muscles and the synergy count, so
-that a model trained for another electrode layout or another joint set is refused at load time
-instead of producing plausible-looking nonsense at run time.
+Contract: one float32 input ``features`` and one float32 output ``torque`` of shape
+(1, n_joints). The model's ``metadata_props`` carry a JSON document under the key ``exoctl``
+naming the feature layout, the joints, the muscles and the synergy count, so that a model
+trained for another electrode layout or another joint set is refused at load time instead of
+producing plausible-looking nonsense at run time.
+
+Two input kinds, stated by the metadata's ``input`` entry (absent: instantaneous):
+
+- ``{"kind": "instant"}``: ``features`` is (1, n_features), the newest tick's features.
+- ``{"kind": "window", "ticks": N, "tick_rate_hz": R}``: ``features`` is (1, N, n_features),
+  the per-tick features of the last N control ticks at R Hz, oldest first, newest last. A
+  streaming network sees its past this way (one window per tick); the estimator keeps the
+  window in a preallocated ring. A model made for another tick rate sees time wrongly scaled,
+  so the rate must equal the control rate.
+
+Per-tick feature names (``features``): ``h<i>`` synergy activation i (0 <= i < K),
+``a:<muscle>`` muscle activation, ``angle:<joint>`` joint angle (rad) and ``velocity:<joint>``
+joint velocity (rad/s) from the latest telemetry. An optional ``calibration_fingerprint``
+(see ``calibration_fingerprint``) ties a model to the calibration whose W and MVC made its
+inputs: the same K with another W would give other synergy activations.
 
 Session settings follow onnxruntime's advice for small models on a latency budget: one intra-
 and one inter-op thread, sequential execution, and no spinning thread pools (spinning causes
@@ -14,7 +29,9 @@ are bound once to preallocated numpy buffers (IOBinding), so a tick allocates no
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +47,10 @@ class ModelError(ValueError):
     """A model file that this configuration must not use."""
 
 
+INPUT_KINDS = ("instant", "window")
+_CORE_KEYS = ("features", "joints", "muscles", "n_synergies", "input")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     features: tuple[str, ...]
@@ -37,6 +58,9 @@ class ModelInfo:
     muscles: tuple[str, ...]
     n_synergies: int
     extra: dict
+    input_kind: str = "instant"
+    window_ticks: int = 1
+    tick_rate_hz: float | None = None
 
     @staticmethod
     def from_json(path: Path, text: str) -> ModelInfo:
@@ -46,24 +70,56 @@ class ModelInfo:
                 raise ModelError(
                     f"{path}: metadata format {doc.get('format')!r}, expected {MODEL_FORMAT!r}"
                 )
+            inp = doc.get("input") or {"kind": "instant"}
+            kind = inp.get("kind")
+            if kind not in INPUT_KINDS:
+                raise ModelError(f"{path}: input kind {kind!r}, expected one of {INPUT_KINDS}")
+            ticks, rate = 1, None
+            if kind == "window":
+                ticks, rate = int(inp["ticks"]), float(inp["tick_rate_hz"])
+                if ticks < 1 or not (math.isfinite(rate) and rate > 0):
+                    raise ModelError(
+                        f"{path}: window input needs ticks >= 1 and a positive tick_rate_hz, "
+                        f"got ticks={ticks}, tick_rate_hz={rate}"
+                    )
             return ModelInfo(
                 features=tuple(doc["features"]),
                 joints=tuple(doc["joints"]),
                 muscles=tuple(doc["muscles"]),
                 n_synergies=int(doc["n_synergies"]),
-                extra={
-                    k: v
-                    for k, v in doc.items()
-                    if k not in ("features", "joints", "muscles", "n_synergies")
-                },
+                extra={k: v for k, v in doc.items() if k not in _CORE_KEYS},
+                input_kind=kind,
+                window_ticks=ticks,
+                tick_rate_hz=rate,
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            if isinstance(e, ModelError):
+                raise
             raise ModelError(f"{path}: unreadable '{METADATA_KEY}' metadata: {e}") from None
 
 
 def feature_names(muscles: Sequence[str], n_synergies: int) -> tuple[str, ...]:
     """The default feature layout: synergy activations, then muscle activations."""
     return tuple(f"h{i}" for i in range(n_synergies)) + tuple(f"a:{m}" for m in muscles)
+
+
+def kinematic_feature_names(joints: Sequence[str]) -> tuple[str, ...]:
+    """Joint angles then joint velocities, from telemetry."""
+    return tuple(f"angle:{j}" for j in joints) + tuple(f"velocity:{j}" for j in joints)
+
+
+def window_input(ticks: int, tick_rate_hz: float) -> dict:
+    """The metadata ``input`` entry of a model that sees the last ``ticks`` control ticks."""
+    return {"kind": "window", "ticks": int(ticks), "tick_rate_hz": float(tick_rate_hz)}
+
+
+def calibration_fingerprint(muscles: Sequence[str], mvc: np.ndarray, W: np.ndarray) -> str:
+    """A hash of what a calibration does to the signals (muscle order, MVC, W), not of its file."""
+    h = hashlib.sha256()
+    h.update("\n".join(muscles).encode())
+    h.update(np.ascontiguousarray(mvc, dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(W, dtype="<f8").tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def session_options() -> ort.SessionOptions:
@@ -102,9 +158,24 @@ class TorqueModel:
                 f"found inputs {sorted(inputs)} and outputs {sorted(outputs)}"
             )
         n_f, n_j = len(self.info.features), len(self.info.joints)
-        self._check_shape("input 'features'", inputs["features"].shape, n_f)
+        in_shape = inputs["features"].shape
+        self._check_shape("input 'features'", in_shape, n_f)
         self._check_shape("output 'torque'", outputs["torque"].shape, n_j)
-        self.features = np.zeros((1, n_f), dtype=np.float32)
+        if self.info.input_kind == "window":
+            n_t = self.info.window_ticks
+            if len(in_shape) != 3 or (isinstance(in_shape[1], int) and in_shape[1] != n_t):
+                raise ModelError(
+                    f"{self.path}: input 'features' has shape {in_shape}, metadata says a window "
+                    f"of (1, {n_t}, {n_f})"
+                )
+            self.features = np.zeros((1, n_t, n_f), dtype=np.float32)
+        else:
+            if len(in_shape) != 2:
+                raise ModelError(
+                    f"{self.path}: input 'features' has shape {in_shape}, metadata says "
+                    f"instantaneous features (1, {n_f})"
+                )
+            self.features = np.zeros((1, n_f), dtype=np.float32)
         self.torque = np.zeros((1, n_j), dtype=np.float32)
         self._io = self._session.io_binding()
         self._io.bind_ortvalue_input("features", ort.OrtValue.ortvalue_from_numpy(self.features))
@@ -116,10 +187,37 @@ class TorqueModel:
             raise ModelError(f"{self.path}: {what} has width {last}, metadata says {n}")
 
     def check_layout(
-        self, joints: Sequence[str], muscles: Sequence[str], n_synergies: int, where: str
+        self,
+        joints: Sequence[str],
+        muscles: Sequence[str],
+        n_synergies: int,
+        where: str,
+        *,
+        tick_rate_hz: float | None = None,
+        calibration: str | None = None,
     ) -> None:
-        """Refuse a model whose inputs or outputs do not match the configuration/calibration."""
+        """Refuse a model whose inputs or outputs do not match the configuration/calibration.
+
+        ``tick_rate_hz`` (the control rate) is checked against a window model's tick rate;
+        ``calibration`` (a ``calibration_fingerprint``) against the model's, when it has one.
+        """
         problems = []
+        info = self.info
+        if (
+            info.input_kind == "window"
+            and tick_rate_hz is not None
+            and abs(float(tick_rate_hz) - float(info.tick_rate_hz or 0.0)) > 1e-6
+        ):
+            problems.append(
+                f"a window of {info.window_ticks} ticks at {info.tick_rate_hz:g} Hz vs a "
+                f"configured control rate of {float(tick_rate_hz):g} Hz"
+            )
+        want_cal = info.extra.get("calibration_fingerprint")
+        if calibration is not None and want_cal and want_cal != calibration:
+            problems.append(
+                f"trained with calibration {want_cal} vs calibration {calibration} in use "
+                "(other MVC or synergy matrix W)"
+            )
         if tuple(joints) != self.info.joints:
             problems.append(f"joints {list(self.info.joints)} vs configured {list(joints)}")
         if tuple(muscles) != self.info.muscles:
@@ -135,3 +233,25 @@ class TorqueModel:
         """Run on the current contents of ``self.features``; returns ``self.torque[0]``."""
         self._session.run_with_iobinding(self._io)
         return self.torque[0]
+
+
+def feature_sources(
+    features: Sequence[str], muscles: Sequence[str], joints: Sequence[str], n_synergies: int
+) -> np.ndarray:
+    """Index of each model feature in the estimator's per-tick source vector.
+
+    The source vector is ``[h (K), a (muscles), angle (joints), velocity (joints)]``. A name
+    that the configuration/calibration cannot supply is refused, naming both sides.
+    """
+    m, j = len(muscles), len(joints)
+    where = {f"h{i}": i for i in range(n_synergies)}
+    where.update({f"a:{mu}": n_synergies + i for i, mu in enumerate(muscles)})
+    where.update({f"angle:{jn}": n_synergies + m + i for i, jn in enumerate(joints)})
+    where.update({f"velocity:{jn}": n_synergies + m + j + i for i, jn in enumerate(joints)})
+    unknown = [f for f in features if f not in where]
+    if unknown:
+        raise ModelError(
+            f"model features {unknown} cannot be computed here: the configuration/calibration "
+            f"gives {list(where)} (K={n_synergies}, muscles {list(muscles)}, joints {list(joints)})"
+        )
+    return np.array([where[f] for f in features], dtype=np.intp)

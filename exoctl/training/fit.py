@@ -1,0 +1,382 @@
+"""Training, adversarial adaptation and ONNX export of the torque network (PyTorch, CPU).
+
+- ``train_network``: supervised, on labelled tick sets (windows of the past, MSE on torques
+  standardised per joint), AdamW with a cosine learning rate.
+- ``adapt_network``: domain-adversarial adaptation (DANN, Ganin & Lempitsky 2015). A gradient-
+  reversal layer sits between the fused features z and a domain classifier that tells the
+  labelled calibration session(s) from unlabelled later ones; the feature extractor learns to
+  make them indistinguishable while still regressing the labelled torques. Only the later
+  sessions' inputs are used, never their torques. Before that, the input normalisation of the
+  EMG-derived features (h, a) is re-estimated on the later sessions (their per-channel
+  amplitude is what drifts most: electrode gain, fatigue); angles and velocities come from
+  encoders and keep the calibration's statistics.
+- ``export_onnx``: fixed opset, one window per call with a free batch axis, exoctl metadata.
+
+Torch runs on at most two threads (a 2-core target; the controller never imports this).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from exoctl import __version__
+from exoctl.linear_model import OPSET
+from exoctl.torque_model import METADATA_KEY
+
+from .features import TickSet
+from .network import DomainClassifier, MultiScaleNet
+
+__all__ = ["adapt_network", "export_onnx", "set_threads", "train_network", "torch_predict"]
+
+Progress = Callable[[str], None]
+
+
+def set_threads(n: int = 2) -> None:
+    torch.set_num_threads(max(1, min(int(n), 2)))
+
+
+class _Pool:
+    """All windows of several tick sets without copying: padded, concatenated, unfolded."""
+
+    def __init__(self, sets: Sequence[TickSet], window: int, labelled: bool) -> None:
+        xs, ys, ends = [], [], []
+        off = 0
+        for ts in sets:
+            pad = np.repeat(ts.X[:1], window - 1, axis=0)
+            xs.append(np.vstack([pad, ts.X]))
+            if labelled:
+                ys.append(ts.y)
+            ends.append(off + window - 1 + np.arange(ts.warm, ts.n))
+            off += ts.n + window - 1
+        self.X = torch.from_numpy(np.ascontiguousarray(np.vstack(xs), dtype=np.float32))
+        self.unf = self.X.unfold(0, window, 1)  # (rows - window + 1, F, window), a view
+        self.ends = np.concatenate(ends)
+        self.y = None
+        if labelled:
+            # y aligned with the padded rows: row r of X is tick r - (window - 1) of its set
+            yy = []
+            for ts in sets:
+                yy.append(np.zeros((window - 1, ts.y.shape[1]), np.float32))
+                yy.append(ts.y.astype(np.float32))
+            self.y = torch.from_numpy(np.vstack(yy))
+        self.window = window
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        e = self.ends[idx]
+        x = self.unf[torch.from_numpy(e - self.window + 1)].transpose(1, 2)  # (B, N, F)
+        y = None if self.y is None else self.y[torch.from_numpy(e)]
+        return x, y
+
+
+def _stats(sets: Sequence[TickSet]) -> tuple[np.ndarray, np.ndarray]:
+    X = np.vstack([ts.X[ts.warm :] for ts in sets]).astype(np.float64)
+    return X.mean(0), np.maximum(X.std(0), 1e-6)
+
+
+def train_network(
+    sets: Sequence[TickSet],
+    scales_ticks: Sequence[int],
+    *,
+    epochs: int = 20,
+    samples_per_epoch: int = 40000,
+    batch: int = 256,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: Progress | None = None,
+    augment: tuple[int, int, float] | None = None,
+    channel_dropout: float = 0.0,
+    skip_ridge: float = 1e-3,
+    **arch,
+) -> MultiScaleNet:
+    """Fit a ``MultiScaleNet`` on labelled tick sets; returns it in eval mode.
+
+    ``augment = (start, stop, sigma)``: multiply feature columns start..stop-1 of every
+    training window by a random per-window, per-column factor exp(N(0, sigma^2)) — EMG
+    amplitude changes between sessions (electrode gain, fatigue) the model should not rely on.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_f, n_j = sets[0].X.shape[1], sets[0].y.shape[1]
+    net = MultiScaleNet(n_f, n_j, scales_ticks, **arch)
+    pool = _Pool(sets, net.window, labelled=True)
+    xm, xs = _stats(sets)
+    Y = np.vstack([ts.y[ts.warm :] for ts in sets]).astype(np.float64)
+    net.set_normalisation(xm, xs, Y.mean(0), np.maximum(Y.std(0), 1e-6))
+    y_mean, y_std = net.y_mean, net.y_std
+    # The linear path first, in closed form (ridge on the newest tick, standardised), then
+    # frozen: the branches learn only what it leaves, so a drifted input moves the estimate
+    # about as much as it moves a linear model, not as much as an unconstrained network's.
+    Xn = (np.vstack([ts.X[ts.warm :] for ts in sets]) - xm) / xs
+    Yn = (Y - Y.mean(0)) / np.maximum(Y.std(0), 1e-6)
+    lam = skip_ridge * len(Xn)
+    coef = np.linalg.solve(Xn.T @ Xn + lam * np.eye(Xn.shape[1]), Xn.T @ Yn)
+    with torch.no_grad():
+        net.skip.weight.copy_(torch.as_tensor(coef.T, dtype=torch.float32))
+        net.skip.bias.zero_()
+    net.skip.requires_grad_(False)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    per_epoch = max(1, min(samples_per_epoch, len(pool)) // batch)
+    total = epochs * per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    t0 = time.monotonic()
+    net.train()
+    for ep in range(epochs):
+        loss_sum = 0.0
+        for _ in range(per_epoch):
+            x, y = pool.batch(rng.integers(0, len(pool), batch))
+            if augment is not None:
+                a0, a1, sig = augment
+                g = torch.exp(sig * torch.randn(batch, 1, a1 - a0))
+                emg = x[:, :, a0:a1] * g
+                if channel_dropout > 0:  # a lost or shifted electrode: the others must cover
+                    keep = (torch.rand(batch, 1, a1 - a0) >= channel_dropout).float()
+                    emg = emg * keep + net.x_mean[a0:a1] * (1.0 - keep)
+                x = torch.cat([x[:, :, :a0], emg, x[:, :, a1:]], dim=2)
+            pred, _ = net.forward_scaled(x)
+            loss = F.mse_loss(pred, (y - y_mean) / y_std)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach())
+        if progress:
+            progress(
+                f"epoch {ep + 1}/{epochs}  loss {loss_sum / per_epoch:.4f} (standardised MSE)  "
+                f"{time.monotonic() - t0:.0f} s"
+            )
+    net.eval()
+    return net
+
+
+def adapt_network(
+    net: MultiScaleNet,
+    source: Sequence[TickSet],
+    target: Sequence[TickSet],
+    *,
+    n_emg_features: int,
+    epochs: int = 8,
+    samples_per_epoch: int = 20000,
+    batch: int = 256,
+    lr: float = 5e-4,
+    lam_max: float = 0.3,
+    renormalise: bool = True,
+    adversarial: bool = True,
+    mode: str = "adapter",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[MultiScaleNet, dict]:
+    """A copy of ``net`` adapted to the unlabelled ``target`` sets; returns it and a report.
+
+    ``n_emg_features``: the first columns (h and a) whose normalisation is re-estimated on the
+    target; the rest (angles, velocities) keep the source statistics.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out = copy.deepcopy(net)
+    src_mean, src_std = out.x_mean.clone(), out.x_std.clone()
+    tgt_mean, tgt_std = src_mean.clone(), src_std.clone()
+    if renormalise:
+        m, s = _stats(target)
+        tgt_mean[:n_emg_features] = torch.as_tensor(m[:n_emg_features], dtype=torch.float32)
+        tgt_std[:n_emg_features] = torch.as_tensor(s[:n_emg_features], dtype=torch.float32)
+    report: dict = {"renormalised": renormalise, "adversarial": adversarial, "mode": mode}
+    if adversarial and mode == "adapter":
+        tgt_mean, tgt_std, rep = _adversarial_adapter(
+            out, source, target, tgt_mean, tgt_std, n_emg_features, epochs=epochs,
+            samples_per_epoch=samples_per_epoch, batch=batch, lr=lr, rng=rng, progress=progress,
+        )  # fmt: skip
+        report.update(rep)
+    elif adversarial:
+        src = _Pool(source, out.window, labelled=True)
+        tgt = _Pool(target, out.window, labelled=False)
+        disc = DomainClassifier(out.head.in_features)
+        params = list(out.parameters()) + list(disc.parameters())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        per_epoch = max(1, min(samples_per_epoch, len(src)) // batch)
+        total = epochs * per_epoch
+        step = 0
+        t0 = time.monotonic()
+        out.train()
+        disc.train()
+        for ep in range(epochs):
+            reg_sum = dom_sum = acc_sum = 0.0
+            for _ in range(per_epoch):
+                p = step / max(total - 1, 1)
+                disc.grl.lam = lam_max * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
+                xs_, ys_ = src.batch(rng.integers(0, len(src), batch))
+                xt, _ = tgt.batch(rng.integers(0, len(tgt), batch))
+                pred, zs = out.forward_scaled(xs_, src_mean, src_std)
+                _, zt = out.forward_scaled(xt, tgt_mean, tgt_std)
+                reg = F.mse_loss(pred, (ys_ - out.y_mean) / out.y_std)
+                logits = disc(torch.cat([zs, zt]))
+                labels = torch.cat([torch.zeros(batch), torch.ones(batch)])
+                dom = F.binary_cross_entropy_with_logits(logits, labels)
+                loss = reg + dom
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                reg_sum += float(reg.detach())
+                dom_sum += float(dom.detach())
+                acc_sum += float(((logits > 0).float() == labels).float().mean())
+            if progress:
+                progress(
+                    f"adapt epoch {ep + 1}/{epochs}  regression {reg_sum / per_epoch:.4f}  "
+                    f"domain {dom_sum / per_epoch:.3f} (accuracy {acc_sum / per_epoch:.2f}; "
+                    f"0.5 = aligned)  {time.monotonic() - t0:.0f} s"
+                )
+        report["final_domain_accuracy"] = round(acc_sum / per_epoch, 4)
+        report["final_regression_loss"] = round(reg_sum / per_epoch, 5)
+    out.x_mean.copy_(tgt_mean)
+    out.x_std.copy_(tgt_std)
+    out.eval()
+    return out, report
+
+
+def _adversarial_adapter(
+    net: MultiScaleNet,
+    source: Sequence[TickSet],
+    target: Sequence[TickSet],
+    tgt_mean: torch.Tensor,
+    tgt_std: torch.Tensor,
+    n_emg: int,
+    *,
+    epochs: int,
+    samples_per_epoch: int,
+    batch: int,
+    lr: float,
+    rng: np.random.Generator,
+    progress: Progress | None,
+    pull: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Adversarial alignment through a per-feature affine input map of the EMG features only.
+
+    The trained network is frozen (its mapping from features to torque is what the labels
+    taught it); the target's input normalisation of the EMG-derived features (h, a) is learned
+    so that a domain classifier behind the gradient-reversal layer cannot tell target windows
+    from source windows in the fused feature space z. Constrained this way, alignment can undo
+    channel-level drift (gain, fatigue amplitude) but cannot rewrite the torque mapping, which
+    is what unconstrained DANN did on drifted sessions (it traded regression accuracy for
+    alignment). ``pull`` keeps the map near its start (the re-estimated statistics).
+    """
+    src = _Pool(source, net.window, labelled=False)
+    tgt = _Pool(target, net.window, labelled=False)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    log_scale = torch.zeros(n_emg, requires_grad=True)
+    shift = torch.zeros(n_emg, requires_grad=True)
+    disc = DomainClassifier(net.head.in_features)
+    disc.grl.lam = 1.0
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
+    opt_a = torch.optim.Adam([log_scale, shift], lr=lr * 10)
+    per_epoch = max(1, min(samples_per_epoch, len(tgt)) // batch)
+    net.eval()
+    t0 = time.monotonic()
+    acc = 0.0
+
+    def maps() -> tuple[torch.Tensor, torch.Tensor]:
+        std = tgt_std.clone()
+        mean = tgt_mean.clone()
+        std = torch.cat([tgt_std[:n_emg] * torch.exp(-log_scale), tgt_std[n_emg:]])
+        mean = torch.cat([tgt_mean[:n_emg] + shift * tgt_std[:n_emg], tgt_mean[n_emg:]])
+        return mean, std
+
+    for ep in range(epochs):
+        acc_sum = 0.0
+        for _ in range(per_epoch):
+            xs_, _ = src.batch(rng.integers(0, len(src), batch))
+            xt, _ = tgt.batch(rng.integers(0, len(tgt), batch))
+            with torch.no_grad():
+                zs, _ = net.embed(xs_)
+            mean, std = maps()
+            zt, _ = net.embed(xt, mean, std)
+            logits = disc(torch.cat([zs, zt]))
+            labels = torch.cat([torch.zeros(batch), torch.ones(batch)])
+            dom = F.binary_cross_entropy_with_logits(logits, labels)
+            loss = dom + pull * (log_scale.pow(2).mean() + shift.pow(2).mean())
+            opt_d.zero_grad(set_to_none=True)
+            opt_a.zero_grad(set_to_none=True)
+            loss.backward()  # the reversal layer turns the classifier's gain into the map's loss
+            opt_d.step()
+            opt_a.step()
+            acc_sum += float(((logits.detach() > 0).float() == labels).float().mean())
+        acc = acc_sum / per_epoch
+        if progress:
+            progress(
+                f"adapt epoch {ep + 1}/{epochs}  domain accuracy {acc:.2f} (0.5 = aligned)  "
+                f"{time.monotonic() - t0:.0f} s"
+            )
+    for p in net.parameters():
+        p.requires_grad_(True)
+    with torch.no_grad():
+        mean, std = maps()
+    return (
+        mean.detach(),
+        std.detach(),
+        {
+            "final_domain_accuracy": round(acc, 4),
+            "scale_change_max": round(float(log_scale.detach().abs().max()), 4),
+        },
+    )
+
+
+@torch.no_grad()
+def torch_predict(net: MultiScaleNet, windows_: np.ndarray) -> np.ndarray:
+    net.eval()
+    return net(torch.from_numpy(np.ascontiguousarray(windows_, dtype=np.float32))).numpy()
+
+
+class _Export(torch.nn.Module):
+    def __init__(self, net: MultiScaleNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def export_onnx(net: MultiScaleNet, path: Path, metadata: dict) -> None:
+    """Write the network as ONNX (opset ``OPSET``), input (batch, window, F), with metadata."""
+    import onnx
+    from onnx import helper
+
+    path = Path(path)
+    net = copy.deepcopy(net).eval()
+    dummy = torch.zeros(1, net.window, net.n_features)
+    tmp = path.with_name(path.name + ".export.tmp")
+    # The TorchScript exporter: the torch.export-based one needs onnxscript, one more
+    # dependency, and this graph (convolutions, matmuls, softmax) needs nothing newer.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            _Export(net),
+            (dummy,),
+            str(tmp),
+            input_names=["features"],
+            output_names=["torque"],
+            opset_version=OPSET,
+            dynamo=False,
+            dynamic_axes={"features": {0: "batch"}, "torque": {0: "batch"}},
+            do_constant_folding=True,
+        )
+    model = onnx.load(str(tmp))
+    tmp.unlink()
+    model.producer_name = "exoctl.training"
+    model.producer_version = __version__
+    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())

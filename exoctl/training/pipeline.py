@@ -1,0 +1,223 @@
+"""From data to a model file: tick sets from datasets, metadata, sidecar files (no torch here).
+
+A trained model is one ONNX file plus sidecars beside it, all named from the model's stem:
+
+- ``M.onnx``: what the controller loads (metadata: features, joints, muscles, K, input window
+  and tick rate, normalisation, training data fingerprints, metrics, calibration fingerprint);
+- ``M.calibration.yaml``: the calibration whose MVC and W made the training inputs (the
+  controller's ``estimator.calibration`` must be this one, or a model refuses it);
+- ``M.pt``: the PyTorch weights and architecture, for ``exoctl adapt`` (not needed to run);
+- ``M.json``: provenance for people (command, data, metrics, times).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exoctl import __version__
+from exoctl.config import Config
+from exoctl.signal.calibration import Calibration
+from exoctl.torque_model import MODEL_FORMAT, calibration_fingerprint, window_input
+
+from .features import TickSet, config_for, tick_features
+
+__all__ = [
+    "DEFAULT_WINDOWS_MS",
+    "DataSource",
+    "dataset_tick_sets",
+    "model_metadata",
+    "sidecar",
+    "split_tail",
+    "write_provenance",
+]
+
+DEFAULT_WINDOWS_MS = (50.0, 100.0, 200.0, 400.0)
+
+
+def sidecar(model_path: Path, kind: str) -> Path:
+    """``M.onnx`` -> ``M.calibration.yaml`` / ``M.pt`` / ``M.json``."""
+    p = Path(model_path)
+    return p.with_name(
+        p.stem + {"calibration": ".calibration.yaml", "pt": ".pt", "json": ".json"}[kind]
+    )
+
+
+def scales_in_ticks(windows_ms: Sequence[float], tick_rate_hz: float) -> list[int]:
+    out = []
+    for ms in windows_ms:
+        n = ms * tick_rate_hz / 1000.0
+        if abs(n - round(n)) > 1e-6 or round(n) < 5:
+            raise ValueError(
+                f"window {ms:g} ms is not a whole number (>= 5) of ticks at {tick_rate_hz:g} Hz"
+            )
+        out.append(int(round(n)))
+    return out
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a tick set came from, for the metadata (a dataset's trial or a simulator session)."""
+
+    kind: str  # dataset | simulator
+    path: str | None
+    trials: tuple[str, ...]
+    fingerprints: tuple[str, ...]
+
+
+def dataset_tick_sets(
+    cfg: Config,
+    dataset,
+    trial_names: Sequence[str] | None,
+    cal: Calibration,
+    *,
+    kinematics: bool | None,
+    need_torque: bool,
+) -> tuple[list[TickSet], Config, bool]:
+    """Tick sets of a dataset's task trials (all by default); returns them, the trial config, kinematics.
+
+    ``kinematics=None``: use angles and velocities when every selected trial has angles.
+    """
+    from exoctl.data.dataset import DatasetError
+
+    names = (
+        list(trial_names)
+        if trial_names
+        else [t.name for t in dataset.spec.trials if t.role == "task"]
+    )
+    if not names:
+        raise DatasetError(f"{dataset.path}: no task trial to use")
+    trials = [dataset.load_trial(n) for n in names]
+    if need_torque:
+        missing = [t.name for t in trials if t.torque is None]
+        if missing:
+            raise DatasetError(
+                f"{dataset.path}: trials {missing} have no joint moments; training needs them"
+            )
+    have_angles = all(t.angles is not None for t in trials)
+    if kinematics is None:
+        kinematics = have_angles
+    elif kinematics and not have_angles:
+        raise DatasetError(
+            f"{dataset.path}: the model uses joint angles and velocities, but trials "
+            f"{[t.name for t in trials if t.angles is None]} have none"
+        )
+    rates = sorted({t.fs_hz for t in trials})
+    if len(rates) != 1:
+        raise DatasetError(f"{dataset.path}: trials at different EMG rates {rates}; resample first")
+    kinds = sorted({t.emg_kind for t in trials})
+    if len(kinds) != 1:
+        raise DatasetError(f"{dataset.path}: both raw and enveloped EMG trials {kinds}")
+    tcfg = config_for(
+        cfg,
+        cal.muscles,
+        dataset.joints,
+        rates[0],
+        estimator={"input": kinds[0]},
+    )
+    if tuple(dataset.muscles) != tuple(cal.muscles):
+        perm = [list(dataset.muscles).index(m) for m in cal.muscles]
+    else:
+        perm = None
+    sets = []
+    for t in trials:
+        emg = t.emg if perm is None else t.emg[:, perm]
+        sets.append(
+            tick_features(
+                tcfg,
+                cal,
+                emg,
+                angles=t.angles if kinematics else None,
+                torque=t.torque,
+                kinematics=kinematics,
+                name=t.name,
+                body_mass_kg=t.body_mass_kg,
+            )
+        )
+    return sets, tcfg, kinematics
+
+
+def split_tail(ts: TickSet, frac: float) -> tuple[TickSet, TickSet]:
+    """(head, tail): the last ``frac`` of a tick set held out; the tail keeps its past as warm-up."""
+    cut = ts.warm + int((ts.n - ts.warm) * (1.0 - frac))
+    head = TickSet(ts.name, ts.X[:cut], None if ts.y is None else ts.y[:cut], ts.tick_rate_hz,
+                   ts.warm, ts.names, ts.body_mass_kg, ts.fingerprint)  # fmt: skip
+    # the tail is scored from `cut` on, with the rows before it as its (unscored) past
+    tail = TickSet(ts.name, ts.X, ts.y, ts.tick_rate_hz, cut, ts.names, ts.body_mass_kg,
+                   ts.fingerprint)  # fmt: skip
+    return head, tail
+
+
+def model_metadata(
+    *,
+    model_type: str,
+    features: Sequence[str],
+    muscles: Sequence[str],
+    joints: Sequence[str],
+    cal: Calibration,
+    window_ticks: int,
+    tick_rate_hz: float,
+    emg_rate_hz: float,
+    windows_ms: Sequence[float] | None,
+    sources: Sequence[DataSource],
+    metrics: dict,
+    normalisation: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    doc = {
+        "format": MODEL_FORMAT,
+        "model_type": model_type,
+        "features": list(features),
+        "joints": list(joints),
+        "muscles": list(muscles),
+        "n_synergies": cal.k,
+        "input": window_input(window_ticks, tick_rate_hz),
+        "window_ms": window_ticks * 1000.0 / tick_rate_hz,
+        "scales_ms": list(windows_ms) if windows_ms else None,
+        "emg_rate_hz": emg_rate_hz,
+        "calibration_fingerprint": calibration_fingerprint(muscles, cal.mvc, cal.W),
+        "training_data": [
+            {
+                "kind": s.kind,
+                "path": s.path,
+                "trials": list(s.trials),
+                "fingerprints": list(s.fingerprints),
+            }
+            for s in sources
+        ],
+        "metrics": metrics,
+        "exoctl_version": __version__,
+    }
+    if normalisation is not None:
+        doc["normalisation"] = normalisation
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def write_provenance(model_path: Path, doc: dict) -> Path:
+    p = sidecar(model_path, "json")
+    out = {
+        "model": Path(model_path).name,
+        "sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
+        "made_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **doc,
+    }
+    p.write_text(json.dumps(out, indent=2, default=_plain) + "\n")
+    return p
+
+
+def _plain(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))

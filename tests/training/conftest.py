@@ -1,0 +1,6 @@
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+torch.set_num_threads(2)

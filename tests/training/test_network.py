@@ -1,0 +1,103 @@
+"""The network: causal windows, ONNX export equal to PyTorch, and the controller runs it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from exoctl.config import load_config
+from exoctl.estimator import Estimator
+from exoctl.hil.patient import patient_from_config
+from exoctl.signal.calibration import load_calibration
+from exoctl.torque_model import TorqueModel
+from exoctl.training.evaluation import predict
+from exoctl.training.features import tick_features, windows
+from exoctl.training.fit import export_onnx, torch_predict, train_network
+from exoctl.training.network import MultiScaleNet, grad_reverse
+from exoctl.training.pipeline import DataSource, model_metadata
+
+SCALES = [10, 20, 40]  # 20, 40, 80 ms at 500 Hz: small for the test
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def trained(cfg, tmp_path_factory):
+    cal = load_calibration(cfg.estimator.calibration)
+    rec = patient_from_config(cfg, session=31).generate(8.0)
+    ts = tick_features(cfg, cal, rec.emg, angles=rec.angles, torque=rec.torque, kinematics=True)
+    net = train_network(
+        [ts], SCALES, epochs=2, samples_per_epoch=4000, channels=8, dim=16, hidden=16, heads=2
+    )
+    path = tmp_path_factory.mktemp("net") / "net.onnx"
+    meta = model_metadata(
+        model_type="network",
+        features=ts.names,
+        muscles=cal.muscles,
+        joints=cfg.joint_names,
+        cal=cal,
+        window_ticks=net.window,
+        tick_rate_hz=cfg.control.rate_hz,
+        emg_rate_hz=cfg.emg.sampling_rate_hz,
+        windows_ms=[s * 2.0 for s in SCALES],
+        sources=[DataSource("simulator", None, ("s31",), (ts.fingerprint,))],
+        metrics={},
+    )
+    export_onnx(net, path, meta)
+    return cal, net, path
+
+
+def test_onnxruntime_equals_pytorch_on_held_out_data(cfg, trained):
+    cal, net, path = trained
+    rec = patient_from_config(cfg, session=32).generate(3.0)  # never seen in training
+    ts = tick_features(cfg, cal, rec.emg, angles=rec.angles, torque=rec.torque, kinematics=True)
+    ticks = np.arange(ts.n)
+    want = torch_predict(net, windows(ts.X, ticks, net.window))
+    got = predict(path, ts, ticks)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.std(want, axis=0).min() > 1.0  # a real output, not a constant
+
+
+def test_output_depends_only_on_the_past(trained):
+    _, net, _ = trained
+    x = torch.randn(1, net.window + 30, net.n_features)
+    # the estimate for tick t is the window ending at t: later rows cannot change it
+    a = net(x[:, 0 : net.window])
+    x2 = x.clone()
+    x2[:, net.window :] += 5.0
+    b = net(x2[:, 0 : net.window])
+    assert torch.equal(a, b)
+    # and every scale's branch sees only its own most recent rows
+    x3 = x[:, 0 : net.window].clone()
+    x3[:, : net.window - max(net.scales)] += 5.0  # nothing older than the longest window
+    assert torch.equal(net(x3), a)
+    x3[:, -1] += 1.0  # the newest tick does matter
+    assert not torch.equal(net(x3), a)
+
+
+def test_controller_runs_the_exported_network(cfg, trained):
+    cal, net, path = trained
+    est = Estimator(cfg, cal, TorqueModel(path))
+    rec = patient_from_config(cfg, session=33).generate(1.0)
+    ts = tick_features(cfg, cal, rec.emg, angles=rec.angles, torque=rec.torque, kinematics=True)
+    vel = np.gradient(rec.angles, 1.0 / cfg.emg.sampling_rate_hz, axis=0)
+    outs = []
+    for i in range(ts.n):
+        last = (i + 1) * 4 - 1
+        outs.append(est.step(rec.emg[i * 4 : last + 1], rec.angles[last], vel[last]).copy())
+    np.testing.assert_allclose(np.array(outs), predict(path, ts), atol=1e-3, rtol=1e-4)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.ones(3, requires_grad=True)
+    grad_reverse(x, 0.5).sum().backward()
+    assert torch.equal(x.grad, torch.full((3,), -0.5))
+
+
+def test_branch_windows_must_divide_into_steps():
+    with pytest.raises(ValueError, match="not a multiple"):
+        MultiScaleNet(4, 1, [12], steps=5)

@@ -25,7 +25,7 @@ import pylsl
 from exoctl.assist import AssistLaw
 from exoctl.estimator import Estimator
 from exoctl.ringbuffer import RingBuffer
-from exoctl.safety import SafetyInputs, SafetyLayer, SafetyState
+from exoctl.safety import ChannelMonitor, SafetyInputs, SafetyLayer, SafetyState
 from exoctl.timing import DeadlineTimer, TimingStats
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class ControlLoop:
         log_capacity: int,
         stats_capacity: int | None = None,
         max_chunk: int = 4096,
+        channel_monitor: ChannelMonitor | None = None,
     ) -> None:
         self.rate_hz = rate_hz
         self.period = 1.0 / rate_hz
@@ -95,6 +96,9 @@ class ControlLoop:
         self.inputs.emg_age_s = float("inf")
         self.inputs.telemetry_age_s = float("inf")
         self.inputs.link_healthy = False
+        self.channel_monitor = channel_monitor
+        if channel_monitor is not None:  # the flags array is updated in place every tick
+            self.inputs.emg_flat_or_saturated = channel_monitor.flags
         self.overrun_streak = 0
         self.ticks = 0
         self.commands_written = 0
@@ -163,6 +167,8 @@ class ControlLoop:
             inp.telemetry_age_s = float("inf")
 
         n = self.ring.read_new(self._buf, self._stamps, self._arrival)
+        if self.channel_monitor is not None:
+            self.channel_monitor.update(self._buf[:n])
         try:
             estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
         except ValueError:

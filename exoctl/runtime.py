@@ -23,7 +23,7 @@ from exoctl.config import Config
 from exoctl.control_loop import ControlLoop
 from exoctl.estimator import Estimator, build_estimator
 from exoctl.ringbuffer import RingBuffer
-from exoctl.safety import SafetyLayer, SafetyState
+from exoctl.safety import ChannelMonitor, SafetyLayer, SafetyState
 from exoctl.timing import reduce_timer_slack
 from firmware_bridge.link import HostLink
 
@@ -67,6 +67,7 @@ class Controller:
             self.safety,
             self.link,
             log_capacity=int(log_seconds * rate),
+            channel_monitor=ChannelMonitor(len(cfg.emg.muscles), fs, cfg.safety),
         )
         self.acquisition: Acquisition | None = None
         self.session: SessionInfo | None = None

@@ -40,8 +40,9 @@ sends exactly what it writes into ``out``. The layer owns four things:
    hiding a real fault.
 
 3. **The fault state machine**: NORMAL -> DEGRADED (transient, recovers by itself) -> SAFE_STOP
-   (a fault was detected: torque ramps linearly from its value at detection to zero, reaching
-   zero no later than ``safe_stop_s`` after detection) -> FAULT_LATCHED (zero torque until a
+   (a fault was detected: torque ramps linearly from its value at detection to zero over half
+   of ``safe_stop_s``, the other half being margin for late ticks, so it is zero no later than
+   ``safe_stop_s`` after detection) -> FAULT_LATCHED (zero torque until a
    person calls ``clear_fault`` and the inputs are healthy again).
 
 4. **The e-stop**: ``estop()`` zeroes torque at the next tick boundary (the output of an
@@ -229,7 +230,10 @@ class SafetyLayer:
         self._plaus = float(safety.max_plausible_torque_nm)
         self._max_streak = int(safety.max_overrun_streak)
         self._degr_streak = max(1, self._max_streak // 2)
-        self._stop_s = float(safety.safe_stop_s)
+        # The safe-stop ramp ends at half of safe_stop_s: the other half is margin for late
+        # ticks (a loaded machine, a skipped deadline), so zero is reached within safe_stop_s
+        # of detection as measured on the wall clock, not only on an ideal tick grid.
+        self._ramp_s = 0.5 * float(safety.safe_stop_s)
         # Inputs must have been seen healthy this recently for clear_fault to accept.
         self._clear_window = max(self._emg_to, self._tel_to, 10 * self._dt)
 
@@ -528,7 +532,7 @@ class SafetyLayer:
         elif state == SafetyState.DEGRADED:
             tgt.fill(0.0)  # hold assistance down, at the rate limit
         else:  # SAFE_STOP: |target| <= |stop_from| * frac, frac hitting 0 one tick early
-            frac = 1.0 - (now - self._t_stop + self._dt) / self._stop_s
+            frac = 1.0 - (now - self._t_stop + self._dt) / self._ramp_s
             if frac < 1e-9:  # also absorbs rounding in the time arithmetic
                 frac = 0.0
             np.abs(self._stop_from, out=s)

@@ -1,0 +1,177 @@
+"""The control loop at 1 kHz with the full estimator and the HIL simulator, with and without
+the real-time set-up (issue 6, item 6).
+
+    .venv/bin/python -m bench.bench_loop                 # 60 s per variant (the README figures)
+    .venv/bin/python -m bench.bench_loop --seconds 10
+    .venv/bin/python -m bench --only loop                # through the aggregator
+
+What runs: the simulator (synthetic patient streaming 16-channel EMG over LSL on loopback, the
+emulated firmware on a pseudo-terminal) in a child process, exactly as ``exoctl hil``; the
+controller (``exoctl.runtime.Controller``: acquisition thread, estimator with the ONNX torque
+model, assist law, safety layer, serial link) in this process, in a session with assistance on.
+Only ``control.rate_hz`` is changed, to 1000.
+
+Variants, one after the other in this process (same machine state, figures comparable):
+
+* ``plain``: the loop thread as Python starts it (SCHED_OTHER, all CPUs, GC enabled);
+* ``realtime``: ``apply_realtime(priority=50, lock_memory=True)`` run *in* the loop thread
+  (SCHED_FIFO 50, mlockall) and ``session_gc()`` around the session (GC frozen and disabled).
+  What the system granted is part of the result.
+
+Figures, over the session only (start-up excluded): achieved rate, tick start error (time from
+the absolute deadline to the tick's start) p50/p99/max and a histogram, deadline misses (a tick
+starting more than one period late), tick cost, and the machine's load average, since other
+work on a shared machine moves every one of these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from exoctl.config import load_config
+from exoctl.hil.processes import ChildHandle
+from exoctl.hil.simulator import simulator_process
+from exoctl.realtime import apply_realtime, release_realtime, session_gc
+from exoctl.runtime import Controller
+
+RATE_HZ = 1000.0
+SETTLE_S = 1.0  # after the session starts (ramp-in, caches) before measuring
+# Histogram edges of the tick start error, microseconds.
+EDGES_US = [0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, float("inf")]
+
+
+def _pct(a: np.ndarray, scale: float = 1e6) -> dict[str, float]:
+    if a.size == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    p50, p99 = np.percentile(a, [50, 99])
+    return {
+        "p50": round(float(p50) * scale, 2),
+        "p99": round(float(p99) * scale, 2),
+        "max": round(float(a.max()) * scale, 2),
+    }
+
+
+def _histogram(err_s: np.ndarray) -> list[dict[str, Any]]:
+    counts, _ = np.histogram(err_s * 1e6, bins=EDGES_US)
+    out = []
+    for lo, hi, c in zip(EDGES_US[:-1], EDGES_US[1:], counts, strict=True):
+        label = f">= {lo:g} us" if hi == float("inf") else f"{lo:g}-{hi:g} us"
+        out.append({"range": label, "ticks": int(c)})
+    return out
+
+
+def run_variant(seconds: float, realtime: bool, log=print) -> dict[str, Any]:
+    """One session of ``seconds`` at 1 kHz; returns the timing figures of that session."""
+    overrides = {"control": {"rate_hz": RATE_HZ}}
+    sim = ChildHandle("HIL simulator", simulator_process, None, overrides)
+    controller: Controller | None = None
+    rep = None
+    try:
+        ep = sim.wait_ready()
+        cfg = load_config().with_overrides(
+            control={"rate_hz": RATE_HZ},
+            device={"serial": {"port": ep["port"]}},
+            emg={"source": "lsl", "lsl": {"source_id": ep["source_id"]}},
+        )
+        controller = Controller(cfg, log_seconds=seconds + SETTLE_S + 10.0)
+        controller.start()
+        loop = controller.loop
+        if realtime:
+            rep = controller._call_in_loop(
+                lambda now: apply_realtime(priority=50, cpus=None, lock_memory=True), timeout=2.0
+            )
+            log(f"  {rep.summary()}")
+        gc_ctx = session_gc() if realtime else contextlib.nullcontext()
+        with gc_ctx:
+            controller.start_session("bench", protocol="bench-loop")
+            time.sleep(SETTLE_S)
+            n0, k0, miss0 = loop.stats.n, loop.ticks, loop.timer.misses
+            t0 = time.monotonic()
+            load0 = os.getloadavg()[0]
+            time.sleep(seconds)
+            n1, k1, miss1 = loop.stats.n, loop.ticks, loop.timer.misses
+            t1 = time.monotonic()
+            load1 = os.getloadavg()[0]
+            state = controller.safety.state.name
+            faults = controller.collect_events(include_pending=True)
+            controller.stop_session(wait_ramp=False)
+        cap = loop.stats.capacity
+        idx = np.arange(max(n0, n1 - cap), n1) % cap
+        err = loop.stats.start_error[idx].copy()
+        cost = loop.stats.tick_cost[idx].copy()
+        ticks = k1 - k0
+        return {
+            "realtime": realtime,
+            "granted": None if rep is None else rep.as_dict(),
+            "seconds": round(t1 - t0, 3),
+            "target_rate_hz": RATE_HZ,
+            "achieved_rate_hz": round(ticks / (t1 - t0), 2),
+            "ticks": int(ticks),
+            "deadline_misses": int(miss1 - miss0),
+            "tick_start_error_us": _pct(err),
+            "tick_start_error_histogram": _histogram(err),
+            "tick_cost_us": _pct(cost),
+            "safety_state_at_end": state,
+            "faults_during_session": [f["kind"] for f in faults],
+            "load_average_1min": [round(load0, 2), round(load1, 2)],
+        }
+    finally:
+        if controller is not None:
+            controller.shutdown(ramp_out=False)
+        if realtime:
+            release_realtime()  # memory (process-wide); the loop thread has ended
+        with contextlib.suppress(Exception):
+            sim.stop()
+
+
+def run(seconds: float = 60.0, quick: bool = False, log=print) -> dict[str, Any]:
+    """Entry point for the aggregator (``make bench``)."""
+    if quick:
+        seconds = min(seconds, 3.0)
+    out: dict[str, Any] = {
+        "benchmark": "loop",
+        "rate_hz": RATE_HZ,
+        "seconds_per_variant": seconds,
+        "cpus": os.cpu_count(),
+        "command": f".venv/bin/python -m bench.bench_loop --seconds {seconds:g}",
+    }
+    for name, rt in (("plain", False), ("realtime", True)):
+        log(f"loop at {RATE_HZ:g} Hz for {seconds:g} s: {name}")
+        out[name] = run_variant(seconds, rt, log=log)
+    return out
+
+
+def format_table(res: dict[str, Any]) -> str:
+    rows = [
+        "| variant | achieved rate | tick start error p50 / p99 / max | misses | tick cost p50 / p99 | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("plain", "realtime"):
+        v = res[name]
+        e, c = v["tick_start_error_us"], v["tick_cost_us"]
+        rows.append(
+            f"| {name} | {v['achieved_rate_hz']:.1f} Hz | {e['p50']:.0f} / {e['p99']:.0f} / "
+            f"{e['max']:.0f} us | {v['deadline_misses']} of {v['ticks']} | "
+            f"{c['p50']:.0f} / {c['p99']:.0f} us | {v['load_average_1min'][1]:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--json", action="store_true", help="print the full result as JSON")
+    args = ap.parse_args()
+    res = run(args.seconds)
+    print(json.dumps(res, indent=1) if args.json else format_table(res))
+
+
+if __name__ == "__main__":
+    main()

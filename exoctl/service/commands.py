@@ -230,10 +230,87 @@ def cmd_session_stop(args: argparse.Namespace) -> int:
     return _emit(args, r, lambda r: "session stopped\n" + _session_human(r))
 
 
+def format_status(st: dict[str, Any]) -> str:
+    """The status a clinician reads: state, session, per-joint torques, loop, link, faults.
+
+    Falls back to every key when the answer does not have the expected shape."""
+    try:
+        return _format_status(st)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return format_kv(st)
+
+
+def _format_status(st: dict[str, Any]) -> str:
+    d, loop, link = st["daemon"], st["loop"], st.get("link") or {}
+    lines = [
+        f"exoctl {d['version']} (pid {d['pid']}, up {d['uptime_s']:.0f} s)   "
+        f"loop {'healthy' if d['loop_healthy'] else 'NOT HEALTHY'}   "
+        f"safety {st['safety_state']}"
+    ]
+    s = st.get("session")
+    if s:
+        gains = " ".join(f"{j} {g:g}" for j, g in s["gains"].items())
+        lines.append(
+            f"session   patient {s['patient']}, protocol {s.get('protocol') or '-'}, "
+            f"running {time.time() - s['started_at']:.0f} s, id {s.get('id') or '-'}"
+        )
+        lines.append(f"assist    {gains}")
+    else:
+        lines.append("session   none")
+    jit, cost, lat = loop["loop_jitter_us"], loop["tick_cost_us"], loop["latency_ms"]
+    lines.append(
+        f"loop      {loop['control_rate_hz']:.1f} Hz (target {loop['target_rate_hz']:g}), "
+        f"{loop['deadline_misses']} deadline misses; last {loop.get('window_s', 0):g} s: "
+        f"start error p99 {_cell(jit['p99'])} us, tick cost p99 {_cell(cost['p99'])} us, "
+        f"EMG->command p99 {_cell(lat['p99'])} ms"
+    )
+    if st.get("loop_error"):
+        lines.append(f"LOOP ERROR {st['loop_error']}")
+    joints = list(st["estimate_nm"])
+    rows = [
+        {
+            "joint": j,
+            "estimate_nm": st["estimate_nm"][j],
+            "command_nm": (st.get("command_nm") or {}).get(j),
+            "applied_nm": (st.get("applied_nm") or {}).get(j),
+        }
+        for j in joints
+    ]
+    lines.append(format_table(rows, ["joint", "estimate_nm", "command_nm", "applied_nm"]))
+    if link:
+        rtt = link.get("rtt_ms") or {}
+        lines.append(
+            f"link      {'healthy' if link.get('healthy') else 'NOT HEALTHY'}, "
+            f"{'enabled' if link.get('enabled') else 'disabled'}, "
+            f"{link.get('commands_sent', 0)} commands, {link.get('telemetry_received', 0)} "
+            f"telemetry, {link.get('crc_errors', 0)} CRC errors, rtt p99 {_cell(rtt.get('p99'))} ms"
+        )
+    acq = st.get("acquisition") or {}
+    if acq:
+        lines.append(
+            f"EMG       {acq.get('samples', 0)} samples, {acq.get('overflow_samples', 0)} lost"
+            + (f", error: {acq['error']}" if acq.get("error") else "")
+        )
+    rec = st.get("recorder") or {}
+    if rec:
+        lines.append(
+            f"recording {rec.get('db_path') or 'none'}; {rec.get('written_chunks', 0)} chunks, "
+            f"{rec.get('dropped', 0)} dropped, {rec.get('write_errors', 0)} write errors"
+        )
+    faults = st.get("faults") or []
+    if faults:
+        lines.append(f"faults    {len(faults)} recent, newest last:")
+        for f in faults[-5:]:
+            lines.append(f"  {f.get('kind')}: {f.get('detail')}")
+    else:
+        lines.append("faults    none")
+    return "\n".join(lines)
+
+
 @_guard
 def cmd_status(args: argparse.Namespace) -> int:
     if args.watch is None:
-        return _emit(args, _rpc(args, "status"), format_kv)
+        return _emit(args, _rpc(args, "status"), format_status)
     from exoctl.service.client import Client
 
     svc = _service_config(args)
@@ -244,7 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(json.dumps(st, default=str), flush=True)
             else:
                 print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
-                print(format_kv(st), flush=True)
+                print(format_status(st), flush=True)
             time.sleep(args.watch)
 
 

@@ -613,7 +613,7 @@ class Daemon:
             raise rpc.Refused(str(e)) from None
         state = SafetyState(self.controller.safety.state).name
         if not ok:
-            active, degraded = self.controller.safety.active_conditions()
+            active, degraded = self.controller.safety.active_conditions  # a property
             raise rpc.Refused(
                 f"fault not cleared (state {state}): inputs are not all healthy yet",
                 {"active": active, "degraded": degraded},

@@ -187,6 +187,25 @@ def test_daemon_commands_exit_codes(
         assert json.loads(capsys.readouterr().out.splitlines()[-1])["end_reason"].startswith(
             "stopped"
         )
+
+        # status --watch: one answer per period until Ctrl-C (SIGINT), then exit 130
+        import signal
+        import subprocess
+        import sys
+        import time
+
+        p = subprocess.Popen(
+            [sys.executable, "-m", "exoctl.cli", "--config", str(cfg), "status", "--watch",
+             "0.2", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        first = p.stdout.readline()  # the first answer: the process is up and watching
+        time.sleep(0.7)
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=30)
+        frames = [json.loads(x) for x in [first, *rest.splitlines()] if x.strip()]
+        assert p.returncode == 130, err
+        assert len(frames) >= 3 and all(f["state"] == "idle" for f in frames)
     finally:
         srv.close()
 

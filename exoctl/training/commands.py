@@ -62,6 +62,7 @@ def register(subparsers: Any) -> None:
         help="do not use joint angles/velocities (default: use them when every trial has them)",
     )
     tr.add_argument("--holdout", type=float, default=0.2, help="tail of each trial held out")
+    tr.add_argument("--samples-per-epoch", type=int, default=40000, help="windows drawn per epoch")
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_train, kinematics=None)
 
@@ -98,6 +99,7 @@ def register(subparsers: Any) -> None:
         help="the labelled training dataset (default: the one recorded in the model)",
     )
     ad.add_argument("--no-renormalise", action="store_true", help="keep the input statistics")
+    ad.add_argument("--samples-per-epoch", type=int, default=20000, help="windows drawn per epoch")
     ad.add_argument("--seed", type=int, default=0)
     ad.set_defaults(func=cmd_adapt)
 
@@ -231,7 +233,12 @@ def _train(args, say) -> int:
         from .fit import export_onnx, set_threads, train_network
 
         set_threads(2)
-        net = train_network(list(heads), scales, epochs=args.epochs, seed=args.seed, progress=say)
+        k, m = cal.k, len(cal.muscles)
+        net = train_network(
+            list(heads), scales, epochs=args.epochs, seed=args.seed, progress=say,
+            samples_per_epoch=args.samples_per_epoch, augment=(0, k + m, 0.2),
+            channel_dropout=0.1,
+        )  # fmt: skip
         norm = {
             "x_mean": net.x_mean.tolist(),
             "x_std": net.x_std.tolist(),
@@ -492,6 +499,7 @@ def _adapt(args, say) -> int:
     adapted, report = adapt_network(
         net, source, target, n_emg_features=n_emg, epochs=args.epochs,
         renormalise=not args.no_renormalise, seed=args.seed, progress=say,
+        samples_per_epoch=args.samples_per_epoch,
     )  # fmt: skip
     meta = json.loads(
         next(p.value for p in onnx.load(str(args.model)).metadata_props if p.key == METADATA_KEY)

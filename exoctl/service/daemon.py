@@ -306,10 +306,12 @@ class Daemon:
         except Exception as e:
             log.error("controller_shutdown_failed", error=str(e))
         self._stop_pump()
-        if self.recorder.active_session is not None:
-            with contextlib.suppress(Exception):
+        try:
+            if self.recorder.active_session is not None:
                 self.recorder.stop_session(self.stop_reason)
-        self.recorder.close()
+            self.recorder.close()
+        except Exception as e:  # whatever reached the disk is committed; say what did not
+            log.error("recording_close_failed", error=str(e))
         log.info("stopped", exit_code=self.exit_code)
 
     def request_stop(self, reason: str) -> None:
@@ -466,6 +468,7 @@ class Daemon:
             self.recorder.stop_session(reason)
             self._session_id = None
         log.info("session_stopped", session_id=sid, reason=reason)
+        self.notifier.status(f"no session (last: {sid}, {reason})")
         return {
             "session_id": sid,
             "patient": s.patient if s else None,
@@ -572,6 +575,7 @@ class Daemon:
             self._record_event(
                 "session_start", {"patient": patient, "protocol": protocol, "gains": info.gains}
             )
+        self.notifier.status(f"session {sid} running (patient {patient})")
         log.info("session_started", session_id=sid, patient=patient, protocol=protocol,
                  gains=info.gains)  # fmt: skip
         return {"session_id": sid, "patient": patient, "protocol": protocol, "gains": info.gains}
@@ -698,10 +702,14 @@ def run_daemon(config_path: str | Path | None) -> int:
     cfg = load_config(config_path)
     notifier = Notifier()
     daemon: Daemon | None = None
+    early_stop: list[str] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
+        reason = f"daemon stopped ({signal.Signals(signum).name})"
         if daemon is not None:
-            daemon.request_stop(f"daemon stopped ({signal.Signals(signum).name})")
+            daemon.request_stop(reason)
+        else:
+            early_stop.append(reason)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -713,6 +721,10 @@ def run_daemon(config_path: str | Path | None) -> int:
     except Exception as e:
         log.error("init_failed", error=f"{type(e).__name__}: {e}")
         return 1
+    if early_stop:  # stopped while loading the model: nothing was started
+        log.info("stopped", reason=early_stop[0], exit_code=0)
+        daemon.recorder.close()
+        return 0
     try:
         daemon.start()
     except Exception as e:

@@ -305,6 +305,7 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
 
         d.drain_notify()
         assert any("WATCHDOG=1" in m for m in d.messages)
+        assert any(f"STATUS=session {sid} running" in m for m in d.messages)
 
         code, out, _ = _cli(run_cli, capsys, d, "sessions", "list", "--json")
         rows = json.loads(out)
@@ -517,6 +518,13 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
                 d.rpc_model_load(model=str(cfg.model.path))
             assert d.rpc_session_stop()["patient"] == "PM"
             assert d.controller.loop.error is None
+            # no recording, no session: a patient directory that cannot be created (a file
+            # is in the way) refuses the session and leaves no assistance running
+            (cfg.service.data_dir / "PX").write_text("in the way")
+            with pytest.raises(rpc.RpcError, match="cannot record the session") as e:
+                d.rpc_session_start("PX")
+            assert e.value.code == rpc.INTERNAL_ERROR
+            assert d.controller.session is None and d.recorder.active_session is None
             # e-stop, then an immediate clear: the loop has not applied the e-stop yet, so the
             # clear is refused with the conditions that hold it
             assert d.rpc_estop() == {"safety_state": "ESTOP"}

@@ -27,6 +27,9 @@ Exit codes (stable; scripts may rely on them):
        for ``sessions ...``: the data directory is not readable by you)
     5  refused by the daemon (e.g. a fault is latched, a session is already running)
 
+The configuration is ``--config PATH``, else ``$EXOCTL_CONFIG``, else
+``/etc/exoctl/exoctl.yaml`` when it exists, else the packaged default.
+
 ``sessions ...`` and ``patients list`` read the recordings directly (they work with the
 daemon stopped); the data directory is 0700, so run them as the service user
 (``sudo -u exoctl exoctl sessions list``) or as root.
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -53,10 +57,25 @@ EXIT_REFUSED = 5
 
 # ---------------------------------------------------------------------------------------
 # helpers
+SYSTEM_CONFIG = Path("/etc/exoctl/exoctl.yaml")
+
+
+def config_path(args: argparse.Namespace) -> Path | None:
+    """--config, else $EXOCTL_CONFIG, else /etc/exoctl/exoctl.yaml when it exists, else None
+    (the packaged default). A clinician then types ``exoctl status``, not the path each time."""
+    explicit = getattr(args, "config", None)
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("EXOCTL_CONFIG")
+    if env:
+        return Path(env)
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
 def _service_config(args: argparse.Namespace) -> Any:
     from exoctl.config import load_config
 
-    return load_config(getattr(args, "config", None)).service
+    return load_config(config_path(args)).service
 
 
 def _rpc(args: argparse.Namespace, method: str, params: Any = None) -> Any:
@@ -204,7 +223,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     """Run the supervisor in the foreground (systemd's ExecStart)."""
     from exoctl.service.daemon import run_daemon
 
-    return run_daemon(getattr(args, "config", None))
+    return run_daemon(config_path(args))
 
 
 def _session_human(r: dict[str, Any]) -> str:

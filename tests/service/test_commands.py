@@ -250,3 +250,19 @@ def test_nice_ticks(lo: float, hi: float) -> None:
         np.testing.assert_allclose(steps, steps[0], rtol=1e-9)
         mant = steps[0] / 10 ** np.floor(np.log10(steps[0]))
         assert min(abs(mant - m) for m in (1, 2, 2.5, 5, 10)) < 1e-9
+
+
+def test_config_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:
+    ns = argparse.Namespace
+    monkeypatch.delenv("EXOCTL_CONFIG", raising=False)
+    monkeypatch.setattr(K, "SYSTEM_CONFIG", tmp_path / "etc" / "exoctl.yaml")
+    assert K.config_path(ns(config=None)) is None  # packaged default
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "exoctl.yaml").write_text("x: 1\n")
+    assert K.config_path(ns(config=None)) == tmp_path / "etc" / "exoctl.yaml"
+    monkeypatch.setenv("EXOCTL_CONFIG", str(tmp_path / "env.yaml"))
+    assert K.config_path(ns(config=None)) == tmp_path / "env.yaml"
+    assert K.config_path(ns(config=tmp_path / "cli.yaml")) == tmp_path / "cli.yaml"
+    # a bad file is an error with the file named, exit 1
+    (tmp_path / "env.yaml").write_text("service: {flush_interval_s: 9}\n")
+    assert run_cli(["status"]) == K.EXIT_ERROR

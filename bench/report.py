@@ -270,7 +270,8 @@ def _accuracy(doc: dict, out: list[str]) -> None:
     out.append(
         f"Patients {a['patients']} (synthetic, `exoctl.hil.drift`), sessions of {a['session_seconds']:g} s; "
         f"every model trained on the {a['train']}; later sessions drift more (electrode shift, gain, "
-        f"fatigue, spasticity, weakness). R^2 per joint, mean +- sd across patients [min, max]. "
+        f"fatigue, spasticity, weakness). R^2 per joint over every {a.get('scored_every_n_ticks', 1)}th control tick after "
+        f"the 2 s warm-up, mean +- sd across patients [min, max]. "
         f"Command: {_cmd(doc, 'accuracy')}.\n"
     )
     for model, per_session in a["models"].items():
@@ -288,6 +289,13 @@ def _accuracy(doc: dict, out: list[str]) -> None:
     if a.get("libemg_skipped"):
         out.append(f"LibEMG accuracy not run: {a['libemg_skipped']}\n")
     net = a.get("network", {})
+    if "train" in net:
+        out.append(
+            f"Paper's network: scales {net['scales_ms']} ms, {net['patients']} patients, training budget "
+            f"{net['train']['epochs']} epochs x {net['train']['samples_per_epoch']} windows, adaptation "
+            f"{net['adapt']['epochs']} epochs x {net['adapt']['samples_per_epoch']} (one adaptation to all "
+            f"later sessions' unlabelled EMG). {net['note']}. `exoctl train` trains longer; these are a floor.\n"
+        )
     if "pending" in net:
         out.append(f"Paper's network with and without adaptation: **pending**: {net['pending']}.\n")
 

@@ -110,6 +110,7 @@ def write_input(
     train_stride_s: float = 0.01,
     score_from_s: float = 2.0,
     score_from_samples: list[int] | None = None,
+    score_stride_ticks: int = 1,
     timed_ticks: int = 2000,
     warmup: int = 200,
 ) -> None:
@@ -130,6 +131,7 @@ def write_input(
         "train_stride": max(1, int(round(train_stride_s * fs_hz))),
         "score_from": int(round(score_from_s * fs_hz)),
         "timed_ticks": timed_ticks,
+        "score_stride": int(score_stride_ticks),
         "warmup": warmup,
     }
     for i, (emg, torque) in enumerate(tests):

@@ -105,6 +105,7 @@ def main(argv: list[str]) -> int:
         ticks = np.arange(spt - 1, emg_s.shape[0], spt)
         start = int(d[f"score_from_{s}"]) if f"score_from_{s}" in d else int(d["score_from"])
         ticks = ticks[ticks >= max(win - 1, start)]
+        ticks = ticks[:: int(d["score_stride"]) if "score_stride" in d else 1]
         pred = np.asarray(reg.run(_features(fe, emg_s, ticks, win)))
         y = y_s[ticks]
         r2 = {}

@@ -269,9 +269,13 @@ class Daemon:
 
         prio = self.svc.realtime_priority or None
         try:
-            rep = self.controller._call_in_loop(
-                lambda now: apply_realtime(prio, None, self.svc.lock_memory), timeout=2.0
-            )
+            own = getattr(self.controller, "apply_realtime", None)  # the runtime's, when present
+            if own is not None:
+                rep = own(prio, self.svc.lock_memory)
+            else:
+                rep = self.controller._call_in_loop(
+                    lambda now: apply_realtime(prio, None, self.svc.lock_memory), timeout=2.0
+                )
         except Exception as e:
             log.warning("realtime_setup_failed", error=str(e))
             return

@@ -182,6 +182,9 @@ class SimulatorConfig(_Model):
     emg_noise_uv: Annotated[float, Field(ge=0, le=100)] = 5.0
     emg_chunk_samples: Annotated[int, Field(ge=1, le=200)] = 4
     electromechanical_delay_s: Annotated[float, Field(ge=0, le=0.15)] = 0.05
+    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 60
+    """SCHED_FIFO priority of the simulator process, above the controller's: it stands for
+    hardware with its own processor. 0 leaves it SCHED_OTHER; refused quietly if not allowed."""
 
 
 class ServiceConfig(_Model):

@@ -22,6 +22,7 @@ from exoctl.assist import AssistLaw
 from exoctl.config import Config
 from exoctl.control_loop import ControlLoop
 from exoctl.estimator import Estimator, build_estimator
+from exoctl.realtime import RealtimeReport, apply_realtime
 from exoctl.ringbuffer import RingBuffer
 from exoctl.safety import ChannelMonitor, SafetyLayer, SafetyState
 from exoctl.timing import reduce_timer_slack
@@ -112,6 +113,13 @@ class Controller:
         if self.acquisition is not None:
             self.acquisition.stop()
         self.link.close()
+
+    def apply_realtime(self, priority: int | None, lock_memory: bool = False) -> RealtimeReport:
+        """SCHED_FIFO (per thread, so run *in* the loop thread) and mlockall as far as the
+        system permits; returns what was granted, never raises for a refusal."""
+        return self._call_in_loop(
+            lambda now: apply_realtime(priority or None, None, lock_memory), timeout=2.0
+        )
 
     # ---------------------------------------------------------------- requests
     def _call_in_loop(self, fn, timeout: float = 1.0):

@@ -84,8 +84,10 @@ def controller_process(config_path: str | None, overrides: dict, log_seconds: fl
             cfg = cfg.with_overrides(**{section: overrides[section]})
         controller = Controller(cfg, log_seconds=log_seconds)
         controller.start()
+        # As the daemon does: the loop thread gets the configured real-time priority.
+        rt = controller.apply_realtime(cfg.service.realtime_priority, lock_memory=False)
         controller.start_session("hil-simulated-patient", protocol="hil-walking")
-        conn.send(("ready", {"t_session": time.monotonic()}))
+        conn.send(("ready", {"t_session": time.monotonic(), "realtime": rt.summary()}))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         if controller is not None:
@@ -138,6 +140,7 @@ def _finish(controller) -> dict:
         "log": {k: log[k] for k in ("t", "stamp", "estimate", "command")},
         "joints": list(controller.joints),
         "t_link_closed": time.monotonic(),
+        "realtime": None,
     }
     controller.shutdown(ramp_out=False)
     return out

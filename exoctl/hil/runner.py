@@ -136,7 +136,8 @@ def run_hil(
             ctl_overrides,
             duration_s + 30.0,
         )
-        t_start = ctl.wait_ready()["t_session"]
+        ready = ctl.wait_ready()
+        t_start = ready["t_session"]
         pending = sorted(injections or [], key=lambda i: i.at_s)
         while (elapsed := time.monotonic() - t_start) < duration_s:
             while pending and pending[0].at_s <= elapsed:
@@ -162,7 +163,9 @@ def run_hil(
         if ctl is not None:
             ctl.kill()
         sim_result = sim.stop()
-    return _summarise(cfg, duration_s, t_start, injected, ctl_result, sim_result)
+    out = _summarise(cfg, duration_s, t_start, injected, ctl_result, sim_result)
+    out["realtime"] = {"controller_loop": ready["realtime"], "simulator": endpoints["realtime"]}
+    return out
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -302,6 +305,8 @@ def format_summary(s: dict) -> str:
         f"  control rate      {rate if rate is not None else 'n/a'} Hz (target "
         f"{s['target_rate_hz']:.0f} Hz), {s['deadline_misses']} deadline misses",
         f"  tick start error  {_fmt_pct(s['loop_jitter_us'], 'us')}",
+        f"  scheduling        controller loop {s['realtime']['controller_loop']}; simulator "
+        f"{s['realtime']['simulator']}",
         f"  tick cost         {_fmt_pct(s['tick_cost_us'], 'us')}",
         f"  EMG -> command    {_fmt_pct(s['latency_ms'], 'ms')} (from sample arrival)",
         f"  commands          {s['commands_sent']} sent, {s['commands_received']} received by "

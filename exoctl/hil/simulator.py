@@ -13,6 +13,7 @@ Run standalone (for the daemon and manual bench work)::
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -122,6 +123,22 @@ class Simulator:
         }
 
 
+def hardware_priority(priority: int) -> str:
+    """Put this process (and the threads it starts later) on SCHED_FIFO, if permitted.
+
+    The simulator stands for hardware with a processor of its own: an amplifier does not stop
+    sampling, nor a firmware its telemetry, because the PC is busy. Starved of CPU, it would
+    invent faults that no real device has. Returns what was granted, for the summary.
+    """
+    if priority <= 0:
+        return "SCHED_OTHER (not requested)"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        return f"SCHED_FIFO {priority}"
+    except (OSError, AttributeError) as e:
+        return f"SCHED_OTHER (SCHED_FIFO {priority} refused: {e})"
+
+
 def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
     """Child-process entry: start, report the endpoints, obey 'inject'/'stop' messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -129,8 +146,9 @@ def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
         cfg = load_config(config_path)
         if overrides:
             cfg = cfg.with_overrides(**overrides)
+        realtime = hardware_priority(cfg.simulator.realtime_priority)
         sim = Simulator(cfg)
-        conn.send(("ready", sim.start()))
+        conn.send(("ready", {**sim.start(), "realtime": realtime}))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return

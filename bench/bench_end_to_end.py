@@ -363,7 +363,7 @@ def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
     from exoctl.config import DEFAULT_CONFIG
     from exoctl.service import client as C
 
-    duration = 4.0 if quick else 20.0
+    duration = 3.0 if quick else 20.0
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="exoctl-bench-") as tmpd:
         tmp = Path(tmpd)

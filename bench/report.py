@@ -255,7 +255,16 @@ def _stages(doc: dict, out: list[str]) -> None:
             "1 s windows of (utime + stime) / wall time from /proc/<pid>/stat; peak RSS = VmHWM.\n"
         )
     lp = _res(doc, "loop")
-    if lp is None:
+    table = _owner_table(doc, "loop")
+    if table:
+        out.append(
+            f"The loop at {lp.get('rate_hz', 1000):g} Hz with the estimator and the HIL simulator, "
+            f"{lp.get('seconds_per_variant')} s per variant, without and with the real-time set-up "
+            f"(SCHED_FIFO 50, mlockall, GC frozen; safety engineer's `bench/bench_loop.py`, "
+            f"{_cmd(doc, 'loop')}):\n"
+        )
+        out.append(table + "\n")
+    else:
         out.append(
             f"Loop benchmark with/without real-time setup (safety engineer's `bench/bench_loop.py`): {_reason(doc, 'loop')}.\n"
         )
@@ -386,9 +395,15 @@ def _others(doc: dict, out: list[str]) -> None:
                 )
         out.append("")
     for name, sec in doc["sections"].items():
-        if name in ("signal_chain", "protocol", "pipeline", "session", "scaling", "accuracy"):
+        if name in ("signal_chain", "protocol", "loop", "pipeline", "session", "daemon"):
             continue
-        if sec["status"] == "ok":
+        if name in ("scaling", "accuracy"):
+            continue
+        table = _owner_table(doc, name)
+        if table:
+            out.append(f"**{name}** ({sec['owner']}; {_cmd(doc, name)}):\n")
+            out.append(table + "\n")
+        elif sec["status"] == "ok":
             out.append(
                 f"**{name}** ({sec['owner']}; {_cmd(doc, name)}): figures in `latest.json` under `sections.{name}.result`:\n"
             )
@@ -397,6 +412,20 @@ def _others(doc: dict, out: list[str]) -> None:
             for k, v in _leaves(sec["result"])[:20]:
                 out.append(f"| {k} | {v} |")
             out.append("")
+
+
+def _owner_table(doc: dict, name: str) -> str | None:
+    """The section owner's own ``format_table(result)``, when the module has one."""
+    sec = doc["sections"].get(name)
+    if not sec or sec["status"] != "ok":
+        return None
+    try:
+        import importlib
+
+        fmt = getattr(importlib.import_module(sec["module"]), "format_table", None)
+        return fmt(sec["result"]) if callable(fmt) else None
+    except Exception as e:
+        return f"(its format_table failed: {type(e).__name__}: {e})"
 
 
 def _leaves(d: Any, prefix: str = "") -> list[tuple[str, Any]]:

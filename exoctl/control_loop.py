@@ -211,7 +211,8 @@ class ControlLoop:
         self.ticks += 1
 
     # ---------------------------------------------------------------- figures
-    def summary(self) -> dict:
+    def summary(self, window_s: float | None = None) -> dict:
+        """Rates and counts over the whole run; percentiles over it or the last ``window_s``."""
         end = self.stopped_at if np.isfinite(self.stopped_at) else time.monotonic()
         elapsed = end - self.started_at
         out: dict = {
@@ -222,5 +223,7 @@ class ControlLoop:
             "bad_input_ticks": self.bad_input_ticks,
             "safety_state": SafetyState(self.safety.state).name,
         }
-        out.update(self.stats.summary())
+        if window_s is not None:
+            out["window_s"] = window_s
+        out.update(self.stats.summary(None if window_s is None else int(window_s * self.rate_hz)))
         return out

@@ -95,3 +95,26 @@ class RingBuffer:
             self.overflow_events += 1
         self._read += n
         return n
+
+    def copy_since(self, since: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """Copies of the samples published after counter ``since``, without consuming them.
+
+        For a second, read-only observer (the recorder) beside the control loop, off the hot
+        path (it allocates). Lock-free: the counter is read before and after the copy, and rows
+        the writer may have overwritten meanwhile are dropped and counted. Returns (new
+        counter, data, stream stamps, samples lost).
+        """
+        written = self._written
+        cap = self.capacity
+        start = max(since, written - cap + 1)
+        lost = start - since
+        if written <= start:
+            return written, np.zeros((0, self.n_channels), self._data.dtype), np.zeros(0), lost
+        idx = np.arange(start, written) % cap
+        data = self._data[idx]
+        stamps = self._stamp[idx]
+        overwritten = max(0, (self._written - cap + 1) - start)  # lapped while we copied
+        if overwritten:
+            data, stamps = data[overwritten:], stamps[overwritten:]
+            lost += overwritten
+        return written, data, stamps, lost

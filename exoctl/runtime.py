@@ -117,12 +117,12 @@ class Controller:
     def apply_realtime(self, priority: int | None, lock_memory: bool = False) -> RealtimeReport:
         """SCHED_FIFO (per thread, so run *in* the loop thread) and mlockall as far as the
         system permits; returns what was granted, never raises for a refusal."""
-        return self._call_in_loop(
+        return self.call_in_loop(
             lambda now: apply_realtime(priority or None, None, lock_memory), timeout=2.0
         )
 
     # ---------------------------------------------------------------- requests
-    def _call_in_loop(self, fn, timeout: float = 1.0):
+    def call_in_loop(self, fn, timeout: float = 1.0):
         """Run fn(now) in the loop thread and wait for its result."""
         done = threading.Event()
         box: dict = {}
@@ -167,7 +167,7 @@ class Controller:
                 self.assist.set_gain(gains, now)
                 self.assist.start(now)
 
-            self._call_in_loop(begin)
+            self.call_in_loop(begin)
             self.session = SessionInfo(patient, protocol, time.time(), gains)
             return self.session
 
@@ -175,16 +175,18 @@ class Controller:
         with self._lock:
             if self.session is None:
                 raise ControllerError("no session is running")
-            self._call_in_loop(self.assist.stop)
-            if wait_ramp:
-                time.sleep(self.cfg.control.ramp_out_s + 2.0 / self.cfg.control.rate_hz)
+            self.call_in_loop(self.assist.stop)
+            if wait_ramp:  # until the loop has commanded zero, bounded by the ramp + margin
+                deadline = time.monotonic() + self.cfg.control.ramp_out_s + 0.5
+                while time.monotonic() < deadline and np.any(self.safety.last_command != 0.0):
+                    time.sleep(0.005)
             self.link.disable(timeout_s=0.5)
             self.session = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
         with self._lock:
             gains = self._gains(assist)
-            self._call_in_loop(lambda now: self.assist.set_gain(gains, now))
+            self.call_in_loop(lambda now: self.assist.set_gain(gains, now))
             if self.session is not None:
                 self.session.gains = gains
             return gains
@@ -212,14 +214,20 @@ class Controller:
             return True
 
         with self._lock:
-            return bool(self._call_in_loop(clear))
+            if not self.call_in_loop(clear):
+                return False
+            # An e-stop or a lost link disabled the actuators; clearing is the person's act
+            # that may enable them again, for a session that is still running.
+            if self.session is not None and not self.link.enabled:
+                return bool(self.link.enable(timeout_s=0.5))
+            return True
 
     def collect_events(self, include_pending: bool = False) -> list[dict]:
         """Move the safety layer's fault records into ``fault_log`` (runs in the loop thread)."""
         if not self.loop.running:
             events = self.safety.events(include_pending=include_pending)
         else:
-            events = self._call_in_loop(
+            events = self.call_in_loop(
                 lambda now: self.safety.events(include_pending=include_pending)
             )
         new = [asdict(e) for e in events]
@@ -260,7 +268,7 @@ class Controller:
                 "gains": s.gains,
             },
             "safety_state": SafetyState(self.safety.state).name,
-            "loop": self.loop.summary(),
+            "loop": self.loop.summary(window_s=10.0),
             "loop_error": self.loop.error,
             "estimate_nm": dict(zip(self.joints, self.estimator.estimate.tolist(), strict=True)),
             "command_nm": dict(zip(self.joints, self.safety.last_command.tolist(), strict=True)),

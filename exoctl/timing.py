@@ -84,8 +84,10 @@ class TimingStats:
         self.sample_age[i] = sample_age
         self.n += 1
 
-    def _valid(self, arr: np.ndarray) -> np.ndarray:
-        a = arr[: min(self.n, self.capacity)]
+    def _valid(self, arr: np.ndarray, last: int | None) -> np.ndarray:
+        held = min(self.n, self.capacity)
+        k = held if last is None else min(held, max(1, last))
+        a = arr[:held] if k == held else arr[np.arange(self.n - k, self.n) % self.capacity]
         return a[np.isfinite(a)]
 
     @staticmethod
@@ -99,10 +101,12 @@ class TimingStats:
             "max": round(float(a.max()) * scale, 3),
         }
 
-    def summary(self) -> dict[str, dict[str, float]]:
+    def summary(self, last: int | None = None) -> dict[str, dict[str, float]]:
+        """Percentiles over all held ticks, or the ``last`` ones (cheap for a live status:
+        percentiles over a long record hold the GIL for tens of milliseconds)."""
         return {
-            "loop_jitter_us": self._pct(self._valid(self.start_error), 1e6),
-            "tick_cost_us": self._pct(self._valid(self.tick_cost), 1e6),
-            "latency_ms": self._pct(self._valid(self.latency), 1e3),
-            "sample_age_ms": self._pct(self._valid(self.sample_age), 1e3),
+            "loop_jitter_us": self._pct(self._valid(self.start_error, last), 1e6),
+            "tick_cost_us": self._pct(self._valid(self.tick_cost, last), 1e6),
+            "latency_ms": self._pct(self._valid(self.latency, last), 1e3),
+            "sample_age_ms": self._pct(self._valid(self.sample_age, last), 1e3),
         }

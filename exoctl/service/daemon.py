@@ -84,68 +84,6 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def peek_ring(ring: Any, since: int) -> tuple[int, np.ndarray, np.ndarray, int]:
-    """Copy the EMG samples published after counter ``since`` without consuming them.
-
-    The control loop is the ring's one consumer; this is a second, read-only look at the same
-    preallocated arrays (what was written, never the loop's cursor). Lock-free: the counter is
-    read before and after the copy and rows the writer may have overwritten meanwhile are
-    dropped and counted. Returns (new counter, data, LSL stamps, samples lost).
-    """
-    written = ring.written
-    cap = ring.capacity
-    start = max(since, written - cap + 1)
-    lost = start - since
-    n = written - start
-    if n <= 0:
-        return written, np.zeros((0, ring.n_channels), np.float32), np.zeros(0), lost
-    idx = np.arange(start, written) % cap
-    data = ring._data[idx]
-    stamps = ring._stamp[idx]
-    after = ring.written
-    overwritten = max(0, (after - cap + 1) - start)  # rows lapped while we copied
-    if overwritten:
-        data, stamps = data[overwritten:], stamps[overwritten:]
-        lost += overwritten
-    return written, data, stamps, lost
-
-
-def _pct(a: np.ndarray, scale: float) -> dict[str, float | None]:
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return {"p50": None, "p99": None, "max": None}
-    p50, p99 = np.percentile(a, [50, 99])
-    return {
-        "p50": round(float(p50) * scale, 3),
-        "p99": round(float(p99) * scale, 3),
-        "max": round(float(a.max()) * scale, 3),
-    }
-
-
-def loop_summary(loop: Any, window_s: float) -> dict[str, Any]:
-    """Loop figures over the most recent ``window_s`` of ticks (cheap: a few thousand rows)."""
-    from exoctl.safety import SafetyState
-
-    st = loop.stats
-    n = st.n
-    k = min(n, st.capacity, max(1, int(window_s * loop.rate_hz)))
-    idx = np.arange(n - k, n) % st.capacity
-    end = loop.stopped_at if np.isfinite(loop.stopped_at) else time.monotonic()
-    elapsed = end - loop.started_at
-    return {
-        "target_rate_hz": loop.rate_hz,
-        "control_rate_hz": round(loop.ticks / elapsed, 2) if elapsed > 0 else 0.0,
-        "ticks": loop.ticks,
-        "deadline_misses": loop.timer.misses,
-        "safety_state": SafetyState(loop.safety.state).name,
-        "window_s": round(k / loop.rate_hz, 3),
-        "loop_jitter_us": _pct(st.start_error[idx], 1e6),
-        "tick_cost_us": _pct(st.tick_cost[idx], 1e6),
-        "latency_ms": _pct(st.latency[idx], 1e3),
-        "sample_age_ms": _pct(st.sample_age[idx], 1e3),
-    }
-
-
 class LslPublisher:
     """Estimated torque and commands as LSL outlets, for LabRecorder beside motion capture."""
 
@@ -273,7 +211,7 @@ class Daemon:
             if own is not None:
                 rep = own(prio, self.svc.lock_memory)
             else:
-                rep = self.controller._call_in_loop(
+                rep = self.controller.call_in_loop(
                     lambda now: apply_realtime(prio, None, self.svc.lock_memory), timeout=2.0
                 )
         except Exception as e:
@@ -372,7 +310,7 @@ class Daemon:
                     1,
                 )
                 rec.submit_chunk("loop_timing", t0, timing, t=t[-len(idx) :], copy=False)
-        self._ring_cursor, emg, stamps, lost = peek_ring(c.ring, self._ring_cursor)
+        self._ring_cursor, emg, stamps, lost = c.ring.copy_since(self._ring_cursor)
         if lost and recording:
             self._emg_lost += lost
             rec.submit_event("emg_record_gap", {"samples": lost})
@@ -504,7 +442,7 @@ class Daemon:
                 "gains": s.gains,
             },
             "safety_state": SafetyState(c.safety.state).name,
-            "loop": loop_summary(c.loop, STATUS_WINDOW_S),
+            "loop": c.loop.summary(window_s=STATUS_WINDOW_S),
             "loop_error": c.loop.error,
             "estimate_nm": dict(zip(joints, c.estimator.estimate.tolist(), strict=True)),
             "command_nm": dict(zip(joints, c.safety.last_command.tolist(), strict=True)),
@@ -666,7 +604,7 @@ class Daemon:
             self.controller.loop.estimator = est
             self.controller.estimator = est
 
-        self.controller._call_in_loop(swap)
+        self.controller.call_in_loop(swap)
         self.cfg = cfg
         self.controller.cfg = cfg
         m, c = self._artifacts()

@@ -47,3 +47,17 @@ def test_overflow_is_counted_and_reader_resumes_at_oldest_held():
     assert n == 8 and ring.overflow_samples == 12 and ring.overflow_events == 1
     assert out[:n, 0].tolist() == list(range(12, 20))
     assert ring.last_arrival == 2.0
+
+
+def test_copy_since_observes_without_consuming_and_counts_laps():
+    ring = RingBuffer(8, 1)
+    data, ts = _chunk(0, 6, 1)
+    ring.write(data, ts, 1.0)
+    cursor, got, stamps, lost = ring.copy_since(0)
+    assert cursor == 6 and got[:, 0].tolist() == list(range(6)) and lost == 0
+    assert ring.pending == 6  # the control loop's own cursor did not move
+    data, ts = _chunk(6, 12, 1)
+    ring.write(data, ts, 2.0)  # laps the observer
+    cursor, got, stamps, lost = ring.copy_since(cursor)
+    assert cursor == 18 and got[:, 0].tolist() == list(range(11, 18)) and lost == 5
+    assert np.array_equal(stamps * 2, got[:, 0])

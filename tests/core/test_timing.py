@@ -32,3 +32,12 @@ def test_stats_percentiles_ignore_ticks_without_samples():
     out = s.summary()
     assert out["latency_ms"]["p50"] == 1.0
     assert out["loop_jitter_us"]["max"] == 3.0
+
+
+def test_summary_over_the_last_ticks_only():
+    s = TimingStats(8)
+    for i in range(12):  # wraps: holds ticks 4..11
+        s.record(1e-6 * i, 0.0, float("nan"), float("nan"))
+    assert s.summary()["loop_jitter_us"]["max"] == 11.0
+    last3 = s.summary(last=3)["loop_jitter_us"]
+    assert last3["max"] == 11.0 and last3["p50"] == 10.0

@@ -90,12 +90,19 @@ def run_variant(seconds: float, realtime: bool, log=print) -> dict[str, Any]:
             emg={"source": "lsl", "lsl": {"source_id": ep["source_id"]}},
         )
         controller = Controller(cfg, log_seconds=seconds + SETTLE_S + 10.0)
+        mem = None
+        if realtime:
+            # Lock memory before the loop runs: mlockall faults in every page of the process,
+            # which would stall a running loop past the firmware's command timeout.
+            mem = apply_realtime(priority=None, lock_memory=True)
         controller.start()
         loop = controller.loop
         if realtime:
             rep = controller.call_in_loop(
-                lambda now: apply_realtime(priority=50, cpus=None, lock_memory=True), timeout=2.0
+                lambda now: apply_realtime(priority=50, cpus=None, lock_memory=False), timeout=2.0
             )
+            rep.memory_locked, rep.memlock_error = mem.memory_locked, mem.memlock_error
+            rep.notes += mem.notes
             # The loop's own inputs (serial reader, EMG acquisition) just below it: a loop at
             # SCHED_FIFO whose inputs starve at SCHED_OTHER only trips its own watchdogs.
             threads = raise_threads(
@@ -169,6 +176,11 @@ def _clear_start_up_fault(controller: Controller, timeout_s: float = 5.0) -> lis
     kinds = [f["kind"] for f in controller.collect_events(include_pending=True)]
     deadline = time.monotonic() + timeout_s
     while controller.safety.state.name in ("FAULT_LATCHED", "ESTOP", "SAFE_STOP"):
+        # A person's clear: the firmware's latched faults first (else its fault bits keep the
+        # safety layer's firmware watchdog tripped), then the safety layer's latch.
+        with contextlib.suppress(Exception):
+            controller.link.clear_faults(timeout_s=0.5)
+        time.sleep(0.05)  # a telemetry frame without the fault bits
         if controller.clear_fault():
             break
         if time.monotonic() > deadline:

@@ -159,6 +159,43 @@ def _lock_memory(rep: RealtimeReport) -> None:
     rep.memlock_error = f"mlockall: {os.strerror(err)} (RLIMIT_MEMLOCK {soft})"
 
 
+def set_thread_priority(tid: int, priority: int | None) -> str:
+    """SCHED_FIFO ``priority`` (None: SCHED_OTHER) for one thread by its kernel id; never raises.
+
+    Linux schedules threads, and ``sched_setscheduler`` accepts a thread id, so the threads
+    that feed the loop (serial reader, EMG acquisition) can be raised just below it: a loop at
+    SCHED_FIFO whose inputs starve at SCHED_OTHER only trips its own watchdogs. Returns what
+    was granted ("SCHED_FIFO 45") or the refusal.
+    """
+    try:
+        if priority is None:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            return "SCHED_OTHER"
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(int(priority)))
+        return f"SCHED_FIFO {int(priority)}"
+    except (OSError, ValueError, OverflowError) as e:
+        return f"refused: {_errstr(e) if isinstance(e, OSError) else e}"
+
+
+def raise_threads(priorities: dict[str, int]) -> dict[str, str]:
+    """SCHED_FIFO for this process's threads whose name contains a key of ``priorities``.
+
+    E.g. ``{"hostlink-reader": 49, "Acquisition": 48}``. Returns thread name -> outcome, for
+    the log; names that match no thread are reported as "no such thread".
+    """
+    import threading
+
+    out: dict[str, str] = {}
+    threads = [t for t in threading.enumerate() if t.native_id is not None]
+    for key, prio in priorities.items():
+        hits = [t for t in threads if key in t.name]
+        if not hits:
+            out[key] = "no such thread"
+        for t in hits:
+            out[t.name] = set_thread_priority(t.native_id, prio)
+    return out
+
+
 def release_realtime() -> None:
     """Back to SCHED_OTHER and unlocked memory (between sessions, or in a benchmark)."""
     with contextlib.suppress(OSError, AttributeError):

@@ -22,19 +22,20 @@ sends exactly what it writes into ``out``. The layer owns four things:
 2. **Watchdogs** on every input, each with a degraded level (transient, assistance is held
    down at the rate limit, nothing latches) and a fault level:
 
-   ============== ============================================ =====================================
-   kind           degraded while                               fault when
-   ============== ============================================ =====================================
-   emg_stale      EMG age > emg_timeout_s / 2                  EMG age > emg_timeout_s
-   emg_channel    a channel is flagged flat or saturated       ... continuously for emg_timeout_s
-   telemetry_stale telemetry age > telemetry_timeout_s / 2     age > telemetry_timeout_s
-   telemetry_invalid angle or velocity NaN/inf                 ... continuously for telemetry_timeout_s
-   model_output   estimate or request NaN, inf or              ... continuously for model_fault_s
-                  > max_plausible_torque_nm
-   overrun        overrun streak >= max_overrun_streak / 2     streak >= max_overrun_streak
-   firmware_fault (never)                                      firmware reports fault bits
-   link_down      (never)                                      the host link reports unhealthy
-   ============== ============================================ =====================================
+   * ``emg_stale``: degraded while the newest EMG sample is older than emg_timeout_s / 2;
+     fault when older than emg_timeout_s (NaN or no sample yet counts as stale);
+   * ``emg_channel``: degraded while a channel is flagged flat or saturated (by
+     :class:`ChannelMonitor`); fault when flagged continuously for emg_timeout_s;
+   * ``telemetry_stale``: degraded above telemetry_timeout_s / 2; fault above
+     telemetry_timeout_s;
+   * ``telemetry_invalid``: degraded while an angle or velocity is NaN or infinite; fault
+     when that lasts telemetry_timeout_s;
+   * ``model_output``: degraded while the estimate or the request is NaN, infinite or beyond
+     max_plausible_torque_nm; fault when that lasts model_fault_s;
+   * ``overrun``: degraded at max_overrun_streak / 2 consecutive late ticks; fault at
+     max_overrun_streak;
+   * ``firmware_fault``: fault as soon as the firmware reports fault bits;
+   * ``link_down``: fault as soon as the host link reports itself unhealthy.
 
    A fault counter of this kind (persistence for a set time) ignores a single spike without
    hiding a real fault.

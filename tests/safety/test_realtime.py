@@ -103,3 +103,31 @@ def test_session_gc_restores_a_disabled_collector_as_disabled():
 def test_bad_cpu_sets_are_reported(bad):
     rep = in_thread(lambda: apply_realtime(priority=None, cpus=bad, lock_memory=False))
     assert rep.affinity_error
+
+
+def test_raise_threads_sets_named_threads_by_tid_and_reports():
+    from exoctl.realtime import raise_threads, set_thread_priority
+
+    ready, stop = threading.Event(), threading.Event()
+    seen = {}
+
+    def worker():
+        ready.set()
+        stop.wait(5)
+        seen["policy"] = os.sched_getscheduler(0)
+
+    t = threading.Thread(target=worker, name="test-io-reader")
+    t.start()
+    ready.wait(5)
+    try:
+        out = raise_threads({"test-io-reader": 5, "no-such-thread-name": 5})
+        assert out["no-such-thread-name"] == "no such thread"
+        granted = out["test-io-reader"]
+        assert granted == "SCHED_FIFO 5" or granted.startswith("refused")
+    finally:
+        stop.set()
+        t.join(5)
+    if granted == "SCHED_FIFO 5":
+        assert seen["policy"] == os.SCHED_FIFO
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller is untouched
+    assert set_thread_priority(2**22 + 12345, 5).startswith("refused")

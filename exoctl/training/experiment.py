@@ -8,7 +8,9 @@ the *second half* of the last session:
 - ``ridge``: ridge regression on lagged synergy activations, trained on session 0;
 - ``network``: the multi-scale attention network trained on session 0, no adaptation;
 - ``adapted``: that network adapted with the *first half* of the last session (and the
-  middle sessions), their EMG only; their torques are never used.
+  middle sessions), their EMG only; their torques are never used: the EMG features' statistics
+  re-estimated on them, then adversarial alignment (gradient reversal, domain classifier).
+  Two ablations beside it: ``adv_only`` (no re-estimation) and ``renorm_only`` (no adversary).
 
 Run (prints a table, writes JSON)::
 
@@ -33,7 +35,15 @@ from .evaluation import fit_lagged_ridge, joint_metrics, predict, summarise, wri
 from .features import TickSet, calibrate_recordings, tick_features
 from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_ticks
 
-__all__ = ["run_patient"]
+__all__ = ["MODELS", "VARIANTS", "run_patient"]
+
+# adaptation variants: (re-estimate the EMG features' statistics, adversarial alignment)
+VARIANTS = {
+    "adapted": (True, True),
+    "adv_only": (False, True),
+    "renorm_only": (True, False),
+}
+MODELS = ("ridge", "network", *VARIANTS)
 
 
 def _half(ts: TickSet, second: bool) -> TickSet:
@@ -54,6 +64,7 @@ def run_patient(
     epochs: int = 8,
     adapt_epochs: int = 4,
     kinematics: bool = False,
+    samples_per_epoch: int = 20000,
     workdir: Path,
     log=print,
 ) -> dict:
@@ -104,22 +115,29 @@ def run_patient(
     )  # fmt: skip
     t1 = time.monotonic()
     net = train_network(
-        src, scales, epochs=epochs, seed=seed, augment=(0, k + m, 0.2), channel_dropout=0.1
-    )
+        src, scales, epochs=epochs, seed=seed, augment=(0, k + m, 0.2), channel_dropout=0.1,
+        samples_per_epoch=samples_per_epoch,
+    )  # fmt: skip
     train_s = time.monotonic() - t1
     net_path = workdir / f"net_{seed}.onnx"
     meta = model_metadata(
         model_type="network", features=sets[0].names, windows_ms=DEFAULT_WINDOWS_MS, **common
     )
     export_onnx(net, net_path, meta)
-    t2 = time.monotonic()
-    adapted, rep = adapt_network(
-        net, src, targets, n_emg_features=k + m, epochs=adapt_epochs, seed=seed
-    )
-    adapt_s = time.monotonic() - t2
-    ad_path = workdir / f"adapted_{seed}.onnx"
-    export_onnx(adapted, ad_path, meta)
-    for name, path in (("ridge", ridge_path), ("network", net_path), ("adapted", ad_path)):
+    paths = {"ridge": ridge_path, "network": net_path}
+    out["adaptation"] = {}
+    adapt_s = {}
+    for name, (ren, adv) in VARIANTS.items():
+        t2 = time.monotonic()
+        adapted, rep = adapt_network(
+            net, src, targets, n_emg_features=k + m, epochs=adapt_epochs, seed=seed,
+            samples_per_epoch=samples_per_epoch // 2, renormalise=ren, adversarial=adv,
+        )  # fmt: skip
+        adapt_s[name] = round(time.monotonic() - t2, 1)
+        paths[name] = workdir / f"{name}_{seed}.onnx"
+        export_onnx(adapted, paths[name], meta)
+        out["adaptation"][name] = rep
+    for name, path in paths.items():
         per = joint_metrics(
             y, predict(path, test, ticks), cfg.joint_names, cfg.simulator.body_mass_kg
         )
@@ -131,15 +149,11 @@ def run_patient(
         tt = np.arange(h.warm, h.n)
         per = joint_metrics(s.y[tt], predict(net_path, h, tt), cfg.joint_names)
         out["network_by_session"].append(summarise(per))
-    out["adaptation"] = rep
-    out["times_s"] = {"train": round(train_s, 1), "adapt": round(adapt_s, 1),
+    out["times_s"] = {"train": round(train_s, 1), "adapt": adapt_s,
                       "total": round(time.monotonic() - t0, 1)}  # fmt: skip
     log(
         f"patient {seed}: K={k}  "
-        + "  ".join(
-            f"{n} hip {out[n]['r2_hip']:.3f} knee {out[n]['r2_knee']:.3f}"
-            for n in ("ridge", "network", "adapted")
-        )
+        + "  ".join(f"{n} hip {out[n]['r2_hip']:.3f} knee {out[n]['r2_knee']:.3f}" for n in MODELS)
         + f"  ({out['times_s']['total']:.0f} s)"
     )
     return out
@@ -179,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     log=lambda s: print(s, flush=True),
                 )
             )  # fmt: skip
-    summary = {
-        m: {k: _spread(rows, m, k) for k in ("r2_hip", "r2_knee")}
-        for m in ("ridge", "network", "adapted")
-    }
+    summary = {m: {k: _spread(rows, m, k) for k in ("r2_hip", "r2_knee")} for m in MODELS}
     wins = sum(
         all(r["adapted"][k] > max(r["ridge"][k], r["network"][k]) for k in ("r2_hip", "r2_knee"))
         for r in rows
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     print("\nlast session, second half (R^2 mean +- sd over patients, min):")
-    for m in ("ridge", "network", "adapted"):
+    for m in MODELS:
         s = summary[m]
         print(
             f"  {m:<8} hip {s['r2_hip']['mean']:.3f} +- {s['r2_hip']['sd']:.3f} (min "

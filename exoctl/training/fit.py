@@ -98,7 +98,7 @@ def train_network(
     progress: Progress | None = None,
     augment: tuple[int, int, float] | None = None,
     channel_dropout: float = 0.0,
-    skip_ridge: float = 0.1,
+    skip_ridge: float = 0.01,
     **arch,
 ) -> MultiScaleNet:
     """Fit a ``MultiScaleNet`` on labelled tick sets; returns it in eval mode.

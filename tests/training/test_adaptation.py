@@ -1,0 +1,60 @@
+"""Adaptation improves a drifted session over no adaptation, using the session's EMG only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from exoctl.config import load_config
+from exoctl.hil.drift import Drift, DriftedPatient
+from exoctl.training.evaluation import joint_metrics
+from exoctl.training.features import calibrate_recordings, tick_features, windows
+from exoctl.training.fit import adapt_network, torch_predict, train_network
+
+SCALES = [10, 20, 40]
+ARCH = {"channels": 8, "dim": 16, "hidden": 16, "heads": 2}
+
+
+def _mean_r2(net, ts, ticks, joints):
+    yhat = torch_predict(net, windows(ts.X, ticks, net.window))
+    return float(np.mean([m["r2"] for m in joint_metrics(ts.y[ticks], yhat, joints).values()]))
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+def test_adaptation_recovers_a_session_with_changed_electrode_gains(cfg):
+    muscles, joints = cfg.emg.muscles, cfg.joint_names
+    m = len(muscles)
+    none = Drift(0.0, np.eye(m), np.ones(m), 0.0, 60.0, 0.0, 0.0, {})
+    # a later session: electrodes re-applied, amplitudes 0.55x..1.8x, and fatigue
+    gain = np.exp(np.random.default_rng(11).uniform(-0.6, 0.6, m))
+    later = dataclasses.replace(none, severity=1.0, gain=gain, fatigue=0.25, fatigue_ramp_s=10.0)
+    src = DriftedPatient(muscles, joints, drift=none, seed=6, session=0).generate(18.0)
+    tgt = DriftedPatient(muscles, joints, drift=later, seed=6, session=1).generate(18.0)
+    cal = calibrate_recordings(cfg, [src.emg], k=3)
+    s = tick_features(cfg, cal, src.emg, angles=None, torque=src.torque, kinematics=False)
+    t = tick_features(cfg, cal, tgt.emg, angles=None, torque=tgt.torque, kinematics=False)
+    net = train_network([s], SCALES, epochs=3, samples_per_epoch=5000, seed=1, **ARCH)
+    half = t.n // 2
+    unlabelled = dataclasses.replace(t, X=t.X[:half], y=None)  # the torques are never given
+    adapted, report = adapt_network(
+        net, [s], [unlabelled], n_emg_features=cal.k + m, epochs=2, samples_per_epoch=3000
+    )
+    scored = np.arange(half, t.n)
+    before = _mean_r2(net, t, scored, joints)
+    after = _mean_r2(adapted, t, scored, joints)
+    same_session = _mean_r2(net, s, np.arange(s.warm, s.n), joints)
+    assert same_session > 0.95
+    assert before < same_session - 0.03, (before, same_session)  # the drift does hurt
+    assert after > before + 0.02, (before, after, report)
+    # the adapted model changed only how the EMG features are scaled, not its weights
+    for (n1, p1), (_n2, p2) in zip(
+        net.state_dict().items(), adapted.state_dict().items(), strict=True
+    ):
+        if n1 not in ("x_mean", "x_std"):
+            assert np.array_equal(p1.numpy(), p2.numpy()), n1

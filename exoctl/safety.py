@@ -153,14 +153,22 @@ class ChannelMonitor:
     """
 
     def __init__(
-        self, n_channels: int, fs_hz: float, safety: SafetyConfig, dtype: type = np.float32
+        self,
+        n_channels: int,
+        fs_hz: float,
+        safety: SafetyConfig,
+        dtype: type = np.float32,
+        *,
+        flat_range: float | None = None,
     ) -> None:
         if n_channels < 1:
             raise ValueError(f"n_channels must be >= 1, got {n_channels}")
         if not (math.isfinite(fs_hz) and fs_hz > 0):
             raise ValueError(f"fs_hz must be a positive number, got {fs_hz!r}")
         self._window = max(2, int(round(safety.emg_channel_window_s * fs_hz)))
-        self._thr = float(safety.emg_flat_range)
+        # emg_flat_range is in raw EMG units; already-enveloped, normalised input (values in
+        # [0, 1]) needs its own threshold, passed as flat_range.
+        self._thr = float(safety.emg_flat_range if flat_range is None else flat_range)
         self.flags = np.zeros(n_channels, dtype=bool)
         # Buffers in the chunks' dtype (the loop's EMG buffer is float32): a mixed-type
         # reduction would allocate a casting buffer.

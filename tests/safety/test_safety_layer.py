@@ -417,3 +417,14 @@ def test_channel_monitor_allocates_nothing_per_chunk():
     finally:
         tracemalloc.stop()
     assert max(peaks) < 16_000, peaks
+
+
+def test_channel_monitor_threshold_can_be_given_for_enveloped_input():
+    from exoctl.safety import ChannelMonitor
+
+    window = round(CFG.safety.emg_channel_window_s * 2000)
+    env = np.linspace(0.2, 0.25, window, dtype=np.float32)[:, None].repeat(2, axis=1)
+    env[:, 1] = 0.3  # stuck
+    assert ChannelMonitor(2, 2000.0, CFG.safety).update(env).all()  # raw threshold: all flat
+    mon = ChannelMonitor(2, 2000.0, CFG.safety, flat_range=1e-6)
+    assert mon.update(env).tolist() == [False, True]

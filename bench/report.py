@@ -423,7 +423,11 @@ def _owner_table(doc: dict, name: str) -> str | None:
         import importlib
 
         fmt = getattr(importlib.import_module(sec["module"]), "format_table", None)
-        return fmt(sec["result"]) if callable(fmt) else None
+        if not callable(fmt):
+            return None
+        text = str(fmt(sec["result"])).strip("\n")
+        # a Markdown table goes in as it is; any other text keeps its layout in a code block
+        return text if text.lstrip().startswith("|") else f"```\n{text}\n```"
     except Exception as e:
         return f"(its format_table failed: {type(e).__name__}: {e})"
 

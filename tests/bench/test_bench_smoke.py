@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.hil  # runs HIL sessions and the daemon against the simulator
 REPO = Path(__file__).resolve().parents[2]
 # the loop and inference benchmarks bring their own HIL/training runs (their owners test them);
 # every other section runs here in --quick mode

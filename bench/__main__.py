@@ -9,8 +9,9 @@ Sections run one after the other in this process (so figures measured side by si
 one run on one machine state). The other engineers' benchmarks (``bench_signal_chain``,
 ``bench_protocol``, ``bench_loop``, ``bench_inference``, and any other ``bench/bench_*.py``)
 are called through their ``run()``; one that is missing or has no ``run()`` is reported as
-skipped, with the reason, and the rest goes on. A section that raises is reported as failed
-with its error; the others still run. Output: ``bench/results/latest.json``,
+skipped, with the reason, and the rest goes on; so is one that needs a package that is not
+installed (ImportError: PyTorch is the optional ``train`` extra). A section that raises anything
+else is reported as failed with its error (exit status 1); the others still run. Output: ``bench/results/latest.json``,
 ``bench/results/latest.md`` and ``bench/results/*.svg`` (none of them committed).
 """
 
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             status, reason, res = _call(sec, args.quick, not args.no_libemg)
+        except ImportError as e:  # an optional dependency (e.g. PyTorch, the train extra)
+            status, reason, res = "skipped", f"needs a package that is not installed: {e}", None
         except Exception as e:
             status, reason, res = "error", f"{type(e).__name__}: {e}", None
             traceback.print_exc()

@@ -35,7 +35,10 @@ sends exactly what it writes into ``out``. The layer owns four things:
    * ``overrun``: degraded at max_overrun_streak / 2 consecutive late ticks; fault at
      max_overrun_streak;
    * ``firmware_fault``: fault as soon as the firmware reports fault bits;
-   * ``link_down``: fault as soon as the host link reports itself unhealthy.
+   * ``link_down``: fault as soon as the host link reports itself unhealthy;
+   * ``actuators_off``: degraded while assistance is requested but the device reports its
+     actuators off; fault when that lasts telemetry_timeout_s (a firmware reboot that
+     re-handshakes between two ticks shows only here).
 
    A fault counter of this kind (persistence for a set time) ignores a single spike without
    hiding a real fault.
@@ -87,6 +90,7 @@ class FaultKind(enum.IntEnum):
     FIRMWARE_FAULT = 6
     LINK_DOWN = 7
     ESTOP = 8
+    ACTUATORS_OFF = 9
 
     @property
     def label(self) -> str:
@@ -121,6 +125,9 @@ class SafetyInputs:
     firmware_fault_bits: int
     link_healthy: bool
     overrun_streak: int
+    actuators_enabled: bool = True
+    """The device reports its actuators enabled (host link's view). Assistance requested
+    while they are off means the device dropped out (reboot, its own fault, lost session)."""
 
     @classmethod
     def healthy(cls, n_joints: int, now: float = 0.0) -> SafetyInputs:
@@ -484,6 +491,22 @@ class SafetyLayer:
         if not inp.link_healthy:
             fault |= _BIT[FaultKind.LINK_DOWN]
             val[FaultKind.LINK_DOWN] = 0.0
+
+        # Assistance requested while the device's actuators are off: a firmware reboot or a
+        # lost session that re-handshakes too fast to show as an unhealthy link. Brief during
+        # an enable handshake (a clear during a session), so it persists before it faults.
+        k = FaultKind.ACTUATORS_OFF
+        off = False
+        if not inp.actuators_enabled:
+            np.not_equal(req, 0.0, out=b)
+            off = bool(b.any())
+        if not off:
+            self._since[k] = math.nan
+        elif self._persist(k, now, self._tel_to):
+            fault |= _BIT[k]
+            val[k] = 0.0
+        else:
+            suspect |= _BIT[k]
         return fault, suspect
 
     def _persist(self, k: int, now: float, timeout: float) -> bool:
@@ -631,4 +654,9 @@ class SafetyLayer:
             return f"firmware fault bits 0x{int(v):x}"
         if kind == FaultKind.LINK_DOWN:
             return "host link unhealthy (no telemetry or handshake lost)"
+        if kind == FaultKind.ACTUATORS_OFF:
+            return (
+                "assistance requested while the device's actuators are off (reboot, device "
+                f"fault or lost session) for >= {c.telemetry_timeout_s} s"
+            )
         return "emergency stop"

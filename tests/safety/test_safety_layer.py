@@ -428,3 +428,23 @@ def test_channel_monitor_threshold_can_be_given_for_enveloped_input():
     assert ChannelMonitor(2, 2000.0, CFG.safety).update(env).all()  # raw threshold: all flat
     mon = ChannelMonitor(2, 2000.0, CFG.safety, flat_range=1e-6)
     assert mon.update(env).tolist() == [False, True]
+
+
+def test_actuators_off_while_assisting_is_a_fault_after_a_grace_period():
+    rig = Rig()
+    rig.run(20.0, 100)
+    rig.inp.actuators_enabled = False  # e.g. the firmware rebooted and re-handshook at once
+    rig.run(20.0, 5)
+    assert rig.layer.state == SafetyState.DEGRADED  # an enable handshake may be under way
+    rig.run(20.0, int(rig.cfg.telemetry_timeout_s / DT))
+    assert rig.layer.state >= SafetyState.SAFE_STOP
+    rig.run(20.0, 30)
+    (ev,) = rig.layer.events()
+    assert ev.kind == "actuators_off" and not rig.out.any()
+
+
+def test_actuators_off_without_a_request_is_not_a_fault():
+    rig = Rig()
+    rig.inp.actuators_enabled = False  # between sessions: disabled, nothing requested
+    rig.run(0.0, 500)
+    assert rig.layer.state == SafetyState.NORMAL

@@ -126,6 +126,7 @@ HEALTHY_INPUTS = {
     "fault_bits": 0,
     "link": True,
     "overrun": "zero",
+    "actuators": True,
 }
 # What each input can do wrong.
 MISBEHAVIOUR = {
@@ -138,6 +139,7 @@ MISBEHAVIOUR = {
     "flags": st.sampled_from(["none_set", "one_set"]),
     "fault_bits": st.sampled_from([1, 0x80]),
     "link": st.just(False),
+    "actuators": st.just(False),
     "overrun": st.one_of(st.just("growing"), st.integers(0, 40)),
 }
 
@@ -224,6 +226,7 @@ def run_sequence(cfg: SafetyConfig, segs: list[dict]) -> dict:
         "streak": np.empty(total, dtype=np.int64),
         "fault_bits": np.empty(total, dtype=np.int64),
         "link": np.empty(total, dtype=bool),
+        "actuators": np.empty(total, dtype=bool),
         "chan_bad": np.empty(total, dtype=bool),
         "state": np.empty(total, dtype=np.int64),
         "cleared": np.zeros(total, dtype=bool),
@@ -265,6 +268,7 @@ def run_sequence(cfg: SafetyConfig, segs: list[dict]) -> dict:
             r["streak"][sl] = 0 if seg["overrun"] == "zero" else seg["overrun"]
         r["fault_bits"][sl] = seg["fault_bits"]
         r["link"][sl] = seg["link"]
+        r["actuators"][sl] = seg["actuators"]
         r["chan_bad"][sl] = seg["flags"] == "one_set"
         if seg["flags"] == "one_set":
             flags_one[:] = False
@@ -286,6 +290,7 @@ def run_sequence(cfg: SafetyConfig, segs: list[dict]) -> dict:
             inp.velocities = vel
             inp.firmware_fault_bits = seg["fault_bits"]
             inp.link_healthy = seg["link"]
+            inp.actuators_enabled = seg["actuators"]
             inp.overrun_streak = int(r["streak"][k])
             if (seg["action"] == "clear_late" and i == n // 2) or (
                 seg["action"] == "clear_soon" and i == 1
@@ -322,6 +327,8 @@ def run_sequence(cfg: SafetyConfig, segs: list[dict]) -> dict:
             | ~r["link"]
             | (r["streak"] >= cfg.max_overrun_streak)
         )
+    with np.errstate(invalid="ignore"):
+        r["act_bad"] = ~r["actuators"] & (r["req"] != 0.0).any(axis=1)
     r["tel_bad"] = ~(np.isfinite(r["angle"]).all(axis=1) & np.isfinite(r["vel"]).all(axis=1))
     r["events"] = events
     r["estops"] = estops
@@ -388,6 +395,7 @@ def check_faults(r: dict, cfg: SafetyConfig) -> None:
         ("model_bad", cfg.model_fault_s),
         ("chan_bad", cfg.emg_timeout_s),
         ("tel_bad", cfg.telemetry_timeout_s),
+        ("act_bad", cfg.telemetry_timeout_s),
     ):
         since = math.nan
         for i in range(n):

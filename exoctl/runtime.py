@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -72,7 +73,7 @@ class Controller:
         )
         self.acquisition: Acquisition | None = None
         self.session: SessionInfo | None = None
-        self.fault_log: list[dict] = []
+        self.fault_log: deque[dict] = deque(maxlen=10000)
         """Every fault the safety layer detected, drained from it by ``collect_events``."""
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
@@ -255,7 +256,10 @@ class Controller:
     def healthy(self) -> bool:
         return self.loop.running and self.loop.error is None
 
-    def status(self) -> dict:
+    def status(self, window_s: float = 10.0) -> dict:
+        """A snapshot for people; loop percentiles over the last ``window_s`` only, because
+        percentiles over the whole tick record hold the GIL long enough to cost the loop a
+        deadline (measured ~25 ms for 10 minutes of ticks)."""
         tel = self.link.latest_telemetry()
         s = self.session
         return {
@@ -268,7 +272,7 @@ class Controller:
                 "gains": s.gains,
             },
             "safety_state": SafetyState(self.safety.state).name,
-            "loop": self.loop.summary(window_s=10.0),
+            "loop": self.loop.summary(window_s=window_s),
             "loop_error": self.loop.error,
             "estimate_nm": dict(zip(self.joints, self.estimator.estimate.tolist(), strict=True)),
             "command_nm": dict(zip(self.joints, self.safety.last_command.tolist(), strict=True)),

@@ -170,7 +170,7 @@ def _load_config(args: argparse.Namespace) -> Any:
 
 def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from exoctl.config import ConfigError, load_config
-    from exoctl.hil.patient import SyntheticPatient
+    from exoctl.hil.patient import patient_from_config
 
     from .export import export_recording
 
@@ -187,17 +187,7 @@ def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
     desc = None
     for i in range(args.trials):
         session = args.session + i
-        patient = SyntheticPatient(
-            cfg.emg.muscles,
-            cfg.joint_names,
-            cfg.emg.sampling_rate_hz,
-            seed=s.seed,
-            session=session,
-            stride_s=s.stride_s,
-            body_mass_kg=s.body_mass_kg,
-            emg_noise_uv=s.emg_noise_uv,
-            electromechanical_delay_s=s.electromechanical_delay_s,
-        )
+        patient = patient_from_config(cfg, session=session)
         rec = patient.generate(args.duration)
         desc = export_recording(
             rec,

@@ -328,13 +328,10 @@ class Daemon:
         Called with the pump lock held (status() takes it too): the layer's event queue is
         drained by whoever reads it, so only one reader at a time.
         """
-        evs = self.controller.safety.events(include_pending=True)
-        out = []
-        for e in evs:
-            d = {"kind": e.kind, "detail": e.detail, "t_detected": e.t_detected, "t_zero": e.t_zero}
-            out.append(d)
+        out = self.controller.collect_events(include_pending=True)  # in the loop thread
+        for d in out:
             self._recent_faults.append(d)
-            self.recorder.submit_event("fault", d, t=e.t_detected)
+            self.recorder.submit_event("fault", d, t=d["t_detected"])
             log.warning("fault", **jsonable(d))
         return out
 
@@ -419,44 +416,10 @@ class Daemon:
         }
 
     # ------------------------------------------------------------------ RPC methods
-    def _controller_status(self) -> dict[str, Any]:
-        """Controller.status(), but with loop timing over the last STATUS_WINDOW_S only.
-
-        Percentiles over the whole 10-minute tick record take ~25 ms of numpy work that holds
-        the GIL, which stalls the control thread for as long (measured); a status request
-        (``status --watch`` sends one a second) must not cost the loop a deadline.
-        """
-        from exoctl.safety import SafetyState
-
-        c = self.controller
-        joints = c.joints
-        tel = c.link.latest_telemetry()
-        s = c.session
-        return {
-            "session": None
-            if s is None
-            else {
-                "patient": s.patient,
-                "protocol": s.protocol,
-                "started_at": s.started_at,
-                "gains": s.gains,
-            },
-            "safety_state": SafetyState(c.safety.state).name,
-            "loop": c.loop.summary(window_s=STATUS_WINDOW_S),
-            "loop_error": c.loop.error,
-            "estimate_nm": dict(zip(joints, c.estimator.estimate.tolist(), strict=True)),
-            "command_nm": dict(zip(joints, c.safety.last_command.tolist(), strict=True)),
-            "applied_nm": None
-            if tel is None
-            else dict(zip(joints, tel.torques.tolist(), strict=True)),
-            "link": c.link.stats(),
-            "acquisition": None if c.acquisition is None else c.acquisition.stats(),
-        }
-
     def rpc_status(self) -> dict[str, Any]:
         with self._pump_lock:
             self._drain_faults()
-        st = self._controller_status()
+        st = self.controller.status(window_s=STATUS_WINDOW_S)
         st["faults"] = list(self._recent_faults)
         if st.get("session") is not None:
             st["session"]["id"] = self._session_id

@@ -64,8 +64,14 @@ def check_summary(s: dict, name: str) -> None:
         assert trips == [], trips
 
     ev = s["events"][exp["fault_injection"]]
-    if ev["detected_as"] is None and exp.get("fault_optional"):
-        return
+    if exp.get("fault_optional"):
+        # Keeping up is a pass; a fault the runner matched after the disturbance ended (plus
+        # twice the watchdog) is not this injection's (it still had to end in zero, above).
+        late = ev["detected_at_s"] is not None and (
+            ev["detected_at_s"] - ev["injected_at_s"] > exp["attributable_within_s"]
+        )
+        if ev["detected_as"] is None or late:
+            return
     assert ev["detected_as"] in exp["detected_as"], ev
     watchdog = float(exp["watchdog_s"]) if "watchdog_s" in exp else _resolve(cfg, exp["watchdog"])
     assert ev["detected_at_s"] - ev["injected_at_s"] <= 2 * watchdog, (ev, watchdog)

@@ -99,6 +99,13 @@ def register(subparsers: Any) -> None:
         help="the labelled training dataset (default: the one recorded in the model)",
     )
     ad.add_argument("--no-renormalise", action="store_true", help="keep the input statistics")
+    ad.add_argument(
+        "--mode",
+        choices=("adapter", "dann"),
+        default="adapter",
+        help="adapter: frozen network, adversarially learned input scaling of the EMG features "
+        "(default); dann: the whole feature extractor trained with gradient reversal",
+    )
     ad.add_argument("--samples-per-epoch", type=int, default=20000, help="windows drawn per epoch")
     ad.add_argument("--seed", type=int, default=0)
     ad.set_defaults(func=cmd_adapt)
@@ -499,7 +506,7 @@ def _adapt(args, say) -> int:
     adapted, report = adapt_network(
         net, source, target, n_emg_features=n_emg, epochs=args.epochs,
         renormalise=not args.no_renormalise, seed=args.seed, progress=say,
-        samples_per_epoch=args.samples_per_epoch,
+        samples_per_epoch=args.samples_per_epoch, mode=args.mode,
     )  # fmt: skip
     meta = json.loads(
         next(p.value for p in onnx.load(str(args.model)).metadata_props if p.key == METADATA_KEY)

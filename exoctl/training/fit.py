@@ -279,7 +279,9 @@ def _adversarial_adapter(
         p.requires_grad_(False)
     log_scale = torch.zeros(n_emg, requires_grad=True)
     shift = torch.zeros(n_emg, requires_grad=True)
-    disc = DomainClassifier(net.head.in_features)
+    # the classifier sees z and the newest tick's normalised features: the linear path reads
+    # the latter directly, so a drift there must be visible to the adversary too
+    disc = DomainClassifier(net.head.in_features + net.n_features)
     disc.grl.lam = 1.0
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
     opt_a = torch.optim.Adam([log_scale, shift], lr=lr * 10)
@@ -289,8 +291,6 @@ def _adversarial_adapter(
     acc = 0.0
 
     def maps() -> tuple[torch.Tensor, torch.Tensor]:
-        std = tgt_std.clone()
-        mean = tgt_mean.clone()
         std = torch.cat([tgt_std[:n_emg] * torch.exp(-log_scale), tgt_std[n_emg:]])
         mean = torch.cat([tgt_mean[:n_emg] + shift * tgt_std[:n_emg], tgt_mean[n_emg:]])
         return mean, std
@@ -301,10 +301,10 @@ def _adversarial_adapter(
             xs_, _ = src.batch(rng.integers(0, len(src), batch))
             xt, _ = tgt.batch(rng.integers(0, len(tgt), batch))
             with torch.no_grad():
-                zs, _ = net.embed(xs_)
+                zs, ls = net.embed(xs_)
             mean, std = maps()
-            zt, _ = net.embed(xt, mean, std)
-            logits = disc(torch.cat([zs, zt]))
+            zt, lt = net.embed(xt, mean, std)
+            logits = disc(torch.cat([torch.cat([zs, ls], 1), torch.cat([zt, lt], 1)]))
             labels = torch.cat([torch.zeros(batch), torch.ones(batch)])
             dom = F.binary_cross_entropy_with_logits(logits, labels)
             loss = dom + pull * (log_scale.pow(2).mean() + shift.pow(2).mean())

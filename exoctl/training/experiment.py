@@ -40,6 +40,7 @@ __all__ = ["MODELS", "VARIANTS", "run_patient"]
 # adaptation variants: (re-estimate the EMG features' statistics, adversarial alignment)
 VARIANTS = {
     "adapted": (True, True),
+    "scale_adv": ("scale", True),
     "adv_only": (False, True),
     "renorm_only": (True, False),
 }

@@ -86,6 +86,11 @@ def _stats(sets: Sequence[TickSet]) -> tuple[np.ndarray, np.ndarray]:
     return X.mean(0), np.maximum(X.std(0), 1e-6)
 
 
+def _rms(sets: Sequence[TickSet]) -> np.ndarray:
+    X = np.vstack([ts.X[ts.warm :] for ts in sets]).astype(np.float64)
+    return np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-9)
+
+
 def train_network(
     sets: Sequence[TickSet],
     scales_ticks: Sequence[int],
@@ -173,7 +178,7 @@ def adapt_network(
     batch: int = 256,
     lr: float = 5e-4,
     lam_max: float = 0.3,
-    renormalise: bool = True,
+    renormalise: bool | str = True,
     adversarial: bool = True,
     mode: str = "adapter",
     seed: int = 0,
@@ -182,14 +187,22 @@ def adapt_network(
     """A copy of ``net`` adapted to the unlabelled ``target`` sets; returns it and a report.
 
     ``n_emg_features``: the first columns (h and a) whose normalisation is re-estimated on the
-    target; the rest (angles, velocities) keep the source statistics.
+    target; the rest (angles, velocities) keep the source statistics. ``renormalise``: True
+    re-estimates mean and standard deviation; ``"scale"`` only one factor per feature (the
+    ratio of root-mean-squares), the form a change of electrode gain or of fatigue amplitude
+    takes; False keeps the source statistics.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out = copy.deepcopy(net)
     src_mean, src_std = out.x_mean.clone(), out.x_std.clone()
     tgt_mean, tgt_std = src_mean.clone(), src_std.clone()
-    if renormalise:
+    if renormalise == "scale":
+        ratio = _rms(target) / _rms(source)
+        r = torch.as_tensor(ratio[:n_emg_features], dtype=torch.float32)
+        tgt_mean[:n_emg_features] = src_mean[:n_emg_features] * r
+        tgt_std[:n_emg_features] = src_std[:n_emg_features] * r
+    elif renormalise:
         m, s = _stats(target)
         tgt_mean[:n_emg_features] = torch.as_tensor(m[:n_emg_features], dtype=torch.float32)
         tgt_std[:n_emg_features] = torch.as_tensor(s[:n_emg_features], dtype=torch.float32)

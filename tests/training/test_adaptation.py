@@ -27,7 +27,8 @@ def cfg():
     return load_config()
 
 
-def test_adaptation_recovers_a_session_with_changed_electrode_gains(cfg):
+@pytest.fixture(scope="module")
+def drifted(cfg):
     muscles, joints = cfg.emg.muscles, cfg.joint_names
     m = len(muscles)
     none = Drift(0.0, np.eye(m), np.ones(m), 0.0, 60.0, 0.0, 0.0, {})
@@ -42,6 +43,13 @@ def test_adaptation_recovers_a_session_with_changed_electrode_gains(cfg):
     net = train_network([s], SCALES, epochs=3, samples_per_epoch=5000, seed=1, **ARCH)
     half = t.n // 2
     unlabelled = dataclasses.replace(t, X=t.X[:half], y=None)  # the torques are never given
+    return cal, s, t, net, unlabelled
+
+
+def test_adaptation_recovers_a_session_with_changed_electrode_gains(cfg, drifted):
+    cal, s, t, net, unlabelled = drifted
+    muscles, joints = cfg.emg.muscles, cfg.joint_names
+    m, half = len(muscles), unlabelled.n
     adapted, report = adapt_network(
         net, [s], [unlabelled], n_emg_features=cal.k + m, epochs=2, samples_per_epoch=3000
     )
@@ -58,3 +66,18 @@ def test_adaptation_recovers_a_session_with_changed_electrode_gains(cfg):
     ):
         if n1 not in ("x_mean", "x_std"):
             assert np.array_equal(p1.numpy(), p2.numpy()), n1
+
+
+def test_dann_trains_the_feature_extractor_against_the_domain_classifier(cfg, drifted):
+    cal, s, _, net, unlabelled = drifted
+    adapted, report = adapt_network(
+        net, [s], [unlabelled], n_emg_features=cal.k + len(cal.muscles), epochs=1,
+        samples_per_epoch=1000, mode="dann", renormalise=False,
+    )  # fmt: skip
+    assert report["mode"] == "dann" and 0.0 <= report["final_domain_accuracy"] <= 1.0
+    changed = [
+        n for (n, p1), p2 in zip(net.state_dict().items(), adapted.state_dict().values(), strict=True)
+        if not np.array_equal(p1.numpy(), p2.numpy())
+    ]  # fmt: skip
+    assert any(n.startswith("branches.") for n in changed)  # the extractor itself moved
+    assert "x_mean" not in changed  # no re-estimated statistics in this variant

@@ -182,6 +182,7 @@ class ControlLoop:
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - self.ring.last_arrival
         inp.link_healthy = self.link.healthy
+        inp.actuators_enabled = self.link.enabled
         self.overrun_streak = self.overrun_streak + 1 if err > self.period else 0
         inp.overrun_streak = self.overrun_streak
         command = self.safety.apply(self._request, estimate, inp, self._command)

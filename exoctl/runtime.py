@@ -23,7 +23,7 @@ from exoctl.assist import AssistLaw
 from exoctl.config import Config
 from exoctl.control_loop import ControlLoop
 from exoctl.estimator import Estimator, build_estimator
-from exoctl.realtime import RealtimeReport, apply_realtime
+from exoctl.realtime import RealtimeReport, apply_realtime, raise_threads, session_gc
 from exoctl.ringbuffer import RingBuffer
 from exoctl.safety import ChannelMonitor, SafetyLayer, SafetyState
 from exoctl.timing import reduce_timer_slack
@@ -69,24 +69,47 @@ class Controller:
             self.safety,
             self.link,
             log_capacity=int(log_seconds * rate),
-            channel_monitor=ChannelMonitor(len(cfg.emg.muscles), fs, cfg.safety),
+            channel_monitor=ChannelMonitor(
+                len(cfg.emg.muscles),
+                fs,
+                cfg.safety,
+                # emg_flat_range is in raw EMG units; an enveloped, normalised input is ~1.
+                flat_range=1e-6 if cfg.estimator.input == "enveloped" else None,
+            ),
         )
         self.acquisition: Acquisition | None = None
         self.session: SessionInfo | None = None
         self.fault_log: deque[dict] = deque(maxlen=10000)
+        self.realtime_report: RealtimeReport | None = None
+        self.memory_report: RealtimeReport | None = None
+        self.freeze_gc_in_sessions = False
+        self._session_gc = None
         """Every fault the safety layer detected, drained from it by ``collect_events``."""
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self, handshake_timeout_s: float = 2.0) -> None:
-        """Connect to the firmware and the EMG stream and start the loop (no assistance yet)."""
+    def start(
+        self,
+        handshake_timeout_s: float = 2.0,
+        realtime_priority: int = 0,
+        lock_memory: bool = False,
+    ) -> None:
+        """Connect to the firmware and the EMG stream and start the loop (no assistance yet).
+
+        ``lock_memory`` locks the process's memory before any thread runs; a
+        ``realtime_priority`` puts the loop and its input threads on SCHED_FIFO once running.
+        """
         reduce_timer_slack()
+        if lock_memory:
+            self.memory_report = apply_realtime(None, None, True)
         self.link.open()
         self.link.handshake(timeout_s=handshake_timeout_s)
         self.acquisition = make_acquisition(self.cfg.emg, self.ring)
         self.acquisition.start()
         self._wait_for_inputs(timeout_s=max(2.0, handshake_timeout_s))
         self.loop.start()
+        if realtime_priority:
+            self.apply_realtime(realtime_priority)
 
     def _wait_for_inputs(self, timeout_s: float) -> None:
         """Start the loop only once EMG and telemetry flow, so start-up is not a fault."""
@@ -116,11 +139,29 @@ class Controller:
         self.link.close()
 
     def apply_realtime(self, priority: int | None, lock_memory: bool = False) -> RealtimeReport:
-        """SCHED_FIFO (per thread, so run *in* the loop thread) and mlockall as far as the
-        system permits; returns what was granted, never raises for a refusal."""
-        return self.call_in_loop(
+        """Real-time set-up as far as the system permits; returns what was granted.
+
+        SCHED_FIFO is per thread, so it is applied *in* the loop thread; the threads that feed
+        the loop (serial reader, EMG acquisition, link supervisor) go just below it, because a
+        loop at SCHED_FIFO whose inputs starve at SCHED_OTHER only trips its own watchdogs.
+        Sessions then run with the garbage collector frozen (see ``start_session``). Locking
+        memory of a running loop stalls it while pages fault in: prefer ``start(lock_memory=)``.
+        """
+        rep = self.call_in_loop(
             lambda now: apply_realtime(priority or None, None, lock_memory), timeout=2.0
         )
+        if priority:
+            threads = raise_threads(
+                {
+                    "hostlink-reader": priority - 1,
+                    "Acquisition": priority - 2,
+                    "hostlink-supervisor": priority - 3,
+                }
+            )
+            rep.notes.append(f"input threads: {threads}")
+            self.freeze_gc_in_sessions = True
+        self.realtime_report = rep
+        return rep
 
     # ---------------------------------------------------------------- requests
     def call_in_loop(self, fn, timeout: float = 1.0):
@@ -170,6 +211,9 @@ class Controller:
 
             self.call_in_loop(begin)
             self.session = SessionInfo(patient, protocol, time.time(), gains)
+            if self.freeze_gc_in_sessions and self._session_gc is None:
+                self._session_gc = session_gc()
+                self._session_gc.__enter__()  # no collector pauses until the session ends
             return self.session
 
     def stop_session(self, wait_ramp: bool = True) -> None:
@@ -183,6 +227,9 @@ class Controller:
                     time.sleep(0.005)
             self.link.disable(timeout_s=0.5)
             self.session = None
+            if self._session_gc is not None:
+                self._session_gc.__exit__(None, None, None)  # collects, between sessions
+                self._session_gc = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
         with self._lock:
@@ -215,12 +262,22 @@ class Controller:
             return True
 
         with self._lock:
-            if not self.call_in_loop(clear):
-                return False
-            # An e-stop or a lost link disabled the actuators; clearing is the person's act
-            # that may enable them again, for a session that is still running.
-            if self.session is not None and not self.link.enabled:
-                return bool(self.link.enable(timeout_s=0.5))
+            # The firmware latches its own faults (e.g. host timeout after a cable pull) and
+            # keeps its actuators off until enabled again; while either shows in telemetry the
+            # safety layer stays tripped. This is the person's act that restores both: clear the
+            # firmware's faults and, for a running session, enable it again. That is safe while
+            # the safety layer is still latched: it commands zero until its own latch clears.
+            if self.link.healthy:
+                tel = self.link.latest_telemetry()
+                if tel is not None and tel.fault_bits:
+                    self.link.clear_faults(timeout_s=0.5)
+                if self.session is not None and not self.link.enabled:
+                    self.link.enable(timeout_s=0.5)
+            deadline = time.monotonic() + 0.3  # telemetry must show the device healthy
+            while not self.call_in_loop(clear):
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.01)
             return True
 
     def collect_events(self, include_pending: bool = False) -> list[dict]:

@@ -83,11 +83,12 @@ def controller_process(config_path: str | None, overrides: dict, log_seconds: fl
         for section in overrides:
             cfg = cfg.with_overrides(**{section: overrides[section]})
         controller = Controller(cfg, log_seconds=log_seconds)
-        controller.start()
-        # As the daemon does: the loop thread gets the configured real-time priority.
-        rt = controller.apply_realtime(cfg.service.realtime_priority, lock_memory=False)
+        # As the daemon does: the loop and its input threads get the configured priority.
+        controller.start(realtime_priority=cfg.service.realtime_priority)
+        rt = controller.realtime_report
         controller.start_session("hil-simulated-patient", protocol="hil-walking")
-        conn.send(("ready", {"t_session": time.monotonic(), "realtime": rt.summary()}))
+        rt_text = "SCHED_OTHER (not requested)" if rt is None else rt.summary()
+        conn.send(("ready", {"t_session": time.monotonic(), "realtime": rt_text}))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
         if controller is not None:

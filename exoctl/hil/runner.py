@@ -143,6 +143,7 @@ def run_hil(
             while pending and pending[0].at_s <= elapsed:
                 inj = pending.pop(0)
                 t_inj = time.monotonic()
+                result = None
                 if inj.kind == "cpu_starvation":
                     busy += start_busy(
                         int(inj.params.get("processes", 2)), float(inj.params.get("seconds", 3.0))
@@ -150,10 +151,13 @@ def run_hil(
                 elif inj.kind == "controller_kill":
                     ctl.kill()
                 elif inj.kind in CONTROLLER_KINDS:
-                    ctl.request(inj.kind)
+                    result = ctl.request(inj.kind)
                 else:
                     sim.request("inject", {"kind": inj.kind, "params": inj.params})
-                injected.append({"kind": inj.kind, "params": inj.params, "t": t_inj})
+                entry = {"kind": inj.kind, "params": inj.params, "t": t_inj}
+                if inj.kind == "clear_fault":
+                    entry["cleared"] = bool(result)
+                injected.append(entry)
             time.sleep(max(0.0, min(0.01, duration_s - elapsed)))
         if ctl.alive:
             ctl_result = ctl.stop()
@@ -239,7 +243,14 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim) -> dict:
             "detected_as": None,
             "zero_at_s": None,
         }
-        if inj["kind"] == "controller_kill":
+        if inj["kind"] == "clear_fault":  # a person's action, not a fault: report its outcome
+            ev = {
+                "kind": "clear_fault",
+                "params": {},
+                "injected_at_s": rel(inj["t"]),
+                "cleared": inj["cleared"],
+            }
+        elif inj["kind"] == "controller_kill":
             hit = next((f for f in fw_faults if f["t"] >= inj["t"]), None)
             if hit:
                 ev.update(
@@ -316,6 +327,12 @@ def format_summary(s: dict) -> str:
     for j in s["r2"]:
         lines.append(f"    {j:<8} R^2 {s['r2'][j]:.3f}   RMSE {s['rmse_nm'][j]:.2f} N m")
     for e in s["events"]:
+        if e["kind"] == "clear_fault":
+            lines.append(
+                f"  fault clear requested at {e['injected_at_s']} s: "
+                + ("cleared" if e["cleared"] else "refused (inputs not healthy yet)")
+            )
+            continue
         lines.append(
             f"  injected {e['kind']} at {e['injected_at_s']} s: detected "
             f"{'as ' + e['detected_as'] + ' at ' + str(e['detected_at_s']) + ' s' if e['detected_as'] else 'NOT detected'}"

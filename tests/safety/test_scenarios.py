@@ -9,14 +9,12 @@ stays latched until a person clears it.
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
 
 import pytest
 
-import exoctl.control_loop
 from exoctl.config import load_config
 from exoctl.hil.runner import SCENARIO_DIR, load_scenario
 
@@ -100,36 +98,7 @@ def test_every_issue_6_scenario_exists_and_states_its_expectation():
             _resolve(load_config(), sc.expect["watchdog"])  # names a real config key
 
 
-# Known gap, outside this module: Controller.clear_fault clears the safety layer's latch but not
-# the firmware's own latched faults (host timeout after a cable pull), whose fault bits keep
-# the firmware watchdog tripped, so a person cannot clear. Strict: the fix makes this fail,
-# and then the marker goes.
-KNOWN_GAPS = {
-    "cable_pull_clear": "runtime.Controller.clear_fault must clear the firmware's latched "
-    "faults (link.clear_faults) before the safety layer's latch",
-}
-
-
-# A firmware reboot that re-handshakes between two ticks never shows as an unhealthy link; the
-# safety layer's actuators_off watchdog catches it once the loop feeds
-# SafetyInputs.actuators_enabled from the link. Until then detection is a race (not strict).
-if "actuators_enabled" not in inspect.getsource(exoctl.control_loop):
-    FLAKY_GAPS = {
-        "firmware_reset": "control loop does not set SafetyInputs.actuators_enabled yet",
-    }
-else:
-    FLAKY_GAPS = {}
-
-
-def _param(n: str):
-    if n in KNOWN_GAPS:
-        return pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=True))
-    if n in FLAKY_GAPS:
-        return pytest.param(n, marks=pytest.mark.xfail(reason=FLAKY_GAPS[n], strict=False))
-    return n
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in SCENARIOS])
+@pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario(name):
     proc = subprocess.run(
         [sys.executable, "-m", "exoctl.cli", "hil", "--scenario", name, "--json"],

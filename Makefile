@@ -1,4 +1,6 @@
 # Two entry points on a fresh machine with Python 3.11+ and pip: `make demo` and `make test`.
+# One environment for both: the dev extra (tests, lint) and the train extra (PyTorch, pinned to
+# its CPU build, so the training tests run too; the daemon itself never imports it).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

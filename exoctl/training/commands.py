@@ -98,7 +98,13 @@ def register(subparsers: Any) -> None:
         default=None,
         help="the labelled training dataset (default: the one recorded in the model)",
     )
-    ad.add_argument("--no-renormalise", action="store_true", help="keep the input statistics")
+    ad.add_argument(
+        "--renormalise",
+        choices=("scale", "full", "none"),
+        default="scale",
+        help="re-estimate the EMG features' scale (default), mean and sd, or neither, on the "
+        "later sessions before the adversarial step",
+    )
     ad.add_argument(
         "--mode",
         choices=("adapter", "dann"),
@@ -505,7 +511,8 @@ def _adapt(args, say) -> int:
     n_emg = info.n_synergies + len(info.muscles)
     adapted, report = adapt_network(
         net, source, target, n_emg_features=n_emg, epochs=args.epochs,
-        renormalise=not args.no_renormalise, seed=args.seed, progress=say,
+        renormalise={"scale": "scale", "full": True, "none": False}[args.renormalise],
+        seed=args.seed, progress=say,
         samples_per_epoch=args.samples_per_epoch, mode=args.mode,
     )  # fmt: skip
     meta = json.loads(

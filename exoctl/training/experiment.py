@@ -9,8 +9,9 @@ the *second half* of the last session:
 - ``network``: the multi-scale attention network trained on session 0, no adaptation;
 - ``adapted``: that network adapted with the *first half* of the last session (and the
   middle sessions), their EMG only; their torques are never used: the EMG features' statistics
-  re-estimated on them, then adversarial alignment (gradient reversal, domain classifier).
-  Two ablations beside it: ``adv_only`` (no re-estimation) and ``renorm_only`` (no adversary).
+  scale re-estimated on them, then adversarial alignment (gradient reversal, domain
+  classifier). Ablations beside it: ``full_renorm_adv`` (mean and sd re-estimated),
+  ``adv_only`` (no re-estimation) and ``scale_only`` (no adversary).
 
 Run (prints a table, writes JSON)::
 
@@ -39,10 +40,10 @@ __all__ = ["MODELS", "VARIANTS", "run_patient"]
 
 # adaptation variants: (re-estimate the EMG features' statistics, adversarial alignment)
 VARIANTS = {
-    "adapted": (True, True),
-    "scale_adv": ("scale", True),
+    "adapted": ("scale", True),  # the default of adapt_network / exoctl adapt
+    "full_renorm_adv": (True, True),
     "adv_only": (False, True),
-    "renorm_only": (True, False),
+    "scale_only": ("scale", False),
 }
 MODELS = ("ridge", "network", *VARIANTS)
 

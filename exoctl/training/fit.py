@@ -6,10 +6,13 @@
   reversal layer sits between the fused features z and a domain classifier that tells the
   labelled calibration session(s) from unlabelled later ones; the feature extractor learns to
   make them indistinguishable while still regressing the labelled torques. Only the later
-  sessions' inputs are used, never their torques. Before that, the input normalisation of the
-  EMG-derived features (h, a) is re-estimated on the later sessions (their per-channel
-  amplitude is what drifts most: electrode gain, fatigue); angles and velocities come from
-  encoders and keep the calibration's statistics.
+  sessions' inputs are used, never their torques. Before that, the scale of the EMG-derived
+  features (h, a) is re-estimated on the later sessions (their per-channel amplitude is what
+  drifts most: electrode gain, fatigue); angles and velocities come from encoders and keep the
+  calibration's statistics. The default ``mode="adapter"`` keeps the trained network frozen
+  and learns the EMG features' input scaling adversarially; ``mode="dann"`` trains the whole
+  feature extractor with the reversed gradient (on the simulator's drifted sessions it lost
+  more regression accuracy than it gained alignment).
 - ``export_onnx``: fixed opset, one window per call with a free batch axis, exoctl metadata.
 
 Torch runs on at most two threads (a 2-core target; the controller never imports this).
@@ -178,7 +181,7 @@ def adapt_network(
     batch: int = 256,
     lr: float = 5e-4,
     lam_max: float = 0.3,
-    renormalise: bool | str = True,
+    renormalise: bool | str = "scale",
     adversarial: bool = True,
     mode: str = "adapter",
     seed: int = 0,

@@ -78,6 +78,14 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--calibration", type=Path, default=None, help="default: the model's own")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--plot", type=Path, default=None, help="PNG: estimated vs true torque")
+    ev.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="MODEL",
+        help="other models (e.g. the ridge baseline, the unadapted network) scored on the same "
+        "ticks, each with its own calibration",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     ad = subparsers.add_parser(
@@ -373,23 +381,21 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
 
 
-def _evaluate(args, say, out) -> int:
+def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
+    """One model over a dataset's trials, through onnxruntime: metrics and the series."""
     import numpy as np
 
-    from exoctl.data.dataset import load_dataset
     from exoctl.torque_model import TorqueModel, calibration_fingerprint
 
     from .evaluation import joint_metrics, predict, summarise
     from .pipeline import dataset_tick_sets
 
-    cfg = _cfg(args)
-    model = TorqueModel(args.model)
+    model = TorqueModel(path)
     info = model.info
-    cal = _model_calibration(args.model, args.calibration, info)
-    ds = load_dataset(args.data)
+    cal = _model_calibration(path, calibration, info)
     if set(ds.muscles) != set(info.muscles) or tuple(ds.joints) != info.joints:
         raise ValueError(
-            f"{args.model} is for muscles {list(info.muscles)} and joints {list(info.joints)}; "
+            f"{path} is for muscles {list(info.muscles)} and joints {list(info.joints)}; "
             f"the dataset has muscles {list(ds.muscles)} and joints {list(ds.joints)}"
         )
     model.check_layout(
@@ -400,26 +406,25 @@ def _evaluate(args, say, out) -> int:
         calibration=calibration_fingerprint(cal.muscles, cal.mvc, cal.W),
     )
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
-    sets, tcfg, _ = dataset_tick_sets(cfg, ds, args.trials, cal, kinematics=kin, need_torque=True)
+    sets, tcfg, _ = dataset_tick_sets(cfg, ds, trials, cal, kinematics=kin, need_torque=True)
     if info.input_kind == "window" and abs(tcfg.control.rate_hz - info.tick_rate_hz) > 1e-6:
         raise ValueError(
-            f"{args.model}: made for {info.tick_rate_hz:g} Hz ticks, the configuration's control "
+            f"{path}: made for {info.tick_rate_hz:g} Hz ticks, the configuration's control "
             f"rate is {tcfg.control.rate_hz:g} Hz"
         )
     mass = next((s.body_mass_kg for s in sets if s.body_mass_kg), None)
     ys, yhats, per_trial = [], [], {}
     for ts in sets:
         ticks = np.arange(ts.warm, ts.n)
-        yhat = predict(args.model, ts, ticks)
+        yhat = predict(path, ts, ticks)
         ys.append(ts.y[ticks])
         yhats.append(yhat)
         per_trial[ts.name] = joint_metrics(ts.y[ticks], yhat, info.joints, mass)
     y, yhat = np.vstack(ys), np.vstack(yhats)
     per = joint_metrics(y, yhat, info.joints, mass)
-    result = {
-        "model": str(args.model),
+    return {
+        "model": str(path),
         "model_type": info.extra.get("model_type"),
-        "data": str(args.data),
         "trials": [s.name for s in sets],
         "scored_ticks": int(len(y)),
         "tick_rate_hz": tcfg.control.rate_hz,
@@ -427,21 +432,49 @@ def _evaluate(args, say, out) -> int:
         "joints": per,
         **summarise(per),
         "per_trial": per_trial,
+        "_series": (y, yhat, info.joints),
     }
+
+
+def _evaluate(args, say, out) -> int:
+    import numpy as np
+
+    from exoctl.data.dataset import load_dataset
+
+    cfg = _cfg(args)
+    ds = load_dataset(args.data)
+    result = _score(cfg, args.model, args.calibration, ds, args.trials)
+    y, yhat, joints = result.pop("_series")
+    result["data"] = str(args.data)
+    others = {}
+    for other in args.compare or ():
+        r = _score(cfg, other, None, ds, args.trials)
+        r.pop("_series")
+        others[str(other)] = r
+    if others:
+        result["compare"] = others
+    rate = result["tick_rate_hz"]
     if args.plot is not None:
         from .plot import plot_torques
 
-        t = np.arange(len(y)) / tcfg.control.rate_hz
-        plot_torques(args.plot, t, y, yhat, info.joints, {j: per[j]["r2"] for j in info.joints})
+        t = np.arange(len(y)) / rate
+        plot_torques(args.plot, t, y, yhat, joints, {j: result["joints"][j]["r2"] for j in joints})
         result["plot"] = str(args.plot)
     if args.json:
         json.dump(result, out)
         print(file=out)
-    else:
-        say(f"model {args.model} ({result['model_type']}) on {args.data}: {result['trials']}")
-        _print_metrics(per, say, f"{len(y)} ticks at {tcfg.control.rate_hz:g} Hz")
-        if args.plot is not None:
-            say(f"\nplot: {args.plot}")
+        return 0
+    say(f"model {args.model} ({result['model_type']}) on {args.data}: {result['trials']}")
+    _print_metrics(result["joints"], say, f"{result['scored_ticks']} ticks at {rate:g} Hz")
+    if others:
+        say("\nR^2 side by side, same ticks:")
+        models = {str(args.model): result, **others}
+        say(f"  {'model':<40}{'type':<10}" + "".join(f"{j:>9}" for j in joints))
+        for name, r in models.items():
+            row = "".join(f"{r['joints'][j]['r2']:9.3f}" for j in joints)
+            say(f"  {Path(name).name:<40}{str(r['model_type']):<10}{row}")
+    if args.plot is not None:
+        say(f"\nplot: {args.plot}")
     return 0
 
 

@@ -98,8 +98,9 @@ def test_ridge_and_network_train_and_evaluate_on_sto(dataset, tmp_path, capsys):
     meta = TorqueModel(adapted).info.extra
     assert meta["adaptation"]["target"]["trials"] == ["later"]
     code, out = _run(capsys, "evaluate", "--model", str(adapted), "--data", str(dataset),
-                     "--trials", "later", "--json")  # fmt: skip
+                     "--trials", "later", "--compare", str(net), str(ridge))  # fmt: skip
     assert code == 0, out
+    assert "side by side" in out and "ridge.onnx" in out and "net.onnx" in out
 
 
 def test_bad_inputs_give_clear_errors(dataset, tmp_path, capsys):

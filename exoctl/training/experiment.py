@@ -11,7 +11,8 @@ the *second half* of the last session:
   middle sessions), their EMG only; their torques are never used: the EMG features' statistics
   scale re-estimated on them, then adversarial alignment (gradient reversal, domain
   classifier). Ablations beside it: ``full_renorm_adv`` (mean and sd re-estimated),
-  ``adv_only`` (no re-estimation) and ``scale_only`` (no adversary).
+  ``adv_only`` (no re-estimation), ``scale_only`` (no adversary) and ``dann`` (the whole
+  feature extractor trained against the domain classifier, regression on session 0 kept).
 
 Run (prints a table, writes JSON)::
 
@@ -38,12 +39,13 @@ from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_
 
 __all__ = ["MODELS", "VARIANTS", "run_patient"]
 
-# adaptation variants: (re-estimate the EMG features' statistics, adversarial alignment)
+# adaptation variants: (re-estimate the EMG features' statistics, adversarial alignment, mode)
 VARIANTS = {
-    "adapted": ("scale", True),  # the default of adapt_network / exoctl adapt
-    "full_renorm_adv": (True, True),
-    "adv_only": (False, True),
-    "scale_only": ("scale", False),
+    "adapted": ("scale", True, "adapter"),  # the default of adapt_network / exoctl adapt
+    "full_renorm_adv": (True, True, "adapter"),
+    "adv_only": (False, True, "adapter"),
+    "scale_only": ("scale", False, "adapter"),
+    "dann": ("scale", True, "dann"),  # the whole feature extractor behind the reversal layer
 }
 MODELS = ("ridge", "network", *VARIANTS)
 
@@ -129,11 +131,12 @@ def run_patient(
     paths = {"ridge": ridge_path, "network": net_path}
     out["adaptation"] = {}
     adapt_s = {}
-    for name, (ren, adv) in VARIANTS.items():
+    for name, (ren, adv, mode) in VARIANTS.items():
         t2 = time.monotonic()
         adapted, rep = adapt_network(
             net, src, targets, n_emg_features=k + m, epochs=adapt_epochs, seed=seed,
             samples_per_epoch=samples_per_epoch // 2, renormalise=ren, adversarial=adv,
+            mode=mode,
         )  # fmt: skip
         adapt_s[name] = round(time.monotonic() - t2, 1)
         paths[name] = workdir / f"{name}_{seed}.onnx"

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# Regenerate the shipped models: the linear baseline and the calibration first (the network is
+# tied to that calibration's fingerprint), then the network.
+models: $(STAMP)
+	$(BIN)/python -m exoctl.linear_model --out exoctl/models
+	$(BIN)/python -m exoctl.training.default_model --out exoctl/models
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

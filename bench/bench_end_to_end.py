@@ -44,6 +44,7 @@ from bench.peers import libemg_env, naive
 from exoctl.config import load_config
 from exoctl.estimator import Estimator, build_estimator
 from exoctl.hil.patient import patient_from_config
+from exoctl.linear_model import LINEAR_MODEL_PATH
 from exoctl.signal.calibration import load_calibration
 from exoctl.torque_model import MODEL_FORMAT, TorqueModel, feature_names, window_input
 
@@ -132,7 +133,9 @@ def _network_model(cfg, cal, tmp: Path):
 
 
 def run_pipeline(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
-    cfg = load_config(None)
+    # The linear pipeline is measured with the shipped linear model (its naive peer converts
+    # that graph to PyTorch); the network is measured in its own section below.
+    cfg = load_config(None).with_overrides(model={"path": str(LINEAR_MODEL_PATH)})
     fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
     spt = int(round(fs / rate))
     test_s, train_s = (6.0, 10.0) if quick else (24.0, 60.0)

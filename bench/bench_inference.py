@@ -96,6 +96,7 @@ def run(quick: bool = False, calls: int | None = None) -> dict:
     from exoctl.config import load_config
     from exoctl.estimator import Estimator
     from exoctl.hil.patient import patient_from_config
+    from exoctl.linear_model import LINEAR_MODEL_PATH
     from exoctl.signal.calibration import load_calibration
     from exoctl.torque_model import TorqueModel
     from exoctl.training.evaluation import fit_lagged_ridge, write_ridge_onnx
@@ -108,7 +109,7 @@ def run(quick: bool = False, calls: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         base_cal = load_calibration(cfg.estimator.calibration)
-        models = {"linear (shipped default.onnx)": (Path(cfg.model.path), base_cal)}
+        models = {"linear (shipped default.onnx)": (LINEAR_MODEL_PATH, base_cal)}
         rec = patient_from_config(cfg, session=41).generate(4.0)
         ts = tick_features(cfg, base_cal, rec.emg, angles=None, torque=rec.torque, kinematics=False)
         lags, coef, b = fit_lagged_ridge([ts], base_cal.k, cfg.control.rate_hz)

@@ -35,6 +35,8 @@ from exoctl.signal.synergy import OnlineNNLS, choose_k
 from exoctl.torque_model import METADATA_KEY, MODEL_FORMAT, feature_names
 
 OPSET = 17
+LINEAR_MODEL_PATH = Path(__file__).parent / "models" / "default.onnx"
+"""The shipped linear baseline (``configs/default.yaml`` uses the network beside it)."""
 WARMUP_S = 2.0  # filter transients at the start of a recording are not fitted
 
 

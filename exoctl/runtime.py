@@ -151,11 +151,11 @@ class Controller:
             lambda now: apply_realtime(priority or None, None, lock_memory), timeout=2.0
         )
         if priority:
-            threads = raise_threads(
+            threads = raise_threads(  # SCHED_FIFO priorities start at 1
                 {
-                    "hostlink-reader": priority - 1,
-                    "Acquisition": priority - 2,
-                    "hostlink-supervisor": priority - 3,
+                    "hostlink-reader": max(1, priority - 1),
+                    "Acquisition": max(1, priority - 2),
+                    "hostlink-supervisor": max(1, priority - 3),
                 }
             )
             rep.notes.append(f"input threads: {threads}")
@@ -267,18 +267,28 @@ class Controller:
             # safety layer stays tripped. This is the person's act that restores both: clear the
             # firmware's faults and, for a running session, enable it again. That is safe while
             # the safety layer is still latched: it commands zero until its own latch clears.
+            acted_at = None
             if self.link.healthy:
                 tel = self.link.latest_telemetry()
                 if tel is not None and tel.fault_bits:
                     self.link.clear_faults(timeout_s=0.5)
+                    acted_at = time.monotonic()
                 if self.session is not None and not self.link.enabled:
                     self.link.enable(timeout_s=0.5)
-            deadline = time.monotonic() + 0.3  # telemetry must show the device healthy
-            while not self.call_in_loop(clear):
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.01)
-            return True
+                    acted_at = time.monotonic()
+            if acted_at is not None:
+                # Let telemetry from after our own act arrive and one tick evaluate it. The
+                # safety clear itself is tried once: a retry loop could clear an e-stop that
+                # someone pressed meanwhile.
+                deadline = acted_at + 0.3
+                while time.monotonic() < deadline:
+                    tel = self.link.latest_telemetry()
+                    if tel is not None and tel.host_time > acted_at and not tel.fault_bits:
+                        break
+                    time.sleep(0.005)
+                self.call_in_loop(lambda now: None)  # the next tick evaluates fresh inputs
+                self.call_in_loop(lambda now: None)  # ... and has finished doing so
+            return bool(self.call_in_loop(clear))
 
     def collect_events(self, include_pending: bool = False) -> list[dict]:
         """Move the safety layer's fault records into ``fault_log`` (runs in the loop thread)."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import exoctl
 from exoctl.config import Config, load_config
 from exoctl.estimator import Estimator, build_estimator
 from exoctl.hil.patient import patient_from_config
@@ -12,10 +15,13 @@ from exoctl.linear_model import condition, r2_score, synergy_activations
 from exoctl.signal.calibration import load_calibration
 from exoctl.torque_model import ModelError, TorqueModel
 
+LINEAR = Path(exoctl.__file__).parent / "models" / "default.onnx"
+
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config()
+    """The default configuration with the linear model, whose arithmetic these tests check."""
+    return load_config().with_overrides(model={"path": str(LINEAR)})
 
 
 def test_streaming_ticks_equal_offline_chain(cfg):

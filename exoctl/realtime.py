@@ -206,14 +206,18 @@ def release_realtime() -> None:
 
 
 @contextlib.contextmanager
-def session_gc() -> Iterator[None]:
+def session_gc(collect: bool = True) -> Iterator[None]:
     """No automatic garbage collection during a session; a full collection before and after.
 
     ``gc.freeze()`` moves every object alive at the start into a permanent generation, so a
     collection that someone forces during the session has almost nothing to scan.
+    ``collect=False`` skips the two full collections: in a process whose other threads must
+    keep deadlines (serial heartbeats), a full collection holds the GIL for as long as it
+    scans (~90 ms for 300,000 containers, measured); freezing and unfreezing are O(1).
     """
     was_enabled = gc.isenabled()
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     gc.disable()
     try:
@@ -222,4 +226,5 @@ def session_gc() -> Iterator[None]:
         gc.unfreeze()
         if was_enabled:
             gc.enable()
-        gc.collect()
+        if collect:
+            gc.collect()

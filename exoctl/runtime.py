@@ -212,8 +212,10 @@ class Controller:
             self.call_in_loop(begin)
             self.session = SessionInfo(patient, protocol, time.time(), gains)
             if self.freeze_gc_in_sessions and self._session_gc is None:
-                self._session_gc = session_gc()
-                self._session_gc.__enter__()  # no collector pauses until the session ends
+                # No collector pauses until the session ends; no forced full collection either,
+                # which would hold the GIL past the link's heartbeat deadline.
+                self._session_gc = session_gc(collect=False)
+                self._session_gc.__enter__()
             return self.session
 
     def stop_session(self, wait_ramp: bool = True) -> None:
@@ -228,7 +230,7 @@ class Controller:
             self.link.disable(timeout_s=0.5)
             self.session = None
             if self._session_gc is not None:
-                self._session_gc.__exit__(None, None, None)  # collects, between sessions
+                self._session_gc.__exit__(None, None, None)  # automatic collection resumes
                 self._session_gc = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:

@@ -178,8 +178,9 @@ def run_standalone(
 ) -> int:
     """`exoctl sim`: run until the duration ends or SIGTERM/SIGINT, printing the endpoints."""
     cfg = load_config(config_path)
+    realtime = hardware_priority(cfg.simulator.realtime_priority)
     sim = Simulator(cfg, record_truth=False)
-    info = sim.start()
+    info = {**sim.start(), "realtime": realtime}
     text = json.dumps(info)
     print(text, flush=True)
     if info_file is not None:

@@ -49,6 +49,7 @@ from exoctl.realtime import (
     set_thread_priority,
 )
 from exoctl.runtime import Controller
+from exoctl.timing import percentiles
 
 RATE_HZ = 1000.0
 SETTLE_S = 1.0  # after the session starts (ramp-in, caches) before measuring
@@ -57,14 +58,7 @@ EDGES_US = [0, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, float("inf")]
 
 
 def _pct(a: np.ndarray, scale: float = 1e6) -> dict[str, float]:
-    if a.size == 0:
-        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
-    p50, p99 = np.percentile(a, [50, 99])
-    return {
-        "p50": round(float(p50) * scale, 2),
-        "p99": round(float(p99) * scale, 2),
-        "max": round(float(a.max()) * scale, 2),
-    }
+    return percentiles(a, scale, digits=2)
 
 
 def _histogram(err_s: np.ndarray) -> list[dict[str, Any]]:

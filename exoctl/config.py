@@ -12,8 +12,9 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from exoctl.yamlfile import read_yaml_mapping
 
 JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
 JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
@@ -261,16 +262,7 @@ def load_config(path: str | Path | None = None) -> Config:
     Raises ConfigError with file, key, value and the allowed values on any problem.
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read configuration: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    raw = read_yaml_mapping(path, "configuration", ConfigError, "a mapping of sections")
     base = path.resolve().parent
     for keys in _PATH_KEYS:
         node = raw

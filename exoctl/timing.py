@@ -65,6 +65,18 @@ class DeadlineTimer:
         return now, err
 
 
+def percentiles(a: np.ndarray, scale: float = 1.0, digits: int = 3) -> dict[str, float]:
+    """p50, p99 and max of ``a`` times ``scale`` (NaN when empty), the figures quoted everywhere."""
+    if a.size == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    p50, p99 = np.percentile(a, [50, 99])
+    return {
+        "p50": round(float(p50) * scale, digits),
+        "p99": round(float(p99) * scale, digits),
+        "max": round(float(a.max()) * scale, digits),
+    }
+
+
 class TimingStats:
     """Fixed-size record of per-tick figures; percentiles computed off the hot path."""
 
@@ -90,23 +102,12 @@ class TimingStats:
         a = arr[:held] if k == held else arr[np.arange(self.n - k, self.n) % self.capacity]
         return a[np.isfinite(a)]
 
-    @staticmethod
-    def _pct(a: np.ndarray, scale: float) -> dict[str, float]:
-        if a.size == 0:
-            return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
-        p50, p99 = np.percentile(a, [50, 99])
-        return {
-            "p50": round(float(p50) * scale, 3),
-            "p99": round(float(p99) * scale, 3),
-            "max": round(float(a.max()) * scale, 3),
-        }
-
     def summary(self, last: int | None = None) -> dict[str, dict[str, float]]:
         """Percentiles over all held ticks, or the ``last`` ones (cheap for a live status:
         percentiles over a long record hold the GIL for tens of milliseconds)."""
         return {
-            "loop_jitter_us": self._pct(self._valid(self.start_error, last), 1e6),
-            "tick_cost_us": self._pct(self._valid(self.tick_cost, last), 1e6),
-            "latency_ms": self._pct(self._valid(self.latency, last), 1e3),
-            "sample_age_ms": self._pct(self._valid(self.sample_age, last), 1e3),
+            "loop_jitter_us": percentiles(self._valid(self.start_error, last), 1e6),
+            "tick_cost_us": percentiles(self._valid(self.tick_cost, last), 1e6),
+            "latency_ms": percentiles(self._valid(self.latency, last), 1e3),
+            "sample_age_ms": percentiles(self._valid(self.sample_age, last), 1e3),
         }

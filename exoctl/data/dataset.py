@@ -52,10 +52,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exoctl.config import JointName
+from exoctl.yamlfile import read_yaml_mapping
 
 from .importers import ImportErrorWithPath, Table, Timing, read_table, timing_summary
 
@@ -486,16 +486,7 @@ def _clipped(names: list[str], data: np.ndarray) -> dict[str, int]:
 def load_dataset(path: str | Path) -> Dataset:
     """Parse and validate a dataset description (files are read later, per trial)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read dataset description: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise DatasetError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise DatasetError(f"{path}: the top level must be a mapping")
+    raw = read_yaml_mapping(path, "dataset description", DatasetError)
     try:
         spec = DatasetSpec.model_validate(raw)
     except ValidationError as e:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from exoctl.yamlfile import read_yaml_mapping
+
 __all__ = ["FORMAT", "Calibration", "CalibrationError", "load_calibration"]
 
 FORMAT = "exoctl-calibration/1"
@@ -140,16 +142,7 @@ def _plain(obj: Any) -> Any:
 def load_calibration(path: str | Path) -> Calibration:
     """Read and validate a calibration file; errors name the file and the key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise CalibrationError(f"{path}: cannot read calibration: {e.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise CalibrationError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise CalibrationError(f"{path}: the top level must be a mapping")
+    raw = read_yaml_mapping(path, "calibration", CalibrationError)
 
     def need(d: dict[str, Any], key: str, where: str) -> Any:
         if key not in d:

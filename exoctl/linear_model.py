@@ -32,7 +32,7 @@ from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.calibration import Calibration
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, choose_k
-from exoctl.torque_model import METADATA_KEY, MODEL_FORMAT, feature_names
+from exoctl.torque_model import MODEL_FORMAT, feature_names, save_model
 
 OPSET = 17
 LINEAR_MODEL_PATH = Path(__file__).parent / "models" / "default.onnx"
@@ -98,7 +98,6 @@ def r2_score(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
 
 
 def write_onnx(path: Path, coef: np.ndarray, intercept: np.ndarray, metadata: dict) -> None:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     f, j = coef.shape
@@ -117,11 +116,7 @@ def write_onnx(path: Path, coef: np.ndarray, intercept: np.ndarray, metadata: di
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
-    model.producer_name = "exoctl.linear_model"
-    model.producer_version = __version__
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
+    save_model(model, path, "exoctl.linear_model", metadata)
 
 
 def _git_commit() -> str | None:

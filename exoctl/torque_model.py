@@ -98,6 +98,26 @@ class ModelInfo:
             raise ModelError(f"{path}: unreadable '{METADATA_KEY}' metadata: {e}") from None
 
 
+def save_model(model, path: Path, producer: str, metadata: dict) -> None:
+    """Stamp an ONNX ModelProto with its producer and exoctl metadata, check it and write it.
+
+    Every exporter (linear baseline, lagged ridge, network) ends here, so every model carries
+    the metadata that the loader checks. Needs the ``onnx`` package (dev/train extras), which
+    the controller itself never imports.
+    """
+    import onnx
+    from onnx import helper
+
+    from exoctl import __version__
+
+    model.producer_name = producer
+    model.producer_version = __version__
+    del model.metadata_props[:]
+    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    onnx.checker.check_model(model)
+    Path(path).write_bytes(model.SerializeToString())
+
+
 def feature_names(muscles: Sequence[str], n_synergies: int) -> tuple[str, ...]:
     """The default feature layout: synergy activations, then muscle activations."""
     return tuple(f"h{i}" for i in range(n_synergies)) + tuple(f"a:{m}" for m in muscles)

@@ -329,16 +329,13 @@ def _load_torch(path: Path):
 
 def _set_metrics(path: Path, metrics: dict) -> None:
     import onnx
-    from onnx import helper
 
-    from exoctl.torque_model import METADATA_KEY
+    from exoctl.torque_model import METADATA_KEY, save_model
 
     model = onnx.load(str(path))
     doc = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
     doc["metrics"] = metrics
-    del model.metadata_props[:]
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(doc, sort_keys=True)})
-    Path(path).write_bytes(model.SerializeToString())
+    save_model(model, path, model.producer_name, doc)
 
 
 def _print_metrics(per: dict, say, title: str) -> None:

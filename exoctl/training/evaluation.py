@@ -8,16 +8,14 @@ controller binds a batch of one).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from exoctl import __version__
 from exoctl.linear_model import OPSET, fit_ridge
-from exoctl.torque_model import METADATA_KEY, ModelInfo, session_options
+from exoctl.torque_model import METADATA_KEY, ModelInfo, save_model, session_options
 
 from .features import TickSet, windows
 
@@ -126,7 +124,6 @@ def write_ridge_onnx(
     metadata: dict,
 ) -> None:
     """Window input (batch, window, K) -> Gather the lagged rows -> MatMul + Add."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     k = coef.shape[0] // len(lags)
@@ -151,8 +148,4 @@ def write_ridge_onnx(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
-    model.producer_name = "exoctl.training"
-    model.producer_version = __version__
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    onnx.checker.check_model(model)
-    Path(path).write_bytes(model.SerializeToString())
+    save_model(model, path, "exoctl.training", metadata)

@@ -21,7 +21,6 @@ Torch runs on at most two threads (a 2-core target; the controller never imports
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 import warnings
@@ -32,9 +31,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from exoctl import __version__
 from exoctl.linear_model import OPSET
-from exoctl.torque_model import METADATA_KEY
+from exoctl.torque_model import save_model
 
 from .features import TickSet
 from .network import DomainClassifier, MultiScaleNet
@@ -368,7 +366,6 @@ class _Export(torch.nn.Module):
 def export_onnx(net: MultiScaleNet, path: Path, metadata: dict) -> None:
     """Write the network as ONNX (opset ``OPSET``), input (batch, window, F), with metadata."""
     import onnx
-    from onnx import helper
 
     path = Path(path)
     net = copy.deepcopy(net).eval()
@@ -391,8 +388,4 @@ def export_onnx(net: MultiScaleNet, path: Path, metadata: dict) -> None:
         )
     model = onnx.load(str(tmp))
     tmp.unlink()
-    model.producer_name = "exoctl.training"
-    model.producer_version = __version__
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    onnx.checker.check_model(model)
-    path.write_bytes(model.SerializeToString())
+    save_model(model, path, "exoctl.training", metadata)

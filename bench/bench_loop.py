@@ -41,6 +41,7 @@ import numpy as np
 from exoctl.config import load_config
 from exoctl.hil.processes import ChildHandle
 from exoctl.hil.simulator import simulator_process
+from exoctl.linear_model import LINEAR_MODEL_PATH
 from exoctl.realtime import (
     apply_realtime,
     raise_threads,
@@ -80,6 +81,8 @@ def run_variant(seconds: float, realtime: bool, log=print) -> dict[str, Any]:
         ep = sim.wait_ready()
         cfg = load_config().with_overrides(
             control={"rate_hz": RATE_HZ},
+            # the shipped network is trained for 500 Hz ticks; the linear model runs at any rate
+            model={"path": str(LINEAR_MODEL_PATH)},
             device={"serial": {"port": ep["port"]}},
             emg={"source": "lsl", "lsl": {"source_id": ep["source_id"]}},
         )

@@ -107,8 +107,6 @@ class ControlLoop:
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.hooks: list[Callable[[ControlLoop, float], None]] = []
-        """Called at the start of a tick, in the loop thread (HIL fault injection only)."""
 
     # ---------------------------------------------------------------- thread management
     def start(self) -> None:
@@ -152,8 +150,6 @@ class ControlLoop:
         now = tick_start
         while self.requests:
             self.requests.popleft()(now)
-        for hook in self.hooks:
-            hook(self, now)
 
         inp = self.inputs
         inp.now = now

@@ -92,6 +92,7 @@ class ControlLoop:
         self._command = np.zeros(nj)
         self._zero = np.zeros(nj)
         self.bad_input_ticks = 0
+        self._input_bad = False
         self.inputs = SafetyInputs.healthy(nj)
         self.inputs.emg_age_s = float("inf")
         self.inputs.telemetry_age_s = float("inf")
@@ -165,16 +166,22 @@ class ControlLoop:
         n = self.ring.read_new(self._buf, self._stamps, self._arrival)
         if self.channel_monitor is not None:
             self.channel_monitor.update(self._buf[:n])
-        try:
-            estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
-        except ValueError:
-            # Non-finite EMG: the stages refuse it before touching their state. A NaN estimate
-            # is what the safety layer's model-output watchdog acts on.
-            # The estimate stays NaN until good samples arrive, also through ticks that bring
-            # no new samples, so the watchdog sees the fault persist.
-            self.estimator.estimate.fill(np.nan)
+        if n or not self._input_bad:
+            try:
+                estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
+                self._input_bad = False
+            except ValueError:
+                # Non-finite EMG: the stages refuse it before touching their state. A NaN
+                # estimate is what the safety layer's model-output watchdog acts on.
+                self.estimator.estimate.fill(np.nan)
+                estimate = self.estimator.estimate
+                self._input_bad = True
+                self.bad_input_ticks += 1
+        else:
+            # Until good samples arrive the estimate stays NaN, also through ticks that bring
+            # none (a window model would otherwise advance and compute a finite one), so the
+            # watchdog sees the fault persist.
             estimate = self.estimator.estimate
-            self.bad_input_ticks += 1
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - self.ring.last_arrival
         inp.link_healthy = self.link.healthy

@@ -85,16 +85,7 @@ def _time_chain(cfg, emg, mvc, W, model: TorqueModel, spt: int, n: int) -> np.nd
     m, k = emg.shape[1], W.shape[1]
     a_cfg = cfg.estimator.activation
     cond = EmgConditioner(fs, m, mvc=mvc, max_chunk=64)
-    act = ActivationDynamics(
-        m,
-        fs,
-        c1=a_cfg.c1,
-        c2=a_cfg.c2,
-        shape_a=a_cfg.shape_a,
-        delay_s=a_cfg.delay_s,
-        reference_rate_hz=a_cfg.reference_rate_hz,
-        max_chunk=64,
-    )
+    act = ActivationDynamics.from_settings(m, fs, a_cfg, max_chunk=64)
     nnls = OnlineNNLS(W)
     feats = model.features
     clock = time.perf_counter_ns

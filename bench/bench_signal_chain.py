@@ -34,7 +34,7 @@ import numpy as np
 from scipy import optimize, signal
 
 from exoctl.config import load_config
-from exoctl.hil.patient import SyntheticPatient
+from exoctl.hil.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, nmf
@@ -56,17 +56,8 @@ def _stats(ns: np.ndarray) -> dict[str, float]:
 
 def _setup(seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     cfg = load_config(None)
-    s = cfg.simulator
-    patient = SyntheticPatient(
-        cfg.emg.muscles,
-        cfg.joint_names,
-        FS,
-        seed=s.seed,
-        stride_s=s.stride_s,
-        body_mass_kg=s.body_mass_kg,
-        emg_noise_uv=s.emg_noise_uv,
-        electromechanical_delay_s=s.electromechanical_delay_s,
-    )
+    cfg = cfg.with_overrides(emg={"sampling_rate_hz": FS})
+    patient = patient_from_config(cfg)
     emg = np.ascontiguousarray(patient.generate(seconds).emg, dtype=np.float64)
     # a quick calibration on the same data (its quality is not the point here)
     env = EmgConditioner(FS, emg.shape[1], max_chunk=emg.shape[0]).process(emg).copy()
@@ -87,16 +78,7 @@ def bench_streaming(
 ):
     m = emg.shape[1]
     cond = EmgConditioner(FS, m, mvc=mvc, max_chunk=64)
-    act = ActivationDynamics(
-        m,
-        FS,
-        c1=act_cfg.c1,
-        c2=act_cfg.c2,
-        shape_a=act_cfg.shape_a,
-        delay_s=act_cfg.delay_s,
-        reference_rate_hz=act_cfg.reference_rate_hz,
-        max_chunk=64,
-    )
+    act = ActivationDynamics.from_settings(m, FS, act_cfg, max_chunk=64)
     nnls = OnlineNNLS(W)
     n_ticks = emg.shape[0] // per_tick
     total = np.empty(n_ticks, dtype=np.int64)

@@ -66,7 +66,6 @@ class Estimator:
         self._ticks = 0
         fs = cfg.emg.sampling_rate_hz
         est = cfg.estimator
-        act = est.activation
         self.conditioner = EmgConditioner(
             fs,
             len(muscles),
@@ -77,15 +76,8 @@ class Estimator:
             enveloped_input=est.input == "enveloped",
             max_chunk=max_chunk,
         )
-        self.activation_dynamics = ActivationDynamics(
-            len(muscles),
-            fs,
-            c1=act.c1,
-            c2=act.c2,
-            shape_a=act.shape_a,
-            delay_s=act.delay_s,
-            reference_rate_hz=act.reference_rate_hz,
-            max_chunk=max_chunk,
+        self.activation_dynamics = ActivationDynamics.from_settings(
+            len(muscles), fs, est.activation, max_chunk
         )
         self.nnls = OnlineNNLS(calibration.W)
         self.model = model

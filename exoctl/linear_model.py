@@ -59,15 +59,7 @@ def condition(cfg: Config, emg: np.ndarray, mvc: np.ndarray | None) -> np.ndarra
         out[i : i + 4096] = cond.process(emg[i : i + 4096])
     if mvc is None:
         return out
-    act = ActivationDynamics(
-        m,
-        fs,
-        c1=est.activation.c1,
-        c2=est.activation.c2,
-        shape_a=est.activation.shape_a,
-        delay_s=est.activation.delay_s,
-        reference_rate_hz=est.activation.reference_rate_hz,
-    )
+    act = ActivationDynamics.from_settings(m, fs, est.activation)
     a = np.empty_like(out)
     for i in range(0, out.shape[0], 4096):
         a[i : i + 4096] = act.process(out[i : i + 4096])

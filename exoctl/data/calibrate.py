@@ -210,16 +210,7 @@ def calibrate_dataset(
 
     acts = []
     for trial, env in task_env:
-        ad = ActivationDynamics(
-            len(order),
-            trial.fs_hz,
-            c1=chain.c1,
-            c2=chain.c2,
-            shape_a=chain.shape_a,
-            delay_s=chain.delay_s,
-            reference_rate_hz=chain.reference_rate_hz,
-            max_chunk=CHUNK,
-        )
+        ad = ActivationDynamics.from_settings(len(order), trial.fs_hz, chain, CHUNK)
         a = _run_chunked(ad, env / mvc)
         settle = int(round(SETTLE_S * trial.fs_hz)) if trial.emg_kind == "raw" else 0
         step = max(1, int(round(trial.fs_hz / NMF_RATE_HZ)))

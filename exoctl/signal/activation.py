@@ -150,6 +150,24 @@ class ActivationDynamics:
         self._u = np.zeros((self.max_chunk, m))
         self._inv_den = 1.0 / np.expm1(self.shape_a)
 
+    @classmethod
+    def from_settings(
+        cls, n_muscles: int, fs_hz: float, settings: Any, max_chunk: int = 4096
+    ) -> ActivationDynamics:
+        """Built from anything with ``c1, c2, shape_a, delay_s, reference_rate_hz`` (the
+        configuration's ``estimator.activation``, a calibration's chain settings), so that the
+        estimator, the model builders and calibration all run the same dynamics."""
+        return cls(
+            n_muscles,
+            fs_hz,
+            c1=settings.c1,
+            c2=settings.c2,
+            shape_a=settings.shape_a,
+            delay_s=settings.delay_s,
+            reference_rate_hz=settings.reference_rate_hz,
+            max_chunk=max_chunk,
+        )
+
     def reset(self) -> None:
         for g in self._groups:
             g.lti.reset()

@@ -100,9 +100,7 @@ class ControlLoop:
         self.channel_monitor = channel_monitor
         if channel_monitor is not None:  # the flags array is updated in place every tick
             self.inputs.emg_flat_or_saturated = channel_monitor.flags
-        self.overrun_streak = 0
         self.ticks = 0
-        self.commands_written = 0
         self.started_at = float("nan")
         self.stopped_at = float("nan")
         self.error: str | None = None
@@ -164,11 +162,12 @@ class ControlLoop:
             inp.telemetry_age_s = float("inf")
 
         n = self.ring.read_new(self._buf, self._stamps, self._arrival)
+        chunk = self._buf[:n]
         if self.channel_monitor is not None:
-            self.channel_monitor.update(self._buf[:n])
+            self.channel_monitor.update(chunk)
         if n or not self._input_bad:
             try:
-                estimate = self.estimator.step(self._buf[:n], inp.angles, inp.velocities)
+                estimate = self.estimator.step(chunk, inp.angles, inp.velocities)
                 self._input_bad = False
             except ValueError:
                 # Non-finite EMG: the stages refuse it before touching their state. A NaN
@@ -186,13 +185,11 @@ class ControlLoop:
         inp.emg_age_s = now - self.ring.last_arrival
         inp.link_healthy = self.link.healthy
         inp.actuators_enabled = self.link.enabled
-        self.overrun_streak = self.overrun_streak + 1 if err > self.period else 0
-        inp.overrun_streak = self.overrun_streak
+        inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0
         command = self.safety.apply(self._request, estimate, inp, self._command)
 
         if self.link.enabled:
             self.link.send_torque(command)
-            self.commands_written += 1
         t_write = time.monotonic()
 
         # Bookkeeping after the command is on its way.

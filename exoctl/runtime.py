@@ -245,7 +245,7 @@ class Controller:
         """Zero torque at the next tick and latch; also tell the firmware directly."""
         self.loop.submit(self.safety.estop)
         try:
-            self.link.send_torque(self.loop._zero)
+            self.link.send_torque(np.zeros(len(self.joints)))  # not the hot path
             self.link.disable(timeout_s=0.1)
         except Exception:
             pass

@@ -302,8 +302,8 @@ def _accuracy(doc: dict, out: list[str]) -> None:
         out.append(
             f"Paper's network: scales {net['scales_ms']} ms, {net['patients']} patients, training budget "
             f"{net['train']['epochs']} epochs x {net['train']['samples_per_epoch']} windows, adaptation "
-            f"{net['adapt']['epochs']} epochs x {net['adapt']['samples_per_epoch']} (one adaptation to all "
-            f"later sessions' unlabelled EMG). {net['note']}. `exoctl train` trains longer; these are a floor.\n"
+            f"{net['adapt']['epochs']} epochs x {net['adapt']['samples_per_epoch']} (one adaptation per later "
+            f"session, to its own unlabelled EMG). {net['note']}. `exoctl train` trains longer; these are a floor.\n"
         )
     if "pending" in net:
         out.append(f"Paper's network with and without adaptation: **pending**: {net['pending']}.\n")

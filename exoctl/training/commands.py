@@ -108,10 +108,11 @@ def register(subparsers: Any) -> None:
     )
     ad.add_argument(
         "--renormalise",
-        choices=("scale", "full", "none"),
-        default="scale",
-        help="re-estimate the EMG features' scale (default), mean and sd, or neither, on the "
-        "later sessions before the adversarial step",
+        choices=("floor", "scale", "full", "none"),  # fit.RENORMALISE (fit imports torch)
+        default="floor",
+        help="before the adversarial step, re-estimate each EMG feature's amplitude factor on "
+        "the later sessions from its floor (10th percentile; default) or its RMS (scale), its "
+        "mean and sd (full), or nothing (none)",
     )
     ad.add_argument(
         "--mode",
@@ -541,7 +542,7 @@ def _adapt(args, say) -> int:
     n_emg = info.n_synergies + len(info.muscles)
     adapted, report = adapt_network(
         net, source, target, n_emg_features=n_emg, epochs=args.epochs,
-        renormalise={"scale": "scale", "full": True, "none": False}[args.renormalise],
+        renormalise=args.renormalise,
         seed=args.seed, progress=say,
         samples_per_epoch=args.samples_per_epoch, mode=args.mode,
     )  # fmt: skip

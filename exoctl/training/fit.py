@@ -8,7 +8,8 @@
   make them indistinguishable while still regressing the labelled torques. Only the later
   sessions' inputs are used, never their torques. Before that, the scale of the EMG-derived
   features (h, a) is re-estimated on the later sessions (their per-channel amplitude is what
-  drifts most: electrode gain, fatigue); angles and velocities come from encoders and keep the
+  drifts most: electrode gain, fatigue), by default from each feature's floor (its 10th
+  percentile, see ``FLOOR_QUANTILE``); angles and velocities come from encoders and keep the
   calibration's statistics. The default ``mode="adapter"`` keeps the trained network frozen
   and learns the EMG features' input scaling adversarially; ``mode="dann"`` trains the whole
   feature extractor with the reversed gradient (on the simulator's drifted sessions it lost
@@ -37,9 +38,31 @@ from exoctl.torque_model import save_model
 from .features import TickSet
 from .network import DomainClassifier, MultiScaleNet
 
-__all__ = ["adapt_network", "export_onnx", "set_threads", "train_network", "torch_predict"]
+__all__ = [
+    "FLOOR_QUANTILE",
+    "RENORMALISE",
+    "adapt_network",
+    "export_onnx",
+    "set_threads",
+    "train_network",
+    "torch_predict",
+]
 
 Progress = Callable[[str], None]
+
+# How the EMG features' statistics are re-estimated on the later sessions before the
+# adversarial step (``adapt_network(renormalise=...)``, ``exoctl adapt --renormalise``).
+RENORMALISE = ("floor", "scale", "full", "none")
+# The percentile whose ratio (later / calibration session) estimates a feature's amplitude
+# factor under "floor". Why a low percentile and not the RMS: an electrode's gain or a
+# fatigued muscle's amplitude multiplies the whole of a channel's amplitude distribution,
+# its resting floor included, while a change in what the patient does (weakness, spasticity,
+# another gait) moves mostly the bursts. An RMS ratio mistakes weaker bursts for a lower gain
+# and scales them back up: on the simulator's drifted sessions it lost hip accuracy that the
+# floor ratio keeps (exoctl.training.experiment, variants "adapted" and "rms_adv"). It needs a
+# floor above the noise: a channel silent for most of the session gives no usable estimate.
+FLOOR_QUANTILE = 10.0
+FLOOR_MIN = 0.01  # a floor below this fraction of the feature's RMS is no floor (see below)
 
 
 def set_threads(n: int = 2) -> None:
@@ -87,9 +110,26 @@ def _stats(sets: Sequence[TickSet]) -> tuple[np.ndarray, np.ndarray]:
     return X.mean(0), np.maximum(X.std(0), 1e-6)
 
 
-def _rms(sets: Sequence[TickSet]) -> np.ndarray:
-    X = np.vstack([ts.X[ts.warm :] for ts in sets]).astype(np.float64)
-    return np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-9)
+def _amplitude_ratio(
+    source: Sequence[TickSet], target: Sequence[TickSet], how: str, n: int
+) -> tuple[np.ndarray, int]:
+    """Per-feature amplitude factor target / source of the first ``n`` columns, and how many
+    features fell back from their floor to their RMS (under ``how="floor"``)."""
+
+    def levels(sets: Sequence[TickSet]) -> tuple[np.ndarray, np.ndarray]:
+        X = np.vstack([ts.X[ts.warm :, :n] for ts in sets]).astype(np.float64)
+        rms = np.maximum(np.sqrt(np.mean(X**2, axis=0)), 1e-9)
+        return np.percentile(X, FLOOR_QUANTILE, axis=0), rms
+
+    (f_s, r_s), (f_t, r_t) = levels(source), levels(target)
+    by_rms = r_t / r_s
+    if how != "floor":
+        return by_rms, 0
+    # a floor at zero (a synergy activation NNLS holds at 0 for much of the stride) says
+    # nothing about the amplitude: that feature falls back to its RMS ratio
+    usable = (f_s > FLOOR_MIN * r_s) & (f_t > FLOOR_MIN * r_t)
+    ratio = np.where(usable, f_t / np.where(usable, f_s, 1.0), by_rms)
+    return ratio, int(n - usable.sum())
 
 
 def train_network(
@@ -179,7 +219,7 @@ def adapt_network(
     batch: int = 256,
     lr: float = 5e-4,
     lam_max: float = 0.3,
-    renormalise: bool | str = "scale",
+    renormalise: str = "floor",
     adversarial: bool = True,
     mode: str = "adapter",
     seed: int = 0,
@@ -188,26 +228,33 @@ def adapt_network(
     """A copy of ``net`` adapted to the unlabelled ``target`` sets; returns it and a report.
 
     ``n_emg_features``: the first columns (h and a) whose normalisation is re-estimated on the
-    target; the rest (angles, velocities) keep the source statistics. ``renormalise``: True
-    re-estimates mean and standard deviation; ``"scale"`` only one factor per feature (the
-    ratio of root-mean-squares), the form a change of electrode gain or of fatigue amplitude
-    takes; False keeps the source statistics.
+    target; the rest (angles, velocities) keep the source statistics. ``renormalise`` (one of
+    ``RENORMALISE``): ``"floor"`` one factor per feature, the ratio of its low percentiles
+    (``FLOOR_QUANTILE``), the form a change of electrode gain or of fatigue amplitude takes;
+    ``"scale"`` the same from the ratio of root-mean-squares; ``"full"`` mean and standard
+    deviation re-estimated; ``"none"`` the source statistics kept.
     """
+    if renormalise not in RENORMALISE:
+        raise ValueError(f"renormalise={renormalise!r}: allowed {', '.join(RENORMALISE)}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out = copy.deepcopy(net)
     src_mean, src_std = out.x_mean.clone(), out.x_std.clone()
     tgt_mean, tgt_std = src_mean.clone(), src_std.clone()
-    if renormalise == "scale":
-        ratio = _rms(target) / _rms(source)
-        r = torch.as_tensor(ratio[:n_emg_features], dtype=torch.float32)
+    if renormalise in ("floor", "scale"):
+        ratio, fell_back = _amplitude_ratio(source, target, renormalise, n_emg_features)
+        r = torch.as_tensor(ratio, dtype=torch.float32)
         tgt_mean[:n_emg_features] = src_mean[:n_emg_features] * r
         tgt_std[:n_emg_features] = src_std[:n_emg_features] * r
-    elif renormalise:
+    elif renormalise == "full":
         m, s = _stats(target)
         tgt_mean[:n_emg_features] = torch.as_tensor(m[:n_emg_features], dtype=torch.float32)
         tgt_std[:n_emg_features] = torch.as_tensor(s[:n_emg_features], dtype=torch.float32)
     report: dict = {"renormalised": renormalise, "adversarial": adversarial, "mode": mode}
+    if renormalise in ("floor", "scale"):
+        report["amplitude_factors"] = [round(float(v), 4) for v in ratio]
+        if renormalise == "floor":
+            report["floor_fallback_to_rms"] = fell_back
     if adversarial and mode == "adapter":
         tgt_mean, tgt_std, rep = _adversarial_adapter(
             out, source, target, tgt_mean, tgt_std, n_emg_features, epochs=epochs,

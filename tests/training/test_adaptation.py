@@ -72,7 +72,7 @@ def test_dann_trains_the_feature_extractor_against_the_domain_classifier(cfg, dr
     cal, s, _, net, unlabelled = drifted
     adapted, report = adapt_network(
         net, [s], [unlabelled], n_emg_features=cal.k + len(cal.muscles), epochs=1,
-        samples_per_epoch=1000, mode="dann", renormalise=False,
+        samples_per_epoch=1000, mode="dann", renormalise="none",
     )  # fmt: skip
     assert report["mode"] == "dann" and 0.0 <= report["final_domain_accuracy"] <= 1.0
     changed = [
@@ -81,3 +81,39 @@ def test_dann_trains_the_feature_extractor_against_the_domain_classifier(cfg, dr
     ]  # fmt: skip
     assert any(n.startswith("branches.") for n in changed)  # the extractor itself moved
     assert "x_mean" not in changed  # no re-estimated statistics in this variant
+
+
+def test_floor_rescaling_takes_the_gain_and_leaves_weaker_bursts_alone(cfg, drifted):
+    """A later session whose channels gained amplitude and whose bursts got weaker (the patient's
+    own change): the floor ratio recovers the gain; the RMS ratio takes part of the weakness
+    for a lower gain (why "floor" is the default)."""
+    cal, s, _, net, _ = drifted
+    n = cal.k + len(cal.muscles)
+    gain = np.exp(np.random.default_rng(3).uniform(-0.5, 0.5, n))
+    X = s.X.astype(np.float64)
+    floor = np.percentile(X[s.warm :, :n], 10.0, axis=0)
+    emg = X[:, :n]
+    weaker = np.where(emg > floor, floor + 0.6 * (emg - floor), emg)  # bursts at 60 %
+    later = dataclasses.replace(
+        s, X=np.hstack([weaker * gain, X[:, n:]]).astype(np.float32), y=None
+    )
+    factors = {}
+    for how in ("floor", "scale"):
+        adapted, report = adapt_network(
+            net, [s], [later], n_emg_features=n, renormalise=how, adversarial=False
+        )
+        assert report["renormalised"] == how
+        factors[how] = (adapted.x_std / net.x_std).numpy()[:n]
+        assert np.allclose((adapted.x_std / net.x_std).numpy()[n:], 1.0)  # kinematics kept
+    has_floor = floor > 0.01 * np.sqrt(np.mean(X[s.warm :, :n] ** 2, axis=0))
+    assert has_floor[cal.k :].all()  # every muscle activation has a resting floor
+    assert np.allclose(factors["floor"][has_floor], gain[has_floor], rtol=2e-3)
+    assert np.all(factors["scale"][has_floor] < gain[has_floor] * 0.9)
+    # a feature with no floor (a synergy activation at zero much of the time): the RMS ratio
+    assert np.allclose(factors["floor"][~has_floor], factors["scale"][~has_floor])
+
+
+def test_unknown_renormalisation_is_refused(cfg, drifted):
+    cal, s, _, net, unlabelled = drifted
+    with pytest.raises(ValueError, match="allowed floor, scale, full, none"):
+        adapt_network(net, [s], [unlabelled], n_emg_features=cal.k, renormalise="median")

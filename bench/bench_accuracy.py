@@ -173,7 +173,11 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
 
                     head = dataclasses.replace(s0, X=s0.X[:t_split], y=s0.y[:t_split])
                     scales = [int(round(ms * rate / 1000.0)) for ms in NET_SCALES_MS]
-                    net = tf.train_network([head], scales, seed=seed, **NET_TRAIN)
+                    # trained the way `exoctl train` trains (amplitude augmentation)
+                    net = tf.train_network(
+                        [head], scales, seed=seed, **NET_TRAIN,
+                        **tf.emg_augmentation(s0.X.shape[1]),
+                    )  # fmt: skip
                     plain = [_r2(s.y[t], _net_predict(tf, net, s.X, t), joints) for s, t in tests]
                     # each later session adapted to on its own unlabelled EMG (never its
                     # torque), as `exoctl adapt` does with that session's trials: sessions

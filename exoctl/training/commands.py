@@ -121,6 +121,13 @@ def register(subparsers: Any) -> None:
         help="adapter: frozen network, adversarially learned input scaling of the EMG features "
         "(default); dann: the whole feature extractor trained with gradient reversal",
     )
+    ad.add_argument(
+        "--adversarial",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the adversarial step after the re-estimation (default on; measured to add "
+        "nothing on the simulator's drift: docs/adaptation.md)",
+    )
     ad.add_argument("--samples-per-epoch", type=int, default=20000, help="windows drawn per epoch")
     ad.add_argument("--seed", type=int, default=0)
     ad.set_defaults(func=cmd_adapt)
@@ -252,14 +259,13 @@ def _train(args, say) -> int:
         )  # fmt: skip
         write_ridge_onnx(args.out, lags, coef, b, window, meta)
     else:
-        from .fit import export_onnx, set_threads, train_network
+        from .fit import emg_augmentation, export_onnx, set_threads, train_network
 
         set_threads(2)
         k, m = cal.k, len(cal.muscles)
         net = train_network(
             list(heads), scales, epochs=args.epochs, seed=args.seed, progress=say,
-            samples_per_epoch=args.samples_per_epoch, augment=(0, k + m, 0.2),
-            channel_dropout=0.1,
+            samples_per_epoch=args.samples_per_epoch, **emg_augmentation(k + m),
         )  # fmt: skip
         norm = {
             "x_mean": net.x_mean.tolist(),
@@ -544,7 +550,7 @@ def _adapt(args, say) -> int:
         net, source, target, n_emg_features=n_emg, epochs=args.epochs,
         renormalise=args.renormalise,
         seed=args.seed, progress=say,
-        samples_per_epoch=args.samples_per_epoch, mode=args.mode,
+        samples_per_epoch=args.samples_per_epoch, mode=args.mode, adversarial=args.adversarial,
     )  # fmt: skip
     meta = json.loads(
         next(p.value for p in onnx.load(str(args.model)).metadata_props if p.key == METADATA_KEY)

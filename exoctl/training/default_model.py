@@ -43,7 +43,7 @@ DEMO_SESSION = 0
 
 def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, log=print) -> dict:
     from .commands import _save_torch
-    from .fit import export_onnx, set_threads, train_network
+    from .fit import emg_augmentation, export_onnx, set_threads, train_network
     from .pipeline import write_provenance
 
     set_threads(2)
@@ -70,8 +70,8 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
     k, m = cal.k, len(cal.muscles)
     log(f"data ready ({time.monotonic() - t0:.0f} s); training on {len(sets)} sessions")
     net = train_network(
-        sets, scales, epochs=epochs, samples_per_epoch=40000, augment=(0, k + m, 0.2),
-        channel_dropout=0.1, progress=log,
+        sets, scales, epochs=epochs, samples_per_epoch=40000, **emg_augmentation(k + m),
+        progress=log,
     )  # fmt: skip
     train_s = time.monotonic() - t0
     out_dir.mkdir(parents=True, exist_ok=True)

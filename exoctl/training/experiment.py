@@ -12,8 +12,9 @@ the *second half* of the last session:
   torques are never used: each EMG feature's amplitude factor re-estimated from its floor
   (``fit.FLOOR_QUANTILE``), then adversarial alignment (gradient reversal, domain classifier).
   Ablations beside it: ``floor_only`` (no adversary), ``rms_adv`` (the factor from the RMS
-  ratio instead of the floor), ``adv_only`` (no re-estimation) and ``dann`` (the whole feature
-  extractor trained against the domain classifier, regression on session 0 kept).
+  ratio instead of the floor), ``adv_only`` (no re-estimation), ``adv_loose`` (the adversary's
+  map held less tightly near the re-estimated start) and ``dann`` (the whole feature extractor
+  trained against the domain classifier, regression on session 0 kept).
 
 The middle sessions are not adaptation data for the last one: their drift is another (smaller)
 one, and pooling them estimated an average of the sessions' amplitudes, not the last session's.
@@ -44,13 +45,14 @@ from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_
 
 __all__ = ["MODELS", "VARIANTS", "run_patient"]
 
-# adaptation variants: (re-estimate the EMG features' statistics, adversarial alignment, mode)
-VARIANTS = {
-    "adapted": ("floor", True, "adapter"),  # the default of adapt_network / exoctl adapt
-    "floor_only": ("floor", False, "adapter"),
-    "rms_adv": ("scale", True, "adapter"),
-    "adv_only": ("none", True, "adapter"),
-    "dann": ("floor", True, "dann"),  # the whole feature extractor behind the reversal layer
+# adaptation variants: keyword arguments of adapt_network beside the common ones
+VARIANTS: dict[str, dict] = {
+    "adapted": {},  # the defaults of adapt_network / exoctl adapt
+    "floor_only": {"adversarial": False},
+    "rms_adv": {"renormalise": "scale"},
+    "adv_only": {"renormalise": "none"},
+    "adv_loose": {"adapter_pull": 1.0},  # the adversary's map held 10x less near its start
+    "dann": {"mode": "dann"},  # the whole feature extractor behind the reversal layer
 }
 MODELS = ("ridge", "network", *VARIANTS)
 
@@ -77,7 +79,7 @@ def run_patient(
     workdir: Path,
     log=print,
 ) -> dict:
-    from .fit import adapt_network, export_onnx, train_network
+    from .fit import adapt_network, emg_augmentation, export_onnx, train_network
 
     t0 = time.monotonic()
     recs = session_recordings(
@@ -124,8 +126,8 @@ def run_patient(
     )  # fmt: skip
     t1 = time.monotonic()
     net = train_network(
-        src, scales, epochs=epochs, seed=seed, augment=(0, k + m, 0.2), channel_dropout=0.1,
-        samples_per_epoch=samples_per_epoch,
+        src, scales, epochs=epochs, seed=seed, samples_per_epoch=samples_per_epoch,
+        **emg_augmentation(k + m),
     )  # fmt: skip
     train_s = time.monotonic() - t1
     net_path = workdir / f"net_{seed}.onnx"
@@ -136,12 +138,11 @@ def run_patient(
     paths = {"ridge": ridge_path, "network": net_path}
     out["adaptation"] = {}
     adapt_s = {}
-    for name, (ren, adv, mode) in VARIANTS.items():
+    for name, kw in VARIANTS.items():
         t2 = time.monotonic()
         adapted, rep = adapt_network(
             net, src, targets, n_emg_features=k + m, epochs=adapt_epochs, seed=seed,
-            samples_per_epoch=samples_per_epoch // 2, renormalise=ren, adversarial=adv,
-            mode=mode,
+            samples_per_epoch=samples_per_epoch // 2, **kw,
         )  # fmt: skip
         adapt_s[name] = round(time.monotonic() - t2, 1)
         paths[name] = workdir / f"{name}_{seed}.onnx"

@@ -95,8 +95,16 @@ def test_ridge_and_network_train_and_evaluate_on_sto(dataset, tmp_path, capsys):
                      "--trials", "later", "--out", str(adapted), "--epochs", "1",
                      "--samples-per-epoch", "1000")  # fmt: skip
     assert code == 0, out
-    meta = TorqueModel(adapted).info.extra
+    info = TorqueModel(adapted).info
+    meta = info.extra
     assert meta["adaptation"]["target"]["trials"] == ["later"]
+    assert meta["adaptation"]["renormalised"] == "floor" and meta["adaptation"]["adversarial"]
+    assert len(meta["adaptation"]["amplitude_factors"]) == info.n_synergies + len(info.muscles)
+    plain = tmp_path / "floor_only.onnx"
+    code, out = _run(capsys, "adapt", "--model", str(net), "--data", str(dataset),
+                     "--trials", "later", "--out", str(plain), "--no-adversarial")  # fmt: skip
+    assert code == 0, out
+    assert TorqueModel(plain).info.extra["adaptation"]["adversarial"] is False
     code, out = _run(capsys, "evaluate", "--model", str(adapted), "--data", str(dataset),
                      "--trials", "later", "--compare", str(net), str(ridge))  # fmt: skip
     assert code == 0, out

@@ -4,6 +4,7 @@ control socket, the CLI, and the recording on disk. Nothing is mocked."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import csv
 import json
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -525,11 +527,28 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
                 d.rpc_session_start("PX")
             assert e.value.code == rpc.INTERNAL_ERROR
             assert d.controller.session is None and d.recorder.active_session is None
-            # e-stop, then an immediate clear: the loop has not applied the e-stop yet, so the
-            # clear is refused with the conditions that hold it
+            # e-stop, then a clear before the loop has applied it: refused, with the conditions
+            # that hold it. The loop is held in a request while both are queued: left alone it
+            # applies the e-stop during rpc_estop's own firmware disable (longer than a tick),
+            # and a clear after that, on healthy inputs, is a person's later act and succeeds.
+            # A latched firmware fault (a host timeout on a loaded machine) is cleared first:
+            # with one, the clear acts on the firmware and lets ticks run before it is tried.
+            deadline = time.monotonic() + 5.0
+            while (tel := d.controller.link.latest_telemetry()) is None or tel.fault_bits:
+                assert time.monotonic() < deadline, "the firmware kept a latched fault"
+                d.controller.link.clear_faults(timeout_s=0.5)
+                time.sleep(0.05)
+            held, release = threading.Event(), threading.Event()
+            d.controller.loop.submit(lambda now: (held.set(), release.wait(2.0)))
+            assert held.wait(2.0)
             assert d.rpc_estop() == {"safety_state": "ESTOP"}
-            with pytest.raises(rpc.Refused, match="fault not cleared") as e:
-                d.rpc_fault_clear()
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                clear = pool.submit(d.rpc_fault_clear)
+                while len(d.controller.loop.requests) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.001)  # the e-stop and the clear both queued behind the hold
+                release.set()
+                with pytest.raises(rpc.Refused, match="fault not cleared") as e:
+                    clear.result(timeout=5.0)
             assert set(e.value.data) == {"active", "degraded"}
             assert d.rpc_status()["safety_state"] == "ESTOP"
 

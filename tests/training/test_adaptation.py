@@ -11,7 +11,13 @@ from exoctl.config import load_config
 from exoctl.hil.drift import Drift, DriftedPatient
 from exoctl.training.evaluation import joint_metrics
 from exoctl.training.features import calibrate_recordings, tick_features, windows
-from exoctl.training.fit import adapt_network, torch_predict, train_network
+from exoctl.training.fit import (
+    FLOOR_MIN,
+    FLOOR_QUANTILE,
+    adapt_network,
+    torch_predict,
+    train_network,
+)
 
 SCALES = [10, 20, 40]
 ARCH = {"channels": 8, "dim": 16, "hidden": 16, "heads": 2}
@@ -91,7 +97,7 @@ def test_floor_rescaling_takes_the_gain_and_leaves_weaker_bursts_alone(cfg, drif
     n = cal.k + len(cal.muscles)
     gain = np.exp(np.random.default_rng(3).uniform(-0.5, 0.5, n))
     X = s.X.astype(np.float64)
-    floor = np.percentile(X[s.warm :, :n], 10.0, axis=0)
+    floor = np.percentile(X[s.warm :, :n], FLOOR_QUANTILE, axis=0)
     emg = X[:, :n]
     weaker = np.where(emg > floor, floor + 0.6 * (emg - floor), emg)  # bursts at 60 %
     later = dataclasses.replace(
@@ -105,7 +111,7 @@ def test_floor_rescaling_takes_the_gain_and_leaves_weaker_bursts_alone(cfg, drif
         assert report["renormalised"] == how
         factors[how] = (adapted.x_std / net.x_std).numpy()[:n]
         assert np.allclose((adapted.x_std / net.x_std).numpy()[n:], 1.0)  # kinematics kept
-    has_floor = floor > 0.01 * np.sqrt(np.mean(X[s.warm :, :n] ** 2, axis=0))
+    has_floor = floor > FLOOR_MIN * np.sqrt(np.mean(X[s.warm :, :n] ** 2, axis=0))
     assert has_floor[cal.k :].all()  # every muscle activation has a resting floor
     assert np.allclose(factors["floor"][has_floor], gain[has_floor], rtol=2e-3)
     assert np.all(factors["scale"][has_floor] < gain[has_floor] * 0.9)

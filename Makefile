@@ -33,7 +33,7 @@ format: $(STAMP)
 # Regenerate the shipped models: the linear baseline and the calibration first (the network is
 # tied to that calibration's fingerprint), then the network.
 models: $(STAMP)
-	$(BIN)/python -m exoctl.linear_model --out exoctl/models
+	$(BIN)/python -m exoctl.training.linear_model --out exoctl/models
 	$(BIN)/python -m exoctl.training.default_model --out exoctl/models
 
 bench: $(STAMP)

@@ -6,7 +6,7 @@ spasticity and weakness growing with the session index). Every model is fitted o
 75 % of session 0 only, and scored on the rest of session 0 ("same session") and on each later
 session, at every control tick after the filters' 2 s warm-up:
 
-- ``exoctl linear``: the shipped model's recipe (``exoctl.linear_model``): calibration (MVC,
+- ``exoctl linear``: the shipped model's recipe (``exoctl.training.linear_model``): calibration (MVC,
   NMF synergies by VAF 90 %) on session 0, per-tick features from the controller's own streaming
   chain (``exoctl.training.features.tick_features``), ridge on ``[h, a]``;
 - ``lagged ridge``: the torque-model issue's baseline (``exoctl.training.evaluation.
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from bench.peers import libemg_env
-from exoctl.config import load_config
-from exoctl.linear_model import fit_ridge
+from exoctl.config.schema import load_config
+from exoctl.training.linear_model import fit_ridge
 
 TRAIN_FRACTION = 0.75
 SCORE_STRIDE = 4  # every model is scored on every 4th control tick (125 Hz at 500 Hz): the

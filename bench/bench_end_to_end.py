@@ -41,12 +41,12 @@ import numpy as np
 
 from bench.common import WARMUP_TICKS, proc_sample, ratios, tick_stats
 from bench.peers import libemg_env, naive
-from exoctl.config import load_config
-from exoctl.estimator import Estimator, build_estimator
+from exoctl.config.schema import load_config
+from exoctl.estimation.estimator import Estimator, build_estimator
+from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel, feature_names, window_input
 from exoctl.hil.patient import patient_from_config
-from exoctl.linear_model import LINEAR_MODEL_PATH
 from exoctl.signal.calibration import load_calibration
-from exoctl.torque_model import MODEL_FORMAT, TorqueModel, feature_names, window_input
+from exoctl.training.linear_model import LINEAR_MODEL_PATH
 
 TEST_SESSION = 7  # neither the default model's training session (100) nor the demo's
 TRAIN_SESSION = 100
@@ -293,7 +293,7 @@ class _ChildMonitor(threading.Thread):
         if shares.size == 0:
             shares = np.array([(cpu[-1] - cpu[0]) / (t[-1] - t[0])])
         return {
-            "process": "HIL controller child (exoctl.runtime.Controller: acquisition, estimator, "
+            "process": "HIL controller child (exoctl.runtime.controller.Controller: acquisition, estimator, "
             "control loop, safety, firmware link), spawned by exoctl.hil.runner.run_hil",
             "peak_rss_mib": round(max(s["hwm_mib"] for _, s in self.samples), 1),
             "cpu_share_of_one_core": round(float(np.median(shares)), 3),
@@ -368,7 +368,7 @@ def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
 
     import yaml
 
-    from exoctl.config import DEFAULT_CONFIG
+    from exoctl.config.schema import DEFAULT_CONFIG
     from exoctl.service import client as C
 
     duration = 3.0 if quick else 20.0

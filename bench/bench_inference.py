@@ -58,8 +58,8 @@ def _time_runs(model, n: int) -> np.ndarray:
 
 def _network_path(cfg, cal, tmp: Path) -> tuple[Path, str, object]:
     """(model, what it is, calibration it needs)."""
+    from exoctl.estimation.torque_model import TorqueModel
     from exoctl.signal.calibration import load_calibration
-    from exoctl.torque_model import TorqueModel
 
     if NETWORK.is_file():
         info = TorqueModel(NETWORK).info
@@ -93,14 +93,14 @@ def _network_path(cfg, cal, tmp: Path) -> tuple[Path, str, object]:
 
 
 def run(quick: bool = False, calls: int | None = None) -> dict:
-    from exoctl.config import load_config
-    from exoctl.estimator import Estimator
+    from exoctl.config.schema import load_config
+    from exoctl.estimation.estimator import Estimator
+    from exoctl.estimation.torque_model import TorqueModel
     from exoctl.hil.patient import patient_from_config
-    from exoctl.linear_model import LINEAR_MODEL_PATH
     from exoctl.signal.calibration import load_calibration
-    from exoctl.torque_model import TorqueModel
     from exoctl.training.evaluation import fit_lagged_ridge, write_ridge_onnx
     from exoctl.training.features import tick_features
+    from exoctl.training.linear_model import LINEAR_MODEL_PATH
     from exoctl.training.pipeline import DataSource, model_metadata
 
     n = calls or (500 if quick else 20000)

@@ -7,7 +7,7 @@ the real-time set-up (issue 6, item 6).
 
 What runs: the simulator (synthetic patient streaming 16-channel EMG over LSL on loopback, the
 emulated firmware on a pseudo-terminal) in a child process, exactly as ``exoctl hil``; the
-controller (``exoctl.runtime.Controller``: acquisition thread, estimator with the ONNX torque
+controller (``exoctl.runtime.controller.Controller``: acquisition thread, estimator with the ONNX torque
 model, assist law, safety layer, serial link) in this process, in a session with assistance on.
 Only ``control.rate_hz`` is changed, to 1000.
 
@@ -38,19 +38,19 @@ from typing import Any
 
 import numpy as np
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.processes import ChildHandle
 from exoctl.hil.simulator import simulator_process
-from exoctl.linear_model import LINEAR_MODEL_PATH
-from exoctl.realtime import (
+from exoctl.runtime.controller import Controller
+from exoctl.runtime.realtime import (
     apply_realtime,
     raise_threads,
     release_realtime,
     session_gc,
     set_thread_priority,
 )
-from exoctl.runtime import Controller
-from exoctl.timing import percentiles
+from exoctl.runtime.timing import percentiles
+from exoctl.training.linear_model import LINEAR_MODEL_PATH
 
 RATE_HZ = 1000.0
 SETTLE_S = 1.0  # after the session starts (ramp-in, caches) before measuring

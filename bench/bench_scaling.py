@@ -28,13 +28,13 @@ import numpy as np
 
 from bench.common import WARMUP_TICKS, ratios, tick_stats
 from bench.peers import naive
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
+from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel
 from exoctl.hil.patient import patient_from_config
-from exoctl.linear_model import write_onnx
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, nmf
-from exoctl.torque_model import MODEL_FORMAT, TorqueModel
+from exoctl.training.linear_model import write_onnx
 
 CHANNELS = (8, 16, 32, 64)
 SYNERGIES = (2, 4, 8, 12)

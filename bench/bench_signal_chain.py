@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, signal
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from exoctl import __version__
-from exoctl.config import ConfigError
+from exoctl.config.schema import ConfigError
 
 # Modules that add their own subcommands.
 _COMMAND_MODULES = ("exoctl.data.commands", "exoctl.service.commands", "exoctl.training.commands")

@@ -162,14 +162,14 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> Any:
-    from exoctl.config import load_config
+    from exoctl.config.schema import load_config
 
     path = getattr(args, "config", None)
     return load_config(path) if path is not None else None
 
 
 def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from exoctl.config import ConfigError, load_config
+    from exoctl.config.schema import ConfigError, load_config
     from exoctl.hil.patient import patient_from_config
 
     from .export import export_recording
@@ -205,7 +205,7 @@ def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from exoctl.config import ConfigError
+    from exoctl.config.schema import ConfigError
 
     from .calibrate import ChainSettings, calibrate_dataset
     from .dataset import DatasetError, load_dataset

@@ -54,8 +54,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exoctl.config import JointName
-from exoctl.yamlfile import read_yaml_mapping
+from exoctl.config.schema import JointName
+from exoctl.config.yamlfile import read_yaml_mapping
 
 from .importers import ImportErrorWithPath, Table, Timing, read_table, timing_summary
 

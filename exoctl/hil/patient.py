@@ -29,7 +29,7 @@ import numpy as np
 from scipy import optimize, signal
 
 if TYPE_CHECKING:
-    from exoctl.config import Config
+    from exoctl.config.schema import Config
 
 # Joint torque at full activation (N m) of each muscle about each joint, flexion positive.
 # Moment arm x maximal isometric force, rounded; values of the order found in lower-limb models.

@@ -74,8 +74,8 @@ class ChildHandle:
 def controller_process(config_path: str | None, overrides: dict, log_seconds: float, conn) -> None:
     """Child entry: the controller exactly as on the exoskeleton, plus a pipe to the bench."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from exoctl.config import load_config
-    from exoctl.runtime import Controller
+    from exoctl.config.schema import load_config
+    from exoctl.runtime.controller import Controller
 
     controller = None
     try:
@@ -121,7 +121,7 @@ def controller_process(config_path: str | None, overrides: dict, log_seconds: fl
 
 
 def _finish(controller) -> dict:
-    from exoctl.runtime import ControllerError
+    from exoctl.runtime.controller import ControllerError
 
     stop_error = None
     if controller.session is not None:

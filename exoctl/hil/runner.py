@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exoctl.config import DEFAULT_CONFIG, ConfigError, load_config
+from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, load_config
 from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
 from exoctl.hil.simulator import simulator_process
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exoctl.config import Config, load_config
+from exoctl.config.schema import Config, load_config
 from exoctl.hil.emg_source import EmgOutlet
 from exoctl.hil.patient import patient_from_config
 from firmware_bridge.emulator import EmulatedJoint, FirmwareEmulator

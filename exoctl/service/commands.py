@@ -73,7 +73,7 @@ def config_path(args: argparse.Namespace) -> Path | None:
 
 
 def _service_config(args: argparse.Namespace) -> Any:
-    from exoctl.config import load_config
+    from exoctl.config.schema import load_config
 
     return load_config(config_path(args)).service
 
@@ -90,7 +90,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     """Map every expected failure to a message on stderr and a documented exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from exoctl.config import ConfigError
+        from exoctl.config.schema import ConfigError
         from exoctl.service import client as C
         from exoctl.service.recorder import RecorderError
 

@@ -40,7 +40,7 @@ import numpy as np
 import structlog
 
 from exoctl import __version__
-from exoctl.config import Config, load_config
+from exoctl.config.schema import Config, load_config
 from exoctl.service import recorder as R
 from exoctl.service import rpc
 from exoctl.service.sdnotify import Notifier
@@ -133,7 +133,7 @@ class Daemon:
     }
 
     def __init__(self, cfg: Config, notifier: Notifier | None = None) -> None:
-        from exoctl.runtime import Controller
+        from exoctl.runtime.controller import Controller
 
         self.cfg = cfg
         self.svc = cfg.service
@@ -201,9 +201,9 @@ class Daemon:
         )
 
     def _realtime(self) -> None:
-        """SCHED_FIFO and mlockall as configured, via exoctl.realtime, run *in* the loop
+        """SCHED_FIFO and mlockall as configured, via exoctl.runtime.realtime, run *in* the loop
         thread (scheduling is per thread); what was granted goes to the log, never raises."""
-        from exoctl.realtime import apply_realtime
+        from exoctl.runtime.realtime import apply_realtime
 
         prio = self.svc.realtime_priority or None
         try:
@@ -393,7 +393,7 @@ class Daemon:
         }  # fmt: skip
 
     def _stop_session(self, reason: str) -> dict[str, Any]:
-        from exoctl.runtime import ControllerError
+        from exoctl.runtime.controller import ControllerError
 
         with self._pump_lock:
             s = self.controller.session
@@ -442,7 +442,7 @@ class Daemon:
     def rpc_session_start(
         self, patient: str, protocol: str | None = None, assist: Any = None
     ) -> dict[str, Any]:
-        from exoctl.runtime import ControllerError
+        from exoctl.runtime.controller import ControllerError
 
         try:
             R.validate_patient(patient)
@@ -493,7 +493,7 @@ class Daemon:
         return self._stop_session(reason)
 
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
-        from exoctl.runtime import ControllerError
+        from exoctl.runtime.controller import ControllerError
 
         gains = _check_assist(gains)
         if gains is None:
@@ -513,8 +513,8 @@ class Daemon:
         return {"safety_state": "ESTOP"}
 
     def rpc_fault_clear(self) -> dict[str, Any]:
-        from exoctl.runtime import ControllerError
-        from exoctl.safety import SafetyState
+        from exoctl.control.safety import SafetyState
+        from exoctl.runtime.controller import ControllerError
 
         try:
             ok = self.controller.clear_fault()
@@ -535,7 +535,7 @@ class Daemon:
         self, model: str | None = None, calibration: str | None = None
     ) -> dict[str, Any]:
         """Swap the estimator (model and/or calibration) between sessions."""
-        from exoctl.estimator import build_estimator
+        from exoctl.estimation.estimator import build_estimator
 
         if model is None and calibration is None:
             raise rpc.InvalidParams("give model and/or calibration")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from exoctl.yamlfile import read_yaml_mapping
+from exoctl.config.yamlfile import read_yaml_mapping
 
 __all__ = ["FORMAT", "Calibration", "CalibrationError", "load_calibration"]
 

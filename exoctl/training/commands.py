@@ -134,7 +134,7 @@ def register(subparsers: Any) -> None:
 
 
 def _cfg(args: argparse.Namespace):
-    from exoctl.config import load_config
+    from exoctl.config.schema import load_config
 
     return load_config(getattr(args, "config", None))
 
@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not 0.0 <= args.holdout < 0.9 or args.epochs < 1:
         say("ERROR: --holdout must be in [0, 0.9) and --epochs >= 1")
         return 2
-    from exoctl.config import ConfigError
+    from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
 
     try:
@@ -337,7 +337,7 @@ def _load_torch(path: Path):
 def _set_metrics(path: Path, metrics: dict) -> None:
     import onnx
 
-    from exoctl.torque_model import METADATA_KEY, save_model
+    from exoctl.estimation.torque_model import METADATA_KEY, save_model
 
     model = onnx.load(str(path))
     doc = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
@@ -373,10 +373,10 @@ def _model_calibration(model: Path, given: Path | None, info):
 def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
-    from exoctl.config import ConfigError
+    from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
+    from exoctl.estimation.torque_model import ModelError
     from exoctl.signal.calibration import CalibrationError
-    from exoctl.torque_model import ModelError
 
     try:
         return _evaluate(args, say, out)
@@ -389,7 +389,7 @@ def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
     """One model over a dataset's trials, through onnxruntime: metrics and the series."""
     import numpy as np
 
-    from exoctl.torque_model import TorqueModel, calibration_fingerprint
+    from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
 
     from .evaluation import joint_metrics, predict, summarise
     from .pipeline import dataset_tick_sets
@@ -491,10 +491,10 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not _torch_or_none():
         print(_NO_TORCH, file=sys.stderr)
         return 2
-    from exoctl.config import ConfigError
+    from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
+    from exoctl.estimation.torque_model import ModelError
     from exoctl.signal.calibration import CalibrationError
-    from exoctl.torque_model import ModelError
 
     try:
         return _adapt(args, say)
@@ -507,7 +507,7 @@ def _adapt(args, say) -> int:
     import onnx
 
     from exoctl.data.dataset import load_dataset
-    from exoctl.torque_model import METADATA_KEY, TorqueModel
+    from exoctl.estimation.torque_model import METADATA_KEY, TorqueModel
 
     from .fit import adapt_network, export_onnx, set_threads
     from .pipeline import DataSource, dataset_tick_sets, sidecar, write_provenance

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from exoctl.linear_model import OPSET, fit_ridge
-from exoctl.torque_model import METADATA_KEY, ModelInfo, save_model, session_options
+from exoctl.estimation.torque_model import METADATA_KEY, ModelInfo, save_model, session_options
+from exoctl.training.linear_model import OPSET, fit_ridge
 
 from .features import TickSet, windows
 
@@ -66,7 +66,7 @@ def summarise(per_joint: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def load_info(path: Path) -> ModelInfo:
     """The exoctl metadata of an ONNX model file (via onnxruntime, as the controller reads it)."""
-    from exoctl.torque_model import TorqueModel
+    from exoctl.estimation.torque_model import TorqueModel
 
     return TorqueModel(path).info
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.drift import session_recordings
 
 from .evaluation import fit_lagged_ridge, joint_metrics, predict, summarise, write_ridge_onnx

@@ -2,7 +2,7 @@
 
 What the network learns from must be what the estimator computes online, tick by tick, or the
 shipped model sees other numbers than it was trained on. So a recording's EMG goes through
-``exoctl.linear_model.condition`` (the estimator's conditioner and activation dynamics), is
+``exoctl.training.linear_model.condition`` (the estimator's conditioner and activation dynamics), is
 sampled at the newest EMG sample of every control tick (every ``fs / rate`` samples, as the
 estimator sees it), and the synergy activations are solved tick by tick with the same warm-
 started NNLS (``synergy_activations``). Angles and velocities are those of the same sample, as
@@ -11,7 +11,7 @@ before the first tick repeated from it (the estimator fills its window the same 
 
 Sources: ``Recording`` (the simulator) and ``Trial`` (a dataset description through
 ``exoctl.data``); both end as ``TickSet``. Calibration (MVC, W) comes from the training data
-the way ``exoctl calibrate`` and ``exoctl.linear_model`` make it.
+the way ``exoctl calibrate`` and ``exoctl.training.linear_model`` make it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exoctl.config import Config
-from exoctl.linear_model import condition, synergy_activations
+from exoctl.config.schema import Config
+from exoctl.estimation.torque_model import feature_names, kinematic_feature_names
 from exoctl.signal.calibration import Calibration
 from exoctl.signal.synergy import choose_k
-from exoctl.torque_model import feature_names, kinematic_feature_names
+from exoctl.training.linear_model import condition, synergy_activations
 
 __all__ = [
     "TickSet",

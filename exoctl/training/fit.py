@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from exoctl.linear_model import OPSET
-from exoctl.torque_model import save_model
+from exoctl.estimation.torque_model import save_model
+from exoctl.training.linear_model import OPSET
 
 from .features import TickSet
 from .network import DomainClassifier, MultiScaleNet

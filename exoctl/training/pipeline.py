@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from exoctl import __version__
-from exoctl.config import Config
+from exoctl.config.schema import Config
+from exoctl.estimation.torque_model import MODEL_FORMAT, calibration_fingerprint, window_input
 from exoctl.signal.calibration import Calibration
-from exoctl.torque_model import MODEL_FORMAT, calibration_fingerprint, window_input
 
 from .features import TickSet, config_for, tick_features
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.patient import SyntheticPatient
 
 

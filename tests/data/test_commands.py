@@ -10,7 +10,7 @@ import pytest
 import yaml
 from scipy import signal
 
-from exoctl.config import DEFAULT_CONFIG
+from exoctl.config.schema import DEFAULT_CONFIG
 from exoctl.data.commands import register
 from exoctl.data.export import export_recording
 from exoctl.signal.calibration import CalibrationError, load_calibration
@@ -95,7 +95,7 @@ def test_calibrate_writes_a_calibration_the_estimator_accepts(datasets, tmp_path
     assert code == 0, text
     assert "WARNING: no MVC trial" in text and "K=1:" in text and "<- chosen" in text
     cal = load_calibration(out)
-    from exoctl.config import load_config
+    from exoctl.config.schema import load_config
 
     cfg = load_config(DEFAULT_CONFIG)
     cal.check_muscles(cfg.emg.muscles)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exoctl.config import DEFAULT_CONFIG, load_config
+from exoctl.config.schema import DEFAULT_CONFIG, load_config
 
 
 def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: Any) -> Path:

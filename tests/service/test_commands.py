@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.service import commands as K
 from exoctl.service import rpc
 from exoctl.service.recorder import Recorder

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.drift import Drift, DriftedPatient
 from exoctl.training.evaluation import joint_metrics
 from exoctl.training.features import calibrate_recordings, tick_features, windows

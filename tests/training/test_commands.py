@@ -12,8 +12,8 @@ import pytest
 
 from exoctl.cli import main
 from exoctl.data.export import export_recording
+from exoctl.estimation.torque_model import TorqueModel
 from exoctl.hil.drift import DriftedPatient, drift_for_session
-from exoctl.torque_model import TorqueModel
 
 LEG = [
     "rectus_femoris_l", "vastus_lateralis_l", "vastus_medialis_l", "biceps_femoris_l",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.drift import DriftedPatient, drift_for_session, session_recordings
 from exoctl.hil.patient import SyntheticPatient
-from exoctl.linear_model import fit_ridge, r2_score
 from exoctl.training.features import calibrate_recordings, tick_features
+from exoctl.training.linear_model import fit_ridge, r2_score
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from exoctl.config import load_config
-from exoctl.estimator import Estimator
+from exoctl.config.schema import load_config
+from exoctl.estimation.estimator import Estimator
+from exoctl.estimation.torque_model import TorqueModel
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
-from exoctl.torque_model import TorqueModel
 from exoctl.training.evaluation import predict
 from exoctl.training.features import tick_features, windows
 from exoctl.training.fit import export_onnx, torch_predict, train_network

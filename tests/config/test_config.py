@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exoctl.config import DEFAULT_CONFIG, ConfigError, load_config
+from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, load_config
 
 
 def _write(tmp_path: Path, mutate) -> Path:

@@ -8,9 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from exoctl.assist import AssistLaw
-from exoctl.config import ControlConfig, JointConfig, SafetyConfig, load_config
-from exoctl.safety import FaultEvent, SafetyInputs, SafetyLayer, SafetyState
+from exoctl.config.schema import ControlConfig, JointConfig, SafetyConfig, load_config
+from exoctl.control.assist import AssistLaw
+from exoctl.control.safety import FaultEvent, SafetyInputs, SafetyLayer, SafetyState
 
 CFG = load_config()
 RATE = 500.0
@@ -349,7 +349,7 @@ def test_a_tick_allocates_no_per_joint_arrays():
 
 
 def _monitor(n_channels: int = 4):
-    from exoctl.safety import ChannelMonitor
+    from exoctl.control.safety import ChannelMonitor
 
     return ChannelMonitor(n_channels, 2000.0, CFG.safety)
 
@@ -420,7 +420,7 @@ def test_channel_monitor_allocates_nothing_per_chunk():
 
 
 def test_channel_monitor_threshold_can_be_given_for_enveloped_input():
-    from exoctl.safety import ChannelMonitor
+    from exoctl.control.safety import ChannelMonitor
 
     window = round(CFG.safety.emg_channel_window_s * 2000)
     env = np.linspace(0.2, 0.25, window, dtype=np.float32)[:, None].repeat(2, axis=1)

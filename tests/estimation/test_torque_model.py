@@ -11,9 +11,9 @@ import pytest
 from onnx import numpy_helper
 
 import exoctl
-from exoctl.config import load_config
-from exoctl.linear_model import write_onnx
-from exoctl.torque_model import MODEL_FORMAT, ModelError, TorqueModel, feature_names
+from exoctl.config.schema import load_config
+from exoctl.estimation.torque_model import MODEL_FORMAT, ModelError, TorqueModel, feature_names
+from exoctl.training.linear_model import write_onnx
 
 LINEAR = Path(exoctl.__file__).parent / "models" / "default.onnx"
 

@@ -17,7 +17,7 @@ Why it looks like this:
 * ``update`` runs once per control tick and allocates no arrays: every temporary lives in a
   buffer made in ``__init__`` and numpy is called with ``out=``.
 
-This module never limits torque; the safety layer (:mod:`exoctl.safety`) is the last stage and
+This module never limits torque; the safety layer (:mod:`exoctl.control.safety`) is the last stage and
 nothing bypasses it.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from exoctl.config import ControlConfig
+from exoctl.config.schema import ControlConfig
 
 
 class AssistLaw:

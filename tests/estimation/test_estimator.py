@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import exoctl
-from exoctl.config import Config, load_config
-from exoctl.estimator import Estimator, build_estimator
+from exoctl.config.schema import Config, load_config
+from exoctl.estimation.estimator import Estimator, build_estimator
+from exoctl.estimation.torque_model import ModelError, TorqueModel
 from exoctl.hil.patient import patient_from_config
-from exoctl.linear_model import condition, r2_score, synergy_activations
 from exoctl.signal.calibration import load_calibration
-from exoctl.torque_model import ModelError, TorqueModel
+from exoctl.training.linear_model import condition, r2_score, synergy_activations
 
 LINEAR = Path(exoctl.__file__).parent / "models" / "default.onnx"
 

@@ -9,14 +9,14 @@ import numpy as np
 import pylsl
 import pytest
 
-from exoctl.acquisition import (
+from exoctl.acquisition.ringbuffer import RingBuffer
+from exoctl.acquisition.sources import (
     AcquisitionError,
     LslAcquisition,
     ReplayAcquisition,
     resolve_lsl_stream,
 )
-from exoctl.config import load_config
-from exoctl.ringbuffer import RingBuffer
+from exoctl.config.schema import load_config
 
 
 def _wait(pred, timeout=5.0):

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from exoctl.assist import AssistLaw
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
+from exoctl.control.assist import AssistLaw
 
 CFG = load_config()
 RATE = 500.0

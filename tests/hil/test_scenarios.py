@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from exoctl.config import load_config
+from exoctl.config.schema import load_config
 from exoctl.hil.runner import SCENARIO_DIR, load_scenario
 
 pytestmark = pytest.mark.hil

@@ -2,7 +2,7 @@
 
 Regenerate the shipped model and calibration with::
 
-    .venv/bin/python -m exoctl.linear_model --out exoctl/models
+    .venv/bin/python -m exoctl.training.linear_model --out exoctl/models
 
 It records a training session of the configured synthetic patient (a different session from
 the one the demo runs, so the demo is scored on data the model never saw), runs it through the
@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from exoctl import __version__
-from exoctl.config import Config, load_config
+from exoctl.config.schema import Config, load_config
+from exoctl.estimation.torque_model import MODEL_FORMAT, feature_names, save_model
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.calibration import Calibration
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, choose_k
-from exoctl.torque_model import MODEL_FORMAT, feature_names, save_model
 
 OPSET = 17
 LINEAR_MODEL_PATH = Path(__file__).parent / "models" / "default.onnx"
@@ -108,7 +108,7 @@ def write_onnx(path: Path, coef: np.ndarray, intercept: np.ndarray, metadata: di
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
-    save_model(model, path, "exoctl.linear_model", metadata)
+    save_model(model, path, "exoctl.training.linear_model", metadata)
 
 
 def _git_commit() -> str | None:
@@ -141,7 +141,7 @@ def make_default_model(
         W=choice.W,
         vaf=choice.vaf,
         source={
-            "made_by": "python -m exoctl.linear_model",
+            "made_by": "python -m exoctl.training.linear_model",
             "simulator": {"seed": cfg.simulator.seed, "session": session, "duration_s": duration_s},
             "mvc": "99.5th percentile of the conditioned envelope (no MVC trial in simulation)",
             "vaf_by_k": {int(k): round(v, 4) for k, v in choice.vaf_by_k.items()},
@@ -176,7 +176,7 @@ def make_default_model(
         "model": model_path.name,
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "calibration": cal_path.name,
-        "regenerate": "python -m exoctl.linear_model --out exoctl/models",
+        "regenerate": "python -m exoctl.training.linear_model --out exoctl/models",
         "config": str(cfg.source),
         "made_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
@@ -197,7 +197,7 @@ def make_default_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m exoctl.linear_model", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m exoctl.training.linear_model", description=__doc__)
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "models")
     p.add_argument("--duration", type=float, default=120.0)

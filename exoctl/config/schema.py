@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exoctl.yamlfile import read_yaml_mapping
+from exoctl.config.yamlfile import read_yaml_mapping
 
 JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
 JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
@@ -253,7 +253,7 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
 
 _PATH_KEYS = (("estimator", "calibration"), ("model", "path"), ("emg", "replay", "path"))
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -18,15 +18,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from exoctl.acquisition import Acquisition, make_acquisition
-from exoctl.assist import AssistLaw
-from exoctl.config import Config
-from exoctl.control_loop import ControlLoop
-from exoctl.estimator import Estimator, build_estimator
-from exoctl.realtime import RealtimeReport, apply_realtime, raise_threads, session_gc
-from exoctl.ringbuffer import RingBuffer
-from exoctl.safety import ChannelMonitor, SafetyLayer, SafetyState
-from exoctl.timing import reduce_timer_slack
+from exoctl.acquisition.ringbuffer import RingBuffer
+from exoctl.acquisition.sources import Acquisition, make_acquisition
+from exoctl.config.schema import Config
+from exoctl.control.assist import AssistLaw
+from exoctl.control.loop import ControlLoop
+from exoctl.control.safety import ChannelMonitor, SafetyLayer, SafetyState
+from exoctl.estimation.estimator import Estimator, build_estimator
+from exoctl.runtime.realtime import RealtimeReport, apply_realtime, raise_threads, session_gc
+from exoctl.runtime.timing import reduce_timer_slack
 from firmware_bridge.link import HostLink
 
 

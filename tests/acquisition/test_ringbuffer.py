@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exoctl.ringbuffer import RingBuffer
+from exoctl.acquisition.ringbuffer import RingBuffer
 
 
 def _chunk(start: int, n: int, ch: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -69,7 +69,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exoctl.config import JointConfig, SafetyConfig
+from exoctl.config.schema import JointConfig, SafetyConfig
 
 
 class SafetyState(enum.IntEnum):

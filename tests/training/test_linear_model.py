@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from exoctl.config import load_config
-from exoctl.estimator import build_estimator
-from exoctl.linear_model import make_default_model
+from exoctl.config.schema import load_config
+from exoctl.estimation.estimator import build_estimator
+from exoctl.training.linear_model import make_default_model
 
 
 def test_regenerates_model_calibration_and_provenance(tmp_path):

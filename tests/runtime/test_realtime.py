@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from exoctl.realtime import RealtimeReport, apply_realtime, release_realtime, session_gc
+from exoctl.runtime.realtime import RealtimeReport, apply_realtime, release_realtime, session_gc
 
 
 def in_thread(fn):
@@ -106,7 +106,7 @@ def test_bad_cpu_sets_are_reported(bad):
 
 
 def test_raise_threads_sets_named_threads_by_tid_and_reports():
-    from exoctl.realtime import raise_threads, set_thread_priority
+    from exoctl.runtime.realtime import raise_threads, set_thread_priority
 
     ready, stop = threading.Event(), threading.Event()
     seen = {}

@@ -7,7 +7,7 @@ preallocated by the stages; ``step`` returns views that stay valid until the nex
 
 Per tick the estimator forms a source vector ``[h, a, angles, velocities]`` (the latter two
 from the telemetry the control loop read first) and gives the model the features it names
-(see ``exoctl.torque_model``). A window model (input = the last N ticks) is fed from a ring of
+(see ``exoctl.estimation.torque_model``). A window model (input = the last N ticks) is fed from a ring of
 2N preallocated rows in which every tick is written twice, at i and i + N, so that the last N
 ticks are always one contiguous slice: one copy into the model's bound input, no allocation,
 no wrap-around arithmetic. Until N ticks have passed, the window is filled with the first
@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from exoctl.config import Config
-from exoctl.signal.activation import ActivationDynamics
-from exoctl.signal.calibration import Calibration, load_calibration
-from exoctl.signal.dsp import EmgConditioner
-from exoctl.signal.synergy import OnlineNNLS
-from exoctl.torque_model import (
+from exoctl.config.schema import Config
+from exoctl.estimation.torque_model import (
     TorqueModel,
     calibration_fingerprint,
     feature_names,
     feature_sources,
 )
+from exoctl.signal.activation import ActivationDynamics
+from exoctl.signal.calibration import Calibration, load_calibration
+from exoctl.signal.dsp import EmgConditioner
+from exoctl.signal.synergy import OnlineNNLS
 
 
 class Estimator:

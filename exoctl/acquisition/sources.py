@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pylsl
 
-from exoctl.config import EmgConfig
-from exoctl.ringbuffer import RingBuffer
+from exoctl.acquisition.ringbuffer import RingBuffer
+from exoctl.config.schema import EmgConfig
 
 
 class AcquisitionError(RuntimeError):

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pylsl
 
-from exoctl.assist import AssistLaw
-from exoctl.estimator import Estimator
-from exoctl.ringbuffer import RingBuffer
-from exoctl.safety import ChannelMonitor, SafetyInputs, SafetyLayer, SafetyState
-from exoctl.timing import DeadlineTimer, TimingStats
+from exoctl.acquisition.ringbuffer import RingBuffer
+from exoctl.control.assist import AssistLaw
+from exoctl.control.safety import ChannelMonitor, SafetyInputs, SafetyLayer, SafetyState
+from exoctl.estimation.estimator import Estimator
+from exoctl.runtime.timing import DeadlineTimer, TimingStats
 
 if TYPE_CHECKING:
     from firmware_bridge.link import HostLink

@@ -22,8 +22,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exoctl.config import JointConfig, SafetyConfig
-from exoctl.safety import SafetyInputs, SafetyLayer, SafetyState
+from exoctl.config.schema import JointConfig, SafetyConfig
+from exoctl.control.safety import SafetyInputs, SafetyLayer, SafetyState
 
 RATE_HZ = 500.0
 DT = 1.0 / RATE_HZ

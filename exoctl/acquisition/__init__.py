@@ -1,0 +1,1 @@
+"""Acquisition: EMG from an LSL inlet or a file, stamped and written into a preallocated ring."""

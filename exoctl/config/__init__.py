@@ -1,0 +1,1 @@
+"""Configuration: the typed, validated schema and the one YAML reader every file goes through."""

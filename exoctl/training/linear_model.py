@@ -35,7 +35,7 @@ from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, choose_k
 
 OPSET = 17
-LINEAR_MODEL_PATH = Path(__file__).parent / "models" / "default.onnx"
+LINEAR_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
 """The shipped linear baseline (``configs/default.yaml`` uses the network beside it)."""
 WARMUP_S = 2.0  # filter transients at the start of a recording are not fitted
 
@@ -199,7 +199,7 @@ def make_default_model(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m exoctl.training.linear_model", description=__doc__)
     p.add_argument("--config", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "models")
+    p.add_argument("--out", type=Path, default=LINEAR_MODEL_PATH.parent)
     p.add_argument("--duration", type=float, default=120.0)
     p.add_argument("--session", type=int, default=100)
     args = p.parse_args(argv)

@@ -111,6 +111,13 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
             errors += 1
             continue
         print(f"\ntrial {trial.name} ({trial.role}, EMG {trial.emg_kind})", file=out)
+        if trial.envelope is not None:
+            env = trial.envelope
+            lp = f"{env.lowpass_hz:g} Hz" if env.lowpass_hz else "not stated"
+            print(
+                f"  envelope as stated: low-pass {lp}, normalisation {env.normalisation}",
+                file=out,
+            )
         for rep in trial.files:
             print(f"  {rep.part:<6} {rep.path.name} [{rep.fmt}, {rep.units}]", file=out)
             print(f"         {_fmt_timing(rep.timing)}", file=out)
@@ -119,6 +126,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 + ", ".join(f"{k}<-{v}" for k, v in rep.columns_used.items()),
                 file=out,
             )
+            for w in rep.warnings:
+                warnings += 1
+                print(f"         WARNING: {w}", file=out)
             if rep.timing.gaps or rep.timing.non_increasing:
                 warnings += 1
                 print("         WARNING: gaps/backward time steps (interpolated over)", file=out)
@@ -128,8 +138,11 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if rep.clipped:
                 warnings += 1
                 print(f"         WARNING: clipping (samples at the rail) {rep.clipped}", file=out)
-        rms = np.sqrt(np.nanmean(trial.emg**2, axis=0))
-        peak = np.nanmax(np.abs(trial.emg), axis=0)
+        finite = np.isfinite(trial.emg)
+        has = finite.any(axis=0)
+        sq = np.where(finite, trial.emg, 0.0) ** 2
+        rms = np.where(has, np.sqrt(sq.sum(0) / np.maximum(finite.sum(0), 1)), np.nan)
+        peak = np.where(has, np.abs(np.where(finite, trial.emg, 0.0)).max(axis=0), np.nan)
         unit = "uV" if trial.emg_kind == "raw" else ""
         print(
             f"  on one time base: {trial.fs_hz:g} Hz, {trial.duration_s:.3f} s "
@@ -139,7 +152,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
         )
         print(f"  {'muscle':<28}{'rms ' + unit:>12}{'peak ' + unit:>12}", file=out)
         for m, r, p in zip(trial.muscles, rms, peak, strict=True):
-            flag = "  <- flat" if not (p > 0) else ""
+            flag = "  <- all NaN" if np.isnan(p) else ("  <- flat" if not (p > 0) else "")
             print(f"  {m:<28}{r:>12.4g}{p:>12.4g}{flag}", file=out)
         for part, arr, unit in (("moment", trial.torque, "N m"), ("angle", trial.angles, "rad")):
             if arr is None:

@@ -30,6 +30,24 @@ A description is a YAML file; paths in it are relative to the file itself. Examp
           columns: {hip_r: hip_flexion_r, knee_r: knee_angle_r}
           units: deg                   # rad or deg; default: the .sto/.mot inDegrees header, else rad
           sign: {knee_r: -1}
+      - name: lab_envelopes
+        emg:
+          file: emgFilt.sto            # envelopes made elsewhere (e.g. CEINMS, 100 Hz)
+          kind: enveloped
+          normalised: true
+          envelope: {lowpass_hz: 6, normalisation: peak}   # as the source states it (or null /
+                                                           # unknown): goes into model metadata
+          channels: {rectus_femoris_r: rect_fem_r, ...}
+      - name: cycle01                  # a gait-cycle-normalised .mat (no time axis): one cycle
+        emg:
+          file: ExperimentalData.mat
+          variable: ExperimentalData.EMG.subject1   # struct with all (points, columns, cycles)
+          cycle: 0                                  # and colheaders
+          stride_s: 1.1                             # the stated stride time: t = i * stride / P
+          kind: enveloped
+          channels: {soleus_r: Soleus, ...}
+
+The shipped descriptions of the shared real data are in ``datasets/`` at the repository's root.
 
 Columns are given by label (exact, then case-insensitive) or by 0-based index. CSV files name
 their time column with ``time_column`` (default ``time``). ``time_offset_s`` shifts one file's
@@ -85,13 +103,51 @@ ColumnRef = str | Annotated[int, Field(ge=0)]
 
 class _FileSpec(_M):
     file: str
-    format: Literal["auto", "sto", "mot", "csv", "xdf"] = "auto"
+    format: Literal["auto", "sto", "mot", "csv", "xdf", "mat"] = "auto"
     stream: str | None = None
     """XDF only: the stream's name or type."""
     time_column: str = "time"
     skip_rows: Annotated[int, Field(ge=0)] = 0
     """CSV only: lines after the header to ignore (e.g. a units row)."""
     time_offset_s: float = 0.0
+    variable: str | None = None
+    """Gait-cycle .mat only: dotted path to the struct with ``all`` and ``colheaders``."""
+    cycle: Annotated[int, Field(ge=0)] | None = None
+    """Gait-cycle .mat only: which cycle (0-based index on the last axis)."""
+    stride_s: Annotated[float, Field(gt=0.2, le=5.0)] | None = None
+    """Gait-cycle .mat only: the stride time the cycle's points are spread over (the file has
+    no time axis: this is stated by whoever describes the data)."""
+
+    @model_validator(mode="after")
+    def _mat_keys(self) -> _FileSpec:
+        is_mat = self.format == "mat" or (
+            self.format == "auto" and self.file.lower().endswith(".mat")
+        )
+        given = [k for k in ("variable", "cycle", "stride_s") if getattr(self, k) is not None]
+        if is_mat and len(given) != 3:
+            missing = [k for k in ("variable", "cycle", "stride_s") if k not in given]
+            raise ValueError(
+                f"a gait-cycle .mat file needs variable, cycle and stride_s; missing {missing}"
+            )
+        if not is_mat and given:
+            raise ValueError(f"{given} apply to gait-cycle .mat files only")
+        return self
+
+
+class EnvelopeSpec(_M):
+    """What an enveloped EMG file holds, as its source states it (goes into model metadata).
+
+    A model trained on envelopes made elsewhere is only fed the same kind of signal live: the
+    estimator compares this with its own chain and refuses a mismatch.
+    """
+
+    lowpass_hz: Annotated[float, Field(gt=0, le=50)] | None = None
+    """The envelope's low-pass cut-off; null when the source does not state it."""
+    normalisation: Literal["mvc", "peak", "none", "unknown"] = "unknown"
+    """mvc: divided by a maximal voluntary contraction; peak: each channel divided by its own
+    maximum over the recording(s); none: not normalised; unknown: not stated."""
+    processing: str | None = None
+    """The source's own words on how the envelope was made (free text)."""
 
 
 class EmgSpec(_FileSpec):
@@ -101,11 +157,15 @@ class EmgSpec(_FileSpec):
     units: Literal["uV", "mV", "V"] = "uV"
     channels: Annotated[dict[str, ColumnRef], Field(min_length=1)]
     """muscle name -> column label or index."""
+    envelope: EnvelopeSpec | None = None
+    """kind: enveloped only: how the envelope was made (low-pass, normalisation)."""
 
     @model_validator(mode="after")
     def _normalised_needs_envelope(self) -> EmgSpec:
         if self.normalised and self.kind != "enveloped":
             raise ValueError("normalised: true applies to kind: enveloped only")
+        if self.envelope is not None and self.kind != "enveloped":
+            raise ValueError("envelope: applies to kind: enveloped only")
         return self
 
 
@@ -207,6 +267,7 @@ class FileReport:
     nans: dict[str, int]  # our name -> NaN count (only non-zero)
     clipped: dict[str, int] = field(default_factory=dict)  # our name -> samples at the rail
     units: str = ""
+    warnings: tuple[str, ...] = ()  # what the reader noticed (e.g. header vs rows)
 
 
 @dataclass(frozen=True)
@@ -220,6 +281,7 @@ class Trial:
     emg: np.ndarray  # (n, m) in muscles order
     emg_kind: str  # raw | enveloped
     emg_normalised: bool  # enveloped and already divided by MVC
+    envelope: EnvelopeSpec | None  # enveloped: how it was made, as stated (None: not stated)
     muscles: tuple[str, ...]
     joints: tuple[str, ...]
     torque: np.ndarray | None  # (n, j) N m, flexion positive
@@ -298,6 +360,9 @@ class Dataset:
                     skip_rows=fs.skip_rows,
                     stream=fs.stream,
                     xdf_cache=cache,
+                    variable=fs.variable,
+                    cycle=fs.cycle,
+                    stride_s=fs.stride_s,
                 )
             except ImportErrorWithPath as e:
                 raise DatasetError(f"{self.path}: {where}.{part}: {e}") from None
@@ -346,6 +411,7 @@ class Dataset:
                 ("microvolts x " + f"{scale:g}")
                 if spec.emg.kind == "raw"
                 else ("enveloped, normalised" if spec.emg.normalised else "enveloped"),
+                emg_tab.warnings,
             )
         )
         spans = [(float(t_emg[0]), float(t_emg[-1]), "emg")]
@@ -391,6 +457,7 @@ class Dataset:
                     _nan_counts(joints, vals),
                     {},
                     units + (" (sign " + str(dict(fspec.sign)) + ")" if fspec.sign else ""),
+                    tab.warnings,
                 )
             )
             side[part] = (tt, vals)
@@ -443,6 +510,7 @@ class Dataset:
             emg=np.ascontiguousarray(emg),
             emg_kind=spec.emg.kind,
             emg_normalised=spec.emg.normalised,
+            envelope=spec.emg.envelope,
             muscles=self.muscles,
             joints=tuple(joints),
             torque=out["moment"],

@@ -1,4 +1,4 @@
-"""Readers for lab recordings: OpenSim Storage (.sto, .mot), CSV with a time column, XDF.
+"""Readers for lab recordings: OpenSim Storage (.sto, .mot), CSV, XDF, gait-cycle .mat files.
 
 Every reader returns a ``Table``: a time vector, named columns and a float64 data matrix, so the
 dataset loader (exoctl.data.dataset) treats all formats alike. Readers do not resample, fill or
@@ -6,14 +6,21 @@ rescale: they report the file as it is (NaNs stay NaN, gaps stay gaps) so that `
 check`` can show a person what is actually in the file.
 
 Formats
-- OpenSim Storage (.sto, .mot; versions 1 and the older SIMM/.mot header): header lines up to
-  ``endheader`` (keys such as ``inDegrees=yes`` are kept in ``meta``), then one tab-separated
-  line of column labels whose first is ``time``, then numeric rows.
+- OpenSim Storage (.sto, .mot; versions 1-3 and the older SIMM/.mot header): header lines up
+  to ``endheader`` (keys such as ``inDegrees=yes`` are kept in ``meta``), then one tab-separated
+  line of column labels whose first is ``time``, then numeric rows. Read as real files come:
+  labels and rows ending with a tab (CEINMS), cells padded with spaces, CRLF line ends, blank
+  lines, empty or ``nan`` cells (NaN), and ``nRows``/``nColumns`` missing or wrong (a wrong
+  count is a warning in ``Table.warnings``: the rows are what the file holds).
 - CSV: first line holds the column names; delimiter ``,``, ``;`` or tab (sniffed); empty or
   ``nan`` cells become NaN; the time column is named (default ``time``).
 - XDF (LabRecorder): one stream, chosen by name or type; channel labels from the stream's
   ``desc/channels/channel/label`` (``ch0``, ``ch1``, ... when absent); time stamps are pyxdf's
   synchronised, de-jittered LSL times in seconds.
+- Gait-cycle MATLAB files (``read_mat_cycles``): a struct with ``all`` (points x columns x
+  cycles) and ``colheaders``, every signal resampled to a fixed number of points per gait
+  cycle and no time axis (e.g. 3dpredictsim's ``ExperimentalData.mat``). One cycle is read as
+  a table whose time axis comes from a stride time the dataset description states.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "ImportErrorWithPath",
     "Table",
     "read_csv",
+    "read_mat_cycles",
     "read_sto",
     "read_table",
     "read_xdf",
@@ -50,6 +58,7 @@ class Table:
     data: np.ndarray  # (n, c) float64, columns in ``columns`` order (time excluded)
     nominal_rate_hz: float | None = None  # what the file declares (XDF), if anything
     meta: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # e.g. a header count that disagrees with the rows
 
     def index(self, spec: str | int, *, what: str = "column") -> int:
         """Column index of a label (exact, then case-insensitive) or of a 0-based index."""
@@ -79,20 +88,28 @@ def read_table(
     skip_rows: int = 0,
     stream: str | None = None,
     xdf_cache: dict[Path, Any] | None = None,
+    variable: str | None = None,
+    cycle: int | None = None,
+    stride_s: float | None = None,
 ) -> Table:
     """Dispatch on ``fmt`` (``auto``: by extension)."""
     path = Path(path)
     if fmt == "auto":
         ext = path.suffix.lower()
-        fmt = {".sto": "sto", ".mot": "mot", ".csv": "csv", ".txt": "csv", ".xdf": "xdf"}.get(
-            ext, ""
-        )
+        fmt = {
+            ".sto": "sto",
+            ".mot": "mot",
+            ".csv": "csv",
+            ".txt": "csv",
+            ".xdf": "xdf",
+            ".mat": "mat",
+        }.get(ext, "")
         if path.name.lower().endswith((".xdf.gz", ".xdfz")):
             fmt = "xdf"
         if not fmt:
             raise ImportErrorWithPath(
                 f"{path}: cannot tell the format from the extension {ext!r}; "
-                "set format: sto, mot, csv or xdf"
+                "set format: sto, mot, csv, xdf or mat"
             )
     if not path.is_file():
         raise ImportErrorWithPath(f"{path}: file not found")
@@ -104,11 +121,41 @@ def read_table(
         if stream is None:
             raise ImportErrorWithPath(f"{path}: an XDF file needs `stream:` (name or type)")
         return read_xdf(path, stream, cache=xdf_cache)
-    raise ImportErrorWithPath(f"{path}: unknown format {fmt!r}; known: sto, mot, csv, xdf")
+    if fmt == "mat":
+        if variable is None or cycle is None or stride_s is None:
+            raise ImportErrorWithPath(
+                f"{path}: a gait-cycle .mat file needs `variable:`, `cycle:` and `stride_s:`"
+            )
+        return read_mat_cycles(path, variable, cycle, stride_s, cache=xdf_cache)
+    raise ImportErrorWithPath(f"{path}: unknown format {fmt!r}; known: sto, mot, csv, xdf, mat")
+
+
+_NAN_TOKENS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "-nan(ind)", "1.#qnan", "-1.#ind"})
+
+
+def _cells(line: str, n: int = 0) -> list[str]:
+    """A Storage line's cells: tab-separated when it has a tab, else whitespace-separated.
+
+    Real files end the header and every row with a tab (CEINMS, some OpenSim exports) and pad
+    cells with spaces: every cell is stripped, and trailing empty cells beyond the first ``n``
+    are dropped (an empty cell within the ``n`` columns is a missing value).
+    """
+    parts = line.split("\t") if "\t" in line else line.split()
+    parts = [p.strip() for p in parts]
+    while len(parts) > n and not parts[-1]:
+        parts.pop()
+    return parts
+
+
+def _cell_value(cell: str) -> float:
+    if not cell or cell.lower() in _NAN_TOKENS:
+        return math.nan
+    return float(cell)
 
 
 def _parse_numbers(path: Path, lines: list[str], n_cols: int, first_line_no: int) -> np.ndarray:
-    body = [ln for ln in lines if ln.strip()]
+    """Rows of numbers; blank lines skipped, empty or ``nan`` cells NaN, ragged rows refused."""
+    body = [ln.rstrip(" \t") for ln in lines if ln.strip()]
     if body:
         try:  # fast path; the slow one below only runs to say what is wrong, or for blanks
             arr = np.loadtxt(io.StringIO("\n".join(body)), dtype=np.float64, ndmin=2)
@@ -118,17 +165,15 @@ def _parse_numbers(path: Path, lines: list[str], n_cols: int, first_line_no: int
             pass
     rows = []
     for i, line in enumerate(lines):
-        s = line.strip()
-        if not s:
+        if not line.strip():
             continue
-        parts = s.split("\t") if "\t" in s else s.split()
-        parts = [p.strip() for p in parts]
+        parts = _cells(line, n_cols)
         if len(parts) != n_cols:
             raise ImportErrorWithPath(
                 f"{path}:{first_line_no + i}: {len(parts)} values, expected {n_cols} (one per column)"
             )
         try:
-            rows.append([float(p) if p else math.nan for p in parts])
+            rows.append([_cell_value(p) for p in parts])
         except ValueError:
             raise ImportErrorWithPath(
                 f"{path}:{first_line_no + i}: not a number among {parts[:6]}..."
@@ -138,14 +183,30 @@ def _parse_numbers(path: Path, lines: list[str], n_cols: int, first_line_no: int
     return np.array(rows, dtype=np.float64)
 
 
+def _header_count(meta: dict[str, Any], *keys: str) -> int | None:
+    for k in keys:
+        for mk, v in meta.items():
+            if mk.lower() == k.lower():
+                try:
+                    return int(str(v).split()[0])
+                except (ValueError, IndexError):
+                    return None
+    return None
+
+
 def read_sto(path: str | Path) -> Table:
-    """OpenSim Storage file (.sto / .mot)."""
+    """OpenSim Storage file (.sto / .mot) as real files come: see the module docstring.
+
+    A header count (``nRows``/``nColumns``, or the SIMM ``datarows``/``datacolumns``) that
+    disagrees with the rows is not an error (the rows are what the file holds) but a warning
+    in ``Table.warnings``; a missing count is nothing to warn about.
+    """
     path = Path(path)
     try:
         text = path.read_text(errors="replace")
     except OSError as e:
         raise ImportErrorWithPath(f"{path}: cannot read: {e.strerror}") from None
-    lines = text.splitlines()
+    lines = text.splitlines()  # \n, \r\n and \r alike
     end = next((i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader"), None)
     if end is None:
         raise ImportErrorWithPath(f"{path}: not an OpenSim Storage file (no 'endheader' line)")
@@ -154,24 +215,48 @@ def read_sto(path: str | Path) -> Table:
         if "=" in ln:
             k, _, v = ln.partition("=")
             meta[k.strip()] = v.strip()
+        elif ln.strip().lower().startswith(("datarows", "datacolumns")):
+            k, _, v = ln.strip().partition(" ")
+            meta[k] = v.strip()
         elif ln.strip() and "name" not in meta:
             meta["name"] = ln.strip()
     label_idx = next((i for i in range(end + 1, len(lines)) if lines[i].strip()), None)
     if label_idx is None:
         raise ImportErrorWithPath(f"{path}: no column labels after 'endheader'")
-    labels_line = lines[label_idx]
-    labels = [
-        c.strip() for c in (labels_line.split("\t") if "\t" in labels_line else labels_line.split())
-    ]
+    labels = _cells(lines[label_idx])
     if not labels or labels[0].lower() != "time":
         raise ImportErrorWithPath(
             f"{path}: the first column after 'endheader' must be 'time', got {labels[:3]}"
         )
+    empty = [i for i, c in enumerate(labels) if not c]
+    if empty:
+        raise ImportErrorWithPath(
+            f"{path}:{label_idx + 1}: column label {empty[0]} is empty (labels {labels[:6]}...)"
+        )
     data = _parse_numbers(path, lines[label_idx + 1 :], len(labels), label_idx + 2)
     if "inDegrees" in meta:
         meta["inDegrees"] = meta["inDegrees"].lower() in ("yes", "true", "1")
+    warnings = []
+    n_rows = _header_count(meta, "nRows", "datarows")
+    if n_rows is not None and n_rows != data.shape[0]:
+        warnings.append(
+            f"{path}: header says nRows={n_rows}, the file has {data.shape[0]} data rows "
+            "(the rows are used)"
+        )
+    n_cols = _header_count(meta, "nColumns", "datacolumns")
+    if n_cols is not None and n_cols != len(labels):
+        warnings.append(
+            f"{path}: header says nColumns={n_cols}, the file has {len(labels)} columns "
+            "(time included; the labels are used)"
+        )
     return Table(
-        path, tuple(labels[1:]), data[:, 0].copy(), np.ascontiguousarray(data[:, 1:]), None, meta
+        path,
+        tuple(labels[1:]),
+        data[:, 0].copy(),
+        np.ascontiguousarray(data[:, 1:]),
+        None,
+        meta,
+        tuple(warnings),
     )
 
 
@@ -288,6 +373,76 @@ def read_xdf(path: str | Path, stream: str, *, cache: dict[Path, Any] | None = N
     if len(units) == 1 and "" not in units:
         meta["unit"] = units.pop()
     return Table(path, tuple(labels), t, np.ascontiguousarray(data), srate or None, meta)
+
+
+def read_mat_cycles(
+    path: str | Path,
+    variable: str,
+    cycle: int,
+    stride_s: float,
+    *,
+    cache: dict[Path, Any] | None = None,
+) -> Table:
+    """One gait cycle of a cycle-normalised MATLAB struct, on a stated stride time.
+
+    ``variable`` is a dotted path from the file's top-level variable to a struct holding
+    ``all`` (points, columns, cycles) and ``colheaders`` (e.g.
+    ``ExperimentalData.EMG.subject1``); ``cycle`` is the 0-based index on the last axis. The
+    P points of a cycle are taken as equally spaced over one stride starting at heel strike:
+    t = i * stride_s / P (the next cycle would start at stride_s). NaN stays NaN.
+    """
+    import scipy.io
+
+    path = Path(path)
+    key = path.resolve()
+    if cache is not None and key in cache:
+        top = cache[key]
+    else:
+        try:
+            top = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
+        except Exception as e:  # scipy raises ValueError, MatReadError, OSError...
+            raise ImportErrorWithPath(f"{path}: cannot read as a MATLAB file: {e}") from None
+        if cache is not None:
+            cache[key] = top
+    parts = variable.split(".")
+    node: Any = top.get(parts[0])
+    if node is None:
+        names = sorted(k for k in top if not k.startswith("__"))
+        raise ImportErrorWithPath(f"{path}: variable {parts[0]!r} not found; variables: {names}")
+    for i, name in enumerate(parts[1:], start=1):
+        fields = list(getattr(node, "_fieldnames", []))
+        if name not in fields:
+            raise ImportErrorWithPath(
+                f"{path}: {'.'.join(parts[:i])} has no field {name!r}; fields: {fields}"
+            )
+        node = getattr(node, name)
+    fields = list(getattr(node, "_fieldnames", []))
+    if "all" not in fields or "colheaders" not in fields:
+        raise ImportErrorWithPath(
+            f"{path}: {variable} must be a struct with 'all' (points x columns x cycles) and "
+            f"'colheaders'; its fields: {fields}"
+        )
+    arr = np.asarray(node.all, dtype=np.float64)
+    heads = [str(h) for h in np.atleast_1d(node.colheaders)]
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[1] != len(heads):
+        raise ImportErrorWithPath(
+            f"{path}: {variable}.all has shape {arr.shape}; expected (points, {len(heads)} "
+            "columns, cycles)"
+        )
+    n_cycles = arr.shape[2]
+    if isinstance(cycle, bool) or not 0 <= int(cycle) < n_cycles:
+        raise ImportErrorWithPath(
+            f"{path}: {variable}: cycle {cycle} out of range (0..{n_cycles - 1})"
+        )
+    if not (math.isfinite(stride_s) and stride_s > 0):
+        raise ImportErrorWithPath(f"{path}: stride_s = {stride_s!r} must be a positive number")
+    data = np.ascontiguousarray(arr[:, :, int(cycle)])
+    points = data.shape[0]
+    t = np.arange(points) * (float(stride_s) / points)
+    meta = {"variable": variable, "cycle": int(cycle), "cycles": n_cycles, "stride_s": stride_s}
+    return Table(path, tuple(heads), t, data, points / float(stride_s), meta)
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,65 @@ def test_csv_units_row_can_be_skipped(tmp_path):
         read_csv(p)
     tab = read_csv(p, skip_rows=1)
     np.testing.assert_allclose(tab.data[:, 0], [0.1, 0.2])
+
+
+def test_sto_as_real_labs_write_it(tmp_path):
+    """Trailing tabs, padded cells, CRLF, blank lines, NaN cells and a wrong nRows all load."""
+    p = tmp_path / "emgFilt.sto"
+    lines = [
+        "Normalized EMG Linear Envelopes",
+        "nRows=4",  # the file has 3 rows: a warning, not an error
+        "nColumns=3",
+        "",
+        "endheader",
+        "time\t  soleus_r\t tib_ant_r\t",
+        "0\t  0.070021\t  0.022299\t",
+        "",
+        "0.01\t  NaN\t\t",  # NaN cell, empty cell
+        "0.02\t  0.068455\t  -nan(ind)\t",
+        "",
+    ]
+    p.write_bytes("\r\n".join(lines).encode())
+    tab = read_sto(p)
+    assert tab.columns == ("soleus_r", "tib_ant_r")
+    np.testing.assert_allclose(tab.t, [0.0, 0.01, 0.02])
+    assert tab.data[0, 0] == 0.070021 and np.isnan(tab.data[1]).all() and np.isnan(tab.data[2, 1])
+    assert len(tab.warnings) == 1 and "nRows=4, the file has 3 data rows" in tab.warnings[0]
+    assert str(p) in tab.warnings[0]
+
+
+def test_sto_header_counts_missing_or_right_give_no_warning(tmp_path):
+    p = tmp_path / "a.sto"
+    p.write_text("version=1\nnRows=2\nnColumns=2\ninDegrees=no\nendheader\ntime\ta\n0\t1\n1\t2\n")
+    assert read_sto(p).warnings == ()
+    q = tmp_path / "b.sto"
+    q.write_text("endheader\ntime a\n0 1\n1 2\n")  # whitespace-separated, no counts at all
+    tab = read_sto(q)
+    assert tab.warnings == () and tab.columns == ("a",) and tab.meta == {}
+    r = tmp_path / "c.mot"
+    r.write_text("name c\ndatacolumns 3\ndatarows 2\nendheader\ntime\ta\n0\t1\n1\t2\n")
+    assert "nColumns=3, the file has 2 columns" in read_sto(r).warnings[0]
+
+
+def test_mat_gait_cycles_on_a_stated_stride(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    allv = rng.random((100, 3, 4))
+    allv[:, 1, 2] = np.nan
+    savemat(
+        tmp_path / "x.mat",
+        {"D": {"EMG": {"s1": {"all": allv, "colheaders": np.array(["A", "B", "C"], object)}}}},
+    )
+    tab = read_table(tmp_path / "x.mat", variable="D.EMG.s1", cycle=2, stride_s=1.25)
+    assert tab.columns == ("A", "B", "C")
+    np.testing.assert_array_equal(tab.data[:, 0], allv[:, 0, 2])
+    assert np.isnan(tab.data[:, 1]).all()
+    np.testing.assert_allclose(tab.t, np.arange(100) * 0.0125)
+    assert tab.nominal_rate_hz == pytest.approx(80.0)
+    with pytest.raises(ImportErrorWithPath, match="cycle 4 out of range"):
+        read_table(tmp_path / "x.mat", variable="D.EMG.s1", cycle=4, stride_s=1.0)
+    with pytest.raises(ImportErrorWithPath, match="D.EMG has no field 'S1'; fields: \\['s1'\\]"):
+        read_table(tmp_path / "x.mat", variable="D.EMG.S1", cycle=0, stride_s=1.0)
+    with pytest.raises(ImportErrorWithPath, match="needs `variable:`, `cycle:` and `stride_s:`"):
+        read_table(tmp_path / "x.mat")

@@ -2,14 +2,14 @@
 
 Steps, with the estimator's own signal chain so that the numbers mean the same thing online:
 
-1. Every selected trial's EMG goes through ``EmgConditioner`` (the configuration's band-pass,
-   notch and envelope; no normalisation) at the trial's rate. Enveloped input is taken as is.
+1. Every selected trial's EMG goes through the signal chain (``exoctl.signal.chain``: the
+   configuration's band-pass, notch and envelope; no normalisation) at the trial's rate. Enveloped input is taken as is.
    The first ``SETTLE_S`` seconds of each trial are left out (the envelope starts from zero).
 2. MVC per muscle: the peak of the conditioned EMG over the MVC trials (``role: mvc``) when
    there are any; 1 when the task trials are enveloped EMG already normalised; otherwise a robust maximum of the task trials (the ``percentile`` of the
    envelope, default 99.5 %: one spike or artefact does not set the scale) and a warning,
    because activations are then relative to the task's peak, not to maximal contraction.
-3. Excitation e = envelope / MVC -> ``ActivationDynamics`` (the configuration's parameters, at
+3. Excitation e = envelope / MVC -> activation dynamics (the configuration's parameters, at
    the trial's rate) -> activations, decimated to ~``NMF_RATE_HZ`` (the envelope holds nothing
    above ~10 Hz) and pooled over the task trials.
 4. ``choose_k``: the smallest K whose VAF reaches the threshold (90 %), unless K is fixed; VAF
@@ -22,64 +22,19 @@ import datetime as _dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.calibration import Calibration
-from exoctl.signal.dsp import EmgConditioner
+from exoctl.signal.chain import CHUNK, ChainSettings, SignalChain
 from exoctl.signal.synergy import OnlineNNLS, SynergyChoice, choose_k
 
 from .dataset import Dataset, DatasetError, Trial
 
-__all__ = ["CalibrationResult", "ChainSettings", "calibrate_dataset", "condition_trial"]
+__all__ = ["CalibrationResult", "calibrate_dataset", "condition_trial"]
 
 SETTLE_S = 0.5
 NMF_RATE_HZ = 100.0
-CHUNK = 4096
-
-
-@dataclass(frozen=True)
-class ChainSettings:
-    """The parts of the estimator configuration that calibration must share with it."""
-
-    bandpass_hz: tuple[float, float] = (20.0, 450.0)
-    notch_hz: float | None = None
-    envelope_hz: float = 6.0
-    c1: float = -0.5
-    c2: float = -0.5
-    shape_a: float = -1.0
-    delay_s: float = 0.0
-    reference_rate_hz: float = 1000.0
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> ChainSettings:
-        est, act = cfg.estimator, cfg.estimator.activation
-        return cls(
-            tuple(est.bandpass_hz),
-            est.notch_hz,
-            est.envelope_hz,
-            act.c1,
-            act.c2,
-            act.shape_a,
-            act.delay_s,
-            act.reference_rate_hz,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "bandpass_hz": list(self.bandpass_hz),
-            "notch_hz": self.notch_hz,
-            "envelope_hz": self.envelope_hz,
-            "activation": {
-                "c1": self.c1,
-                "c2": self.c2,
-                "shape_a": self.shape_a,
-                "delay_s": self.delay_s,
-                "reference_rate_hz": self.reference_rate_hz,
-            },
-        }
 
 
 @dataclass(frozen=True)
@@ -93,13 +48,6 @@ class CalibrationResult:
     n_samples_nmf: int = 0
 
 
-def _run_chunked(proc: Any, x: np.ndarray) -> np.ndarray:
-    out = np.empty((x.shape[0], x.shape[1]))
-    for i in range(0, x.shape[0], CHUNK):
-        out[i : i + CHUNK] = proc.process(x[i : i + CHUNK])
-    return out
-
-
 def condition_trial(trial: Trial, chain: ChainSettings) -> np.ndarray:
     """Conditioned, un-normalised EMG envelope (n, m) of a trial (enveloped input: as is)."""
     bad = {m: int(c) for m, c in zip(trial.muscles, np.isnan(trial.emg).sum(0), strict=True) if c}
@@ -109,15 +57,8 @@ def condition_trial(trial: Trial, chain: ChainSettings) -> np.ndarray:
         )
     if trial.emg_kind == "enveloped":
         return np.asarray(trial.emg, dtype=np.float64)
-    cond = EmgConditioner(
-        trial.fs_hz,
-        len(trial.muscles),
-        bandpass_hz=chain.bandpass_hz,
-        notch_hz=chain.notch_hz,
-        envelope_hz=chain.envelope_hz,
-        max_chunk=CHUNK,
-    )
-    return _run_chunked(cond, trial.emg)
+    sc = SignalChain(chain.with_input("raw"), trial.fs_hz, len(trial.muscles), max_chunk=CHUNK)
+    return sc.envelope(trial.emg)
 
 
 def calibrate_dataset(
@@ -210,8 +151,8 @@ def calibrate_dataset(
 
     acts = []
     for trial, env in task_env:
-        ad = ActivationDynamics.from_settings(len(order), trial.fs_hz, chain, CHUNK)
-        a = _run_chunked(ad, env / mvc)
+        # env is an envelope by now: the chain's remaining stages at the trial's rate
+        a = SignalChain(chain.with_input("enveloped"), trial.fs_hz, len(order)).activate(env / mvc)
         settle = int(round(SETTLE_S * trial.fs_hz)) if trial.emg_kind == "raw" else 0
         step = max(1, int(round(trial.fs_hz / NMF_RATE_HZ)))
         acts.append(a[settle::step])

@@ -219,8 +219,9 @@ def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def cmd_calibrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from exoctl.config.schema import ConfigError
+    from exoctl.signal.chain import ChainSettings
 
-    from .calibrate import ChainSettings, calibrate_dataset
+    from .calibrate import calibrate_dataset
     from .dataset import DatasetError, load_dataset
 
     out = out or sys.stdout

@@ -20,15 +20,14 @@ import numpy as np
 
 from exoctl.config.schema import Config
 from exoctl.estimation.torque_model import (
+    ModelError,
     TorqueModel,
     calibration_fingerprint,
     feature_names,
     feature_sources,
 )
-from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.calibration import Calibration, load_calibration
-from exoctl.signal.dsp import EmgConditioner
-from exoctl.signal.synergy import OnlineNNLS
+from exoctl.signal.chain import SignalChain, signal_differences
 
 
 class Estimator:
@@ -64,22 +63,16 @@ class Estimator:
         self._row = np.zeros(len(self._idx), dtype=np.float32)
         self._pos = 0
         self._ticks = 0
-        fs = cfg.emg.sampling_rate_hz
-        est = cfg.estimator
-        self.conditioner = EmgConditioner(
-            fs,
-            len(muscles),
-            bandpass_hz=est.bandpass_hz,
-            notch_hz=est.notch_hz,
-            envelope_hz=est.envelope_hz,
-            mvc=calibration.mvc,
-            enveloped_input=est.input == "enveloped",
-            max_chunk=max_chunk,
-        )
-        self.activation_dynamics = ActivationDynamics.from_settings(
-            len(muscles), fs, est.activation, max_chunk
-        )
-        self.nnls = OnlineNNLS(calibration.W)
+        chain = SignalChain.from_config(cfg, calibration, max_chunk)
+        differs = signal_differences(model.info.extra.get("emg_signal"), chain.settings)
+        if differs:
+            raise ModelError(
+                f"{model.path}: trained on another kind of EMG signal than this configuration's "
+                f"chain produces ({cfg.source or 'configuration'}):\n  " + "\n  ".join(differs)
+            )
+        self.conditioner = chain.conditioner
+        self.activation_dynamics = chain.activation_dynamics
+        self.nnls = chain.nnls
         self.model = model
         self.calibration = calibration
         self.k = calibration.k

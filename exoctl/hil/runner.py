@@ -23,6 +23,7 @@ import yaml
 from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, load_config
 from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
 from exoctl.hil.simulator import simulator_process
+from exoctl.training import metrics
 
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
 SCENARIO_DIR = DEFAULT_CONFIG.parent / "scenarios"
@@ -97,10 +98,8 @@ def score(
             continue
         y = np.interp(stamps[ok], truth_stamps, truth[:, j])
         yhat = estimates[ok, j]
-        ss_tot = float(np.sum((y - y.mean()) ** 2))
-        ss_res = float(np.sum((y - yhat) ** 2))
-        r2[name] = round(1.0 - ss_res / ss_tot, 4) if ss_tot > 0 else float("nan")
-        rmse[name] = round(float(np.sqrt(np.mean((y - yhat) ** 2))), 3)
+        r2[name] = round(float(metrics.r2(y, yhat)), 4)
+        rmse[name] = round(float(metrics.rmse(y, yhat)), 3)
     return r2, rmse
 
 

@@ -177,8 +177,9 @@ def cmd_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _calibrate(args, cfg, ds, say):
-    from exoctl.data.calibrate import ChainSettings, calibrate_dataset
+    from exoctl.data.calibrate import calibrate_dataset
     from exoctl.signal.calibration import load_calibration
+    from exoctl.signal.chain import ChainSettings
 
     if args.calibration is not None:
         cal = load_calibration(args.calibration)

@@ -18,6 +18,7 @@ from exoctl.estimation.torque_model import METADATA_KEY, ModelInfo, save_model, 
 from exoctl.training.linear_model import OPSET, fit_ridge
 
 from .features import TickSet, windows
+from .metrics import joint_metrics, summarise
 
 __all__ = [
     "RIDGE_LAGS_MS",
@@ -31,37 +32,6 @@ __all__ = [
 
 RIDGE_LAGS_MS = (0.0, 25.0, 50.0, 100.0, 200.0, 398.0)
 """Lags of the synergy activations the ridge baseline sees (the window's span)."""
-
-
-def joint_metrics(
-    y: np.ndarray, yhat: np.ndarray, joints: Sequence[str], body_mass_kg: float | None = None
-) -> dict[str, dict[str, float]]:
-    """R^2, RMSE (N m, and N m/kg with the mass), NRMSE (RMSE / range of the truth) per joint."""
-    out = {}
-    for j, name in enumerate(joints):
-        t, e = y[:, j].astype(np.float64), yhat[:, j].astype(np.float64)
-        ss_tot = float(np.sum((t - t.mean()) ** 2))
-        rmse = float(np.sqrt(np.mean((t - e) ** 2)))
-        rng = float(t.max() - t.min())
-        m = {
-            "r2": 1.0 - float(np.sum((t - e) ** 2)) / ss_tot if ss_tot > 0 else float("nan"),
-            "rmse_nm": rmse,
-            "nrmse": rmse / rng if rng > 0 else float("nan"),
-        }
-        if body_mass_kg:
-            m["rmse_nm_per_kg"] = rmse / body_mass_kg
-        out[name] = {k: round(v, 5) for k, v in m.items()}
-    return out
-
-
-def summarise(per_joint: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean R^2 over hips and over knees (the paper reports them per joint type)."""
-    out = {}
-    for kind in ("hip", "knee"):
-        vals = [m["r2"] for j, m in per_joint.items() if j.startswith(kind)]
-        if vals:
-            out[f"r2_{kind}"] = round(float(np.mean(vals)), 5)
-    return out
 
 
 def load_info(path: Path) -> ModelInfo:

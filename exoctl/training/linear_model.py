@@ -29,49 +29,28 @@ from exoctl import __version__
 from exoctl.config.schema import Config, load_config
 from exoctl.estimation.torque_model import MODEL_FORMAT, feature_names, save_model
 from exoctl.hil.patient import patient_from_config
-from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.calibration import Calibration
-from exoctl.signal.dsp import EmgConditioner
-from exoctl.signal.synergy import OnlineNNLS, choose_k
+from exoctl.signal.chain import ChainSettings, SignalChain, synergy_activations
+from exoctl.signal.synergy import choose_k
+from exoctl.training.metrics import r2
 
 OPSET = 17
 LINEAR_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
 """The shipped linear baseline (``configs/default.yaml`` uses the network beside it)."""
 WARMUP_S = 2.0  # filter transients at the start of a recording are not fitted
 
+__all__ = ["condition", "fit_ridge", "make_default_model", "synergy_activations", "write_onnx"]
+
 
 def condition(cfg: Config, emg: np.ndarray, mvc: np.ndarray | None) -> np.ndarray:
-    """Run the controller's own conditioning + activation dynamics over a whole recording."""
-    est = cfg.estimator
-    fs = cfg.emg.sampling_rate_hz
-    m = emg.shape[1]
-    cond = EmgConditioner(
-        fs,
-        m,
-        bandpass_hz=est.bandpass_hz,
-        notch_hz=est.notch_hz,
-        envelope_hz=est.envelope_hz,
-        mvc=mvc,
-        enveloped_input=est.input == "enveloped",
+    """Run the controller's own conditioning + activation dynamics over a whole recording.
+
+    ``mvc`` None: the un-normalised envelope only (what calibration measures the MVC on).
+    """
+    chain = SignalChain(
+        ChainSettings.from_config(cfg), cfg.emg.sampling_rate_hz, emg.shape[1], mvc=mvc
     )
-    out = np.empty(emg.shape)
-    for i in range(0, emg.shape[0], 4096):
-        out[i : i + 4096] = cond.process(emg[i : i + 4096])
-    if mvc is None:
-        return out
-    act = ActivationDynamics.from_settings(m, fs, est.activation)
-    a = np.empty_like(out)
-    for i in range(0, out.shape[0], 4096):
-        a[i : i + 4096] = act.process(out[i : i + 4096])
-    return a
-
-
-def synergy_activations(W: np.ndarray, a: np.ndarray, every: int = 1) -> np.ndarray:
-    solver = OnlineNNLS(W)
-    h = np.zeros((a.shape[0], W.shape[1]))
-    for i in range(0, a.shape[0], every):
-        h[i : i + every] = solver.solve(a[i])
-    return h
+    return chain.envelope(emg) if mvc is None else chain.activations(emg)
 
 
 def fit_ridge(X: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -81,12 +60,6 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> tuple[np.ndarr
     f = X.shape[1]
     coef = np.linalg.solve(Xc.T @ Xc + lam * len(X) * np.eye(f), Xc.T @ yc)
     return coef, ym - xm @ coef
-
-
-def r2_score(y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
-    ss_res = np.sum((y - yhat) ** 2, axis=0)
-    ss_tot = np.sum((y - y.mean(0)) ** 2, axis=0)
-    return 1.0 - ss_res / ss_tot
 
 
 def write_onnx(path: Path, coef: np.ndarray, intercept: np.ndarray, metadata: dict) -> None:
@@ -152,7 +125,7 @@ def make_default_model(
     y = rec.torque[warm:]
     split = int(0.75 * len(X))
     coef, intercept = fit_ridge(X[:split], y[:split])
-    r2_held = r2_score(y[split:], X[split:] @ coef + intercept)
+    r2_held = r2(y[split:], X[split:] @ coef + intercept)
     coef, intercept = fit_ridge(X, y)  # final model on all of it
 
     joints = cfg.joint_names

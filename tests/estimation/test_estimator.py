@@ -13,7 +13,8 @@ from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.estimation.torque_model import ModelError, TorqueModel
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
-from exoctl.training.linear_model import condition, r2_score, synergy_activations
+from exoctl.training.linear_model import condition, synergy_activations
+from exoctl.training.metrics import r2 as r2_score
 
 LINEAR = Path(exoctl.__file__).parent / "models" / "default.onnx"
 

@@ -9,7 +9,6 @@ import pytest
 
 from exoctl.config.schema import load_config
 from exoctl.hil.drift import Drift, DriftedPatient
-from exoctl.training.evaluation import joint_metrics
 from exoctl.training.features import calibrate_recordings, tick_features, windows
 from exoctl.training.fit import (
     FLOOR_MIN,
@@ -18,6 +17,7 @@ from exoctl.training.fit import (
     torch_predict,
     train_network,
 )
+from exoctl.training.metrics import joint_metrics
 
 SCALES = [10, 20, 40]
 ARCH = {"channels": 8, "dim": 16, "hidden": 16, "heads": 2}

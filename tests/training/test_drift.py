@@ -9,7 +9,8 @@ from exoctl.config.schema import load_config
 from exoctl.hil.drift import DriftedPatient, drift_for_session, session_recordings
 from exoctl.hil.patient import SyntheticPatient
 from exoctl.training.features import calibrate_recordings, tick_features
-from exoctl.training.linear_model import fit_ridge, r2_score
+from exoctl.training.linear_model import fit_ridge
+from exoctl.training.metrics import r2 as r2_score
 
 
 @pytest.fixture(scope="module")

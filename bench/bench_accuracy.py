@@ -110,7 +110,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
         try:
             from exoctl.training import fit as tf
 
-            tf.set_threads(2)
+            tf.set_threads()
         except ImportError as e:
             net_note = f"PyTorch or exoctl.training not importable ({e}); install the train extra"
     t_section = time.monotonic()

@@ -240,7 +240,12 @@ class Config(_Model):
         data = self.model_dump()
         for section, values in sections.items():
             _deep_update(data[section], values)
-        return Config.model_validate(data)
+        try:
+            return Config.model_validate(data)
+        except ValidationError as e:  # a person reads this: the key, the value, what is allowed
+            raise ConfigError(
+                format_validation_error(f"{self.source or 'configuration'} with overrides", e)
+            ) from None
 
 
 def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:

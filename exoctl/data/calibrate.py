@@ -22,6 +22,7 @@ import datetime as _dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from exoctl.signal.synergy import OnlineNNLS, SynergyChoice, choose_k
 
 from .dataset import Dataset, DatasetError, Trial
 
-__all__ = ["CalibrationResult", "calibrate_dataset", "condition_trial"]
+__all__ = ["CalibrationResult", "calibrate_dataset", "calibrate_trials", "condition_trial"]
 
 SETTLE_S = 0.5
 NMF_RATE_HZ = 100.0
@@ -77,15 +78,37 @@ def calibrate_dataset(
 
     A ``muscles`` list whose set differs from the dataset's is refused with both lists named.
     """
-    chain = chain or ChainSettings()
     names = list(trials) if trials else dataset.trial_names
     for n in names:
         dataset.trial_spec(n)  # clear error for an unknown trial name
-    ds_muscles = list(dataset.muscles)
+    return calibrate_trials(
+        [dataset.load_trial(n) for n in names], where=dataset.path, dataset_name=dataset.spec.name,
+        chain=chain, muscles=muscles, k=k, vaf_threshold=vaf_threshold, k_max=k_max,
+        percentile=percentile, seed=seed,
+    )  # fmt: skip
+
+
+def calibrate_trials(
+    trials: Sequence[Trial],
+    *,
+    where: Path,
+    dataset_name: str = "",
+    chain: ChainSettings | None = None,
+    muscles: Sequence[str] | None = None,
+    k: int | None = None,
+    vaf_threshold: float = 0.9,
+    k_max: int | None = None,
+    percentile: float = 99.5,
+    seed: int = 0,
+) -> CalibrationResult:
+    """``calibrate_dataset`` on trials already loaded (or cut: the real-data protocol
+    calibrates on a trial's training part only); ``where`` names the data in messages."""
+    chain = chain or ChainSettings()
+    ds_muscles = list(trials[0].muscles)
     order = list(muscles) if muscles is not None else ds_muscles
     if set(order) != set(ds_muscles) or len(order) != len(ds_muscles):
         raise DatasetError(
-            f"{dataset.path}: the dataset's muscles do not match the configured ones.\n"
+            f"{where}: the dataset's muscles do not match the configured ones.\n"
             f"  configured: {list(order)}\n  dataset:    {ds_muscles}\n"
             f"  missing from the dataset: {[m for m in order if m not in ds_muscles]}; "
             f"not configured: {[m for m in ds_muscles if m not in order]}"
@@ -96,8 +119,8 @@ def calibrate_dataset(
     task_env: list[tuple[Trial, np.ndarray]] = []
     mvc_peak = np.zeros(len(order))
     mvc_names, task_names = [], []
-    for name in names:
-        trial = dataset.load_trial(name)
+    for trial in trials:
+        name = trial.name
         settle = int(round(SETTLE_S * trial.fs_hz)) if trial.emg_kind == "raw" else 0
         if trial.t.size - settle < max(10, int(0.5 * trial.fs_hz)):
             raise DatasetError(
@@ -113,7 +136,7 @@ def calibrate_dataset(
             task_names.append(name)
     if not task_env:
         raise DatasetError(
-            f"{dataset.path}: no task trial selected (only MVC trials {mvc_names}); synergies "
+            f"{where}: no task trial selected (only MVC trials {mvc_names}); synergies "
             "need task data"
         )
     if mvc_names:
@@ -130,7 +153,7 @@ def calibrate_dataset(
     else:
         if any(t.emg_normalised for t, _ in task_env):
             raise DatasetError(
-                f"{dataset.path}: some selected trials are marked normalised and others not; "
+                f"{where}: some selected trials are marked normalised and others not; "
                 "they cannot share one normalisation"
             )
         pooled = np.vstack(
@@ -147,7 +170,7 @@ def calibrate_dataset(
         )
     dead = [order[i] for i in range(len(order)) if not (math.isfinite(mvc[i]) and mvc[i] > 0)]
     if dead:
-        raise DatasetError(f"{dataset.path}: no EMG signal on {dead}: cannot normalise")
+        raise DatasetError(f"{where}: no EMG signal on {dead}: cannot normalise")
 
     acts = []
     for trial, env in task_env:
@@ -170,8 +193,8 @@ def calibrate_dataset(
     source = {
         "tool": "exoctl calibrate",
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "dataset": str(dataset.path.resolve()),
-        "dataset_name": dataset.spec.name,
+        "dataset": str(Path(where).resolve()),
+        "dataset_name": dataset_name,
         "task_trials": task_names,
         "mvc_trials": mvc_names,
         "mvc_method": method,

@@ -68,12 +68,32 @@ def register(subparsers: Any) -> None:
 
     ev = subparsers.add_parser(
         "evaluate",
-        help="score a torque model on a dataset: R^2, RMSE, NRMSE per joint",
+        help="score a torque model on a dataset (R^2, RMSE, NRMSE per joint), or run the "
+        "real-data protocol (--protocol real)",
         description="Run an exported model (through onnxruntime, as the controller does) over "
-        "a dataset's trials and compare with the measured joint moments.",
+        "a dataset's trials and compare with the measured joint moments. With --protocol real: "
+        "train and score the network and the lagged-ridge baseline on the shared real data "
+        "(exoctl.training.real_protocol) and print the table.",
     )
-    ev.add_argument("--model", type=Path, required=True)
-    ev.add_argument("--data", type=Path, required=True, help="dataset description (YAML)")
+    ev.add_argument("--model", type=Path, help="the model to score (not with --protocol)")
+    ev.add_argument("--data", type=Path, help="dataset description (YAML; not with --protocol)")
+    ev.add_argument(
+        "--protocol",
+        choices=("real",),
+        default=None,
+        help="real: the real-data evaluation protocol (trains models; needs the train extra)",
+    )
+    ev.add_argument(
+        "--rows",
+        default=None,
+        help="with --protocol: row groups to run (within,cross,falisse,moco; default all)",
+    )
+    ev.add_argument(
+        "--out", type=Path, default=None, help="with --protocol: directory for the table files"
+    )
+    ev.add_argument(
+        "--datasets", type=Path, default=None, help="with --protocol: dataset descriptions"
+    )
     ev.add_argument("--trials", nargs="+", metavar="NAME", help="task trials (default all)")
     ev.add_argument("--calibration", type=Path, default=None, help="default: the model's own")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -193,103 +213,73 @@ def _calibrate(args, cfg, ds, say):
 
 
 def _train(args, say) -> int:
-    import numpy as np
-
+    """Load and split the data, fit and export the model, score the held-out tails, record."""
     from exoctl.data.dataset import load_dataset
 
-    from .evaluation import fit_lagged_ridge, joint_metrics, predict, summarise, write_ridge_onnx
-    from .pipeline import (
-        DEFAULT_WINDOWS_MS,
-        DataSource,
-        dataset_tick_sets,
-        model_metadata,
-        scales_in_ticks,
-        sidecar,
-        split_tail,
-        write_provenance,
-    )
+    from .pipeline import DataSource, dataset_tick_sets, sidecar, split_tail
+    from .workflow import NetworkRecipe, fit_network_model, fit_ridge_model
 
     t_start = time.monotonic()
     cfg = _cfg(args)
     ds = load_dataset(args.data)
     cal = _calibrate(args, cfg, ds, say)
-    kin = args.kinematics if args.model_type == "network" else False
-    sets, tcfg, kin = dataset_tick_sets(cfg, ds, args.trials, cal, kinematics=kin, need_torque=True)
-    rate = tcfg.control.rate_hz
-    windows_ms = tuple(args.windows_ms or DEFAULT_WINDOWS_MS)
-    scales = scales_in_ticks(windows_ms, rate)
-    window = max(scales)
-    heads, tails = zip(*(split_tail(s, args.holdout) for s in sets), strict=True)
-    if args.holdout == 0:
-        tails = ()
+    data = dataset_tick_sets(
+        cfg, ds, args.trials, cal, kinematics=args.kinematics, need_torque=True
+    )
+    heads, tails = zip(*(split_tail(s, args.holdout) for s in data.sets), strict=True)
+    tails = tails if args.holdout > 0 else ()
     say(
-        f"{len(sets)} trial(s), {sum(h.n - h.warm for h in heads)} training ticks at {rate:g} Hz; "
-        f"features {list(sets[0].names)}"
+        f"{len(data.sets)} trial(s) (EMG {data.emg_signal['input']} at "
+        f"{', '.join(f'{r:g}' for r in data.emg_rates_hz)} Hz), "
+        f"{sum(h.n - h.warm for h in heads)} training ticks at {data.spec.tick_rate_hz:g} Hz; "
+        f"features {list(data.sets[0].names)}"
     )
-    mass = next((s.body_mass_kg for s in sets if s.body_mass_kg), None)
-    joints, muscles = tcfg.joint_names, tuple(cal.muscles)
     source = DataSource(
-        "dataset",
-        str(Path(args.data).resolve()),
-        tuple(s.name for s in sets),
-        tuple(s.fingerprint for s in sets),
-    )
+        "dataset", str(Path(args.data).resolve()), tuple(s.name for s in data.sets),
+        tuple(s.fingerprint for s in data.sets),
+    )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cal_path = sidecar(args.out, "calibration")
-    cal.save(cal_path)
-    common = dict(
-        muscles=muscles,
-        joints=joints,
-        cal=cal,
-        window_ticks=window,
-        tick_rate_hz=rate,
-        emg_rate_hz=tcfg.emg.sampling_rate_hz,
-        sources=[source],
-    )
+    cal_path = cal.save(sidecar(args.out, "calibration"))
     extra = {
         "calibration_file": cal_path.name,
         "holdout_fraction": args.holdout,
-        "kinematics": kin,
+        "kinematics": data.kinematics,
     }
     if args.model_type == "ridge":
-        lags, coef, b = fit_lagged_ridge(list(heads), cal.k, rate)
-        features = [f"h{i}" for i in range(cal.k)]
-        meta = model_metadata(
-            model_type="ridge", features=features, windows_ms=None, metrics={},
-            extra={**extra, "lags_ticks": lags.tolist()}, **common,
-        )  # fmt: skip
-        write_ridge_onnx(args.out, lags, coef, b, window, meta)
+        fit_ridge_model(args.out, heads, data, cal, [source], extra=extra)
     else:
-        from .fit import emg_augmentation, export_onnx, set_threads, train_network
-
-        set_threads(2)
-        k, m = cal.k, len(cal.muscles)
-        net = train_network(
-            list(heads), scales, epochs=args.epochs, seed=args.seed, progress=say,
-            samples_per_epoch=args.samples_per_epoch, **emg_augmentation(k + m),
+        recipe = NetworkRecipe(
+            tuple(args.windows_ms or NetworkRecipe.windows_ms), args.epochs,
+            args.samples_per_epoch, args.seed,
         )  # fmt: skip
-        norm = {
-            "x_mean": net.x_mean.tolist(),
-            "x_std": net.x_std.tolist(),
-            "y_mean": net.y_mean.tolist(),
-            "y_std": net.y_std.tolist(),
-        }
-        meta = model_metadata(
-            model_type="network", features=sets[0].names, windows_ms=windows_ms, metrics={},
-            normalisation=norm, extra={**extra, "architecture": net.config}, **common,
-        )  # fmt: skip
-        export_onnx(net, args.out, meta)
-        _save_torch(net, sidecar(args.out, "pt"), meta)
-    metrics: dict = {}
-    if tails:
-        y = np.vstack([t.y[t.warm :] for t in tails])
-        yhat = np.vstack([predict(args.out, t, np.arange(t.warm, t.n)) for t in tails])
-        per = joint_metrics(y, yhat, joints, mass)
-        metrics = {"held_out": per, **summarise(per), "held_out_fraction": args.holdout}
-        _print_metrics(per, say, f"held-out tail ({args.holdout:.0%} of each trial)")
-        # the metrics go into the file's metadata too: rewrite it with them
-        _set_metrics(args.out, metrics)
+        fit_network_model(args.out, heads, data, cal, [source], recipe, extra=extra, say=say)
+    metrics = _held_out(args, tails, data, say)
     elapsed = time.monotonic() - t_start
+    _record_training(args, cal_path, source, metrics, elapsed)
+    say(f"wrote {args.out} (+ {cal_path.name}) in {elapsed:.0f} s")
+    return 0
+
+
+def _held_out(args, tails, data, say) -> dict:
+    """Score the written model on the held-out tails and store the figures in its metadata."""
+    from .workflow import score_sets, set_metrics
+
+    if not tails:
+        return {}
+    scored, _, _ = score_sets(args.out, tails, data.spec.joints, data.body_mass_kg)
+    metrics = {
+        "held_out": scored["joints"],
+        **{k: v for k, v in scored.items() if k != "joints"},
+        "held_out_fraction": args.holdout,
+    }
+    _print_metrics(scored["joints"], say, f"held-out tail ({args.holdout:.0%} of each trial)")
+    set_metrics(args.out, metrics)
+    return metrics
+
+
+def _record_training(args, cal_path: Path, source, metrics: dict, elapsed: float) -> None:
+    from .pipeline import write_provenance
+
     write_provenance(
         args.out,
         {
@@ -301,49 +291,6 @@ def _train(args, say) -> int:
             "training_time_s": round(elapsed, 1),
         },
     )
-    say(f"wrote {args.out} (+ {cal_path.name}) in {elapsed:.0f} s")
-    return 0
-
-
-def _save_torch(net, path: Path, meta: dict) -> None:
-    import torch
-
-    torch.save(
-        {
-            "state_dict": net.state_dict(),
-            "n_features": net.n_features,
-            "n_joints": net.n_joints,
-            "scales": net.scales,
-            "config": net.config,
-            "features": meta["features"],
-            "training_data": meta["training_data"],
-            "calibration_fingerprint": meta["calibration_fingerprint"],
-        },
-        path,
-    )
-
-
-def _load_torch(path: Path):
-    import torch
-
-    from .network import MultiScaleNet
-
-    doc = torch.load(path, map_location="cpu", weights_only=False)
-    net = MultiScaleNet(doc["n_features"], doc["n_joints"], doc["scales"], **doc["config"])
-    net.load_state_dict(doc["state_dict"])
-    net.eval()
-    return net, doc
-
-
-def _set_metrics(path: Path, metrics: dict) -> None:
-    import onnx
-
-    from exoctl.estimation.torque_model import METADATA_KEY, save_model
-
-    model = onnx.load(str(path))
-    doc = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
-    doc["metrics"] = metrics
-    save_model(model, path, model.producer_name, doc)
 
 
 def _print_metrics(per: dict, say, title: str) -> None:
@@ -374,6 +321,15 @@ def _model_calibration(model: Path, given: Path | None, info):
 def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
+    if args.protocol is not None:
+        return _protocol(args, say)
+    protocol_only = [f"--{k}" for k in ("rows", "out", "datasets") if getattr(args, k)]
+    if args.model is None or args.data is None or protocol_only:
+        say(
+            "ERROR: evaluate needs --model and --data"
+            + (f"; {', '.join(protocol_only)} only go with --protocol" if protocol_only else "")
+        )
+        return 2
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
     from exoctl.estimation.torque_model import ModelError
@@ -387,13 +343,17 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
-    """One model over a dataset's trials, through onnxruntime: metrics and the series."""
+    """One model over a dataset's trials, through onnxruntime: metrics and the series.
+
+    A window model is scored at the tick rate it was made for (the configuration's control
+    rate only matters to the controller, which refuses another)."""
     import numpy as np
 
     from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
 
-    from .evaluation import joint_metrics, predict, summarise
+    from .metrics import joint_metrics, summarise
     from .pipeline import dataset_tick_sets
+    from .workflow import score_sets
 
     model = TorqueModel(path)
     info = model.info
@@ -411,34 +371,66 @@ def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
         calibration=calibration_fingerprint(cal.muscles, cal.mvc, cal.W),
     )
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
-    sets, tcfg, _ = dataset_tick_sets(cfg, ds, trials, cal, kinematics=kin, need_torque=True)
-    if info.input_kind == "window" and abs(tcfg.control.rate_hz - info.tick_rate_hz) > 1e-6:
-        raise ValueError(
-            f"{path}: made for {info.tick_rate_hz:g} Hz ticks, the configuration's control "
-            f"rate is {tcfg.control.rate_hz:g} Hz"
-        )
-    mass = next((s.body_mass_kg for s in sets if s.body_mass_kg), None)
-    ys, yhats, per_trial = [], [], {}
-    for ts in sets:
-        ticks = np.arange(ts.warm, ts.n)
-        yhat = predict(path, ts, ticks)
-        ys.append(ts.y[ticks])
-        yhats.append(yhat)
-        per_trial[ts.name] = joint_metrics(ts.y[ticks], yhat, info.joints, mass)
-    y, yhat = np.vstack(ys), np.vstack(yhats)
-    per = joint_metrics(y, yhat, info.joints, mass)
+    rate = info.tick_rate_hz if info.input_kind == "window" else None
+    data = dataset_tick_sets(
+        cfg, ds, trials, cal, kinematics=kin, need_torque=True, tick_rate_hz=rate
+    )
+    _check_signal_kind(path, info.extra.get("emg_signal"), data.emg_signal)
+    mass = data.body_mass_kg
+    scored, y, yhat = score_sets(path, data.sets, info.joints, mass)
+    per_trial = {}
+    start = 0
+    for ts in data.sets:
+        n = ts.n - ts.warm
+        per_trial[ts.name] = joint_metrics(y[start : start + n], yhat[start : start + n],
+                                           info.joints, mass)  # fmt: skip
+        start += n
     return {
         "model": str(path),
         "model_type": info.extra.get("model_type"),
-        "trials": [s.name for s in sets],
+        "trials": [s.name for s in data.sets],
         "scored_ticks": int(len(y)),
-        "tick_rate_hz": tcfg.control.rate_hz,
+        "tick_rate_hz": data.spec.tick_rate_hz,
         "body_mass_kg": mass,
-        "joints": per,
-        **summarise(per),
+        "joints": scored["joints"],
+        **summarise(scored["joints"]),
         "per_trial": per_trial,
-        "_series": (y, yhat, info.joints),
+        "_series": (y, np.asarray(yhat), info.joints),
     }
+
+
+def _protocol(args: argparse.Namespace, say) -> int:
+    if args.model is not None or args.data is not None or args.plot or args.compare:
+        say("ERROR: --protocol runs its own models and data: no --model/--data/--plot/--compare")
+        return 2
+    if not _torch_or_none():
+        print(_NO_TORCH, file=sys.stderr)
+        return 2
+    from exoctl.config.schema import ConfigError
+    from exoctl.data.dataset import DatasetError
+
+    from . import real_protocol
+
+    args.rows = args.rows or ",".join(real_protocol.ROW_GROUPS)
+    args.datasets = args.datasets or real_protocol.DATASETS
+    try:
+        return real_protocol.run_from_args(args, say)
+    except (DatasetError, ConfigError, ValueError, OSError) as e:
+        say(f"ERROR: {e}")
+        return 1
+
+
+def _check_signal_kind(path: Path, model_signal, data_signal: dict) -> None:
+    """Refuse scoring a model on EMG of another kind than it was trained on (raw vs envelopes
+    made elsewhere): the figures would describe a chain no one runs."""
+    if not model_signal:
+        return
+    if model_signal.get("input") != data_signal.get("input"):
+        raise ValueError(
+            f"{path}: trained on {model_signal.get('input')} EMG, the dataset's trials are "
+            f"{data_signal.get('input')} EMG (the description's emg.kind): score it on data of "
+            "its own kind"
+        )
 
 
 def _evaluate(args, say, out) -> int:
@@ -505,17 +497,16 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _adapt(args, say) -> int:
-    import onnx
-
     from exoctl.data.dataset import load_dataset
-    from exoctl.estimation.torque_model import METADATA_KEY, TorqueModel
+    from exoctl.estimation.torque_model import TorqueModel
 
-    from .fit import adapt_network, export_onnx, set_threads
     from .pipeline import DataSource, dataset_tick_sets, sidecar, write_provenance
+    from .workflow import adapt_model, load_torch
 
     t_start = time.monotonic()
     cfg = _cfg(args)
-    info = TorqueModel(args.model).info
+    model = TorqueModel(args.model)
+    info = model.info
     if info.extra.get("model_type") != "network":
         raise ValueError(
             f"{args.model}: only a network can be adapted (this is {info.extra.get('model_type')})"
@@ -524,8 +515,7 @@ def _adapt(args, say) -> int:
     if not pt.is_file():
         raise ValueError(f"{args.model}: its weights {pt.name} are not beside it; retrain")
     cal = _model_calibration(args.model, None, info)
-    set_threads(2)
-    net, doc = _load_torch(pt)
+    net, _doc = load_torch(pt)
     src_info = info.extra["training_data"][0]
     src_path = args.source_data or Path(src_info["path"] or "")
     if not Path(src_path).is_file():
@@ -533,52 +523,54 @@ def _adapt(args, say) -> int:
             f"the model's labelled training data {src_path} is not there; give --source-data"
         )
     kin = bool(info.extra.get("kinematics"))
-    src_ds = load_dataset(src_path)
-    source, _, _ = dataset_tick_sets(
-        cfg, src_ds, src_info["trials"], cal, kinematics=kin, need_torque=True
-    )
+    rate = info.tick_rate_hz
+    source = dataset_tick_sets(
+        cfg, load_dataset(src_path), src_info["trials"], cal, kinematics=kin, need_torque=True,
+        tick_rate_hz=rate,
+    ).sets  # fmt: skip
     if args.source_data is None:
         now = [s.fingerprint for s in source]
         if now != list(src_info["fingerprints"]):
             say("WARNING: the training data on disk differs from what the model was trained on")
-    ds = load_dataset(args.data)
-    target, _, _ = dataset_tick_sets(cfg, ds, args.trials, cal, kinematics=kin, need_torque=False)
-    for t in target:
-        t.y = None  # the later sessions' moments, if any, are never used
+    target = dataset_tick_sets(
+        cfg, load_dataset(args.data), args.trials, cal, kinematics=kin, need_torque=False,
+        tick_rate_hz=rate,
+    ).sets  # fmt: skip
     say(f"adapting to {[t.name for t in target]} (EMG{' and angles' if kin else ''} only)")
-    n_emg = info.n_synergies + len(info.muscles)
-    adapted, report = adapt_network(
-        net, source, target, n_emg_features=n_emg, epochs=args.epochs,
-        renormalise=args.renormalise,
-        seed=args.seed, progress=say,
-        samples_per_epoch=args.samples_per_epoch, mode=args.mode, adversarial=args.adversarial,
-    )  # fmt: skip
-    meta = json.loads(
-        next(p.value for p in onnx.load(str(args.model)).metadata_props if p.key == METADATA_KEY)
-    )
-    meta["normalisation"] = {
-        "x_mean": adapted.x_mean.tolist(),
-        "x_std": adapted.x_std.tolist(),
-        "y_mean": adapted.y_mean.tolist(),
-        "y_std": adapted.y_std.tolist(),
-    }
-    meta["adaptation"] = {
-        "from_model": str(args.model),
-        "target": DataSource(
+    meta = {**info.extra, **_core_metadata(info)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cal_path = cal.save(sidecar(args.out, "calibration"))
+    meta["calibration_file"] = cal_path.name
+    _adapted, meta = adapt_model(
+        net, meta, source, target, args.out,
+        n_emg_features=info.n_synergies + len(info.muscles),
+        target_source=DataSource(
             "dataset", str(Path(args.data).resolve()), tuple(t.name for t in target),
             tuple(t.fingerprint for t in target),
-        ).__dict__,
-        **report,
-    }  # fmt: skip
-    meta["metrics"] = {}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cal.save(sidecar(args.out, "calibration"))
-    meta["calibration_file"] = sidecar(args.out, "calibration").name
-    export_onnx(adapted, args.out, meta)
-    _save_torch(adapted, sidecar(args.out, "pt"), meta)
+        ),
+        from_model=str(args.model), say=say, epochs=args.epochs, renormalise=args.renormalise,
+        seed=args.seed, samples_per_epoch=args.samples_per_epoch, mode=args.mode,
+        adversarial=args.adversarial,
+    )  # fmt: skip
     elapsed = time.monotonic() - t_start
     write_provenance(
         args.out, {"adaptation": meta["adaptation"], "adapt_time_s": round(elapsed, 1)}
     )
     say(f"wrote {args.out} in {elapsed:.0f} s")
     return 0
+
+
+def _core_metadata(info) -> dict:
+    """The metadata keys ``ModelInfo`` keeps apart from ``extra``, back in the document."""
+    from exoctl.estimation.torque_model import MODEL_FORMAT, window_input
+
+    doc = {
+        "format": MODEL_FORMAT,
+        "features": list(info.features),
+        "joints": list(info.joints),
+        "muscles": list(info.muscles),
+        "n_synergies": info.n_synergies,
+    }
+    if info.input_kind == "window":
+        doc["input"] = window_input(info.window_ticks, info.tick_rate_hz)
+    return doc

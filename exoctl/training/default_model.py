@@ -31,9 +31,11 @@ import numpy as np
 from exoctl.config.schema import load_config
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
+from exoctl.signal.chain import ChainSettings
 
-from .evaluation import joint_metrics, predict, summarise
+from .evaluation import predict
 from .features import tick_features
+from .metrics import joint_metrics, summarise
 from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_ticks, sidecar
 
 TRAIN_SESSIONS = (100, 101)
@@ -42,9 +44,9 @@ DEMO_SESSION = 0
 
 
 def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, log=print) -> dict:
-    from .commands import _save_torch
     from .fit import emg_augmentation, export_onnx, set_threads, train_network
     from .pipeline import write_provenance
+    from .workflow import save_torch
 
     set_threads(2)
     t0 = time.monotonic()
@@ -82,7 +84,7 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
         emg_rate_hz=cfg.emg.sampling_rate_hz, windows_ms=DEFAULT_WINDOWS_MS,
         sources=[DataSource("simulator", None, tuple(s.name for s in sets),
                             tuple(s.fingerprint for s in sets))],
-        metrics={},
+        metrics={}, emg_signal=ChainSettings.from_config(cfg).describe(),
         normalisation={"x_mean": net.x_mean.tolist(), "x_std": net.x_std.tolist(),
                        "y_mean": net.y_mean.tolist(), "y_std": net.y_std.tolist()},
         extra={"calibration_file": cal_path.name, "kinematics": False,
@@ -107,10 +109,10 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
             + ", ".join(f"{j} R^2 {v['r2']:.4f}" for j, v in per.items())
         )
     # metrics into the model's own metadata as well
-    from .commands import _set_metrics
+    from .workflow import set_metrics
 
-    _set_metrics(path, metrics)
-    _save_torch(net, sidecar(path, "pt"), meta)
+    set_metrics(path, metrics)
+    save_torch(net, sidecar(path, "pt"), meta)
     total = time.monotonic() - t0
     prov = {
         "regenerate": "python -m exoctl.training.default_model --out exoctl/models",

@@ -8,6 +8,7 @@ controller binds a batch of one).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,20 +19,22 @@ from exoctl.estimation.torque_model import METADATA_KEY, ModelInfo, save_model, 
 from exoctl.training.linear_model import OPSET, fit_ridge
 
 from .features import TickSet, windows
-from .metrics import joint_metrics, summarise
 
 __all__ = [
+    "BASELINE_LAGS_MS",
     "RIDGE_LAGS_MS",
     "fit_lagged_ridge",
-    "joint_metrics",
     "load_info",
     "predict",
-    "summarise",
     "write_ridge_onnx",
 ]
 
 RIDGE_LAGS_MS = (0.0, 25.0, 50.0, 100.0, 200.0, 398.0)
-"""Lags of the synergy activations the ridge baseline sees (the window's span)."""
+"""Lags of the synergy activations the simulator experiment's ridge sees (the window's span)."""
+BASELINE_LAGS_MS = (0.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0)
+"""The lagged-ridge baseline of ``exoctl train --model-type ridge`` and the real-data protocol:
+every per-tick feature (EMG features, angles and velocities when used) at these lags."""
+RIDGE_LAMBDAS = tuple(10.0**e for e in range(-6, 2))
 
 
 def load_info(path: Path) -> ModelInfo:
@@ -69,20 +72,55 @@ def _lagged(X: np.ndarray, ticks: np.ndarray, lags: np.ndarray) -> np.ndarray:
     return X[rows].reshape(len(ticks), -1)
 
 
-def fit_lagged_ridge(
-    sets: Sequence[TickSet], k: int, tick_rate_hz: float, lam: float = 1e-3
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge on the synergy activations h at a few lags; returns (lags in ticks, coef, intercept)."""
-    lags = np.array(sorted({int(round(ms * tick_rate_hz / 1000.0)) for ms in RIDGE_LAGS_MS}))
-    Xs, ys = [], []
+def _lagged_design(
+    sets: Sequence[TickSet], n_columns: int, lags: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
     for ts in sets:
         ticks = np.arange(ts.warm, ts.n)
-        Xs.append(_lagged(ts.X[:, :k], ticks, lags))
-        ys.append(ts.y[ticks])
-    coef, intercept = fit_ridge(
-        np.vstack(Xs).astype(np.float64), np.vstack(ys).astype(np.float64), lam
-    )
-    return lags, coef, intercept
+        out.append((_lagged(ts.X[:, :n_columns], ticks, lags), ts.y[ticks]))
+    return out
+
+
+def fit_lagged_ridge(
+    sets: Sequence[TickSet],
+    k: int,
+    tick_rate_hz: float,
+    lam: float | str = 1e-3,
+    lags_ms: Sequence[float] = RIDGE_LAGS_MS,
+):
+    """Ridge on the first ``k`` per-tick features at lags ``lags_ms``.
+
+    ``lam`` a number: returns (lags in ticks, coef, intercept), the simulator experiment's
+    baseline (h only, lags to 400 ms). ``lam="auto"``: the features standardised, the penalty
+    chosen from ``RIDGE_LAMBDAS`` on the last 20 % of every training set's ticks (never on
+    scored data), then refitted on all of it; returns (lags, coef, intercept, lambda).
+    """
+    lags = np.array(sorted({int(round(ms * tick_rate_hz / 1000.0)) for ms in lags_ms}))
+    parts = _lagged_design(sets, k, lags)
+    X = np.vstack([p[0] for p in parts]).astype(np.float64)
+    y = np.vstack([p[1] for p in parts]).astype(np.float64)
+    if lam != "auto":
+        coef, intercept = fit_ridge(X, y, float(lam))
+        return lags, coef, intercept
+    xm, xs = X.mean(0), np.maximum(X.std(0), 1e-9)
+    tr, va = [], []
+    off = 0
+    for Xp, _ in parts:
+        cut = int(0.8 * len(Xp))
+        tr.append(np.arange(off, off + cut))
+        va.append(np.arange(off + cut, off + len(Xp)))
+        off += len(Xp)
+    tr_i, va_i = np.concatenate(tr), np.concatenate(va)
+    Z = (X - xm) / xs
+    best = (math.inf, RIDGE_LAMBDAS[0])
+    for cand in RIDGE_LAMBDAS:
+        c, b = fit_ridge(Z[tr_i], y[tr_i], cand)
+        err = float(np.mean(((Z[va_i] @ c + b) - y[va_i]) ** 2 / y[tr_i].var(0)))
+        best = min(best, (err, cand))
+    c, b = fit_ridge(Z, y, best[1])
+    coef = c / xs[:, None]
+    return lags, coef, b - xm @ coef, best[1]
 
 
 def write_ridge_onnx(

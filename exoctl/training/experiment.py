@@ -39,8 +39,9 @@ import numpy as np
 from exoctl.config.schema import load_config
 from exoctl.hil.drift import session_recordings
 
-from .evaluation import fit_lagged_ridge, joint_metrics, predict, summarise, write_ridge_onnx
+from .evaluation import fit_lagged_ridge, predict, write_ridge_onnx
 from .features import TickSet, calibrate_recordings, tick_features
+from .metrics import joint_metrics, summarise
 from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_ticks
 
 __all__ = ["MODELS", "VARIANTS", "run_patient"]
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from .fit import set_threads
 
-    set_threads(2)
+    set_threads()
     cfg = load_config(args.config)
     rows = []
     t0 = time.monotonic()

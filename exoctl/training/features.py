@@ -1,13 +1,17 @@
 """Per-tick features from recordings, through the controller's own streaming chain (numpy only).
 
 What the network learns from must be what the estimator computes online, tick by tick, or the
-shipped model sees other numbers than it was trained on. So a recording's EMG goes through
-``exoctl.training.linear_model.condition`` (the estimator's conditioner and activation dynamics), is
+shipped model sees other numbers than it was trained on. So a recording's EMG goes through the
+signal chain (``exoctl.signal.chain``: the estimator's conditioner and activation dynamics), is
 sampled at the newest EMG sample of every control tick (every ``fs / rate`` samples, as the
 estimator sees it), and the synergy activations are solved tick by tick with the same warm-
 started NNLS (``synergy_activations``). Angles and velocities are those of the same sample, as
 telemetry would give them. A window for tick i is the rows i-N+1..i of this table, the rows
 before the first tick repeated from it (the estimator fills its window the same way).
+
+Any EMG rate in, the control rate out (``signal_ticks``): a recording whose rate is not a whole
+multiple of the tick rate (100 Hz lab envelopes, 2 kHz envelopes for 1 kHz ticks) has its
+envelope carried onto the tick grid causally and the rest of the chain run at the tick rate.
 
 Sources: ``Recording`` (the simulator) and ``Trial`` (a dataset description through
 ``exoctl.data``); both end as ``TickSet``. Calibration (MVC, W) comes from the training data
@@ -25,13 +29,15 @@ import numpy as np
 from exoctl.config.schema import Config
 from exoctl.estimation.torque_model import feature_names, kinematic_feature_names
 from exoctl.signal.calibration import Calibration
+from exoctl.signal.chain import ChainSettings, SignalChain, synergy_activations
 from exoctl.signal.synergy import choose_k
-from exoctl.training.linear_model import condition, synergy_activations
+from exoctl.training.linear_model import condition
 
 __all__ = [
     "TickSet",
+    "TickSpec",
+    "signal_ticks",
     "calibrate_recordings",
-    "config_for",
     "feature_layout",
     "fingerprint",
     "tick_features",
@@ -39,6 +45,7 @@ __all__ = [
 ]
 
 WARMUP_S = 2.0  # the envelope and activation filters start from zero: not learned from
+WARMUP_ENVELOPE_S = 0.5  # envelopes made elsewhere: only the activation dynamics settle
 
 
 @dataclass
@@ -66,28 +73,6 @@ def feature_layout(
     """Per-tick feature names: h, a, then (if used) angles and velocities."""
     names = feature_names(muscles, k)
     return names + (kinematic_feature_names(joints) if kinematics else ())
-
-
-def config_for(
-    cfg: Config, muscles: Sequence[str], joints: Sequence[str], fs_hz: float, **over
-) -> Config:
-    """The configuration with a dataset's muscles, joints and EMG rate (filters kept).
-
-    Joints keep their device limits from ``cfg``; ``over`` replaces whole sections' keys.
-    """
-    data = cfg.model_dump()
-    byname = {j["name"]: j for j in data["device"]["joints"]}
-    missing = [j for j in joints if j not in byname]
-    if missing:
-        raise ValueError(f"joints {missing} are not in the configuration's device.joints")
-    data["device"]["joints"] = [byname[j] for j in joints]
-    gains = data["control"]["assist_gain"]
-    data["control"]["assist_gain"] = {j: gains.get(j, 0.0) for j in joints}
-    data["emg"]["muscles"] = list(muscles)
-    data["emg"]["sampling_rate_hz"] = float(fs_hz)
-    for section, values in over.items():
-        data[section].update(values)
-    return Config.model_validate(data)
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -125,6 +110,27 @@ def calibrate_recordings(
     )
 
 
+@dataclass(frozen=True)
+class TickSpec:
+    """What a tick table is made for: the live chain's settings, the control rate, the
+    muscles (calibration order) and joints. No Config: a dataset's EMG rate (100 Hz envelopes,
+    2 kHz) need not be one a live configuration may run at."""
+
+    chain: ChainSettings
+    tick_rate_hz: float
+    muscles: tuple[str, ...]
+    joints: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> TickSpec:
+        return cls(
+            ChainSettings.from_config(cfg),
+            float(cfg.control.rate_hz),
+            tuple(cfg.emg.muscles),
+            tuple(cfg.joint_names),
+        )
+
+
 def tick_features(
     cfg: Config,
     cal: Calibration,
@@ -136,40 +142,97 @@ def tick_features(
     name: str = "",
     body_mass_kg: float | None = None,
 ) -> TickSet:
-    """Features at every control tick of a recording (EMG at ``cfg.emg.sampling_rate_hz``)."""
-    fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
-    spt = fs / rate
-    if abs(spt - round(spt)) > 1e-9 or spt < 1:
+    """Features at every control tick of a recording at the configuration's EMG rate."""
+    return signal_ticks(
+        TickSpec.from_config(cfg), cal, emg, cfg.emg.sampling_rate_hz,
+        angles=angles, torque=torque, kinematics=kinematics, name=name,
+        body_mass_kg=body_mass_kg,
+    )  # fmt: skip
+
+
+def _interp_columns(t_out: np.ndarray, t_in: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.interp(t_out, t_in, x[:, c]) for c in range(x.shape[1])])
+
+
+def signal_ticks(
+    spec: TickSpec,
+    cal: Calibration,
+    emg: np.ndarray,
+    fs_hz: float,
+    *,
+    angles: np.ndarray | None,
+    torque: np.ndarray | None,
+    kinematics: bool,
+    emg_kind: str | None = None,
+    name: str = "",
+    body_mass_kg: float | None = None,
+) -> TickSet:
+    """Features at every control tick of a recording whose EMG (and angles, torque) is at
+    ``fs_hz``, any rate; ``emg_kind`` raw or enveloped (default: the chain's input).
+
+    - ``fs_hz`` a whole multiple of the tick rate (2 kHz raw for 500 Hz ticks): the live chain
+      exactly, sample by sample at ``fs_hz``, read at the newest sample of every tick.
+    - any other rate (100 Hz or 2 kHz envelopes for 1 kHz ticks, raw at 1.5 kHz): the envelope
+      at the source's own rate (raw EMG conditioned there), carried onto the tick grid
+      causally (linear interpolation one source sample late: a tick never sees a sample that
+      has not arrived), then MVC and activation dynamics at the tick rate, as a live chain fed
+      that envelope at the tick rate runs them. Angles and velocities the same way; the
+      torque (the label, not an input) at the tick instant.
+    """
+    fs, rate = float(fs_hz), float(spec.tick_rate_hz)
+    kind = emg_kind or spec.chain.input
+    chain = spec.chain.with_input(kind)
+    m, nj = len(spec.muscles), len(spec.joints)
+    emg = np.asarray(emg, dtype=np.float64)
+    if emg.ndim != 2 or emg.shape[1] != m:
+        raise ValueError(f"{name or 'recording'}: EMG of shape {emg.shape}, expected (n, {m})")
+    n = emg.shape[0]
+    if kinematics and angles is None:
         raise ValueError(
-            f"the EMG rate {fs:g} Hz is not a whole multiple of the control rate {rate:g} Hz"
+            f"{name or 'trial'}: the model uses joint angles and velocities, but the data "
+            "has no angles; train with --no-kinematics or give angle files"
         )
-    spt = int(round(spt))
-    a_full = condition(cfg, emg, cal.mvc)
-    idx = np.arange(spt - 1, emg.shape[0], spt)
-    a = a_full[idx]
+    ang = None if angles is None else np.asarray(angles, dtype=np.float64).reshape(-1, nj)
+    ratio = fs / rate
+    if ratio >= 1.0 and abs(ratio - round(ratio)) < 1e-9:
+        spt = int(round(ratio))
+        a_full = SignalChain(chain, fs, m, mvc=cal.mvc).activations(emg)
+        idx = np.arange(spt - 1, n, spt)
+        a = a_full[idx]
+        kin = None
+        if kinematics:
+            kin = np.hstack([ang[idx], np.gradient(ang, 1.0 / fs, axis=0)[idx]])
+        y = None if torque is None else np.asarray(torque).reshape(-1, nj)[idx]
+        mode = f"{spt} sample(s) per tick"
+    else:
+        env = emg if kind == "enveloped" else SignalChain(chain, fs, m).envelope(emg)
+        t_src = np.arange(n) / fs
+        t_tick = np.arange(int(np.floor((n - 1) / fs * rate + 1e-9)) + 1) / rate
+        seen = np.maximum(t_tick - 1.0 / fs, 0.0)  # one source sample late: causal
+        e = _interp_columns(seen, t_src, env)
+        a = SignalChain(chain.with_input("enveloped"), rate, m, mvc=cal.mvc).activations(e)
+        kin = None
+        if kinematics:
+            vel = np.gradient(ang, 1.0 / fs, axis=0) if n > 1 else np.zeros_like(ang)
+            kin = np.hstack([_interp_columns(seen, t_src, ang), _interp_columns(seen, t_src, vel)])
+        y = None
+        if torque is not None:
+            y = _interp_columns(t_tick, t_src, np.asarray(torque, dtype=np.float64).reshape(-1, nj))
+        mode = f"resampled from {fs:g} Hz"
     h = synergy_activations(cal.W, a)
-    parts = [h, a]
-    nj = len(cfg.joint_names)
-    if kinematics:
-        if angles is None:
-            raise ValueError(
-                f"{name or 'trial'}: the model uses joint angles and velocities, but the data "
-                "has no angles; train with --no-kinematics or give angle files"
-            )
-        ang = np.asarray(angles, dtype=np.float64).reshape(-1, nj)
-        vel = np.gradient(ang, 1.0 / fs, axis=0)
-        parts += [ang[idx], vel[idx]]
+    parts = [h, a] + ([kin] if kin is not None else [])
     X = np.hstack(parts).astype(np.float32)
-    y = None if torque is None else np.asarray(torque, dtype=np.float32).reshape(-1, nj)[idx]
+    warm_s = WARMUP_S if kind == "raw" else WARMUP_ENVELOPE_S
     return TickSet(
         name=name,
         X=X,
-        y=y,
+        y=None if y is None else np.asarray(y, dtype=np.float32),
         tick_rate_hz=rate,
-        warm=int(WARMUP_S * rate),
-        names=feature_layout(cfg.emg.muscles, cfg.joint_names, cal.k, kinematics),
+        warm=min(int(round(warm_s * rate)), max(X.shape[0] - 1, 0)),
+        names=feature_layout(spec.muscles, spec.joints, cal.k, kinematics),
         body_mass_kg=body_mass_kg,
         fingerprint=fingerprint(emg, angles, torque),
+        info={"emg_rate_hz": fs, "emg_kind": kind, "ticks": mode},
     )
 
 

@@ -20,7 +20,8 @@
   patient really does, which no input map should align away.
 - ``export_onnx``: fixed opset, one window per call with a free batch axis, exoctl metadata.
 
-Torch runs on at most two threads (a 2-core target; the controller never imports this).
+Torch runs on one thread by default (``set_threads``; a 2-core target; the controller never
+imports this).
 """
 
 from __future__ import annotations
@@ -67,10 +68,14 @@ RENORMALISE = ("floor", "scale", "full", "none")
 # floor ratio keeps (exoctl.training.experiment, variants "adapted" and "rms_adv"). It needs a
 # floor above the noise: a channel silent for most of the session gives no usable estimate.
 FLOOR_QUANTILE = 10.0
+LOSSES = ("mse", "huber")
 FLOOR_MIN = 0.01  # a floor below this fraction of the feature's RMS is no floor (see below)
 
 
-def set_threads(n: int = 2) -> None:
+def set_threads(n: int = 1) -> None:
+    """Torch's intra-op threads, at most two. One by default: on a 2-core machine shared with
+    other work, two threads spend their time waiting for each other (measured under a load
+    average of 13-16: 20 training batches took 2.1 s on one thread, 27 s on two)."""
     torch.set_num_threads(max(1, min(int(n), 2)))
 
 
@@ -137,6 +142,14 @@ def _amplitude_ratio(
     return ratio, int(n - usable.sum())
 
 
+def _skip_design(ts: TickSet, lags: Sequence[int], xm: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The linear path's input rows of a tick set's trained ticks (lag-major, as in ``embed``),
+    the rows before the first tick padded with it (as the windows are)."""
+    Xn = (ts.X - xm) / xs
+    ticks = np.arange(ts.warm, ts.n)
+    return np.hstack([Xn[np.clip(ticks - lag, 0, None)] for lag in lags])
+
+
 def emg_augmentation(n_emg_features: int) -> dict:
     """``train_network`` keywords of the recipe every exoctl network is trained with: the first
     ``n_emg_features`` columns (h and a) multiplied per window by exp(N(0, 0.2^2)) per column,
@@ -160,6 +173,7 @@ def train_network(
     augment: tuple[int, int, float] | None = None,
     channel_dropout: float = 0.0,
     skip_ridge: float = 0.01,
+    loss: str = "mse",
     **arch,
 ) -> MultiScaleNet:
     """Fit a ``MultiScaleNet`` on labelled tick sets; returns it in eval mode.
@@ -168,6 +182,9 @@ def train_network(
     training window by a random per-window, per-column factor exp(N(0, sigma^2)) — EMG
     amplitude changes between sessions (electrode gain, fatigue) the model should not rely on.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss={loss!r}: allowed {', '.join(LOSSES)}")
+    loss_fn = F.mse_loss if loss == "mse" else F.smooth_l1_loss  # Huber, delta 1 sd
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_f, n_j = sets[0].X.shape[1], sets[0].y.shape[1]
@@ -180,7 +197,7 @@ def train_network(
     # The linear path first, in closed form (ridge on the newest tick, standardised), then
     # frozen: the branches learn only what it leaves, so a drifted input moves the estimate
     # about as much as it moves a linear model, not as much as an unconstrained network's.
-    Xn = (np.vstack([ts.X[ts.warm :] for ts in sets]) - xm) / xs
+    Xn = np.vstack([_skip_design(ts, net.skip_lags, xm, xs) for ts in sets])
     Yn = (Y - Y.mean(0)) / np.maximum(Y.std(0), 1e-6)
     lam = skip_ridge * len(Xn)
     coef = np.linalg.solve(Xn.T @ Xn + lam * np.eye(Xn.shape[1]), Xn.T @ Yn)
@@ -208,15 +225,15 @@ def train_network(
                     emg = emg * keep + net.x_mean[a0:a1] * (1.0 - keep)
                 x = torch.cat([x[:, :, :a0], emg, x[:, :, a1:]], dim=2)
             pred, _ = net.forward_scaled(x)
-            loss = F.mse_loss(pred, (y - y_mean) / y_std)
+            err = loss_fn(pred, (y - y_mean) / y_std)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            err.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss.detach())
+            loss_sum += float(err.detach())
         if progress:
             progress(
-                f"epoch {ep + 1}/{epochs}  loss {loss_sum / per_epoch:.4f} (standardised MSE)  "
+                f"epoch {ep + 1}/{epochs}  loss {loss_sum / per_epoch:.4f} (standardised {loss})  "
                 f"{time.monotonic() - t0:.0f} s"
             )
     net.eval()
@@ -360,7 +377,7 @@ def _adversarial_adapter(
     shift = torch.zeros(n_emg, requires_grad=True)
     # the classifier sees z and the newest tick's normalised features: the linear path reads
     # the latter directly, so a drift there must be visible to the adversary too
-    disc = DomainClassifier(net.head.in_features + net.n_features)
+    disc = DomainClassifier(net.head.in_features + net.skip_in)
     disc.grl.lam = 1.0
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
     opt_a = torch.optim.Adam([log_scale, shift], lr=lr * 10)

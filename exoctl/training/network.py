@@ -8,7 +8,8 @@ sees slower structure at a coarser step) and runs two small 1-D convolutions; it
 one token per scale. Self-attention lets the scales weigh each other; the fused vector ``z`` is
 what the domain classifier of the adversarial adaptation looks at, and a head gives one
 correction per joint, added to a linear map of the newest tick's features (fitted first, in
-closed form). The correction is bounded (tanh): on the simulator's drifted sessions an
+closed form; with ``skip_lags`` it sees the window's ticks at those lags, e.g. 0-200 ms, as
+the lagged-ridge baseline does). The correction is bounded (tanh): on the simulator's drifted sessions an
 unconstrained network extrapolated far worse than a linear model (knee R^2 0.8 vs 0.95), since
 one session's gait fills only a thin manifold of the feature space.
 
@@ -67,10 +68,15 @@ class MultiScaleNet(nn.Module):
         hidden: int = 64,
         dropout: float = 0.1,
         residual_bound: float = 0.3,
+        skip_lags: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.scales = [int(s) for s in scales_ticks]
         self.window = max(self.scales)
+        lags = sorted({int(v) for v in skip_lags}) if skip_lags else [0]
+        if lags[0] < 0 or lags[-1] >= self.window:
+            raise ValueError(f"skip_lags {lags} must lie within the window (0..{self.window - 1})")
+        self.skip_lags = lags
         self.n_features, self.n_joints = n_features, n_joints
         self.config = {
             "steps": steps,
@@ -81,6 +87,8 @@ class MultiScaleNet(nn.Module):
             "dropout": dropout,
             "residual_bound": residual_bound,
         }
+        if skip_lags:
+            self.config["skip_lags"] = lags
         self.residual_bound = residual_bound
         self.branches = nn.ModuleList(
             [_Branch(n_features, s, steps, channels, dim) for s in self.scales]
@@ -99,7 +107,13 @@ class MultiScaleNet(nn.Module):
         # Linear path from the newest tick: torque is close to linear in the activations
         # (moment arm x force), and a linear map extrapolates to drifted inputs far better
         # than the nonlinear branches, which then only have to learn the remainder.
-        self.skip = nn.Linear(n_features, n_joints)
+        self.skip_in = n_features * len(lags)
+        self.skip = nn.Linear(self.skip_in, n_joints)
+        self.register_buffer(  # derived from the config: not in the state dict
+            "_skip_rows",
+            torch.tensor([self.window - 1 - v for v in lags], dtype=torch.long),
+            persistent=False,
+        )
         self.register_buffer("x_mean", torch.zeros(n_features))
         self.register_buffer("x_std", torch.ones(n_features))
         self.register_buffer("y_mean", torch.zeros(n_joints))
@@ -115,7 +129,8 @@ class MultiScaleNet(nn.Module):
         x_mean: torch.Tensor | None = None,
         x_std: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw window (B, N, F) -> (fused features z (B, hidden), newest tick normalised (B, F)).
+        """Raw window (B, N, F) -> (fused features z (B, hidden), the linear path's input: the
+        newest tick normalised (B, F), or with ``skip_lags`` the ticks at those lags (B, F x L)).
 
         ``x_mean``/``x_std`` override the stored input normalisation (adaptation trains source
         and target batches each with its own statistics).
@@ -123,7 +138,10 @@ class MultiScaleNet(nn.Module):
         mean = self.x_mean if x_mean is None else x_mean
         std = self.x_std if x_std is None else x_std
         x = ((x - mean) / std).transpose(1, 2)
-        last = x[:, :, -1]
+        if len(self.skip_lags) == 1 and self.skip_lags[0] == 0:
+            last = x[:, :, -1]
+        else:  # lag-major: [all features at lag 0, all at the next lag, ...]
+            last = x.index_select(2, self._skip_rows).transpose(1, 2).flatten(1)
         tokens = torch.stack([b(x) for b in self.branches], dim=1) + self.scale_embed
         b, s, d = tokens.shape
         q, k, v = self.qkv(self.norm1(tokens)).chunk(3, dim=-1)

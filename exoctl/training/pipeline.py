@@ -25,13 +25,17 @@ from exoctl import __version__
 from exoctl.config.schema import Config
 from exoctl.estimation.torque_model import MODEL_FORMAT, calibration_fingerprint, window_input
 from exoctl.signal.calibration import Calibration
+from exoctl.signal.chain import ChainSettings
 
-from .features import TickSet, config_for, tick_features
+from .features import TickSet, TickSpec, signal_ticks
 
 __all__ = [
     "DEFAULT_WINDOWS_MS",
     "DataSource",
+    "TickData",
     "dataset_tick_sets",
+    "trial_tick_sets",
+    "emg_signal_of",
     "model_metadata",
     "sidecar",
     "split_tail",
@@ -71,6 +75,46 @@ class DataSource:
     fingerprints: tuple[str, ...]
 
 
+@dataclass
+class TickData:
+    """A dataset's trials as tick sets, and what they were made for and from."""
+
+    sets: list[TickSet]
+    spec: TickSpec
+    kinematics: bool
+    emg_signal: dict  # the model metadata's ``emg_signal``: what the training EMG was
+    emg_rates_hz: list[float]
+
+    @property
+    def body_mass_kg(self) -> float | None:
+        return next((s.body_mass_kg for s in self.sets if s.body_mass_kg), None)
+
+
+def emg_signal_of(chain: ChainSettings, trials: Sequence) -> dict:
+    """The ``emg_signal`` metadata entry for trials of one kind (raw, or one stated envelope)."""
+    from exoctl.data.dataset import DatasetError
+
+    kinds = sorted({t.emg_kind for t in trials})
+    if len(kinds) != 1:
+        raise DatasetError(
+            f"trials {[t.name for t in trials]} mix raw and enveloped EMG {kinds}: a model "
+            "learns from one kind of signal; choose the trials of one kind with --trials"
+        )
+    envs = {
+        json.dumps(t.envelope.model_dump() if t.envelope is not None else None, sort_keys=True)
+        for t in trials
+    }
+    if len(envs) != 1:
+        raise DatasetError(
+            f"trials {[t.name for t in trials]} state different envelopes ({sorted(envs)}): a "
+            "model learns from one kind of signal"
+        )
+    env = json.loads(envs.pop())
+    doc = chain.with_input(kinds[0]).describe(env)
+    doc["normalised_by_source"] = bool(all(t.emg_normalised for t in trials))
+    return doc
+
+
 def dataset_tick_sets(
     cfg: Config,
     dataset,
@@ -79,9 +123,13 @@ def dataset_tick_sets(
     *,
     kinematics: bool | None,
     need_torque: bool,
-) -> tuple[list[TickSet], Config, bool]:
-    """Tick sets of a dataset's task trials (all by default); returns them, the trial config, kinematics.
+    tick_rate_hz: float | None = None,
+) -> TickData:
+    """Tick sets of a dataset's task trials (all by default) at the control rate.
 
+    Any EMG rate: each trial is read at its own rate and carried to ``tick_rate_hz`` (default
+    the configuration's control rate) by ``signal_ticks``; the configuration gives the chain's
+    filter and activation settings and the joints' order, never the dataset's rate.
     ``kinematics=None``: use angles and velocities when every selected trial has angles.
     """
     from exoctl.data.dataset import DatasetError
@@ -94,53 +142,85 @@ def dataset_tick_sets(
     if not names:
         raise DatasetError(f"{dataset.path}: no task trial to use")
     trials = [dataset.load_trial(n) for n in names]
+    return trial_tick_sets(
+        cfg, trials, cal, dataset.joints, where=dataset.path, kinematics=kinematics,
+        need_torque=need_torque, tick_rate_hz=tick_rate_hz,
+    )  # fmt: skip
+
+
+def trial_tick_sets(
+    cfg: Config,
+    trials: Sequence,
+    cal: Calibration,
+    joints: Sequence[str],
+    *,
+    where,
+    kinematics: bool | None,
+    need_torque: bool,
+    tick_rate_hz: float | None = None,
+) -> TickData:
+    """``dataset_tick_sets`` on trials already loaded (or cut, or joined: the real-data
+    protocol's splits); ``where`` names the data in messages."""
+    from exoctl.data.dataset import DatasetError
+
+    for t in trials:
+        bad = {m: int(c) for m, c in zip(t.muscles, np.isnan(t.emg).sum(0), strict=True) if c}
+        if bad:
+            raise DatasetError(
+                f"{where}: trial {t.name}: EMG has NaN samples {bad}; leave the trial "
+                "out (--trials) or fix the file"
+            )
+        if need_torque and t.torque is not None and not np.isfinite(t.torque).all():
+            raise DatasetError(
+                f"{where}: trial {t.name}: the joint moments have NaN samples; leave the "
+                "trial out (--trials) or fix the file"
+            )
     if need_torque:
         missing = [t.name for t in trials if t.torque is None]
         if missing:
             raise DatasetError(
-                f"{dataset.path}: trials {missing} have no joint moments; training needs them"
+                f"{where}: trials {missing} have no joint moments; training needs them"
             )
     have_angles = all(t.angles is not None for t in trials)
     if kinematics is None:
         kinematics = have_angles
     elif kinematics and not have_angles:
         raise DatasetError(
-            f"{dataset.path}: the model uses joint angles and velocities, but trials "
+            f"{where}: the model uses joint angles and velocities, but trials "
             f"{[t.name for t in trials if t.angles is None]} have none"
         )
-    rates = sorted({t.fs_hz for t in trials})
-    if len(rates) != 1:
-        raise DatasetError(f"{dataset.path}: trials at different EMG rates {rates}; resample first")
-    kinds = sorted({t.emg_kind for t in trials})
-    if len(kinds) != 1:
-        raise DatasetError(f"{dataset.path}: both raw and enveloped EMG trials {kinds}")
-    tcfg = config_for(
-        cfg,
-        cal.muscles,
-        dataset.joints,
-        rates[0],
-        estimator={"input": kinds[0]},
-    )
-    if tuple(dataset.muscles) != tuple(cal.muscles):
-        perm = [list(dataset.muscles).index(m) for m in cal.muscles]
-    else:
-        perm = None
-    sets = []
-    for t in trials:
-        emg = t.emg if perm is None else t.emg[:, perm]
-        sets.append(
-            tick_features(
-                tcfg,
-                cal,
-                emg,
-                angles=t.angles if kinematics else None,
-                torque=t.torque,
-                kinematics=kinematics,
-                name=t.name,
-                body_mass_kg=t.body_mass_kg,
-            )
+    missing_joints = [j for j in joints if j not in cfg.joint_names]
+    if missing_joints:
+        raise DatasetError(
+            f"{where}: joints {missing_joints} are not in the configuration's "
+            f"device.joints ({list(cfg.joint_names)}); use a configuration with them"
         )
-    return sets, tcfg, kinematics
+    chain = ChainSettings.from_config(cfg)
+    spec = TickSpec(
+        chain,
+        float(tick_rate_hz or cfg.control.rate_hz),
+        tuple(cal.muscles),
+        tuple(joints),
+    )
+    perm = [list(trials[0].muscles).index(m) for m in cal.muscles]
+    sets = [
+        signal_ticks(
+            spec,
+            cal,
+            t.emg[:, perm],
+            t.fs_hz,
+            angles=t.angles if kinematics else None,
+            torque=t.torque,
+            kinematics=kinematics,
+            emg_kind=t.emg_kind,
+            name=t.name,
+            body_mass_kg=t.body_mass_kg,
+        )  # fmt: skip
+        for t in trials
+    ]
+    return TickData(
+        sets, spec, kinematics, emg_signal_of(chain, trials), sorted({t.fs_hz for t in trials})
+    )
 
 
 def split_tail(ts: TickSet, frac: float) -> tuple[TickSet, TickSet]:
@@ -163,13 +243,16 @@ def model_metadata(
     cal: Calibration,
     window_ticks: int,
     tick_rate_hz: float,
-    emg_rate_hz: float,
+    emg_rate_hz: float | list[float],
     windows_ms: Sequence[float] | None,
     sources: Sequence[DataSource],
     metrics: dict,
     normalisation: dict | None = None,
     extra: dict | None = None,
+    emg_signal: dict | None = None,
 ) -> dict:
+    """The exoctl metadata of a trained model; ``emg_signal`` says what the training EMG was
+    (``ChainSettings.describe``; the estimator refuses a model its chain cannot match)."""
     doc = {
         "format": MODEL_FORMAT,
         "model_type": model_type,
@@ -194,6 +277,8 @@ def model_metadata(
         "metrics": metrics,
         "exoctl_version": __version__,
     }
+    if emg_signal is not None:
+        doc["emg_signal"] = emg_signal
     if normalisation is not None:
         doc["normalisation"] = normalisation
     if extra:

@@ -1,0 +1,242 @@
+"""The steps from tick sets to model files, shared by ``exoctl train``/``adapt`` and the
+real-data protocol (``exoctl.training.real_protocol``): one way to fit, export and score each
+model kind, so that what the protocol reports is what the commands make.
+
+PyTorch is imported inside the network steps only (this module is imported by the CLI's
+commands when they run, never at CLI start).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exoctl.signal.calibration import Calibration
+
+from .evaluation import BASELINE_LAGS_MS, fit_lagged_ridge, predict, write_ridge_onnx
+from .features import TickSet
+from .metrics import joint_metrics, summarise
+from .pipeline import DataSource, TickData, model_metadata, scales_in_ticks, sidecar
+
+__all__ = [
+    "NetworkRecipe",
+    "adapt_model",
+    "fit_network_model",
+    "fit_ridge_model",
+    "load_torch",
+    "save_torch",
+    "score_sets",
+    "set_metrics",
+]
+
+Say = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class NetworkRecipe:
+    """How ``exoctl train`` trains the network (defaults) and what the protocol varies."""
+
+    windows_ms: tuple[float, ...] = (50.0, 100.0, 200.0, 400.0)
+    epochs: int = 20
+    samples_per_epoch: int = 40000
+    seed: int = 0
+
+
+def _common(data: TickData, cal: Calibration, window: int, sources: Sequence[DataSource]) -> dict:
+    return dict(
+        muscles=tuple(cal.muscles),
+        joints=data.spec.joints,
+        cal=cal,
+        window_ticks=window,
+        tick_rate_hz=data.spec.tick_rate_hz,
+        emg_rate_hz=data.emg_rates_hz[0] if len(data.emg_rates_hz) == 1 else data.emg_rates_hz,
+        sources=list(sources),
+        emg_signal=data.emg_signal,
+    )
+
+
+def fit_ridge_model(
+    path: Path,
+    heads: Sequence[TickSet],
+    data: TickData,
+    cal: Calibration,
+    sources: Sequence[DataSource],
+    *,
+    extra: dict | None = None,
+    window: int | None = None,
+) -> dict:
+    """The lagged-ridge baseline on every per-tick feature the data gives (EMG features, and
+    angles/velocities when used) at lags 0-200 ms, its penalty chosen on the last 20 % of the
+    training part; written as ONNX. Returns the metadata."""
+    rate = data.spec.tick_rate_hz
+    names = list(heads[0].names)
+    lags, coef, b, lam = fit_lagged_ridge(
+        list(heads), len(names), rate, lam="auto", lags_ms=BASELINE_LAGS_MS
+    )
+    window = window or int(lags.max()) + 1
+    meta = model_metadata(
+        model_type="ridge", features=names, windows_ms=None, metrics={},
+        extra={**(extra or {}), "lags_ticks": lags.tolist(), "ridge_lambda": lam},
+        **_common(data, cal, window, sources),
+    )  # fmt: skip
+    write_ridge_onnx(path, lags, coef, b, window, meta)
+    return meta
+
+
+def fit_network_model(
+    path: Path,
+    heads: Sequence[TickSet],
+    data: TickData,
+    cal: Calibration,
+    sources: Sequence[DataSource],
+    recipe: NetworkRecipe,
+    *,
+    extra: dict | None = None,
+    say: Say = _quiet,
+):
+    """Train the paper's network on labelled tick sets, write ``path`` (ONNX) and its ``.pt``.
+
+    Returns (the network, its metadata)."""
+    from .fit import emg_augmentation, export_onnx, set_threads, train_network
+
+    set_threads()
+    rate = data.spec.tick_rate_hz
+    scales = scales_in_ticks(recipe.windows_ms, rate)
+    n_emg = cal.k + len(cal.muscles)
+    net = train_network(
+        list(heads), scales, epochs=recipe.epochs, seed=recipe.seed, progress=say,
+        samples_per_epoch=recipe.samples_per_epoch, **emg_augmentation(n_emg),
+    )  # fmt: skip
+    meta = model_metadata(
+        model_type="network", features=heads[0].names, windows_ms=recipe.windows_ms,
+        metrics={}, normalisation=_normalisation(net),
+        extra={**(extra or {}), "architecture": net.config},
+        **_common(data, cal, max(scales), sources),
+    )  # fmt: skip
+    export_onnx(net, path, meta)
+    save_torch(net, sidecar(path, "pt"), meta)
+    return net, meta
+
+
+def _normalisation(net) -> dict:
+    return {
+        "x_mean": net.x_mean.tolist(),
+        "x_std": net.x_std.tolist(),
+        "y_mean": net.y_mean.tolist(),
+        "y_std": net.y_std.tolist(),
+    }
+
+
+def adapt_model(
+    net,
+    meta: dict,
+    source: Sequence[TickSet],
+    target: Sequence[TickSet],
+    out: Path,
+    *,
+    n_emg_features: int,
+    target_source: DataSource,
+    from_model: str,
+    say: Say = _quiet,
+    **adapt_kwargs,
+):
+    """Adapt a network to unlabelled target tick sets (their torques are never read) and write
+    the adapted model beside ``out``'s sidecars. Returns (adapted network, its metadata)."""
+    from .fit import adapt_network, export_onnx, set_threads
+
+    set_threads()
+    target = [
+        TickSet(
+            t.name,
+            t.X,
+            None,
+            t.tick_rate_hz,
+            t.warm,
+            t.names,
+            t.body_mass_kg,
+            t.fingerprint,
+            t.info,
+        )  # fmt: skip
+        for t in target
+    ]
+    adapted, report = adapt_network(
+        net, list(source), target, n_emg_features=n_emg_features, progress=say, **adapt_kwargs
+    )
+    meta = json.loads(json.dumps(meta))
+    meta["normalisation"] = _normalisation(adapted)
+    meta["adaptation"] = {"from_model": from_model, "target": target_source.__dict__, **report}
+    meta["metrics"] = {}
+    export_onnx(adapted, out, meta)
+    save_torch(adapted, sidecar(out, "pt"), meta)
+    return adapted, meta
+
+
+def score_sets(
+    path: Path,
+    sets: Sequence[TickSet],
+    joints: Sequence[str],
+    body_mass_kg: float | None = None,
+    ticks: Sequence[np.ndarray] | None = None,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A model file over tick sets through onnxruntime (as the controller runs it): metrics
+    pooled over the sets' scored ticks (from each set's ``warm`` on, or the ``ticks`` given),
+    the truth and the estimate."""
+    ys, yh = [], []
+    for i, ts in enumerate(sets):
+        tt = np.arange(ts.warm, ts.n) if ticks is None else np.asarray(ticks[i])
+        ys.append(ts.y[tt])
+        yh.append(predict(path, ts, tt))
+    y, yhat = np.vstack(ys), np.vstack(yh)
+    per = joint_metrics(y, yhat, joints, body_mass_kg)
+    return {"joints": per, **summarise(per)}, y, yhat
+
+
+def save_torch(net, path: Path, meta: dict) -> None:
+    """The network's weights and architecture beside its ONNX file, for ``exoctl adapt``."""
+    import torch
+
+    torch.save(
+        {
+            "state_dict": net.state_dict(),
+            "n_features": net.n_features,
+            "n_joints": net.n_joints,
+            "scales": net.scales,
+            "config": net.config,
+            "features": meta["features"],
+            "training_data": meta["training_data"],
+            "calibration_fingerprint": meta["calibration_fingerprint"],
+        },
+        path,
+    )
+
+
+def load_torch(path: Path):
+    import torch
+
+    from .network import MultiScaleNet
+
+    doc = torch.load(path, map_location="cpu", weights_only=False)
+    net = MultiScaleNet(doc["n_features"], doc["n_joints"], doc["scales"], **doc["config"])
+    net.load_state_dict(doc["state_dict"])
+    net.eval()
+    return net, doc
+
+
+def set_metrics(path: Path, metrics: dict) -> None:
+    """Rewrite a model file's metadata with its metrics (measured after export)."""
+    import onnx
+
+    from exoctl.estimation.torque_model import METADATA_KEY, save_model
+
+    model = onnx.load(str(path))
+    doc = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
+    doc["metrics"] = metrics
+    save_model(model, path, model.producer_name, doc)

@@ -19,6 +19,11 @@ session, at every control tick after the filters' 2 s warm-up:
   patients, without and with adversarial adaptation (``adapt_network``) to each later
   session's unlabelled EMG. Needs PyTorch (the ``train`` extra); skipped in --quick mode.
 
+Real recorded data (not simulated): a stated subset of the real-data protocol
+(``exoctl.training.real_protocol``: the within-trial rows of ceinms-lowerlimb-s06 and the
+moco-3dwalking chain check), under ``result["real_data"]``; skipped in --quick mode or without
+``../shared/data``.
+
     .venv/bin/python -m bench --only accuracy
 """
 
@@ -34,6 +39,7 @@ import numpy as np
 from bench.peers import libemg_env
 from exoctl.config.schema import load_config
 from exoctl.training.linear_model import fit_ridge
+from exoctl.training.metrics import r2
 
 TRAIN_FRACTION = 0.75
 SCORE_STRIDE = 4  # every model is scored on every 4th control tick (125 Hz at 500 Hz): the
@@ -41,11 +47,7 @@ SCORE_STRIDE = 4  # every model is scored on every 4th control tick (125 Hz at 5
 
 
 def _r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
-    out = {}
-    for j, name in enumerate(joints):
-        ss = float(np.sum((y[:, j] - y[:, j].mean()) ** 2))
-        out[name] = round(1.0 - float(np.sum((y[:, j] - yhat[:, j]) ** 2)) / ss, 4)
-    return out
+    return {name: round(float(v), 4) for name, v in zip(joints, r2(y, yhat), strict=True)}
 
 
 def _spread(per_patient: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -69,6 +71,45 @@ NET_TRAIN = {"epochs": 4, "samples_per_epoch": 8000}
 NET_ADAPT = {"epochs": 2, "samples_per_epoch": 8000}
 NET_PATIENTS = 2
 NET_TIME_BUDGET_S = 420.0  # no further network patient once the section has run this long
+
+
+# The real-data protocol's subset that fits `make bench` (the whole protocol:
+# `exoctl evaluate --protocol real`, docs/adaptation.md): the within-trial rows and the second
+# lab's chain check, with the protocol's own network recipe; a group is not started once the
+# section has spent REAL_BUDGET_S on real data.
+REAL_GROUPS = ("within", "moco")
+REAL_BUDGET_S = 300.0
+
+
+def _real_data(quick: bool, log) -> dict[str, Any]:
+    """The real-data protocol's stated subset, or why it did not run."""
+    from bench.common import REPO
+
+    shared = REPO.parent / "shared" / "data"
+    if quick:
+        return {"skipped": "--quick: the real-data rows train networks (minutes)"}
+    if not shared.is_dir():
+        return {"skipped": f"the shared real data is not beside the repository ({shared})"}
+    try:
+        from exoctl.training import real_protocol
+    except ImportError as e:  # PyTorch is the optional train extra
+        return {"skipped": f"PyTorch not importable ({e}); install the train extra"}
+    t0 = time.monotonic()
+    rows, ran = [], []
+    for group in REAL_GROUPS:
+        if time.monotonic() - t0 > REAL_BUDGET_S:
+            break
+        doc = real_protocol.run(groups=[group], say=lambda m: log(f"  real data: {m}"))
+        rows += doc["rows"]
+        ran.append(group)
+    doc = {**doc, "rows": rows, "wall_time_s": round(time.monotonic() - t0, 1)}
+    return {
+        "groups": ran,
+        "not_run": [g for g in real_protocol.ROW_GROUPS if g not in ran],
+        "command": "exoctl evaluate --protocol real --rows " + ",".join(ran),
+        "table_md": real_protocol.format_table(doc),
+        **doc,
+    }
 
 
 def _net_predict(tf, net, X: np.ndarray, ticks: np.ndarray) -> np.ndarray:
@@ -234,6 +275,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
             }
             for i, sname in enumerate(names)
         }
+    out["real_data"] = _real_data(quick, log)
     if libemg_note:
         out["libemg_skipped"] = libemg_note
     if net_note:

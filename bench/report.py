@@ -307,6 +307,17 @@ def _accuracy(doc: dict, out: list[str]) -> None:
         )
     if "pending" in net:
         out.append(f"Paper's network with and without adaptation: **pending**: {net['pending']}.\n")
+    real = a.get("real_data") or {}
+    out.append("### Real recorded data (not simulated)\n")
+    if "table_md" in real:
+        out.append(
+            f"Rows {', '.join(real['groups'])} of the real-data protocol (not run here: "
+            f"{', '.join(real['not_run']) or 'none'}); R^2 against the measured moments, hip / "
+            f"knee. Command: `{real['command']}` ({real['wall_time_s']:.0f} s).\n"
+        )
+        out.append(real["table_md"] + "\n")
+    else:
+        out.append(f"Not run: {real.get('skipped', 'no result')}.\n")
 
 
 def _scaling(doc: dict, out: list[str], plots: dict[str, str]) -> None:

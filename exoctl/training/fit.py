@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from exoctl.estimation.torque_model import save_model
 from exoctl.training.linear_model import OPSET
 
+from .evaluation import RIDGE_LAMBDAS
 from .features import TickSet
 from .network import DomainClassifier, MultiScaleNet
 
@@ -172,8 +173,9 @@ def train_network(
     progress: Progress | None = None,
     augment: tuple[int, int, float] | None = None,
     channel_dropout: float = 0.0,
-    skip_ridge: float = 0.01,
+    skip_ridge: float | str = 0.01,
     loss: str = "mse",
+    validation: float = 0.0,
     **arch,
 ) -> MultiScaleNet:
     """Fit a ``MultiScaleNet`` on labelled tick sets; returns it in eval mode.
@@ -181,12 +183,28 @@ def train_network(
     ``augment = (start, stop, sigma)``: multiply feature columns start..stop-1 of every
     training window by a random per-window, per-column factor exp(N(0, sigma^2)) — EMG
     amplitude changes between sessions (electrode gain, fatigue) the model should not rely on.
+
+    ``validation``: the fraction at the end of every set held back from fitting (training
+    data still: never a scored part). On it the linear path's penalty is chosen
+    (``skip_ridge="auto"``, from ``RIDGE_LAMBDAS``), the epoch whose weights are kept, and
+    whether the branches' correction is kept at all: when no epoch beats the linear path alone
+    on it, the correction is switched off (the head zeroed). What was chosen is in
+    ``net.training_report``.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r}: allowed {', '.join(LOSSES)}")
+    if skip_ridge == "auto" and not validation:
+        raise ValueError("skip_ridge='auto' chooses the penalty on a validation part: give one")
     loss_fn = F.mse_loss if loss == "mse" else F.smooth_l1_loss  # Huber, delta 1 sd
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    val_sets: list[TickSet] = []
+    if validation:
+        from .pipeline import split_tail
+
+        heads_tails = [split_tail(ts, validation) for ts in sets]
+        sets = [h for h, _ in heads_tails]
+        val_sets = [t for _, t in heads_tails if t.n > t.warm]
     n_f, n_j = sets[0].X.shape[1], sets[0].y.shape[1]
     net = MultiScaleNet(n_f, n_j, scales_ticks, **arch)
     pool = _Pool(sets, net.window, labelled=True)
@@ -194,23 +212,44 @@ def train_network(
     Y = np.vstack([ts.y[ts.warm :] for ts in sets]).astype(np.float64)
     net.set_normalisation(xm, xs, Y.mean(0), np.maximum(Y.std(0), 1e-6))
     y_mean, y_std = net.y_mean, net.y_std
-    # The linear path first, in closed form (ridge on the newest tick, standardised), then
-    # frozen: the branches learn only what it leaves, so a drifted input moves the estimate
-    # about as much as it moves a linear model, not as much as an unconstrained network's.
+    report: dict = {"loss": loss, "validation_fraction": validation}
+    # The linear path first, in closed form (ridge, standardised), then frozen: the branches
+    # learn only what it leaves, so a drifted input moves the estimate about as much as it
+    # moves a linear model, not as much as an unconstrained network's.
     Xn = np.vstack([_skip_design(ts, net.skip_lags, xm, xs) for ts in sets])
     Yn = (Y - Y.mean(0)) / np.maximum(Y.std(0), 1e-6)
-    lam = skip_ridge * len(Xn)
-    coef = np.linalg.solve(Xn.T @ Xn + lam * np.eye(Xn.shape[1]), Xn.T @ Yn)
+    if skip_ridge == "auto":
+        Xv = np.vstack([_skip_design(ts, net.skip_lags, xm, xs) for ts in val_sets])
+        Yv = (np.vstack([ts.y[ts.warm :] for ts in val_sets]) - Y.mean(0)) / np.maximum(
+            Y.std(0), 1e-6
+        )
+        G, r = Xn.T @ Xn, Xn.T @ Yn
+        errs = {
+            lam: float(
+                np.mean((Xv @ np.linalg.solve(G + lam * len(Xn) * np.eye(len(G)), r) - Yv) ** 2)
+            )
+            for lam in RIDGE_LAMBDAS
+        }
+        skip_ridge = min(errs, key=errs.get)
+        report["skip_lambda_validation_mse"] = {f"{k:g}": round(v, 5) for k, v in errs.items()}
+    report["skip_lambda"] = float(skip_ridge)
+    coef = np.linalg.solve(Xn.T @ Xn + float(skip_ridge) * len(Xn) * np.eye(Xn.shape[1]), Xn.T @ Yn)
     with torch.no_grad():
         net.skip.weight.copy_(torch.as_tensor(coef.T, dtype=torch.float32))
         net.skip.bias.zero_()
     net.skip.requires_grad_(False)
+    val = _Pool(val_sets, net.window, labelled=True) if val_sets else None
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     per_epoch = max(1, min(samples_per_epoch, len(pool)) // batch)
     total = epochs * per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
     t0 = time.monotonic()
+    best: tuple[float, int, dict | None] = (math.inf, 0, None)
+    if val is not None:
+        best = (_val_loss(net, val, linear_only=True), 0, None)
+        report["linear_validation_mse"] = round(best[0], 5)
+        report["validation_mse_by_epoch"] = []
     net.train()
     for ep in range(epochs):
         loss_sum = 0.0
@@ -231,13 +270,64 @@ def train_network(
             opt.step()
             sched.step()
             loss_sum += float(err.detach())
+        msg = f"epoch {ep + 1}/{epochs}  loss {loss_sum / per_epoch:.4f} (standardised {loss})"
+        if val is not None:
+            v = _val_loss(net, val)
+            report["validation_mse_by_epoch"].append(round(v, 5))
+            msg += f"  validation MSE {v:.4f}"
+            if v < best[0]:
+                best = (v, ep + 1, copy.deepcopy(net.state_dict()))
+            net.train()
         if progress:
-            progress(
-                f"epoch {ep + 1}/{epochs}  loss {loss_sum / per_epoch:.4f} (standardised {loss})  "
-                f"{time.monotonic() - t0:.0f} s"
-            )
+            progress(f"{msg}  {time.monotonic() - t0:.0f} s")
     net.eval()
+    if val is not None:
+        report["kept_epoch"] = best[1]  # 0: the branches' correction did not help: off
+        if best[2] is None:
+            with torch.no_grad():
+                net.head.weight.zero_()
+                net.head.bias.zero_()
+        else:
+            net.load_state_dict(best[2])
+        # the choices made, the linear path is refitted on every training tick (the held-back
+        # part included, as the baseline's ridge is) to what the kept correction leaves
+        _refit_skip(net, sets, val_sets, float(skip_ridge))
+    net.training_report = report
     return net
+
+
+@torch.no_grad()
+def _refit_skip(
+    net: MultiScaleNet, sets: Sequence[TickSet], val_sets: Sequence[TickSet], lam: float
+) -> None:
+    full = _Pool([*sets, *val_sets], net.window, labelled=True)
+    xm, xs = net.x_mean.numpy().astype(np.float64), net.x_std.numpy().astype(np.float64)
+    targets = []
+    for part in np.array_split(np.arange(len(full)), max(1, len(full) // 2048)):
+        x, y = full.batch(part)
+        z, _ = net.embed(x)
+        targets.append(((y - net.y_mean) / net.y_std - net._residual(z)).numpy())
+    X = np.vstack([_skip_design(ts, net.skip_lags, xm, xs) for ts in [*sets, *val_sets]])
+    Y = np.vstack(targets).astype(np.float64)
+    Xc, ym = X - X.mean(0), Y.mean(0)
+    coef = np.linalg.solve(Xc.T @ Xc + lam * len(X) * np.eye(X.shape[1]), Xc.T @ (Y - ym))
+    net.skip.weight.copy_(torch.as_tensor(coef.T, dtype=torch.float32))
+    net.skip.bias.copy_(torch.as_tensor(ym - X.mean(0) @ coef, dtype=torch.float32))
+
+
+@torch.no_grad()
+def _val_loss(net: MultiScaleNet, val: _Pool, linear_only: bool = False, most: int = 4096) -> float:
+    """Standardised MSE on (at most ``most``, evenly spaced) validation windows."""
+    net.eval()
+    idx = np.linspace(0, len(val) - 1, min(most, len(val))).astype(np.int64)
+    total, n = 0.0, 0
+    for part in np.array_split(idx, max(1, len(idx) // 1024)):
+        x, y = val.batch(part)
+        z, last = net.embed(x)
+        pred = net.skip(last) if linear_only else net._residual(z) + net.skip(last)
+        total += float(((pred - (y - net.y_mean) / net.y_std) ** 2).sum())
+        n += pred.numel()
+    return total / n
 
 
 def adapt_network(

@@ -42,12 +42,33 @@ def _quiet(_msg: str) -> None:
 
 @dataclass(frozen=True)
 class NetworkRecipe:
-    """How ``exoctl train`` trains the network (defaults) and what the protocol varies."""
+    """How ``exoctl train`` and the real-data protocol train the network.
+
+    ``skip_lags_ms``: the linear path sees the window at these lags (the lagged-ridge
+    baseline's, 0-200 ms); ``validation``: the end of every training set held back to choose
+    the linear path's penalty, the epoch kept and whether the branches' correction is kept at
+    all (``fit.train_network``); ``loss``: ``mse`` or ``huber`` (spike-robust). Chosen on
+    validation parts of the real data's training parts (docs/adaptation.md, real data).
+    """
 
     windows_ms: tuple[float, ...] = (50.0, 100.0, 200.0, 400.0)
     epochs: int = 20
     samples_per_epoch: int = 40000
     seed: int = 0
+    skip_lags_ms: tuple[float, ...] | None = BASELINE_LAGS_MS
+    validation: float = 0.2
+    loss: str = "mse"
+
+    def train_kwargs(self, tick_rate_hz: float) -> dict:
+        """``train_network`` keywords beyond the scales, at a tick rate."""
+        kw: dict = {"loss": self.loss}
+        if self.validation:
+            kw.update(validation=self.validation, skip_ridge="auto")
+        if self.skip_lags_ms:
+            kw["skip_lags"] = sorted(
+                {int(round(ms * tick_rate_hz / 1000.0)) for ms in self.skip_lags_ms}
+            )
+        return kw
 
 
 def _common(data: TickData, cal: Calibration, window: int, sources: Sequence[DataSource]) -> dict:
@@ -114,11 +135,13 @@ def fit_network_model(
     net = train_network(
         list(heads), scales, epochs=recipe.epochs, seed=recipe.seed, progress=say,
         samples_per_epoch=recipe.samples_per_epoch, **emg_augmentation(n_emg),
+        **recipe.train_kwargs(rate),
     )  # fmt: skip
     meta = model_metadata(
         model_type="network", features=heads[0].names, windows_ms=recipe.windows_ms,
         metrics={}, normalisation=_normalisation(net),
-        extra={**(extra or {}), "architecture": net.config},
+        extra={**(extra or {}), "architecture": net.config,
+               "training": getattr(net, "training_report", {})},
         **_common(data, cal, max(scales), sources),
     )  # fmt: skip
     export_onnx(net, path, meta)

@@ -101,3 +101,44 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
 def test_branch_windows_must_divide_into_steps():
     with pytest.raises(ValueError, match="not a multiple"):
         MultiScaleNet(4, 1, [12], steps=5)
+
+
+def test_lagged_linear_path_with_validation_exports_equal_and_stays_causal(cfg, tmp_path):
+    """The real-data recipe: the linear path over lags of the window, its penalty, the kept
+    epoch and the correction chosen on the training sets' held-back tail."""
+    cal = load_calibration(cfg.estimator.calibration)
+    rec = patient_from_config(cfg, session=34).generate(6.0)
+    ts = tick_features(cfg, cal, rec.emg, angles=rec.angles, torque=rec.torque, kinematics=True)
+    net = train_network(
+        [ts], SCALES, epochs=2, samples_per_epoch=2000, channels=8, dim=16, hidden=16, heads=2,
+        skip_lags=[0, 5, 20, 39], skip_ridge="auto", validation=0.2,
+    )  # fmt: skip
+    rep = net.training_report
+    assert rep["skip_lambda"] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)
+    assert len(rep["validation_mse_by_epoch"]) == 2 and rep["kept_epoch"] in (0, 1, 2)
+    assert net.skip_in == 4 * ts.X.shape[1]
+    path = tmp_path / "lagged.onnx"
+    meta = model_metadata(
+        model_type="network", features=ts.names, muscles=cal.muscles, joints=cfg.joint_names,
+        cal=cal, window_ticks=net.window, tick_rate_hz=cfg.control.rate_hz,
+        emg_rate_hz=cfg.emg.sampling_rate_hz, windows_ms=[s * 2.0 for s in SCALES],
+        sources=[DataSource("simulator", None, ("s34",), (ts.fingerprint,))], metrics={},
+    )  # fmt: skip
+    export_onnx(net, path, meta)
+    ticks = np.arange(ts.n)
+    np.testing.assert_allclose(
+        predict(path, ts, ticks), torch_predict(net, windows(ts.X, ticks, net.window)), atol=1e-4
+    )
+    # the linear path reads exactly its lags: with the branches' correction off, a tick at
+    # lag 10 changes nothing and one at lag 20 does
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.zero_()
+    x = torch.randn(1, net.window, net.n_features)
+    x2 = x.clone()
+    x2[:, net.window - 1 - 10] += 5.0
+    assert torch.equal(net(x), net(x2))
+    x2[:, net.window - 1 - 20] += 1.0
+    assert not torch.equal(net(x), net(x2))
+    with pytest.raises(ValueError, match="within the window"):
+        MultiScaleNet(4, 1, [40], skip_lags=[0, 40])

@@ -6,8 +6,13 @@ The controller and the daemon never import this package's PyTorch parts: only
 - ``features``: per-tick features through the controller's own streaming chain; windows.
 - ``network``: the multi-scale, self-attention network; gradient reversal; domain classifier.
 - ``fit``: training, adversarial adaptation, ONNX export.
-- ``evaluation``: scores, the lagged-ridge baseline, batch inference through onnxruntime.
-- ``pipeline``: datasets to tick sets, model metadata and sidecar files.
-- ``experiment``: the multi-session drift experiment; ``default_model``: the shipped network.
+- ``evaluation``: the lagged-ridge baseline, batch inference through onnxruntime.
+- ``metrics``: R^2, RMSE, NRMSE per joint (the one place every figure comes from).
+- ``pipeline``: datasets (any EMG rate) to tick sets, model metadata and sidecar files.
+- ``workflow``: fit, export, score and adapt models (shared by the commands and the protocol).
+- ``real_protocol``: the evaluation protocol on real recorded data (``exoctl evaluate
+  --protocol real``).
+- ``experiment``: the multi-session drift experiment (synthetic); ``default_model``: the
+  shipped network.
 - ``plot``: a PNG of estimated against true torque (no matplotlib).
 """

@@ -70,7 +70,7 @@ CEILING_LOWPASS_HZ = 10.0
 FALISSE_REPEATS = 3
 
 # The network recipe the protocol trains with (chosen on training data: see docs/adaptation.md)
-RECIPE = NetworkRecipe(windows_ms=(50.0, 100.0, 200.0, 400.0), epochs=10, samples_per_epoch=20000)
+RECIPE = NetworkRecipe(epochs=12, samples_per_epoch=20000)
 ADAPT = {"epochs": 4, "samples_per_epoch": 10000}
 
 Say = Callable[[str], None]

@@ -47,8 +47,10 @@ class NetworkRecipe:
     ``skip_lags_ms``: the linear path sees the window at these lags (the lagged-ridge
     baseline's, 0-200 ms); ``validation``: the end of every training set held back to choose
     the linear path's penalty, the epoch kept and whether the branches' correction is kept at
-    all (``fit.train_network``); ``loss``: ``mse`` or ``huber`` (spike-robust). Chosen on
-    validation parts of the real data's training parts (docs/adaptation.md, real data).
+    all (``fit.train_network``); ``loss``: ``mse`` or ``huber`` (spike-robust);
+    ``residual_bound``: how far (in standard deviations of the torque) the branches' correction
+    may move the linear path's estimate. Chosen on validation parts of the real data's
+    training parts (docs/adaptation.md, real data).
     """
 
     windows_ms: tuple[float, ...] = (50.0, 100.0, 200.0, 400.0)
@@ -58,10 +60,11 @@ class NetworkRecipe:
     skip_lags_ms: tuple[float, ...] | None = BASELINE_LAGS_MS
     validation: float = 0.2
     loss: str = "mse"
+    residual_bound: float = 1.0
 
     def train_kwargs(self, tick_rate_hz: float) -> dict:
         """``train_network`` keywords beyond the scales, at a tick rate."""
-        kw: dict = {"loss": self.loss}
+        kw: dict = {"loss": self.loss, "residual_bound": self.residual_bound}
         if self.validation:
             kw.update(validation=self.validation, skip_ridge="auto")
         if self.skip_lags_ms:

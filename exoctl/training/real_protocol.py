@@ -178,13 +178,16 @@ class _Protocol:
             ridge, net_path, net, meta = self._models(tag, [source], data, cal)
             adapted = self.workdir / f"{tag}_adapted.onnx"
             t0 = time.monotonic()
-            adapt_model(
+            _, adapted_meta = adapt_model(
                 net, meta, [source], [target], adapted,
                 n_emg_features=cal.k + len(cal.muscles),
                 target_source=DataSource("dataset", None, (tgt_name,), ()),
                 from_model=net_path.name, seed=self.recipe.seed, **self.adapt,
             )  # fmt: skip
             self.say(f"  {tag}: adapted in {time.monotonic() - t0:.0f} s")
+            if "task_change" in adapted_meta["adaptation"]:
+                changed = adapted_meta["adaptation"]["task_change"]
+                self.say(f"  {tag}: WARNING: task change (velocity spread ratio {changed})")
             scored = {}
             for label, path in (("ridge", ridge), ("network", net_path), ("adapted", adapted)):
                 s, y, _ = score_sets(path, [target], ds.joints)
@@ -192,6 +195,7 @@ class _Protocol:
             self._row(
                 f"{src_name} -> {tgt_name}", f"{src_name} (all)", f"{tgt_name} (all)",
                 ds.joints, scored, y, data.spec.tick_rate_hz, K=cal.k,
+                adaptation={k: v for k, v in adapted_meta["adaptation"].items() if k != "target"},
             )  # fmt: skip
 
     def falisse(self, ds) -> None:

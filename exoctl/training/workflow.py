@@ -23,6 +23,7 @@ from .metrics import joint_metrics, summarise
 from .pipeline import DataSource, TickData, model_metadata, scales_in_ticks, sidecar
 
 __all__ = [
+    "TASK_CHANGE_RATIO",
     "NetworkRecipe",
     "adapt_model",
     "fit_network_model",
@@ -31,6 +32,7 @@ __all__ = [
     "save_torch",
     "score_sets",
     "set_metrics",
+    "task_change",
 ]
 
 Say = Callable[[str], None]
@@ -161,6 +163,34 @@ def _normalisation(net) -> dict:
     }
 
 
+# Joint-velocity spread of a target this far (ratio, either way) from the training data's
+# means another task or speed, not another day of the same one (walk36 vs run81: 0.51-0.59).
+TASK_CHANGE_RATIO = 1.5
+
+
+def task_change(source: Sequence[TickSet], target: Sequence[TickSet]) -> dict[str, float]:
+    """The velocity features (encoders, not EMG) whose standard deviation on the target differs
+    from the source's by more than ``TASK_CHANGE_RATIO``: name -> target / source.
+
+    Why: the amplitude step of ``exoctl adapt`` takes an EMG level change for an electrode
+    gain change, which holds for a later session of the same task. When the task changes the
+    muscles really work at another level, and scaling it away estimates the training task's
+    moments (run81 -> walk36 on real data: R^2 hip -11, docs/adaptation.md)."""
+    cols = [i for i, n in enumerate(source[0].names) if n.startswith("velocity:")]
+
+    def spread(sets: Sequence[TickSet]) -> np.ndarray:
+        return np.vstack([ts.X[ts.warm :, cols] for ts in sets]).astype(np.float64).std(axis=0)
+
+    if not cols:
+        return {}
+    ratio = spread(target) / np.maximum(spread(source), 1e-12)
+    return {
+        source[0].names[c]: round(float(r), 3)
+        for c, r in zip(cols, ratio, strict=True)
+        if not 1.0 / TASK_CHANGE_RATIO <= r <= TASK_CHANGE_RATIO
+    }
+
+
 def adapt_model(
     net,
     meta: dict,
@@ -199,6 +229,15 @@ def adapt_model(
     meta = json.loads(json.dumps(meta))
     meta["normalisation"] = _normalisation(adapted)
     meta["adaptation"] = {"from_model": from_model, "target": target_source.__dict__, **report}
+    changed = task_change(source, target)
+    if changed:
+        meta["adaptation"]["task_change"] = changed
+        say(
+            "WARNING: the target's joint velocities differ from the training data's "
+            f"(standard deviation ratio {changed}): another task or speed. The amplitude step "
+            "assumes the same task on another day; do not trust this adaptation "
+            "(docs/adaptation.md, real recorded EMG)"
+        )
     meta["metrics"] = {}
     export_onnx(adapted, out, meta)
     save_torch(adapted, sidecar(out, "pt"), meta)

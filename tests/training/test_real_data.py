@@ -122,3 +122,27 @@ def test_2khz_envelopes_give_a_1khz_model_the_live_estimator_reproduces(tmp_path
     # the chain configured for raw EMG at 2 kHz refuses the same model
     with pytest.raises(ModelError, match="estimator.input = raw"):
         Estimator(_config(ds, input="raw", rate=2000.0, tick_hz=1000.0), cal, TorqueModel(path))
+
+
+def test_adapting_across_a_change_of_task_is_flagged_and_same_task_halves_are_not():
+    """walk36 vs run81 (one person walking, then running): the joint velocities' spread says
+    the task changed, which the amplitude step of ``exoctl adapt`` cannot tell from a gain
+    change; two halves of one walk are the same task."""
+    from exoctl.training.workflow import task_change
+
+    ds = load_dataset(CEINMS)
+    n = int(20.0 * 100.0)  # 20 s of each 100 Hz trial
+    walk, run = (ds.load_trial(name) for name in ("walk36", "run81"))
+    walk, run = (
+        dataclasses.replace(t, t=t.t[:n], emg=t.emg[:n], torque=t.torque[:n], angles=t.angles[:n])
+        for t in (walk, run)
+    )
+    cal = calibrate_trials([walk], where=CEINMS).calibration
+    data = trial_tick_sets(load_config(), [walk, run], cal, ds.joints, where=CEINMS,
+                           kinematics=True, need_torque=False)  # fmt: skip
+    w, r = data.sets
+    changed = task_change([w], [r])
+    assert set(changed) == {"velocity:hip_r", "velocity:knee_r"}, changed
+    assert all(v > 1.5 for v in changed.values()), changed  # running swings faster
+    first, second = split_tail(w, 0.5)
+    assert task_change([first], [second]) == {}

@@ -687,6 +687,8 @@ class HostLink:
             "length_errors": d.errors["length"],
             "version_errors": d.errors["version"],
             "unknown_type_errors": d.errors["type"],
+            "direction_errors": d.errors["direction"],
+            "value_errors": d.errors["value"],
             "seq_gaps": self._seq_gaps,
             "telemetry_received": self._telemetry_received,
             "commands_sent": self._commands_sent,

@@ -21,12 +21,13 @@ _COMMAND_MODULES = ("exoctl.data.commands", "exoctl.service.commands", "exoctl.t
 
 
 def _cmd_hil(args: argparse.Namespace) -> int:
+    from exoctl.config.lookup import config_path
     from exoctl.hil.runner import format_summary, run_hil, run_scenario
 
     if args.scenario:
-        summary = run_scenario(args.scenario, args.config)
+        summary = run_scenario(args.scenario, config_path(args))
     else:
-        summary = run_hil(args.duration, args.config)
+        summary = run_hil(args.duration, config_path(args))
     if args.json:
         json.dump(summary, sys.stdout, default=str)
         print()
@@ -36,9 +37,10 @@ def _cmd_hil(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from exoctl.config.lookup import config_path
     from exoctl.hil.simulator import run_standalone
 
-    return run_standalone(args.config, args.duration, args.info_file)
+    return run_standalone(config_path(args), args.duration, args.info_file)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="configuration file (default configs/default.yaml)",
+        help="configuration file (default: $EXOCTL_CONFIG, else /etc/exoctl/exoctl.yaml if it "
+        "exists, else the packaged default; see `exoctl config show`)",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -58,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     hil.add_argument("--duration", type=float, default=10.0, help="seconds of assisted walking")
     hil.add_argument("--json", action="store_true", help="print one JSON object")
     hil.add_argument(
-        "--scenario", default=None, help="fault scenario: a name in configs/scenarios/ or a path"
+        "--scenario",
+        default=None,
+        help="fault scenario: a name (exoctl/configs/scenarios/) or a path",
     )
     hil.set_defaults(func=_cmd_hil)
 

@@ -251,9 +251,18 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
             dst[k] = v
 
 
-_PATH_KEYS = (("estimator", "calibration"), ("model", "path"), ("emg", "replay", "path"))
+_PATH_KEYS = (
+    ("estimator", "calibration"),
+    ("model", "path"),
+    ("emg", "replay", "path"),
+    ("service", "data_dir"),
+    ("service", "socket_path"),
+)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+# Package data: the default configuration, its scenarios and (through its relative paths) the
+# shipped models travel inside the package, so a wheel install finds them from any directory.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -263,18 +272,29 @@ def load_config(path: str | Path | None = None) -> Config:
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
     raw = read_yaml_mapping(path, "configuration", ConfigError, "a mapping of sections")
-    base = path.resolve().parent
-    for keys in _PATH_KEYS:
-        node = raw
-        for k in keys[:-1]:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            node[keys[-1]] = str((base / node[keys[-1]]).resolve())
+    resolve_paths(raw, path.resolve().parent)
     raw["source"] = str(path)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, e)) from None
+
+
+def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the file paths in a raw configuration mapping absolute, in place.
+
+    A relative path is relative to the file that names it (``base`` is that file's directory),
+    never to the working directory: the same file then means the same model wherever the
+    command is typed. ``~`` is expanded; absolute paths are kept as written. Returns ``raw``.
+    """
+    for keys in _PATH_KEYS:
+        node: Any = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+    return raw
 
 
 def format_validation_error(path: Path | str, err: ValidationError) -> str:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -57,19 +56,12 @@ EXIT_REFUSED = 5
 
 # ---------------------------------------------------------------------------------------
 # helpers
-SYSTEM_CONFIG = Path("/etc/exoctl/exoctl.yaml")
+def config_path(args: argparse.Namespace) -> Path:
+    """The one lookup rule (exoctl.config.lookup): --config, $EXOCTL_CONFIG, /etc/exoctl, package.
+    A clinician then types ``exoctl status``, not the path each time."""
+    from exoctl.config.lookup import config_path as lookup
 
-
-def config_path(args: argparse.Namespace) -> Path | None:
-    """--config, else $EXOCTL_CONFIG, else /etc/exoctl/exoctl.yaml when it exists, else None
-    (the packaged default). A clinician then types ``exoctl status``, not the path each time."""
-    explicit = getattr(args, "config", None)
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("EXOCTL_CONFIG")
-    if env:
-        return Path(env)
-    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+    return lookup(args)
 
 
 def _service_config(args: argparse.Namespace) -> Any:

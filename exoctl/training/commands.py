@@ -134,9 +134,9 @@ def register(subparsers: Any) -> None:
 
 
 def _cfg(args: argparse.Namespace):
-    from exoctl.config.schema import load_config
+    from exoctl.config.lookup import load_for
 
-    return load_config(getattr(args, "config", None))
+    return load_for(args)
 
 
 def _torch_or_none():

@@ -86,6 +86,11 @@ class LslConfig(_Model):
     name: str = "exoctl-emg"
     type: str = "EMG"
     source_id: str | None = None
+    """The amplifier's (or the simulator's) LSL source id: the one stream the inlet binds to."""
+    any_source: bool = False
+    """Without a source_id, refuse to start unless this is true (then: the first stream with
+    this name and type). Every simulator publishes the same name, so such a configuration
+    could take another bench's EMG."""
     resolve_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
 
 
@@ -183,9 +188,11 @@ class SimulatorConfig(_Model):
     emg_noise_uv: Annotated[float, Field(ge=0, le=100)] = 5.0
     emg_chunk_samples: Annotated[int, Field(ge=1, le=200)] = 4
     electromechanical_delay_s: Annotated[float, Field(ge=0, le=0.15)] = 0.05
-    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 60
-    """SCHED_FIFO priority of the simulator process, above the controller's: it stands for
-    hardware with its own processor. 0 leaves it SCHED_OTHER; refused quietly if not allowed."""
+    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 0
+    """SCHED_FIFO priority of the simulator process; set it above the controller's (60 over 50)
+    when the controller runs real-time, since the simulator stands for hardware with its own
+    processor. 0 (the default) leaves it SCHED_OTHER: asked for only, as two FIFO processes
+    starve everything else on a small machine. Refused quietly if not allowed."""
 
 
 class ServiceConfig(_Model):
@@ -251,7 +258,8 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
             dst[k] = v
 
 
-_PATH_KEYS = (
+# Keys holding file paths: relative values are relative to the file that names them.
+PATH_KEYS = (
     ("estimator", "calibration"),
     ("model", "path"),
     ("emg", "replay", "path"),
@@ -287,7 +295,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     never to the working directory: the same file then means the same model wherever the
     command is typed. ``~`` is expanded; absolute paths are kept as written. Returns ``raw``.
     """
-    for keys in _PATH_KEYS:
+    for keys in PATH_KEYS:
         node: Any = raw
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None

@@ -17,7 +17,13 @@ from exoctl import __version__
 from exoctl.config.schema import ConfigError
 
 # Modules that add their own subcommands.
-_COMMAND_MODULES = ("exoctl.data.commands", "exoctl.service.commands", "exoctl.training.commands")
+_COMMAND_MODULES = (
+    "exoctl.config.commands",
+    "exoctl.data.commands",
+    "exoctl.hil.bench",
+    "exoctl.service.commands",
+    "exoctl.training.commands",
+)
 
 
 def _cmd_hil(args: argparse.Namespace) -> int:
@@ -40,7 +46,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from exoctl.config.lookup import config_path
     from exoctl.hil.simulator import run_standalone
 
-    return run_standalone(config_path(args), args.duration, args.info_file)
+    return run_standalone(
+        config_path(args), args.duration, args.info_file, args.port, args.source_id
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run only the HIL simulator (EMG on LSL, firmware on a pty)")
     sim.add_argument("--duration", type=float, default=None, help="seconds (default: until killed)")
     sim.add_argument("--info-file", type=Path, default=None, help="write the endpoints here")
+    sim.add_argument("--port", type=Path, default=None, help="link this path to the pty")
+    sim.add_argument("--source-id", default=None, help="LSL source id of the EMG stream")
     sim.set_defaults(func=_cmd_sim)
 
     for name in _COMMAND_MODULES:

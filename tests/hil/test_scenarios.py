@@ -99,9 +99,19 @@ def test_every_issue_6_scenario_exists_and_states_its_expectation():
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario(name):
+def test_scenario(name, realtime_config):
     proc = subprocess.run(
-        [sys.executable, "-m", "exoctl.cli", "hil", "--scenario", name, "--json"],
+        [
+            sys.executable,
+            "-m",
+            "exoctl.cli",
+            "--config",
+            str(realtime_config),
+            "hil",
+            "--scenario",
+            name,
+            "--json",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=240,

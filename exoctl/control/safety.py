@@ -495,9 +495,10 @@ class SafetyLayer:
         # Assistance requested while the device's actuators are off: a firmware reboot or a
         # lost session that re-handshakes too fast to show as an unhealthy link. Brief during
         # an enable handshake (a clear during a session), so it persists before it faults.
+        # Not during an e-stop: the host switched them off itself (Controller.estop).
         k = FaultKind.ACTUATORS_OFF
         off = False
-        if not inp.actuators_enabled:
+        if not inp.actuators_enabled and self._state != SafetyState.ESTOP:
             np.not_equal(req, 0.0, out=b)
             off = bool(b.any())
         if not off:

@@ -20,8 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 __all__ = ["main", "register"]
 
 
@@ -90,6 +88,8 @@ def _fmt_timing(tm: Any) -> str:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    import numpy as np  # here, not at the top: every `exoctl` command imports this module
+
     from .dataset import DatasetError, load_dataset
 
     out = out or sys.stdout

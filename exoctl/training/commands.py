@@ -21,9 +21,12 @@ from typing import Any, TextIO
 __all__ = ["register"]
 
 _NO_TORCH = (
-    "ERROR: this command needs PyTorch, which is not installed. Install the training extra:\n"
-    "  pip install -e '.[train]'\n"
-    "(it pins torch==2.13.0, the CPU build)"
+    "ERROR: this command needs PyTorch, which is not installed. Install its CPU build from\n"
+    "PyTorch's CPU wheel index, and onnx (together, the training extra):\n"
+    "  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu\n"
+    "  pip install 'onnx>=1.16'\n"
+    "(in a source checkout: pip install -e '.[train]' --extra-index-url "
+    "https://download.pytorch.org/whl/cpu)"
 )
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
 
 JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
 JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
@@ -152,7 +153,7 @@ class ModelConfig(_Model):
 
 class ControlConfig(_Model):
     rate_hz: Annotated[float, Field(ge=50, le=1000)] = 500.0
-    assist_gain: dict[JointName, Annotated[float, Field(ge=0.0, le=1.0)]]
+    assist_gain: dict[JointName, Annotated[float, Field(ge=ASSIST_MIN, le=ASSIST_MAX)]]
     """Fraction of the patient's estimated joint torque that the exoskeleton adds."""
     ramp_in_s: Annotated[float, Field(ge=0, le=30)] = 1.0
     ramp_out_s: Annotated[float, Field(ge=0, le=5)] = 0.3

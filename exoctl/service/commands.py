@@ -233,13 +233,12 @@ def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:
 
 
 def _gain(s: str) -> float:
+    from exoctl.control.assist_level import AssistLevelError, check_level
+
     try:
-        g = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"assist gain {s!r} is not a number") from None
-    if not 0.0 <= g <= 1.0:
-        raise argparse.ArgumentTypeError(f"assist gain {g} is outside [0, 1]")
-    return g
+        return check_level(s)
+    except AssistLevelError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------

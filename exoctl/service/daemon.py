@@ -579,22 +579,14 @@ class Daemon:
 
 
 def _check_assist(assist: Any) -> Any:
+    from exoctl.control.assist_level import AssistLevelError, check_levels
+
     if assist is None:
         return None
-    if isinstance(assist, bool):
-        raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
-    if isinstance(assist, int | float):
-        if not 0.0 <= assist <= 1.0:
-            raise rpc.InvalidParams(f"assist {assist} outside [0, 1]")
-        return float(assist)
-    if isinstance(assist, dict):
-        out = {}
-        for k, v in assist.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise rpc.InvalidParams(f"assist for {k!r} must be a number in [0, 1], got {v!r}")
-            out[str(k)] = float(v)
-        return out
-    raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
+    try:
+        return check_levels(assist)  # joint names are the controller's to check
+    except AssistLevelError as e:
+        raise rpc.InvalidParams(str(e)) from None
 
 
 def run_daemon(config_path: str | Path | None) -> int:

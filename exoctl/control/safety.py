@@ -495,14 +495,17 @@ class SafetyLayer:
         # Assistance requested while the device's actuators are off: a firmware reboot or a
         # lost session that re-handshakes too fast to show as an unhealthy link. Brief during
         # an enable handshake (a clear during a session), so it persists before it faults.
-        # Not during an e-stop: the host switched them off itself (Controller.estop).
         k = FaultKind.ACTUATORS_OFF
         off = False
-        if not inp.actuators_enabled and self._state != SafetyState.ESTOP:
+        if not inp.actuators_enabled:
             np.not_equal(req, 0.0, out=b)
             off = bool(b.any())
         if not off:
             self._since[k] = math.nan
+        elif self._state == SafetyState.ESTOP:
+            # The host switched them off itself (Controller.estop): no device fault to report,
+            # but not healthy either, so a clear waits until they are on again.
+            suspect |= _BIT[k]
         elif self._persist(k, now, self._tel_to):
             fault |= _BIT[k]
             val[k] = 0.0

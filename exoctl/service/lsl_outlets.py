@@ -48,17 +48,6 @@ def _channel(chans: Any, label: str, unit: str, ctype: str, joint: str | None) -
         c.append_child_value("sign_convention", SIGN_CONVENTION)
 
 
-def _finite(x: Any) -> Any:
-    """NaN and infinity as null: a marker is strict JSON."""
-    if isinstance(x, float):
-        return x if np.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
-
-
 class LslPublisher:
     """Estimated torque, commands, joint state and event markers as LSL outlets."""
 
@@ -121,6 +110,7 @@ class LslPublisher:
         elif detail is not None:
             doc["detail"] = detail
         stamp = (time.monotonic() if t is None else float(t)) + self.offset
-        text = json.dumps(_finite(doc), default=str, allow_nan=False)
+        # Strict JSON: NaN and infinity (a fault's t_zero not yet known, say) become null.
+        text = json.dumps(json.loads(json.dumps(doc, default=str), parse_constant=lambda _: None))
         with self._event_lock:
             self.outlets["events"].push_sample([text], stamp)

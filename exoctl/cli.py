@@ -17,16 +17,23 @@ from exoctl import __version__
 from exoctl.config.schema import ConfigError
 
 # Modules that add their own subcommands.
-_COMMAND_MODULES = ("exoctl.data.commands", "exoctl.service.commands", "exoctl.training.commands")
+_COMMAND_MODULES = (
+    "exoctl.config.commands",
+    "exoctl.data.commands",
+    "exoctl.hil.bench",
+    "exoctl.service.commands",
+    "exoctl.training.commands",
+)
 
 
 def _cmd_hil(args: argparse.Namespace) -> int:
+    from exoctl.config.lookup import config_path
     from exoctl.hil.runner import format_summary, run_hil, run_scenario
 
     if args.scenario:
-        summary = run_scenario(args.scenario, args.config)
+        summary = run_scenario(args.scenario, config_path(args))
     else:
-        summary = run_hil(args.duration, args.config)
+        summary = run_hil(args.duration, config_path(args))
     if args.json:
         json.dump(summary, sys.stdout, default=str)
         print()
@@ -36,9 +43,12 @@ def _cmd_hil(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from exoctl.config.lookup import config_path
     from exoctl.hil.simulator import run_standalone
 
-    return run_standalone(args.config, args.duration, args.info_file)
+    return run_standalone(
+        config_path(args), args.duration, args.info_file, args.port, args.source_id
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="configuration file (default configs/default.yaml)",
+        help="configuration file (default: $EXOCTL_CONFIG, else /etc/exoctl/exoctl.yaml if it "
+        "exists, else the packaged default; see `exoctl config show`)",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -58,13 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     hil.add_argument("--duration", type=float, default=10.0, help="seconds of assisted walking")
     hil.add_argument("--json", action="store_true", help="print one JSON object")
     hil.add_argument(
-        "--scenario", default=None, help="fault scenario: a name in configs/scenarios/ or a path"
+        "--scenario",
+        default=None,
+        help="fault scenario: a name (exoctl/configs/scenarios/) or a path",
     )
     hil.set_defaults(func=_cmd_hil)
 
     sim = sub.add_parser("sim", help="run only the HIL simulator (EMG on LSL, firmware on a pty)")
     sim.add_argument("--duration", type=float, default=None, help="seconds (default: until killed)")
     sim.add_argument("--info-file", type=Path, default=None, help="write the endpoints here")
+    sim.add_argument("--port", type=Path, default=None, help="link this path to the pty")
+    sim.add_argument("--source-id", default=None, help="LSL source id of the EMG stream")
     sim.set_defaults(func=_cmd_sim)
 
     for name in _COMMAND_MODULES:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
 
 JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
 JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
@@ -86,6 +87,11 @@ class LslConfig(_Model):
     name: str = "exoctl-emg"
     type: str = "EMG"
     source_id: str | None = None
+    """The amplifier's (or the simulator's) LSL source id: the one stream the inlet binds to."""
+    any_source: bool = False
+    """Without a source_id, refuse to start unless this is true (then: the first stream with
+    this name and type). Every simulator publishes the same name, so such a configuration
+    could take another bench's EMG."""
     resolve_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
 
 
@@ -147,7 +153,7 @@ class ModelConfig(_Model):
 
 class ControlConfig(_Model):
     rate_hz: Annotated[float, Field(ge=50, le=1000)] = 500.0
-    assist_gain: dict[JointName, Annotated[float, Field(ge=0.0, le=1.0)]]
+    assist_gain: dict[JointName, Annotated[float, Field(ge=ASSIST_MIN, le=ASSIST_MAX)]]
     """Fraction of the patient's estimated joint torque that the exoskeleton adds."""
     ramp_in_s: Annotated[float, Field(ge=0, le=30)] = 1.0
     ramp_out_s: Annotated[float, Field(ge=0, le=5)] = 0.3
@@ -183,9 +189,11 @@ class SimulatorConfig(_Model):
     emg_noise_uv: Annotated[float, Field(ge=0, le=100)] = 5.0
     emg_chunk_samples: Annotated[int, Field(ge=1, le=200)] = 4
     electromechanical_delay_s: Annotated[float, Field(ge=0, le=0.15)] = 0.05
-    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 60
-    """SCHED_FIFO priority of the simulator process, above the controller's: it stands for
-    hardware with its own processor. 0 leaves it SCHED_OTHER; refused quietly if not allowed."""
+    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 0
+    """SCHED_FIFO priority of the simulator process; set it above the controller's (60 over 50)
+    when the controller runs real-time, since the simulator stands for hardware with its own
+    processor. 0 (the default) leaves it SCHED_OTHER: asked for only, as two FIFO processes
+    starve everything else on a small machine. Refused quietly if not allowed."""
 
 
 class ServiceConfig(_Model):
@@ -251,9 +259,19 @@ def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
             dst[k] = v
 
 
-_PATH_KEYS = (("estimator", "calibration"), ("model", "path"), ("emg", "replay", "path"))
+# Keys holding file paths: relative values are relative to the file that names them.
+PATH_KEYS = (
+    ("estimator", "calibration"),
+    ("model", "path"),
+    ("emg", "replay", "path"),
+    ("service", "data_dir"),
+    ("service", "socket_path"),
+)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+# Package data: the default configuration, its scenarios and (through its relative paths) the
+# shipped models travel inside the package, so a wheel install finds them from any directory.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -263,18 +281,29 @@ def load_config(path: str | Path | None = None) -> Config:
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
     raw = read_yaml_mapping(path, "configuration", ConfigError, "a mapping of sections")
-    base = path.resolve().parent
-    for keys in _PATH_KEYS:
-        node = raw
-        for k in keys[:-1]:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            node[keys[-1]] = str((base / node[keys[-1]]).resolve())
+    resolve_paths(raw, path.resolve().parent)
     raw["source"] = str(path)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(path, e)) from None
+
+
+def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the file paths in a raw configuration mapping absolute, in place.
+
+    A relative path is relative to the file that names it (``base`` is that file's directory),
+    never to the working directory: the same file then means the same model wherever the
+    command is typed. ``~`` is expanded; absolute paths are kept as written. Returns ``raw``.
+    """
+    for keys in PATH_KEYS:
+        node: Any = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+    return raw
 
 
 def format_validation_error(path: Path | str, err: ValidationError) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from exoctl.config.schema import ControlConfig
+from exoctl.control.assist_level import check_level
 
 
 class AssistLaw:
@@ -161,15 +162,7 @@ class AssistLaw:
         for name, value in gains.items():
             if name not in self._index:
                 raise ValueError(f"unknown joint {name!r}; joints are {list(self._joints)}")
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"assist gain for {name} must be a number, got {value!r}"
-                ) from None
-            if not (0.0 <= v <= 1.0):  # also rejects NaN
-                raise ValueError(f"assist gain for {name} must be within [0, 1], got {value!r}")
-            updates.append((self._index[name], v))
+            updates.append((self._index[name], check_level(value, name)))
         self._gain_now(now)
         for i, v in updates:
             current = float(self._g_now[i])

@@ -502,6 +502,10 @@ class SafetyLayer:
             off = bool(b.any())
         if not off:
             self._since[k] = math.nan
+        elif self._state == SafetyState.ESTOP:
+            # The host switched them off itself (Controller.estop): no device fault to report,
+            # but not healthy either, so a clear waits until they are on again.
+            suspect |= _BIT[k]
         elif self._persist(k, now, self._tel_to):
             fault |= _BIT[k]
             val[k] = 0.0

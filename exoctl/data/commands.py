@@ -6,8 +6,10 @@ message says which file and key), 2 bad usage. ``python -m exoctl.data.commands 
 without the main CLI.
 
 ``--config`` is optional on these commands (``argparse.SUPPRESS`` default, so a global
-``--config`` of the main parser is not overwritten). When given, calibration uses its filter and
-activation settings and its channel-to-muscle order, and refuses a dataset with other muscles.
+``--config`` of the main parser is not overwritten). The file is found by the one rule of
+``exoctl.config.lookup``; when one is given (or set by ``$EXOCTL_CONFIG`` or /etc/exoctl),
+calibration uses its filter and activation settings and its channel-to-muscle order, and
+refuses a dataset with other muscles.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import math
 import sys
 from pathlib import Path
 from typing import Any, TextIO
-
-import numpy as np
 
 __all__ = ["main", "register"]
 
@@ -88,6 +88,8 @@ def _fmt_timing(tm: Any) -> str:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    import numpy as np  # here, not at the top: every `exoctl` command imports this module
+
     from .dataset import DatasetError, load_dataset
 
     out = out or sys.stdout
@@ -162,21 +164,25 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> Any:
+    """The configuration by the one lookup rule, or None where only the packaged default
+    would apply (calibration then keeps the dataset's own muscle order)."""
+    from exoctl.config.lookup import find_config
     from exoctl.config.schema import load_config
 
-    path = getattr(args, "config", None)
-    return load_config(path) if path is not None else None
+    choice = find_config(getattr(args, "config", None))
+    return None if choice.packaged else load_config(choice.path)
 
 
 def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from exoctl.config.schema import ConfigError, load_config
+    from exoctl.config.lookup import load_for
+    from exoctl.config.schema import ConfigError
     from exoctl.hil.patient import patient_from_config
 
     from .export import export_recording
 
     out = out or sys.stdout
     try:
-        cfg = _load_config(args) or load_config(None)
+        cfg = load_for(args)
     except ConfigError as e:
         print(f"ERROR: {e}", file=out)
         return 1

@@ -6,7 +6,7 @@ and the LSL stream's source id) each run in a child. When the run ends the simul
 back the true human torque of every EMG sample it emitted, stamped in LSL time, and each tick's
 estimate is scored against the truth at the stamp of the newest EMG sample that estimate used.
 
-Fault scenarios (``configs/scenarios/NAME.yaml``) inject timed faults on either side; every
+Fault scenarios (``exoctl/configs/scenarios/NAME.yaml``, package data) inject timed faults on either side; every
 injection is reported with when it was injected, when the controller (or, for a killed
 controller, the firmware) detected it, and when torque reached zero.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, load_config
+from exoctl.config.schema import CONFIG_DIR, ConfigError, load_config, resolve_paths
 from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
 from exoctl.hil.simulator import simulator_process
 
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
-SCENARIO_DIR = DEFAULT_CONFIG.parent / "scenarios"
+SCENARIO_DIR = CONFIG_DIR / "scenarios"
 PARENT_KINDS = ("cpu_starvation", "controller_kill")
 CONTROLLER_KINDS = ("estop", "clear_fault")
 
@@ -50,7 +50,10 @@ class Scenario:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A scenario by name (``configs/scenarios/NAME.yaml``) or by path."""
+    """A scenario by name (``exoctl/configs/scenarios/NAME.yaml``) or by path.
+
+    Paths in its ``config:`` overrides are relative to the scenario file, as in a configuration.
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = SCENARIO_DIR / f"{name_or_path}.yaml"
@@ -72,7 +75,7 @@ def load_scenario(name_or_path: str) -> Scenario:
             description=str(doc.get("description", "")),
             duration_s=float(doc.get("duration_s", 8.0)),
             injections=injections,
-            config=dict(doc.get("config", {})),
+            config=resolve_paths(dict(doc.get("config", {})), path.resolve().parent),
             expect=dict(doc.get("expect", {})),
         )
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:

@@ -22,6 +22,7 @@ from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.acquisition.sources import Acquisition, make_acquisition
 from exoctl.config.schema import Config
 from exoctl.control.assist import AssistLaw
+from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop
 from exoctl.control.safety import ChannelMonitor, SafetyLayer, SafetyState
 from exoctl.estimation.estimator import Estimator, build_estimator
@@ -308,16 +309,14 @@ class Controller:
         base = dict(self.cfg.control.assist_gain)
         if assist is None:
             return base
-        if isinstance(assist, Mapping):
-            unknown = sorted(set(assist) - set(self.joints))
-            if unknown:
-                raise ControllerError(f"unknown joints {unknown}; joints are {list(self.joints)}")
-            base.update({k: float(v) for k, v in assist.items()})
+        try:
+            levels = check_levels(assist, self.joints)
+        except AssistLevelError as e:
+            raise ControllerError(str(e)) from None
+        if isinstance(levels, dict):
+            base.update(levels)
         else:
-            base = {j: float(assist) for j in self.joints}
-        bad = {k: v for k, v in base.items() if not 0.0 <= v <= 1.0}
-        if bad:
-            raise ControllerError(f"assist levels must be within [0, 1], got {bad}")
+            base = dict.fromkeys(self.joints, levels)
         return base
 
     # ---------------------------------------------------------------- observation

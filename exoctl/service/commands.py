@@ -40,7 +40,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -57,19 +57,12 @@ EXIT_REFUSED = 5
 
 # ---------------------------------------------------------------------------------------
 # helpers
-SYSTEM_CONFIG = Path("/etc/exoctl/exoctl.yaml")
+def config_path(args: argparse.Namespace) -> Path:
+    """The one lookup rule (exoctl.config.lookup): --config, $EXOCTL_CONFIG, /etc/exoctl, package.
+    A clinician then types ``exoctl status``, not the path each time."""
+    from exoctl.config.lookup import config_path as lookup
 
-
-def config_path(args: argparse.Namespace) -> Path | None:
-    """--config, else $EXOCTL_CONFIG, else /etc/exoctl/exoctl.yaml when it exists, else None
-    (the packaged default). A clinician then types ``exoctl status``, not the path each time."""
-    explicit = getattr(args, "config", None)
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("EXOCTL_CONFIG")
-    if env:
-        return Path(env)
-    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+    return lookup(args)
 
 
 def _service_config(args: argparse.Namespace) -> Any:
@@ -92,7 +85,6 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
     def run(args: argparse.Namespace) -> int:
         from exoctl.config.schema import ConfigError
         from exoctl.service import client as C
-        from exoctl.service.recorder import RecorderError
 
         try:
             return fn(args)
@@ -113,8 +105,15 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
                 "(sudo -u exoctl exoctl ...) or as root",
                 EXIT_PERMISSION,
             )
-        except (ConfigError, RecorderError) as e:
+        except ConfigError as e:
             return _fail(args, str(e), EXIT_ERROR)
+        except Exception as e:
+            # A RecorderError can only come from a command that imported the recorder; not
+            # importing it (and numpy) here keeps `exoctl status` quick.
+            recorder = sys.modules.get("exoctl.service.recorder")
+            if recorder is not None and isinstance(e, recorder.RecorderError):
+                return _fail(args, str(e), EXIT_ERROR)
+            raise
         except KeyboardInterrupt:
             return 130
 
@@ -153,11 +152,38 @@ def format_table(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
     return "\n".join([line.rstrip(), *(b.rstrip() for b in body)])
 
 
+def fmt_num(v: float) -> str:
+    """A figure for people: no exponent, no minus zero, at most three significant digits."""
+    if not math.isfinite(v):
+        return "-" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    a = abs(v)
+    if a >= 100:
+        s = f"{v:.0f}"
+    elif a >= 10:
+        s = f"{v:.1f}"
+    elif a >= 1:
+        s = f"{v:.2f}"
+    elif a >= 1e-4:
+        s = f"{v:.3g}"
+    else:
+        s = "0"
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return s[1:] if s.startswith("-") and float(s) == 0.0 else s
+
+
+def fmt_us(v: float | None) -> str:
+    """A duration given in microseconds: in us below a millisecond, else in ms."""
+    if v is None:
+        return "-"
+    return f"{fmt_num(v)} us" if abs(v) < 1000 else f"{fmt_num(v / 1000.0)} ms"
+
+
 def _cell(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return fmt_num(v)
     if isinstance(v, dict | list):
         return json.dumps(v, separators=(",", ":"))
     return str(v)
@@ -207,13 +233,12 @@ def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:
 
 
 def _gain(s: str) -> float:
+    from exoctl.control.assist_level import AssistLevelError, check_level
+
     try:
-        g = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"assist gain {s!r} is not a number") from None
-    if not 0.0 <= g <= 1.0:
-        raise argparse.ArgumentTypeError(f"assist gain {g} is outside [0, 1]")
-    return g
+        return check_level(s)
+    except AssistLevelError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,14 +286,15 @@ def format_status(st: dict[str, Any]) -> str:
 
 def _format_status(st: dict[str, Any]) -> str:
     d, loop, link = st["daemon"], st["loop"], st.get("link") or {}
+    state = st["safety_state"]
     lines = [
         f"exoctl {d['version']} (pid {d['pid']}, up {d['uptime_s']:.0f} s)   "
         f"loop {'healthy' if d['loop_healthy'] else 'NOT HEALTHY'}   "
-        f"safety {st['safety_state']}"
+        f"safety {state}" + (f": {STATE_WORDS[state]}" if state in STATE_WORDS else "")
     ]
     s = st.get("session")
     if s:
-        gains = " ".join(f"{j} {g:g}" for j, g in s["gains"].items())
+        gains = _gains_text(s["gains"])
         lines.append(
             f"session   patient {s['patient']}, protocol {s.get('protocol') or '-'}, "
             f"running {time.time() - s['started_at']:.0f} s, id {s.get('id') or '-'}"
@@ -280,7 +306,7 @@ def _format_status(st: dict[str, Any]) -> str:
     lines.append(
         f"loop      {loop['control_rate_hz']:.1f} Hz (target {loop['target_rate_hz']:g}), "
         f"{loop['deadline_misses']} deadline misses; last {loop.get('window_s', 0):g} s: "
-        f"start error p99 {_cell(jit['p99'])} us, tick cost p99 {_cell(cost['p99'])} us, "
+        f"start error p99 {fmt_us(jit['p99'])}, tick cost p99 {fmt_us(cost['p99'])}, "
         f"EMG->command p99 {_cell(lat['p99'])} ms"
     )
     if st.get("loop_error"):
@@ -320,10 +346,66 @@ def _format_status(st: dict[str, Any]) -> str:
     if faults:
         lines.append(f"faults    {len(faults)} recent, newest last:")
         for f in faults[-5:]:
-            lines.append(f"  {f.get('kind')}: {f.get('detail')}")
+            cleared = f.get("cleared_at")
+            lines.append(
+                f"  {_clock(f.get('wall_time'))}  {f.get('kind')}: {f.get('detail')}"
+                + (f" (cleared {_clock(cleared)})" if cleared else "")
+            )
     else:
         lines.append("faults    none")
     return "\n".join(lines)
+
+
+# What each safety state means for the patient, in the clinician's words.
+STATE_WORDS = {
+    "NORMAL": "all inputs healthy",
+    "DEGRADED": "an input is marginal, watched",
+    "SAFE_STOP": "a fault was detected, torque is ramping to zero",
+    "FAULT_LATCHED": "assistance OFF until a person clears the fault (exoctl fault clear)",
+    "ESTOP": "e-stop, assistance OFF until a person clears it (exoctl fault clear)",
+}
+_OFF_STATES = ("SAFE_STOP", "FAULT_LATCHED", "ESTOP")
+
+
+def _clock(epoch: float | None) -> str:
+    if epoch is None:
+        return "--:--:--"
+    return dt.datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
+def _gains_text(gains: Any) -> str:
+    if isinstance(gains, dict):
+        return ", ".join(f"{j} {fmt_num(float(g))}" for j, g in gains.items())
+    return "-" if gains is None else f"{fmt_num(float(gains))} on every joint"
+
+
+def assist_message(r: dict[str, Any]) -> str:
+    """What an ``assist set`` does to the patient's assistance, given the daemon's answer."""
+    level = _gains_text(r.get("assist_gain"))
+    state = r.get("safety_state")
+    if state in _OFF_STATES:
+        why = "the e-stop is latched" if state == "ESTOP" else "a fault is latched"
+        if state == "SAFE_STOP":
+            why = "a fault was just detected"
+        return (
+            f"assist level set to {level}, but assistance stays OFF: {why}. After "
+            "`exoctl fault clear` it resumes at this level, ramped in."
+        )
+    if r.get("session") is False:
+        return (
+            f"assist level set to {level}, but no session is running, so nothing is assisted; "
+            "`exoctl session start --assist ...` sets the level of the next session."
+        )
+    return f"assistance changes to {level}, ramped (no step in torque)."
+
+
+def clear_message(r: dict[str, Any]) -> str:
+    gains = r.get("assist_gain")
+    if gains:
+        ramp = r.get("ramp_in_s")
+        over = f" over {fmt_num(float(ramp))} s" if ramp is not None else ""
+        return f"fault cleared: assistance resumes at {_gains_text(gains)}, ramping in{over}."
+    return "fault cleared; no session is running (assistance starts with `exoctl session start`)."
 
 
 @_guard
@@ -350,14 +432,17 @@ def cmd_estop(args: argparse.Namespace) -> int:
     return _emit(
         args,
         r,
-        lambda r: "EMERGENCY STOP: assistance removed, fault latched\n" + format_kv(r or {}),
+        lambda r: (
+            "EMERGENCY STOP: torque is zero now and assistance stays OFF (latched).\n"
+            "Check the patient; `exoctl fault clear` then resumes assistance, ramped in."
+        ),
     )
 
 
 @_guard
 def cmd_fault_clear(args: argparse.Namespace) -> int:
     r = _rpc(args, "fault.clear")
-    return _emit(args, r, lambda r: "fault cleared\n" + format_kv(r or {}))
+    return _emit(args, r, lambda r: clear_message(r or {}))
 
 
 @_guard
@@ -367,7 +452,7 @@ def cmd_assist_set(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as e:
         return _fail(args, str(e), EXIT_USAGE)
     r = _rpc(args, "assist.set", {"gains": gains})
-    return _emit(args, r, lambda r: "assist set\n" + format_kv(r or {}))
+    return _emit(args, r, lambda r: assist_message(r or {}))
 
 
 @_guard

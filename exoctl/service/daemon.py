@@ -43,6 +43,7 @@ from exoctl import __version__
 from exoctl.config.schema import Config, load_config
 from exoctl.service import recorder as R
 from exoctl.service import rpc
+from exoctl.service.lsl_outlets import LslPublisher
 from exoctl.service.sdnotify import Notifier
 
 log = structlog.get_logger("exoctl.daemon")
@@ -82,40 +83,6 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     return x
-
-
-class LslPublisher:
-    """Estimated torque and commands as LSL outlets, for LabRecorder beside motion capture."""
-
-    def __init__(self, cfg: Config) -> None:
-        import pylsl
-
-        self._pylsl = pylsl
-        joints = list(cfg.joint_names)
-        self.outlets = {}
-        for key, name, stype in (
-            ("estimate", "exoctl-torque-estimated", "EstimatedTorque"),
-            ("command", "exoctl-torque-command", "TorqueCommand"),
-        ):
-            info = pylsl.StreamInfo(
-                name, stype, len(joints), cfg.control.rate_hz, "float32",
-                f"{cfg.device.name}-{key}",
-            )  # fmt: skip
-            chans = info.desc().append_child("channels")
-            for j in joints:
-                c = chans.append_child("channel")
-                c.append_child_value("label", j)
-                c.append_child_value("unit", "N m")
-            self.outlets[key] = pylsl.StreamOutlet(info)
-        # TickLog times are time.monotonic(); LSL's clock is CLOCK_MONOTONIC too on Linux,
-        # the offset is measured once in case a platform differs.
-        self.offset = pylsl.local_clock() - time.monotonic()
-
-    def push(self, key: str, t: np.ndarray, data: np.ndarray) -> None:
-        if len(t):
-            self.outlets[key].push_chunk(
-                np.ascontiguousarray(data, dtype=np.float32), (t + self.offset).tolist()
-            )
 
 
 class Daemon:
@@ -292,6 +259,9 @@ class Daemon:
             if self.lsl is not None:
                 self.lsl.push("estimate", t, rows["estimate"])
                 self.lsl.push("command", t, rows["command"])
+                self.lsl.push(
+                    "joint_state", t, np.concatenate([rows["angles"], rows["applied"]], 1)
+                )
             if recording:
                 t0 = float(t[0])
                 rec.submit_chunk("torque_estimated", t0, rows["estimate"], t=t, copy=False)
@@ -329,9 +299,14 @@ class Daemon:
         drained by whoever reads it, so only one reader at a time.
         """
         out = self.controller.collect_events(include_pending=True)  # in the loop thread
+        now_wall, now_mono = time.time(), time.monotonic()
         for d in out:
-            self._recent_faults.append(d)
+            self._recent_faults.append(
+                {**d, "wall_time": now_wall - (now_mono - d["t_detected"]), "cleared_at": None}
+            )
             self.recorder.submit_event("fault", d, t=d["t_detected"])
+            if self.lsl is not None:
+                self.lsl.marker("fault", d, t=d["t_detected"])
             log.warning("fault", **jsonable(d))
         return out
 
@@ -358,7 +333,11 @@ class Daemon:
             self._last_ping = now
 
     def _record_event(self, kind: str, detail: Any) -> None:
-        self.recorder.submit_event(kind, jsonable(detail))
+        """An event for the recording and, as a marker, for LabRecorder."""
+        detail = jsonable(detail)
+        self.recorder.submit_event(kind, detail)
+        if self.lsl is not None:
+            self.lsl.marker(kind, detail)
 
     # ------------------------------------------------------------------ sessions
     def _artifacts(self) -> tuple[R.Artifact, R.Artifact]:
@@ -493,6 +472,7 @@ class Daemon:
         return self._stop_session(reason)
 
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
+        from exoctl.control.safety import SafetyState
         from exoctl.runtime.controller import ControllerError
 
         gains = _check_assist(gains)
@@ -504,7 +484,12 @@ class Daemon:
             raise rpc.Refused(str(e)) from None
         self._record_event("assist_change", {"gains": applied})
         log.info("assist_changed", gains=applied)
-        return {"assist_gain": applied}
+        # What happens to assistance depends on these two; the CLI says it in words.
+        return {
+            "assist_gain": applied,
+            "safety_state": SafetyState(self.controller.safety.state).name,
+            "session": self.controller.session is not None,
+        }
 
     def rpc_estop(self) -> dict[str, Any]:
         self.controller.estop()
@@ -529,7 +514,18 @@ class Daemon:
             )
         self._record_event("fault_clear", {"state": state})
         log.info("fault_cleared", state=state)
-        return {"cleared": True, "safety_state": state}
+        cleared_at = time.time()
+        with self._pump_lock:  # the pump appends to the list
+            for f in self._recent_faults:
+                if f.get("cleared_at") is None:
+                    f["cleared_at"] = cleared_at
+        s = self.controller.session
+        return {
+            "cleared": True,
+            "safety_state": state,
+            "assist_gain": None if s is None else dict(s.gains),
+            "ramp_in_s": self.cfg.control.ramp_in_s,
+        }
 
     def rpc_model_load(
         self, model: str | None = None, calibration: str | None = None
@@ -583,22 +579,14 @@ class Daemon:
 
 
 def _check_assist(assist: Any) -> Any:
+    from exoctl.control.assist_level import AssistLevelError, check_levels
+
     if assist is None:
         return None
-    if isinstance(assist, bool):
-        raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
-    if isinstance(assist, int | float):
-        if not 0.0 <= assist <= 1.0:
-            raise rpc.InvalidParams(f"assist {assist} outside [0, 1]")
-        return float(assist)
-    if isinstance(assist, dict):
-        out = {}
-        for k, v in assist.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise rpc.InvalidParams(f"assist for {k!r} must be a number in [0, 1], got {v!r}")
-            out[str(k)] = float(v)
-        return out
-    raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
+    try:
+        return check_levels(assist)  # joint names are the controller's to check
+    except AssistLevelError as e:
+        raise rpc.InvalidParams(str(e)) from None
 
 
 def run_daemon(config_path: str | Path | None) -> int:

@@ -21,9 +21,12 @@ from typing import Any, TextIO
 __all__ = ["register"]
 
 _NO_TORCH = (
-    "ERROR: this command needs PyTorch, which is not installed. Install the training extra:\n"
-    "  pip install -e '.[train]'\n"
-    "(it pins torch==2.13.0, the CPU build)"
+    "ERROR: this command needs PyTorch, which is not installed. Install its CPU build from\n"
+    "PyTorch's CPU wheel index, and onnx (together, the training extra):\n"
+    "  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu\n"
+    "  pip install 'onnx>=1.16'\n"
+    "(in a source checkout: pip install -e '.[train]' --extra-index-url "
+    "https://download.pytorch.org/whl/cpu)"
 )
 
 
@@ -134,9 +137,9 @@ def register(subparsers: Any) -> None:
 
 
 def _cfg(args: argparse.Namespace):
-    from exoctl.config.schema import load_config
+    from exoctl.config.lookup import load_for
 
-    return load_config(getattr(args, "config", None))
+    return load_for(args)
 
 
 def _torch_or_none():
@@ -356,18 +359,36 @@ def _print_metrics(per: dict, say, title: str) -> None:
 # -------------------------------------------------------------------------- evaluate
 
 
-def _model_calibration(model: Path, given: Path | None, info):
-    from exoctl.signal.calibration import load_calibration
+def _calibration_path(model: Path, given: Path | None, cfg) -> Path:
+    """The calibration to score ``model`` with: ``--calibration``, else the file the model
+    names (its metadata, else the provenance .json made beside it), else the configuration's
+    (what the daemon would run it with). A model tied to another calibration's fingerprint is
+    still refused, when scored. Resolved before any scoring, so a missing file is said at once.
+    """
+    from exoctl.estimation.torque_model import TorqueModel
 
     if given is not None:
-        return load_calibration(given)
-    name = info.extra.get("calibration_file")
-    p = model.with_name(name) if name else None
-    if p is None or not p.is_file():
-        raise ValueError(
-            f"{model}: no calibration beside the model ({p or 'none recorded'}); give --calibration"
-        )
-    return load_calibration(p)
+        return given
+    candidates: list[Path] = []
+    name = TorqueModel(model).info.extra.get("calibration_file")
+    if name:
+        candidates.append(model.with_name(name))
+    provenance = model.with_suffix(".json")
+    if provenance.is_file():
+        try:
+            named = json.loads(provenance.read_text()).get("calibration")
+        except (OSError, ValueError, AttributeError):
+            named = None
+        if isinstance(named, str):
+            candidates.append(model.with_name(named))
+    candidates.append(Path(cfg.estimator.calibration))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ValueError(
+        f"{model}: no calibration found (looked for {', '.join(map(str, candidates))}); "
+        "give --calibration"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -385,18 +406,19 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
 
 
-def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
+def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
     """One model over a dataset's trials, through onnxruntime: metrics and the series."""
     import numpy as np
 
     from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
+    from exoctl.signal.calibration import load_calibration
 
     from .evaluation import joint_metrics, predict, summarise
     from .pipeline import dataset_tick_sets
 
     model = TorqueModel(path)
     info = model.info
-    cal = _model_calibration(path, calibration, info)
+    cal = load_calibration(calibration)
     if set(ds.muscles) != set(info.muscles) or tuple(ds.joints) != info.joints:
         raise ValueError(
             f"{path} is for muscles {list(info.muscles)} and joints {list(info.joints)}; "
@@ -446,13 +468,15 @@ def _evaluate(args, say, out) -> int:
     from exoctl.data.dataset import load_dataset
 
     cfg = _cfg(args)
+    cal = _calibration_path(args.model, args.calibration, cfg)
+    compare = {other: _calibration_path(other, None, cfg) for other in args.compare or ()}
     ds = load_dataset(args.data)
-    result = _score(cfg, args.model, args.calibration, ds, args.trials)
+    result = _score(cfg, args.model, cal, ds, args.trials)
     y, yhat, joints = result.pop("_series")
     result["data"] = str(args.data)
     others = {}
-    for other in args.compare or ():
-        r = _score(cfg, other, None, ds, args.trials)
+    for other, other_cal in compare.items():
+        r = _score(cfg, other, other_cal, ds, args.trials)
         r.pop("_series")
         others[str(other)] = r
     if others:
@@ -522,7 +546,9 @@ def _adapt(args, say) -> int:
     pt = sidecar(args.model, "pt")
     if not pt.is_file():
         raise ValueError(f"{args.model}: its weights {pt.name} are not beside it; retrain")
-    cal = _model_calibration(args.model, None, info)
+    from exoctl.signal.calibration import load_calibration
+
+    cal = load_calibration(_calibration_path(args.model, None, cfg))
     set_threads(2)
     net, doc = _load_torch(pt)
     src_info = info.extra["training_data"][0]

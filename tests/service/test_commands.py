@@ -252,17 +252,12 @@ def test_nice_ticks(lo: float, hi: float) -> None:
         assert min(abs(mant - m) for m in (1, 2, 2.5, 5, 10)) < 1e-9
 
 
-def test_config_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli) -> None:
-    ns = argparse.Namespace
-    monkeypatch.delenv("EXOCTL_CONFIG", raising=False)
-    monkeypatch.setattr(K, "SYSTEM_CONFIG", tmp_path / "etc" / "exoctl.yaml")
-    assert K.config_path(ns(config=None)) is None  # packaged default
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "exoctl.yaml").write_text("x: 1\n")
-    assert K.config_path(ns(config=None)) == tmp_path / "etc" / "exoctl.yaml"
+def test_service_commands_use_the_config_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli
+) -> None:
+    """The rule itself is tested in tests/config/test_lookup.py; here: a bad file found by it
+    is an error with the file named, exit 1."""
     monkeypatch.setenv("EXOCTL_CONFIG", str(tmp_path / "env.yaml"))
-    assert K.config_path(ns(config=None)) == tmp_path / "env.yaml"
-    assert K.config_path(ns(config=tmp_path / "cli.yaml")) == tmp_path / "cli.yaml"
-    # a bad file is an error with the file named, exit 1
+    assert K.config_path(argparse.Namespace(config=None)) == tmp_path / "env.yaml"
     (tmp_path / "env.yaml").write_text("service: {flush_interval_s: 9}\n")
     assert run_cli(["status"]) == K.EXIT_ERROR

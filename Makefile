@@ -1,6 +1,8 @@
 # Two entry points on a fresh machine with Python 3.11+ and pip: `make demo` and `make test`.
-# One environment for both: the dev extra (tests, lint) and the train extra (PyTorch, pinned to
-# its CPU build, so the training tests run too; the daemon itself never imports it).
+# One environment for both: the dev extra (tests, lint), the train extra (PyTorch, pinned to
+# its CPU build, so the training tests run too; the daemon itself never imports it) and the
+# report extra (matplotlib, pyarrow: session reports, Parquet exports, plots; the daemon never
+# imports them either).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,report]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

@@ -14,7 +14,7 @@ Commands (all accept ``--json`` for scripts; tables by default)::
     exoctl patients list
     exoctl sessions list [--patient P]
     exoctl sessions show ID
-    exoctl sessions export ID [--format parquet|csv|npz] [--exact] --out PATH
+    exoctl sessions export ID [--format parquet|csv|npz] [--exact] [--raw-emg] --out PATH
     exoctl sessions report ID --out FILE.html
 
 Exit codes (stable; scripts may rely on them):
@@ -479,11 +479,12 @@ def cmd_sessions_export(args: argparse.Namespace) -> int:
 
     db = R.find_session(_service_config(args).data_dir, args.id)
     out = args.out or (f"{args.id}.npz" if args.format == "npz" else args.id)
-    files = export_session(db, args.id, args.format, out, exact=args.exact)
+    files = export_session(db, args.id, args.format, out, exact=args.exact, raw_emg=args.raw_emg)
+    note = "" if args.raw_emg else "raw EMG not included (it stays in the recording): --raw-emg"
     return _emit(
         args,
         {"files": [str(f) for f in files]},
-        lambda d: "\n".join(["exported:", *d["files"]]),
+        lambda d: "\n".join(["exported:", *d["files"], *([note] if note else [])]),
     )
 
 
@@ -576,6 +577,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--exact", action="store_true",
         help="every value as recorded (float64), about twice the size; default float32",
+    )  # fmt: skip
+    p.add_argument(
+        "--raw-emg", action="store_true",
+        help="include the raw EMG (2 kHz, every channel: about twice the size of the rest)",
     )  # fmt: skip
     p.add_argument("--out", help="output directory (parquet, csv) or file (npz); default: the id")
     p = add(ssp, "report", cmd_sessions_report, "HTML report for the clinician, with charts")

@@ -8,7 +8,8 @@ file with groups, but its readers need the C library, its compression filters be
 plug-ins a reader may lack, and its units are a convention of attributes, not part of a schema.
 
 Layout of a Parquet or CSV export: a directory with ``session.json`` (identity,
-configuration, model and calibration hashes), ``events.*`` and one file per stream. Every
+configuration, model and calibration hashes, which streams were exported), ``events.*`` and
+one file per stream; the raw EMG only when asked for (``raw_emg``, see export_session). Every
 stream file has ``t_session`` (seconds since the session started) and one column per
 channel; a categorical channel (the safety state) is exported as its names, never as a code.
 
@@ -36,6 +37,9 @@ FORMATS = ("parquet", "csv", "npz")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+RAW_EMG = "emg_raw"
+
+
 def export_session(
     db: str | Path,
     session_id: str | None = None,
@@ -43,13 +47,17 @@ def export_session(
     out: str | Path = ".",
     *,
     exact: bool = False,
+    raw_emg: bool = False,
     streams: list[str] | None = None,
 ) -> list[Path]:
     """Export a recording; returns the files written.
 
     ``parquet`` and ``csv``: ``out`` is a directory (created). ``npz``: ``out`` is a file
     holding ``<stream>`` and ``<stream>__t`` arrays plus ``session_json`` and
-    ``events_json``. ``streams`` limits the export to those streams (default: all).
+    ``events_json``. Every stream is exported except the raw EMG, unless ``raw_emg``: at 2 kHz
+    on 16 channels it is two thirds of a session's data and is needed only to reprocess the
+    signal chain (it stays in the recording; ``session.json`` lists what was left out).
+    ``streams`` names the streams to export instead.
     """
     if fmt not in FORMATS:
         raise RecorderError(f"unknown export format {fmt!r}: use {', '.join(FORMATS)}")
@@ -64,8 +72,16 @@ def export_session(
             unknown = sorted(set(streams) - set(names))
             if unknown:
                 raise RecorderError(f"no stream {unknown} in this session; it has {names}")
-            names = [s for s in names if s in streams]
-        tables = [store.read_table(conn, s) for s in names]
+            chosen = [s for s in names if s in streams]
+        else:
+            chosen = [s for s in names if raw_emg or s != RAW_EMG]
+        tables = [store.read_table(conn, s) for s in chosen]
+    info["exported_streams"] = chosen
+    info["not_exported"] = {
+        s: "raw EMG: export with --raw-emg" if s == RAW_EMG else "not requested"
+        for s in names
+        if s not in chosen
+    }
     if fmt == "npz":
         return [_npz(info, events, tables, out)]
     out.mkdir(parents=True, exist_ok=True)

@@ -316,7 +316,17 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         exp = tmp_path / "export"
         assert (
             _cli(
-                run_cli, capsys, d, "sessions", "export", sid, "--format", "csv", "--out", str(exp)
+                run_cli,
+                capsys,
+                d,
+                "sessions",
+                "export",
+                sid,
+                "--format",
+                "csv",
+                "--raw-emg",
+                "--out",
+                str(exp),
             )[0]
             == 0
         )

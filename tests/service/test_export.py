@@ -86,12 +86,17 @@ def test_store_schema_through_sqlite(recording) -> None:
 def test_parquet_has_units_schema_and_state_names(recording, tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet", reason="the report extra installs pyarrow")
     sid, db, data = recording
-    files = export_session(db, sid, "parquet", tmp_path / "pq")
+    files = export_session(db, sid, "parquet", tmp_path / "lean")
     assert {p.name for p in files} == {
         "session.json", "events.parquet", "torque_command.parquet", "telemetry.parquet",
-        "safety_state.parquet", "emg_raw.parquet",
+        "safety_state.parquet",
     }  # fmt: skip
+    lean = json.loads((tmp_path / "lean" / "session.json").read_text())
+    assert "emg_raw" in lean["not_exported"] and "emg_raw" not in lean["exported_streams"]
+    files = export_session(db, sid, "parquet", tmp_path / "pq", raw_emg=True)
+    assert "emg_raw.parquet" in {p.name for p in files}
     info = json.loads((tmp_path / "pq" / "session.json").read_text())
+    assert info["not_exported"] == {}
     t = pq.read_table(tmp_path / "pq" / "torque_command.parquet")
     meta = t.schema.metadata
     assert meta[b"exoctl.session_id"].decode() == sid and meta[b"exoctl.patient"] == b"P04"
@@ -224,10 +229,10 @@ def test_csv_without_pyarrow_reads_back_the_same(
     import sys
 
     sid, db, _ = recording
-    export_session(db, sid, "csv", tmp_path / "arrow")
+    export_session(db, sid, "csv", tmp_path / "arrow", raw_emg=True)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
-    export_session(db, sid, "csv", tmp_path / "numpy")
+    export_session(db, sid, "csv", tmp_path / "numpy", raw_emg=True)
     for name in ("torque_command.csv", "telemetry.csv", "safety_state.csv", "emg_raw.csv"):
         with (tmp_path / "arrow" / name).open() as f:
             a = list(csv.reader(f))

@@ -110,8 +110,8 @@ def record(data_dir: Path, *, seconds: float, gain: float, session: int) -> tupl
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("report") / "data"
     out = []
-    for i, gain in enumerate((0.2, 0.3, 0.4)):
-        out.append(record(data, seconds=60.0, gain=gain, session=i))
+    for i, (gain, seconds) in enumerate(((0.2, 20.0), (0.3, 20.0), (0.4, 60.0))):
+        out.append(record(data, seconds=seconds, gain=gain, session=i))
         time.sleep(1.1)  # session ids carry the start second
     return out
 

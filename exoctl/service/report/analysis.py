@@ -201,9 +201,21 @@ def cycles_within(cycles: np.ndarray, t: np.ndarray, mask: np.ndarray) -> np.nda
     """The cycles during which ``mask`` holds at every tick."""
     if not cycles.size:
         return cycles
-    bad_t = t[~mask]
-    keep = [not np.any((bad_t >= a) & (bad_t <= b)) for a, b in cycles]
-    return cycles[np.asarray(keep, bool)]
+    bad_t = t[~mask]  # sorted, as t is
+    n_bad = np.searchsorted(bad_t, cycles[:, 1], "right") - np.searchsorted(bad_t, cycles[:, 0])
+    return cycles[n_bad == 0]
+
+
+def per_cycle_peak(t: np.ndarray, y: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+    """max |y| within each cycle (NaN for a cycle without samples)."""
+    lo, hi = np.searchsorted(t, cycles[:, 0]), np.searchsorted(t, cycles[:, 1])
+    out = np.full(cycles.shape[0], np.nan)
+    for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
+        seg = np.abs(y[a:b])
+        seg = seg[np.isfinite(seg)]
+        if seg.size:
+            out[i] = seg.max()
+    return out
 
 
 def symmetry_index(left: float, right: float) -> float:
@@ -261,14 +273,12 @@ def summarise(s: Session) -> Summary:
         a = np.abs(s.applied[assisted, j])
         a = a[np.isfinite(a)]
         side = name.rpartition("_")[2]
-        peaks = [
-            np.nanmax(np.abs(s.estimated[(s.t >= c0) & (s.t < c1), j]))
-            for c0, c1 in cycles.get(side, np.zeros((0, 2)))
-        ]
+        peaks = per_cycle_peak(s.t, s.estimated[:, j], cycles.get(side, np.zeros((0, 2))))
+        peaks = peaks[np.isfinite(peaks)]
         joints[name] = JointFigures(
             peak_applied=float(a.max()) if a.size else float("nan"),
             mean_applied=float(a.mean()) if a.size else float("nan"),
-            peak_estimated=float(np.median(peaks)) if peaks else float("nan"),
+            peak_estimated=float(np.median(peaks)) if peaks.size else float("nan"),
         )
     sym: dict[str, float] = {}
     if "l" in stride and "r" in stride:

@@ -155,7 +155,7 @@ def overview(s: A.Session, summ: A.Summary, incs: list[A.Incident], assisted: np
                                   s.t, assisted)  # fmt: skip
             if not cyc.size:
                 continue
-            peaks = [np.nanmax(np.abs(s.applied[(s.t >= a) & (s.t < b), j])) for a, b in cyc]
+            peaks = A.per_cycle_peak(s.t, s.applied[:, j], cyc)
             marker, colour, left = _joint_style(name)
             ax2.plot(cyc[:, 0], peaks, marker, ms=3.8, color=colour, mfc=None if left else "white",
                      ls="none", label=joint_label(name))  # fmt: skip

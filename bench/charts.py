@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import math
 from html import escape
+from typing import Any
 
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")  # Okabe-Ito
-RC = {
+RC: Any = {  # matplotlib rcParams (typed there as a dict of literal keys)
     "font.size": 10.5,
     "axes.spines.top": False,
     "axes.spines.right": False,

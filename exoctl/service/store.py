@@ -305,7 +305,7 @@ def stream_names(conn: sqlite3.Connection) -> list[str]:
 
 def _meta_row(conn: sqlite3.Connection, stream: str) -> dict[str, Any]:
     cols = {r[1] for r in conn.execute("PRAGMA table_info(streams)")}
-    wanted = [c for c in ("columns_json", "unit", "description", "units_json", "levels_json")]
+    wanted = ("columns_json", "unit", "description", "units_json", "levels_json")
     sel = ", ".join(c if c in cols else f"NULL AS {c}" for c in wanted)
     row = conn.execute(f"SELECT {sel} FROM streams WHERE name=?", (stream,)).fetchone()
     return dict(zip(wanted, row, strict=True)) if row else dict.fromkeys(wanted)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def plot_torques(
     n = int(np.searchsorted(t, t[0] + seconds)) if len(t) else 0
     n = max(n, min(len(t), 2))
     t, y, yhat = t[:n] - (t[0] if len(t) else 0.0), y[:n], yhat[:n]
-    rc = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
+    rc: Any = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
           "axes.grid": True, "grid.color": "#e4e4e4"}  # fmt: skip
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(width_in, panel_in * len(joints) + 0.6), layout="constrained")

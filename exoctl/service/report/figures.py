@@ -43,7 +43,7 @@ SERIES = {  # label, colour, line style, width, alpha, z-order
     "commanded": ("commanded", "#333333", (0, (4, 2)), 1.5, 1.0, 4),
 }
 JOINT_STYLE = {"hip": ("o", BLUE), "knee": ("s", PURPLE)}  # left filled/solid, right hollow/dashed
-RC = {
+RC: Any = {  # matplotlib rcParams (typed there as a dict of literal keys)
     "font.size": 10.5,
     "axes.titlesize": 11.5,
     "axes.titleweight": "bold",

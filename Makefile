@@ -1,8 +1,9 @@
 # Two entry points on a fresh machine with Python 3.11+ and pip: `make demo` and `make test`.
 # `make demo` installs only what the demo needs (exoctl itself: no PyTorch, no test tools).
-# `make test` adds the dev extra (tests, lint) and the train extra (PyTorch's CPU build, so
-# the training tests run too; the daemon itself never imports it). Where no CPU wheel of
-# torch is on disk, point pip at PyTorch's CPU index: make test TORCH_INDEX=cpu
+# `make test` adds the dev extra (tests, lint), the train extra (PyTorch's CPU build, so the
+# training tests run too; the daemon itself never imports it) and the report extra (matplotlib,
+# pyarrow: session reports, Parquet exports, plots; the daemon never imports them either).
+# Where no CPU wheel of torch is on disk, point pip at PyTorch's CPU index: make test TORCH_INDEX=cpu
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-demo-* && touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]' $(PIP_TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,report]' $(PIP_TORCH)
 	rm -f $(VENV)/.installed-test-* $(VENV)/.installed-demo-* && touch $@ $(DEMO_STAMP)
 
 demo: $(if $(wildcard $(TEST_STAMP)),$(TEST_STAMP),$(DEMO_STAMP))

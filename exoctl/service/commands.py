@@ -14,7 +14,7 @@ Commands (all accept ``--json`` for scripts; tables by default)::
     exoctl patients list
     exoctl sessions list [--patient P]
     exoctl sessions show ID
-    exoctl sessions export ID --format csv|npz --out PATH
+    exoctl sessions export ID [--format parquet|csv|npz] [--exact] [--raw-emg] --out PATH
     exoctl sessions report ID --out FILE.html
 
 Exit codes (stable; scripts may rely on them):
@@ -560,14 +560,16 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
 @_guard
 def cmd_sessions_export(args: argparse.Namespace) -> int:
     from exoctl.service import recorder as R
+    from exoctl.service.export import export_session
 
     db = R.find_session(_service_config(args).data_dir, args.id)
     out = args.out or (f"{args.id}.npz" if args.format == "npz" else args.id)
-    files = R.export_session(db, args.id, args.format, out)
+    files = export_session(db, args.id, args.format, out, exact=args.exact, raw_emg=args.raw_emg)
+    note = "" if args.raw_emg else "raw EMG not included (it stays in the recording): --raw-emg"
     return _emit(
         args,
         {"files": [str(f) for f in files]},
-        lambda d: "\n".join(["exported:", *d["files"]]),
+        lambda d: "\n".join(["exported:", *d["files"], *([note] if note else [])]),
     )
 
 
@@ -648,10 +650,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patient", help="only this patient")
     p = add(ssp, "show", cmd_sessions_show, "one session: identity, streams, events")
     p.add_argument("id")
-    p = add(ssp, "export", cmd_sessions_export, "export a session to CSV (a directory) or NPZ")
+    p = add(
+        ssp, "export", cmd_sessions_export,
+        "export a session: Parquet or CSV (a directory, units in the schema or the headers), NPZ",
+    )  # fmt: skip
     p.add_argument("id")
-    p.add_argument("--format", choices=["csv", "npz"], default="csv")
-    p.add_argument("--out", help="output directory (csv) or file (npz); default: the id")
-    p = add(ssp, "report", cmd_sessions_report, "HTML report with charts")
+    p.add_argument(
+        "--format", choices=["parquet", "csv", "npz"], default="parquet",
+        help="parquet (default; needs the report extra), csv, npz",
+    )  # fmt: skip
+    p.add_argument(
+        "--exact", action="store_true",
+        help="every value as recorded (float64), about twice the size; default float32",
+    )  # fmt: skip
+    p.add_argument(
+        "--raw-emg", action="store_true",
+        help="include the raw EMG (2 kHz, every channel: about twice the size of the rest)",
+    )  # fmt: skip
+    p.add_argument("--out", help="output directory (parquet, csv) or file (npz); default: the id")
+    p = add(ssp, "report", cmd_sessions_report, "HTML report for the clinician, with charts")
     p.add_argument("id")
     p.add_argument("--out", required=True, help="output file, .html")

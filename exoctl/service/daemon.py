@@ -266,10 +266,9 @@ class Daemon:
                 t0 = float(t[0])
                 rec.submit_chunk("torque_estimated", t0, rows["estimate"], t=t, copy=False)
                 rec.submit_chunk("torque_command", t0, rows["command"], t=t, copy=False)
-                tel = np.concatenate(
-                    [rows["angles"], rows["applied"], rows["state"][:, None].astype(float)], 1
-                )
+                tel = np.concatenate([rows["angles"], rows["applied"]], 1)
                 rec.submit_chunk("telemetry", t0, tel, t=t, copy=False)
+                rec.submit_chunk("safety_state", t0, rows["state"], t=t, copy=False)
                 rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
                 rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
                 st = c.loop.stats
@@ -351,6 +350,8 @@ class Daemon:
         return m, c
 
     def _stream_meta(self) -> dict[str, dict[str, Any]]:
+        from exoctl.control.safety import SafetyState
+
         joints = list(self.cfg.joint_names)
         k = self.controller.estimator.k
         return {
@@ -358,11 +359,12 @@ class Daemon:
             "torque_command": {"columns": joints, "unit": "N m",
                                "description": "after the safety layer, as sent"},
             "telemetry": {
-                "columns": [f"angle_{j}" for j in joints]
-                + [f"applied_{j}" for j in joints]
-                + ["safety_state"],
-                "unit": "rad, N m",
+                "columns": [f"angle_{j}" for j in joints] + [f"applied_{j}" for j in joints],
+                "units": ["rad"] * len(joints) + ["N m"] * len(joints),
+                "description": "the firmware's report: joint angles, torque it applied",
             },
+            "safety_state": {"columns": ["safety_state"], "levels": [s.name for s in SafetyState],
+                             "description": "the safety layer's state after the tick"},
             "activation": {"columns": list(self.cfg.emg.muscles), "unit": "1"},
             "synergy": {"columns": [f"synergy_{i + 1}" for i in range(k)], "unit": "1"},
             "loop_timing": {"columns": ["start_error", "tick_cost", "latency", "sample_age"],

@@ -316,13 +316,23 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         exp = tmp_path / "export"
         assert (
             _cli(
-                run_cli, capsys, d, "sessions", "export", sid, "--format", "csv", "--out", str(exp)
+                run_cli,
+                capsys,
+                d,
+                "sessions",
+                "export",
+                sid,
+                "--format",
+                "csv",
+                "--raw-emg",
+                "--out",
+                str(exp),
             )[0]
             == 0
         )
         with (exp / "torque_command.csv").open() as f:
             rows = list(csv.reader(f))
-        assert rows[0] == ["t", "t_session", "hip_l", "hip_r", "knee_l", "knee_r"]
+        assert rows[0] == ["t [s]", "t_session [s]", *(f"{j} [N m]" for j in d.cfg.joint_names)]
         t = np.array([float(r[0]) for r in rows[1:]])
         cmd = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
         assert len(t) > 1000  # ~4 s at 500 Hz
@@ -343,6 +353,7 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         for stream in (
             "torque_estimated",
             "telemetry",
+            "safety_state",
             "synergy",
             "activation",
             "loop_timing",

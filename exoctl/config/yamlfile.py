@@ -16,13 +16,17 @@ have written, so the reader refuses, with the file, the line and the key in a si
 Nothing a file contains ends in another exception: every refusal is the caller's error type
 (:class:`ConfigError` unless the caller names its own), and no message prints a value whole.
 
-Why our own limits rather than a different parser: the bounds are checked on the composed node
-graph before anything is constructed, so the cost of a refusal is linear in the file's size
-(bounded too), whatever the aliases would expand to.
+How: libyaml composes the node graph (C, ~20x faster than PyYAML's pure-Python composer,
+which took 21 s for a 600 KB list on a loaded machine; libyaml stops nesting at 1000 levels by
+itself, so its recursion is bounded). The bounds are then checked on the graph, one visit per
+distinct node, before anything is constructed: the cost of a refusal is linear in the file's
+size (bounded too), whatever the aliases would expand to. PyYAML's own safe constructors build
+the values; whatever they raise is located at the node that failed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,41 +104,26 @@ class _Refusal(Exception):
         self.line, self.loc, self.problem = line, loc, problem
 
 
+def _tag_of(node: Node) -> str:
+    tag = str(node.tag)
+    return f" as !!{tag.rsplit(':', 1)[-1]}" if tag.startswith("tag:yaml.org,2002:") else ""
+
+
 def _line(node_or_mark: Any) -> int | None:
     mark = getattr(node_or_mark, "start_mark", node_or_mark)
     return None if mark is None else mark.line + 1
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that tracks the key path while composing, bounds depth and integer width."""
+_BaseLoader: type = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """SafeLoader (libyaml's composer when present) that bounds integer width and locates
+    every construction failure by the key path of the node that failed."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
-        self.path: list[Any] = []
         self.node_path: dict[int, tuple[Any, ...]] = {}
-
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if parent is not None:
-            if isinstance(index, int):
-                self.path.append(index)
-            elif isinstance(index, ScalarNode):
-                self.path.append(index.value)
-            else:
-                self.path.append("(a key)")
-        if len(self.path) > MAX_DEPTH:
-            mark = self.peek_event().start_mark
-            raise _Refusal(_line(mark), tuple(self.path), f"nested deeper than {MAX_DEPTH} levels")
-        try:
-            node = super().compose_node(parent, index)
-            self.node_path.setdefault(id(node), tuple(self.path))
-            return node
-        except yaml.MarkedYAMLError as e:
-            if not hasattr(e, "exoctl_loc"):  # the innermost node being composed
-                e.exoctl_loc = tuple(self.path)  # type: ignore[attr-defined]
-            raise
-        finally:
-            if parent is not None:
-                self.path.pop()
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
@@ -145,10 +134,14 @@ class _Loader(yaml.SafeLoader):
             raise _Refusal(
                 _line(e.problem_mark) or _line(node), self.node_path.get(id(node)), _yaml_problem(e)
             ) from None
-        except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
-            # e.g. a date that does not exist (2024-13-45), an unparsable !!int
+        except Exception as e:
+            # PyYAML's constructors trust the scalar to match its tag: a date that does not
+            # exist (2024-13-45) raises ValueError, an explicit `!!int` on nothing IndexError,
+            # `!!timestamp x` AttributeError. Whatever they raise, the value cannot be read.
             raise _Refusal(
-                _line(node), self.node_path.get(id(node)), f"cannot read value: {_short(str(e))}"
+                _line(node),
+                self.node_path.get(id(node)),
+                f"cannot read value{_tag_of(node)}: {type(e).__name__}: {_short(str(e))}",
             ) from None
 
     def construct_yaml_int(self, node: ScalarNode) -> int:
@@ -171,71 +164,57 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
-def _check_depth(text: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before the pure-Python scanner sees it.
-
-    PyYAML's scanner runs up to 1024 characters ahead of the composer, re-checking every open
-    flow level at each token: 50,000 ``[`` on one line cost it 2 s before the composer's own
-    depth check could refuse. libyaml's event parser (C, no recursion) walks the same text in
-    milliseconds; only its verdict on depth is used, every other problem is left to the
-    Python pass, which locates it the same way for every file.
-    """
-    if not getattr(yaml, "__with_libyaml__", False):  # pragma: no cover - wheels ship libyaml
-        return
-    stack: list[list[Any]] = []  # per open collection: [is_mapping, items seen, current key]
-    try:
-        for ev in yaml.parse(text, Loader=yaml.CSafeLoader):
-            if isinstance(ev, yaml.CollectionEndEvent):
-                stack.pop()
-                continue
-            if not isinstance(ev, yaml.NodeEvent):
-                continue
-            if stack:
-                top = stack[-1]
-                if top[0] and top[1] % 2 == 0:
-                    top[2] = ev.value if isinstance(ev, yaml.ScalarEvent) else "(a key)"
-                top[1] += 1
-            if len(stack) > MAX_DEPTH:
-                raise _Refusal(
-                    _line(ev), _event_path(stack), f"nested deeper than {MAX_DEPTH} levels"
-                )
-            if isinstance(ev, yaml.CollectionStartEvent):
-                stack.append([isinstance(ev, yaml.MappingStartEvent), 0, None])
-    except yaml.MarkedYAMLError as e:
-        if "nesting depth" in str(e.problem):  # libyaml's own limit (1000) met first
-            raise _Refusal(
-                _line(e.problem_mark), _event_path(stack), f"nested deeper than {MAX_DEPTH} levels"
-            ) from None
-    except yaml.YAMLError:
-        pass
+def _first_paths(root: Node) -> dict[int, tuple[Any, ...]]:
+    """Each distinct node's first key path (breadth first; one visit per node, aliases too)."""
+    paths: dict[int, tuple[Any, ...]] = {id(root): ()}
+    queue = [root]
+    for node in queue:  # the list grows while iterated: a breadth-first queue
+        loc = paths[id(node)]
+        for key, child in _labelled_children(node):
+            if id(child) not in paths:
+                paths[id(child)] = (*loc, key)
+                queue.append(child)
+    return paths
 
 
-def _event_path(stack: list[list[Any]]) -> tuple[Any, ...]:
-    return tuple(top[2] if top[0] else top[1] - 1 for top in stack)
+def _labelled_children(node: Node) -> list[tuple[Any, Node]]:
+    if isinstance(node, SequenceNode):
+        return list(enumerate(node.value))
+    if isinstance(node, MappingNode):
+        out: list[tuple[Any, Node]] = []
+        for k, v in node.value:
+            name = k.value if isinstance(k, ScalarNode) else "(a key)"
+            out += [(name, k), (name, v)]
+        return out
+    return []
 
 
-def _check_expansion(root: Node, node_path: dict[int, tuple[Any, ...]]) -> None:
-    """Count the values the document holds with every alias expanded; refuse past MAX_NODES.
+def _check_graph(root: Node, node_path: dict[int, tuple[Any, ...]]) -> None:
+    """Refuse a node graph that is too big once aliases are expanded, too deep, or cyclic.
 
-    Shared nodes are counted once per use (memoised by identity, so the count costs one visit
-    per distinct node); a node met again while it is being counted is a recursive alias.
+    Post-order over distinct nodes, memoised by identity: the values each node holds with
+    every alias expanded, and its height. A node met again while it is being counted is a
+    recursive alias. The cost is one visit per distinct node, whatever the expansion.
     """
     size: dict[int, int] = {}
-    active: set[int] = set()
+    height: dict[int, int] = {}
+    active: set[int] = set()  # the current path from the root (ancestors of the top)
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         key = id(node)
         if done:
             active.discard(key)
-            n = 1 + sum(size[id(c)] for c in _children(node))
+            kids = _children(node)
+            n = 1 + sum(size[id(c)] for c in kids)
+            h = 1 + max((height[id(c)] for c in kids), default=0)
             if n > MAX_NODES:
                 raise _Refusal(
                     _line(node),
                     node_path.get(key),
                     f"aliases expand to more than {MAX_NODES} values (an alias bomb?)",
                 )
-            size[key] = n
+            size[key], height[key] = n, h
             continue
         if key in size:
             continue
@@ -245,11 +224,14 @@ def _check_expansion(root: Node, node_path: dict[int, tuple[Any, ...]]) -> None:
             )
         active.add(key)
         stack.append((node, True))
-        for child in _children(node):
-            if id(child) not in size:
-                stack.append((child, False))
-    # A child first reached through one parent and still `active` through another would be a
-    # cycle as well; the loop above treats it the same way because it is still in `active`.
+        stack.extend((c, False) for c in _children(node) if id(c) not in size)
+    if height[id(root)] > MAX_DEPTH + 1:  # a scalar inside MAX_DEPTH collections is fine
+        node = root
+        for _ in range(MAX_DEPTH + 1):  # down the tallest branch to the first level too deep
+            node = max(_children(node), key=lambda c: height[id(c)])
+        raise _Refusal(
+            _line(node), node_path.get(id(node)), f"nested deeper than {MAX_DEPTH} levels"
+        )
 
 
 def _children(node: Node) -> list[Node]:
@@ -260,13 +242,17 @@ def _children(node: Node) -> list[Node]:
     return []
 
 
-def _walk(loader: _Loader, root: Node) -> dict[tuple[Any, ...], int]:
-    """Refuse repeated keys; return each key path's line (the key's own line)."""
+def _check_keys(loader: _Loader, root: Node) -> dict[tuple[Any, ...], int]:
+    """Refuse keys written twice in one mapping; return each key path's line (1-based).
+
+    Walks the tree as the reader of the file sees it (aliases expanded: bounded above), so that
+    every path the schema may name has a line.
+    """
     lines: dict[tuple[Any, ...], int] = {}
+    checked: set[int] = set()
     stack: list[tuple[Node, tuple[Any, ...]]] = [(root, ())]
     while stack:
         node, loc = stack.pop()
-        loader.node_path.setdefault(id(node), loc)
         if isinstance(node, SequenceNode):
             for i, item in enumerate(node.value):
                 lines.setdefault((*loc, i), _line(item) or 0)
@@ -274,13 +260,13 @@ def _walk(loader: _Loader, root: Node) -> dict[tuple[Any, ...], int]:
         elif isinstance(node, MappingNode):
             seen: dict[Any, int] = {}
             for knode, vnode in node.value:
-                if knode.tag == _MERGE_TAG:
+                if knode.tag == _MERGE_TAG:  # merged keys may be overridden: not repetitions
                     merged = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
                     stack.extend((m, loc) for m in merged)
                     continue
                 key = _key_of(loader, knode, loc)
                 kline = _line(knode) or 0
-                if key in seen:
+                if key in seen and id(node) not in checked:
                     raise _Refusal(
                         kline,
                         (*loc, key),
@@ -290,13 +276,13 @@ def _walk(loader: _Loader, root: Node) -> dict[tuple[Any, ...], int]:
                 seen[key] = kline
                 lines.setdefault((*loc, key), kline)
                 stack.append((vnode, (*loc, key)))
+            checked.add(id(node))
     return lines
 
 
 def _key_of(loader: _Loader, knode: Node, loc: tuple[Any, ...]) -> Any:
     if not isinstance(knode, ScalarNode):
         raise _Refusal(_line(knode), loc, "a key must be a plain value, not a list or mapping")
-    loader.node_path.setdefault(id(knode), loc)
     key = loader.construct_object(knode)
     if not isinstance(key, Hashable):  # pragma: no cover - scalars construct hashable values
         raise _Refusal(_line(knode), loc, "unhashable key")
@@ -308,6 +294,30 @@ def _line_at_offset(data: bytes, offset: int) -> tuple[int, int]:
     return data.count(b"\n", 0, offset) + 1, offset - line_start + 1
 
 
+def _path_at_error(text: str) -> tuple[Any, ...] | None:
+    """The key path open where the parser stops (for syntax errors: only then is this run).
+
+    libyaml's composer does not say where in the document it failed; its event parser, run
+    up to the same error, does: the path of the collections still open.
+    """
+    stack: list[list[Any]] = []  # per open collection: [is_mapping, items seen, current key]
+    try:
+        for ev in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(ev, yaml.CollectionEndEvent):
+                stack.pop()
+            elif isinstance(ev, yaml.NodeEvent):
+                if stack:
+                    top = stack[-1]
+                    if top[0] and top[1] % 2 == 0:
+                        top[2] = ev.value if isinstance(ev, yaml.ScalarEvent) else "(a key)"
+                    top[1] += 1
+                if isinstance(ev, yaml.CollectionStartEvent):
+                    stack.append([isinstance(ev, yaml.MappingStartEvent), 0, None])
+    except yaml.YAMLError:
+        return tuple(top[2] if top[0] else max(top[1] - 1, 0) for top in stack)
+    return None
+
+
 def _key_at_line(text: str, line: int) -> tuple[Any, ...] | None:
     """The deepest key whose value spans ``line`` (for errors found before parsing)."""
     try:
@@ -316,7 +326,7 @@ def _key_at_line(text: str, line: int) -> tuple[Any, ...] | None:
             root = loader.get_single_node()
         finally:
             loader.dispose()
-    except (yaml.YAMLError, _Refusal, RecursionError):
+    except yaml.YAMLError:
         return None
     if root is None:
         return None
@@ -379,25 +389,29 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError)
         )
     loader: _Loader | None = None
     try:
-        _check_depth(text)
-        loader = _Loader(text)  # the reader refuses unprintable characters right here
+        loader = _Loader(text)
         root = loader.get_single_node()
         if root is None:
             return YamlDocument(path, None)
-        _check_expansion(root, loader.node_path)
-        lines = _walk(loader, root)
+        loader.node_path = _first_paths(root)
+        _check_graph(root, loader.node_path)
+        lines = _check_keys(loader, root)
         # deep: every value is built inside construct_object, which locates any failure
         value = loader.construct_object(root, deep=True)
     except _Refusal as r:
         return _raise(refuse(r.line, r.loc, r.problem))
     except yaml.MarkedYAMLError as e:
-        return _raise(
-            refuse(_line(e.problem_mark), getattr(e, "exoctl_loc", None), _yaml_problem(e))
-        )
+        if "nesting depth" in str(e.problem):  # libyaml's own limit (1000) met first
+            return _raise(
+                refuse(
+                    _line(e.problem_mark),
+                    _path_at_error(text),
+                    f"nested deeper than {MAX_DEPTH} levels",
+                )
+            )
+        return _raise(refuse(_line(e.problem_mark), _path_at_error(text), _yaml_problem(e)))
     except yaml.YAMLError as e:  # ReaderError: a character YAML does not allow
-        return _raise(_reader_error(refuse, text, e))
-    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps far below the limit
-        return _raise(refuse(None, None, f"nested too deeply (limit {MAX_DEPTH})"))
+        return _raise(_reader_error(refuse, text, data, e))
     finally:
         if loader is not None:
             loader.dispose()
@@ -420,20 +434,27 @@ def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
     return text
 
 
-def _reader_error(refuse: Any, text: str, e: yaml.YAMLError) -> Exception:
+def _reader_error(refuse: Any, text: str, data: bytes, e: yaml.YAMLError) -> Exception:
     pos = getattr(e, "position", None)
     char = getattr(e, "character", None)
-    if pos is None:
+    if pos is None:  # pragma: no cover - reader errors carry a position
         return refuse(None, None, f"not valid YAML: {_short(str(e), 120)}")
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    # libyaml counts bytes of the UTF-8 text, PyYAML characters
+    offset = pos if yaml.__with_libyaml__ else len(text[:pos].encode())
+    line, col = _line_at_offset(data, min(offset, len(data)))
     code = ord(char) if isinstance(char, str) and len(char) == 1 else char
     shown = f"U+{code:04X}" if isinstance(code, int) else repr(code)
     return refuse(
         line,
-        _key_at_line(yaml.reader.Reader.NON_PRINTABLE.sub(" ", text), line),
+        _key_at_line(_UNPRINTABLE.sub(" ", text), line),
         f"character {shown} at column {col} is not allowed in YAML",
     )
+
+
+# What libyaml's and PyYAML's readers refuse (YAML 1.1 printable set), blanked to find the key.
+_UNPRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 
 
 def read_yaml_mapping(

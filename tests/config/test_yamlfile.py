@@ -218,7 +218,7 @@ def _yamlish() -> st.SearchStrategy[bytes]:
 
 
 @settings(
-    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=_yamlish())
 def test_any_bytes_give_a_value_or_a_located_config_error(tmp_path, data):
@@ -235,7 +235,7 @@ def test_any_bytes_give_a_value_or_a_located_config_error(tmp_path, data):
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     value=st.recursive(

@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 
 
+class ChildError(RuntimeError):
+    """A child of the bench failed to start or to answer; the message says which and why."""
+
+
 class ChildHandle:
     """The parent's end of one child process."""
 
@@ -31,27 +35,27 @@ class ChildHandle:
     def wait_ready(self, timeout: float = 60.0) -> dict:
         if not self.conn.poll(timeout):
             self.kill()
-            raise RuntimeError(f"the {self.name} did not start within {timeout} s")
+            raise ChildError(f"the {self.name} did not start within {timeout} s")
         try:
             kind, payload = self.conn.recv()
         except EOFError:
             self.proc.join(5.0)
-            raise RuntimeError(
+            raise ChildError(
                 f"the {self.name} exited during start-up (exit code {self.proc.exitcode}); "
                 "its traceback is printed above"
             ) from None
         if kind != "ready":
             self.kill()
-            raise RuntimeError(f"the {self.name} failed to start: {payload}")
+            raise ChildError(f"the {self.name} failed to start: {payload}")
         return payload
 
     def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
         self.conn.send((msg, args or {}))
         if not self.conn.poll(timeout):
-            raise RuntimeError(f"the {self.name} did not answer {msg!r} within {timeout} s")
+            raise ChildError(f"the {self.name} did not answer {msg!r} within {timeout} s")
         kind, payload = self.conn.recv()
         if kind == "error":
-            raise RuntimeError(f"{self.name}: {payload}")
+            raise ChildError(f"{self.name}: {payload}")
         return payload
 
     @property

@@ -17,15 +17,18 @@ Commands (all accept ``--json`` for scripts; tables by default)::
     exoctl sessions export ID [--format parquet|csv|npz] [--exact] [--raw-emg] --out PATH
     exoctl sessions report ID --out FILE.html
 
-Exit codes (stable; scripts may rely on them):
+Exit codes (stable; scripts may rely on them; shared by every exoctl command, see
+exoctl/cli_policy.py):
 
-    0  ok
-    1  error (bad configuration, recording not found, daemon-side failure, ...)
-    2  usage error (argparse)
-    3  the daemon is not running (no socket, or nobody listening)
-    4  permission denied (socket file modes, or the daemon refused your credentials;
-       for ``sessions ...``: the data directory is not readable by you)
-    5  refused by the daemon (e.g. a fault is latched, a session is already running)
+    0    ok
+    1    error (bad configuration, recording not found, daemon-side failure, ...)
+    2    usage error (argparse)
+    3    the daemon is not running (no socket, or nobody listening)
+    4    permission denied (socket file modes, or the daemon refused your credentials;
+         for ``sessions ...``: the data directory is not readable by you)
+    5    refused by the daemon (e.g. a fault is latched, a session is already running)
+    70   internal error (a bug; one line says where)
+    130  interrupted
 
 The configuration is ``--config PATH``, else ``$EXOCTL_CONFIG``, else
 ``/etc/exoctl/exoctl.yaml`` when it exists, else the packaged default.
@@ -47,12 +50,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_RUNNING = 3
-EXIT_PERMISSION = 4
-EXIT_REFUSED = 5
+from exoctl import cli_policy
+from exoctl.cli_policy import (  # the codes every exoctl command shares
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,18 +128,12 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
 
 
 def _fail(args: argparse.Namespace, msg: str, code: int, data: Any = None) -> int:
-    if getattr(args, "json", False):
-        out: dict[str, Any] = {"ok": False, "error": msg, "exit_code": code}
-        if data is not None:
-            out["data"] = data
-        print(json.dumps(out))
-    print(f"exoctl: {msg}", file=sys.stderr)
-    return code
+    return cli_policy.fail(msg, code, json_mode=getattr(args, "json", False), data=data)
 
 
 def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> int:
     if getattr(args, "json", False):
-        print(json.dumps(data, indent=None, default=str))
+        cli_policy.emit_json(data)
     else:
         text = human(data)
         if text:
@@ -419,7 +419,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         while True:
             st = c.call("status")
             if args.json:
-                print(json.dumps(st, default=str), flush=True)
+                cli_policy.emit_json(st)
             else:
                 print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
                 print(format_status(st), flush=True)

@@ -215,3 +215,14 @@ def test_the_installed_entry_point_ends_a_bad_config_the_same_way(tmp_path):
     )
     assert proc.returncode == 1 and proc.stdout == ""
     _assert_one_located_line(proc.stderr, path, "device.heartbeat_period_s")
+
+
+def test_evaluate_json_failure_is_still_one_json_document(tmp_path, capsys):
+    code, out, err = _run(
+        ["evaluate", "--model", str(tmp_path / "no.onnx"), "--data", str(tmp_path / "d.yaml")]
+        + ["--json"],
+        capsys,
+    )
+    doc = json.loads(out)
+    assert code == 1 and doc["ok"] is False and doc["exit_code"] == 1
+    assert err.startswith("exoctl: ") and "Traceback" not in err

@@ -5,8 +5,8 @@ neither torch nor the training code at module level: ``train`` and ``adapt`` imp
 inside the command and, without it, say how to install it and exit 2. ``evaluate`` needs only
 numpy and onnxruntime (it scores the ONNX file the controller would run).
 
-Exit codes: 0 fine, 1 the data, a model or a file is unusable (the message says which), 2 bad
-usage or the training extra missing.
+Exit codes (exoctl/cli_policy.py): 0 fine, 1 the data, a model or a file is unusable (the
+message, on stderr, says which), 2 bad usage or the training extra missing.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
+
 __all__ = ["register"]
 
 _NO_TORCH = (
-    "ERROR: this command needs PyTorch, which is not installed. Install its CPU build from\n"
+    "this command needs PyTorch, which is not installed. Install its CPU build from\n"
     "PyTorch's CPU wheel index, and onnx (together, the training extra):\n"
     "  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu\n"
     "  pip install 'onnx>=1.16'\n"
@@ -164,19 +166,16 @@ def cmd_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
     if args.model_type == "network" and not _torch_or_none():
-        print(_NO_TORCH, file=sys.stderr)
-        return 2
+        return fail(_NO_TORCH, EXIT_USAGE)
     if not 0.0 <= args.holdout < 0.9 or args.epochs < 1:
-        say("ERROR: --holdout must be in [0, 0.9) and --epochs >= 1")
-        return 2
+        return fail("--holdout must be in [0, 0.9) and --epochs >= 1", EXIT_USAGE)
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
 
     try:
         return _train(args, say)
     except (DatasetError, ConfigError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        return fail(str(e), EXIT_ERROR)
 
 
 def _calibrate(args, cfg, ds, say):
@@ -392,6 +391,8 @@ def _calibration_path(model: Path, given: Path | None, cfg) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from exoctl.cli_policy import json_text
+
     out = out or sys.stdout
     say = _say(out)
     from exoctl.config.schema import ConfigError
@@ -402,8 +403,9 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _evaluate(args, say, out)
     except (DatasetError, ConfigError, CalibrationError, ModelError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        if args.json:  # stdout stays one JSON document (exoctl/cli_policy.py)
+            out.write(json_text({"ok": False, "error": str(e), "exit_code": EXIT_ERROR}) + "\n")
+        return fail(str(e), EXIT_ERROR)
 
 
 def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
@@ -465,6 +467,7 @@ def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
 def _evaluate(args, say, out) -> int:
     import numpy as np
 
+    from exoctl.cli_policy import json_text
     from exoctl.data.dataset import load_dataset
 
     cfg = _cfg(args)
@@ -489,8 +492,7 @@ def _evaluate(args, say, out) -> int:
         plot_torques(args.plot, t, y, yhat, joints, {j: result["joints"][j]["r2"] for j in joints})
         result["plot"] = str(args.plot)
     if args.json:
-        json.dump(result, out)
-        print(file=out)
+        out.write(json_text(result) + "\n")  # strict JSON: an R^2 that is NaN is null
         return 0
     say(f"model {args.model} ({result['model_type']}) on {args.data}: {result['trials']}")
     _print_metrics(result["joints"], say, f"{result['scored_ticks']} ticks at {rate:g} Hz")
@@ -513,8 +515,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
     if not _torch_or_none():
-        print(_NO_TORCH, file=sys.stderr)
-        return 2
+        return fail(_NO_TORCH, EXIT_USAGE)
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
     from exoctl.estimation.torque_model import ModelError
@@ -523,8 +524,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _adapt(args, say)
     except (DatasetError, ConfigError, CalibrationError, ModelError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        return fail(str(e), EXIT_ERROR)
 
 
 def _adapt(args, say) -> int:

@@ -25,14 +25,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import traceback
-from collections.abc import Mapping
-from pathlib import PurePath
 from typing import Any, TextIO
+
+from exoctl.jsonout import dumps
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -44,27 +42,9 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` as plain JSON values: non-finite floats -> None, numpy -> Python, paths -> str."""
-    if obj is None or isinstance(obj, bool | str | int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set | frozenset):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, PurePath):
-        return str(obj)
-    tolist = getattr(obj, "tolist", None)  # numpy scalars and arrays
-    if callable(tolist):
-        return jsonable(tolist())
-    return str(obj)
-
-
 def json_text(obj: Any) -> str:
-    """One strict JSON document (``allow_nan=False`` guards the conversion above)."""
-    return json.dumps(jsonable(obj), allow_nan=False)
+    """One strict JSON document: NaN and infinities are null (see exoctl/jsonout.py)."""
+    return dumps(obj)
 
 
 def emit_json(obj: Any, out: TextIO | None = None) -> None:

@@ -170,8 +170,10 @@ class ControlConfig(_Model):
 
 
 class SafetyConfig(_Model):
-    emg_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
-    telemetry_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
+    emg_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.2
+    telemetry_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.2
+    """Input watchdogs (degraded at half, fault at the value); the margin behind 0.2 s is
+    measured in docs/deploy.md ("Watchdog timeouts")."""
     max_overrun_streak: Annotated[int, Field(ge=1, le=1000)] = 20
     rom_fade_rad: Annotated[float, Field(ge=0, le=1.0)] = 0.15
     """Assistance fades linearly to zero over this distance before a range-of-motion end."""

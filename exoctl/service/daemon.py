@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import faulthandler
-import math
 import os
 import signal
 import sys
@@ -41,6 +40,7 @@ import structlog
 
 from exoctl import __version__
 from exoctl.config.schema import Config, load_config
+from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.service import recorder as R
 from exoctl.service import rpc
 from exoctl.service.lsl_outlets import LslPublisher
@@ -66,23 +66,6 @@ def configure_logging(stream: Any = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=True,
     )
-
-
-def jsonable(x: Any) -> Any:
-    """NaN and infinity become null (strict JSON for jq and other tools)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return jsonable(x.item())
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 class Daemon:

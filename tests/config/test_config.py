@@ -169,7 +169,7 @@ def test_bandpass_above_nyquist_is_refused(tmp_path):
         (lambda r: (r["control"].update(rate_hz=50), r["safety"].update(safe_stop_s=0.03)),
          "safety.safe_stop_s"),
         # the simulator's EMG chunks feed the EMG watchdog (degraded at half its timeout)
-        (lambda r: r["simulator"].update(emg_chunk_samples=100), "simulator.emg_chunk_samples"),
+        (lambda r: r["simulator"].update(emg_chunk_samples=200), "simulator.emg_chunk_samples"),
         # the assist smoothing filter runs at the control rate
         (lambda r: r["control"].update(rate_hz=50, smoothing_hz=30.0), "control.smoothing_hz"),
     ],

@@ -330,7 +330,7 @@ def test_a_tick_allocates_no_per_joint_arrays():
     try:
         for _ in range(5):
             tick()
-        inp.emg_age_s = 0.07  # degraded
+        inp.emg_age_s = 0.75 * CFG.safety.emg_timeout_s  # degraded: past half the timeout
         for _ in range(5):
             tick()
         assert layer.state == SafetyState.DEGRADED

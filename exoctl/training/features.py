@@ -99,7 +99,7 @@ def config_for(
     return Config.model_validate(data)
 
 
-def fingerprint(*arrays: np.ndarray) -> str:
+def fingerprint(*arrays: np.ndarray | None) -> str:
     """sha256 of the raw data a model was trained on (provenance, not security)."""
     h = hashlib.sha256()
     for a in arrays:

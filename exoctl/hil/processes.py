@@ -159,7 +159,9 @@ def busy_process(seconds: float) -> None:
 
 def start_busy(n: int, seconds: float) -> list[mp.process.BaseProcess]:
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)]
+    procs: list[mp.process.BaseProcess] = [
+        ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)
+    ]
     for p in procs:
         p.start()
     return procs

@@ -306,7 +306,7 @@ class Controller:
         return new
 
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
-        base: dict[str, float] = dict(self.cfg.control.assist_gain)
+        base: dict[str, float] = {j: g for j, g in self.cfg.control.assist_gain.items()}
         if assist is None:
             return base
         try:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -220,7 +220,7 @@ def run_standalone(
     cfg = load_config(config_path)
     realtime = hardware_priority(cfg.simulator.realtime_priority)
     sim = Simulator(cfg, record_truth=False, source_id=source_id or cfg.emg.lsl.source_id)
-    info = {**sim.start(), "realtime": realtime}
+    info: dict[str, Any] = {**sim.start(), "realtime": realtime}
     try:
         if port_link is not None:
             link_port(port_link, info["port"])

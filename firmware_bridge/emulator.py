@@ -20,7 +20,7 @@ import time
 import tty
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
@@ -105,6 +105,30 @@ def _counts(values: np.ndarray, counts_per_unit: int) -> tuple[int, ...]:
     (docs/protocol.md section 3; the same rule as protocol.to_count, vectorised)."""
     c = np.rint(values * float(counts_per_unit))
     return tuple(np.clip(c, -P.I16_SATURATION, P.I16_SATURATION).astype(int).tolist())
+
+
+class EmulatorStats(TypedDict):
+    """``FirmwareEmulator.stats()``: the device's own counters, read by the HIL summary."""
+
+    commands_received: int
+    commands_applied: int
+    commands_refused: int
+    commands_out_of_order: int
+    limit_violations: int
+    crc_errors: int
+    framing_errors: int
+    frame_errors: dict[str, int]  # per FrameError kind
+    frames_good: int
+    seq_gaps: int
+    timeouts: int
+    resets: int
+    faults: list[dict[str, Any]]
+    fault_bits: int
+    enabled: bool
+    handshaken: bool
+    estop: bool
+    bits_corrupted: int
+    applied_torque_nm: list[float]
 
 
 class FirmwareEmulator:
@@ -229,6 +253,7 @@ class FirmwareEmulator:
         tty.setraw(master)
         tty.setraw(slave)
         os.set_blocking(master, False)
+        assert self._link_path is not None, "start() sets the link path before plugging"
         tmp = self._link_path + ".new"
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -620,7 +645,7 @@ class FirmwareEmulator:
         self._send_telemetry(now)
 
     # ------------------------------------------------------------------ observation
-    def stats(self) -> dict:
+    def stats(self) -> EmulatorStats:
         with self._lock:
             d = self._decoder
             return {

@@ -30,6 +30,7 @@ import numpy as np
 import serial
 
 from firmware_bridge import protocol as P
+from firmware_bridge.link_stats import LinkStats
 
 
 class LinkError(RuntimeError):
@@ -676,7 +677,7 @@ class HostLink:
         # geometric centre of the bin, never above the observed maximum
         return float(min(math.sqrt(_RTT_EDGES_MS[i - 1] * _RTT_EDGES_MS[i]), self._rtt_max_ms))
 
-    def stats(self) -> dict:
+    def stats(self) -> LinkStats:
         d = self._decoder
         p50, p99 = self._rtt_percentile(0.5), self._rtt_percentile(0.99)
         rtt_max = float(self._rtt_max_ms) if self._rtt_n else None

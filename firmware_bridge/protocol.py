@@ -634,7 +634,7 @@ Message = (
     | FaultReport
     | EstopState
 )
-MESSAGE_TYPES: dict[int, type] = {
+MESSAGE_TYPES: dict[int, type[Message]] = {
     c.TYPE: c
     for c in (
         Hello,

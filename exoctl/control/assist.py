@@ -77,7 +77,8 @@ class AssistLaw:
         self._alpha = None if fc is None else 1.0 - math.exp(-2.0 * math.pi * fc * self._dt)
 
         # Assist levels: each joint ramps linearly from _g_from to _g_to over _g_dur from _g_t0.
-        g = np.array([float(control.assist_gain[j]) for j in joints], dtype=np.float64)
+        # (joints were checked against assist_gain's keys above; the key type is JointName)
+        g = np.array([float(control.assist_gain[j]) for j in joints], dtype=np.float64)  # type: ignore[index]
         self._g_from = g.copy()
         self._g_to = g.copy()
         self._g_t0 = np.zeros(n)

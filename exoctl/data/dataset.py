@@ -47,6 +47,7 @@ linearly interpolated onto the grid. Units end as: EMG microvolts (raw) or as gi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -131,7 +132,7 @@ class AngleSpec(_FileSpec):
         return self
 
 
-def _check_sign(sign: dict[str, int], columns: dict[str, Any]) -> None:
+def _check_sign(sign: Iterable[str], columns: Iterable[str]) -> None:
     extra = sorted(set(sign) - set(columns))
     if extra:
         raise ValueError(f"sign names joints without a column: {extra}")
@@ -177,7 +178,7 @@ class DatasetSpec(_M):
                     f"trials[{i}] ({t.name}).emg.channels maps muscles {got}, but the dataset's "
                     f"muscles are {muscles}: every trial must map the same muscles"
                 )
-        joints = self.joints
+        joints: Sequence[str] | None = self.joints
         for i, t in enumerate(self.trials):
             for part in ("moment", "angle"):
                 spec = getattr(t, part)

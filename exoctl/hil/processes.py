@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class ChildHandle:
     def alive(self) -> bool:
         return self.proc.is_alive()
 
-    def stop(self, timeout: float = 20.0) -> dict:
+    def stop(self, timeout: float = 20.0) -> Any:  # the child's result, e.g. SimulatorResult
         try:
             return self.request("stop", timeout=timeout)
         finally:
@@ -160,9 +161,11 @@ def busy_process(seconds: float) -> None:
             x = x * 1.0000001 % 3.0
 
 
-def start_busy(n: int, seconds: float) -> list[mp.Process]:
+def start_busy(n: int, seconds: float) -> list[mp.process.BaseProcess]:
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)]
+    procs: list[mp.process.BaseProcess] = [
+        ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)
+    ]
     for p in procs:
         p.start()
     return procs

@@ -23,7 +23,7 @@ import numpy as np
 from exoctl.config.schema import CONFIG_DIR, ConfigError, deep_merge, load_config, resolve_paths
 from exoctl.config.yamlfile import YamlDocument, format_key, read_yaml_document
 from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
-from exoctl.hil.simulator import simulator_process
+from exoctl.hil.simulator import SimulatorResult, simulator_process
 
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
 SCENARIO_DIR = CONFIG_DIR / "scenarios"
@@ -230,7 +230,7 @@ def run_hil(
     return out
 
 
-def _summarise(cfg, duration_s, t_start, injected, ctl, sim) -> dict:
+def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) -> dict:
     emu = sim["emulator"]
     joints = cfg.joint_names
     rel = lambda t: None if t is None else round(t - t_start, 4)  # noqa: E731
@@ -246,6 +246,8 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim) -> dict:
             "latency_ms": None,
             "sample_age_ms": None,
         }
+        r2: dict[str, float]
+        rmse: dict[str, float]
         link, acq, r2, rmse, fault_log = {}, {}, {}, {}, []
     else:
         loop, link, acq, fault_log = ctl["loop"], ctl["link"], ctl["acquisition"], ctl["events"]

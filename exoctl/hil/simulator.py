@@ -24,13 +24,31 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
 from exoctl.config.schema import Config, load_config
 from exoctl.hil.emg_source import EmgOutlet
 from exoctl.hil.patient import patient_from_config
-from firmware_bridge.emulator import EmulatedJoint, FirmwareEmulator
+from firmware_bridge.emulator import EmulatedJoint, EmulatorStats, FirmwareEmulator
+
+
+class SimulatorEndpoints(TypedDict):
+    """What the simulator child sends when ready: where the controller must connect."""
+
+    port: str | None  # the emulated firmware's pty symlink
+    source_id: str  # the EMG outlet's LSL source_id
+
+
+class SimulatorResult(TypedDict):
+    """What the simulator child sends back on stop (pickled over the pipe: a plain dict)."""
+
+    emulator: EmulatorStats
+    truth_stamps: np.ndarray  # LSL time of each true joint torque
+    truth_torque: np.ndarray  # (n, joints) N m, the patient's own torque
+    emg_samples_sent: int
+    emg_error: str | None  # the outlet thread's exception, if it died
 
 
 class PatientPlant:
@@ -94,7 +112,7 @@ class Simulator:
         )
         self.port: str | None = None
 
-    def start(self) -> dict:
+    def start(self) -> SimulatorEndpoints:
         self.outlet.start()
         self.port = self.emulator.start()
         return {"port": self.port, "source_id": self.outlet.source_id}
@@ -117,7 +135,7 @@ class Simulator:
         else:
             raise ValueError(f"unknown simulator fault {kind!r}")
 
-    def stop(self) -> dict:
+    def stop(self) -> SimulatorResult:
         self.outlet.stop()
         stats = self.emulator.stats()
         self.emulator.stop()
@@ -202,7 +220,7 @@ def run_standalone(
     cfg = load_config(config_path)
     realtime = hardware_priority(cfg.simulator.realtime_priority)
     sim = Simulator(cfg, record_truth=False, source_id=source_id or cfg.emg.lsl.source_id)
-    info = {**sim.start(), "realtime": realtime}
+    info: dict[str, Any] = {**sim.start(), "realtime": realtime}
     try:
         if port_link is not None:
             link_port(port_link, info["port"])

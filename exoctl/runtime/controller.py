@@ -84,7 +84,7 @@ class Controller:
         self.realtime_report: RealtimeReport | None = None
         self.memory_report: RealtimeReport | None = None
         self.freeze_gc_in_sessions = False
-        self._session_gc = None
+        self._session_gc: contextlib.AbstractContextManager[None] | None = None
         """Every fault the safety layer detected, drained from it by ``collect_events``."""
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
@@ -306,7 +306,7 @@ class Controller:
         return new
 
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
-        base = dict(self.cfg.control.assist_gain)
+        base: dict[str, float] = {j: g for j, g in self.cfg.control.assist_gain.items()}
         if assist is None:
             return base
         try:

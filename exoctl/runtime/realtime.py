@@ -192,6 +192,7 @@ def raise_threads(priorities: dict[str, int]) -> dict[str, str]:
         if not hits:
             out[key] = "no such thread"
         for t in hits:
+            assert t.native_id is not None  # threads without one were filtered out above
             out[t.name] = set_thread_priority(t.native_id, prio)
     return out
 

@@ -435,7 +435,11 @@ def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
     )
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
     sets, tcfg, _ = dataset_tick_sets(cfg, ds, trials, cal, kinematics=kin, need_torque=True)
-    if info.input_kind == "window" and abs(tcfg.control.rate_hz - info.tick_rate_hz) > 1e-6:
+    if (
+        info.input_kind == "window"
+        and info.tick_rate_hz is not None
+        and abs(tcfg.control.rate_hz - info.tick_rate_hz) > 1e-6
+    ):
         raise ValueError(
             f"{path}: made for {info.tick_rate_hz:g} Hz ticks, the configuration's control "
             f"rate is {tcfg.control.rate_hz:g} Hz"
@@ -445,9 +449,9 @@ def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
     for ts in sets:
         ticks = np.arange(ts.warm, ts.n)
         yhat = predict(path, ts, ticks)
-        ys.append(ts.y[ticks])
+        ys.append(ts.torques[ticks])
         yhats.append(yhat)
-        per_trial[ts.name] = joint_metrics(ts.y[ticks], yhat, info.joints, mass)
+        per_trial[ts.name] = joint_metrics(ts.torques[ticks], yhat, info.joints, mass)
     y, yhat = np.vstack(ys), np.vstack(yhats)
     per = joint_metrics(y, yhat, info.joints, mass)
     return {

@@ -108,7 +108,7 @@ def fit_lagged_ridge(
     for ts in sets:
         ticks = np.arange(ts.warm, ts.n)
         Xs.append(_lagged(ts.X[:, :k], ticks, lags))
-        ys.append(ts.y[ticks])
+        ys.append(ts.torques[ticks])
     coef, intercept = fit_ridge(
         np.vstack(Xs).astype(np.float64), np.vstack(ys).astype(np.float64), lam
     )

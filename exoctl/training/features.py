@@ -59,6 +59,15 @@ class TickSet:
     def n(self) -> int:
         return int(self.X.shape[0])
 
+    @property
+    def torques(self) -> np.ndarray:
+        """``y`` for a set known to be labelled (fitting, scoring); says which set if it is not."""
+        if self.y is None:
+            raise ValueError(
+                f"trial {self.name!r} has no joint torques: it cannot be fitted or scored"
+            )
+        return self.y
+
 
 def feature_layout(
     muscles: Sequence[str], joints: Sequence[str], k: int, kinematics: bool
@@ -90,7 +99,7 @@ def config_for(
     return Config.model_validate(data)
 
 
-def fingerprint(*arrays: np.ndarray) -> str:
+def fingerprint(*arrays: np.ndarray | None) -> str:
     """sha256 of the raw data a model was trained on (provenance, not security)."""
     h = hashlib.sha256()
     for a in arrays:

@@ -95,8 +95,8 @@ class _Pool:
             # y aligned with the padded rows: row r of X is tick r - (window - 1) of its set
             yy = []
             for ts in sets:
-                yy.append(np.zeros((window - 1, ts.y.shape[1]), np.float32))
-                yy.append(ts.y.astype(np.float32))
+                yy.append(np.zeros((window - 1, ts.torques.shape[1]), np.float32))
+                yy.append(ts.torques.astype(np.float32))
             self.y = torch.from_numpy(np.vstack(yy))
         self.window = window
 
@@ -170,11 +170,11 @@ def train_network(
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    n_f, n_j = sets[0].X.shape[1], sets[0].y.shape[1]
+    n_f, n_j = sets[0].X.shape[1], sets[0].torques.shape[1]
     net = MultiScaleNet(n_f, n_j, scales_ticks, **arch)
     pool = _Pool(sets, net.window, labelled=True)
     xm, xs = _stats(sets)
-    Y = np.vstack([ts.y[ts.warm :] for ts in sets]).astype(np.float64)
+    Y = np.vstack([ts.torques[ts.warm :] for ts in sets]).astype(np.float64)
     net.set_normalisation(xm, xs, Y.mean(0), np.maximum(Y.std(0), 1e-6))
     y_mean, y_std = net.y_mean, net.y_std
     # The linear path first, in closed form (ridge on the newest tick, standardised), then
@@ -199,6 +199,7 @@ def train_network(
         loss_sum = 0.0
         for _ in range(per_epoch):
             x, y = pool.batch(rng.integers(0, len(pool), batch))
+            assert y is not None  # the pool was built labelled=True
             if augment is not None:
                 a0, a1, sig = augment
                 g = torch.exp(sig * torch.randn(batch, 1, a1 - a0))
@@ -297,6 +298,7 @@ def adapt_network(
                 p = step / max(total - 1, 1)
                 disc.grl.lam = lam_max * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
                 xs_, ys_ = src.batch(rng.integers(0, len(src), batch))
+                assert ys_ is not None  # the source pool is labelled
                 xt, _ = tgt.batch(rng.integers(0, len(tgt), batch))
                 pred, zs = out.forward_scaled(xs_, src_mean, src_std)
                 _, zt = out.forward_scaled(xt, tgt_mean, tgt_std)

@@ -54,7 +54,7 @@ def condition(cfg: Config, emg: np.ndarray, mvc: np.ndarray | None) -> np.ndarra
         mvc=mvc,
         enveloped_input=est.input == "enveloped",
     )
-    out = np.empty(emg.shape)
+    out: np.ndarray = np.empty(emg.shape)
     for i in range(0, emg.shape[0], 4096):
         out[i : i + 4096] = cond.process(emg[i : i + 4096])
     if mvc is None:

@@ -54,6 +54,13 @@ class _Branch(nn.Module):
 
 
 class MultiScaleNet(nn.Module):
+    # Normalisation buffers (register_buffer in __init__), declared so a type checker sees
+    # Tensors rather than nn.Module.__getattr__'s "Tensor | Module".
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+
     def __init__(
         self,
         n_features: int,

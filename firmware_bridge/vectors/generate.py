@@ -12,6 +12,7 @@ import dataclasses
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 from firmware_bridge import protocol as P
 
@@ -672,7 +673,7 @@ def build() -> dict:
 
     tq = P.encode_body(P.TorqueCommand(42, 1_000_000, (1250, -1250, 0, 3500)))
     for name, hexstr, receiver, expect, note in _invalid_frames(tq):
-        f = {
+        f: dict[str, Any] = {
             "name": name,
             "hex": hexstr,
             "receiver": receiver,
@@ -693,7 +694,7 @@ def build() -> dict:
     by_name = {f["name"]: bytes.fromhex(f["hex"]) for f in frames}
     max_frame = P.cobs_encode(_body(1, 0x7F, bytes(range(1, 241)))) + b"\x00"
     assert len(max_frame) == P.MAX_ENCODED + 1
-    streams = [
+    streams: list[dict[str, Any]] = [
         {
             "name": "garbage_then_frame",
             "receiver": P.DEVICE,

@@ -16,6 +16,7 @@ import math
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from exoctl import __version__
 from exoctl import cli_policy as policy
@@ -74,7 +75,7 @@ class _Parser(argparse.ArgumentParser):
 
     json_requested = False
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         if _Parser.json_requested:
             policy.emit_json(
                 {"ok": False, "error": f"{self.prog}: {message}", "exit_code": policy.EXIT_USAGE}

@@ -430,8 +430,8 @@ def format_validation_error(
     for item in err.errors():
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, CrossFieldError):
-            for loc, msg in cause.problems:
-                lines.append(f"{_where(path, doc, loc)}: {format_key(loc)}: {msg}")
+            for cause_loc, msg in cause.problems:
+                lines.append(f"{_where(path, doc, cause_loc)}: {format_key(cause_loc)}: {msg}")
             continue
         loc = tuple(item["loc"])
         where = _where(path, doc, loc)

@@ -117,7 +117,7 @@ def _line(node_or_mark: Any) -> int | None:
 _BaseLoader: type = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """SafeLoader (libyaml's composer when present) that bounds integer width and locates
     every construction failure by the key path of the node that failed."""
 

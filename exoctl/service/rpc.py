@@ -152,26 +152,41 @@ class PeerCredentials:
     groups: tuple[str, ...]
 
 
-def peer_credentials(sock: socket.socket) -> PeerCredentials:
+NAMES_TTL_S = 10.0
+"""How long a uid's user and group names are reused: a flood of connections costs one user
+database lookup per uid, and a change of group membership takes effect within this."""
+
+
+def peer_credentials(
+    sock: socket.socket, names: dict[tuple[int, int], tuple[float, Any]] | None = None
+) -> PeerCredentials:
     """Who is connected: SO_PEERCRED (pid, uid, gid at connect time), plus the user's name
-    and group names from the user database (supplementary groups via getgrouplist)."""
+    and group names from the user database (supplementary groups via getgrouplist). With a
+    ``names`` dict, the lookups are remembered per (uid, gid) for ``NAMES_TTL_S``."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
+    now = time.monotonic()
+    hit = names.get((uid, gid)) if names is not None else None
+    if hit is not None and now - hit[0] < NAMES_TTL_S:
+        user, groups = hit[1]
+        return PeerCredentials(pid, uid, gid, user, groups)
     try:
-        user: str | None = pwd.getpwuid(uid).pw_name
+        user = pwd.getpwuid(uid).pw_name
     except KeyError:
         user = None
     gids = {gid}
     if user is not None:
         with contextlib.suppress(OSError):
             gids.update(os.getgrouplist(user, gid))
-    names = []
+    group_names = []
     for g in sorted(gids):
         try:
-            names.append(grp.getgrgid(g).gr_name)
+            group_names.append(grp.getgrgid(g).gr_name)
         except KeyError:
             continue
-    return PeerCredentials(pid, uid, gid, user, tuple(names))
+    if names is not None:
+        names[(uid, gid)] = (now, (user, tuple(group_names)))
+    return PeerCredentials(pid, uid, gid, user, tuple(group_names))
 
 
 def check_allowed(
@@ -533,6 +548,7 @@ class RpcServer:
         self._conns_lock = threading.Lock()
         self._estop_waiting: list[socket.socket] = []
         self._estop_cv = threading.Condition()
+        self._names: dict[tuple[int, int], tuple[float, Any]] = {}
         self._closing = threading.Event()
         self.counters = {
             "connections": 0,
@@ -542,6 +558,7 @@ class RpcServer:
             "busy": 0,
             "evicted": 0,
             "estops": 0,
+            "crashes": 0,  # exceptions that escaped the dispatcher: always a bug
         }
 
     # ------------------------------------------------------------------ listening
@@ -743,6 +760,7 @@ class RpcServer:
                     return  # evicted while the request arrived: its reply said "reconnect"
                 buf += chunk
         except Exception:  # nothing a client sends may end here; log it if it does
+            self.counters["crashes"] += 1
             log.exception("rpc_connection_failed")
         finally:
             with self._conns_lock:
@@ -803,6 +821,7 @@ class RpcServer:
         try:
             return self.dispatcher.handle(msg, ctx)
         except Exception as e:
+            self.counters["crashes"] += 1
             log.exception("rpc_dispatch_failed")
             return encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
@@ -810,7 +829,7 @@ class RpcServer:
         """None if the peer may use the socket (its credentials go into ``ctx``), else the
         refusal to send before closing."""
         try:
-            cred = peer_credentials(sock)
+            cred = peer_credentials(sock, self._names)
         except OSError as e:
             ctx["denied"] = True
             return encode_error(None, PERMISSION_DENIED, f"no credentials: {e}")
@@ -845,44 +864,43 @@ class RpcServer:
                 self._estop_cv.notify()
 
     def _estop_worker(self) -> None:
-        """Every connection waiting is one press: check each peer, e-stop once for all the
-        allowed ones (the call starts after each of them connected), answer each, close."""
+        """Every connection waiting is one press. The e-stop is called as soon as one allowed
+        peer is found among them, once for all of them (each connected before the call
+        started); each gets the answer, refused peers a refusal, then it is closed."""
         while True:
             with self._estop_cv:
                 while not self._estop_waiting and not self._closing.is_set():
                     self._estop_cv.wait(0.2)
+                waiting, self._estop_waiting = self._estop_waiting, []
                 if self._closing.is_set():
-                    waiting, self._estop_waiting = self._estop_waiting, []
                     for s in waiting:
                         s.close()
                     return
-                waiting, self._estop_waiting = self._estop_waiting, []
-            allowed = []
+            resp: bytes | None = None
             for s in waiting:
                 try:
-                    cred = peer_credentials(s)
+                    cred = peer_credentials(s, self._names)
                     ok, reason = check_allowed(cred, self.allowed_users, self.allowed_groups)
                 except OSError as e:
                     ok, reason, cred = False, f"no credentials: {e}", None
-                if ok:
-                    allowed.append(s)
-                    continue
-                self.counters["refused"] += 1
-                log.warning("rpc_estop_peer_refused", pid=getattr(cred, "pid", None), reason=reason)
-                _send_nowait(s, encode_error(None, PERMISSION_DENIED, reason))
+                if not ok:
+                    self.counters["refused"] += 1
+                    log.warning("rpc_estop_refused", pid=getattr(cred, "pid", None), reason=reason)
+                    _send_nowait(s, encode_error(None, PERMISSION_DENIED, reason))
+                elif resp is None:
+                    resp = self._press_estop()
+                    _send_nowait(s, resp)
+                else:
+                    _send_nowait(s, resp)
                 s.close()
-            if not allowed:
-                continue
-            self.counters["estops"] += 1
-            try:
-                resp = self.dispatcher.handle(
-                    {"jsonrpc": "2.0", "id": None, "method": ESTOP_METHOD}
-                ) or encode_error(None, INTERNAL_ERROR, "the e-stop gave no answer")
-            except Exception as e:  # the dispatcher maps handler errors; this is a last guard
-                resp = encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
-            for s in allowed:
-                _send_nowait(s, resp)
-                s.close()
+
+    def _press_estop(self) -> bytes:
+        self.counters["estops"] += 1
+        try:
+            resp = self.dispatcher.handle({"jsonrpc": "2.0", "id": None, "method": ESTOP_METHOD})
+        except Exception as e:  # the dispatcher maps handler errors; this is a last guard
+            resp = encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+        return resp or encode_error(None, INTERNAL_ERROR, "the e-stop gave no answer")
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:

@@ -28,7 +28,10 @@ connection is closed only when the line itself cannot be trusted: too long or to
   longest (connected, no request in progress); if every one is mid-request the newcomer gets
   ``BUSY``. Evicted and idle-timed-out connections get ``CONNECTION_CLOSED``. Both mean
   "nothing was done, connect again", which ``exoctl.service.client`` does by itself;
-* replies must be read within ``send_timeout_s``.
+* replies must be read within ``send_timeout_s``;
+* requests are taken at most ``requests_per_s`` a second (a burst of ``request_burst``; a
+  line costs one plus one per 4 KiB), one at a time, each just after a control tick (the
+  daemon's ``gate``). Beyond that a client waits, it is not refused; the e-stop never waits.
 
 The acceptor never reads from, writes blocking to, or waits for a client.
 
@@ -94,6 +97,8 @@ class Limits:
     request_timeout_s: float = 2.0
     idle_timeout_s: float = 60.0
     send_timeout_s: float = 2.0
+    requests_per_s: float = 250.0
+    request_burst: float = 25.0
 
 
 DEFAULT_MAX_REQUEST_BYTES = Limits.max_request_bytes
@@ -508,6 +513,27 @@ def _send_nowait(sock: socket.socket, data: bytes) -> None:
         sock.send(data + b"\n", socket.MSG_DONTWAIT)
 
 
+class _TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; ``take`` sleeps until enough."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.tokens = self.burst
+        self.t = time.monotonic()
+
+    def take(self, cost: float) -> None:
+        """Callers are serialised by the server's work lock."""
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+            self.t = now
+            if self.tokens >= min(cost, self.burst):
+                self.tokens -= cost  # may go negative for a big one: paid back by waiting
+                return
+            time.sleep((min(cost, self.burst) - self.tokens) / self.rate)
+
+
 class RpcServer:
     """Listens on ``path`` (and on its e-stop socket if the table has ``estop``); call
     ``start()``, later ``close()``."""
@@ -533,6 +559,7 @@ class RpcServer:
             self.limits = Limits(**{**asdict(self.limits), "max_request_bytes": max_request_bytes})
         self.gate = gate
         self._work_lock = threading.Lock()
+        self._bucket = _TokenBucket(self.limits.requests_per_s, self.limits.request_burst)
         self.dispatcher = Dispatcher(methods, concurrent=concurrent, cached=cached, work=self._work)
         self.estop_path = (
             estop_socket_path(path) if ESTOP_METHOD in self.dispatcher.methods else None
@@ -769,12 +796,15 @@ class RpcServer:
                 sock.close()
 
     @contextlib.contextmanager
-    def _work(self) -> Iterator[None]:
+    def _work(self, cost: float = 0.0) -> Iterator[None]:
         """Work that holds the interpreter for a while (parsing a long line, building a cached
         reply): one thread at a time, started when ``gate`` returns. The daemon's gate returns
         just after a control tick, so the work fills the loop's idle time instead of holding
-        the GIL when a tick is due."""
+        the GIL when a tick is due. ``cost`` is taken from a token bucket first
+        (``Limits.requests_per_s``), so a flood costs the process a bounded share of CPU."""
         with self._work_lock:
+            if cost:
+                self._bucket.take(cost)
             if self.gate is not None:
                 try:
                     self.gate()
@@ -782,10 +812,11 @@ class RpcServer:
                     log.exception("rpc_gate_failed")
             yield
 
-    def _pace(self) -> None:
-        """Wait for the gate's next moment, one thread at a time: requests then start at most
-        one per control tick, each in the loop's idle time (an e-stop never waits here)."""
-        with self._work():
+    def _pace(self, cost: float = 1.0) -> None:
+        """Wait for a token and the gate's next moment, one thread at a time: requests then
+        start at most one per control tick and ``requests_per_s`` in all, each in the loop's
+        idle time (an e-stop never waits here)."""
+        with self._work(cost):
             pass
 
     def _handle_line(self, line: bytes, ctx: dict[str, Any], sock: socket.socket) -> bytes | None:
@@ -799,7 +830,7 @@ class RpcServer:
         error: RpcError | None = None
         try:
             if len(line) > GATED_LINE_BYTES:
-                with self._work():
+                with self._work(1.0 + len(line) / 4096):
                     msg = decode_request(line, self.limits)
             else:
                 msg = decode_request(line, self.limits)

@@ -87,9 +87,10 @@ class Rig:
             [sys.executable, "-m", "exoctl.cli", "sim", "--info-file", str(info)],
             stdout=subprocess.DEVNULL, stderr=self.sim_err, cwd=REPO,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not info.exists():
             if self.sim.poll() is not None or time.monotonic() > deadline:
+                self.sim.kill()
                 raise RuntimeError("the simulator did not start")
             time.sleep(0.05)
         ep = json.loads(info.read_text())
@@ -113,7 +114,11 @@ class Rig:
         self.cfg = load_config(self.cfg_path)
         self.sock = self.cfg.service.socket_path
         self.log = (tmp / "daemon.log").open("w+")
-        self.daemon = self._spawn_daemon()
+        try:
+            self.daemon = self._spawn_daemon()
+        except BaseException:
+            self.sim.kill()
+            raise
 
     def _spawn_daemon(self) -> subprocess.Popen:
         for attempt in range(2):  # a start that misses EMG on a loaded machine exits 1: retry
@@ -180,20 +185,29 @@ def _estop_path(rig: Rig) -> Path | None:
     return fn(rig.sock) if fn else None
 
 
+def _timed(fn: Any, ok: str) -> tuple[str, float]:
+    """(``ok`` or the client's error, milliseconds) of one call."""
+    t0 = time.monotonic()
+    try:
+        fn()
+        outcome = ok
+    except C.ClientError as e:
+        outcome = f"{type(e).__name__}: {e}"
+    return outcome, round((time.monotonic() - t0) * 1e3, 2)
+
+
 def _timed_estop(rig: Rig) -> dict[str, Any]:
     """The e-stop as ``exoctl estop`` does it (in process, so that the interpreter's start-up
     is not counted), then the real CLI for its exit code."""
-    t0 = time.monotonic()
-    try:
-        estop = getattr(C, "estop", None)
-        if estop is not None:
+    estop = getattr(C, "estop", None)  # absent before the e-stop socket existed
+    outcome, ms = _timed(
+        lambda: (
             estop(rig.sock, timeout_s=5.0)
-        else:
-            C.call(rig.sock, "estop", timeout_s=5.0)
-        outcome = "accepted"
-    except C.ClientError as e:
-        outcome = f"{type(e).__name__}: {e}"
-    ms = round((time.monotonic() - t0) * 1e3, 2)
+            if estop is not None
+            else C.call(rig.sock, "estop", timeout_s=5.0)
+        ),
+        "accepted",
+    )
     code, _, err, wall = rig.cli("estop")
     return {
         "estop_ms": ms,
@@ -258,13 +272,7 @@ def estop_slow_client(rig: Rig, rate_bps: float = 6.0, n: int = 16) -> dict[str,
     th.start()
     time.sleep(1.5)
     try:
-        t0 = time.monotonic()
-        try:
-            C.call(rig.sock, "status", timeout_s=5.0)
-            status = "answered"
-        except C.ClientError as e:
-            status = f"{type(e).__name__}: {e}"
-        status_ms = round((time.monotonic() - t0) * 1e3, 2)
+        status, status_ms = _timed(lambda: C.call(rig.sock, "status", timeout_s=5.0), "answered")
         r = _timed_estop(rig)
     finally:
         stop.set()

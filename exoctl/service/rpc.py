@@ -10,10 +10,10 @@ Two sockets, side by side (same mode, group and allowed peers):
   arbitrary objects). One JSON document per line (UTF-8, ``\\n``-terminated) each way.
 * the **e-stop socket** (``estop_socket_path``: ``control.sock`` -> ``control.estop.sock``):
   *connecting is pressing the e-stop*. The daemon reads nothing from it, so no client, slow
-  or silent, can hold it up: its acceptor only accepts and hands the connection to one worker,
-  which checks the peer, calls the handler's ``estop`` once for every connection waiting, and
-  answers each with one line (``{"jsonrpc":"2.0","id":null,"result":...}``) before closing.
-  Nothing else shares its thread, its listen queue or its slots.
+  or silent, can hold it up: its one thread accepts every connection waiting, checks each
+  peer, calls the handler's ``estop`` once for all of them, and answers each with one line
+  (``{"jsonrpc":"2.0","id":null,"result":...}``) before closing it. Nothing else shares its
+  thread, its listen queue or its slots.
 
 Bounds on the control socket (``Limits``; each is answered with a JSON-RPC error, the
 connection is closed only when the line itself cannot be trusted: too long or too slow):
@@ -573,8 +573,6 @@ class RpcServer:
         self._threads: list[threading.Thread] = []
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
-        self._estop_waiting: list[socket.socket] = []
-        self._estop_cv = threading.Condition()
         self._names: dict[tuple[int, int], tuple[float, Any]] = {}
         self._closing = threading.Event()
         self.counters = {
@@ -601,13 +599,8 @@ class RpcServer:
                 raise
         for target, name in (
             (self._accept_loop, "exoctl-rpc"),
-            *(
-                ((self._estop_accept_loop, "exoctl-rpc-estop"),
-                 (self._estop_worker, "exoctl-rpc-estop-worker"))
-                if self._estop_sock is not None
-                else ()
-            ),
-        ):  # fmt: skip
+            *(((self._estop_loop, "exoctl-rpc-estop"),) if self._estop_sock is not None else ()),
+        ):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -883,30 +876,27 @@ class RpcServer:
             return False
 
     # ------------------------------------------------------------------ e-stop socket
-    def _estop_accept_loop(self) -> None:
-        """Accept and queue; the worker answers. Reads nothing, so nobody can stall it."""
+    def _estop_loop(self) -> None:
+        """Accept, then every connection already waiting too (non-blocking): each is one
+        press. The e-stop is called as soon as one allowed peer is found among them, once
+        for all of them (each connected before that call started); each gets the answer,
+        refused peers a refusal, then it is closed. Nothing is ever read from a client, so
+        no client can stall this thread; connections that arrive while the e-stop runs wait
+        in the listen queue and are the next round (a new call: they came after it began)."""
         assert self._estop_sock is not None
         while not self._closing.is_set():
-            sock = self._accept(self._estop_sock)
-            if sock is None:
+            first = self._accept(self._estop_sock)
+            if first is None:
                 continue
-            with self._estop_cv:
-                self._estop_waiting.append(sock)
-                self._estop_cv.notify()
-
-    def _estop_worker(self) -> None:
-        """Every connection waiting is one press. The e-stop is called as soon as one allowed
-        peer is found among them, once for all of them (each connected before the call
-        started); each gets the answer, refused peers a refusal, then it is closed."""
-        while True:
-            with self._estop_cv:
-                while not self._estop_waiting and not self._closing.is_set():
-                    self._estop_cv.wait(0.2)
-                waiting, self._estop_waiting = self._estop_waiting, []
-                if self._closing.is_set():
-                    for s in waiting:
-                        s.close()
-                    return
+            waiting = [first]
+            self._estop_sock.setblocking(False)
+            try:
+                while len(waiting) < 1024:
+                    waiting.append(self._estop_sock.accept()[0])
+            except OSError:  # BlockingIOError: the queue is empty
+                pass
+            finally:
+                self._estop_sock.settimeout(0.2)
             resp: bytes | None = None
             for s in waiting:
                 try:
@@ -940,8 +930,6 @@ class RpcServer:
             if s is not None:
                 with contextlib.suppress(OSError):
                     s.close()
-        with self._estop_cv:
-            self._estop_cv.notify_all()
         for t in self._threads:
             t.join(2.0)
         with self._conns_lock:

@@ -428,7 +428,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_estop(args: argparse.Namespace) -> int:
-    r = _rpc(args, "estop")
+    from exoctl.service.client import estop
+
+    # The e-stop socket: no other client can hold it up (see exoctl.service.client.estop).
+    r = estop(_service_config(args).socket_path, timeout_s=getattr(args, "timeout", 5.0))
     return _emit(
         args,
         r,

@@ -81,6 +81,13 @@ class Daemon:
         "model.load": "rpc_model_load",
         "sessions.list": "rpc_sessions_list",
     }
+    RPC_CONCURRENT = ("status", "estop")
+    """Not queued behind other requests: the e-stop must never wait for a session's ramp-out,
+    and ``status`` only reads."""
+    RPC_CACHED_S = {"status": 0.1}
+    """At most one ``status`` built per 100 ms however many clients ask (each build holds the
+    interpreter for about a millisecond); any other request invalidates it, so an e-stop or
+    a new session shows in the next one."""
 
     def __init__(self, cfg: Config, notifier: Notifier | None = None) -> None:
         from exoctl.runtime.controller import Controller
@@ -136,6 +143,9 @@ class Daemon:
             allowed_users=self.svc.allowed_users,
             allowed_groups=self.svc.allowed_groups,
             socket_group=self.svc.socket_group,
+            concurrent=self.RPC_CONCURRENT,
+            cached=self.RPC_CACHED_S,
+            gate=self._after_tick,
         ).start()
         self._pump_thread = threading.Thread(
             target=self._pump_loop, name="exoctl-pump", daemon=True
@@ -378,6 +388,31 @@ class Daemon:
             "end_reason": reason,
             "duration_s": round(time.time() - s.started_at, 3) if s else None,
         }
+
+    # ------------------------------------------------------------------ RPC threads
+    def _after_tick(self) -> None:
+        """The control socket's gate for work that holds the GIL (a long request parsed, a
+        ``status`` built): returns just after a tick has finished, with at least half a
+        period before the next deadline, so the work runs while the loop sleeps instead of
+        making a due tick wait for the interpreter. Bounded: at most three periods, and at
+        once when the loop is not running.
+
+        Reads only: the loop's next deadline and the time its last tick wrote a command."""
+        loop = self.controller.loop
+        if not loop.running:
+            return
+        period = loop.period
+        end = time.monotonic() + 3 * period
+        while (now := time.monotonic()) < end:
+            nxt = loop.timer.next_deadline
+            n = loop.log.n
+            last = loop.log.t[(n - 1) % loop.log.capacity] if n else -math.inf
+            if nxt > now and last >= nxt - period:  # this period's tick is done
+                if nxt - now >= 0.5 * period:
+                    return
+                time.sleep(nxt - now)  # too close to the next deadline: after that tick
+            else:
+                time.sleep(0.0002)  # a tick is running (or due): poll for its end
 
     # ------------------------------------------------------------------ RPC methods
     def rpc_status(self) -> dict[str, Any]:

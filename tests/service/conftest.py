@@ -32,7 +32,7 @@ def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: A
     return path
 
 
-@pytest.fixture(name="write_config")
+@pytest.fixture(name="write_config", scope="session")
 def _write_config_fixture() -> Any:
     """Helpers are handed out as fixtures: with --import-mode=importlib, conftest is not an
     importable module."""

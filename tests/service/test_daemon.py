@@ -49,6 +49,7 @@ class Sim:
         deadline = time.monotonic() + 60
         while not self.info.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()  # else it outlives the test, burning CPU
                 raise RuntimeError(f"simulator did not start: {self.stderr()}")
             time.sleep(0.05)
         self.endpoints = json.loads(self.info.read_text())

@@ -228,7 +228,8 @@ def estop(
             break
         if "error" in resp:
             Client._raise(resp["error"])
-        return resp.get("result")
+        result: dict[str, Any] = resp.get("result") or {}
+        return result
     try:
         return call(path, rpc.ESTOP_METHOD, timeout_s=timeout_s, retry_s=retry_s)
     except DaemonNotRunning:

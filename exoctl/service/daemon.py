@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import faulthandler
+import math
 import os
 import signal
 import sys

@@ -114,10 +114,11 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
         except ConfigError as e:
             return _fail(args, str(e), EXIT_ERROR)
         except Exception as e:
-            # A RecorderError can only come from a command that imported the recorder; not
-            # importing it (and numpy) here keeps `exoctl status` quick.
-            recorder = sys.modules.get("exoctl.service.recorder")
-            if recorder is not None and isinstance(e, recorder.RecorderError):
+            # A RecorderError can only come from a command that imported the recordings'
+            # store (where it is defined); not importing it (and numpy) here keeps
+            # `exoctl status` quick.
+            store = sys.modules.get("exoctl.service.store")
+            if store is not None and isinstance(e, store.RecorderError):
                 return _fail(args, str(e), EXIT_ERROR)
             raise
         except KeyboardInterrupt:

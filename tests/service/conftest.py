@@ -22,6 +22,7 @@ def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: A
         "allowed_groups": [],
         "flush_interval_s": 0.2,
         "publish_lsl": False,
+        "realtime_priority": 50,  # asked for: off by default since issue 16 (tests/conftest.py)
     }
     svc.update(service or {})
     cfg = load_config(DEFAULT_CONFIG).with_overrides(service=svc, **sections)

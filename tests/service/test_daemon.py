@@ -37,11 +37,20 @@ class Sim:
     """`exoctl sim` in its own process: EMG on an LSL outlet, the firmware on a pty. Its
     emulator's counters are printed as JSON on stderr when it is stopped."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, config: Path) -> None:
         self.info = tmp / "sim.json"
         self.err = (tmp / "sim.err").open("w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exoctl.cli", "sim", "--info-file", str(self.info)],
+            [
+                sys.executable,
+                "-m",
+                "exoctl.cli",
+                "--config",
+                str(config),
+                "sim",
+                "--info-file",
+                str(self.info),
+            ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=self.err,
             cwd=ROOT,
@@ -76,8 +85,8 @@ class Sim:
 
 
 @pytest.fixture
-def sim(tmp_path: Path):
-    s = Sim(tmp_path)
+def sim(tmp_path: Path, realtime_config: Path):
+    s = Sim(tmp_path, realtime_config)
     try:
         yield s
     finally:

@@ -1,4 +1,4 @@
-"""The HIL tests run with the real-time set-up the exoskeleton PC uses, asked for explicitly.
+"""HIL and daemon tests run with the real-time set-up of the exoskeleton PC, asked for explicitly.
 
 Real-time scheduling is off by default (exoctl/configs/default.yaml), but the simulator
 stands for hardware with a processor of its own, and on this shared 2-core machine a loop at

@@ -21,18 +21,17 @@ from typing import Any
 import yaml
 
 from exoctl.config.lookup import ConfigChoice, find_config
-from exoctl.config.schema import PATH_KEYS, ConfigError, load_config
+from exoctl.config.schema import PATH_KEYS, load_config
+from exoctl.config.yamlfile import read_yaml
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./~+@-]+")
 
 
-def with_absolute_paths(text: str, base: Path) -> str:
+def with_absolute_paths(text: str, root: yaml.Node | None, base: Path) -> str:
     """``text`` (a configuration file's YAML) with its relative path values made absolute
     against ``base``, everything else (comments, order, layout) unchanged."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as e:  # load_config has said it better already; be safe anyway
-        raise ConfigError(f"cannot parse the configuration: {e}") from None
+    if root is None:  # an empty file: nothing to make absolute
+        return text
     edits: list[tuple[int, int, str]] = []
     for keys in PATH_KEYS:
         node = root
@@ -67,8 +66,8 @@ def _child(node: Any, key: str) -> Any:
 
 def _copy_text(choice: ConfigChoice) -> str:
     load_config(choice.path)  # a bad file is reported with its file, key and value first
-    text = choice.path.read_text()
-    return with_absolute_paths(text, choice.path.resolve().parent)
+    doc = read_yaml(choice.path, "configuration")  # the one reader: its checked node graph
+    return with_absolute_paths(choice.path.read_text(), doc.root, choice.path.resolve().parent)
 
 
 def cmd_show(args: argparse.Namespace) -> int:

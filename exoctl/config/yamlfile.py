@@ -79,6 +79,7 @@ class YamlDocument:
     path: Path
     data: Any
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
+    root: Node | None = field(default=None, repr=False)  # the checked node graph (positions)
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """The line of ``loc``, or of its nearest ancestor the file names (None: no line)."""
@@ -415,7 +416,7 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError)
     finally:
         if loader is not None:
             loader.dispose()
-    return YamlDocument(path, value, lines)
+    return YamlDocument(path, value, lines, root)
 
 
 def _raise(e: Exception) -> Any:

@@ -32,6 +32,7 @@ import yaml
 
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
+from exoctl.config.yamlfile import read_yaml
 
 LOOP_PRIORITY = 50
 SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor
@@ -42,7 +43,7 @@ def bench_config(
     base: Path, bench_dir: Path, port: Path, source_id: str, realtime: bool
 ) -> dict[str, Any]:
     """The bench's configuration: ``base`` with the keys the simulator and daemon share set."""
-    raw = yaml.safe_load(base.read_text()) or {}
+    raw = read_yaml(base, "configuration").data or {}
     resolve_paths(raw, base.resolve().parent)
     device = raw.setdefault("device", {})
     device.setdefault("serial", {})["port"] = str(port)

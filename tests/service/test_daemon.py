@@ -302,7 +302,7 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         code, out, err = _cli(run_cli, capsys, d, "status")  # the clinician's view
         assert code == 0, err
         assert "session   patient P01, protocol treadmill" in out and f"id {sid}" in out
-        assert "assist    hip_l 0.5 hip_r 0.5" in out and "loop healthy" in out
+        assert "assist    hip_l 0.5, hip_r 0.5" in out and "loop healthy" in out
         assert out.count("\nhip_l ") + out.count("\nknee_r ") == 2  # the per-joint table
         time.sleep(1.0)
         code, out, err = _cli(run_cli, capsys, d, "status", "--json")

@@ -378,6 +378,8 @@ PATH_KEYS = (
 # shipped models travel inside the package, so a wheel install finds them from any directory.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+# The shipped models (network, linear baseline, calibration) that default.yaml names.
+MODELS_DIR = CONFIG_DIR.parent / "models"
 
 
 def load_config(path: str | Path | None = None) -> Config:

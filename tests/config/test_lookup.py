@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exoctl.config import lookup as L
-from exoctl.config.schema import DEFAULT_CONFIG, load_config
+from exoctl.config.schema import DEFAULT_CONFIG, MODELS_DIR, load_config
 
 
 def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +40,7 @@ def test_relative_paths_resolve_against_the_file(
 ) -> None:
     """Never against the working directory: the same file means the same model anywhere."""
     text = DEFAULT_CONFIG.read_text()
-    models = DEFAULT_CONFIG.parent.parent / "models"
+    models = MODELS_DIR
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "m.onnx").write_bytes((models / "default.onnx").read_bytes())
     text = text.replace("../models/network.onnx", "m.onnx").replace(

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exoctl.config.schema import DEFAULT_CONFIG, load_config
+from exoctl.config.schema import DEFAULT_CONFIG, MODELS_DIR, load_config
 from exoctl.config.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigError, read_yaml
 
 LOCATED = re.compile(r"^(?P<file>[^\n]+?):(?P<line>\d+): (?P<key>[^\n]+?): [^\n]+$")
@@ -43,8 +43,8 @@ def _write(tmp_path: Path, text: str | bytes, name: str = "f.yaml") -> Path:
 
 def _default_text() -> str:
     # relative paths in the shipped file resolve against configs/; keep them valid elsewhere
-    models = DEFAULT_CONFIG.parent.parent / "exoctl" / "models"
-    return DEFAULT_CONFIG.read_text().replace("../exoctl/models", str(models))
+    models = MODELS_DIR
+    return DEFAULT_CONFIG.read_text().replace("../models", str(models))
 
 
 def test_torque_limit_written_twice_is_refused(tmp_path):

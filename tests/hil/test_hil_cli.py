@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exoctl.config.schema import DEFAULT_CONFIG
+from exoctl.config.schema import DEFAULT_CONFIG, MODELS_DIR
 
 pytestmark = pytest.mark.hil
 
-MODELS = DEFAULT_CONFIG.parent.parent / "exoctl" / "models"
+MODELS = MODELS_DIR
 
 
 def _config(tmp_path: Path, mutate) -> Path:

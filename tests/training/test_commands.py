@@ -138,11 +138,11 @@ def test_compare_finds_the_calibration_of_a_model_that_does_not_name_it(tmp_path
     before any scoring (it used to fail after scoring the first model, 45 s in)."""
     import shutil
 
-    from exoctl.config.schema import DEFAULT_CONFIG, load_config
+    from exoctl.config.schema import DEFAULT_CONFIG, MODELS_DIR, load_config
     from exoctl.training.commands import _calibration_path
 
     cfg = load_config(DEFAULT_CONFIG)
-    models = DEFAULT_CONFIG.parent.parent / "models"
+    models = MODELS_DIR
     assert TorqueModel(models / "default.onnx").info.extra.get("calibration_file") is None
     assert _calibration_path(models / "default.onnx", None, cfg) == models / "sim_calibration.yaml"
     lone = tmp_path / "lone.onnx"

@@ -43,8 +43,12 @@ def _write(tmp_path: Path, text: str | bytes, name: str = "f.yaml") -> Path:
 
 def _default_text() -> str:
     # relative paths in the shipped file resolve against configs/; keep them valid elsewhere
-    models = DEFAULT_CONFIG.parent.parent / "exoctl" / "models"
-    return DEFAULT_CONFIG.read_text().replace("../exoctl/models", str(models))
+    cfg = load_config()
+    return (
+        DEFAULT_CONFIG.read_text()
+        .replace("../models/sim_calibration.yaml", str(cfg.estimator.calibration))
+        .replace("../models/network.onnx", str(cfg.model.path))
+    )
 
 
 def test_torque_limit_written_twice_is_refused(tmp_path):

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exoctl.config.schema import DEFAULT_CONFIG
+from exoctl.config.schema import DEFAULT_CONFIG, load_config
 
 pytestmark = pytest.mark.hil
 
-MODELS = DEFAULT_CONFIG.parent.parent / "exoctl" / "models"
+MODELS = load_config().model.path.parent  # the shipped models, wherever the package is
 
 
 def _config(tmp_path: Path, mutate) -> Path:

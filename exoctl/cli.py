@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import sys
 import traceback
 from pathlib import Path
@@ -34,6 +33,9 @@ _COMMAND_MODULES = (
 
 def _cmd_hil(args: argparse.Namespace) -> int:
     from exoctl.config.lookup import config_path
+    from exoctl.config.schema import load_config
+
+    load_config(config_path(args))  # a bad file fails here, before the bench's heavy imports
     from exoctl.hil.runner import format_summary, run_hil, run_scenario
 
     if args.scenario:
@@ -58,13 +60,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _seconds(text: str) -> float:
     """An argparse type: a finite, positive number of seconds (at most the runner's limit)."""
-    from exoctl.hil.runner import MAX_DURATION_S
+    from exoctl.hil import MAX_DURATION_S
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and 0 < value <= MAX_DURATION_S):
+    value = policy.seconds(text)
+    if value > MAX_DURATION_S:
         raise argparse.ArgumentTypeError(f"{text} s: must be in (0, {MAX_DURATION_S:g}] s")
     return value
 

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -40,6 +41,20 @@ EXIT_PERMISSION = 4
 EXIT_REFUSED = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds (``-1``, ``0``, ``nan`` are
+    usage errors, exit 2, not a run that ends at once or never)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} s: must be a positive number of seconds")
+    return value
 
 
 def json_text(obj: Any) -> str:

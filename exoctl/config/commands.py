@@ -14,12 +14,12 @@ import argparse
 import datetime as dt
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from exoctl.cli_policy import EXIT_ERROR, EXIT_OK, emit_json, fail
 from exoctl.config.lookup import ConfigChoice, find_config
 from exoctl.config.schema import PATH_KEYS, load_config
 from exoctl.config.yamlfile import read_yaml
@@ -75,8 +75,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         cfg = load_config(choice.path)
         doc = {"path": str(choice.path), "chosen_by": choice.origin, **cfg.model_dump(mode="json")}
-        print(json.dumps(doc))
-        return 0
+        emit_json(doc)
+        return EXIT_OK
     text = _copy_text(choice)
     print(f"# exoctl configuration {choice.path} (chosen by: {choice.origin}); paths made absolute")
     print(text, end="" if text.endswith("\n") else "\n")
@@ -87,8 +87,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     choice = find_config(getattr(args, "config", None))
     out: Path = args.out
     if out.exists() and not args.force:
-        print(f"exoctl: {out} exists; not overwritten (--force replaces it)", file=sys.stderr)
-        return 1
+        return fail(f"{out} exists; not overwritten (--force replaces it)", EXIT_ERROR)
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     header = (
         f"# Written by `exoctl config init` on {when} from {choice.path}.\n"
@@ -101,8 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         tmp.write_text(text)
         tmp.replace(out)
     except OSError as e:
-        print(f"exoctl: cannot write {out}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        return fail(f"cannot write {out}: {e.strerror or e}", EXIT_ERROR)
     cfg = load_config(out)
     print(f"wrote {out} (a copy of {choice.path})")
     print(f"  model        {cfg.model.path}")

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from exoctl.cli_policy import seconds
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
 from exoctl.config.yamlfile import read_yaml
@@ -269,6 +270,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default off)",
     )
     up.add_argument(
-        "--duration", type=float, default=None, help="stop after SECONDS (default: until Ctrl-C)"
+        "--duration", type=seconds, default=None, help="stop after SECONDS (default: until Ctrl-C)"
     )
     up.set_defaults(func=cmd_bench_up)

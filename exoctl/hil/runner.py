@@ -22,6 +22,7 @@ import numpy as np
 
 from exoctl.config.schema import CONFIG_DIR, ConfigError, deep_merge, load_config, resolve_paths
 from exoctl.config.yamlfile import YamlDocument, format_key, read_yaml_document
+from exoctl.hil import MAX_DURATION_S
 from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
 from exoctl.hil.simulator import SimulatorResult, simulator_process
 
@@ -41,8 +42,6 @@ SIMULATOR_KINDS = (  # Simulator.inject: the patient's EMG, then the emulated fi
     "set_bit_error_rate",
 )
 INJECTION_KINDS = PARENT_KINDS + CONTROLLER_KINDS + SIMULATOR_KINDS
-MAX_DURATION_S = 3600.0
-"""Longest run: the controller keeps every tick of the run in memory (~300 B per tick)."""
 
 
 @dataclass

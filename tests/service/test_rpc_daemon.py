@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,10 +127,15 @@ BATCH = r"""
 
 def test_oversize_batch_refused_without_delaying_a_tick(daemon) -> None:
     """Reproduction 2: a batch of 1,000 ``status`` calls (45 KB), sent ten times, each after
-    a quiet gap of 0.3 s. Each is refused with a JSON-RPC error, and the ticks that started
-    while one was in flight are no later than the loop's normal p99 (measured over the quiet
-    gaps of the same run), beyond what that p99 itself lets through: 1 % of ticks, with a
-    binomial allowance."""
+    a quiet gap of 0.3 s. Each is refused with a JSON-RPC error within a second (it used to
+    be answered after 8-25 s), and no tick that started while the daemon held one (from its
+    first byte to the answer: the server's own record) comes near the firmware's command
+    timeout (it used to hold the loop 235-601 ms and latch a host timeout).
+
+    And, where the loop keeps its period in the quiet gaps (their p99 start error under half
+    a period; on an overloaded machine the loop has no idle time to compare with), those
+    ticks are no later than the quiet p99 beyond what that p99 itself lets through: 1 % of
+    ticks, with a binomial allowance."""
     d = daemon
     first = d.controller.loop.ticks
     r = _attacker(BATCH, str(d.svc.socket_path), "10", "0.3")
@@ -138,22 +144,39 @@ def test_oversize_batch_refused_without_delaying_a_tick(daemon) -> None:
     for a in r["answers"]:
         assert a["error"]["code"] == rpc.INVALID_REQUEST, a
         assert a["error"]["data"] == {"limit": "max_batch", "max": rpc.Limits().max_batch}
+    held = [(t0, t1) for t0, t1, n in d.server.recent if n > 40_000]
+    assert len(held) == 10
     start, err = _tick_starts(d, first)
+    period = d.controller.loop.period
     during = np.zeros(len(start), bool)
+    for t0, t1 in held:
+        during |= (start >= t0) & (start <= t1 + period)
+    sent = np.zeros(len(start), bool)  # the attacker's whole exchanges, daemon's part or not
     for t0, t1 in r["windows"]:
-        during |= (start >= t0) & (start <= t1)
-    quiet = ~during & (start >= r["windows"][0][0] - 0.3)
+        sent |= (start >= t0) & (start <= t1)
+    quiet = ~sent & ~during & (start >= r["windows"][0][0] - 0.3)
     p99 = float(np.percentile(err[quiet], 99))
-    late = int((err[during] > p99).sum())
     n = int(during.sum())
+    late = int((err[during] > p99).sum())
     allowance = 2 + int(np.ceil(0.01 * n + 3 * np.sqrt(0.01 * n)))  # mean + 3 sigma, +2
+    worst = float(err[during].max()) if n else 0.0
+    held_ms = [round((t1 - t0) * 1e3, 1) for t0, t1 in held]
     report = (
-        f"{n} ticks during the requests, {late} later than the quiet p99 {p99 * 1e3:.3f} ms "
-        f"(max during {err[during].max() * 1e3:.3f} ms; quiet ticks {int(quiet.sum())})"
+        f"{n} ticks while the daemon held the requests ({held_ms} ms), {late} later than the "
+        f"quiet p99 {p99 * 1e3:.3f} ms (allowed {allowance}); worst {worst * 1e3:.3f} ms; "
+        f"{int(quiet.sum())} quiet ticks (max {err[quiet].max() * 1e3:.3f} ms)"
     )
     print(report)
-    assert n >= 5, report
-    assert late <= allowance, report
+    assert max(t1 - t0 for t0, t1 in r["windows"]) < 1.0, report
+    assert worst < 0.1, report  # the firmware's command timeout: it would turn the torque off
+    if p99 < period / 2:
+        assert late <= allowance, report
+    else:
+        warnings.warn(
+            f"loop overloaded in the quiet gaps (p99 start error {p99 * 1e3:.1f} ms, period "
+            f"{period * 1e3:g} ms): late-tick comparison not made; {report}",
+            stacklevel=1,
+        )
     assert d.controller.loop.error is None
 
 

@@ -411,7 +411,9 @@ class Daemon:
             last = loop.log.t[(n - 1) % loop.log.capacity] if n else -math.inf
             if nxt > now and last >= nxt - period:  # this period's tick is done
                 return
-            time.sleep(0.0002)  # a tick is running (or due): poll for its end
+            # A tick is running (or due): look again in half a millisecond. Not more often:
+            # each look takes the GIL, and a thread preempted while holding it stalls the loop.
+            time.sleep(0.0005)
 
     # ------------------------------------------------------------------ RPC methods
     def rpc_status(self) -> dict[str, Any]:

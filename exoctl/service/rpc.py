@@ -91,7 +91,7 @@ ESTOP_METHOD = "estop"
 class Limits:
     """What one client may ask of the control socket (see the module docstring)."""
 
-    max_request_bytes: int = 64 * 1024
+    max_request_bytes: int = 16 * 1024
     max_batch: int = 32
     max_depth: int = 32
     max_number_digits: int = 40
@@ -107,7 +107,7 @@ class Limits:
 DEFAULT_MAX_REQUEST_BYTES = Limits.max_request_bytes
 GATED_LINE_BYTES = 1024
 """Lines longer than this are parsed inside the server's gated work section (a CLI request
-is 50-300 bytes and parses in microseconds; 64 KiB take up to a millisecond)."""
+is 50-300 bytes and parses in microseconds; 16 KiB take a few hundred)."""
 log = structlog.get_logger("exoctl.rpc")
 
 
@@ -244,15 +244,20 @@ def _deeper_than(value: Any, limit: int) -> bool:
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
+def _skip_space(text: str, i: int) -> int:
+    m = _SPACE.match(text, i)
+    return m.end() if m else i
+
+
 def _parse(decoder: json.JSONDecoder, text: str, max_batch: int) -> Any:
     """``decoder.decode(text)``, except that a batch (a top-level array) is parsed one call
     at a time and refused as soon as it has one call too many: a 1,000-call batch costs the
     parsing of 33 calls, not of 1,000."""
-    i = _SPACE.match(text).end()
+    i = _skip_space(text, 0)
     if not text.startswith("[", i):
         return decoder.decode(text)
     calls: list[Any] = []
-    i = _SPACE.match(text, i + 1).end()
+    i = _skip_space(text, i + 1)
     if text.startswith("]", i):
         i += 1
     else:
@@ -261,15 +266,15 @@ def _parse(decoder: json.JSONDecoder, text: str, max_batch: int) -> Any:
             calls.append(call)
             if len(calls) > max_batch:
                 raise _limit("max_batch", max_batch, f"a batch of more than {max_batch} calls")
-            i = _SPACE.match(text, i).end()
+            i = _skip_space(text, i)
             if text.startswith(",", i):
-                i = _SPACE.match(text, i + 1).end()
+                i = _skip_space(text, i + 1)
             elif text.startswith("]", i):
                 i += 1
                 break
             else:
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
-    if _SPACE.match(text, i).end() != len(text):
+    if _skip_space(text, i) != len(text):
         raise json.JSONDecodeError("Extra data", text, i)
     return calls
 
@@ -283,7 +288,7 @@ def decode_request(line: bytes, limits: Limits = Limits()) -> Any:
     interleave. Digit runs and the number of values are checked on the bytes first (counted
     exactly, strings excluded, only when a cheap count says they may be over): converting a
     5,000-digit integer is what used to kill the connection thread, and ``max_items`` bounds
-    what the parser may build (64 KiB of ``[],`` would be 20,000 lists). The parser's own
+    what the parser may build (16 KiB of ``[],`` would be 5,000 lists). The parser's own
     recursion limit stops 50,000 brackets at once; a batch is refused at its first call too
     many (``_parse``); nesting is walked only when there are enough brackets for it to be
     over. The parser refuses NaN, Infinity and floats that overflow."""
@@ -804,6 +809,8 @@ class RpcServer:
                     continue
                 if len(buf) > lim.max_request_bytes:  # no newline in sight: refuse it now
                     self._send(sock, self._handle_line(bytes(buf), ctx, sock) or b"")
+                    begun = deadline - lim.request_timeout_s if deadline else time.monotonic()
+                    self.recent.append((begun, time.monotonic(), len(buf)))
                     return
                 now = time.monotonic()
                 wait = lim.idle_timeout_s if deadline is None else deadline - now
@@ -884,7 +891,9 @@ class RpcServer:
         msg: Any = None
         error: RpcError | None = None
         try:
-            if len(line) > GATED_LINE_BYTES:
+            if len(line) > self.limits.max_request_bytes:  # no need to wait for a turn
+                decode_request(line, self.limits)
+            elif len(line) > GATED_LINE_BYTES:
                 with self._work(1.0 + len(line) / 4096):
                     msg = decode_request(line, self.limits)
             else:

@@ -31,7 +31,8 @@ connection is closed only when the line itself cannot be trusted: too long or to
 * replies must be read within ``send_timeout_s``;
 * requests are taken at most ``requests_per_s`` a second (a burst of ``request_burst``; a
   line costs one plus one per 4 KiB), one at a time, each just after a control tick (the
-  daemon's ``gate``). Beyond that a client waits, it is not refused; the e-stop never waits.
+  daemon's ``gate``), and connections at most ``connections_per_s``. Beyond that a client
+  waits (in the listen queue, or for its turn), it is not refused; the e-stop never waits.
 
 The acceptor never reads from, writes blocking to, or waits for a client.
 
@@ -102,6 +103,8 @@ class Limits:
     send_timeout_s: float = 2.0
     requests_per_s: float = 250.0
     request_burst: float = 25.0
+    connections_per_s: float = 250.0
+    connection_burst: float = 50.0
 
 
 DEFAULT_MAX_REQUEST_BYTES = Limits.max_request_bytes
@@ -561,7 +564,7 @@ class _TokenBucket:
         self.t = time.monotonic()
 
     def take(self, cost: float) -> None:
-        """Callers are serialised by the server's work lock."""
+        """Callers are serialised (the server's work lock; the acceptor is one thread)."""
         while True:
             now = time.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
@@ -598,6 +601,7 @@ class RpcServer:
         self.gate = gate
         self._work_lock = threading.Lock()
         self._bucket = _TokenBucket(self.limits.requests_per_s, self.limits.request_burst)
+        self._accepts = _TokenBucket(self.limits.connections_per_s, self.limits.connection_burst)
         self.dispatcher = Dispatcher(methods, concurrent=concurrent, cached=cached, pace=self._pace)
         self.estop_path = (
             estop_socket_path(path) if ESTOP_METHOD in self.dispatcher.methods else None
@@ -725,6 +729,7 @@ class RpcServer:
             sock = self._accept(self._sock)
             if sock is None:
                 continue
+            self._accepts.take(1.0)  # a flood of connections waits in the listen queue
             conn = _Conn(sock)
             victim = None
             with self._conns_lock:
@@ -891,7 +896,8 @@ class RpcServer:
         msg: Any = None
         error: RpcError | None = None
         try:
-            if len(line) > self.limits.max_request_bytes:  # no need to wait for a turn
+            if len(line) > self.limits.max_request_bytes:  # refused unread, in its turn
+                self._pace()
                 decode_request(line, self.limits)
             elif len(line) > GATED_LINE_BYTES:
                 with self._work(1.0 + len(line) / 4096):

@@ -730,6 +730,9 @@ class RpcServer:
             if sock is None:
                 continue
             self._accepts.take(1.0)  # a flood of connections waits in the listen queue
+            if self.gate is not None:  # its thread starts in the loop's idle time
+                with contextlib.suppress(Exception):
+                    self.gate()
             conn = _Conn(sock)
             victim = None
             with self._conns_lock:

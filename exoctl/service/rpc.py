@@ -22,8 +22,9 @@ connection is closed only when the line itself cannot be trusted: too long or to
   its first byte (a client trickling bytes loses its connection, nobody else waits for it);
 * at most ``max_batch`` calls per batch, ``max_depth`` levels of nesting, ``max_items``
   values in all, ``max_number_digits`` digits in a number; NaN, Infinity and floats that
-  overflow are refused. These are checked on the raw bytes before the parser runs, so a
-  hostile line costs about as much as a well-formed one of the same size;
+  overflow are refused. These are checked on the raw bytes before the parser runs, and a
+  batch is refused at its first call too many, so a hostile line costs about as much as a
+  well-formed one of the same size;
 * ``max_connections`` connections. When all are taken, a new one evicts the connection idle
   longest (connected, no request in progress); if every one is mid-request the newcomer gets
   ``BUSY``. Evicted and idle-timed-out connections get ``CONNECTION_CLOSED``. Both mean

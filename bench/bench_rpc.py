@@ -4,8 +4,8 @@
     .venv/bin/python -m bench.bench_rpc --only batch,concurrency --out /tmp/rpc.json
 
 What runs: ``exoctl sim`` (EMG over LSL on loopback, the emulated firmware on a pty) and
-``exoctl daemon`` as two child processes, exactly as deployed; this process is the attacker
-and the clinician. Each reproduction of the issue, with its figure:
+``exoctl daemon`` as two child processes, exactly as deployed (the loop at SCHED_FIFO 50, the
+simulator above it at 60, where granted); this process is the attacker and the clinician. Each reproduction of the issue, with its figure:
 
 * ``estop_exhaustion``: connections that never send a newline fill the control socket (the
   old per-socket cap, 16, plus 48 more), then ``exoctl estop``: its exit code and the time
@@ -83,8 +83,14 @@ class Rig:
         self.tmp = tmp
         info = tmp / "sim.json"
         self.sim_err = (tmp / "sim.err").open("w+")
+        sim_cfg = tmp / "sim.yaml"  # the simulator stands for hardware: above the loop
+        raw = load_config(DEFAULT_CONFIG).with_overrides(simulator={"realtime_priority": 60})
+        sim_data = raw.model_dump(mode="json")
+        sim_data.pop("source", None)
+        sim_cfg.write_text(yaml.safe_dump(sim_data, sort_keys=False))
         self.sim = subprocess.Popen(
-            [sys.executable, "-m", "exoctl.cli", "sim", "--info-file", str(info)],
+            [sys.executable, "-m", "exoctl.cli", "--config", str(sim_cfg), "sim",
+             "--info-file", str(info)],
             stdout=subprocess.DEVNULL, stderr=self.sim_err, cwd=REPO,
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -101,6 +107,7 @@ class Rig:
             "allowed_users": ["root"],
             "allowed_groups": [],
             "publish_lsl": False,
+            "realtime_priority": 50,  # as deployed (docs/deploy.md) and as the daemon tests ask
         }
         cfg = load_config(DEFAULT_CONFIG).with_overrides(
             service=svc,
@@ -439,7 +446,8 @@ def hostile(rig: Rig) -> dict[str, Any]:
     out = {}
     for name, line in (
         ("int_5000_digits", b'{"jsonrpc":"2.0","id":' + b"9" * 5000 + b',"method":"status"}'),
-        ("nesting_50000", b"[" * 50000),
+        ("nesting_50000", b"[" * 50000),  # 50 KB: over the size limit, refused unread
+        ("nesting_10000", b"[" * 10000),
     ):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(5)

@@ -392,33 +392,39 @@ class Daemon:
 
     # ------------------------------------------------------------------ RPC threads
     def _after_tick(self) -> None:
-        """The control socket's gate for work that holds the GIL (a long request parsed, a
-        ``status`` built): returns just after a tick has finished, with at least half a
-        period before the next deadline, so the work runs while the loop sleeps instead of
-        making a due tick wait for the interpreter. Bounded: at most three periods, and at
-        once when the loop is not running.
+        """The control socket's gate for work that holds the GIL (a connection's thread
+        started, a request parsed, a ``status`` built): returns as soon as a tick has
+        finished, so the work has the rest of the period, while the loop sleeps, instead of
+        making a due tick wait for the interpreter. (Not "only with so much time left": on a
+        loaded machine ticks take over half the period and such a moment may not come.)
+        While a tick runs it sleeps until the tick's expected end (the last tick's cost),
+        then looks every 0.5 ms: each look takes the GIL, and a thread preempted while
+        holding it stalls the loop. Bounded: at most ten periods, and at once when the loop
+        is not running.
 
-        Reads only: the loop's next deadline and the time its last tick wrote a command."""
+        Reads only: the loop's next deadline, the time its last tick wrote a command and
+        that tick's cost."""
         loop = self.controller.loop
         if not loop.running:
             return
         period = loop.period
-        end = time.monotonic() + 3 * period
+        log, stats = loop.log, loop.stats
+        end = time.monotonic() + 10 * period
         while (now := time.monotonic()) < end:
             nxt = loop.timer.next_deadline
-            n = loop.log.n
-            last = loop.log.t[(n - 1) % loop.log.capacity] if n else -math.inf
+            n = log.n
+            last = log.t[(n - 1) % log.capacity] if n else -math.inf
             if nxt > now and last >= nxt - period:  # this period's tick is done
-                if nxt - now >= 0.5 * period:
-                    return
-                time.sleep(nxt - now)  # too close to the next deadline: after that tick
-            else:
-                time.sleep(0.0002)  # a tick is running (or due): poll for its end
+                return
+            cost = float(stats.tick_cost[(stats.n - 1) % stats.capacity]) if stats.n else 0.0
+            expected_end = (nxt - period if nxt > now else nxt) + min(cost, period)
+            time.sleep(max(expected_end - now, 0.0005))
 
     # ------------------------------------------------------------------ RPC methods
     def rpc_status(self) -> dict[str, Any]:
         with self._pump_lock:
             self._drain_faults()
+        self._after_tick()  # the build below holds the GIL ~1 ms: not while a tick is due
         st = self.controller.status(window_s=STATUS_WINDOW_S)
         st["faults"] = list(self._recent_faults)
         if st.get("session") is not None:

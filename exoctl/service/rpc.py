@@ -22,8 +22,9 @@ connection is closed only when the line itself cannot be trusted: too long or to
   its first byte (a client trickling bytes loses its connection, nobody else waits for it);
 * at most ``max_batch`` calls per batch, ``max_depth`` levels of nesting, ``max_items``
   values in all, ``max_number_digits`` digits in a number; NaN, Infinity and floats that
-  overflow are refused. These are checked on the raw bytes before the parser runs, so a
-  hostile line costs about as much as a well-formed one of the same size;
+  overflow are refused. These are checked on the raw bytes before the parser runs, and a
+  batch is refused at its first call too many, so a hostile line costs about as much as a
+  well-formed one of the same size;
 * ``max_connections`` connections. When all are taken, a new one evicts the connection idle
   longest (connected, no request in progress); if every one is mid-request the newcomer gets
   ``BUSY``. Evicted and idle-timed-out connections get ``CONNECTION_CLOSED``. Both mean
@@ -31,7 +32,8 @@ connection is closed only when the line itself cannot be trusted: too long or to
 * replies must be read within ``send_timeout_s``;
 * requests are taken at most ``requests_per_s`` a second (a burst of ``request_burst``; a
   line costs one plus one per 4 KiB), one at a time, each just after a control tick (the
-  daemon's ``gate``). Beyond that a client waits, it is not refused; the e-stop never waits.
+  daemon's ``gate``), and connections at most ``connections_per_s``. Beyond that a client
+  waits (in the listen queue, or for its turn), it is not refused; the e-stop never waits.
 
 The acceptor never reads from, writes blocking to, or waits for a client.
 
@@ -46,12 +48,15 @@ control thread.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import grp
 import inspect
 import json
+import math
 import os
 import pwd
+import re
 import socket
 import struct
 import threading
@@ -88,23 +93,25 @@ ESTOP_METHOD = "estop"
 class Limits:
     """What one client may ask of the control socket (see the module docstring)."""
 
-    max_request_bytes: int = 64 * 1024
+    max_request_bytes: int = 16 * 1024
     max_batch: int = 32
     max_depth: int = 32
     max_number_digits: int = 40
-    max_items: int = 1024
+    max_items: int = 4096
     max_connections: int = 64
     request_timeout_s: float = 2.0
     idle_timeout_s: float = 60.0
     send_timeout_s: float = 2.0
     requests_per_s: float = 250.0
     request_burst: float = 25.0
+    connections_per_s: float = 250.0
+    connection_burst: float = 50.0
 
 
 DEFAULT_MAX_REQUEST_BYTES = Limits.max_request_bytes
 GATED_LINE_BYTES = 1024
 """Lines longer than this are parsed inside the server's gated work section (a CLI request
-is 50-300 bytes and parses in microseconds; 64 KiB take up to a millisecond)."""
+is 50-300 bytes and parses in microseconds; 16 KiB take a few hundred)."""
 log = structlog.get_logger("exoctl.rpc")
 
 
@@ -216,48 +223,79 @@ def check_allowed(
 # ---------------------------------------------------------------------------------------
 # decoding, with the limits checked before anything is built from the request
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_OPENINGS = bytes.maketrans(b"{", b"[")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
-def _shape(line: bytes) -> tuple[int, int, int, int]:
-    """(deepest nesting, elements of a top-level array, values, longest run of digits), all
-    counted outside strings, of a line of JSON (values: commas plus one).
+def _outside_strings(line: bytes) -> bytes:
+    """The line with every string emptied: its structure, numbers and literals (exact for
+    valid JSON; for anything else it only decides which error the line gets)."""
+    return _STRING.sub(b'""', line) if b'"' in line else line
 
-    Vectorised (numpy, imported only here): 64 KiB cost well under a millisecond whatever
-    they hold, where a Python loop over them would hold the interpreter for tens of ms. Exact
-    for valid JSON; for anything else it only decides which error the line gets."""
-    import numpy as np
 
-    a = np.frombuffer(line, np.uint8)
-    pos = np.arange(a.size)
-    # A quote is a string delimiter unless an odd number of backslashes precedes it.
-    plain = np.maximum.accumulate(np.where(a == 0x5C, -1, pos))  # last non-backslash <= i
-    q = np.flatnonzero(a == 0x22)
-    before = np.maximum(q - 1, 0)
-    escapes = np.where(q > 0, q - 1 - plain[before], 0)
-    toggle = np.zeros(a.size, np.int32)
-    toggle[q[escapes % 2 == 0]] = 1
-    outside = (np.cumsum(toggle) & 1) == 0
-    opens = ((a == 0x5B) | (a == 0x7B)) & outside
-    closes = ((a == 0x5D) | (a == 0x7D)) & outside
-    depth = np.cumsum(opens.astype(np.int32) - closes)
-    deepest = int(depth.max(initial=0))
-    is_array = line.lstrip()[:1] == b"["
-    commas = (a == 0x2C) & outside
-    top = int((commas & (depth == 1)).sum()) + 1 if is_array else 0
-    digits = ((a >= 0x30) & (a <= 0x39) & outside).astype(np.int8)
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], digits, [0]))))
-    longest = int((edges[1::2] - edges[::2]).max(initial=0))
-    return deepest, top, int(commas.sum()) + 1, longest
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (iterative, stops early)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        children = v.values() if isinstance(v, dict) else v
+        if d > limit:
+            return True
+        stack.extend((c, d + 1) for c in children if isinstance(c, list | dict))
+    return False
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, i: int) -> int:
+    m = _SPACE.match(text, i)
+    return m.end() if m else i
+
+
+def _parse(decoder: json.JSONDecoder, text: str, max_batch: int) -> Any:
+    """``decoder.decode(text)``, except that a batch (a top-level array) is parsed one call
+    at a time and refused as soon as it has one call too many: a 1,000-call batch costs the
+    parsing of 33 calls, not of 1,000."""
+    i = _skip_space(text, 0)
+    if not text.startswith("[", i):
+        return decoder.decode(text)
+    calls: list[Any] = []
+    i = _skip_space(text, i + 1)
+    if text.startswith("]", i):
+        i += 1
+    else:
+        while True:
+            call, i = decoder.raw_decode(text, i)
+            calls.append(call)
+            if len(calls) > max_batch:
+                raise _limit("max_batch", max_batch, f"a batch of more than {max_batch} calls")
+            i = _skip_space(text, i)
+            if text.startswith(",", i):
+                i = _skip_space(text, i + 1)
+            elif text.startswith("]", i):
+                i += 1
+                break
+            else:
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+    if _skip_space(text, i) != len(text):
+        raise json.JSONDecodeError("Extra data", text, i)
+    return calls
 
 
 def decode_request(line: bytes, limits: Limits = Limits()) -> Any:
     """One request line to a JSON value, or an RpcError (parse error or a limit) saying why.
 
-    Size, nesting, batch length and digit runs are checked on the raw bytes first, by counts
-    that run in C (``_shape``), so that a hostile line is refused before the parser builds
-    anything from it (a 1,000-call batch, 5,000-digit integers, 50,000 brackets: each
-    is refused in well under a millisecond). The parser then refuses NaN, Infinity and floats
-    that overflow; its own recursion limit is a last guard."""
+    Why in this order, and each step a single call into C where it matters: a long line is
+    parsed in the server's gated work section, right after a control tick, and must finish
+    before the next one, so it must not be a stream of short steps that other threads can
+    interleave. Digit runs and the number of values are checked on the bytes first (counted
+    exactly, strings excluded, only when a cheap count says they may be over): converting a
+    5,000-digit integer is what used to kill the connection thread, and ``max_items`` bounds
+    what the parser may build (16 KiB of ``[],`` would be 5,000 lists). The parser's own
+    recursion limit stops 50,000 brackets at once; a batch is refused at its first call too
+    many (``_parse``); nesting is walked only when there are enough brackets for it to be
+    over. The parser refuses NaN, Infinity and floats that overflow."""
     lim = limits
     if len(line) > lim.max_request_bytes:
         raise _limit(
@@ -266,24 +304,21 @@ def decode_request(line: bytes, limits: Limits = Limits()) -> Any:
             f"request larger than {lim.max_request_bytes} bytes",
         )
     n = lim.max_number_digits
-    # Cheap upper bounds first (strings may hold brackets and digits too); the exact count
-    # only when one of them is over.
-    many = line.count(b"[") + line.count(b"{") > min(lim.max_depth, lim.max_batch)
-    many = many or line.count(b",") >= lim.max_items
-    if many or b"0" * (n + 1) in line.translate(_ZERO_DIGITS):
-        depth, top, items, longest = _shape(line)
-        if depth > lim.max_depth:
-            raise _limit("max_depth", lim.max_depth, f"nesting deeper than {lim.max_depth} levels")
-        if top > lim.max_batch:
-            raise _limit(
-                "max_batch",
-                lim.max_batch,
-                f"batch of {top} calls; at most {lim.max_batch} per batch",
-            )
-        if items > lim.max_items:
-            raise _limit("max_items", lim.max_items, f"more than {lim.max_items} values")
-        if longest > n:
+    bare: bytes | None = None  # the line with its strings emptied, computed when needed
+    if b"0" * (n + 1) in line.translate(_ZERO_DIGITS):
+        bare = _outside_strings(line)
+        if b"0" * (n + 1) in bare.translate(_ZERO_DIGITS):
             raise _limit("max_number_digits", n, f"a number with more than {n} digits")
+    deep = b"[" * (lim.max_depth + 1)  # a run of openings, "{" read as "[", spaces dropped
+    if deep in line.translate(_OPENINGS, b" \t\n\r"):
+        bare = bare if bare is not None else _outside_strings(line)
+        if deep in bare.translate(_OPENINGS, b" \t\n\r"):
+            raise _limit("max_depth", lim.max_depth, f"nesting deeper than {lim.max_depth} levels")
+    m = lim.max_items
+    if line.count(b",") >= m or line.count(b"[") + line.count(b"{") > m:
+        bare = bare if bare is not None else _outside_strings(line)
+        if bare.count(b",") >= m or bare.count(b"[") + bare.count(b"{") > m:
+            raise _limit("max_items", m, f"more than {m} values")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -299,20 +334,17 @@ def decode_request(line: bytes, limits: Limits = Limits()) -> Any:
     def constant(s: str) -> Any:
         raise RpcError(PARSE_ERROR, f"parse error: {s} is not JSON")
 
+    decoder = json.JSONDecoder(parse_float=finite, parse_constant=constant)
     try:
-        msg = json.loads(text, parse_float=finite, parse_constant=constant)
-    except RecursionError:  # not reached when the count above is right; a last guard
+        msg = _parse(decoder, text, lim.max_batch)
+    except RecursionError:
         raise _limit(
             "max_depth", lim.max_depth, f"nesting deeper than {lim.max_depth} levels"
         ) from None
     except json.JSONDecodeError as e:
         raise RpcError(PARSE_ERROR, f"parse error: {e}") from None
-    if isinstance(msg, list) and len(msg) > lim.max_batch:
-        raise _limit(
-            "max_batch",
-            lim.max_batch,
-            f"batch of {len(msg)} calls; at most {lim.max_batch} per batch",
-        )
+    if line.count(b"[") + line.count(b"{") > lim.max_depth and _deeper_than(msg, lim.max_depth):
+        raise _limit("max_depth", lim.max_depth, f"nesting deeper than {lim.max_depth} levels")
     return msg
 
 
@@ -352,8 +384,8 @@ class Dispatcher:
     ``concurrent`` methods run without the lock that serialises the others. ``cached``
     ({method: seconds}) methods called without parameters reuse the last encoded result for
     that long; any call of another method invalidates it (an e-stop shows in the next
-    ``status``). Building one runs inside ``work()`` (the server's: one thread at a time, at
-    a moment the control loop can spare)."""
+    ``status``). Building one starts after ``pace()`` (the server's: one request at a time,
+    at a moment the control loop can spare)."""
 
     def __init__(
         self,
@@ -361,10 +393,10 @@ class Dispatcher:
         *,
         concurrent: Iterable[str] = (),
         cached: Mapping[str, float] | None = None,
-        work: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+        pace: Callable[[], None] | None = None,
     ) -> None:
         self.methods = dict(methods)
-        self._work = work or contextlib.nullcontext
+        self._pace = pace or (lambda: None)
         self._sigs = {name: inspect.signature(fn) for name, fn in self.methods.items()}
         self.concurrent = frozenset(concurrent) | {ESTOP_METHOD}
         self.cached = dict(cached or {})
@@ -454,18 +486,28 @@ class Dispatcher:
         return _encode_result(method, result)
 
     def _cached(self, method: str, fn: Callable[..., Any]) -> bytes:
-        """The encoded result, built by one caller at a time and reused while fresh."""
-        with self._build_locks[method]:
+        """The encoded result, built by one caller at a time and reused while fresh. While
+        one caller builds it, the others get the previous one if nothing has invalidated it
+        (it is then at most a build's time older than the time to live)."""
+        lock = self._build_locks[method]
+        if not lock.acquire(blocking=False):
+            hit = self._cache.get(method)
+            if hit is not None and hit[0] == self._generation:
+                return hit[2]
+            lock.acquire()
+        try:
             gen = self._generation
             now = time.monotonic()
             hit = self._cache.get(method)
             if hit is not None and hit[0] == gen and now - hit[1] < self.cached[method]:
                 return hit[2]
-            with self._work():
-                body = self._call(method, fn, [], {})
+            self._pace()  # start in the loop's idle time (the build itself may wait on it)
+            body = self._call(method, fn, [], {})
             if self._generation == gen:
                 self._cache[method] = (gen, now, body)
             return body
+        finally:
+            lock.release()
 
 
 def _encode_result(method: str, result: Any) -> bytes:
@@ -523,7 +565,7 @@ class _TokenBucket:
         self.t = time.monotonic()
 
     def take(self, cost: float) -> None:
-        """Callers are serialised by the server's work lock."""
+        """Callers are serialised (the server's work lock; the acceptor is one thread)."""
         while True:
             now = time.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
@@ -560,7 +602,8 @@ class RpcServer:
         self.gate = gate
         self._work_lock = threading.Lock()
         self._bucket = _TokenBucket(self.limits.requests_per_s, self.limits.request_burst)
-        self.dispatcher = Dispatcher(methods, concurrent=concurrent, cached=cached, work=self._work)
+        self._accepts = _TokenBucket(self.limits.connections_per_s, self.limits.connection_burst)
+        self.dispatcher = Dispatcher(methods, concurrent=concurrent, cached=cached, pace=self._pace)
         self.estop_path = (
             estop_socket_path(path) if ESTOP_METHOD in self.dispatcher.methods else None
         )
@@ -574,6 +617,10 @@ class RpcServer:
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
         self._names: dict[tuple[int, int], tuple[float, Any]] = {}
+        self._warned: dict[str, tuple[float, int]] = {}
+        self.recent: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=256)
+        """The last requests on the control socket: (first byte received, answer sent, line
+        length), monotonic seconds; what the daemon spent on whom, for diagnosis and tests."""
         self._closing = threading.Event()
         self.counters = {
             "connections": 0,
@@ -588,6 +635,7 @@ class RpcServer:
 
     # ------------------------------------------------------------------ listening
     def start(self) -> RpcServer:
+        self._warm_up()
         self._sock = self._bind(self.path, probe=True)
         if self.estop_path is not None:
             try:
@@ -605,6 +653,27 @@ class RpcServer:
             t.start()
             self._threads.append(t)
         return self
+
+    def _warn(self, event: str, **kw: Any) -> None:
+        """A warning about a client, at most one per event a second (with how many were not
+        logged): 64 connections timing out together must not become 64 synchronous log
+        writes while the e-stop waits for the interpreter, nor flood the journal."""
+        now = time.monotonic()
+        last, quiet = self._warned.get(event, (-math.inf, 0))
+        if now - last < 1.0:
+            self._warned[event] = (last, quiet + 1)
+            return
+        self._warned[event] = (now, 0)
+        log.warning(event, **kw, **({"not_logged_since": quiet} if quiet else {}))
+
+    def _warm_up(self) -> None:
+        """Pay the first-use costs (the user database's modules loaded, our own names looked
+        up, the parser's first call) now, before any client, not on a client's first request
+        while the control loop runs."""
+        a, b = socket.socketpair(socket.AF_UNIX)
+        with a, b, contextlib.suppress(Exception):
+            check_allowed(peer_credentials(a, self._names), self.allowed_users, self.allowed_groups)
+            decode_request(b'[{"jsonrpc":"2.0","id":1,"method":"status","params":[0.5]}]')
 
     def _bind(self, path: Path, probe: bool) -> socket.socket:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -661,6 +730,10 @@ class RpcServer:
             sock = self._accept(self._sock)
             if sock is None:
                 continue
+            self._accepts.take(1.0)  # a flood of connections waits in the listen queue
+            if self.gate is not None:  # its thread starts in the loop's idle time
+                with contextlib.suppress(Exception):
+                    self.gate()
             conn = _Conn(sock)
             victim = None
             with self._conns_lock:
@@ -732,7 +805,10 @@ class RpcServer:
                         return
                     if line.strip():
                         resp = self._handle_line(line, ctx, sock)
-                        if resp is not None and not self._send(sock, resp):
+                        sent = resp is None or self._send(sock, resp)
+                        begun = deadline - lim.request_timeout_s if deadline else time.monotonic()
+                        self.recent.append((begun, time.monotonic(), len(line)))
+                        if not sent:
                             return
                         if ctx.get("denied") or len(line) > lim.max_request_bytes:
                             return  # the reply said why: nothing more is read
@@ -742,6 +818,8 @@ class RpcServer:
                     continue
                 if len(buf) > lim.max_request_bytes:  # no newline in sight: refuse it now
                     self._send(sock, self._handle_line(bytes(buf), ctx, sock) or b"")
+                    begun = deadline - lim.request_timeout_s if deadline else time.monotonic()
+                    self.recent.append((begun, time.monotonic(), len(buf)))
                     return
                 now = time.monotonic()
                 wait = lim.idle_timeout_s if deadline is None else deadline - now
@@ -758,7 +836,7 @@ class RpcServer:
                             self._close_idle(conn, f"idle for {lim.idle_timeout_s:g} s")
                         return
                     self.counters["errors"] += 1
-                    log.warning("rpc_request_timeout", limit=lim.request_timeout_s)
+                    self._warn("rpc_request_timeout", limit=lim.request_timeout_s)
                     self._send(
                         sock,
                         encode_error(
@@ -822,7 +900,10 @@ class RpcServer:
         msg: Any = None
         error: RpcError | None = None
         try:
-            if len(line) > GATED_LINE_BYTES:
+            if len(line) > self.limits.max_request_bytes:  # refused unread, in its turn
+                self._pace()
+                decode_request(line, self.limits)
+            elif len(line) > GATED_LINE_BYTES:
                 with self._work(1.0 + len(line) / 4096):
                     msg = decode_request(line, self.limits)
             else:
@@ -839,7 +920,7 @@ class RpcServer:
             self.counters["errors"] += 1
             data = error.data
             if isinstance(data, dict) and data.get("limit") == "max_request_bytes":
-                log.warning("rpc_request_too_large", pid=ctx["peer"].pid, limit=data["max"])
+                self._warn("rpc_request_too_large", pid=ctx["peer"].pid, limit=data["max"])
                 return encode_error(None, error.code, error.message + "; connection closed", data)
             return encode_error(None, error.code, error.message, data)
         try:
@@ -861,7 +942,7 @@ class RpcServer:
         if not ok:
             ctx["denied"] = True
             self.counters["refused"] += 1
-            log.warning("rpc_peer_refused", pid=cred.pid, uid=cred.uid, reason=reason)
+            self._warn("rpc_peer_refused", pid=cred.pid, uid=cred.uid, reason=reason)
             return encode_error(None, PERMISSION_DENIED, reason)
         ctx["peer"] = cred
         return None
@@ -906,7 +987,7 @@ class RpcServer:
                     ok, reason, cred = False, f"no credentials: {e}", None
                 if not ok:
                     self.counters["refused"] += 1
-                    log.warning("rpc_estop_refused", pid=getattr(cred, "pid", None), reason=reason)
+                    self._warn("rpc_estop_refused", pid=getattr(cred, "pid", None), reason=reason)
                     _send_nowait(s, encode_error(None, PERMISSION_DENIED, reason))
                 elif resp is None:
                     resp = self._press_estop()

@@ -30,11 +30,8 @@ import numpy as np
 import serial
 
 from firmware_bridge import protocol as P
+from firmware_bridge.errors import LinkError
 from firmware_bridge.link_stats import LinkStats
-
-
-class LinkError(RuntimeError):
-    """The link cannot do what was asked (timeout, version or configuration mismatch)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from firmware_bridge.errors import BridgeError
+
 PROTOCOL_VERSION = 1
 MAX_JOINTS = 8
 HEADER = struct.Struct("<BBH")  # version, type, payload length
@@ -189,7 +191,7 @@ def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
     return bytes(out)
 
 
-class FrameError(ValueError):
+class FrameError(BridgeError, ValueError):
     """A frame that must be dropped. ``kind`` is one of KINDS (the counter it goes to).
 
     The encoders raise it too (kind "value") for a field a receiver would drop, so that a

@@ -18,9 +18,10 @@ import pylsl
 
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import EmgConfig
+from exoctl.errors import ExoctlError
 
 
-class AcquisitionError(RuntimeError):
+class AcquisitionError(ExoctlError, RuntimeError):
     """The EMG source cannot be used (not found, wrong shape, wrong rate)."""
 
 

@@ -25,13 +25,14 @@ from exoctl.control.assist import AssistLaw
 from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop
 from exoctl.control.safety import ChannelMonitor, SafetyLayer, SafetyState
+from exoctl.errors import ExoctlError
 from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.runtime.realtime import RealtimeReport, apply_realtime, raise_threads, session_gc
 from exoctl.runtime.timing import reduce_timer_slack
 from firmware_bridge.link import HostLink
 
 
-class ControllerError(RuntimeError):
+class ControllerError(ExoctlError, RuntimeError):
     """A request the controller refuses; the message says why, for the clinician."""
 
 

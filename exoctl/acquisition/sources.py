@@ -45,6 +45,11 @@ class Acquisition:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The reading thread once started (for real-time set-up by reference)."""
+        return self._thread
+
     def _run_guarded(self) -> None:
         try:
             self._run()

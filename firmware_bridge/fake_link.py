@@ -93,7 +93,7 @@ class FakeLink:
         if not 1 <= n <= P.MAX_JOINTS:
             raise ValueError(f"1..{P.MAX_JOINTS} joints, got {n}")
         dev_names = tuple(device_joint_names or joint_names)
-        limits = torque_limits_nm or [300.0] * len(dev_names)
+        limits = [300.0] * len(dev_names) if torque_limits_nm is None else list(torque_limits_nm)
         self.joint_names = tuple(joint_names)
         self.n_joints = n
         self.telemetry_timeout_s = float(telemetry_timeout_s)

@@ -102,11 +102,11 @@ class Controller:
         self._safety = self._loop.safety
         self._acquisition: Acquisition | None = None
         self._session: SessionInfo | None = None
-        self.fault_log: deque[dict] = deque(maxlen=10000)
+        self._fault_log: deque[dict] = deque(maxlen=10000)
         """Every fault the safety layer detected, drained from it by ``collect_events``."""
         self._realtime_report: RealtimeReport | None = None
-        self.memory_report: RealtimeReport | None = None
-        self.freeze_gc_in_sessions = False
+        self._memory_report: RealtimeReport | None = None
+        self._freeze_gc_in_sessions = False
         self._session_gc: contextlib.AbstractContextManager[None] | None = None
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
@@ -124,7 +124,7 @@ class Controller:
         """
         reduce_timer_slack()
         if lock_memory:
-            self.memory_report = apply_realtime(None, None, True)
+            self._memory_report = apply_realtime(None, None, True)
         self._link.open()
         self._link.handshake(timeout_s=handshake_timeout_s)
         self._acquisition = make_acquisition(self.cfg.emg, self._ring)
@@ -190,7 +190,7 @@ class Controller:
             feeders.pop(ThreadRole.CONTROL_LOOP, None)  # set in its own thread, above
             threads = raise_threads(feeders, priority)
             rep.notes.append(f"input threads: {threads}")
-            self.freeze_gc_in_sessions = True
+            self._freeze_gc_in_sessions = True
         self._realtime_report = rep
         return rep
 
@@ -256,7 +256,7 @@ class Controller:
 
             self.call_in_loop(begin)
             self._session = SessionInfo(patient, protocol, time.time(), gains)
-            if self.freeze_gc_in_sessions and self._session_gc is None:
+            if self._freeze_gc_in_sessions and self._session_gc is None:
                 # No collector pauses until the session ends; no forced full collection either,
                 # which would hold the GIL past the link's heartbeat deadline.
                 self._session_gc = session_gc(collect=False)
@@ -366,7 +366,7 @@ class Controller:
         self.cfg = cfg
 
     def collect_events(self, include_pending: bool = False) -> list[dict]:
-        """Move the safety layer's fault records into ``fault_log`` (runs in the loop thread)."""
+        """Move the safety layer's fault records into the fault log (runs in the loop thread)."""
         if not self._loop.running:
             events = self._safety.events(include_pending=include_pending)
         else:
@@ -374,7 +374,7 @@ class Controller:
                 lambda now: self._safety.events(include_pending=include_pending)
             )
         new = [asdict(e) for e in events]
-        self.fault_log.extend(new)
+        self._fault_log.extend(new)
         return new
 
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
@@ -492,5 +492,5 @@ class Controller:
             else dict(zip(self.joints, tel.torques.tolist(), strict=True)),
             "link": self._link.stats(),
             "acquisition": None if self._acquisition is None else self._acquisition.stats(),
-            "faults": list(self.fault_log),
+            "faults": list(self._fault_log),
         }

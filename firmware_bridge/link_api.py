@@ -121,8 +121,8 @@ class Link(Protocol):
         """Hot path: the newest telemetry frame (an atomic reference read), None before any."""
         ...
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for status displays and reports (JSON-able)."""
+    def stats(self) -> Mapping[str, Any]:
+        """Counters for status displays and reports (JSON-able; HostLink's is a TypedDict)."""
         ...
 
     def threads(self) -> Mapping[LinkThread, threading.Thread]:

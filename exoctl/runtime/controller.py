@@ -17,6 +17,7 @@ or one handed in (the in-process ``FakeLink`` in tests/runtime/test_controller.p
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -427,6 +428,31 @@ class Controller:
     @property
     def deadline_misses(self) -> int:
         return self._loop.timer.misses
+
+    @property
+    def period(self) -> float:
+        """The loop's tick period, s."""
+        return self._loop.period
+
+    @property
+    def next_deadline(self) -> float:
+        """time.monotonic() at which the loop's next tick is due."""
+        return self._loop.timer.next_deadline
+
+    @property
+    def last_write_time(self) -> float:
+        """time.monotonic() at which the last tick wrote its command (-inf before any)."""
+        log = self._loop.log
+        n = log.n
+        return float(log.t[(n - 1) % log.capacity]) if n else -math.inf
+
+    def loop_summary(self, window_s: float | None = None) -> dict[str, Any]:
+        """The loop's rates, counts and timing percentiles (over the last ``window_s``)."""
+        return self._loop.summary(window_s=window_s)
+
+    def faults(self) -> list[dict]:
+        """Every fault collected so far (``collect_events`` moves new ones in)."""
+        return list(self._fault_log)
 
     @property
     def ticks_written(self) -> int:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import faulthandler
-import math
 import os
 import signal
 import sys
@@ -383,15 +382,14 @@ class Daemon:
         once when the loop is not running.
 
         Reads only: the loop's next deadline and the time its last tick wrote a command."""
-        loop = self.controller.loop
-        if not loop.running:
+        c = self.controller
+        if not c.loop_running:
             return
-        period = loop.period
+        period = c.period
         end = time.monotonic() + 3 * period
         while (now := time.monotonic()) < end:
-            nxt = loop.timer.next_deadline
-            n = loop.log.n
-            last = loop.log.t[(n - 1) % loop.log.capacity] if n else -math.inf
+            nxt = c.next_deadline
+            last = c.last_write_time
             if nxt > now and last >= nxt - period:  # this period's tick is done
                 if nxt - now >= 0.5 * period:
                     return
@@ -477,7 +475,6 @@ class Daemon:
         return self._stop_session(reason)
 
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
-        from exoctl.control.safety import SafetyState
         from exoctl.runtime.controller import ControllerError
 
         gains = _check_assist(gains)
@@ -492,7 +489,7 @@ class Daemon:
         # What happens to assistance depends on these two; the CLI says it in words.
         return {
             "assist_gain": applied,
-            "safety_state": SafetyState(self.controller.safety.state).name,
+            "safety_state": self.controller.safety_state.name,
             "session": self.controller.session is not None,
         }
 

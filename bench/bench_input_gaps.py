@@ -195,7 +195,7 @@ def run(
             daemon = Daemon(cfg)
             daemon.start()
             rate = cfg.control.rate_hz
-            rec = _Recorder(daemon.controller.safety, int((ambient_s + hog_s + 30) * rate))
+            rec = _Recorder(daemon.controller._safety, int((ambient_s + hog_s + 30) * rate))
             out["scheduling"] = {
                 "controller_loop": str(daemon.controller.realtime_report.summary())
                 if daemon.controller.realtime_report
@@ -213,23 +213,23 @@ def run(
                     ]
                     for h in hogs:
                         h.start()
-                load0, start, tick0 = _load(), rec.n, daemon.controller.loop.ticks
+                load0, start, tick0 = _load(), rec.n, daemon.controller.ticks
                 t_start = time.monotonic()
                 t_end = t_start + seconds
                 while time.monotonic() < t_end:
                     time.sleep(0.2)
-                    if daemon.controller.safety.state >= 3:  # latched: a person clears it
+                    if daemon.controller.safety_state >= 3:  # latched: a person clears it
                         daemon.controller.clear_fault()
                 ages = rec.since(start)
                 time.sleep(0.2)  # the pump drains the last fault events into fault_log
                 faults: dict[str, int] = {}
-                for ev in list(daemon.controller.fault_log):
+                for ev in daemon.controller.faults():
                     if t_start <= ev["t_detected"] < t_end:
                         faults[ev["kind"]] = faults.get(ev["kind"], 0) + 1
                 for h in hogs:
                     h.kill()
                     h.join(5)
-                summary = daemon.controller.loop.summary(window_s=min(seconds, 600))
+                summary = daemon.controller.loop_summary(window_s=min(seconds, 600))
                 emg, tel = ages[:, 0], ages[:, 1]
                 out["phases"][name] = {
                     "seconds": seconds,
@@ -237,7 +237,7 @@ def run(
                     "load_avg_start": load0,
                     "load_avg_end": _load(),
                     "ticks": int(ages.shape[0]),
-                    "loop_ticks": daemon.controller.loop.ticks - tick0,
+                    "loop_ticks": daemon.controller.ticks - tick0,
                     "emg_age": _dist(emg),
                     "telemetry_age": _dist(tel),
                     "tick_start_error_us": summary.get("loop_jitter_us"),

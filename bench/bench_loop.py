@@ -43,6 +43,7 @@ from exoctl.hil.processes import ChildHandle
 from exoctl.hil.simulator import simulator_process
 from exoctl.runtime.controller import Controller
 from exoctl.runtime.realtime import (
+    ThreadRole,
     apply_realtime,
     raise_threads,
     release_realtime,
@@ -93,7 +94,6 @@ def run_variant(seconds: float, realtime: bool, log=print) -> dict[str, Any]:
             # which would stall a running loop past the firmware's command timeout.
             mem = apply_realtime(priority=None, lock_memory=True)
         controller.start()
-        loop = controller.loop
         if realtime:
             rep = controller.call_in_loop(
                 lambda now: apply_realtime(priority=50, cpus=None, lock_memory=False), timeout=2.0
@@ -102,9 +102,9 @@ def run_variant(seconds: float, realtime: bool, log=print) -> dict[str, Any]:
             rep.notes += mem.notes
             # The loop's own inputs (serial reader, EMG acquisition) just below it: a loop at
             # SCHED_FIFO whose inputs starve at SCHED_OTHER only trips its own watchdogs.
-            threads = raise_threads(
-                {"hostlink-reader": 49, "Acquisition": 48, "hostlink-supervisor": 47}
-            )
+            feeders = controller.threads()  # by reference, with their roles
+            feeders.pop(ThreadRole.CONTROL_LOOP, None)
+            threads = raise_threads(feeders, 50)  # serial reader 49, EMG 48, supervisor 47
             # The simulator stands in for hardware that does not share this CPU: its threads
             # (EMG outlet, emulated firmware) get SCHED_FIFO 45 too.
             sim_threads = _raise_process(sim.proc.pid, 45)
@@ -114,20 +114,20 @@ def run_variant(seconds: float, realtime: bool, log=print) -> dict[str, Any]:
             cleared_before = _clear_start_up_fault(controller)
             controller.start_session("bench", protocol="bench-loop")
             time.sleep(SETTLE_S)
-            n0, k0, miss0 = loop.stats.n, loop.ticks, loop.timer.misses
+            n0, k0, miss0 = controller.ticks_written, controller.ticks, controller.deadline_misses
             t0 = time.monotonic()
             load0 = os.getloadavg()[0]
             time.sleep(seconds)
-            n1, k1, miss1 = loop.stats.n, loop.ticks, loop.timer.misses
+            n1, k1, miss1 = controller.ticks_written, controller.ticks, controller.deadline_misses
             t1 = time.monotonic()
             load1 = os.getloadavg()[0]
-            state = controller.safety.state.name
+            state = controller.safety_state.name
             faults = controller.collect_events(include_pending=True)
             controller.stop_session(wait_ramp=False)
-        cap = loop.stats.capacity
-        idx = np.arange(max(n0, n1 - cap), n1) % cap
-        err = loop.stats.start_error[idx].copy()
-        cost = loop.stats.tick_cost[idx].copy()
+        end, rows = controller.read_ticks(n0)
+        keep = max(0, n1 - (end - len(rows["t"])))  # the ticks up to n1, the measured ones
+        err = rows["start_error"][:keep]
+        cost = rows["tick_cost"][:keep]
         ticks = k1 - k0
         return {
             "realtime": realtime,
@@ -172,11 +172,11 @@ def _clear_start_up_fault(controller: Controller, timeout_s: float = 5.0) -> lis
     so the result shows it."""
     kinds = [f["kind"] for f in controller.collect_events(include_pending=True)]
     deadline = time.monotonic() + timeout_s
-    while controller.safety.state.name in ("FAULT_LATCHED", "ESTOP", "SAFE_STOP"):
+    while controller.safety_state.name in ("FAULT_LATCHED", "ESTOP", "SAFE_STOP"):
         # A person's clear: the firmware's latched faults first (else its fault bits keep the
         # safety layer's firmware watchdog tripped), then the safety layer's latch.
         with contextlib.suppress(Exception):
-            controller.link.clear_faults(timeout_s=0.5)
+            controller.clear_firmware_faults(timeout_s=0.5)
         time.sleep(0.05)  # a telemetry frame without the fault bits
         if controller.clear_fault():
             break

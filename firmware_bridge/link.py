@@ -24,57 +24,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import serial
 
 from firmware_bridge import protocol as P
+from firmware_bridge.errors import LinkError
+from firmware_bridge.link_api import DeviceInfo, LinkThread, TelemetrySnapshot
 from firmware_bridge.link_stats import LinkStats
-
-
-class LinkError(RuntimeError):
-    """The link cannot do what was asked (timeout, version or configuration mismatch)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the device said about itself in the handshake, in SI units."""
-
-    device_id: str
-    protocol_version: int
-    n_joints: int
-    joint_names: tuple[str, ...]
-    torque_limit_nm: tuple[float, ...]
-    angle_min_rad: tuple[float, ...]
-    angle_max_rad: tuple[float, ...]
-    command_timeout_s: float
-    telemetry_period_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetrySnapshot:
-    """One telemetry frame in SI units; arrays are read-only and never reused."""
-
-    host_time: float  # time.monotonic() at receipt
-    fw_time_s: float  # firmware clock (wraps every ~71.6 min)
-    telemetry_seq: int
-    last_seq_applied: int
-    angles: np.ndarray  # rad
-    velocities: np.ndarray  # rad/s
-    torques: np.ndarray  # applied torque, N m
-    currents: np.ndarray  # motor current, A
-    temperatures: np.ndarray  # deg C
-    fault_bits: int  # device fault bits (protocol.FAULT_*)
-    joint_faults: np.ndarray  # uint16 per joint (protocol.JFAULT_*)
-    enabled: bool
-    estop: bool
-    handshaken: bool
-
-    @property
-    def faults(self) -> tuple[str, ...]:
-        return tuple(name for bit, name in P.FAULT_NAMES.items() if self.fault_bits & bit)
-
 
 # RTT histogram: log-spaced bins from 10 us to 10 s (about 4 % wide).
 _RTT_EDGES_MS = np.logspace(-2, 4, 181)
@@ -286,17 +243,7 @@ class HostLink:
     def _on_device_info(self, m: P.DeviceInfo) -> None:
         if m.nonce != self._hello_nonce:
             return  # a reply to an older Hello
-        info = DeviceInfo(
-            device_id=m.device_id,
-            protocol_version=P.PROTOCOL_VERSION,
-            n_joints=m.n_joints,
-            joint_names=tuple(j.name for j in m.joints),
-            torque_limit_nm=tuple(j.torque_limit * P.TORQUE_SCALE_NM for j in m.joints),
-            angle_min_rad=tuple(j.angle_min * P.ANGLE_SCALE_RAD for j in m.joints),
-            angle_max_rad=tuple(j.angle_max * P.ANGLE_SCALE_RAD for j in m.joints),
-            command_timeout_s=m.command_timeout_ms / 1000.0,
-            telemetry_period_s=m.telemetry_period_us / 1e6,
-        )
+        info = m  # one DeviceInfo: the message itself gives its fields in SI units
         if info.n_joints != self.n_joints:
             self._protocol_fault = (
                 f"device {info.device_id!r} has {info.n_joints} joints {info.joint_names}, "
@@ -641,6 +588,11 @@ class HostLink:
     @property
     def device_info(self) -> DeviceInfo | None:
         return self._device
+
+    def threads(self) -> dict[LinkThread, threading.Thread]:
+        """The reader and supervisor threads by role, while open (see ``Link.threads``)."""
+        roles = ((LinkThread.READER, self._reader), (LinkThread.SUPERVISOR, self._supervisor))
+        return {role: t for role, t in roles if t is not None and t.is_alive()}
 
     @property
     def healthy(self) -> bool:

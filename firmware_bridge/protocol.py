@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from firmware_bridge.errors import BridgeError
+
 PROTOCOL_VERSION = 1
 MAX_JOINTS = 8
 HEADER = struct.Struct("<BBH")  # version, type, payload length
@@ -189,7 +191,7 @@ def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
     return bytes(out)
 
 
-class FrameError(ValueError):
+class FrameError(BridgeError, ValueError):
     """A frame that must be dropped. ``kind`` is one of KINDS (the counter it goes to).
 
     The encoders raise it too (kind "value") for a field a receiver would drop, so that a
@@ -397,7 +399,11 @@ class JointInfo:
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
-    """Device -> host: reply to Hello, carrying identity and joint configuration."""
+    """Device -> host: reply to Hello, carrying identity and joint configuration.
+
+    The one description of a device: the fields are as on the wire (integer counts), the
+    properties below give them in SI units. ``HostLink.handshake`` returns this very object.
+    """
 
     TYPE: ClassVar[int] = T_DEVICE_INFO
     nonce: int  # u32, from Hello
@@ -412,6 +418,36 @@ class DeviceInfo:
     @property
     def n_joints(self) -> int:
         return len(self.joints)
+
+    # -- the same description in SI units ---------------------------------------------------
+    @property
+    def protocol_version(self) -> int:
+        """The version this frame was decoded with (the decoder refuses any other)."""
+        return PROTOCOL_VERSION
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+    @property
+    def torque_limit_nm(self) -> tuple[float, ...]:
+        return tuple(j.torque_limit * TORQUE_SCALE_NM for j in self.joints)
+
+    @property
+    def angle_min_rad(self) -> tuple[float, ...]:
+        return tuple(j.angle_min * ANGLE_SCALE_RAD for j in self.joints)
+
+    @property
+    def angle_max_rad(self) -> tuple[float, ...]:
+        return tuple(j.angle_max * ANGLE_SCALE_RAD for j in self.joints)
+
+    @property
+    def command_timeout_s(self) -> float:
+        return self.command_timeout_ms / 1000.0
+
+    @property
+    def telemetry_period_s(self) -> float:
+        return self.telemetry_period_us / 1e6
 
     def payload(self) -> bytes:
         if not 1 <= len(self.joints) <= MAX_JOINTS:

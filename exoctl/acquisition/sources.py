@@ -18,9 +18,10 @@ import pylsl
 
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import EmgConfig
+from exoctl.errors import ExoctlError
 
 
-class AcquisitionError(RuntimeError):
+class AcquisitionError(ExoctlError, RuntimeError):
     """The EMG source cannot be used (not found, wrong shape, wrong rate)."""
 
 
@@ -43,6 +44,11 @@ class Acquisition:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The reading thread once started (for real-time set-up by reference)."""
+        return self._thread
 
     def _run_guarded(self) -> None:
         try:

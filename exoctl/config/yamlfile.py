@@ -35,6 +35,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from exoctl.errors import DataError
+
 MAX_BYTES = 1 << 20
 """Largest file read (1 MiB): exoctl's YAML files are a few KB; a dataset description with a
 thousand trials is ~0.5 MB."""
@@ -48,7 +50,7 @@ MAX_INT_BITS = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class ConfigError(ValueError):
+class ConfigError(DataError):
     """A file or setting that must not be used; the message is meant for a person.
 
     The base of every refusal the reader and the configuration schema make (the project's

@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from exoctl.config.schema import JointName
 from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.errors import DataError
 
 from .importers import ImportErrorWithPath, Table, Timing, read_table, timing_summary
 
@@ -73,7 +74,7 @@ FORMAT = "exoctl-dataset/1"
 EMG_SCALE_TO_UV = {"uV": 1.0, "mV": 1e3, "V": 1e6}
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A description or a file it names that cannot be used; the message is for a person."""
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.errors import DataError
+
 __all__ = [
     "ImportErrorWithPath",
     "Table",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 
-class ImportErrorWithPath(ValueError):
+class ImportErrorWithPath(DataError):
     """A file that cannot be read as asked; the message names the file."""
 
 

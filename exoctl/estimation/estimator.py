@@ -139,6 +139,12 @@ class Estimator:
         self.estimate[:] = self.model.run()
         return self.estimate
 
+    def invalidate(self) -> None:
+        """The newest input was refused (non-finite EMG): the estimate reads NaN until a step
+        on good samples, so the safety layer's model-output watchdog sees the fault and a
+        window model cannot compute a finite estimate from what it held before."""
+        self.estimate.fill(np.nan)
+
     def reset(self) -> None:
         self.conditioner.reset()
         self.activation_dynamics.reset()

@@ -39,11 +39,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from exoctl.errors import DataError
+
 METADATA_KEY = "exoctl"
 MODEL_FORMAT = "exoctl-torque-model/1"
 
 
-class ModelError(ValueError):
+class ModelError(DataError):
     """A model file that this configuration must not use."""
 
 

@@ -13,9 +13,12 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from exoctl.runtime.controller import Controller
 
 
 class ChildError(RuntimeError):
@@ -125,7 +128,7 @@ def controller_process(config_path: str | None, overrides: dict, log_seconds: fl
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
-def _finish(controller) -> dict:
+def _finish(controller: Controller) -> dict:
     from exoctl.runtime.controller import ControllerError
 
     stop_error = None
@@ -135,13 +138,14 @@ def _finish(controller) -> dict:
         except ControllerError as e:  # reported with the faults, not hidden
             stop_error = str(e)
     controller.collect_events(include_pending=True)
-    _, log = controller.loop.log.read(0)
+    _, log = controller.read_ticks(0)
+    snap = controller.status(window_s=None)  # percentiles over the whole run
     out = {
-        "loop": controller.loop.summary(),
-        "loop_error": controller.loop.error,
-        "link": controller.link.stats(),
-        "acquisition": controller.acquisition.stats() if controller.acquisition else {},
-        "events": list(controller.fault_log),
+        "loop": snap["loop"],
+        "loop_error": snap["loop_error"],
+        "link": snap["link"],
+        "acquisition": snap["acquisition"] or {},
+        "events": snap["faults"],
         "stop_error": stop_error,
         "log": {k: log[k] for k in ("t", "stamp", "estimate", "command")},
         "joints": list(controller.joints),

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exoctl.errors import ExoctlError
 from exoctl.service import rpc
 
 DEFAULT_RETRY_S = 3.0
@@ -34,7 +35,7 @@ FIRST_PAUSE_S = 0.01
 MAX_PAUSE_S = 0.25
 
 
-class ClientError(RuntimeError):
+class ClientError(ExoctlError, RuntimeError):
     """Any failure to get an answer from the daemon."""
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import faulthandler
-import math
 import os
 import signal
 import sys
@@ -131,8 +130,8 @@ class Daemon:
         self.controller.start()
         if self.svc.realtime_priority or self.svc.lock_memory:
             self._realtime()
-        self._log_cursor = self.controller.loop.log.n
-        self._ring_cursor = self.controller.ring.written
+        self._log_cursor = self.controller.ticks_written
+        self._ring_cursor = self.controller.emg_written
         if self.svc.publish_lsl:
             try:
                 self.lsl = LslPublisher(self.cfg)
@@ -162,19 +161,11 @@ class Daemon:
         )
 
     def _realtime(self) -> None:
-        """SCHED_FIFO and mlockall as configured, via exoctl.runtime.realtime, run *in* the loop
-        thread (scheduling is per thread); what was granted goes to the log, never raises."""
-        from exoctl.runtime.realtime import apply_realtime
-
+        """SCHED_FIFO and mlockall as configured (``Controller.apply_realtime``: in the loop
+        thread, its inputs just below); what was granted goes to the log, never raises."""
         prio = self.svc.realtime_priority or None
         try:
-            own = getattr(self.controller, "apply_realtime", None)  # the runtime's, when present
-            if own is not None:
-                rep = own(prio, self.svc.lock_memory)
-            else:
-                rep = self.controller.call_in_loop(
-                    lambda now: apply_realtime(prio, None, self.svc.lock_memory), timeout=2.0
-                )
+            rep = self.controller.apply_realtime(prio, self.svc.lock_memory)
         except Exception as e:
             log.warning("realtime_setup_failed", error=str(e))
             return
@@ -186,11 +177,11 @@ class Daemon:
         """Block until a stop is requested or the control loop dies."""
         while not self.stop_requested.wait(0.2):
             c = self.controller
-            if c.loop.error is not None or not c.loop.running:
-                self.stop_reason = f"control loop died: {c.loop.error or 'thread ended'}"
+            if c.loop_error is not None or not c.loop_running:
+                self.stop_reason = f"control loop died: {c.loop_error or 'thread ended'}"
                 self.exit_code = 1
-                log.error("control_loop_died", error=c.loop.error)
-                self._record_event("fault", {"kind": "control_loop_died", "detail": c.loop.error})
+                log.error("control_loop_died", error=c.loop_error)
+                self._record_event("fault", {"kind": "control_loop_died", "detail": c.loop_error})
                 break
 
     def shutdown(self) -> None:
@@ -245,8 +236,7 @@ class Daemon:
         c = self.controller
         rec = self.recorder
         recording = rec.active_session is not None
-        end, rows = c.loop.log.read(self._log_cursor)
-        first = self._log_cursor
+        end, rows = c.read_ticks(self._log_cursor)  # each tick's record and timing
         self._log_cursor = end
         t = rows["t"]
         if len(t):
@@ -265,15 +255,12 @@ class Daemon:
                 rec.submit_chunk("safety_state", t0, rows["state"], t=t, copy=False)
                 rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
                 rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
-                st = c.loop.stats
-                lo = max(first, end - len(t))
-                idx = np.arange(lo, end) % st.capacity
                 timing = np.stack(
-                    [st.start_error[idx], st.tick_cost[idx], st.latency[idx], st.sample_age[idx]],
+                    [rows["start_error"], rows["tick_cost"], rows["latency"], rows["sample_age"]],
                     1,
                 )
-                rec.submit_chunk("loop_timing", t0, timing, t=t[-len(idx) :], copy=False)
-        self._ring_cursor, emg, stamps, lost = c.ring.copy_since(self._ring_cursor)
+                rec.submit_chunk("loop_timing", t0, timing, t=t, copy=False)
+        self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
         if lost and recording:
             self._emg_lost += lost
             rec.submit_event("emg_record_gap", {"samples": lost})
@@ -307,13 +294,13 @@ class Daemon:
         """Healthy: loop thread alive, no loop error, tick counter moved within 0.5 s."""
         c = self.controller
         now = time.monotonic()
-        ticks = c.loop.ticks
+        ticks = c.ticks
         if ticks != self._last_ticks:
             self._last_ticks = ticks
             self._last_tick_change = now
         healthy = bool(c.healthy) and now - self._last_tick_change < HEALTH_STALL_S
         if healthy != self._healthy:
-            log.info("loop_health", healthy=healthy, ticks=ticks, error=c.loop.error)
+            log.info("loop_health", healthy=healthy, ticks=ticks, error=c.loop_error)
             self._healthy = healthy
         return healthy
 
@@ -334,20 +321,16 @@ class Daemon:
 
     # ------------------------------------------------------------------ sessions
     def _artifacts(self) -> tuple[R.Artifact, R.Artifact]:
-        model = self.controller.estimator.model
-        extra = getattr(getattr(model, "info", None), "extra", {}) or {}
-        mid = extra.get("name") or extra.get("version") or extra.get("format")
-        m = R.Artifact.from_file(self.cfg.model.path, str(mid) if mid else None)
-        cal = self.controller.estimator.calibration
-        cid = (getattr(cal, "source", None) or {}).get("name")
-        c = R.Artifact.from_file(self.cfg.estimator.calibration, str(cid) if cid else None)
+        ident = self.controller.model_identity()
+        m = R.Artifact.from_file(ident.model_path, ident.model_id)
+        c = R.Artifact.from_file(ident.calibration_path, ident.calibration_id)
         return m, c
 
     def _stream_meta(self) -> dict[str, dict[str, Any]]:
         from exoctl.control.safety import SafetyState
 
         joints = list(self.cfg.joint_names)
-        k = self.controller.estimator.k
+        k = self.controller.n_synergies
         return {
             "torque_estimated": {"columns": joints, "unit": "N m"},
             "torque_command": {"columns": joints, "unit": "N m",
@@ -404,19 +387,17 @@ class Daemon:
 
         Reads only: the loop's next deadline, the time its last tick wrote a command and
         that tick's cost."""
-        loop = self.controller.loop
-        if not loop.running:
+        c = self.controller
+        if not c.loop_running:
             return
-        period = loop.period
-        log, stats = loop.log, loop.stats
+        period = c.period
         end = time.monotonic() + 10 * period
         while (now := time.monotonic()) < end:
-            nxt = loop.timer.next_deadline
-            n = log.n
-            last = log.t[(n - 1) % log.capacity] if n else -math.inf
+            nxt = c.next_deadline
+            last = c.last_write_time
             if nxt > now and last >= nxt - period:  # this period's tick is done
                 return
-            cost = float(stats.tick_cost[(stats.n - 1) % stats.capacity]) if stats.n else 0.0
+            cost = c.last_tick_cost
             expected_end = (nxt - period if nxt > now else nxt) + min(cost, period)
             time.sleep(max(expected_end - now, 0.0005))
 
@@ -499,7 +480,6 @@ class Daemon:
         return self._stop_session(reason)
 
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
-        from exoctl.control.safety import SafetyState
         from exoctl.runtime.controller import ControllerError
 
         gains = _check_assist(gains)
@@ -514,7 +494,7 @@ class Daemon:
         # What happens to assistance depends on these two; the CLI says it in words.
         return {
             "assist_gain": applied,
-            "safety_state": SafetyState(self.controller.safety.state).name,
+            "safety_state": self.controller.safety_state.name,
             "session": self.controller.session is not None,
         }
 
@@ -525,16 +505,15 @@ class Daemon:
         return {"safety_state": "ESTOP"}
 
     def rpc_fault_clear(self) -> dict[str, Any]:
-        from exoctl.control.safety import SafetyState
         from exoctl.runtime.controller import ControllerError
 
         try:
             ok = self.controller.clear_fault()
         except ControllerError as e:
             raise rpc.Refused(str(e)) from None
-        state = SafetyState(self.controller.safety.state).name
+        state = self.controller.safety_state.name
         if not ok:
-            active, degraded = self.controller.safety.active_conditions  # a property
+            active, degraded = self.controller.active_conditions
             raise rpc.Refused(
                 f"fault not cleared (state {state}): inputs are not all healthy yet",
                 {"active": active, "degraded": degraded},
@@ -558,7 +537,7 @@ class Daemon:
         self, model: str | None = None, calibration: str | None = None
     ) -> dict[str, Any]:
         """Swap the estimator (model and/or calibration) between sessions."""
-        from exoctl.estimation.estimator import build_estimator
+        from exoctl.runtime.controller import ControllerError
 
         if model is None and calibration is None:
             raise rpc.InvalidParams("give model and/or calibration")
@@ -576,23 +555,12 @@ class Daemon:
             over["estimator"] = {"calibration": calibration}
         try:
             cfg = self.cfg.with_overrides(**over)
-            est = build_estimator(cfg)
-        except Exception as e:
+            self.controller.swap_model(cfg)  # refuses other synergies/muscles, and in a session
+        except ControllerError as e:
+            raise rpc.Refused(str(e)) from None
+        except Exception as e:  # any file that cannot be loaded as a model or calibration
             raise rpc.InvalidParams(f"cannot load: {e}") from None
-        old = self.controller.estimator
-        if est.k != old.k or est.n_muscles != old.n_muscles:
-            raise rpc.Refused(
-                f"the new estimator has {est.k} synergies and {est.n_muscles} muscles, the running "
-                f"one {old.k} and {old.n_muscles}: restart the daemon with the new configuration"
-            )
-
-        def swap(now: float) -> None:
-            self.controller.loop.estimator = est
-            self.controller.estimator = est
-
-        self.controller.call_in_loop(swap)
         self.cfg = cfg
-        self.controller.cfg = cfg
         m, c = self._artifacts()
         log.info("model_loaded", model=m.path, model_sha256=m.sha256, calibration=c.path,
                  calibration_sha256=c.sha256)  # fmt: skip

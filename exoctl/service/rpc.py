@@ -68,6 +68,8 @@ from typing import Any
 
 import structlog
 
+from exoctl.errors import ExoctlError
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -123,7 +125,7 @@ def estop_socket_path(socket_path: str | Path) -> Path:
     return p.with_name(f"{p.stem}.estop{p.suffix}")
 
 
-class RpcError(Exception):
+class RpcError(ExoctlError):
     """Raised by a handler to return a specific JSON-RPC error."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:

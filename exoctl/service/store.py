@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.errors import ExoctlError
+
 SCHEMA_VERSION = 2
 PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SESSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
@@ -91,7 +93,7 @@ CREATE INDEX IF NOT EXISTS events_t ON events(t);
 """
 
 
-class RecorderError(RuntimeError):
+class RecorderError(ExoctlError, RuntimeError):
     """A recording request that cannot be honoured; the message is for a person."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from exoctl.config.schema import load_config
+from exoctl.runtime.realtime import ThreadRole
 from exoctl.service import commands as K
 from exoctl.service import recorder as R
 from exoctl.service import rpc
@@ -492,7 +493,7 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
         d = Supervisor(cfg, notifier)
         try:
             d.start()
-            loop_tid = d.controller.loop._thread.native_id
+            loop_tid = d.controller.threads()[ThreadRole.CONTROL_LOOP].native_id
             if os.getuid() == 0:  # granted here; elsewhere refused and only logged
                 assert os.sched_getscheduler(loop_tid) == os.SCHED_FIFO
                 assert os.sched_getparam(loop_tid).sched_priority == 1
@@ -540,7 +541,7 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             with pytest.raises(rpc.Refused, match="between sessions"):
                 d.rpc_model_load(model=str(cfg.model.path))
             assert d.rpc_session_stop()["patient"] == "PM"
-            assert d.controller.loop.error is None
+            assert d.controller.loop_error is None
             # no recording, no session: a patient directory that cannot be created (a file
             # is in the way) refuses the session and leaves no assistance running
             (cfg.service.data_dir / "PX").write_text("in the way")
@@ -555,17 +556,17 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             # A latched firmware fault (a host timeout on a loaded machine) is cleared first:
             # with one, the clear acts on the firmware and lets ticks run before it is tried.
             deadline = time.monotonic() + 5.0
-            while (tel := d.controller.link.latest_telemetry()) is None or tel.fault_bits:
+            while (tel := d.controller.telemetry()) is None or tel.fault_bits:
                 assert time.monotonic() < deadline, "the firmware kept a latched fault"
-                d.controller.link.clear_faults(timeout_s=0.5)
+                d.controller.clear_firmware_faults(timeout_s=0.5)
                 time.sleep(0.05)
             held, release = threading.Event(), threading.Event()
-            d.controller.loop.submit(lambda now: (held.set(), release.wait(2.0)))
+            d.controller.submit(lambda now: (held.set(), release.wait(2.0)))
             assert held.wait(2.0)
             assert d.rpc_estop() == {"safety_state": "ESTOP"}
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 clear = pool.submit(d.rpc_fault_clear)
-                while len(d.controller.loop.requests) < 2 and time.monotonic() < deadline:
+                while d.controller.pending_requests < 2 and time.monotonic() < deadline:
                     time.sleep(0.001)  # the e-stop and the clear both queued behind the hold
                 release.set()
                 with pytest.raises(rpc.Refused, match="fault not cleared") as e:
@@ -573,8 +574,8 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             assert set(e.value.data) == {"active", "degraded"}
             assert d.rpc_status()["safety_state"] == "ESTOP"
 
-            d.controller.loop.stop()  # the control loop is gone (thread ended)
-            assert not d.controller.loop.running
+            d.controller._loop.stop()  # the test ends the loop thread, as a crash would
+            assert not d.controller.loop_running
             late = [t for t, m in drain(1.0) if m == "WATCHDOG=1"]
             assert not late or late[-1] < time.monotonic() - 0.8  # pings stopped
             t0 = time.monotonic()

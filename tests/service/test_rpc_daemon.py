@@ -95,11 +95,8 @@ def _clear(d, timeout: float = 15.0) -> None:
 def _tick_starts(d, since: int) -> tuple[np.ndarray, np.ndarray]:
     """(time each tick started, its start error) for ticks since counter ``since``, from
     the loop's own records: the command's write time minus the tick's cost is its start."""
-    loop = d.controller.loop
-    n = loop.ticks
-    idx = np.arange(max(since, n - loop.stats.capacity + 1), n - 1) % loop.stats.capacity
-    start = loop.log.t[idx] - loop.stats.tick_cost[idx]
-    return start, loop.stats.start_error[idx].copy()
+    _, rows = d.controller.read_ticks(since)
+    return rows["t"] - rows["tick_cost"], rows["start_error"]
 
 
 BATCH = r"""
@@ -149,7 +146,7 @@ def test_oversize_batch_refused_without_delaying_a_tick(daemon) -> None:
     13-45 KB line costs the interpreter 0.3-1 ms, which does not always fit in what is left:
     a few ticks come ~1 ms late (see docs/control-api.md, "Measured")."""
     d = daemon
-    first = d.controller.loop.ticks
+    first = d.controller.ticks_written
     r = _attacker(BATCH, str(d.svc.socket_path), "10", "0.3")
     time.sleep(0.1)
     lim = rpc.Limits()
@@ -166,7 +163,7 @@ def test_oversize_batch_refused_without_delaying_a_tick(daemon) -> None:
     held = [(t0, t1) for t0, t1, n in d.server.recent if n > 10_000]
     assert len(held) == 10
     start, err = _tick_starts(d, first)
-    period = d.controller.loop.period
+    period = d.controller.period
     during = np.zeros(len(start), bool)
     for t0, t1 in held:
         during |= (start >= t0) & (start <= t1 + period)
@@ -190,7 +187,7 @@ def test_oversize_batch_refused_without_delaying_a_tick(daemon) -> None:
     assert worst < 5 * period, report  # far from the firmware's 0.1 s command timeout
     if late > allowance:
         warnings.warn(f"ticks later than the loop's quiet p99: {report}", stacklevel=1)
-    assert d.controller.loop.error is None
+    assert d.controller.loop_error is None
 
 
 HOG = r"""
@@ -290,4 +287,4 @@ def test_fifty_clients_twenty_status_calls_each(daemon) -> None:
     CLI's client (and its retry): at least 99 % answered (it was 157 of 1,000)."""
     r = _attacker(CONCURRENT, str(daemon.svc.socket_path), timeout=300)
     assert r["answered"] >= 990, r
-    assert daemon.controller.loop.error is None
+    assert daemon.controller.loop_error is None

@@ -43,11 +43,11 @@ class ChannelMonitor:
         self.flags = np.zeros(n_channels, dtype=bool)
         # Buffers in the chunks' dtype (the loop's EMG buffer is float32): a mixed-type
         # reduction would allocate a casting buffer.
-        self._lo = np.full(n_channels, np.inf, dtype=dtype)
-        self._hi = np.full(n_channels, -np.inf, dtype=dtype)
-        self._cmin = np.zeros(n_channels, dtype=dtype)
-        self._cmax = np.zeros(n_channels, dtype=dtype)
-        self._range = np.zeros(n_channels, dtype=dtype)
+        self._lo: np.ndarray = np.full(n_channels, np.inf, dtype=dtype)
+        self._hi: np.ndarray = np.full(n_channels, -np.inf, dtype=dtype)
+        self._cmin: np.ndarray = np.zeros(n_channels, dtype=dtype)
+        self._cmax: np.ndarray = np.zeros(n_channels, dtype=dtype)
+        self._range: np.ndarray = np.zeros(n_channels, dtype=dtype)
         self._seen = np.zeros(n_channels, dtype=bool)
         self._count = 0
 

@@ -158,6 +158,7 @@ class SafetyLayer:
         """Write the command to send into ``out`` (N m, joint order) and return it."""
         now = float(inputs.now)
         self.ticks += 1
+        self._watchdogs.state = self._state
         fault, suspect = self._watchdogs.evaluate(requested_nm, estimate_nm, inputs, now)
         rising = fault & ~self._fault_active
         self._fault_active = fault

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from exoctl.config.schema import SafetyConfig
-from exoctl.control.safety.inputs import BIT, N_KINDS, FaultKind, SafetyInputs
+from exoctl.control.safety.inputs import BIT, N_KINDS, FaultKind, SafetyInputs, SafetyState
 
 OK, DEGRADED, FAULT, BAD = 0, 1, 2, 3
 _NAN = math.nan
@@ -74,6 +74,7 @@ class Watchdogs:
             (K.LINK_DOWN, self._link_down, None),
             (K.ACTUATORS_OFF, self._actuators_off, self.tel_to),
         )
+        self.state = SafetyState.NORMAL  # the layer's state before this tick (set by the layer)
         self.since = [_NAN] * N_KINDS  # start of the current streak of a persistent row
         self.value = [0.0] * N_KINDS  # the offending value of each kind's last fault
         self._v = 0.0  # the value a check that answered FAULT or BAD left
@@ -172,6 +173,10 @@ class Watchdogs:
             return OK
         for x in memoryview(req):
             if x != 0.0:
+                if self.state == SafetyState.ESTOP:
+                    # The host switched them off itself (Controller.estop): no device fault to
+                    # report, but not healthy either, so a clear waits until they are on again.
+                    return DEGRADED
                 self._v = 0.0
                 return BAD
         return OK

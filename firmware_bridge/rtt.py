@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from firmware_bridge.link_stats import RttStats as RttSummary
+
 RTT_EDGES_MS = np.logspace(-2, 4, 181)
 SEQ_SLOTS = 4096  # send times remembered per sequence number (a power of two)
 
@@ -72,7 +74,7 @@ class RttStats:
         # geometric centre of the bin, never above the observed maximum
         return float(min(math.sqrt(RTT_EDGES_MS[i - 1] * RTT_EDGES_MS[i]), self._max_ms))
 
-    def summary(self) -> dict:
+    def summary(self) -> RttSummary:
         p50, p99 = self.percentile(0.5), self.percentile(0.99)
         rtt_max = float(self._max_ms) if self._n else None
         return {

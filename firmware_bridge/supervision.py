@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from firmware_bridge import protocol as P
 
@@ -28,8 +28,34 @@ class LinkSupervision:
     """Handshake, requests and the supervisor loop of a :class:`HostLink` (its state lives
     there; see its ``__init__``)."""
 
+    # State shared with the I/O half (made in HostLink.__init__).
+    port: str
+    heartbeat_period_s: float
+    last_error: str | None
+    _running: bool
+    _ser: Any
+    _wake: threading.Event
+    _decoder: P.StreamDecoder
+    _device: DeviceInfo | None
+    _handshaken: bool
+    _enabled: bool
+    _protocol_fault: str | None
+    _hello_nonce: int | None
     _hello_event: threading.Event
+    _last_hello_tx: float
+    _req_id: int
+    _acks: dict[int, P.Ack]
     _ack_cv: threading.Condition
+    _last_tx: float
+    _heartbeats_sent: int
+    _seq: int
+
+    if TYPE_CHECKING:  # provided by the I/O half
+
+        @property
+        def healthy(self) -> bool: ...
+
+        def _send(self, msg: P.Message) -> bool: ...
 
     # ------------------------------------------------------------------ handshake
     def handshake(self, timeout_s: float = 1.0) -> DeviceInfo:

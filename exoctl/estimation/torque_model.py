@@ -86,7 +86,8 @@ class ModelInfo:
             kind = inp.get("kind")
             if kind not in INPUT_KINDS:
                 raise ModelError(f"{path}: input kind {kind!r}, expected one of {INPUT_KINDS}")
-            ticks, rate, lags = 1, None, ()
+            ticks, rate = 1, None
+            lags: tuple[int, ...] = ()
             if kind == "window":
                 ticks, rate = int(inp["ticks"]), float(inp["tick_rate_hz"])
                 if ticks < 1 or not (math.isfinite(rate) and rate > 0):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -60,11 +61,11 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy().astype(np.float64)
 
 
-def stream_graph(net: MultiScaleNet):
-    """An onnx ModelProto (no metadata) computing ``net`` from segment sums ``(B, L, F)``."""
+def stream_graph(module: MultiScaleNet):
+    """An onnx ModelProto (no metadata) computing ``module`` from segment sums ``(B, L, F)``."""
     from onnx import TensorProto, helper, numpy_helper
 
-    net = net.eval()
+    net: Any = cast(Any, module).eval()  # its submodules' attributes, untyped by torch
     lags = stream_lags(net)
     n_l, n_f, n_j = len(lags), net.n_features, net.n_joints
     steps = int(net.config["steps"])

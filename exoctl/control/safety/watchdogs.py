@@ -28,9 +28,9 @@ Check = Callable[[np.ndarray, np.ndarray, SafetyInputs], int]
 
 
 def _first_not_finite(a: np.ndarray) -> int:
-    """Index of the first element that is NaN or infinite, -1 if none. (Iterating a memoryview
+    """Index of the first element that is NaN or infinite, -1 if none. (Iterating the array's memoryview
     makes no int per element: with thousands of joints that is where the time would go.)"""
-    for x in memoryview(a):
+    for x in a.data:
         if not math.isfinite(x):
             return _index_of(a, lambda v: not math.isfinite(v))
     return -1
@@ -38,14 +38,14 @@ def _first_not_finite(a: np.ndarray) -> int:
 
 def _first_implausible(a: np.ndarray, limit: float) -> int:
     """Index of the first element with |x| > limit or NaN, -1 if none."""
-    for x in memoryview(a):
+    for x in a.data:
         if not abs(x) <= limit:
             return _index_of(a, lambda v: not abs(v) <= limit)
     return -1
 
 
 def _index_of(a: np.ndarray, bad: Callable[[float], bool]) -> int:
-    for i, x in enumerate(memoryview(a)):  # the rare path: a bad value is there
+    for i, x in enumerate(a.data):  # the rare path: a bad value is there
         if bad(x):
             return i
     return -1
@@ -171,7 +171,7 @@ class Watchdogs:
         # an enable handshake (a clear during a session), so it persists before it faults.
         if inp.actuators_enabled:
             return OK
-        for x in memoryview(req):
+        for x in req.data:
             if x != 0.0:
                 if self.state == SafetyState.ESTOP:
                     # The host switched them off itself (Controller.estop): no device fault to

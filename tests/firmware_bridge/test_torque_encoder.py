@@ -11,8 +11,8 @@ from firmware_bridge import protocol as P
 
 @settings(max_examples=600, deadline=None)
 @given(
-    counts=st.lists(st.integers(-32768, 32767), min_size=1, max_size=P.MAX_JOINTS),
-    seq=st.integers(0, 2**32 - 1),
+    counts=st.lists(st.integers(-32767, 32767), min_size=1, max_size=P.MAX_JOINTS),
+    seq=st.integers(1, 2**32 - 1),  # 0 is reserved (never sent)
     t=st.integers(0, 2**32 - 1),
 )
 def test_encoder_equals_encode_of_the_message(counts, seq, t):

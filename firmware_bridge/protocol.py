@@ -19,7 +19,7 @@ from __future__ import annotations
 import binascii
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -165,6 +165,61 @@ def cobs_encode(data: bytes | bytearray) -> bytes:
                 out.append(1)
                 break
     return bytes(out)
+
+
+def cobs_encode_into(data: bytearray, out: bytearray) -> int:
+    """COBS-encode ``data`` (shorter than 254 bytes: one code byte per zero-delimited run, no
+    0xFF runs) into ``out`` followed by the 0x00 delimiter; returns the bytes written.
+
+    The send path's encoder: no allocation; equal to ``cobs_encode(data) + b"\x00"`` for such
+    data (tested).
+    """
+    n = len(data)
+    if n >= 254:
+        raise ValueError(f"cobs_encode_into takes frames shorter than 254 bytes, got {n}")
+    # The data shifted by one, then each zero (and the first byte) replaced by the distance
+    # to the next zero or the end: one pass over ~20 bytes (measured 2 us; a find() per zero
+    # costs more in a frame of small counts, which has many zeros).
+    out[1 : n + 1] = data
+    code_pos = 0
+    o = 1
+    for b in data:
+        if not b:
+            out[code_pos] = o - code_pos
+            code_pos = o
+        o += 1
+    out[code_pos] = o - code_pos
+    out[o] = 0
+    return o + 1
+
+
+class TorqueFrameEncoder:
+    """Torque-command frames for ``n_joints``, built in preallocated buffers (the hot path).
+
+    ``encode`` packs the payload (one struct for seq, time, n and every count), stamps the
+    CRC and COBS-encodes the frame into its own wire buffer; the memoryview it returns stays
+    valid until the next call. Equal to ``encode(TorqueCommand(...))`` (tested).
+    """
+
+    def __init__(self, n_joints: int, version: int = PROTOCOL_VERSION) -> None:
+        if not 1 <= n_joints <= MAX_JOINTS:
+            raise ValueError(f"n_joints must be 1..{MAX_JOINTS}, got {n_joints}")
+        self.n_joints = n_joints
+        plen = TorqueCommand._S.size + 2 * n_joints
+        self._payload = struct.Struct(f"<IIB{n_joints}h")
+        self._body = bytearray(HEADER_SIZE + plen + CRC_SIZE)
+        HEADER.pack_into(self._body, 0, version, T_TORQUE_CMD, plen)
+        self._crc_off = HEADER_SIZE + plen
+        self._crc_view = memoryview(self._body)[: self._crc_off]
+        self._wire = bytearray(len(self._body) + 2)  # one COBS code byte and the delimiter
+        self._wire_view = memoryview(self._wire)
+
+    def encode(self, seq: int, host_time_us: int, counts: Sequence[int]) -> memoryview:
+        """The wire frame of TorqueCommand(seq, host_time_us, counts), 0x00 included."""
+        body = self._body
+        self._payload.pack_into(body, HEADER_SIZE, seq, host_time_us, self.n_joints, *counts)
+        CRC.pack_into(body, self._crc_off, crc16(self._crc_view))
+        return self._wire_view[: cobs_encode_into(body, self._wire)]
 
 
 def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:

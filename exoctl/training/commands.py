@@ -436,7 +436,7 @@ def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
     sets, tcfg, _ = dataset_tick_sets(cfg, ds, trials, cal, kinematics=kin, need_torque=True)
     if (
-        info.input_kind == "window"
+        info.input_kind != "instant"
         and info.tick_rate_hz is not None
         and abs(tcfg.control.rate_hz - info.tick_rate_hz) > 1e-6
     ):

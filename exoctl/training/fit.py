@@ -18,7 +18,8 @@
   adds nothing measurable (R^2 within 0.004 of the re-estimation alone over 16 simulated
   patients), and held more loosely it lowers the R^2: a later session differs also by what the
   patient really does, which no input map should align away.
-- ``export_onnx``: fixed opset, one window per call with a free batch axis, exoctl metadata.
+- ``export_onnx``: the streaming form (default) or the window form, free batch axis, exoctl
+  metadata.
 
 Torch runs on at most two threads (a 2-core target; the controller never imports this).
 """
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from exoctl.estimation.torque_model import save_model
+from exoctl.estimation.torque_model import save_model, window_input
 from exoctl.training.linear_model import OPSET
 
 from .features import TickSet
@@ -430,10 +431,20 @@ class _Export(torch.nn.Module):
         return self.net(features)
 
 
-def export_onnx(net: MultiScaleNet, path: Path, metadata: dict) -> None:
-    """Write the network as ONNX (opset ``OPSET``), input (batch, window, F), with metadata."""
+def export_onnx(net: MultiScaleNet, path: Path, metadata: dict, form: str = "stream") -> None:
+    """Write the network as ONNX with metadata: ``form="stream"`` (default) the streaming form
+    the controller runs cheaply (segment sums in, see ``stream_export``), ``"window"`` the
+    torch export of the window form, input (batch, window, F), opset ``OPSET``."""
     import onnx
 
+    if form == "stream":
+        from .stream_export import export_stream_onnx
+
+        export_stream_onnx(copy.deepcopy(net).eval(), path, metadata)
+        return
+    if form != "window":
+        raise ValueError(f"form must be 'stream' or 'window', got {form!r}")
+    metadata = {**metadata, "input": window_input(net.window, metadata["input"]["tick_rate_hz"])}
     path = Path(path)
     net = copy.deepcopy(net).eval()
     dummy = torch.zeros(1, net.window, net.n_features)

@@ -10,8 +10,9 @@ emulated firmware on a pseudo-terminal) in a child process, exactly as ``exoctl 
 controller (``exoctl.runtime.controller.Controller``: acquisition thread, estimator with the ONNX torque
 model, assist law, safety layer, serial link) in this process, in a session with assistance on.
 Only ``control.rate_hz`` is changed, to 1000; the model is the shipped network (made for
-500 Hz ticks, it steps on every second tick; issue 14). Today's code (``bench.baseline``)
-refuses that, so its figures, beside ours as ratios, are with the linear model.
+500 Hz ticks, it steps on every second tick; issue 14). The comparison with today's code (git
+``bench.baseline.BASELINE``) is made by ``bench.bench_tick``, whose probe reads either tree; this
+one's controller calls (threads by role, ``read_ticks``) do not exist in that tree.
 
 Variants, one after the other in this process (same machine state, figures comparable):
 
@@ -218,10 +219,7 @@ VARIANTS = {  # name: (real-time set-up, busy processes)
 
 def run(seconds: float = 60.0, quick: bool = False, log=print) -> dict[str, Any]:
     """Entry point for the aggregator (``make bench``): this branch with the shipped network,
-    and today's code (``bench.baseline``, with the linear model: it refuses the 500 Hz network
-    at 1 kHz) in the real-time variants, as ratios."""
-    from bench.baseline import BASELINE, baseline_tree, call_in_tree
-
+    with the plain and busy variants as its references in the same run."""
     if quick:
         seconds = min(seconds, 3.0)
     out: dict[str, Any] = {
@@ -239,28 +237,8 @@ def run(seconds: float = 60.0, quick: bool = False, log=print) -> dict[str, Any]
         except Exception as e:  # one variant failing still reports the others
             out[name] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  failed: {out[name]['error']}")
-    tree, err = baseline_tree()
-    out["baseline"] = BASELINE if tree is not None else err
-    for name in ("realtime", "realtime_busy") if tree is not None else ():
-        rt, busy = VARIANTS[name]
-        log(f"loop at {RATE_HZ:g} Hz for {seconds:g} s: {name}, today's code (linear model)")
-        try:
-            out[f"today_{name}"] = call_in_tree(
-                tree, "bench.bench_loop:run_variant",
-                {"seconds": seconds, "realtime": rt, "busy": busy, "model": "linear"},
-                timeout_s=seconds + 240.0,
-            )  # fmt: skip
-        except Exception as e:
-            out[f"today_{name}"] = {"error": f"{type(e).__name__}: {e}"}
     for name in ("realtime", "realtime_busy"):
-        a, b = out.get(f"today_{name}", {}), out.get(name, {})
-        if "tick_start_error_us" in a and "tick_start_error_us" in b:
-            out[f"ratios_today_over_this_{name}"] = {
-                "start_error_p99": _ratio(a["tick_start_error_us"]["p99"],
-                                          b["tick_start_error_us"]["p99"]),
-                "tick_cost_p50": _ratio(a["tick_cost_us"]["p50"], b["tick_cost_us"]["p50"]),
-                "misses": [a["deadline_misses"], b["deadline_misses"]],
-            }  # fmt: skip
+        b = out.get(name, {})
         if "ticks" in b:
             out[f"target_check_{name}"] = {
                 "rate_hz": [b["achieved_rate_hz"], 999.5, b["achieved_rate_hz"] >= 999.5],
@@ -272,18 +250,12 @@ def run(seconds: float = 60.0, quick: bool = False, log=print) -> dict[str, Any]
     return out
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or not b:
-        return None
-    return round(float(a) / float(b), 2)
-
-
 def format_table(res: dict[str, Any]) -> str:
     rows = [
         "| variant | achieved rate | tick start error p50 / p99 / max | misses | tick cost p50 / p99 | load avg |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in [*VARIANTS, "today_realtime", "today_realtime_busy"]:
+    for name in VARIANTS:
         v = res.get(name)
         if v is None:
             continue

@@ -53,8 +53,12 @@ class ChildHandle:
             raise ChildError(f"the {self.name} failed to start: {payload}")
         return payload
 
-    def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
+    def send(self, msg: str, args: dict | None = None) -> None:
+        """A message that expects no answer of its own (e.g. the controller's configuration)."""
         self.conn.send((msg, args or {}))
+
+    def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
+        self.send(msg, args)
         if not self.conn.poll(timeout):
             raise ChildError(f"the {self.name} did not answer {msg!r} within {timeout} s")
         kind, payload = self.conn.recv()
@@ -79,12 +83,32 @@ class ChildHandle:
             self.proc.join(5.0)
 
 
-def controller_process(config_path: str | None, overrides: dict, log_seconds: float, conn) -> None:
-    """Child entry: the controller exactly as on the exoskeleton, plus a pipe to the bench."""
+def simulator_entry(config_path: str | None, overrides: dict, conn) -> None:
+    """Child entry of the simulator, named here so that the parent, which only pickles a
+    reference to it, does not import the simulator (scipy.signal and the patient model: about
+    1.7 s) before it can start its children."""
+    from exoctl.hil.simulator import simulator_process
+
+    simulator_process(config_path, overrides, conn)
+
+
+def controller_process(config_path: str | None, log_seconds: float, conn) -> None:
+    """Child entry: the controller exactly as on the exoskeleton, plus a pipe to the bench.
+
+    It is started beside the simulator, not after it: its interpreter start and imports (about
+    2 s) overlap the simulator's. Then it waits for ``("configure", overrides)``, the
+    configuration overrides that name the simulator's serial port and LSL source."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from exoctl.config.schema import load_config
     from exoctl.runtime.controller import Controller
 
+    try:
+        kind, overrides = conn.recv()
+    except EOFError:  # the bench gave up before the simulator was ready
+        return
+    if kind != "configure":
+        conn.send(("error", f"expected the simulator's endpoints, got {kind!r}"))
+        return
     controller = None
     try:
         cfg = load_config(config_path)

@@ -17,14 +17,23 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from exoctl.config.schema import CONFIG_DIR, ConfigError, deep_merge, load_config, resolve_paths
 from exoctl.config.yamlfile import YamlDocument, format_key, read_yaml_document
 from exoctl.hil import MAX_DURATION_S
-from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
-from exoctl.hil.simulator import SimulatorResult, simulator_process
+from exoctl.hil.processes import (
+    ChildHandle,
+    controller_process,
+    path_or_none,
+    simulator_entry,
+    start_busy,
+)
+
+if TYPE_CHECKING:
+    from exoctl.hil.simulator import SimulatorResult
 
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
 SCENARIO_DIR = CONFIG_DIR / "scenarios"
@@ -172,8 +181,17 @@ def run_hil(
     overrides = dict(cfg_overrides or {})
     if overrides:
         cfg = cfg.with_overrides(**overrides)
-    sim = ChildHandle("HIL simulator", simulator_process, path_or_none(config_path), overrides)
-    endpoints = sim.wait_ready()
+    sim = ChildHandle("HIL simulator", simulator_entry, path_or_none(config_path), overrides)
+    # The controller's process starts now too (its interpreter and imports overlap the
+    # simulator's) and waits for the simulator's endpoints.
+    ctl = ChildHandle(
+        "controller", controller_process, path_or_none(config_path), duration_s + 30.0
+    )
+    try:
+        endpoints = sim.wait_ready()
+    except BaseException:
+        ctl.kill()
+        raise
     ctl_overrides = deep_merge(
         overrides,
         {
@@ -181,18 +199,11 @@ def run_hil(
             "emg": {"source": "lsl", "lsl": {"source_id": endpoints["source_id"]}},
         },
     )
-    ctl: ChildHandle | None = None
     busy: list = []
     injected: list[dict] = []
     ctl_result: dict | None = None
     try:
-        ctl = ChildHandle(
-            "controller",
-            controller_process,
-            path_or_none(config_path),
-            ctl_overrides,
-            duration_s + 30.0,
-        )
+        ctl.send("configure", ctl_overrides)
         ready = ctl.wait_ready()
         t_start = ready["t_session"]
         pending = sorted(injections or [], key=lambda i: i.at_s)
@@ -221,8 +232,7 @@ def run_hil(
     finally:
         for p in busy:
             p.kill()
-        if ctl is not None:
-            ctl.kill()
+        ctl.kill()
         sim_result = sim.stop()
     out = _summarise(cfg, duration_s, t_start, injected, ctl_result, sim_result)
     out["realtime"] = {"controller_loop": ready["realtime"], "simulator": endpoints["realtime"]}

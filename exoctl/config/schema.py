@@ -8,6 +8,7 @@ Relative paths in the file are resolved against the file's own directory.
 
 from __future__ import annotations
 
+import os
 import reprlib
 import typing
 from pathlib import Path
@@ -362,8 +363,22 @@ def cross_field_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                 f"{ctl.rate_hz / 2:g} Hz (control.rate_hz {ctl.rate_hz:g})",
             )
         )
+    # The e-stop socket beside it (control.sock -> control.estop.sock) is 6 bytes longer, and
+    # a Unix socket's path holds at most 107 bytes: longer fails only when the daemon binds.
+    sock = len(os.fsencode(str(cfg.service.socket_path)))
+    if sock + len(".estop") > AF_UNIX_PATH_MAX:
+        out.append(
+            (
+                ("service", "socket_path"),
+                f"{sock} bytes long: with its e-stop socket beside it "
+                f"(+{len('.estop')} bytes) it exceeds the {AF_UNIX_PATH_MAX} bytes a Unix "
+                "socket's path may hold; choose a shorter directory",
+            )
+        )
     return out
 
+
+AF_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL (Linux)
 
 # Keys holding file paths: relative values are relative to the file that names them.
 PATH_KEYS = (

@@ -141,6 +141,20 @@ def test_bandpass_edges_must_be_finite(tmp_path, edges):
     assert "estimator.bandpass_hz[" in msg and "finite" in msg
 
 
+def test_a_socket_path_too_long_for_its_estop_sibling_is_refused(tmp_path):
+    """A Unix socket's path holds 107 bytes; the e-stop socket beside the control socket is 6
+    bytes longer. Too long was found only when the daemon bound it (seen under pytest-xdist's
+    longer temporary directories: 'OSError: AF_UNIX path too long')."""
+    ok = "/run/exoctl/" + "d" * (107 - len("/run/exoctl/") - len("/c.estop.sock")) + "/c.sock"
+    assert len(ok.replace("c.sock", "c.estop.sock")) == 107
+    load_config(_write(tmp_path, lambda r: r["service"].update(socket_path=ok)))
+    longer = ok.replace("/c.sock", "/cc.sock")
+    _, msg = _one_problem(
+        _write(tmp_path, lambda r: r["service"].update(socket_path=longer)), "service.socket_path"
+    )
+    assert "107 bytes" in msg and "shorter directory" in msg
+
+
 def test_bandpass_above_nyquist_is_refused(tmp_path):
     """Issue 15 item 4: a band-pass edge above Nyquist passed validation and failed later."""
     path = _write(tmp_path, lambda r: r["estimator"].update(bandpass_hz=[20.0, 1500.0]))

@@ -87,6 +87,7 @@ class Pump:
                 self.pump_once()
 
     def pump_once(self) -> None:
+        """Copy out what the loop wrote since the last call (the caller holds ``lock``)."""
         c = self._controller
         rec = self._recorder
         recording = rec.active_session is not None

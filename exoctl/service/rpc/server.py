@@ -1,7 +1,9 @@
 """The control and e-stop socket server: accepting, admitting or evicting connections, one
 thread per connection reading bounded request lines, and the e-stop socket's own thread.
 
-What it enforces and why is in the package docstring (``exoctl.service.rpc``)."""
+What it enforces and why is in the package docstring (``exoctl.service.rpc``). A little over
+400 lines because it is one class whose threads (acceptor, connections, e-stop) share its
+connection table, counters and pacing; decoding, dispatch and binding live beside it."""
 
 from __future__ import annotations
 

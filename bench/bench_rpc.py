@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exoctl.config.schema import DEFAULT_CONFIG, load_config  # noqa: E402
+from exoctl.hil.children import stop_children  # noqa: E402
 from exoctl.service import client as C  # noqa: E402
 from exoctl.service import recorder as R  # noqa: E402
 
@@ -168,14 +168,7 @@ class Rig:
     def close(self) -> dict[str, Any] | None:
         """Stop both; the emulator's final counters (host timeouts among them)."""
         emu = None
-        for p in (self.daemon, self.sim):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(10)
+        stop_children((self.daemon, self.sim), kill_wait_s=10.0)
         self.sim_err.flush()
         self.sim_err.seek(0)
         for line in reversed(self.sim_err.read().splitlines()):

@@ -7,6 +7,10 @@ to its own limits (and counts the commands that exceeded them), zeroes torque an
 fault when the host goes silent, and reports faults. Test hooks (``pull_cable``, ``replug``,
 ``set_bit_error_rate``, ``press_estop``, ``inject_fault``) act on the wire or the device the
 way the physical faults would.
+
+Why one module of this length: the firmware is one state machine (handshake, enable, watchdogs,
+torque, faults) whose parts share its state under one lock; split, each part would reach into
+the others' fields. The plant and the joint model are the only separable pieces, and are small.
 """
 
 from __future__ import annotations

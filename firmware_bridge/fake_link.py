@@ -38,6 +38,9 @@ and :attr:`answers` (False: the device stops acknowledging) inject what goes wro
 Thread-safe: the control loop and an API thread (an e-stop) may call it at once; every call
 holds one lock for a few microseconds. Not for the hot path of a real controller: it
 allocates a telemetry frame per read and a record per command.
+
+Why about 430 lines: one device model behind the ``Link`` interface; its methods are that
+interface plus the fault-injection hooks above, each short, sharing one lock and one state.
 """
 
 from __future__ import annotations

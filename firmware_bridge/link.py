@@ -12,6 +12,10 @@ Safety rules the link enforces on its own, whatever the caller does:
   host-side enable, so after an unplug/replug assistance stays off until ``enable()`` is called
   again (by a person, through the CLI or the HIL runner);
 - the link never re-enables by itself: reconnection repeats only the handshake.
+
+Why this module is longer than most: it is HostLink's I/O half (the supervision half is
+``link_supervision.py``); the port, the reader thread and the torque send share the port lock
+and the enable state, and keeping them together keeps the rules above in one place.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Messages are frozen dataclasses holding the *wire* integers (fixed-point counts)
 ``decode(encode(m)) == m`` exactly; conversion to SI units lives in the host link and the
 emulator, next to the scale constants below. Decoding never trusts a field it has not checked:
 every failure is a :class:`FrameError` with a ``kind`` the counters use.
+
+Why one module of this length: it mirrors docs/protocol.md section by section (the constants,
+2 framing, 3 fixed point, 4 one class per message, the receiver rules), so the reference and
+the specification read side by side and a change to one shows where the other must change.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ itself, so its recursion is bounded). The bounds are then checked on the graph, 
 distinct node, before anything is constructed: the cost of a refusal is linear in the file's
 size (bounded too), whatever the aliases would expand to. PyYAML's own safe constructors build
 the values; whatever they raise is located at the node that failed.
+
+Why one module of this length: it is one pipeline (compose, check the graph's bounds and keys,
+construct, locate a failure) over one loader and node graph, whose helpers serve nothing else.
 """
 
 from __future__ import annotations

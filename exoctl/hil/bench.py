@@ -34,6 +34,7 @@ from exoctl.cli_policy import seconds
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
 from exoctl.config.yamlfile import read_yaml
+from exoctl.hil.children import stop_children
 
 LOOP_PRIORITY = 50
 SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor
@@ -154,20 +155,7 @@ class Bench:
 
     def stop(self) -> list[int | None]:
         """The daemon first (it ramps out and closes the recording), then the simulator."""
-        codes: list[int | None] = []
-        for proc in (self.daemon, self.sim):
-            if proc is None:
-                codes.append(None)
-                continue
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20.0)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5.0)
-            codes.append(proc.returncode)
-        return codes
+        return stop_children((self.daemon, self.sim))
 
 
 def how_to_drive(bench: Bench, started: dict[str, Any]) -> str:

@@ -12,6 +12,10 @@ HIL use the methods below (``status``, ``read_ticks``, ``read_emg``, ``swap_mode
 change inside the runtime cannot break them unseen. The link is any
 :class:`firmware_bridge.link_api.Link`: the serial ``HostLink`` built from the configuration,
 or one handed in (the in-process ``FakeLink`` in tests/runtime/test_controller.py).
+
+Why this module is longer than most: ``Controller`` is the one facade the daemon and the HIL
+may use, so its many short methods (most a few lines) stay together as that written contract;
+the parts it wires live in their own modules.
 """
 
 from __future__ import annotations

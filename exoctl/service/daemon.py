@@ -13,18 +13,21 @@ recorder and the control socket, and talks to systemd:
   is never resumed automatically).
 
 Threads: the control loop (the controller's), acquisition, the recorder's writer, the RPC
-acceptor and connections, and one *pump* thread here. The pump is the only reader of the
-loop's preallocated logs: every 50 ms it copies the new rows (estimate, command, telemetry,
-activations, synergies, loop timing, raw EMG) into the recorder and the LSL outlets, drains
-the safety layer's fault events, and pings the watchdog. Nothing here runs on, or takes a
-lock shared with, the control thread.
+acceptor and connections, and one *pump* thread (``exoctl.service.pump``), the only reader of
+the loop's preallocated logs: every 50 ms it copies the new rows into the recorder and the LSL
+outlets, drains the safety layer's fault events, and pings the watchdog here. Nothing here
+runs on, or takes a lock shared with, the control thread.
 
 Logs: structlog, one JSON object per line on stdout (journald keeps them).
+
+Why this module is longer than most: the RPC methods (the table ``Daemon.RPC_METHODS``) are
+short steps over the state the lifecycle owns (the session id, the pump's lock, the recorder,
+the controller), so they stay with it; the pump (its own thread and state) is
+``exoctl.service.pump`` and the socket ``exoctl.service.rpc``.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import faulthandler
 import os
@@ -35,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import structlog
 
 from exoctl import __version__
@@ -44,11 +46,11 @@ from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorde
 from exoctl.service import recorder as R
 from exoctl.service import rpc
 from exoctl.service.lsl_outlets import LslPublisher
+from exoctl.service.pump import Pump, stream_meta
 from exoctl.service.sdnotify import Notifier
 
 log = structlog.get_logger("exoctl.daemon")
 
-PUMP_PERIOD_S = 0.05
 HEALTH_STALL_S = 0.5  # no tick for this long: the loop is not healthy
 STATUS_WINDOW_S = 10.0  # loop timing in `status` covers the last 10 s
 
@@ -107,19 +109,12 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.stop_reason = "daemon stopped"
         self.exit_code = 0
-        self._pump_lock = threading.Lock()
-        self._pump_thread: threading.Thread | None = None
-        self._log_cursor = 0
-        self._ring_cursor = 0
-        self._recent_faults: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+        self.pump = Pump(self.controller, self.recorder, on_period=self._watchdog)
         self._last_ticks = -1
         self._last_tick_change = time.monotonic()
         self._last_ping = 0.0
         self._healthy = False
-        self._emg_lost = 0
         self._session_id: str | None = None
-        self._pump_error: str | None = None
-        self._write_errors = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -130,8 +125,7 @@ class Daemon:
         self.controller.start()
         if self.svc.realtime_priority or self.svc.lock_memory:
             self._realtime()
-        self._log_cursor = self.controller.ticks_written
-        self._ring_cursor = self.controller.emg_written
+        self.pump.skip_to_now()
         if self.svc.publish_lsl:
             try:
                 self.lsl = LslPublisher(self.cfg)
@@ -147,10 +141,7 @@ class Daemon:
             cached=self.RPC_CACHED_S,
             gate=self._after_tick,
         ).start()
-        self._pump_thread = threading.Thread(
-            target=self._pump_loop, name="exoctl-pump", daemon=True
-        )
-        self._pump_thread.start()
+        self.pump.start(self.lsl)
         self.notifier.ready("controller running, no session")
         log.info(
             "ready",
@@ -199,7 +190,7 @@ class Daemon:
             self.controller.shutdown(ramp_out=True)
         except Exception as e:
             log.error("controller_shutdown_failed", error=str(e))
-        self._stop_pump()
+        self.pump.stop()
         try:
             if self.recorder.active_session is not None:
                 self.recorder.stop_session(self.stop_reason)
@@ -211,84 +202,6 @@ class Daemon:
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason
         self.stop_requested.set()
-
-    # ------------------------------------------------------------------ the pump
-    def _pump_loop(self) -> None:
-        self._pump_stop = threading.Event()
-        while not self._pump_stop.wait(PUMP_PERIOD_S):
-            try:
-                with self._pump_lock:
-                    self._pump_once()
-            except Exception as e:  # never let recording problems touch the controller
-                if self._pump_error != str(e):
-                    log.exception("pump_failed")
-                self._pump_error = str(e)
-            self._watchdog()
-
-    def _stop_pump(self) -> None:
-        if self._pump_thread is not None:
-            self._pump_stop.set()
-            self._pump_thread.join(2.0)
-            with self._pump_lock, contextlib.suppress(Exception):
-                self._pump_once()
-
-    def _pump_once(self) -> None:
-        c = self.controller
-        rec = self.recorder
-        recording = rec.active_session is not None
-        end, rows = c.read_ticks(self._log_cursor)  # each tick's record and timing
-        self._log_cursor = end
-        t = rows["t"]
-        if len(t):
-            if self.lsl is not None:
-                self.lsl.push("estimate", t, rows["estimate"])
-                self.lsl.push("command", t, rows["command"])
-                self.lsl.push(
-                    "joint_state", t, np.concatenate([rows["angles"], rows["applied"]], 1)
-                )
-            if recording:
-                t0 = float(t[0])
-                rec.submit_chunk("torque_estimated", t0, rows["estimate"], t=t, copy=False)
-                rec.submit_chunk("torque_command", t0, rows["command"], t=t, copy=False)
-                tel = np.concatenate([rows["angles"], rows["applied"]], 1)
-                rec.submit_chunk("telemetry", t0, tel, t=t, copy=False)
-                rec.submit_chunk("safety_state", t0, rows["state"], t=t, copy=False)
-                rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
-                rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
-                timing = np.stack(
-                    [rows["start_error"], rows["tick_cost"], rows["latency"], rows["sample_age"]],
-                    1,
-                )
-                rec.submit_chunk("loop_timing", t0, timing, t=t, copy=False)
-        self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
-        if lost and recording:
-            self._emg_lost += lost
-            rec.submit_event("emg_record_gap", {"samples": lost})
-        if len(stamps) and recording:
-            rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
-        self._drain_faults()
-        errors = rec.stats()["write_errors"]
-        if errors != self._write_errors:
-            self._write_errors = errors
-            log.error("recording_write_error", errors=errors, last=rec.stats()["last_error"])
-
-    def _drain_faults(self) -> list[dict[str, Any]]:
-        """Move the safety layer's fault events into the recording and the recent list.
-
-        Called with the pump lock held (status() takes it too): the layer's event queue is
-        drained by whoever reads it, so only one reader at a time.
-        """
-        out = self.controller.collect_events(include_pending=True)  # in the loop thread
-        now_wall, now_mono = time.time(), time.monotonic()
-        for d in out:
-            self._recent_faults.append(
-                {**d, "wall_time": now_wall - (now_mono - d["t_detected"]), "cleared_at": None}
-            )
-            self.recorder.submit_event("fault", d, t=d["t_detected"])
-            if self.lsl is not None:
-                self.lsl.marker("fault", d, t=d["t_detected"])
-            log.warning("fault", **jsonable(d))
-        return out
 
     def _update_health(self) -> bool:
         """Healthy: loop thread alive, no loop error, tick counter moved within 0.5 s."""
@@ -326,40 +239,16 @@ class Daemon:
         c = R.Artifact.from_file(ident.calibration_path, ident.calibration_id)
         return m, c
 
-    def _stream_meta(self) -> dict[str, dict[str, Any]]:
-        from exoctl.control.safety import SafetyState
-
-        joints = list(self.cfg.joint_names)
-        k = self.controller.n_synergies
-        return {
-            "torque_estimated": {"columns": joints, "unit": "N m"},
-            "torque_command": {"columns": joints, "unit": "N m",
-                               "description": "after the safety layer, as sent"},
-            "telemetry": {
-                "columns": [f"angle_{j}" for j in joints] + [f"applied_{j}" for j in joints],
-                "units": ["rad"] * len(joints) + ["N m"] * len(joints),
-                "description": "the firmware's report: joint angles, torque it applied",
-            },
-            "safety_state": {"columns": ["safety_state"], "levels": [s.name for s in SafetyState],
-                             "description": "the safety layer's state after the tick"},
-            "activation": {"columns": list(self.cfg.emg.muscles), "unit": "1"},
-            "synergy": {"columns": [f"synergy_{i + 1}" for i in range(k)], "unit": "1"},
-            "loop_timing": {"columns": ["start_error", "tick_cost", "latency", "sample_age"],
-                            "unit": "s"},
-            "emg_raw": {"columns": list(self.cfg.emg.muscles), "unit": "as streamed",
-                        "description": "t is the LSL time stamp"},
-        }  # fmt: skip
-
     def _stop_session(self, reason: str) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        with self._pump_lock:
+        with self.pump.lock:
             s = self.controller.session
             try:
                 self.controller.stop_session()
             except ControllerError as e:
                 raise rpc.Refused(str(e)) from None
-            self._pump_once()  # everything up to the end of the ramp-out
+            self.pump.pump_once()  # everything up to the end of the ramp-out
             sid = self._session_id
             self._record_event("session_stop", {"reason": reason})
             self.recorder.stop_session(reason)
@@ -403,11 +292,11 @@ class Daemon:
 
     # ------------------------------------------------------------------ RPC methods
     def rpc_status(self) -> dict[str, Any]:
-        with self._pump_lock:
-            self._drain_faults()
+        with self.pump.lock:
+            self.pump.drain_faults()
         self._after_tick()  # the build below holds the GIL ~1 ms: not while a tick is due
         st = self.controller.status(window_s=STATUS_WINDOW_S)
-        st["faults"] = list(self._recent_faults)
+        st["faults"] = list(self.pump.recent_faults)
         if st.get("session") is not None:
             st["session"]["id"] = self._session_id
         st["daemon"] = {
@@ -416,7 +305,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_mono, 1),
             "loop_healthy": self._update_health(),
             "watchdog_s": self.notifier.watchdog_s,
-            "pump_error": self._pump_error,
+            "pump_error": self.pump.error,
         }
         rs = self.recorder.stats()
         st["recorder"] = {
@@ -438,7 +327,7 @@ class Daemon:
         if protocol is not None and (not isinstance(protocol, str) or len(protocol) > 200):
             raise rpc.InvalidParams("protocol must be a string of at most 200 characters")
         assist = _check_assist(assist)
-        with self._pump_lock:
+        with self.pump.lock:
             if self.controller.session is not None or self.recorder.active_session is not None:
                 raise rpc.Refused(
                     f"a session is already running (session {self._session_id}); stop it first"
@@ -455,7 +344,7 @@ class Daemon:
                     config=self.cfg.model_dump(mode="json"),
                     model=model,
                     calibration=cal,
-                    streams=self._stream_meta(),
+                    streams=stream_meta(self.cfg, self.controller.n_synergies),
                 )
             except Exception as e:
                 # No recording, no session: assistance must not run unrecorded.
@@ -521,8 +410,8 @@ class Daemon:
         self._record_event("fault_clear", {"state": state})
         log.info("fault_cleared", state=state)
         cleared_at = time.time()
-        with self._pump_lock:  # the pump appends to the list
-            for f in self._recent_faults:
+        with self.pump.lock:  # the pump appends to the list
+            for f in self.pump.recent_faults:
                 if f.get("cleared_at") is None:
                     f["cleared_at"] = cleared_at
         s = self.controller.session

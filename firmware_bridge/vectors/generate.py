@@ -4,6 +4,9 @@ Run ``.venv/bin/python -m firmware_bridge.vectors.generate`` after a protocol ch
 suite fails when the committed file differs from what this produces, so the file and the codec
 cannot drift apart. Invalid frames are built by hand (bytes, not through the encoder) where the
 encoder would refuse to produce them.
+
+Why one long file: it is a generator script, not imported by the product; most of it is the
+list of hand-built vectors, each a few lines, read top to bottom like docs/protocol.md section 6.
 """
 
 from __future__ import annotations

@@ -69,7 +69,30 @@ SECTIONS = [
         owner="safety engineer",
         what="1 kHz loop with/without real-time setup",
         quick_kwargs={"quick": True},
-        full_kwargs={"seconds": 30.0},  # its default 60 s per variant would crowd the 15 min
+        full_kwargs={"seconds": 20.0},  # 5 variants (3 ours, 2 today's) within the 15 min
+    ),
+    Section(
+        "tick",
+        "bench.bench_tick",
+        owner="perf (issue 14)",
+        what="whole control tick per stage, thread CPU, today's code vs this branch",
+        quick_kwargs={"quick": True},
+    ),
+    Section(
+        "tick_hil",
+        "bench.bench_tick",
+        "run_hil",
+        owner="perf (issue 14)",
+        what="exoctl hil --duration 30: rate, misses, latency, today's code vs this branch",
+        quick_kwargs={"quick": True},
+    ),
+    Section(
+        "tick_daemon",
+        "bench.bench_tick",
+        "run_daemon",
+        owner="perf (issue 14)",
+        what="exoctl daemon CPU and RSS, idle and in a session, today's code vs this branch",
+        quick_kwargs={"quick": True},
     ),
     Section(
         "inference",
@@ -117,7 +140,7 @@ SECTIONS = [
         ours=True,
     ),
 ]
-_OWN_FILES = {"bench_end_to_end", "bench_scaling", "bench_accuracy"}
+_OWN_FILES = {"bench_end_to_end", "bench_scaling", "bench_accuracy", "bench_tick"}
 
 
 def all_sections() -> list[Section]:

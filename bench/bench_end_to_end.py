@@ -44,6 +44,7 @@ from bench.peers import libemg_env, naive
 from exoctl.config.schema import load_config
 from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel, feature_names, window_input
+from exoctl.hil.children import stop_children
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.linear_model import LINEAR_MODEL_PATH
@@ -362,7 +363,6 @@ def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
     import getpass
     import json
     import os
-    import signal
     import subprocess
     import sys
 
@@ -472,11 +472,4 @@ def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
                 "safety_state": st.get("safety_state"),
             }
         finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-                    try:
-                        p.wait(20)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait(5)
+            stop_children(reversed(procs))

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import svg
+from bench import charts
 
 
 def _g(d: Any, *path, default=None):
@@ -142,7 +142,7 @@ def _headline(doc: dict, out: list[str], plots: dict[str, str]) -> None:
             ("exoctl + network (ONNX)", net["exoctl_step"]["median_us"]),
             ("naive + network (PyTorch eager)", net["naive_pipeline"]["median_us"]),
         ]
-    plots["pipeline.svg"] = svg.bars("Per-tick cost, median (log scale)", items, "us")
+    plots["pipeline.svg"] = charts.bars("Per-tick cost, median (log scale)", items, "us")
     out.append("\n![per-tick cost of exoctl and its peers](pipeline.svg)\n")
     acc = [("exoctl linear", p.get("exoctl_r2_test_session"))]
     if "r2_test_session" in le:
@@ -357,7 +357,7 @@ def _scaling(doc: dict, out: list[str], plots: dict[str, str]) -> None:
             f"| {rate} Hz | {r['samples_per_tick']} | {_us(r['tick']['median_us'])} | {_us(r['tick']['p99_us'])} | {100 * r['cpu_share_of_one_core']:.2f} % |"
         )
     xs = [float(m) for m in s["channels"]]
-    plots["scaling_channels.svg"] = svg.lines(
+    plots["scaling_channels.svg"] = charts.lines(
         "Per-tick cost vs EMG channels (median, log scale)",
         xs,
         {

@@ -7,6 +7,10 @@ to its own limits (and counts the commands that exceeded them), zeroes torque an
 fault when the host goes silent, and reports faults. Test hooks (``pull_cable``, ``replug``,
 ``set_bit_error_rate``, ``press_estop``, ``inject_fault``) act on the wire or the device the
 way the physical faults would.
+
+Why one module of this length: the firmware is one state machine (handshake, enable, watchdogs,
+torque, faults) whose parts share its state under one lock; split, each part would reach into
+the others' fields. The plant and the joint model are the only separable pieces, and are small.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 import tty
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
@@ -35,12 +39,13 @@ class EmulatedJoint:
     angle_max_rad: float
 
     def __post_init__(self) -> None:
-        if not 0 < self.torque_limit_nm <= 327.0:
-            raise ValueError(f"joint {self.name}: torque_limit_nm must be in (0, 327]")
+        # the wire carries the limit as u16 counts of 0.01 N m: 0 .. 655.35 N m, refused
+        # (not saturated) outside; a zero limit would be a joint that never gets torque
+        if not P.to_u16_count(self.torque_limit_nm, P.TORQUE_COUNTS_PER_NM, "torque_limit_nm"):
+            raise ValueError(f"joint {self.name}: torque_limit_nm must be > 0")
         if not -3.27 <= self.angle_min_rad < self.angle_max_rad <= 3.27:
             raise ValueError(f"joint {self.name}: need -3.27 <= angle_min < angle_max <= 3.27")
-        if len(self.name.encode("ascii")) > P.JOINT_NAME_LEN:
-            raise ValueError(f"joint name {self.name!r} longer than {P.JOINT_NAME_LEN} bytes")
+        P._pad(self.name, P.JOINT_NAME_LEN, "joint name")  # 1..8 visible ASCII characters
 
 
 class Plant(Protocol):
@@ -86,9 +91,48 @@ _ANGLE_LIMIT_COUNT = 32767
 
 
 def _serial_newer(a: int, b: int) -> bool:
-    """a is after b in u32 serial-number arithmetic."""
+    """a is after b in u32 serial-number arithmetic (a difference of exactly 2^31 is neither
+    newer nor older, so such a command is not applied)."""
     d = (a - b) & 0xFFFFFFFF
     return 0 < d < 0x80000000
+
+
+def _seq_gap(seq: int, last: int) -> int:
+    """Commands missing between ``last`` and a newer ``seq``; 0 is never sent, so a wrap from
+    0xFFFFFFFF to 1 is no gap."""
+    gap = (seq - last - 1) & 0xFFFFFFFF
+    return gap - 1 if seq < last else gap
+
+
+def _counts(values: np.ndarray, counts_per_unit: int) -> tuple[int, ...]:
+    """SI values as i16 wire counts: times the integer scale, ties to even, +-32767
+    (docs/protocol.md section 3; the same rule as protocol.to_count, vectorised)."""
+    c = np.rint(values * float(counts_per_unit))
+    return tuple(np.clip(c, -P.I16_SATURATION, P.I16_SATURATION).astype(int).tolist())
+
+
+class EmulatorStats(TypedDict):
+    """``FirmwareEmulator.stats()``: the device's own counters, read by the HIL summary."""
+
+    commands_received: int
+    commands_applied: int
+    commands_refused: int
+    commands_out_of_order: int
+    limit_violations: int
+    crc_errors: int
+    framing_errors: int
+    frame_errors: dict[str, int]  # per FrameError kind
+    frames_good: int
+    seq_gaps: int
+    timeouts: int
+    resets: int
+    faults: list[dict[str, Any]]
+    fault_bits: int
+    enabled: bool
+    handshaken: bool
+    estop: bool
+    bits_corrupted: int
+    applied_torque_nm: list[float]
 
 
 class FirmwareEmulator:
@@ -108,10 +152,11 @@ class FirmwareEmulator:
     ) -> None:
         if not 1 <= len(joints) <= P.MAX_JOINTS:
             raise ValueError(f"need 1..{P.MAX_JOINTS} joints, got {len(joints)}")
-        if not 0 < command_timeout_s <= 65.0:
-            raise ValueError("command_timeout_s must be in (0, 65]")
-        if not 0 < telemetry_period_s <= 0.065:
-            raise ValueError("telemetry_period_s must be in (0, 0.065]")
+        # DEVICE_INFO carries them as u16 ms and u16 us, each at least 1
+        if not 1 <= round(command_timeout_s * 1000) <= 0xFFFF:
+            raise ValueError("command_timeout_s must be in [0.001, 65.535]")
+        if not 1 <= round(telemetry_period_s * 1e6) <= 0xFFFF:
+            raise ValueError("telemetry_period_s must be in [1e-6, 0.065535]")
         P._pad(device_id, P.DEVICE_ID_LEN, "device_id")
         self.joints = list(joints)
         self.n = len(joints)
@@ -123,7 +168,11 @@ class FirmwareEmulator:
         self.plant: Plant = plant or SpringDamperPlant(np.clip(0.0, lo, hi))
         self._lo, self._hi = lo, hi
         self._limit_counts = np.array(
-            [round(j.torque_limit_nm / P.TORQUE_SCALE_NM) for j in joints], dtype=np.int64
+            [
+                P.to_u16_count(j.torque_limit_nm, P.TORQUE_COUNTS_PER_NM, "torque_limit_nm")
+                for j in joints
+            ],
+            dtype=np.int64,
         )
         self._rng = np.random.default_rng(seed)
         self._ber = 0.0
@@ -139,7 +188,7 @@ class FirmwareEmulator:
         self._t0 = time.monotonic()
 
         # device state
-        self._decoder = P.StreamDecoder(self._on_version_error)
+        self._decoder = P.StreamDecoder(self._on_version_error, receiver=P.DEVICE)
         self._handshaken = False
         self._enabled = False
         self._latched = 0
@@ -208,6 +257,7 @@ class FirmwareEmulator:
         tty.setraw(master)
         tty.setraw(slave)
         os.set_blocking(master, False)
+        assert self._link_path is not None, "start() sets the link path before plugging"
         tmp = self._link_path + ".new"
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -235,7 +285,7 @@ class FirmwareEmulator:
         with self._lock:
             self._unplug()
             self._plug()
-            self._decoder = P.StreamDecoder(self._on_version_error)
+            self._decoder = P.StreamDecoder(self._on_version_error, receiver=P.DEVICE)
         assert self._link_path is not None
         return self._link_path
 
@@ -251,7 +301,7 @@ class FirmwareEmulator:
             self._last_applied = 0
             self._tel_seq = 0
             self._t0 = time.monotonic()
-            self._decoder = P.StreamDecoder(self._on_version_error)
+            self._decoder = P.StreamDecoder(self._on_version_error, receiver=P.DEVICE)
             self._resets += 1
 
     def set_mute(self, mute: bool) -> None:
@@ -281,6 +331,8 @@ class FirmwareEmulator:
         """Raise a latched device fault (e.g. FAULT_OVER_TEMPERATURE) as the hardware would."""
         if bit not in (P.FAULT_OVER_TEMPERATURE, P.FAULT_OVERCURRENT):
             raise ValueError("inject_fault accepts FAULT_OVER_TEMPERATURE or FAULT_OVERCURRENT")
+        if joint != P.JOINT_DEVICE and not 0 <= joint < self.n:
+            raise ValueError(f"joint must be 0..{self.n - 1} or JOINT_DEVICE, got {joint}")
         with self._lock:
             self._zero_and_disable()
             self._raise_fault(bit, latched=True, joint=joint)
@@ -349,8 +401,7 @@ class FirmwareEmulator:
                 time.sleep(min(timeout, 0.001))
             with self._lock:
                 if data:
-                    for m in self._decoder.feed(self._corrupt(data)):
-                        self._handle(m, time.monotonic())
+                    self._receive(self._corrupt(data))
                 now = time.monotonic()
                 if now >= next_tick:
                     dt = min(now - last_step, 0.02)
@@ -369,6 +420,19 @@ class FirmwareEmulator:
                 if now - self._last_tel >= self.telemetry_period_s:
                     self._send_telemetry(now)
                 self._flush()
+
+    def _receive(self, data: bytes) -> None:
+        """Handle the frames in ``data`` strictly in arrival order. The decoder reports a
+        foreign HELLO through a callback during feed(), before it returns the messages of the
+        same chunk, so it is fed one frame at a time: a TORQUE_CMD followed by a foreign HELLO
+        in one read is applied before the HELLO unpairs the device, as on the wire."""
+        start, n = 0, len(data)
+        while start < n:
+            z = data.find(0, start)
+            end = n if z < 0 else z + 1
+            for m in self._decoder.feed(data[start:end]):
+                self._handle(m, time.monotonic())
+            start = end
 
     def _update_thermal(self, dt: float) -> None:
         cur = self._torque / _KT_GEAR_NM_PER_A
@@ -437,12 +501,10 @@ class FirmwareEmulator:
     def _send_telemetry(self, now: float) -> None:
         self._last_tel = now
         self._tel_seq = (self._tel_seq + 1) & 0xFFFFFFFF
-        ang = np.clip(np.rint(self._theta / P.ANGLE_SCALE_RAD), -32768, 32767).astype(int)
-        vel = np.clip(np.rint(self._omega / P.VELOCITY_SCALE_RAD_S), -32768, 32767).astype(int)
-        cur = np.clip(
-            np.rint(self._torque / _KT_GEAR_NM_PER_A / P.CURRENT_SCALE_A), -32768, 32767
-        ).astype(int)
-        tmp = np.clip(np.rint(self._temp / P.TEMPERATURE_SCALE_C), -32768, 32767).astype(int)
+        ang = _counts(self._theta, P.ANGLE_COUNTS_PER_RAD)
+        vel = _counts(self._omega, P.VELOCITY_COUNTS_PER_RAD_S)
+        cur = _counts(self._torque / _KT_GEAR_NM_PER_A, P.CURRENT_COUNTS_PER_A)
+        tmp = _counts(self._temp, P.TEMPERATURE_COUNTS_PER_C)
         self._send(
             P.Telemetry(
                 self._tel_seq,
@@ -450,11 +512,11 @@ class FirmwareEmulator:
                 self._last_applied,
                 self._flags(),
                 self._bits(),
-                tuple(ang.tolist()),
-                tuple(vel.tolist()),
+                ang,
+                vel,
                 tuple(self._cmd_counts.tolist()),
-                tuple(cur.tolist()),
-                tuple(tmp.tolist()),
+                cur,
+                tmp,
                 tuple(self._joint_faults.tolist()),
             )
         )
@@ -468,12 +530,18 @@ class FirmwareEmulator:
         self._send(P.Ack(req.request_id, req.TYPE, result, state, self._bits()))
 
     def _on_version_error(self, e: P.FrameError) -> None:
-        """A Hello in a version we do not speak: answer in ours so the host can say why."""
-        if e.mtype == P.T_HELLO:
-            nonce = int.from_bytes(e.payload[:4], "little") if len(e.payload) >= 4 else 0
-            self._zero_and_disable()
-            self._handshaken = False
-            self._send_device_info(nonce)
+        """A HELLO in a version we do not speak (checks 1-5 passed, counted as a version
+        error): answer in ours so the host can say why, and do what a HELLO does except
+        pairing: torque off, UNPAIRED, sequence reference forgotten (docs/protocol.md 5.1).
+        A foreign HELLO whose payload is shorter than its nonce is not answered."""
+        nonce = e.hello_nonce
+        if nonce is None:
+            return
+        self._zero_and_disable()
+        self._handshaken = False
+        self._last_applied = 0
+        self._status &= ~(P.FAULT_COMMAND_STALE | P.FAULT_BAD_COMMAND)
+        self._send_device_info(nonce)
 
     def _send_device_info(self, nonce: int) -> None:
         self._send(
@@ -486,8 +554,8 @@ class FirmwareEmulator:
                     P.JointInfo(
                         j.name,
                         int(self._limit_counts[k]),
-                        round(j.angle_min_rad / P.ANGLE_SCALE_RAD),
-                        round(j.angle_max_rad / P.ANGLE_SCALE_RAD),
+                        P.to_count(j.angle_min_rad, P.ANGLE_COUNTS_PER_RAD),
+                        P.to_count(j.angle_max_rad, P.ANGLE_COUNTS_PER_RAD),
                     )
                     for k, j in enumerate(self.joints)
                 ),
@@ -539,7 +607,8 @@ class FirmwareEmulator:
                 self._latched = 0
                 self._status &= ~P.FAULT_BAD_COMMAND
                 self._ack(m, P.ACK_OK)
-        # device->host types arriving here (loopback) are ignored
+        # device->host types never get here: the decoder drops them ("direction"), so a
+        # looped-back wire does not feed the host-silence watchdog
 
     def _on_torque(self, m: P.TorqueCommand, now: float) -> None:
         self._commands_received += 1
@@ -556,12 +625,13 @@ class FirmwareEmulator:
             if not self._status & P.FAULT_BAD_COMMAND:
                 self._raise_fault(P.FAULT_BAD_COMMAND, latched=False)
             return
+        # _last_applied 0 means "none since HELLO" (a seq-0 command never gets here: the
+        # decoder drops it), so the first command of a session sets the reference
         if self._last_applied and not _serial_newer(m.seq, self._last_applied):
             self._commands_stale_seq += 1  # duplicate or reordered: never apply an old command
             return
         if self._last_applied:
-            gap = (m.seq - self._last_applied - 1) & 0xFFFFFFFF
-            self._seq_gaps += gap
+            self._seq_gaps += _seq_gap(m.seq, self._last_applied)
         if over.any():
             np.clip(counts, -self._limit_counts, self._limit_counts, out=counts)
             self._status |= P.FAULT_TORQUE_CLAMPED
@@ -579,7 +649,7 @@ class FirmwareEmulator:
         self._send_telemetry(now)
 
     # ------------------------------------------------------------------ observation
-    def stats(self) -> dict:
+    def stats(self) -> EmulatorStats:
         with self._lock:
             d = self._decoder
             return {

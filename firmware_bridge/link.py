@@ -12,6 +12,10 @@ Safety rules the link enforces on its own, whatever the caller does:
   host-side enable, so after an unplug/replug assistance stays off until ``enable()`` is called
   again (by a person, through the CLI or the HIL runner);
 - the link never re-enables by itself: reconnection repeats only the handshake.
+
+Why this module is longer than most: it is HostLink's I/O half (the supervision half is
+``link_supervision.py``); the port, the reader thread and the torque send share the port lock
+and the enable state, and keeping them together keeps the rules above in one place.
 """
 
 from __future__ import annotations
@@ -24,64 +28,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import serial
 
 from firmware_bridge import protocol as P
+from firmware_bridge.errors import LinkError
+from firmware_bridge.link_api import DeviceInfo, LinkThread, TelemetrySnapshot
+from firmware_bridge.link_stats import LinkStats
+from firmware_bridge.rtt import RttStats
+from firmware_bridge.supervision import LinkSupervision
+
+__all__ = ["DeviceInfo", "HostLink", "LinkError", "TelemetrySnapshot"]
 
 
-class LinkError(RuntimeError):
-    """The link cannot do what was asked (timeout, version or configuration mismatch)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the device said about itself in the handshake, in SI units."""
-
-    device_id: str
-    protocol_version: int
-    n_joints: int
-    joint_names: tuple[str, ...]
-    torque_limit_nm: tuple[float, ...]
-    angle_min_rad: tuple[float, ...]
-    angle_max_rad: tuple[float, ...]
-    command_timeout_s: float
-    telemetry_period_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetrySnapshot:
-    """One telemetry frame in SI units; arrays are read-only and never reused."""
-
-    host_time: float  # time.monotonic() at receipt
-    fw_time_s: float  # firmware clock (wraps every ~71.6 min)
-    telemetry_seq: int
-    last_seq_applied: int
-    angles: np.ndarray  # rad
-    velocities: np.ndarray  # rad/s
-    torques: np.ndarray  # applied torque, N m
-    currents: np.ndarray  # motor current, A
-    temperatures: np.ndarray  # deg C
-    fault_bits: int  # device fault bits (protocol.FAULT_*)
-    joint_faults: np.ndarray  # uint16 per joint (protocol.JFAULT_*)
-    enabled: bool
-    estop: bool
-    handshaken: bool
-
-    @property
-    def faults(self) -> tuple[str, ...]:
-        return tuple(name for bit, name in P.FAULT_NAMES.items() if self.fault_bits & bit)
-
-
-# RTT histogram: log-spaced bins from 10 us to 10 s (about 4 % wide).
-_RTT_EDGES_MS = np.logspace(-2, 4, 181)
-_SEQ_SLOTS = 4096  # send times remembered per sequence number (a power of two)
-
-
-class HostLink:
-    """Serial link to one actuator controller. See module docstring for the threading model."""
+class HostLink(LinkSupervision):
+    """Serial link to one actuator controller. See module docstring for the threading model;
+    the handshake, requests and supervisor thread are in ``firmware_bridge.supervision``."""
 
     def __init__(
         self,
@@ -136,23 +99,12 @@ class HostLink:
         self.device_faults: deque[P.FaultReport] = deque(maxlen=256)
         self.estop_events: deque[P.EstopState] = deque(maxlen=64)
 
-        # Preallocated torque frame: body = header(4) + seq u32 + time u32 + n u8 + n*int16 + crc.
-        self._plen = 9 + 2 * n_joints
-        self._body = bytearray(P.HEADER_SIZE + self._plen + P.CRC_SIZE)
-        P.HEADER.pack_into(self._body, 0, P.PROTOCOL_VERSION, P.T_TORQUE_CMD, self._plen)
-        self._body[12] = n_joints
-        self._body_mv = memoryview(self._body)
-        self._tq_counts = np.frombuffer(self._body, dtype="<i2", count=n_joints, offset=13)
-        self._crc_off = P.HEADER_SIZE + self._plen
-        self._wire = bytearray(len(self._body) + 2)  # COBS adds 1 byte (<254), plus 0x00
-        self._wire_mv = memoryview(self._wire)
-        self._crc_view = self._body_mv[: self._crc_off]
-        # body < 254 bytes: COBS adds exactly one code byte, then the delimiter
-        self._wire_view = self._wire_mv[: len(self._body) + 2]
-        self._scaled = np.zeros(n_joints, dtype=np.float64)
+        # The send path: one preallocated frame encoder, per-joint counts as Python ints.
+        self._encoder = P.TorqueFrameEncoder(n_joints)
+        self._counts = [0] * n_joints
+        self._order = list(range(n_joints))
         self._seq = 0
-        self._sent_t = np.zeros(_SEQ_SLOTS, dtype=np.float64)
-        self._sent_seq = np.zeros(_SEQ_SLOTS, dtype=np.int64)
+        self._rtt = RttStats()
 
         # counters
         self._commands_sent = 0
@@ -165,10 +117,6 @@ class HostLink:
         self._telemetry_received = 0
         self._reconnects = 0
         self._device_resets = 0
-        self._rtt_counts = np.zeros(len(_RTT_EDGES_MS) + 1, dtype=np.int64)
-        self._rtt_max_ms = 0.0
-        self._rtt_n = 0
-        self._rtt_ring = np.zeros(_SEQ_SLOTS, dtype=np.float64)  # the newest exact samples
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -245,57 +193,11 @@ class HostLink:
         with self._wlock:
             self._close_port()
 
-    # ------------------------------------------------------------------ handshake and modes
-    def handshake(self, timeout_s: float = 1.0) -> DeviceInfo:
-        """Exchange Hello / DeviceInfo; raises LinkError on timeout or any mismatch."""
-        if not self._running:
-            raise LinkError("handshake before open()")
-        self._hello_event.clear()
-        self._decoder.last_bad_version = None
-        deadline = time.monotonic() + timeout_s
-        self._hello_nonce = secrets.randbits(32)
-        while True:
-            self._send_hello()
-            # repeat well within the device's command timeout: a device that got the Hello but
-            # whose DeviceInfo was lost must not see host silence
-            wait = min(self.heartbeat_period_s, max(0.0, deadline - time.monotonic()))
-            if self._hello_event.wait(wait):
-                break
-            if self._decoder.last_bad_version is not None:
-                raise LinkError(
-                    f"protocol version mismatch: host speaks {P.PROTOCOL_VERSION}, "
-                    f"device {self.port} speaks {self._decoder.last_bad_version}"
-                )
-            if time.monotonic() >= deadline:
-                raise LinkError(
-                    f"handshake timed out after {timeout_s} s on {self.port}: no DeviceInfo "
-                    f"(frames good {self._decoder.good}, errors {self._decoder.errors})"
-                )
-        if self._protocol_fault:
-            raise LinkError(self._protocol_fault)
-        assert self._device is not None
-        return self._device
-
-    def _send_hello(self) -> None:
-        if self._hello_nonce is None:
-            self._hello_nonce = secrets.randbits(32)
-        self._last_hello_tx = time.monotonic()
-        self._send(P.Hello(self._hello_nonce))
-
+    # ------------------------------------------------------------------ handshake replies
     def _on_device_info(self, m: P.DeviceInfo) -> None:
         if m.nonce != self._hello_nonce:
             return  # a reply to an older Hello
-        info = DeviceInfo(
-            device_id=m.device_id,
-            protocol_version=P.PROTOCOL_VERSION,
-            n_joints=m.n_joints,
-            joint_names=tuple(j.name for j in m.joints),
-            torque_limit_nm=tuple(j.torque_limit * P.TORQUE_SCALE_NM for j in m.joints),
-            angle_min_rad=tuple(j.angle_min * P.ANGLE_SCALE_RAD for j in m.joints),
-            angle_max_rad=tuple(j.angle_max * P.ANGLE_SCALE_RAD for j in m.joints),
-            command_timeout_s=m.command_timeout_ms / 1000.0,
-            telemetry_period_s=m.telemetry_period_us / 1e6,
-        )
+        info = m  # one DeviceInfo: the message itself gives its fields in SI units
         if info.n_joints != self.n_joints:
             self._protocol_fault = (
                 f"device {info.device_id!r} has {info.n_joints} joints {info.joint_names}, "
@@ -322,73 +224,6 @@ class HostLink:
         self._hello_nonce = None
         self._hello_event.set()
 
-    def _next_req_id(self) -> int:
-        self._req_id = (self._req_id + 1) & 0xFFFF
-        return self._req_id
-
-    def _request(self, cls: type, timeout_s: float) -> P.Ack | None:
-        """Send an acknowledged request, repeating it (new request id) every 50 ms until an
-        Ack arrives or the timeout expires; the three requests are idempotent."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            rid = self._next_req_id()
-            with self._ack_cv:
-                self._acks.pop(rid, None)
-            self._send(cls(rid))
-            attempt_end = min(deadline, time.monotonic() + 0.05)
-            with self._ack_cv:
-                while rid not in self._acks:
-                    left = attempt_end - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._ack_cv.wait(left)
-                if rid in self._acks:
-                    return self._acks.pop(rid)
-            if time.monotonic() >= deadline:
-                return None
-
-    def enable(self, timeout_s: float = 0.5, clear_faults: bool = True) -> bool:
-        """Ask the device to accept torque; True once it acknowledged.
-
-        This is the act of a person (operator button, CLI, HIL runner). With ``clear_faults``
-        it first clears latched faults whose cause is gone (e.g. a host timeout after a replug).
-        False (reason in ``last_error``) when refused, timed out, or the link is not healthy.
-        """
-        deadline = time.monotonic() + timeout_s
-        while not self.healthy:  # e.g. right after the handshake, before the first telemetry
-            if time.monotonic() >= deadline:
-                self.last_error = "enable refused by host: link not healthy"
-                return False
-            time.sleep(0.001)
-        if clear_faults:
-            ack = self._request(P.ClearFaults, max(0.0, deadline - time.monotonic()))
-            if ack is None:
-                self.last_error = "enable: no acknowledgement of ClearFaults"
-                return False
-        ack = self._request(P.Enable, max(0.0, deadline - time.monotonic()))
-        if ack is None:
-            self.last_error = f"enable: no acknowledgement within {timeout_s} s"
-            return False
-        if ack.result != P.ACK_OK:
-            names = [n for b, n in P.FAULT_NAMES.items() if ack.fault_bits & b]
-            self.last_error = f"enable refused by device: result {ack.result}, faults {names}"
-            self._enabled = False
-            return False
-        self._enabled = True
-        return True
-
-    def disable(self, timeout_s: float = 0.5) -> bool:
-        """Remove assistance; the host-side enable drops at once, before any acknowledgement."""
-        self._enabled = False
-        if self._ser is None:
-            return False
-        ack = self._request(P.Disable, timeout_s)
-        return ack is not None and ack.result == P.ACK_OK
-
-    def clear_faults(self, timeout_s: float = 0.5) -> bool:
-        ack = self._request(P.ClearFaults, timeout_s)
-        return ack is not None and ack.result == P.ACK_OK
-
     # ------------------------------------------------------------------ hot path
     def send_torque(self, torques_nm: np.ndarray) -> int:
         """Send one torque command (N m per joint); returns its sequence number.
@@ -396,58 +231,41 @@ class HostLink:
         Non-blocking: if the OS buffer is full the frame is dropped and counted (the firmware's
         own command timeout covers the gap). Sends zeros unless enabled and healthy. Safe to
         call from several threads (e.g. an e-stop request next to the control loop): the frame
-        is composed and written under the write lock (a few microseconds, uncontended).
+        is composed and written under the write lock (a few microseconds, uncontended). The
+        counts are computed on Python floats and packed by ``protocol.TorqueFrameEncoder`` (a
+        handful of joints: numpy's per-call overhead was most of this call's cost).
         """
         t = torques_nm if isinstance(torques_nm, np.ndarray) else np.asarray(torques_nm, float)
         if t.shape != (self.n_joints,):
             raise ValueError(f"torques_nm must have shape ({self.n_joints},), got {t.shape}")
+        scale = 1.0 / P.TORQUE_SCALE_NM
+        counts = self._counts
         with self._wlock:
-            sc = self._scaled
-            np.multiply(t, 1.0 / P.TORQUE_SCALE_NM, out=sc)
-            if not math.isfinite(sc.sum()):
+            total = 0.0
+            for i in self._order:
+                c = t.item(i) * scale
+                total += c
+                counts[i] = c
+            if not math.isfinite(total):
                 raise ValueError(f"torques_nm must be finite, got {t!r}")
             now = time.monotonic()
             if self._enabled and self._ser is not None and self._fresh(now):
-                np.rint(sc, out=sc)
-                np.minimum(sc, 32767.0, out=sc)
-                np.maximum(sc, -32767.0, out=sc)
-                self._tq_counts[:] = sc
+                for i in self._order:  # round half to even (as np.rint), then the int16 range
+                    c = round(counts[i])
+                    counts[i] = 32767 if c > 32767 else (-32767 if c < -32767 else c)
             else:
-                self._tq_counts[:] = 0
+                for i in self._order:
+                    counts[i] = 0
                 self._commands_zeroed += 1
             self._seq = seq = (self._seq + 1) & 0xFFFFFFFF or 1
-            body = self._body
-            P.struct.pack_into("<II", body, 4, seq, int(now * 1e6) & 0xFFFFFFFF)
-            P.CRC.pack_into(body, self._crc_off, P.crc16(self._crc_view))
-            self._cobs_into()
-            slot = seq & (_SEQ_SLOTS - 1)
-            self._sent_seq[slot] = seq
-            self._sent_t[slot] = now
-            err = self._write_locked(self._wire_view)
+            frame = self._encoder.encode(seq, int(now * 1e6) & 0xFFFFFFFF, counts)
+            self._rtt.note_sent(seq, now)
+            err = self._write_locked(frame)
             if err is None:
                 self._commands_sent += 1
         if err:
             self._lost(err)
         return seq
-
-    def _cobs_into(self) -> int:
-        """COBS-encode the torque body into the preallocated wire buffer; returns its length."""
-        body = self._body
-        out = self._wire
-        n = len(body)
-        code_pos = 0
-        o = 1
-        for i in range(n):
-            b = body[i]
-            if b == 0:
-                out[code_pos] = o - code_pos
-                code_pos = o
-            else:
-                out[o] = b
-            o += 1
-        out[code_pos] = o - code_pos
-        out[o] = 0
-        return o + 1
 
     def _fresh(self, now: float) -> bool:
         tel = self._telemetry
@@ -568,14 +386,7 @@ class HostLink:
         last = m.last_seq_applied
         if last and last != self._last_applied_seen:
             self._last_applied_seen = last
-            slot = last & (_SEQ_SLOTS - 1)
-            if self._sent_seq[slot] == last:
-                rtt = (now - self._sent_t[slot]) * 1000.0
-                self._rtt_counts[int(np.searchsorted(_RTT_EDGES_MS, rtt))] += 1
-                self._rtt_ring[self._rtt_n & (_SEQ_SLOTS - 1)] = rtt
-                self._rtt_n += 1
-                if rtt > self._rtt_max_ms:
-                    self._rtt_max_ms = rtt
+            self._rtt.on_applied(last, now)
         arr = np.array((m.angle, m.velocity, m.torque, m.current, m.temperature), dtype=np.float64)
         arr *= np.array(
             (
@@ -606,24 +417,6 @@ class HostLink:
             handshaken=bool(m.flags & P.FLAG_HANDSHAKEN),
         )
 
-    # ------------------------------------------------------------------ supervisor
-    def _supervise_loop(self) -> None:
-        period = self.heartbeat_period_s
-        while self._running:
-            self._wake.wait(period / 4)
-            if not self._running:
-                break
-            now = time.monotonic()
-            if self._ser is None:
-                continue
-            if not self._handshaken:
-                if self._device is not None and now - self._last_hello_tx >= period:
-                    self._send_hello()  # reconnect: repeat the handshake, never the enable
-                continue
-            if now - self._last_tx >= period:
-                self._heartbeats_sent += 1
-                self._send(P.Heartbeat(int(now * 1e6) & 0xFFFFFFFF, self._seq))
-
     # ------------------------------------------------------------------ observation
     def latest_telemetry(self) -> TelemetrySnapshot | None:
         return self._telemetry
@@ -641,6 +434,11 @@ class HostLink:
     def device_info(self) -> DeviceInfo | None:
         return self._device
 
+    def threads(self) -> dict[LinkThread, threading.Thread]:
+        """The reader and supervisor threads by role, while open (see ``Link.threads``)."""
+        roles = ((LinkThread.READER, self._reader), (LinkThread.SUPERVISOR, self._supervisor))
+        return {role: t for role, t in roles if t is not None and t.is_alive()}
+
     @property
     def healthy(self) -> bool:
         """Port open, handshake done, telemetry fresh, no protocol fault."""
@@ -653,33 +451,15 @@ class HostLink:
 
     def rtt_histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """(bin edges in ms, counts); counts[0] is below the first edge, counts[-1] above."""
-        return _RTT_EDGES_MS.copy(), self._rtt_counts.copy()
+        return self._rtt.histogram()
 
     def rtt_samples_ms(self) -> np.ndarray:
         """The newest (up to 4096) exact round-trip times in ms, oldest first."""
-        n = self._rtt_n
-        if n <= _SEQ_SLOTS:
-            return self._rtt_ring[:n].copy()
-        i = n & (_SEQ_SLOTS - 1)
-        return np.concatenate((self._rtt_ring[i:], self._rtt_ring[:i]))
+        return self._rtt.samples_ms()
 
-    def _rtt_percentile(self, q: float) -> float | None:
-        n = self._rtt_n
-        if n == 0:
-            return None
-        c = np.cumsum(self._rtt_counts)
-        i = int(np.searchsorted(c, q * n))
-        if i == 0:
-            return float(_RTT_EDGES_MS[0])
-        if i >= len(_RTT_EDGES_MS):
-            return float(self._rtt_max_ms)
-        # geometric centre of the bin, never above the observed maximum
-        return float(min(math.sqrt(_RTT_EDGES_MS[i - 1] * _RTT_EDGES_MS[i]), self._rtt_max_ms))
-
-    def stats(self) -> dict:
+    def stats(self) -> LinkStats:
         d = self._decoder
-        p50, p99 = self._rtt_percentile(0.5), self._rtt_percentile(0.99)
-        rtt_max = float(self._rtt_max_ms) if self._rtt_n else None
+        rtt = self._rtt.summary()
         return {
             "frames_good": d.good,
             "crc_errors": d.errors["crc"],
@@ -687,6 +467,8 @@ class HostLink:
             "length_errors": d.errors["length"],
             "version_errors": d.errors["version"],
             "unknown_type_errors": d.errors["type"],
+            "direction_errors": d.errors["direction"],
+            "value_errors": d.errors["value"],
             "seq_gaps": self._seq_gaps,
             "telemetry_received": self._telemetry_received,
             "commands_sent": self._commands_sent,
@@ -694,22 +476,11 @@ class HostLink:
             "heartbeats_sent": self._heartbeats_sent,
             "tx_errors": self._tx_errors,
             "tx_would_block": self._tx_would_block,
-            "rtt_ms": {
-                "p50": p50,
-                "p99": p99,
-                "max": rtt_max,
-                "count": self._rtt_n,
-                # non-empty bins as [upper edge in ms, count]; the last bin is "above 10 s"
-                "histogram": [
-                    [float(_RTT_EDGES_MS[i]) if i < len(_RTT_EDGES_MS) else None, int(c)]
-                    for i, c in enumerate(self._rtt_counts)
-                    if c
-                ],
-            },
+            "rtt_ms": rtt,
             # the same three figures flat, for reports that want scalar keys
-            "rtt_ms_p50": p50,
-            "rtt_ms_p99": p99,
-            "rtt_ms_max": rtt_max,
+            "rtt_ms_p50": rtt["p50"],
+            "rtt_ms_p99": rtt["p99"],
+            "rtt_ms_max": rtt["max"],
             "reconnects": self._reconnects,
             "device_session_losses": self._device_resets,
             "link_losses": len(self.loss_times),

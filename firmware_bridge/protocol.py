@@ -12,15 +12,22 @@ Messages are frozen dataclasses holding the *wire* integers (fixed-point counts)
 ``decode(encode(m)) == m`` exactly; conversion to SI units lives in the host link and the
 emulator, next to the scale constants below. Decoding never trusts a field it has not checked:
 every failure is a :class:`FrameError` with a ``kind`` the counters use.
+
+Why one module of this length: it mirrors docs/protocol.md section by section (the constants,
+2 framing, 3 fixed point, 4 one class per message, the receiver rules), so the reference and
+the specification read side by side and a change to one shows where the other must change.
 """
 
 from __future__ import annotations
 
 import binascii
+import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
+
+from firmware_bridge.errors import BridgeError
 
 PROTOCOL_VERSION = 1
 MAX_JOINTS = 8
@@ -29,21 +36,41 @@ CRC = struct.Struct("<H")
 HEADER_SIZE = HEADER.size  # 4
 CRC_SIZE = CRC.size  # 2
 MAX_PAYLOAD = 240
-# A decoded frame (header + payload + crc) never exceeds 254 bytes, so COBS adds exactly one
-# byte and the encoded frame is at most 255 bytes plus the 0x00 delimiter.
+# A decoded frame (header + payload + crc) never exceeds 246 bytes (< 254, the longest COBS
+# run), so COBS adds exactly one byte and the encoded frame is at most 247 bytes plus the 0x00
+# delimiter. A receiver that holds 247 bytes and gets a 248th non-zero byte has an over-long
+# run: it drops everything up to the next 0x00 and counts one framing error there.
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE  # 246
 MAX_ENCODED = MAX_FRAME + 1  # 247, without delimiter
 DEVICE_ID_LEN = 16
 JOINT_NAME_LEN = 8
+# Name bytes (device_id, joint names): 1..N visible ASCII characters, then NUL padding. No
+# space, no control character, no DEL: a name is an identifier matched byte for byte against
+# the configuration and printed in logs.
+NAME_FIRST_BYTE = 0x21  # '!'
+NAME_LAST_BYTE = 0x7E  # '~'
 
 # Fixed-point scales: SI value = count * scale.
-TORQUE_SCALE_NM = 0.01  # int16, 0.01 N m   (+-327.67 N m)
+TORQUE_SCALE_NM = 0.01  # int16, 0.01 N m   (+-327.67 N m); torque limit u16 (0 .. 655.35 N m)
 ANGLE_SCALE_RAD = 1e-4  # int16, 0.1 mrad   (+-3.2767 rad)
 VELOCITY_SCALE_RAD_S = 1e-3  # int16, 1 mrad/s (+-32.767 rad/s)
 CURRENT_SCALE_A = 0.01  # int16, 10 mA      (+-327.67 A)
 TEMPERATURE_SCALE_C = 0.1  # int16, 0.1 degC (+-3276.7 degC)
+# The same scales as integers: a sender computes count = round_half_even(value * COUNTS) in
+# binary64 (multiplying by the integer, never dividing by the scale: value / 0.01 and
+# value * 100 differ in the last bit for some values, and so would the rounded count).
+TORQUE_COUNTS_PER_NM = 100
+ANGLE_COUNTS_PER_RAD = 10_000
+VELOCITY_COUNTS_PER_RAD_S = 1_000
+CURRENT_COUNTS_PER_A = 100
+TEMPERATURE_COUNTS_PER_C = 10
+I16_SATURATION = 32767  # senders saturate i16 quantities at +-32767 (-32768 is never sent)
 
 # Message types: host -> device below 0x80, device -> host from 0x80.
+# Receivers (docs/protocol.md section 2, check 8): a frame of a known type meant for the
+# other end is dropped and counted as "direction".
+DEVICE = "device"
+HOST = "host"
 T_HELLO = 0x01
 T_ENABLE = 0x02
 T_DISABLE = 0x03
@@ -99,6 +126,14 @@ JFAULT_ANGLE_LIMIT = 0x0002
 JFAULT_OVER_TEMPERATURE = 0x0004
 JFAULT_OVERCURRENT = 0x0008
 JOINT_DEVICE = 0xFF  # FaultReport.joint when the fault is not a joint's
+# Defined bits; a receiver drops a frame that sets any other (reserved) bit ("value").
+FLAGS_DEFINED = FLAG_ENABLED | FLAG_ESTOP | FLAG_HANDSHAKEN  # 0x07
+FAULTS_DEFINED = 0x00FF
+JFAULTS_DEFINED = 0x000F
+REQUEST_TYPES = (T_ENABLE, T_DISABLE, T_CLEAR_FAULTS)  # Ack.request_type
+ACK_RESULTS = range(ACK_OK, ACK_BAD_REQUEST + 1)
+STATES = range(STATE_UNPAIRED, STATE_ENABLED + 1)
+N_FAULT_CODES = 8  # FaultReport.code 0..7 (bit index); codes 0..3 are the latched faults
 
 
 def crc16(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
@@ -136,6 +171,61 @@ def cobs_encode(data: bytes | bytearray) -> bytes:
     return bytes(out)
 
 
+def cobs_encode_into(data: bytearray, out: bytearray) -> int:
+    """COBS-encode ``data`` (shorter than 254 bytes: one code byte per zero-delimited run, no
+    0xFF runs) into ``out`` followed by the 0x00 delimiter; returns the bytes written.
+
+    The send path's encoder: no allocation; equal to ``cobs_encode(data) + b"\x00"`` for such
+    data (tested).
+    """
+    n = len(data)
+    if n >= 254:
+        raise ValueError(f"cobs_encode_into takes frames shorter than 254 bytes, got {n}")
+    # The data shifted by one, then each zero (and the first byte) replaced by the distance
+    # to the next zero or the end: one pass over ~20 bytes (measured 2 us; a find() per zero
+    # costs more in a frame of small counts, which has many zeros).
+    out[1 : n + 1] = data
+    code_pos = 0
+    o = 1
+    for b in data:
+        if not b:
+            out[code_pos] = o - code_pos
+            code_pos = o
+        o += 1
+    out[code_pos] = o - code_pos
+    out[o] = 0
+    return o + 1
+
+
+class TorqueFrameEncoder:
+    """Torque-command frames for ``n_joints``, built in preallocated buffers (the hot path).
+
+    ``encode`` packs the payload (one struct for seq, time, n and every count), stamps the
+    CRC and COBS-encodes the frame into its own wire buffer; the memoryview it returns stays
+    valid until the next call. Equal to ``encode(TorqueCommand(...))`` (tested).
+    """
+
+    def __init__(self, n_joints: int, version: int = PROTOCOL_VERSION) -> None:
+        if not 1 <= n_joints <= MAX_JOINTS:
+            raise ValueError(f"n_joints must be 1..{MAX_JOINTS}, got {n_joints}")
+        self.n_joints = n_joints
+        plen = TorqueCommand._S.size + 2 * n_joints
+        self._payload = struct.Struct(f"<IIB{n_joints}h")
+        self._body = bytearray(HEADER_SIZE + plen + CRC_SIZE)
+        HEADER.pack_into(self._body, 0, version, T_TORQUE_CMD, plen)
+        self._crc_off = HEADER_SIZE + plen
+        self._crc_view = memoryview(self._body)[: self._crc_off]
+        self._wire = bytearray(len(self._body) + 2)  # one COBS code byte and the delimiter
+        self._wire_view = memoryview(self._wire)
+
+    def encode(self, seq: int, host_time_us: int, counts: Sequence[int]) -> memoryview:
+        """The wire frame of TorqueCommand(seq, host_time_us, counts), 0x00 included."""
+        body = self._body
+        self._payload.pack_into(body, HEADER_SIZE, seq, host_time_us, self.n_joints, *counts)
+        CRC.pack_into(body, self._crc_off, crc16(self._crc_view))
+        return self._wire_view[: cobs_encode_into(body, self._wire)]
+
+
 def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
     """Inverse of :func:`cobs_encode`; raises FrameError('framing') on malformed input."""
     out = bytearray()
@@ -160,10 +250,14 @@ def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
     return bytes(out)
 
 
-class FrameError(ValueError):
-    """A frame that must be dropped. ``kind`` is one of KINDS (the counter it goes to)."""
+class FrameError(BridgeError, ValueError):
+    """A frame that must be dropped. ``kind`` is one of KINDS (the counter it goes to).
 
-    KINDS = ("framing", "crc", "version", "type", "length")
+    The encoders raise it too (kind "value") for a field a receiver would drop, so that a
+    sender never produces such a frame; it is a ValueError for their callers.
+    """
+
+    KINDS = ("framing", "crc", "version", "type", "direction", "length", "value")
 
     def __init__(
         self, kind: str, detail: str, *, version: int | None = None, mtype: int | None = None
@@ -174,21 +268,47 @@ class FrameError(ValueError):
         self.mtype = mtype
         self.payload: bytes = b""
 
+    @property
+    def hello_nonce(self) -> int | None:
+        """For a version error: the nonce of a HELLO in another version, which a device
+        answers (docs/protocol.md section 5.1), else None. Every version's HELLO is type 0x01
+        and starts with nonce:u32; later versions may append fields, so a longer payload is
+        answered and a shorter one is not."""
+        if self.kind != "version" or self.mtype != T_HELLO or len(self.payload) < 4:
+            return None
+        return int.from_bytes(self.payload[:4], "little")
+
+
+def _name_error(b: bytes, n: int) -> str | None:
+    """Why ``b`` is not a valid name of at most ``n`` bytes (None if it is)."""
+    if not 1 <= len(b) <= n:
+        return f"must be 1..{n} bytes, got {len(b)}"
+    bad = [c for c in b if not NAME_FIRST_BYTE <= c <= NAME_LAST_BYTE]
+    if bad:
+        return f"byte 0x{bad[0]:02x} is not visible ASCII (0x21..0x7e)"
+    return None
+
 
 def _check_name(b: bytes, what: str, maxlen: int) -> str:
+    """Decode a NUL-padded name field; FrameError('value') unless it is 1..maxlen visible
+    ASCII bytes followed only by NUL bytes."""
     s = b.rstrip(b"\0")
     if b"\0" in s:
-        raise FrameError("length", f"{what} has bytes after its NUL padding")
-    try:
-        return s.decode("ascii")
-    except UnicodeDecodeError:
-        raise FrameError("length", f"{what} is not ASCII") from None
+        raise FrameError("value", f"{what} has bytes after its NUL padding")
+    err = _name_error(s, maxlen)
+    if err:
+        raise FrameError("value", f"{what} {s!r}: {err}")
+    return s.decode("ascii")
 
 
 def _pad(s: str, n: int, what: str) -> bytes:
-    b = s.encode("ascii")
-    if len(b) > n or "\0" in s:
-        raise ValueError(f"{what} {s!r} must be ASCII, at most {n} bytes, no NUL")
+    """Encode a name for the wire: NUL-padded to ``n``; refuses what a receiver would drop."""
+    if not isinstance(s, str):
+        raise FrameError("value", f"{what} {s!r}: must be a str")
+    b = s.encode("utf-8")  # a non-ASCII character becomes bytes >= 0x80, refused below
+    err = _name_error(b, n)
+    if err:
+        raise FrameError("value", f"{what} {s!r}: {err}")
     return b.ljust(n, b"\0")
 
 
@@ -196,6 +316,39 @@ def _check_ints(values: tuple[int, ...], lo: int, hi: int, what: str) -> None:
     for v in values:
         if not (isinstance(v, int) and lo <= v <= hi):
             raise ValueError(f"{what}: {v!r} outside [{lo}, {hi}]")
+
+
+def _round_product(value: float, counts_per_unit: int, what: str) -> int:
+    """round_half_even(value * counts_per_unit): one binary64 multiplication by the integer
+    (exact int -> float), then Python's round, which breaks ties to even."""
+    x = float(value) * counts_per_unit
+    if not math.isfinite(x):
+        raise ValueError(f"{what} {value!r} is not finite")
+    return round(x)
+
+
+def to_count(value: float, counts_per_unit: int) -> int:
+    """An SI value as an i16 wire count: ``value * counts_per_unit`` in binary64, rounded to
+    the nearest integer with ties to even, saturated at +-32767 (docs/protocol.md section 3).
+
+    Half-to-even is what numpy.rint, Python's round and C's rint/nearbyint (default rounding
+    mode) do, so the host, the emulator and the C helper agree on every tie. Non-finite
+    values are refused: a NaN torque must never become a count.
+    """
+    c = _round_product(value, counts_per_unit, "value")
+    return max(-I16_SATURATION, min(I16_SATURATION, c))
+
+
+def to_u16_count(value: float, counts_per_unit: int, what: str) -> int:
+    """An SI value as a u16 wire count (the torque limit): rounded as :func:`to_count`, and
+    refused (never saturated) outside 0..65535 after rounding: a limit is configuration,
+    and a silently changed limit is a surprise."""
+    c = _round_product(value, counts_per_unit, what)
+    if not 0 <= c <= 0xFFFF:
+        raise ValueError(
+            f"{what} {value!r} is outside the wire range 0 .. {0xFFFF / counts_per_unit:g}"
+        )
+    return c
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +400,7 @@ class TorqueCommand:
     """Host -> device: per-joint torque in 0.01 N m counts (int16)."""
 
     TYPE: ClassVar[int] = T_TORQUE_CMD
-    seq: int  # u32, increases by one per command
+    seq: int  # u32, 1..0xFFFFFFFF, +1 per command, 0xFFFFFFFF -> 1 (0 is reserved)
     host_time_us: int  # u32, host monotonic clock in microseconds, wraps
     torque: tuple[int, ...]  # int16 counts of TORQUE_SCALE_NM
 
@@ -257,6 +410,10 @@ class TorqueCommand:
         if not 1 <= len(self.torque) <= MAX_JOINTS:
             raise ValueError(f"torque must have 1..{MAX_JOINTS} joints, got {len(self.torque)}")
         _check_ints(self.torque, -32768, 32767, "torque count")
+        if self.seq == 0:
+            raise FrameError(
+                "value", "torque command seq 0 is reserved (never sent, never applied)"
+            )
         n = len(self.torque)
         return self._S.pack(self.seq, self.host_time_us, n) + struct.pack(f"<{n}h", *self.torque)
 
@@ -267,6 +424,10 @@ class TorqueCommand:
         seq, t, n = cls._S.unpack_from(p)
         if not 1 <= n <= MAX_JOINTS or len(p) != 9 + 2 * n:
             raise FrameError("length", f"torque command: n_joints {n} vs payload {len(p)}")
+        # seq 0 means "none" (TELEMETRY.last_seq_applied): a command carrying it is never
+        # applied, and must not become the device's reference for newer/older either
+        if seq == 0:
+            raise FrameError("value", "torque command seq 0 is reserved")
         return cls(seq, t, struct.unpack_from(f"<{n}h", p, 9))
 
 
@@ -289,21 +450,25 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class JointInfo:
-    name: str  # ASCII, <= 8 bytes
-    torque_limit: int  # u16, 0.01 N m
+    name: str  # 1..8 visible ASCII characters (0x21..0x7e)
+    torque_limit: int  # u16, 0.01 N m: 0 .. 655.35 N m
     angle_min: int  # int16, 1e-4 rad
     angle_max: int  # int16, 1e-4 rad
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
-    """Device -> host: reply to Hello, carrying identity and joint configuration."""
+    """Device -> host: reply to Hello, carrying identity and joint configuration.
+
+    The one description of a device: the fields are as on the wire (integer counts), the
+    properties below give them in SI units. ``HostLink.handshake`` returns this very object.
+    """
 
     TYPE: ClassVar[int] = T_DEVICE_INFO
     nonce: int  # u32, from Hello
     command_timeout_ms: int  # u16
     telemetry_period_us: int  # u16
-    device_id: str  # ASCII, <= 16 bytes
+    device_id: str  # 1..16 visible ASCII characters (0x21..0x7e)
     joints: tuple[JointInfo, ...]
 
     _S: ClassVar[struct.Struct] = struct.Struct(f"<IHH{DEVICE_ID_LEN}sB")
@@ -313,9 +478,43 @@ class DeviceInfo:
     def n_joints(self) -> int:
         return len(self.joints)
 
+    # -- the same description in SI units ---------------------------------------------------
+    @property
+    def protocol_version(self) -> int:
+        """The version this frame was decoded with (the decoder refuses any other)."""
+        return PROTOCOL_VERSION
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return tuple(j.name for j in self.joints)
+
+    @property
+    def torque_limit_nm(self) -> tuple[float, ...]:
+        return tuple(j.torque_limit * TORQUE_SCALE_NM for j in self.joints)
+
+    @property
+    def angle_min_rad(self) -> tuple[float, ...]:
+        return tuple(j.angle_min * ANGLE_SCALE_RAD for j in self.joints)
+
+    @property
+    def angle_max_rad(self) -> tuple[float, ...]:
+        return tuple(j.angle_max * ANGLE_SCALE_RAD for j in self.joints)
+
+    @property
+    def command_timeout_s(self) -> float:
+        return self.command_timeout_ms / 1000.0
+
+    @property
+    def telemetry_period_s(self) -> float:
+        return self.telemetry_period_us / 1e6
+
     def payload(self) -> bytes:
         if not 1 <= len(self.joints) <= MAX_JOINTS:
             raise ValueError(f"device info must have 1..{MAX_JOINTS} joints")
+        self._check_timing(self.command_timeout_ms, self.telemetry_period_us)
+        for j in self.joints:
+            _check_ints((j.torque_limit,), 0, 0xFFFF, f"joint {j.name!r} torque_limit count")
+            _check_ints((j.angle_min, j.angle_max), -32768, 32767, f"joint {j.name!r} angle")
         out = self._S.pack(
             self.nonce,
             self.command_timeout_ms,
@@ -336,11 +535,20 @@ class DeviceInfo:
         nonce, tmo, per, did, n = cls._S.unpack_from(p)
         if not 1 <= n <= MAX_JOINTS or len(p) != cls._S.size + n * cls._J.size:
             raise FrameError("length", f"device info: n_joints {n} vs payload {len(p)}")
+        cls._check_timing(tmo, per)
         joints = []
         for k in range(n):
             name, lim, lo, hi = cls._J.unpack_from(p, cls._S.size + k * cls._J.size)
             joints.append(JointInfo(_check_name(name, "joint name", JOINT_NAME_LEN), lim, lo, hi))
         return cls(nonce, tmo, per, _check_name(did, "device_id", DEVICE_ID_LEN), tuple(joints))
+
+    @staticmethod
+    def _check_timing(command_timeout_ms: int, telemetry_period_us: int) -> None:
+        # 0 would mean "time out at once" / "telemetry without pause": no device means that
+        if not (1 <= command_timeout_ms <= 0xFFFF):
+            raise FrameError("value", f"command_timeout_ms {command_timeout_ms}")
+        if not (1 <= telemetry_period_us <= 0xFFFF):
+            raise FrameError("value", f"telemetry_period_us {telemetry_period_us}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +563,7 @@ class Ack:
     fault_bits: int  # u16
 
     def payload(self) -> bytes:
+        self._check(self.request_type, self.result, self.state, self.fault_bits)
         return struct.pack(
             "<HBBBH", self.request_id, self.request_type, self.result, self.state, self.fault_bits
         )
@@ -362,7 +571,20 @@ class Ack:
     @classmethod
     def parse(cls, p: bytes) -> Ack:
         _need(p, 7)
-        return cls(*struct.unpack("<HBBBH", p))
+        rid, rtype, result, state, faults = struct.unpack("<HBBBH", p)
+        cls._check(rtype, result, state, faults)
+        return cls(rid, rtype, result, state, faults)
+
+    @staticmethod
+    def _check(request_type: int, result: int, state: int, fault_bits: int) -> None:
+        if request_type not in REQUEST_TYPES:
+            raise FrameError("value", f"ack request_type 0x{request_type:02x}")
+        if result not in ACK_RESULTS:
+            raise FrameError("value", f"ack result {result}")
+        if state not in STATES:
+            raise FrameError("value", f"ack state {state}")
+        if not (0 <= fault_bits <= FAULTS_DEFINED):
+            raise FrameError("value", f"ack fault_bits 0x{fault_bits:04x}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +621,7 @@ class Telemetry:
             raise ValueError("telemetry per-joint fields must all have the same 1..8 length")
         for c in cols[:5]:
             _check_ints(c, -32768, 32767, "telemetry count")
-        _check_ints(self.joint_faults, 0, 0xFFFF, "joint fault bits")
+        self._check(self.flags, self.fault_bits, self.joint_faults)
         out = self._S.pack(
             self.telemetry_seq,
             self.fw_time_us,
@@ -421,7 +643,18 @@ class Telemetry:
             raise FrameError("length", f"telemetry: n_joints {n} vs payload {len(p)}")
         rows = [cls._J.unpack_from(p, cls._S.size + k * cls._J.size) for k in range(n)]
         cols = tuple(zip(*rows, strict=True))
+        cls._check(flags, faults, cols[5])
         return cls(tseq, fwt, last, flags, faults, *cols)
+
+    @staticmethod
+    def _check(flags: int, fault_bits: int, joint_faults: tuple[int, ...]) -> None:
+        if not (0 <= flags <= FLAGS_DEFINED):
+            raise FrameError("value", f"telemetry flags 0x{flags:02x}")
+        if not (0 <= fault_bits <= FAULTS_DEFINED):
+            raise FrameError("value", f"telemetry fault_bits 0x{fault_bits:04x}")
+        for jf in joint_faults:
+            if not (isinstance(jf, int) and 0 <= jf <= JFAULTS_DEFINED):
+                raise FrameError("value", f"joint_faults {jf!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +669,7 @@ class FaultReport:
     fault_bits: int  # u16, all device fault bits now
 
     def payload(self) -> bytes:
+        self._check(self.code, self.latched, self.joint, self.fault_bits)
         return struct.pack(
             "<IBBBH", self.fw_time_us, self.code, self.latched, self.joint, self.fault_bits
         )
@@ -443,7 +677,21 @@ class FaultReport:
     @classmethod
     def parse(cls, p: bytes) -> FaultReport:
         _need(p, 9)
-        return cls(*struct.unpack("<IBBBH", p))
+        t, code, latched, joint, faults = struct.unpack("<IBBBH", p)
+        cls._check(code, latched, joint, faults)
+        return cls(t, code, latched, joint, faults)
+
+    @staticmethod
+    def _check(code: int, latched: int, joint: int, fault_bits: int) -> None:
+        if not (0 <= code < N_FAULT_CODES):
+            raise FrameError("value", f"fault report code {code}")
+        # codes 0..3 are the latched faults: `latched` follows from the code
+        if latched != int((1 << code) & LATCHED_FAULTS != 0):
+            raise FrameError("value", f"latched {latched} for {code}")
+        if not (0 <= joint < MAX_JOINTS or joint == JOINT_DEVICE):
+            raise FrameError("value", f"fault report joint {joint}")
+        if not (0 <= fault_bits <= FAULTS_DEFINED):
+            raise FrameError("value", f"fault report fault_bits 0x{fault_bits:04x}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,12 +703,17 @@ class EstopState:
     pressed: int  # u8, 0 / 1
 
     def payload(self) -> bytes:
+        if self.pressed not in (0, 1):
+            raise FrameError("value", f"estop pressed {self.pressed}")
         return struct.pack("<IB", self.fw_time_us, self.pressed)
 
     @classmethod
     def parse(cls, p: bytes) -> EstopState:
         _need(p, 5)
-        return cls(*struct.unpack("<IB", p))
+        t, pressed = struct.unpack("<IB", p)
+        if pressed not in (0, 1):
+            raise FrameError("value", f"estop pressed {pressed}")
+        return cls(t, pressed)
 
 
 Message = (
@@ -476,7 +729,7 @@ Message = (
     | FaultReport
     | EstopState
 )
-MESSAGE_TYPES: dict[int, type] = {
+MESSAGE_TYPES: dict[int, type[Message]] = {
     c.TYPE: c
     for c in (
         Hello,
@@ -513,8 +766,18 @@ def encode(msg: Message, version: int = PROTOCOL_VERSION) -> bytes:
     return cobs_encode(encode_body(msg, version)) + b"\x00"
 
 
-def decode_body(body: bytes) -> Message:
-    """Check and parse a COBS-decoded frame (header + payload + crc)."""
+def meant_for(mtype: int) -> str:
+    """The receiver a message type is for: DEVICE below 0x80, HOST from 0x80."""
+    return DEVICE if mtype < 0x80 else HOST
+
+
+def decode_body(body: bytes, receiver: str | None = None) -> Message:
+    """Check and parse a COBS-decoded frame (header + payload + crc).
+
+    The checks run in the order of docs/protocol.md section 2; the first that fails decides
+    the FrameError kind. ``receiver`` (DEVICE or HOST) adds the direction check; None decodes
+    both directions (tools, tests, a line sniffer).
+    """
     if len(body) < HEADER_SIZE + CRC_SIZE:
         raise FrameError("framing", f"frame of {len(body)} bytes is shorter than header + crc")
     if len(body) > MAX_FRAME:
@@ -531,25 +794,42 @@ def decode_body(body: bytes) -> Message:
     cls = MESSAGE_TYPES.get(mtype)
     if cls is None:
         raise FrameError("type", f"unknown message type 0x{mtype:02x}")
+    if receiver is not None and meant_for(mtype) != receiver:
+        raise FrameError("direction", f"type 0x{mtype:02x} is not for the {receiver}", mtype=mtype)
     return cls.parse(bytes(body[HEADER_SIZE:-CRC_SIZE]))
 
 
-def decode(frame: bytes | bytearray | memoryview) -> Message:
+def decode(frame: bytes | bytearray | memoryview, receiver: str | None = None) -> Message:
     """Decode one frame as read between delimiters (COBS-encoded, without the 0x00)."""
     if len(frame) > MAX_ENCODED:
         raise FrameError("framing", f"encoded frame of {len(frame)} bytes exceeds {MAX_ENCODED}")
-    return decode_body(cobs_decode(frame))
+    return decode_body(cobs_decode(frame), receiver)
 
 
 class StreamDecoder:
     """Split a byte stream at 0x00 delimiters and decode each frame; never raises.
 
-    Garbage is dropped up to the next delimiter (resynchronisation); an over-long run without
-    a delimiter is dropped as one framing error. Empty frames (0x00 0x00) are idle fill and are
-    neither counted nor reported. Counters: ``good`` and one per FrameError kind.
+    Garbage is dropped up to the next delimiter (resynchronisation). An over-long run (a 248th
+    byte without a delimiter) is dropped up to the next delimiter and counted as one framing
+    error when that delimiter arrives; a run cut short by :meth:`discard_partial` is not
+    counted. Empty frames (0x00 0x00) are idle fill and are neither counted nor reported.
+    Counters: ``good`` and one per FrameError kind.
+
+    ``receiver`` is the end this decoder runs at: HOST (the default: this package is the host
+    side), DEVICE (the emulator), or None for a sniffer that accepts both directions.
+    ``on_version_error`` is called during :meth:`feed`, before the messages of the same call
+    are returned: a receiver whose reaction must keep arrival order feeds one frame at a time.
     """
 
-    def __init__(self, on_version_error: Callable[[FrameError], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_version_error: Callable[[FrameError], None] | None = None,
+        *,
+        receiver: str | None = HOST,
+    ) -> None:
+        if receiver not in (HOST, DEVICE, None):
+            raise ValueError(f"receiver must be {HOST!r}, {DEVICE!r} or None, got {receiver!r}")
+        self.receiver = receiver
         self._on_version_error = on_version_error
         self._buf = bytearray()
         self._overflow = False
@@ -591,7 +871,7 @@ class StreamDecoder:
 
     def _one(self, frame: bytearray, out: list[Message]) -> None:
         try:
-            out.append(decode(frame))
+            out.append(decode(frame, self.receiver))
             self.good += 1
         except FrameError as e:
             self.errors[e.kind] += 1

@@ -22,7 +22,7 @@ class RingBuffer:
             raise ValueError("capacity must be at least 2 samples")
         self.capacity = capacity
         self.n_channels = n_channels
-        self._data = np.zeros((capacity, n_channels), dtype=dtype)
+        self._data: np.ndarray = np.zeros((capacity, n_channels), dtype=dtype)
         self._stamp = np.zeros(capacity)
         self._arrival = np.zeros(capacity)
         self._written = 0  # total samples ever written; published last

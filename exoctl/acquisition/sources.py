@@ -18,9 +18,10 @@ import pylsl
 
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import EmgConfig
+from exoctl.errors import ExoctlError
 
 
-class AcquisitionError(RuntimeError):
+class AcquisitionError(ExoctlError, RuntimeError):
     """The EMG source cannot be used (not found, wrong shape, wrong rate)."""
 
 
@@ -43,6 +44,11 @@ class Acquisition:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The reading thread once started (for real-time set-up by reference)."""
+        return self._thread
 
     def _run_guarded(self) -> None:
         try:
@@ -68,8 +74,15 @@ def resolve_lsl_stream(cfg: EmgConfig) -> pylsl.StreamInfo:
     lsl = cfg.lsl
     if lsl.source_id:
         pred = f"source_id='{lsl.source_id}'"
-    else:
+    elif lsl.any_source:
         pred = f"name='{lsl.name}' and type='{lsl.type}'"
+    else:
+        raise AcquisitionError(
+            "emg.lsl.source_id is not set: the EMG inlet binds to one amplifier by its source "
+            f"id, so that another device or bench publishing {lsl.name!r} is never used. Set "
+            "emg.lsl.source_id (the amplifier's; `exoctl sim` prints the simulator's), or set "
+            "emg.lsl.any_source: true to take the first stream of that name and type"
+        )
     found = pylsl.resolve_bypred(pred, 1, lsl.resolve_timeout_s)
     if not found:
         raise AcquisitionError(

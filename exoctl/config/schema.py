@@ -8,25 +8,36 @@ Relative paths in the file are resolved against the file's own directory.
 
 from __future__ import annotations
 
+import os
+import reprlib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
+from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
+
+__all__ = ["DEFAULT_CONFIG", "Config", "ConfigError", "deep_merge", "load_config"]
 
 JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
 JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
 BAUD_RATES = (115200, 230400, 460800, 921600, 1000000, 2000000, 3000000)
 
 
-class ConfigError(ValueError):
-    """A configuration that must not be used; the message is meant for a person."""
-
-
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: no setting of exoctl is meaningful at infinity or NaN (a band-pass
+    # edge at .inf used to pass here and fail later, in the filter design)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class CrossFieldError(ValueError):
+    """Settings that are each in range but wrong together; each problem names its key."""
+
+    def __init__(self, problems: list[tuple[tuple[str, ...], str]]) -> None:
+        super().__init__("; ".join(f"{format_key(loc)}: {msg}" for loc, msg in problems))
+        self.problems = problems
 
 
 class SerialConfig(_Model):
@@ -86,6 +97,11 @@ class LslConfig(_Model):
     name: str = "exoctl-emg"
     type: str = "EMG"
     source_id: str | None = None
+    """The amplifier's (or the simulator's) LSL source id: the one stream the inlet binds to."""
+    any_source: bool = False
+    """Without a source_id, refuse to start unless this is true (then: the first stream with
+    this name and type). Every simulator publishes the same name, so such a configuration
+    could take another bench's EMG."""
     resolve_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
 
 
@@ -147,7 +163,7 @@ class ModelConfig(_Model):
 
 class ControlConfig(_Model):
     rate_hz: Annotated[float, Field(ge=50, le=1000)] = 500.0
-    assist_gain: dict[JointName, Annotated[float, Field(ge=0.0, le=1.0)]]
+    assist_gain: dict[JointName, Annotated[float, Field(ge=ASSIST_MIN, le=ASSIST_MAX)]]
     """Fraction of the patient's estimated joint torque that the exoskeleton adds."""
     ramp_in_s: Annotated[float, Field(ge=0, le=30)] = 1.0
     ramp_out_s: Annotated[float, Field(ge=0, le=5)] = 0.3
@@ -155,8 +171,10 @@ class ControlConfig(_Model):
 
 
 class SafetyConfig(_Model):
-    emg_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
-    telemetry_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
+    emg_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.2
+    telemetry_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.2
+    """Input watchdogs (degraded at half, fault at the value); the margin behind 0.2 s is
+    measured in docs/deploy.md ("Watchdog timeouts")."""
     max_overrun_streak: Annotated[int, Field(ge=1, le=1000)] = 20
     rom_fade_rad: Annotated[float, Field(ge=0, le=1.0)] = 0.15
     """Assistance fades linearly to zero over this distance before a range-of-motion end."""
@@ -183,9 +201,11 @@ class SimulatorConfig(_Model):
     emg_noise_uv: Annotated[float, Field(ge=0, le=100)] = 5.0
     emg_chunk_samples: Annotated[int, Field(ge=1, le=200)] = 4
     electromechanical_delay_s: Annotated[float, Field(ge=0, le=0.15)] = 0.05
-    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 60
-    """SCHED_FIFO priority of the simulator process, above the controller's: it stands for
-    hardware with its own processor. 0 leaves it SCHED_OTHER; refused quietly if not allowed."""
+    realtime_priority: Annotated[int, Field(ge=0, le=99)] = 0
+    """SCHED_FIFO priority of the simulator process; set it above the controller's (60 over 50)
+    when the controller runs real-time, since the simulator stands for hardware with its own
+    processor. 0 (the default) leaves it SCHED_OTHER: asked for only, as two FIFO processes
+    starve everything else on a small machine. Refused quietly if not allowed."""
 
 
 class ServiceConfig(_Model):
@@ -220,15 +240,9 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross(self) -> Config:
-        joints = set(self.device.joint_names)
-        missing = sorted(joints - set(self.control.assist_gain))
-        extra = sorted(set(self.control.assist_gain) - joints)
-        if missing or extra:
-            raise ValueError(
-                f"control.assist_gain must name exactly the device joints {sorted(joints)}"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; not a device joint {extra}" if extra else "")
-            )
+        problems = cross_field_problems(self)
+        if problems:
+            raise CrossFieldError(problems)
         return self
 
     @property
@@ -236,81 +250,222 @@ class Config(_Model):
         return self.device.joint_names
 
     def with_overrides(self, **sections: dict[str, Any]) -> Config:
-        """A copy with some nested keys replaced, validated again (used by the HIL runner)."""
-        data = self.model_dump()
-        for section, values in sections.items():
-            _deep_update(data[section], values)
+        """A copy with some nested keys replaced, validated again (used by the HIL runner).
+
+        Raises ConfigError naming the overridden key when the result is not a valid
+        configuration (a scenario's ``config:`` block, for instance).
+        """
+        data = deep_merge(self.model_dump(), sections)
         try:
             return Config.model_validate(data)
-        except ValidationError as e:  # a person reads this: the key, the value, what is allowed
+        except ValidationError as e:
             raise ConfigError(
-                format_validation_error(f"{self.source or 'configuration'} with overrides", e)
+                format_validation_error(f"{self.source or 'configuration'} (with overrides)", e)
             ) from None
 
 
-def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, mappings merged key by key; neither is modified.
+
+    The one deep merge of the project (configuration overrides, the HIL runner's per-child
+    settings).
+    """
+    out = dict(base)
+    for k, v in over.items():
+        old = out.get(k)
+        out[k] = deep_merge(old, v) if isinstance(v, dict) and isinstance(old, dict) else v
+    return out
 
 
-_PATH_KEYS = (("estimator", "calibration"), ("model", "path"), ("emg", "replay", "path"))
+# Periods and the timeouts they feed. A timeout fires when its input has been silent for that
+# long, so each must leave room for the period plus the lateness of a loaded machine:
+# the rule is period <= timeout / 2 for a plain timeout and period <= timeout / 4 for a
+# watchdog with a degraded level at half its timeout (safety.emg_timeout_s), so that one late
+# arrival is neither a fault nor a degraded flicker. The measured lateness behind the default
+# timeouts is in docs/deploy.md ("Watchdog timeouts").
+def cross_field_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
+    """Every problem between settings that are each in range; (key, message) pairs."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    dev, saf, ctl, emg = cfg.device, cfg.safety, cfg.control, cfg.emg
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+    joints = set(dev.joint_names)
+    missing = sorted(joints - set(ctl.assist_gain))
+    extra = sorted(set(ctl.assist_gain) - joints)
+    if missing or extra:
+        out.append(
+            (
+                ("control", "assist_gain"),
+                f"must name exactly the device joints {sorted(joints)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; not a device joint {extra}" if extra else ""),
+            )
+        )
+
+    timeout = dev.command_timeout_s
+    # The link sends a heartbeat when it has sent nothing for a period, checking every quarter
+    # period: the firmware may see up to 1.25 periods of silence before any lateness.
+    if dev.heartbeat_period_s > timeout / 2:
+        out.append(
+            (
+                ("device", "heartbeat_period_s"),
+                f"{dev.heartbeat_period_s:g} s must be at most half of device.command_timeout_s "
+                f"({timeout:g} s): the firmware removes torque after that much host silence, "
+                "and an idle link sends only heartbeats",
+            )
+        )
+    tick = 1.0 / ctl.rate_hz
+    if tick > timeout / 2:
+        out.append(
+            (
+                ("device", "command_timeout_s"),
+                f"{timeout:g} s must be at least two control ticks ({2 * tick:g} s at "
+                f"control.rate_hz {ctl.rate_hz:g}): the firmware holds zero torque when no "
+                "command arrives for that long",
+            )
+        )
+    if tick > saf.safe_stop_s / 2:
+        out.append(
+            (
+                ("safety", "safe_stop_s"),
+                f"{saf.safe_stop_s:g} s must be at least two control ticks ({2 * tick:g} s at "
+                f"control.rate_hz {ctl.rate_hz:g}): the safe-stop ramp takes half of it and "
+                "torque must be zero within it",
+            )
+        )
+    chunk_s = cfg.simulator.emg_chunk_samples / emg.sampling_rate_hz
+    if chunk_s > saf.emg_timeout_s / 4:
+        out.append(
+            (
+                ("simulator", "emg_chunk_samples"),
+                f"{cfg.simulator.emg_chunk_samples} samples at {emg.sampling_rate_hz:g} Hz arrive "
+                f"every {chunk_s:g} s: more than a quarter of safety.emg_timeout_s "
+                f"({saf.emg_timeout_s:g} s), so every chunk would look stale",
+            )
+        )
+
+    nyquist = emg.sampling_rate_hz / 2
+    lo, hi = cfg.estimator.bandpass_hz
+    if hi >= nyquist:
+        out.append(
+            (
+                ("estimator", "bandpass_hz"),
+                f"high edge {hi:g} Hz must be below the Nyquist frequency {nyquist:g} Hz "
+                f"(emg.sampling_rate_hz {emg.sampling_rate_hz:g})",
+            )
+        )
+    if cfg.estimator.envelope_hz >= nyquist:  # pragma: no cover - ranges keep it below
+        out.append((("estimator", "envelope_hz"), f"must be below {nyquist:g} Hz (Nyquist)"))
+    if ctl.smoothing_hz is not None and ctl.smoothing_hz >= ctl.rate_hz / 2:
+        out.append(
+            (
+                ("control", "smoothing_hz"),
+                f"{ctl.smoothing_hz:g} Hz must be below the control loop's Nyquist frequency "
+                f"{ctl.rate_hz / 2:g} Hz (control.rate_hz {ctl.rate_hz:g})",
+            )
+        )
+    # The e-stop socket beside it (control.sock -> control.estop.sock) is 6 bytes longer, and
+    # a Unix socket's path holds at most 107 bytes: longer fails only when the daemon binds.
+    sock = len(os.fsencode(str(cfg.service.socket_path)))
+    if sock + len(".estop") > AF_UNIX_PATH_MAX:
+        out.append(
+            (
+                ("service", "socket_path"),
+                f"{sock} bytes long: with its e-stop socket beside it "
+                f"(+{len('.estop')} bytes) it exceeds the {AF_UNIX_PATH_MAX} bytes a Unix "
+                "socket's path may hold; choose a shorter directory",
+            )
+        )
+    return out
+
+
+AF_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL (Linux)
+
+# Keys holding file paths: relative values are relative to the file that names them.
+PATH_KEYS = (
+    ("estimator", "calibration"),
+    ("model", "path"),
+    ("emg", "replay", "path"),
+    ("service", "data_dir"),
+    ("service", "socket_path"),
+)
+
+# Package data: the default configuration, its scenarios and (through its relative paths) the
+# shipped models travel inside the package, so a wheel install finds them from any directory.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+# The shipped models (network, linear baseline, calibration) that default.yaml names.
+MODELS_DIR = CONFIG_DIR.parent / "models"
 
 
 def load_config(path: str | Path | None = None) -> Config:
     """Read, resolve relative paths and validate a configuration file.
 
-    Raises ConfigError with file, key, value and the allowed values on any problem.
+    Raises ConfigError, one line per problem, each with file, line, key, value and what is
+    allowed.
     """
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    raw = read_yaml_mapping(path, "configuration", ConfigError, "a mapping of sections")
-    base = path.resolve().parent
-    for keys in _PATH_KEYS:
-        node = raw
-        for k in keys[:-1]:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            node[keys[-1]] = str((base / node[keys[-1]]).resolve())
+    doc = read_yaml_document(path, "configuration", ConfigError, "a mapping of sections")
+    raw = doc.data
+    resolve_paths(raw, path.resolve().parent)
     raw["source"] = str(path)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(path, e)) from None
+        raise ConfigError(format_validation_error(path, e, doc)) from None
 
 
-def format_validation_error(path: Path | str, err: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration ({err.error_count()} problem(s))"]
+def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the file paths in a raw configuration mapping absolute, in place.
+
+    A relative path is relative to the file that names it (``base`` is that file's directory),
+    never to the working directory: the same file then means the same model wherever the
+    command is typed. ``~`` is expanded; absolute paths are kept as written. Returns ``raw``.
+    """
+    for keys in PATH_KEYS:
+        node: Any = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+    return raw
+
+
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxlevel = 60, 60, 6, 4, 2
+
+
+def format_validation_error(
+    path: Path | str, err: ValidationError, doc: YamlDocument | None = None
+) -> str:
+    """One line per problem: ``file:line: key = value: what is wrong / allowed``.
+
+    Values are shown through a bounded repr: an input can be huge (aliases), and building its
+    whole repr only to cut it would take as long as the input is big.
+    """
+    lines = []
     for item in err.errors():
-        loc = _loc(item["loc"])
-        value = item.get("input")
-        msg = item["msg"]
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, CrossFieldError):
+            for cause_loc, msg in cause.problems:
+                lines.append(f"{_where(path, doc, cause_loc)}: {format_key(cause_loc)}: {msg}")
+            continue
+        loc = tuple(item["loc"])
+        where = _where(path, doc, loc)
+        key = format_key(loc)
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(item["loc"][:-1])
-            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
-            lines.append(f"  {path}: {loc}: {msg}")
-            continue
-        if item["type"] == "missing":
-            lines.append(f"  {path}: {loc}: required key is missing")
-            continue
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        lines.append(f"  {path}: {loc} = {shown}: {msg}")
-    return "\n".join(lines)
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
+            allowed = _allowed_keys(loc[:-1])
+            lines.append(f"{where}: {key}: unknown key; allowed keys here: {', '.join(allowed)}")
+        elif item["type"] == "missing":
+            lines.append(f"{where}: {key}: required key is missing")
         else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+            lines.append(f"{where}: {key} = {_SHOW.repr(item.get('input'))}: {item['msg']}")
+    return "\n".join(lines) or f"{path}: invalid configuration"
+
+
+def _where(path: Path | str, doc: YamlDocument | None, loc: tuple[Any, ...]) -> str:
+    line = doc.line_of(loc) if doc is not None else None
+    return f"{path}:{line}" if line is not None else str(path)
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -4,11 +4,17 @@ Threading: the loop runs in its own thread. Other threads (the control API, the 
 touch the estimator, assist law or safety layer directly; they append requests to a deque that
 the loop drains at the start of a tick (deque append/popleft are atomic), so the loop holds no
 lock at all. The loop writes nothing to a log: figures go into preallocated arrays
-(``TimingStats``, ``TickLog``) that other threads read after the fact.
+(``TimingStats``, ``TickLog``) that other threads copy out with :meth:`ControlLoop.read_ticks`.
 
-Order inside a tick, and why: the safety layer is last before the wire, after every other
-stage, so nothing can bypass it; the command is written before any bookkeeping so that
-bookkeeping never adds latency.
+Order inside a tick, and why: requests first (an e-stop is in force for this tick's command);
+then telemetry, EMG, estimate and assist; the safety layer is last before the wire, after
+every other stage, so nothing can bypass it, and the command it writes is exactly what goes to
+the link; bookkeeping comes after the write so that it never adds latency.
+
+The link is anything that provides :class:`firmware_bridge.link_api.Link`: the serial
+``HostLink`` in the field, the in-process ``FakeLink`` in tests (tests/control/test_loop.py).
+Bad EMG is exactly :class:`exoctl.errors.NonFiniteEmg`; any other exception from a stage is a
+bug, ends the loop, and ``_run_guarded`` commands zero and disables the actuators.
 """
 
 from __future__ import annotations
@@ -17,19 +23,40 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TypedDict
 
 import numpy as np
 import pylsl
 
 from exoctl.acquisition.ringbuffer import RingBuffer
+from exoctl.config.schema import Config
 from exoctl.control.assist import AssistLaw
 from exoctl.control.safety import ChannelMonitor, SafetyInputs, SafetyLayer, SafetyState
+from exoctl.errors import NonFiniteEmg
 from exoctl.estimation.estimator import Estimator
 from exoctl.runtime.timing import DeadlineTimer, TimingStats
+from firmware_bridge.link_api import Link
 
-if TYPE_CHECKING:
-    from firmware_bridge.link import HostLink
+TICK_COLUMNS = ("t", "stamp", "estimate", "command", "applied", "angles", "activation", "synergy")
+TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age")
+
+
+class TickRows(TypedDict):
+    """Copies of consecutive ticks' records, oldest first; one row per tick."""
+
+    t: np.ndarray  # monotonic time the command was written
+    stamp: np.ndarray  # LSL time of the newest EMG sample used (NaN: none this tick)
+    estimate: np.ndarray  # (n, joints) N m
+    command: np.ndarray  # (n, joints) N m, the safety layer's output as sent
+    applied: np.ndarray  # (n, joints) N m, the firmware's applied torque (telemetry)
+    angles: np.ndarray  # (n, joints) rad
+    activation: np.ndarray  # (n, muscles)
+    synergy: np.ndarray  # (n, synergies)
+    state: np.ndarray  # int8 SafetyState
+    start_error: np.ndarray  # s, tick start after its deadline
+    tick_cost: np.ndarray  # s, tick start to command written
+    latency: np.ndarray  # s, newest EMG arrival to command written (NaN: no sample)
+    sample_age: np.ndarray  # s, newest EMG sample's age on the LSL clock (NaN: no sample)
 
 
 class TickLog:
@@ -48,14 +75,14 @@ class TickLog:
         self.state = np.zeros(capacity, dtype=np.int8)
         self.n = 0
 
-    def read(self, since: int) -> tuple[int, dict[str, np.ndarray]]:
-        """Copies of the rows written since counter ``since`` (oldest lost rows skipped)."""
-        end = self.n
+    def read(self, since: int, end: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
+        """Copies of the rows written from counter ``since`` to ``end`` (default: all written so
+        far; the oldest rows already overwritten are skipped)."""
+        end = self.n if end is None else end
         start = max(since, end - self.capacity)
         idx = np.arange(start, end) % self.capacity
-        cols = ("t", "stamp", "estimate", "command", "applied", "angles", "activation", "synergy")
-        out = {c: getattr(self, c)[idx].copy() for c in cols}
-        out["state"] = self.state[idx].copy()
+        out = {c: getattr(self, c)[idx] for c in TICK_COLUMNS}  # fancy indexing copies
+        out["state"] = self.state[idx]
         return end, out
 
 
@@ -67,12 +94,16 @@ class ControlLoop:
         estimator: Estimator,
         assist: AssistLaw,
         safety: SafetyLayer,
-        link: HostLink,
+        link: Link,
         log_capacity: int,
         stats_capacity: int | None = None,
         max_chunk: int = 4096,
         channel_monitor: ChannelMonitor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``clock``/``sleep`` default to time.monotonic/time.sleep (the clock the acquisition
+        stamps arrivals with and the link stamps telemetry with); tests hand in one they move."""
         self.rate_hz = rate_hz
         self.period = 1.0 / rate_hz
         self.ring = ring
@@ -81,7 +112,8 @@ class ControlLoop:
         self.safety = safety
         self.link = link
         nj = len(safety.joints)
-        self.timer = DeadlineTimer(self.period)
+        self._clock = clock
+        self.timer = DeadlineTimer(self.period, clock=clock, sleep=sleep)
         self.stats = TimingStats(stats_capacity or log_capacity)
         self.log = TickLog(log_capacity, nj, estimator.n_muscles, estimator.k)
         self.requests: deque[Callable[[float], None]] = deque()
@@ -107,6 +139,49 @@ class ControlLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        ring: RingBuffer,
+        estimator: Estimator,
+        link: Link,
+        log_capacity: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> ControlLoop:
+        """The loop as the controller runs it: assist law, safety layer and channel monitor
+        built from ``cfg`` around the given ring, estimator and link."""
+        rate = cfg.control.rate_hz
+        return cls(
+            rate,
+            ring,
+            estimator,
+            AssistLaw(cfg.joint_names, cfg.control, rate),
+            SafetyLayer(cfg.device.joints, cfg.safety, rate),
+            link,
+            log_capacity=log_capacity,
+            channel_monitor=ChannelMonitor(
+                len(cfg.emg.muscles),
+                cfg.emg.sampling_rate_hz,
+                cfg.safety,
+                # emg_flat_range is in raw EMG units; an enveloped, normalised input is ~1.
+                flat_range=1e-6 if cfg.estimator.input == "enveloped" else None,
+            ),
+            clock=clock,
+            sleep=sleep,
+        )
+
+    def use_estimator(self, estimator: Estimator) -> None:
+        """Run ``estimator`` from the next tick on. Call it in the loop thread (a request);
+        the tick log's columns are sized for the estimator the loop started with."""
+        if (estimator.n_muscles, estimator.k) != (self.estimator.n_muscles, self.estimator.k):
+            raise ValueError(
+                f"the new estimator has {estimator.k} synergies and {estimator.n_muscles} "
+                f"muscles, the running one {self.estimator.k} and {self.estimator.n_muscles}"
+            )
+        self.estimator = estimator
+
     # ---------------------------------------------------------------- thread management
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run_guarded, name="control-loop", daemon=True)
@@ -120,6 +195,11 @@ class ControlLoop:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The loop's thread once started (for real-time set-up by reference)."""
+        return self._thread
 
     def submit(self, request: Callable[[float], None]) -> None:
         """Run ``request(now)`` in the loop thread at the start of the next tick."""
@@ -138,11 +218,11 @@ class ControlLoop:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> None:
-        self.timer.start(time.monotonic())
+        self.timer.start(self._clock())
         self.started_at = self.timer.t0
         while not self._stop.is_set():
             self.tick()
-        self.stopped_at = time.monotonic()
+        self.stopped_at = self._clock()
 
     def tick(self) -> None:
         tick_start, err = self.timer.wait()
@@ -169,10 +249,10 @@ class ControlLoop:
             try:
                 estimate = self.estimator.step(chunk, inp.angles, inp.velocities)
                 self._input_bad = False
-            except ValueError:
-                # Non-finite EMG: the stages refuse it before touching their state. A NaN
-                # estimate is what the safety layer's model-output watchdog acts on.
-                self.estimator.estimate.fill(np.nan)
+            except NonFiniteEmg:
+                # The stages refuse it before touching their state. A NaN estimate is what
+                # the safety layer's model-output watchdog acts on.
+                self.estimator.invalidate()
                 estimate = self.estimator.estimate
                 self._input_bad = True
                 self.bad_input_ticks += 1
@@ -190,7 +270,7 @@ class ControlLoop:
 
         if self.link.enabled:
             self.link.send_torque(command)
-        t_write = time.monotonic()
+        t_write = self._clock()
 
         # Bookkeeping after the command is on its way.
         latency = t_write - self._arrival[0] if n else float("nan")
@@ -212,9 +292,27 @@ class ControlLoop:
         self.ticks += 1
 
     # ---------------------------------------------------------------- figures
+    @property
+    def ticks_written(self) -> int:
+        """Counter of tick records written so far (a cursor for ``read_ticks``)."""
+        return self.log.n
+
+    def read_ticks(self, since: int) -> tuple[int, TickRows]:
+        """Copies of every tick record from counter ``since`` on, with each tick's timing;
+        returns (the counter to pass next time, the rows). Any thread may call it: it copies
+        preallocated arrays and takes no lock (ticks lost to the ring's wrap are skipped)."""
+        end = self.log.n
+        start = max(since, end - self.stats.capacity)
+        end, rows = self.log.read(start, end)
+        st = self.stats
+        idx = np.arange(end - len(rows["t"]), end) % st.capacity
+        for c in TIMING_COLUMNS:
+            rows[c] = getattr(st, c)[idx]
+        return end, rows  # type: ignore[return-value]  # the keys are exactly TickRows'
+
     def summary(self, window_s: float | None = None) -> dict:
         """Rates and counts over the whole run; percentiles over it or the last ``window_s``."""
-        end = self.stopped_at if np.isfinite(self.stopped_at) else time.monotonic()
+        end = self.stopped_at if np.isfinite(self.stopped_at) else self._clock()
         elapsed = end - self.started_at
         out: dict = {
             "target_rate_hz": self.rate_hz,

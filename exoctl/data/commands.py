@@ -1,13 +1,15 @@
 """CLI commands of the data side: ``exoctl data check``, ``exoctl data export-sim``, ``exoctl calibrate``.
 
 ``register(subparsers)`` adds the parsers; exoctl/cli.py calls it. Each command's ``func`` takes
-the parsed args and returns the exit code: 0 fine, 1 the data or a file is unusable (the
-message says which file and key), 2 bad usage. ``python -m exoctl.data.commands ...`` runs them
+the parsed args and returns the exit code (exoctl/cli_policy.py): 0 fine, 1 the data or a file
+is unusable (the message, on stderr, says which file and key), 2 bad usage. ``python -m exoctl.data.commands ...`` runs them
 without the main CLI.
 
 ``--config`` is optional on these commands (``argparse.SUPPRESS`` default, so a global
-``--config`` of the main parser is not overwritten). When given, calibration uses its filter and
-activation settings and its channel-to-muscle order, and refuses a dataset with other muscles.
+``--config`` of the main parser is not overwritten). The file is found by the one rule of
+``exoctl.config.lookup``; when one is given (or set by ``$EXOCTL_CONFIG`` or /etc/exoctl),
+calibration uses its filter and activation settings and its channel-to-muscle order, and
+refuses a dataset with other muscles.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
+from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 
 __all__ = ["main", "register"]
 
@@ -88,14 +90,15 @@ def _fmt_timing(tm: Any) -> str:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    import numpy as np  # here, not at the top: every `exoctl` command imports this module
+
     from .dataset import DatasetError, load_dataset
 
     out = out or sys.stdout
     try:
         ds = load_dataset(args.description)
     except DatasetError as e:
-        print(f"ERROR: {e}", file=out)
-        return 1
+        return fail(str(e), EXIT_ERROR)
     names = args.trials or ds.trial_names
     print(
         f"dataset {ds.spec.name or ds.path.name} ({ds.path}): {len(ds.muscles)} muscles, "
@@ -175,27 +178,29 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> Any:
+    """The configuration by the one lookup rule, or None where only the packaged default
+    would apply (calibration then keeps the dataset's own muscle order)."""
+    from exoctl.config.lookup import find_config
     from exoctl.config.schema import load_config
 
-    path = getattr(args, "config", None)
-    return load_config(path) if path is not None else None
+    choice = find_config(getattr(args, "config", None))
+    return None if choice.packaged else load_config(choice.path)
 
 
 def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from exoctl.config.schema import ConfigError, load_config
+    from exoctl.config.lookup import load_for
+    from exoctl.config.schema import ConfigError
     from exoctl.hil.patient import patient_from_config
 
     from .export import export_recording
 
     out = out or sys.stdout
     try:
-        cfg = _load_config(args) or load_config(None)
+        cfg = load_for(args)
     except ConfigError as e:
-        print(f"ERROR: {e}", file=out)
-        return 1
+        return fail(str(e), EXIT_ERROR)
     if args.duration <= 1.0 or args.trials < 1:
-        print("ERROR: --duration must be > 1 s and --trials >= 1", file=out)
-        return 2
+        return fail("--duration must be > 1 s and --trials >= 1", EXIT_USAGE)
     s = cfg.simulator
     desc = None
     for i in range(args.trials):
@@ -226,13 +231,11 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     if not 0 < args.vaf <= 1 or not 50 <= args.percentile <= 100:
-        print("ERROR: --vaf must be in (0, 1] and --percentile in [50, 100]", file=out)
-        return 2
+        return fail("--vaf must be in (0, 1] and --percentile in [50, 100]", EXIT_USAGE)
     try:
         cfg = _load_config(args)
     except ConfigError as e:
-        print(f"ERROR: {e}", file=out)
-        return 1
+        return fail(str(e), EXIT_ERROR)
     try:
         ds = load_dataset(args.data)
         if cfg is not None:
@@ -256,8 +259,7 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
             seed=args.seed,
         )
     except (DatasetError, ValueError) as e:
-        print(f"ERROR: {e}", file=out)
-        return 1
+        return fail(str(e), EXIT_ERROR)
     cal, choice = res.calibration, res.choice
     print(
         f"dataset {ds.path}: task trials {res.task_trials}, MVC trials {res.mvc_trials or 'none'}; "
@@ -280,8 +282,7 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         path = cal.save(args.out)
     except OSError as e:
-        print(f"ERROR: {args.out}: cannot write: {e.strerror}", file=out)
-        return 1
+        return fail(f"{args.out}: cannot write: {e.strerror}", EXIT_ERROR)
     print(
         f"\nwrote {path}: {len(order)} muscles, K={cal.k}, VAF {cal.vaf:.2%} "
         f"(MVC by {res.mvc_method})",

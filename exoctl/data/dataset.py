@@ -65,6 +65,7 @@ linearly interpolated onto the grid. Units end as: EMG microvolts (raw) or as gi
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,6 +75,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from exoctl.config.schema import JointName
 from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.errors import DataError
 
 from .importers import ImportErrorWithPath, Table, Timing, read_table, timing_summary
 
@@ -90,7 +92,7 @@ FORMAT = "exoctl-dataset/1"
 EMG_SCALE_TO_UV = {"uV": 1.0, "mV": 1e3, "V": 1e6}
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A description or a file it names that cannot be used; the message is for a person."""
 
 
@@ -191,7 +193,7 @@ class AngleSpec(_FileSpec):
         return self
 
 
-def _check_sign(sign: dict[str, int], columns: dict[str, Any]) -> None:
+def _check_sign(sign: Iterable[str], columns: Iterable[str]) -> None:
     extra = sorted(set(sign) - set(columns))
     if extra:
         raise ValueError(f"sign names joints without a column: {extra}")
@@ -237,7 +239,7 @@ class DatasetSpec(_M):
                     f"trials[{i}] ({t.name}).emg.channels maps muscles {got}, but the dataset's "
                     f"muscles are {muscles}: every trial must map the same muscles"
                 )
-        joints = self.joints
+        joints: Sequence[str] | None = self.joints
         for i, t in enumerate(self.trials):
             for part in ("moment", "angle"):
                 spec = getattr(t, part)

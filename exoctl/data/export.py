@@ -31,6 +31,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import yaml
 
+from exoctl.config.yamlfile import read_yaml_mapping
+
+from .dataset import DatasetError
+
 __all__ = [
     "XdfStream",
     "export_recording",
@@ -301,7 +305,7 @@ def export_recording(
 
     desc_path = out / description
     if desc_path.exists():
-        desc = yaml.safe_load(desc_path.read_text()) or {}
+        desc = read_yaml_mapping(desc_path, "dataset description", DatasetError)
         desc["trials"] = [x for x in desc.get("trials", []) if x.get("name") != trial]
     else:
         desc = {

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.errors import DataError
+
 __all__ = [
     "ImportErrorWithPath",
     "Table",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 
-class ImportErrorWithPath(ValueError):
+class ImportErrorWithPath(DataError):
     """A file that cannot be read as asked; the message names the file."""
 
 

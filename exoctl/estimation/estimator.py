@@ -6,12 +6,11 @@ run once, on the newest sample, because only the newest estimate is commanded. A
 preallocated by the stages; ``step`` returns views that stay valid until the next call.
 
 Per tick the estimator forms a source vector ``[h, a, angles, velocities]`` (the latter two
-from the telemetry the control loop read first) and gives the model the features it names
-(see ``exoctl.estimation.torque_model``). A window model (input = the last N ticks) is fed from a ring of
-2N preallocated rows in which every tick is written twice, at i and i + N, so that the last N
-ticks are always one contiguous slice: one copy into the model's bound input, no allocation,
-no wrap-around arithmetic. Until N ticks have passed, the window is filled with the first
-tick's features (the training windows are padded the same way).
+from the telemetry the control loop read first) and a feeder (``exoctl.estimation.model_input``)
+gives the model the features it names in the form its input kind takes: the newest tick, a
+window of the last N ticks, or segment sums carried from tick to tick (the streaming network).
+A model made for a rate k times lower than the control rate steps on every k-th tick (its
+estimate held in between; see ``TorqueModel.ticks_per_step``).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from exoctl.config.schema import Config
+from exoctl.estimation.model_input import make_feeder
 from exoctl.estimation.torque_model import (
     ModelError,
     TorqueModel,
@@ -45,23 +45,18 @@ class Estimator:
             tick_rate_hz=cfg.control.rate_hz,
             calibration=calibration_fingerprint(muscles, calibration.mvc, calibration.W),
         )
-        self._idx = feature_sources(model.info.features, muscles, joints, calibration.k)
+        idx = feature_sources(model.info.features, muscles, joints, calibration.k)
         k, m, nj = calibration.k, len(muscles), len(joints)
         # The shipped linear layout [h, a] is the source vector's head: no gather needed.
-        self._direct = model.info.input_kind == "instant" and model.info.features == feature_names(
-            muscles, k
-        )
+        direct = k + m if model.info.features == feature_names(muscles, k) else 0
         self._src = np.zeros(k + m + 2 * nj, dtype=np.float32)
         self._h_src = self._src[:k]
         self._a_src = self._src[k : k + m]
         self._ang_src = self._src[k + m : k + m + nj]
         self._vel_src = self._src[k + m + nj :]
-        self._window = model.info.input_kind == "window"
-        n_t = model.info.window_ticks
-        self._n_t = n_t
-        self._ring = np.zeros((2 * n_t, len(self._idx)), dtype=np.float32)
-        self._row = np.zeros(len(self._idx), dtype=np.float32)
-        self._pos = 0
+        self._instant = model.info.input_kind == "instant"
+        self._feeder = make_feeder(model, idx, direct)
+        self.ticks_per_step = model.ticks_per_step(cfg.control.rate_hz) or 1
         self._ticks = 0
         chain = SignalChain.from_config(cfg, calibration, max_chunk)
         differs = signal_differences(model.info.extra.get("emg_signal"), chain.settings)
@@ -72,6 +67,7 @@ class Estimator:
             )
         self.conditioner = chain.conditioner
         self.activation_dynamics = chain.activation_dynamics
+        assert chain.nnls is not None  # a chain made with a calibration has its W
         self.nnls = chain.nnls
         self.model = model
         self.calibration = calibration
@@ -94,14 +90,14 @@ class Estimator:
         for models whose feature layout includes them; the default layout does not. ``None``
         keeps the previous values (zero before any telemetry).
 
-        An empty chunk keeps the last estimate for an instantaneous model; a window model still
-        advances its window by one tick (time passed, the telemetry may have changed).
+        An empty chunk keeps the last estimate for an instantaneous model; a window or sums
+        model still advances by one tick (time passed, the telemetry may have changed).
         """
         if angles is not None:
             self._ang_src[:] = angles
         if velocities is not None:
             self._vel_src[:] = velocities
-        if emg.shape[0] == 0 and not self._window:
+        if emg.shape[0] == 0 and self._instant:
             return self.estimate
         if emg.shape[0]:
             e = self.conditioner.process(emg)
@@ -111,26 +107,19 @@ class Estimator:
             self.synergy[:] = h
             self._a_src[:] = self.activation
             self._h_src[:] = h
-        if self._direct:
-            self.model.features[0, : self.k] = self._h_src
-            self.model.features[0, self.k :] = self._a_src
-        elif not self._window:
-            np.take(self._src, self._idx, out=self.model.features[0], mode="clip")
-        else:
-            row = self._row
-            np.take(self._src, self._idx, out=row, mode="clip")
-            n_t, ring = self._n_t, self._ring
-            if self._ticks == 0:
-                ring[:] = row  # start-up: the past is taken as equal to the first tick
-            else:
-                self._pos = (self._pos + 1) % n_t
-                ring[self._pos] = row
-                ring[self._pos + n_t] = row
-            self._ticks += 1
-            # the newest row is at pos + n_t, so the last n_t rows, oldest first, are:
-            np.copyto(self.model.features[0], ring[self._pos + 1 : self._pos + 1 + n_t])
+        tick = self._ticks
+        self._ticks = tick + 1
+        if tick % self.ticks_per_step:
+            return self.estimate  # a model at a lower rate: held until its next step
+        self._feeder.push(self._src)
         self.estimate[:] = self.model.run()
         return self.estimate
+
+    def invalidate(self) -> None:
+        """The newest input was refused (non-finite EMG): the estimate reads NaN until a step
+        on good samples, so the safety layer's model-output watchdog sees the fault and a
+        window model cannot compute a finite estimate from what it held before."""
+        self.estimate.fill(np.nan)
 
     def reset(self) -> None:
         self.conditioner.reset()
@@ -140,8 +129,7 @@ class Estimator:
         self.synergy[:] = 0.0
         self.estimate[:] = 0.0
         self._src[:] = 0.0
-        self._ring[:] = 0.0
-        self._pos = 0
+        self._feeder.reset()
         self._ticks = 0
 
 

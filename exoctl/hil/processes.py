@@ -13,8 +13,16 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from exoctl.runtime.controller import Controller
+
+
+class ChildError(RuntimeError):
+    """A child of the bench failed to start or to answer; the message says which and why."""
 
 
 class ChildHandle:
@@ -31,34 +39,38 @@ class ChildHandle:
     def wait_ready(self, timeout: float = 60.0) -> dict:
         if not self.conn.poll(timeout):
             self.kill()
-            raise RuntimeError(f"the {self.name} did not start within {timeout} s")
+            raise ChildError(f"the {self.name} did not start within {timeout} s")
         try:
             kind, payload = self.conn.recv()
         except EOFError:
             self.proc.join(5.0)
-            raise RuntimeError(
+            raise ChildError(
                 f"the {self.name} exited during start-up (exit code {self.proc.exitcode}); "
                 "its traceback is printed above"
             ) from None
         if kind != "ready":
             self.kill()
-            raise RuntimeError(f"the {self.name} failed to start: {payload}")
+            raise ChildError(f"the {self.name} failed to start: {payload}")
         return payload
 
-    def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
+    def send(self, msg: str, args: dict | None = None) -> None:
+        """A message that expects no answer of its own (e.g. the controller's configuration)."""
         self.conn.send((msg, args or {}))
+
+    def request(self, msg: str, args: dict | None = None, timeout: float = 10.0):
+        self.send(msg, args)
         if not self.conn.poll(timeout):
-            raise RuntimeError(f"the {self.name} did not answer {msg!r} within {timeout} s")
+            raise ChildError(f"the {self.name} did not answer {msg!r} within {timeout} s")
         kind, payload = self.conn.recv()
         if kind == "error":
-            raise RuntimeError(f"{self.name}: {payload}")
+            raise ChildError(f"{self.name}: {payload}")
         return payload
 
     @property
     def alive(self) -> bool:
         return self.proc.is_alive()
 
-    def stop(self, timeout: float = 20.0) -> dict:
+    def stop(self, timeout: float = 20.0) -> Any:  # the child's result, e.g. SimulatorResult
         try:
             return self.request("stop", timeout=timeout)
         finally:
@@ -71,12 +83,32 @@ class ChildHandle:
             self.proc.join(5.0)
 
 
-def controller_process(config_path: str | None, overrides: dict, log_seconds: float, conn) -> None:
-    """Child entry: the controller exactly as on the exoskeleton, plus a pipe to the bench."""
+def simulator_entry(config_path: str | None, overrides: dict, conn) -> None:
+    """Child entry of the simulator, named here so that the parent, which only pickles a
+    reference to it, does not import the simulator (scipy.signal and the patient model: about
+    1.7 s) before it can start its children."""
+    from exoctl.hil.simulator import simulator_process
+
+    simulator_process(config_path, overrides, conn)
+
+
+def controller_process(config_path: str | None, log_seconds: float, conn) -> None:
+    """Child entry: the controller exactly as on the exoskeleton, plus a pipe to the bench.
+
+    It is started beside the simulator, not after it: its interpreter start and imports (about
+    2 s) overlap the simulator's. Then it waits for ``("configure", overrides)``, the
+    configuration overrides that name the simulator's serial port and LSL source."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from exoctl.config.schema import load_config
     from exoctl.runtime.controller import Controller
 
+    try:
+        kind, overrides = conn.recv()
+    except EOFError:  # the bench gave up before the simulator was ready
+        return
+    if kind != "configure":
+        conn.send(("error", f"expected the simulator's endpoints, got {kind!r}"))
+        return
     controller = None
     try:
         cfg = load_config(config_path)
@@ -120,7 +152,7 @@ def controller_process(config_path: str | None, overrides: dict, log_seconds: fl
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
-def _finish(controller) -> dict:
+def _finish(controller: Controller) -> dict:
     from exoctl.runtime.controller import ControllerError
 
     stop_error = None
@@ -130,13 +162,14 @@ def _finish(controller) -> dict:
         except ControllerError as e:  # reported with the faults, not hidden
             stop_error = str(e)
     controller.collect_events(include_pending=True)
-    _, log = controller.loop.log.read(0)
+    _, log = controller.read_ticks(0)
+    snap = controller.status(window_s=None)  # percentiles over the whole run
     out = {
-        "loop": controller.loop.summary(),
-        "loop_error": controller.loop.error,
-        "link": controller.link.stats(),
-        "acquisition": controller.acquisition.stats() if controller.acquisition else {},
-        "events": list(controller.fault_log),
+        "loop": snap["loop"],
+        "loop_error": snap["loop_error"],
+        "link": snap["link"],
+        "acquisition": snap["acquisition"] or {},
+        "events": snap["faults"],
         "stop_error": stop_error,
         "log": {k: log[k] for k in ("t", "stamp", "estimate", "command")},
         "joints": list(controller.joints),
@@ -156,9 +189,11 @@ def busy_process(seconds: float) -> None:
             x = x * 1.0000001 % 3.0
 
 
-def start_busy(n: int, seconds: float) -> list[mp.Process]:
+def start_busy(n: int, seconds: float) -> list[mp.process.BaseProcess]:
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)]
+    procs: list[mp.process.BaseProcess] = [
+        ctx.Process(target=busy_process, args=(seconds,), daemon=True) for _ in range(n)
+    ]
     for p in procs:
         p.start()
     return procs

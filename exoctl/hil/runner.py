@@ -6,29 +6,52 @@ and the LSL stream's source id) each run in a child. When the run ends the simul
 back the true human torque of every EMG sample it emitted, stamped in LSL time, and each tick's
 estimate is scored against the truth at the stamp of the newest EMG sample that estimate used.
 
-Fault scenarios (``configs/scenarios/NAME.yaml``) inject timed faults on either side; every
+Fault scenarios (``exoctl/configs/scenarios/NAME.yaml``, package data) inject timed faults on either side; every
 injection is reported with when it was injected, when the controller (or, for a killed
 controller, the firmware) detected it, and when torque reached zero.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import yaml
 
-from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, load_config
-from exoctl.hil.processes import ChildHandle, controller_process, path_or_none, start_busy
-from exoctl.hil.simulator import simulator_process
+from exoctl.config.schema import CONFIG_DIR, ConfigError, deep_merge, load_config, resolve_paths
+from exoctl.config.yamlfile import YamlDocument, format_key, read_yaml_document
+from exoctl.hil import MAX_DURATION_S
+from exoctl.hil.processes import (
+    ChildHandle,
+    controller_process,
+    path_or_none,
+    simulator_entry,
+    start_busy,
+)
 from exoctl.training import metrics
 
+if TYPE_CHECKING:
+    from exoctl.hil.simulator import SimulatorResult
+
 WARMUP_S = 2.0  # filter transients and the assist ramp-in are not scored
-SCENARIO_DIR = DEFAULT_CONFIG.parent / "scenarios"
+SCENARIO_DIR = CONFIG_DIR / "scenarios"
 PARENT_KINDS = ("cpu_starvation", "controller_kill")
 CONTROLLER_KINDS = ("estop", "clear_fault")
+SIMULATOR_KINDS = (  # Simulator.inject: the patient's EMG, then the emulated firmware's faults
+    "emg_stop",
+    "emg_resume",
+    "emg_saturate",
+    "emg_flat",
+    "emg_nan",
+    "pull_cable",
+    "replug",
+    "reset",
+    "set_bit_error_rate",
+)
+INJECTION_KINDS = PARENT_KINDS + CONTROLLER_KINDS + SIMULATOR_KINDS
 
 
 @dataclass
@@ -51,33 +74,70 @@ class Scenario:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A scenario by name (``configs/scenarios/NAME.yaml``) or by path."""
+    """A scenario by name (``exoctl/configs/scenarios/NAME.yaml``) or by path.
+
+    Read through the project's YAML reader and checked here, before anything starts: each
+    problem is refused with the file, the line and the key. Paths in its ``config:`` overrides
+    are relative to the scenario file, as in a configuration.
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = SCENARIO_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
         raise ConfigError(f"{path}: no such scenario; known scenarios: {', '.join(known) or '-'}")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-        injections = [
-            Injection(
-                float(i["at_s"]),
-                str(i["kind"]),
-                {k: v for k, v in i.items() if k not in ("at_s", "kind")},
+    doc = read_yaml_document(path, "scenario", ConfigError)
+    raw = doc.data
+    allowed = ("description", "duration_s", "inject", "config", "expect")
+    for key in raw:
+        if key not in allowed:
+            _refuse(doc, (key,), f"unknown key; allowed keys here: {', '.join(allowed)}")
+    duration = _number(doc, ("duration_s",), raw.get("duration_s", 8.0))
+    if not 0 < duration <= MAX_DURATION_S:
+        _refuse(doc, ("duration_s",), f"{duration:g} s: must be in (0, {MAX_DURATION_S:g}]")
+    items = raw.get("inject", [])
+    if not isinstance(items, list):
+        _refuse(doc, ("inject",), "must be a list of {at_s, kind, ...} entries")
+    injections = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            _refuse(doc, ("inject", i), "must be a mapping {at_s, kind, ...}")
+        for key in ("at_s", "kind"):
+            if key not in item:
+                _refuse(doc, ("inject", i, key), "required key is missing")
+        at = _number(doc, ("inject", i, "at_s"), item["at_s"])
+        if not 0 <= at <= duration:
+            _refuse(
+                doc, ("inject", i, "at_s"), f"{at:g} s: must be within the run (0..{duration:g})"
             )
-            for i in doc.get("inject", [])
-        ]
-        return Scenario(
-            name=path.stem,
-            description=str(doc.get("description", "")),
-            duration_s=float(doc.get("duration_s", 8.0)),
-            injections=injections,
-            config=dict(doc.get("config", {})),
-            expect=dict(doc.get("expect", {})),
-        )
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"{path}: not a valid scenario: {e}") from None
+        kind = item["kind"]
+        if kind not in INJECTION_KINDS:
+            _refuse(
+                doc, ("inject", i, "kind"), f"{kind!r:.40}: one of {', '.join(INJECTION_KINDS)}"
+            )
+        params = {k: v for k, v in item.items() if k not in ("at_s", "kind")}
+        injections.append(Injection(at, str(kind), params))
+    for key in ("config", "expect"):
+        if not isinstance(raw.get(key, {}), dict):
+            _refuse(doc, (key,), "must be a mapping")
+    return Scenario(
+        name=path.stem,
+        description=str(raw.get("description", "")),
+        duration_s=duration,
+        injections=injections,
+        config=resolve_paths(dict(raw.get("config", {})), path.resolve().parent),
+        expect=dict(raw.get("expect", {})),
+    )
+
+
+def _refuse(doc: YamlDocument, loc: tuple, problem: str) -> None:
+    raise ConfigError(f"{doc.where(loc)}: {format_key(loc)}: {problem}")
+
+
+def _number(doc: YamlDocument, loc: tuple, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        _refuse(doc, loc, f"{value!r:.40}: must be a finite number of seconds")
+    return float(value)  # type: ignore[arg-type]
 
 
 def score(
@@ -109,32 +169,40 @@ def run_hil(
     cfg_overrides: dict | None = None,
     injections: list[Injection] | None = None,
 ) -> dict:
-    """Run the bench for ``duration_s`` of assisted walking; return the summary document."""
+    """Run the bench for ``duration_s`` of assisted walking; return the summary document.
+
+    Figures that were not measured are None or NaN (e.g. R^2 of a run no longer than the
+    warm-up); ``cli_policy.json_text`` writes both as JSON null.
+    """
+    if not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
+        raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}] s, got {duration_s!r}")
     cfg = load_config(config_path)  # fail here, with the file and key, not in a child
     overrides = dict(cfg_overrides or {})
     if overrides:
         cfg = cfg.with_overrides(**overrides)
-    sim = ChildHandle("HIL simulator", simulator_process, path_or_none(config_path), overrides)
-    endpoints = sim.wait_ready()
-    ctl_overrides = dict(overrides)
-    ctl_overrides["device"] = _merge(
-        overrides.get("device", {}), {"serial": {"port": endpoints["port"]}}
+    sim = ChildHandle("HIL simulator", simulator_entry, path_or_none(config_path), overrides)
+    # The controller's process starts now too (its interpreter and imports overlap the
+    # simulator's) and waits for the simulator's endpoints.
+    ctl = ChildHandle(
+        "controller", controller_process, path_or_none(config_path), duration_s + 30.0
     )
-    ctl_overrides["emg"] = _merge(
-        overrides.get("emg", {}), {"source": "lsl", "lsl": {"source_id": endpoints["source_id"]}}
+    try:
+        endpoints = sim.wait_ready()
+    except BaseException:
+        ctl.kill()
+        raise
+    ctl_overrides = deep_merge(
+        overrides,
+        {
+            "device": {"serial": {"port": endpoints["port"]}},
+            "emg": {"source": "lsl", "lsl": {"source_id": endpoints["source_id"]}},
+        },
     )
-    ctl: ChildHandle | None = None
     busy: list = []
     injected: list[dict] = []
     ctl_result: dict | None = None
     try:
-        ctl = ChildHandle(
-            "controller",
-            controller_process,
-            path_or_none(config_path),
-            ctl_overrides,
-            duration_s + 30.0,
-        )
+        ctl.send("configure", ctl_overrides)
         ready = ctl.wait_ready()
         t_start = ready["t_session"]
         pending = sorted(injections or [], key=lambda i: i.at_s)
@@ -163,22 +231,14 @@ def run_hil(
     finally:
         for p in busy:
             p.kill()
-        if ctl is not None:
-            ctl.kill()
+        ctl.kill()
         sim_result = sim.stop()
     out = _summarise(cfg, duration_s, t_start, injected, ctl_result, sim_result)
     out["realtime"] = {"controller_loop": ready["realtime"], "simulator": endpoints["realtime"]}
     return out
 
 
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _summarise(cfg, duration_s, t_start, injected, ctl, sim) -> dict:
+def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) -> dict:
     emu = sim["emulator"]
     joints = cfg.joint_names
     rel = lambda t: None if t is None else round(t - t_start, 4)  # noqa: E731
@@ -194,6 +254,8 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim) -> dict:
             "latency_ms": None,
             "sample_age_ms": None,
         }
+        r2: dict[str, float]
+        rmse: dict[str, float]
         link, acq, r2, rmse, fault_log = {}, {}, {}, {}, []
     else:
         loop, link, acq, fault_log = ctl["loop"], ctl["link"], ctl["acquisition"], ctl["events"]
@@ -301,7 +363,14 @@ def run_scenario(name_or_path: str, config_path: Path | None = None) -> dict:
 def _fmt_pct(d: dict | None, unit: str) -> str:
     if not d:
         return "n/a"
-    return f"p50 {d['p50']} {unit}, p99 {d['p99']} {unit}, max {d['max']} {unit}"
+    return f"p50 {_num(d['p50'])} {unit}, p99 {_num(d['p99'])} {unit}, max {_num(d['max'])} {unit}"
+
+
+def _num(v: object, spec: str = "") -> str:
+    """A figure for a person; "n/a" where nothing was measured (None, NaN)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return format(v, spec)
 
 
 def format_summary(s: dict) -> str:
@@ -324,7 +393,13 @@ def format_summary(s: dict) -> str:
         f"  torque estimate   (scored after {s['scored_after_s']:.0f} s)",
     ]
     for j in s["r2"]:
-        lines.append(f"    {j:<8} R^2 {s['r2'][j]:.3f}   RMSE {s['rmse_nm'][j]:.2f} N m")
+        lines.append(
+            f"    {j:<8} R^2 {_num(s['r2'][j], '.3f')}   RMSE {_num(s['rmse_nm'][j], '.2f')} N m"
+        )
+    if s["duration_s"] <= s["scored_after_s"]:
+        lines.append(
+            f"    (not scored: the run is not longer than the {s['scored_after_s']:g} s warm-up)"
+        )
     for e in s["events"]:
         if e["kind"] == "clear_fault":
             lines.append(

@@ -7,7 +7,12 @@ kinematics, so telemetry angles move the way the torques say.
 
 Run standalone (for the daemon and manual bench work)::
 
-    exoctl sim [--config C] [--duration S]    # prints the serial port and LSL source id
+    exoctl sim [--config C] [--duration S] [--port PATH] [--source-id ID]
+
+It prints the serial port and the LSL source id. ``--port`` links a fixed path to the pty
+(which changes at every start), ``--source-id`` fixes the EMG stream's id (default: the
+configuration's ``emg.lsl.source_id``, else a random one), so that a daemon's configuration
+can name both once. ``exoctl bench up`` (exoctl.hil.bench) does that for you.
 """
 
 from __future__ import annotations
@@ -19,13 +24,31 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
 from exoctl.config.schema import Config, load_config
 from exoctl.hil.emg_source import EmgOutlet
 from exoctl.hil.patient import patient_from_config
-from firmware_bridge.emulator import EmulatedJoint, FirmwareEmulator
+from firmware_bridge.emulator import EmulatedJoint, EmulatorStats, FirmwareEmulator
+
+
+class SimulatorEndpoints(TypedDict):
+    """What the simulator child sends when ready: where the controller must connect."""
+
+    port: str | None  # the emulated firmware's pty symlink
+    source_id: str  # the EMG outlet's LSL source_id
+
+
+class SimulatorResult(TypedDict):
+    """What the simulator child sends back on stop (pickled over the pipe: a plain dict)."""
+
+    emulator: EmulatorStats
+    truth_stamps: np.ndarray  # LSL time of each true joint torque
+    truth_torque: np.ndarray  # (n, joints) N m, the patient's own torque
+    emg_samples_sent: int
+    emg_error: str | None  # the outlet thread's exception, if it died
 
 
 class PatientPlant:
@@ -64,7 +87,9 @@ class PatientPlant:
 class Simulator:
     """Owns the patient's EMG outlet and the emulated firmware."""
 
-    def __init__(self, cfg: Config, record_truth: bool = True) -> None:
+    def __init__(
+        self, cfg: Config, record_truth: bool = True, source_id: str | None = None
+    ) -> None:
         self.cfg = cfg
         patient = patient_from_config(cfg)
         self.outlet = EmgOutlet(
@@ -73,6 +98,7 @@ class Simulator:
             stype=cfg.emg.lsl.type,
             chunk=cfg.simulator.emg_chunk_samples,
             record_truth=record_truth,
+            source_id=source_id,
         )
         self.plant = PatientPlant(self.outlet, cfg.joint_names)
         self.emulator = FirmwareEmulator(
@@ -86,7 +112,7 @@ class Simulator:
         )
         self.port: str | None = None
 
-    def start(self) -> dict:
+    def start(self) -> SimulatorEndpoints:
         self.outlet.start()
         self.port = self.emulator.start()
         return {"port": self.port, "source_id": self.outlet.source_id}
@@ -109,7 +135,7 @@ class Simulator:
         else:
             raise ValueError(f"unknown simulator fault {kind!r}")
 
-    def stop(self) -> dict:
+    def stop(self) -> SimulatorResult:
         self.outlet.stop()
         stats = self.emulator.stats()
         self.emulator.stop()
@@ -173,24 +199,48 @@ def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
             return
 
 
+def link_port(link: Path, pty: str) -> None:
+    """Point ``link`` at the emulator's pty, replacing a stale link but never a real file."""
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        raise FileExistsError(f"{link} exists and is not a symbolic link; not replaced")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(pty)
+
+
 def run_standalone(
-    config_path: Path | None, duration_s: float | None, info_file: Path | None
+    config_path: Path | None,
+    duration_s: float | None,
+    info_file: Path | None,
+    port_link: Path | None = None,
+    source_id: str | None = None,
 ) -> int:
     """`exoctl sim`: run until the duration ends or SIGTERM/SIGINT, printing the endpoints."""
     cfg = load_config(config_path)
     realtime = hardware_priority(cfg.simulator.realtime_priority)
-    sim = Simulator(cfg, record_truth=False)
-    info = {**sim.start(), "realtime": realtime}
-    text = json.dumps(info)
-    print(text, flush=True)
-    if info_file is not None:
-        tmp = info_file.with_name(info_file.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(info_file)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait(duration_s)
-    result = sim.stop()
+    sim = Simulator(cfg, record_truth=False, source_id=source_id or cfg.emg.lsl.source_id)
+    info: dict[str, Any] = {**sim.start(), "realtime": realtime}
+    try:
+        if port_link is not None:
+            link_port(port_link, info["port"])
+            info = {**info, "pty": info["port"], "port": str(port_link)}
+        text = json.dumps(info)
+        print(text, flush=True)
+        if info_file is not None:
+            tmp = info_file.with_name(info_file.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(info_file)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.signal(signal.SIGINT, lambda *_: done.set())
+        done.wait(duration_s)
+    except OSError as e:
+        print(f"exoctl sim: {e}", file=sys.stderr)
+        return 1
+    finally:
+        result = sim.stop()
+        if port_link is not None and port_link.is_symlink():
+            port_link.unlink()
     print(json.dumps({"emulator": result["emulator"]}, default=str), file=sys.stderr)
     return 0

@@ -1,36 +1,65 @@
 """The controller runtime: acquisition, estimator, control loop, safety and link, wired once.
 
 Used by the HIL runner and by the daemon. Everything a person asks for (start a session,
-change assist, e-stop, clear a fault) reaches the control loop as a request it executes at the
-start of its next tick, so no other thread ever touches the loop's objects. The only blocking
-exchange with the firmware (the acknowledged Enable) happens here, in the caller's thread,
-before assistance is ramped in.
+change assist, e-stop, clear a fault, load another model) reaches the control loop as a request
+it executes at the start of its next tick, so no other thread ever touches the loop's objects.
+The only blocking exchange with the firmware (the acknowledged Enable) happens here, in the
+caller's thread, before assistance is ramped in.
+
+The parts (ring buffer, estimator, loop, link, acquisition) are private: the daemon and the
+HIL use the methods below (``status``, ``read_ticks``, ``read_emg``, ``swap_model``,
+``model_identity``, ``threads``, ...), so what they may rely on is written down here and a
+change inside the runtime cannot break them unseen. The link is any
+:class:`firmware_bridge.link_api.Link`: the serial ``HostLink`` built from the configuration,
+or one handed in (the in-process ``FakeLink`` in tests/runtime/test_controller.py).
+
+Why this module is longer than most: ``Controller`` is the one facade the daemon and the HIL
+may use, so its many short methods (most a few lines) stay together as that written contract;
+the parts it wires live in their own modules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.acquisition.sources import Acquisition, make_acquisition
 from exoctl.config.schema import Config
-from exoctl.control.assist import AssistLaw
-from exoctl.control.loop import ControlLoop
-from exoctl.control.safety import ChannelMonitor, SafetyLayer, SafetyState
+from exoctl.control.assist_level import AssistLevelError, check_levels
+from exoctl.control.loop import ControlLoop, TickRows
+from exoctl.control.safety import SafetyState
+from exoctl.errors import ExoctlError
 from exoctl.estimation.estimator import Estimator, build_estimator
-from exoctl.runtime.realtime import RealtimeReport, apply_realtime, raise_threads, session_gc
+from exoctl.runtime.realtime import (
+    RealtimeReport,
+    ThreadRole,
+    apply_realtime,
+    raise_threads,
+    session_gc,
+)
 from exoctl.runtime.timing import reduce_timer_slack
 from firmware_bridge.link import HostLink
+from firmware_bridge.link_api import Link, LinkThread, TelemetrySnapshot
+
+T = TypeVar("T")
+
+_LINK_ROLES = {
+    LinkThread.READER: ThreadRole.LINK_READER,
+    LinkThread.SUPERVISOR: ThreadRole.LINK_SUPERVISOR,
+}
 
 
-class ControllerError(RuntimeError):
+class ControllerError(ExoctlError, RuntimeError):
     """A request the controller refuses; the message says why, for the clinician."""
 
 
@@ -42,17 +71,27 @@ class SessionInfo:
     gains: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model and calibration the estimator runs, for the session record."""
+
+    model_path: Path
+    model_id: str | None  # the model's own name, version or format, from its metadata
+    calibration_path: Path
+    calibration_id: str | None  # the calibration's source name
+
+
 class Controller:
-    def __init__(self, cfg: Config, log_seconds: float = 600.0) -> None:
+    def __init__(self, cfg: Config, log_seconds: float = 600.0, link: Link | None = None) -> None:
+        """``link``: the link to the firmware; by default a ``HostLink`` on the configured
+        serial port (a test or an offline mode hands in a ``FakeLink``)."""
         self.cfg = cfg
         self.joints = cfg.joint_names
         fs = cfg.emg.sampling_rate_hz
-        self.ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
-        self.estimator: Estimator = build_estimator(cfg)
+        self._ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
+        self._estimator: Estimator = build_estimator(cfg)
         rate = cfg.control.rate_hz
-        self.assist = AssistLaw(self.joints, cfg.control, rate)
-        self.safety = SafetyLayer(cfg.device.joints, cfg.safety, rate)
-        self.link = HostLink(
+        self._link: Link = link or HostLink(
             cfg.device.serial.port,
             cfg.device.serial.baudrate,
             len(self.joints),
@@ -61,30 +100,19 @@ class Controller:
             low_latency=cfg.device.serial.low_latency,
             joint_names=self.joints,  # the handshake refuses a device with other joints
         )
-        self.loop = ControlLoop(
-            rate,
-            self.ring,
-            self.estimator,
-            self.assist,
-            self.safety,
-            self.link,
-            log_capacity=int(log_seconds * rate),
-            channel_monitor=ChannelMonitor(
-                len(cfg.emg.muscles),
-                fs,
-                cfg.safety,
-                # emg_flat_range is in raw EMG units; an enveloped, normalised input is ~1.
-                flat_range=1e-6 if cfg.estimator.input == "enveloped" else None,
-            ),
+        self._loop = ControlLoop.from_config(
+            cfg, self._ring, self._estimator, self._link, log_capacity=int(log_seconds * rate)
         )
-        self.acquisition: Acquisition | None = None
-        self.session: SessionInfo | None = None
-        self.fault_log: deque[dict] = deque(maxlen=10000)
-        self.realtime_report: RealtimeReport | None = None
-        self.memory_report: RealtimeReport | None = None
-        self.freeze_gc_in_sessions = False
-        self._session_gc = None
+        self._assist = self._loop.assist
+        self._safety = self._loop.safety
+        self._acquisition: Acquisition | None = None
+        self._session: SessionInfo | None = None
+        self._fault_log: deque[dict] = deque(maxlen=10000)
         """Every fault the safety layer detected, drained from it by ``collect_events``."""
+        self._realtime_report: RealtimeReport | None = None
+        self._memory_report: RealtimeReport | None = None
+        self._freeze_gc_in_sessions = False
+        self._session_gc: contextlib.AbstractContextManager[None] | None = None
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
     # ---------------------------------------------------------------- lifecycle
@@ -101,13 +129,13 @@ class Controller:
         """
         reduce_timer_slack()
         if lock_memory:
-            self.memory_report = apply_realtime(None, None, True)
-        self.link.open()
-        self.link.handshake(timeout_s=handshake_timeout_s)
-        self.acquisition = make_acquisition(self.cfg.emg, self.ring)
-        self.acquisition.start()
+            self._memory_report = apply_realtime(None, None, True)
+        self._link.open()
+        self._link.handshake(timeout_s=handshake_timeout_s)
+        self._acquisition = make_acquisition(self.cfg.emg, self._ring)
+        self._acquisition.start()
         self._wait_for_inputs(timeout_s=max(2.0, handshake_timeout_s))
-        self.loop.start()
+        self._loop.start()
         if realtime_priority:
             self.apply_realtime(realtime_priority)
 
@@ -115,56 +143,78 @@ class Controller:
         """Start the loop only once EMG and telemetry flow, so start-up is not a fault."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            emg_fresh = time.monotonic() - self.ring.last_arrival < self.cfg.safety.emg_timeout_s
-            if emg_fresh and self.link.healthy:
+            emg_fresh = time.monotonic() - self._ring.last_arrival < self.cfg.safety.emg_timeout_s
+            if emg_fresh and self._link.healthy:
                 return
             time.sleep(0.005)
         missing = []
-        if time.monotonic() - self.ring.last_arrival >= self.cfg.safety.emg_timeout_s:
-            err = self.acquisition.error if self.acquisition else None
+        if time.monotonic() - self._ring.last_arrival >= self.cfg.safety.emg_timeout_s:
+            err = self._acquisition.error if self._acquisition else None
             missing.append(f"no EMG samples{f' ({err})' if err else ''}")
-        if not self.link.healthy:
-            missing.append(f"firmware telemetry not flowing ({self.link.last_error})")
+        if not self._link.healthy:
+            missing.append(f"firmware telemetry not flowing ({self._link.last_error})")
         raise ControllerError(f"inputs not ready after {timeout_s} s: {'; '.join(missing)}")
 
     def shutdown(self, ramp_out: bool = True) -> None:
-        if self.session is not None and ramp_out:
+        if self._session is not None and ramp_out:
             with contextlib.suppress(ControllerError):
                 self.stop_session()
-        self.loop.stop()
+        self._loop.stop()
         with contextlib.suppress(Exception):
-            self.link.disable(timeout_s=0.2)
-        if self.acquisition is not None:
-            self.acquisition.stop()
-        self.link.close()
+            self._link.disable(timeout_s=0.2)
+        if self._acquisition is not None:
+            self._acquisition.stop()
+        self._link.close()
+
+    def threads(self) -> dict[ThreadRole, threading.Thread]:
+        """The controller's running threads by role: the loop and the threads that feed it."""
+        out: dict[ThreadRole, threading.Thread] = {}
+        if self._loop.thread is not None:
+            out[ThreadRole.CONTROL_LOOP] = self._loop.thread
+        for role, t in self._link.threads().items():
+            out[_LINK_ROLES[role]] = t
+        if self._acquisition is not None and self._acquisition.thread is not None:
+            out[ThreadRole.ACQUISITION] = self._acquisition.thread
+        return out
 
     def apply_realtime(self, priority: int | None, lock_memory: bool = False) -> RealtimeReport:
         """Real-time set-up as far as the system permits; returns what was granted.
 
         SCHED_FIFO is per thread, so it is applied *in* the loop thread; the threads that feed
-        the loop (serial reader, EMG acquisition, link supervisor) go just below it, because a
-        loop at SCHED_FIFO whose inputs starve at SCHED_OTHER only trips its own watchdogs.
-        Sessions then run with the garbage collector frozen (see ``start_session``). Locking
-        memory of a running loop stalls it while pages fault in: prefer ``start(lock_memory=)``.
+        the loop (serial reader, EMG acquisition, link supervisor) go just below it, each
+        handed over by reference with its role (``ThreadRole``), because a loop at SCHED_FIFO
+        whose inputs starve at SCHED_OTHER only trips its own watchdogs. Sessions then run
+        with the garbage collector frozen (see ``start_session``). Locking memory of a running
+        loop stalls it while pages fault in: prefer ``start(lock_memory=)``.
         """
         rep = self.call_in_loop(
             lambda now: apply_realtime(priority or None, None, lock_memory), timeout=2.0
         )
         if priority:
-            threads = raise_threads(  # SCHED_FIFO priorities start at 1
-                {
-                    "hostlink-reader": max(1, priority - 1),
-                    "Acquisition": max(1, priority - 2),
-                    "hostlink-supervisor": max(1, priority - 3),
-                }
-            )
+            feeders = self.threads()
+            feeders.pop(ThreadRole.CONTROL_LOOP, None)  # set in its own thread, above
+            threads = raise_threads(feeders, priority)
             rep.notes.append(f"input threads: {threads}")
-            self.freeze_gc_in_sessions = True
-        self.realtime_report = rep
+            self._freeze_gc_in_sessions = True
+        self._realtime_report = rep
         return rep
 
+    @property
+    def realtime_report(self) -> RealtimeReport | None:
+        """What ``apply_realtime`` was granted (None: never asked)."""
+        return self._realtime_report
+
     # ---------------------------------------------------------------- requests
-    def call_in_loop(self, fn, timeout: float = 1.0):
+    def submit(self, request: Callable[[float], None]) -> None:
+        """Run ``request(now)`` in the loop thread at the start of its next tick; no wait."""
+        self._loop.submit(request)
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests queued for the loop's next tick."""
+        return len(self._loop.requests)
+
+    def call_in_loop(self, fn: Callable[[float], T], timeout: float = 1.0) -> T:
         """Run fn(now) in the loop thread and wait for its result."""
         done = threading.Event()
         box: dict = {}
@@ -176,12 +226,12 @@ class Controller:
                 box["error"] = e
             done.set()
 
-        self.loop.submit(request)
+        self._loop.submit(request)
         if not done.wait(timeout):
             raise ControllerError("the control loop did not answer (is it running?)")
         if "error" in box:
             raise box["error"]
-        return box.get("value")
+        return box.get("value")  # type: ignore[return-value]
 
     def start_session(
         self,
@@ -190,45 +240,45 @@ class Controller:
         assist: float | Mapping[str, float] | None = None,
     ) -> SessionInfo:
         with self._lock:
-            if self.session is not None:
+            if self._session is not None:
                 raise ControllerError(
-                    f"a session is already running (patient {self.session.patient})"
+                    f"a session is already running (patient {self._session.patient})"
                 )
-            if self.safety.state in (SafetyState.FAULT_LATCHED, SafetyState.ESTOP):
+            if self._safety.state in (SafetyState.FAULT_LATCHED, SafetyState.ESTOP):
                 raise ControllerError(
-                    f"safety state is {SafetyState(self.safety.state).name}: a person must "
+                    f"safety state is {SafetyState(self._safety.state).name}: a person must "
                     "clear it first (exoctl fault clear)"
                 )
-            if not self.link.healthy:
-                raise ControllerError(f"the firmware link is not healthy: {self.link.last_error}")
+            if not self._link.healthy:
+                raise ControllerError(f"the firmware link is not healthy: {self._link.last_error}")
             gains = self._gains(assist)
-            if not self.link.enable(timeout_s=0.5):
+            if not self._link.enable(timeout_s=0.5):
                 raise ControllerError("the firmware did not acknowledge Enable")
 
             def begin(now: float) -> None:
-                self.assist.set_gain(gains, now)
-                self.assist.start(now)
+                self._assist.set_gain(gains, now)
+                self._assist.start(now)
 
             self.call_in_loop(begin)
-            self.session = SessionInfo(patient, protocol, time.time(), gains)
-            if self.freeze_gc_in_sessions and self._session_gc is None:
+            self._session = SessionInfo(patient, protocol, time.time(), gains)
+            if self._freeze_gc_in_sessions and self._session_gc is None:
                 # No collector pauses until the session ends; no forced full collection either,
                 # which would hold the GIL past the link's heartbeat deadline.
                 self._session_gc = session_gc(collect=False)
                 self._session_gc.__enter__()
-            return self.session
+            return self._session
 
     def stop_session(self, wait_ramp: bool = True) -> None:
         with self._lock:
-            if self.session is None:
+            if self._session is None:
                 raise ControllerError("no session is running")
-            self.call_in_loop(self.assist.stop)
+            self.call_in_loop(self._assist.stop)
             if wait_ramp:  # until the loop has commanded zero, bounded by the ramp + margin
                 deadline = time.monotonic() + self.cfg.control.ramp_out_s + 0.5
-                while time.monotonic() < deadline and np.any(self.safety.last_command != 0.0):
+                while time.monotonic() < deadline and np.any(self._safety.last_command != 0.0):
                     time.sleep(0.005)
-            self.link.disable(timeout_s=0.5)
-            self.session = None
+            self._link.disable(timeout_s=0.5)
+            self._session = None
             if self._session_gc is not None:
                 self._session_gc.__exit__(None, None, None)  # automatic collection resumes
                 self._session_gc = None
@@ -236,17 +286,17 @@ class Controller:
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
         with self._lock:
             gains = self._gains(assist)
-            self.call_in_loop(lambda now: self.assist.set_gain(gains, now))
-            if self.session is not None:
-                self.session.gains = gains
+            self.call_in_loop(lambda now: self._assist.set_gain(gains, now))
+            if self._session is not None:
+                self._session.gains = gains
             return gains
 
     def estop(self) -> None:
         """Zero torque at the next tick and latch; also tell the firmware directly."""
-        self.loop.submit(self.safety.estop)
+        self._loop.submit(self._safety.estop)
         try:
-            self.link.send_torque(np.zeros(len(self.joints)))  # not the hot path
-            self.link.disable(timeout_s=0.1)
+            self._link.send_torque(np.zeros(len(self.joints)))  # not the hot path
+            self._link.disable(timeout_s=0.1)
         except Exception:
             pass
 
@@ -255,12 +305,12 @@ class Controller:
         and a running session ramps assistance in again from zero."""
 
         def clear(now: float) -> bool:
-            if not self.safety.clear_fault(now):
+            if not self._safety.clear_fault(now):
                 return False
-            if not np.isfinite(self.estimator.estimate).all():
-                self.estimator.reset()
-            if self.session is not None:
-                self.assist.start(now)
+            if not np.isfinite(self._estimator.estimate).all():
+                self._estimator.reset()
+            if self._session is not None:
+                self._assist.start(now)
             return True
 
         with self._lock:
@@ -270,13 +320,13 @@ class Controller:
             # firmware's faults and, for a running session, enable it again. That is safe while
             # the safety layer is still latched: it commands zero until its own latch clears.
             acted_at = None
-            if self.link.healthy:
-                tel = self.link.latest_telemetry()
+            if self._link.healthy:
+                tel = self._link.latest_telemetry()
                 if tel is not None and tel.fault_bits:
-                    self.link.clear_faults(timeout_s=0.5)
+                    self._link.clear_faults(timeout_s=0.5)
                     acted_at = time.monotonic()
-                if self.session is not None and not self.link.enabled:
-                    self.link.enable(timeout_s=0.5)
+                if self._session is not None and not self._link.enabled:
+                    self._link.enable(timeout_s=0.5)
                     acted_at = time.monotonic()
             if acted_at is not None:
                 # Let telemetry from after our own act arrive and one tick evaluate it. The
@@ -284,7 +334,7 @@ class Controller:
                 # someone pressed meanwhile.
                 deadline = acted_at + 0.3
                 while time.monotonic() < deadline:
-                    tel = self.link.latest_telemetry()
+                    tel = self._link.latest_telemetry()
                     if tel is not None and tel.host_time > acted_at and not tel.fault_bits:
                         break
                     time.sleep(0.005)
@@ -292,45 +342,174 @@ class Controller:
                 self.call_in_loop(lambda now: None)  # ... and has finished doing so
             return bool(self.call_in_loop(clear))
 
+    def clear_firmware_faults(self, timeout_s: float = 0.5) -> bool:
+        """Ask the firmware to clear its latched faults (only those; the safety layer's latch
+        is ``clear_fault``'s). True once the firmware acknowledged."""
+        return self._link.clear_faults(timeout_s=timeout_s)
+
+    def swap_model(self, cfg: Config) -> None:
+        """Run the estimator that ``cfg`` names (model and calibration) from the next tick on.
+
+        Between sessions only. Whatever loading raises for a file that cannot be used
+        (ModelError, CalibrationError, ...) propagates unchanged; ControllerError when a
+        session runs or the new estimator has other synergies or muscles than the running one
+        (the loop's records are sized for those: that needs a restart).
+        """
+        if self._session is not None:
+            raise ControllerError(
+                "a session is running: load a model or calibration between sessions"
+            )
+        est = build_estimator(cfg)
+        old = self._estimator
+        if est.k != old.k or est.n_muscles != old.n_muscles:
+            raise ControllerError(
+                f"the new estimator has {est.k} synergies and {est.n_muscles} muscles, the running "
+                f"one {old.k} and {old.n_muscles}: restart the daemon with the new configuration"
+            )
+        self.call_in_loop(lambda now: self._loop.use_estimator(est))
+        self._estimator = est
+        self.cfg = cfg
+
     def collect_events(self, include_pending: bool = False) -> list[dict]:
-        """Move the safety layer's fault records into ``fault_log`` (runs in the loop thread)."""
-        if not self.loop.running:
-            events = self.safety.events(include_pending=include_pending)
+        """Move the safety layer's fault records into the fault log (runs in the loop thread)."""
+        if not self._loop.running:
+            events = self._safety.events(include_pending=include_pending)
         else:
             events = self.call_in_loop(
-                lambda now: self.safety.events(include_pending=include_pending)
+                lambda now: self._safety.events(include_pending=include_pending)
             )
         new = [asdict(e) for e in events]
-        self.fault_log.extend(new)
+        self._fault_log.extend(new)
         return new
 
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
-        base = dict(self.cfg.control.assist_gain)
+        base: dict[str, float] = {j: g for j, g in self.cfg.control.assist_gain.items()}
         if assist is None:
             return base
-        if isinstance(assist, Mapping):
-            unknown = sorted(set(assist) - set(self.joints))
-            if unknown:
-                raise ControllerError(f"unknown joints {unknown}; joints are {list(self.joints)}")
-            base.update({k: float(v) for k, v in assist.items()})
+        try:
+            levels = check_levels(assist, self.joints)
+        except AssistLevelError as e:
+            raise ControllerError(str(e)) from None
+        if isinstance(levels, dict):
+            base.update(levels)
         else:
-            base = {j: float(assist) for j in self.joints}
-        bad = {k: v for k, v in base.items() if not 0.0 <= v <= 1.0}
-        if bad:
-            raise ControllerError(f"assist levels must be within [0, 1], got {bad}")
+            base = dict.fromkeys(self.joints, levels)
         return base
 
     # ---------------------------------------------------------------- observation
     @property
-    def healthy(self) -> bool:
-        return self.loop.running and self.loop.error is None
+    def session(self) -> SessionInfo | None:
+        """The running session, None between sessions."""
+        return self._session
 
-    def status(self, window_s: float = 10.0) -> dict:
-        """A snapshot for people; loop percentiles over the last ``window_s`` only, because
-        percentiles over the whole tick record hold the GIL long enough to cost the loop a
-        deadline (measured ~25 ms for 10 minutes of ticks)."""
-        tel = self.link.latest_telemetry()
-        s = self.session
+    @property
+    def safety_state(self) -> SafetyState:
+        return SafetyState(self._safety.state)
+
+    @property
+    def active_conditions(self) -> tuple[list[str], list[str]]:
+        """(fault kinds, degraded kinds) at the last tick: what holds a latch, for a person."""
+        return self._safety.active_conditions
+
+    @property
+    def healthy(self) -> bool:
+        return self._loop.running and self._loop.error is None
+
+    @property
+    def loop_running(self) -> bool:
+        return self._loop.running
+
+    @property
+    def loop_error(self) -> str | None:
+        """Why the control loop died (None while it lives or ended cleanly)."""
+        return self._loop.error
+
+    @property
+    def ticks(self) -> int:
+        """Ticks run so far (a watchdog checks that it advances)."""
+        return self._loop.ticks
+
+    @property
+    def deadline_misses(self) -> int:
+        return self._loop.timer.misses
+
+    @property
+    def period(self) -> float:
+        """The loop's tick period, s."""
+        return self._loop.period
+
+    @property
+    def next_deadline(self) -> float:
+        """time.monotonic() at which the loop's next tick is due."""
+        return self._loop.timer.next_deadline
+
+    @property
+    def last_write_time(self) -> float:
+        """time.monotonic() at which the last tick wrote its command (-inf before any)."""
+        log = self._loop.log
+        n = log.n
+        return float(log.t[(n - 1) % log.capacity]) if n else -math.inf
+
+    @property
+    def last_tick_cost(self) -> float:
+        """Thread CPU seconds of the last tick (0.0 before any): how long a running tick is
+        expected to hold the interpreter, for the control socket's gate."""
+        stats = self._loop.stats
+        return float(stats.tick_cost[(stats.n - 1) % stats.capacity]) if stats.n else 0.0
+
+    def loop_summary(self, window_s: float | None = None) -> dict[str, Any]:
+        """The loop's rates, counts and timing percentiles (over the last ``window_s``)."""
+        return self._loop.summary(window_s=window_s)
+
+    def faults(self) -> list[dict]:
+        """Every fault collected so far (``collect_events`` moves new ones in)."""
+        return list(self._fault_log)
+
+    @property
+    def ticks_written(self) -> int:
+        """Cursor for ``read_ticks``: records written so far."""
+        return self._loop.ticks_written
+
+    def read_ticks(self, since: int) -> tuple[int, TickRows]:
+        """Copies of the per-tick records (estimate, command as sent, telemetry, activations,
+        synergies, timing) from cursor ``since`` on; returns (next cursor, rows)."""
+        return self._loop.read_ticks(since)
+
+    @property
+    def emg_written(self) -> int:
+        """Cursor for ``read_emg``: samples written so far."""
+        return self._ring.written
+
+    def read_emg(self, since: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """Copies of the raw EMG samples from cursor ``since`` on: (next cursor, samples,
+        LSL stamps, samples lost to the ring's wrap since ``since``)."""
+        return self._ring.copy_since(since)
+
+    def telemetry(self) -> TelemetrySnapshot | None:
+        """The firmware's newest telemetry frame (None before any)."""
+        return self._link.latest_telemetry()
+
+    @property
+    def n_synergies(self) -> int:
+        return self._estimator.k
+
+    def model_identity(self) -> ModelIdentity:
+        info = self._estimator.model.info.extra
+        mid = info.get("name") or info.get("version") or info.get("format")
+        cid = self._estimator.calibration.source.get("name")
+        return ModelIdentity(
+            Path(self.cfg.model.path),
+            str(mid) if mid else None,
+            Path(self.cfg.estimator.calibration),
+            str(cid) if cid else None,
+        )
+
+    def status(self, window_s: float | None = 10.0) -> dict[str, Any]:
+        """A snapshot for people; loop percentiles over the last ``window_s`` only (None: the
+        whole run), because percentiles over the whole tick record hold the GIL long enough to
+        cost the loop a deadline (measured ~25 ms for 10 minutes of ticks)."""
+        tel = self._link.latest_telemetry()
+        s = self._session
         return {
             "session": None
             if s is None
@@ -340,15 +519,15 @@ class Controller:
                 "started_at": s.started_at,
                 "gains": s.gains,
             },
-            "safety_state": SafetyState(self.safety.state).name,
-            "loop": self.loop.summary(window_s=window_s),
-            "loop_error": self.loop.error,
-            "estimate_nm": dict(zip(self.joints, self.estimator.estimate.tolist(), strict=True)),
-            "command_nm": dict(zip(self.joints, self.safety.last_command.tolist(), strict=True)),
+            "safety_state": SafetyState(self._safety.state).name,
+            "loop": self._loop.summary(window_s=window_s),
+            "loop_error": self._loop.error,
+            "estimate_nm": dict(zip(self.joints, self._estimator.estimate.tolist(), strict=True)),
+            "command_nm": dict(zip(self.joints, self._safety.last_command.tolist(), strict=True)),
             "applied_nm": None
             if tel is None
             else dict(zip(self.joints, tel.torques.tolist(), strict=True)),
-            "link": self.link.stats(),
-            "acquisition": None if self.acquisition is None else self.acquisition.stats(),
-            "faults": list(self.fault_log),
+            "link": self._link.stats(),
+            "acquisition": None if self._acquisition is None else self._acquisition.stats(),
+            "faults": list(self._fault_log),
         }

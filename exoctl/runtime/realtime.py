@@ -26,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import enum
 import gc
 import os
 import resource
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 MCL_CURRENT = 1
@@ -163,9 +165,8 @@ def set_thread_priority(tid: int, priority: int | None) -> str:
     """SCHED_FIFO ``priority`` (None: SCHED_OTHER) for one thread by its kernel id; never raises.
 
     Linux schedules threads, and ``sched_setscheduler`` accepts a thread id, so the threads
-    that feed the loop (serial reader, EMG acquisition) can be raised just below it: a loop at
-    SCHED_FIFO whose inputs starve at SCHED_OTHER only trips its own watchdogs. Returns what
-    was granted ("SCHED_FIFO 45") or the refusal.
+    that feed the loop can be raised from another thread (see :func:`raise_threads`). Returns
+    what was granted ("SCHED_FIFO 45") or the refusal.
     """
     try:
         if priority is None:
@@ -177,22 +178,44 @@ def set_thread_priority(tid: int, priority: int | None) -> str:
         return f"refused: {_errstr(e) if isinstance(e, OSError) else e}"
 
 
-def raise_threads(priorities: dict[str, int]) -> dict[str, str]:
-    """SCHED_FIFO for this process's threads whose name contains a key of ``priorities``.
+class ThreadRole(enum.Enum):
+    """The controller's threads by what they do; the value is how far below the control
+    loop's SCHED_FIFO priority each one runs.
 
-    E.g. ``{"hostlink-reader": 49, "Acquisition": 48}``. Returns thread name -> outcome, for
-    the log; names that match no thread are reported as "no such thread".
+    The loop's inputs run just below it: a loop at SCHED_FIFO whose inputs starve at
+    SCHED_OTHER only trips its own watchdogs. The serial reader comes first (telemetry is read
+    every tick), then the EMG acquisition, then the link's supervisor (heartbeats only matter
+    when no command went out for a heartbeat period).
     """
-    import threading
 
+    CONTROL_LOOP = 0
+    LINK_READER = 1
+    ACQUISITION = 2
+    LINK_SUPERVISOR = 3
+
+    def priority(self, loop_priority: int) -> int:
+        """This role's SCHED_FIFO priority when the loop runs at ``loop_priority`` (>= 1)."""
+        return max(1, int(loop_priority) - self.value)
+
+
+def raise_threads(
+    threads: Mapping[ThreadRole, threading.Thread], loop_priority: int
+) -> dict[str, str]:
+    """SCHED_FIFO for each thread handed in, at its role's priority below ``loop_priority``.
+
+    Threads are given by reference (the objects their owners started), never found by name:
+    renaming a thread cannot silently drop its priority. Returns "role (thread name)" ->
+    outcome ("SCHED_FIFO 49", "refused: ...", or "not running" for a thread that has not
+    started or has ended), for the log.
+    """
     out: dict[str, str] = {}
-    threads = [t for t in threading.enumerate() if t.native_id is not None]
-    for key, prio in priorities.items():
-        hits = [t for t in threads if key in t.name]
-        if not hits:
-            out[key] = "no such thread"
-        for t in hits:
-            out[t.name] = set_thread_priority(t.native_id, prio)
+    for role, t in threads.items():
+        key = f"{role.name.lower()} ({t.name})"
+        tid = t.native_id
+        if tid is None or not t.is_alive():
+            out[key] = "not running"
+        else:
+            out[key] = set_thread_priority(tid, role.priority(loop_priority))
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,15 +29,26 @@ def reduce_timer_slack(ns: int = 1000) -> bool:
 
 
 class DeadlineTimer:
-    def __init__(self, period_s: float, spin_s: float = 0.0003) -> None:
+    """``clock`` and ``sleep`` are time.monotonic and time.sleep; a test hands in a clock it
+    moves by hand (its ``sleep`` advancing it), so that ticks are deterministic."""
+
+    def __init__(
+        self,
+        period_s: float,
+        spin_s: float = 0.0003,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.period = period_s
         self.spin = spin_s
+        self._clock = clock
+        self._sleep = sleep
         self.t0 = 0.0
         self.k = 0
         self.misses = 0
 
     def start(self, now: float | None = None) -> float:
-        self.t0 = time.monotonic() if now is None else now
+        self.t0 = self._clock() if now is None else now
         self.k = 0
         return self.t0
 
@@ -47,15 +59,16 @@ class DeadlineTimer:
     def wait(self) -> tuple[float, float]:
         """Wait for the next deadline; return (tick start time, start error in seconds)."""
         deadline = self.t0 + self.k * self.period
-        now = time.monotonic()
+        clock, sleep = self._clock, self._sleep
+        now = clock()
         remaining = deadline - now
         if remaining > self.spin:
-            time.sleep(remaining - self.spin)
+            sleep(remaining - self.spin)
         while True:
-            now = time.monotonic()
+            now = clock()
             if now >= deadline:
                 break
-            time.sleep(0)
+            sleep(0)
         err = now - deadline
         if err > self.period:
             skipped = int(err // self.period)

@@ -1,8 +1,19 @@
-"""A small JSON-RPC client for the daemon's control socket.
+"""A small JSON-RPC client for the daemon's control socket, and the e-stop.
 
 Its errors are written for the person at the terminal: "the daemon is not running" and "you
 may not use the socket" are the two problems a clinician actually meets, and each says what
 to do about it.
+
+Retry: a daemon that is busy answers without reading the request (``BUSY``: every connection
+slot is mid-request; ``CONNECTION_CLOSED``: an idle connection was closed; or the listen
+queue is full), so sending it again cannot do anything twice. ``Client.call`` does that by
+itself, with a growing pause (10 ms doubling to 250 ms), for up to ``retry_s`` (3 s by
+default), then raises ``DaemonBusy``. Nothing else is retried: a request the daemon may have
+read is never sent twice.
+
+The e-stop (``estop``) goes to the e-stop socket beside the control socket, where connecting
+is pressing; only if that socket is missing or fails does it fall back to the ``estop`` method
+on the control socket.
 """
 
 from __future__ import annotations
@@ -10,14 +21,21 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import random
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
+from exoctl.errors import ExoctlError
 from exoctl.service import rpc
 
+DEFAULT_RETRY_S = 3.0
+FIRST_PAUSE_S = 0.01
+MAX_PAUSE_S = 0.25
 
-class ClientError(RuntimeError):
+
+class ClientError(ExoctlError, RuntimeError):
     """Any failure to get an answer from the daemon."""
 
 
@@ -31,6 +49,18 @@ class PermissionDenied(ClientError):
 
 class ProtocolError(ClientError):
     pass
+
+
+class DaemonBusy(ClientError):
+    """The daemon turned the request away unread for longer than the retry allowed."""
+
+
+class _Retry(Exception):
+    """Internal: the daemon did not read the request; send it again on a new connection."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class RemoteError(ClientError):
@@ -48,47 +78,44 @@ class RemoteError(ClientError):
 
 
 class Client:
-    """One connection; ``call()`` sends a request and waits for its response."""
+    """One connection (re-opened when the daemon turns a request away unread); ``call()``
+    sends a request and waits for its response."""
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout_s: float = 10.0, retry_s: float = DEFAULT_RETRY_S
+    ) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.retry_s = retry_s
         self._sock: socket.socket | None = None
         self._rfile: Any = None
         self._ids = itertools.count(1)
 
     def connect(self) -> Client:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout_s)
-        try:
-            s.connect(str(self.path))
-        except FileNotFoundError:
-            s.close()
-            raise DaemonNotRunning(
-                f"the exoctl daemon is not running: no control socket at {self.path} "
-                "(start it with `systemctl start exoctl`, or check service.socket_path)"
-            ) from None
-        except ConnectionRefusedError:
-            s.close()
-            raise DaemonNotRunning(
-                f"the exoctl daemon is not running: nobody listens on {self.path} "
-                "(a stale socket; start it with `systemctl start exoctl`)"
-            ) from None
-        except PermissionError:
-            s.close()
-            raise PermissionDenied(
-                f"permission denied on {self.path}: your user may not use the control socket "
-                "(ask an administrator to add you to the daemon's group, e.g. "
-                "`usermod -aG exoctl $USER`, then log in again)"
-            ) from None
-        except OSError as e:
-            s.close()
-            if e.errno in (errno.ENOTSOCK, errno.ENOTDIR):
-                raise DaemonNotRunning(f"{self.path} is not a control socket: {e}") from None
-            raise ClientError(f"cannot connect to {self.path}: {e}") from None
-        self._sock = s
-        self._rfile = s.makefile("rb")
+        """Connect, retrying while the daemon's listen queue is full (within ``retry_s``)."""
+        self._with_retry(self._connect_once)
         return self
+
+    def _connect_once(self) -> None:
+        self._sock = _connect(self.path, self.timeout_s)
+        self._rfile = self._sock.makefile("rb")
+
+    def _with_retry(self, fn: Any) -> Any:
+        deadline = time.monotonic() + self.retry_s
+        pause = FIRST_PAUSE_S
+        while True:
+            try:
+                return fn()
+            except _Retry as e:
+                self.close()
+                if time.monotonic() + pause > deadline:
+                    raise DaemonBusy(
+                        f"the daemon at {self.path} is busy ({e.why}); gave up after "
+                        f"{self.retry_s:g} s of retrying. Try again; if it persists, "
+                        "something is holding its control socket (see its journal)"
+                    ) from None
+                time.sleep(pause * random.uniform(0.5, 1.0))
+                pause = min(2 * pause, MAX_PAUSE_S)
 
     def close(self) -> None:
         if self._rfile is not None:
@@ -104,14 +131,26 @@ class Client:
         self.close()
 
     def call(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
-        if self._sock is None:
-            self.connect()
-        assert self._sock is not None
         rid = next(self._ids)
         req: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             req["params"] = params
-        resp = self.send_raw(json.dumps(req).encode() + b"\n")
+        data = json.dumps(req).encode() + b"\n"
+
+        def once() -> dict[str, Any]:
+            if self._sock is None:
+                self._connect_once()
+            resp = self.send_raw(data)
+            err = resp.get("error")
+            if (
+                resp.get("id") is None
+                and isinstance(err, dict)
+                and err.get("code") in rpc.RETRYABLE
+            ):
+                raise _Retry(str(err.get("message")))
+            return resp
+
+        resp = self._with_retry(once)
         if "error" in resp:
             self._raise(resp["error"])
         if resp.get("id") != rid:
@@ -131,23 +170,7 @@ class Client:
             raise ClientError(
                 f"the daemon did not accept the request within {self.timeout_s} s"
             ) from None
-        try:
-            line = self._rfile.readline()
-        except TimeoutError:
-            raise ClientError(f"no answer from the daemon within {self.timeout_s} s") from None
-        except ConnectionResetError:
-            line = b""
-        if not line:
-            raise ProtocolError("the daemon closed the connection without an answer")
-        try:
-            resp = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ProtocolError(f"unreadable answer from the daemon: {e}") from None
-        if not isinstance(resp, dict):
-            raise ProtocolError("unexpected answer from the daemon (not an object)")
-        if "error" in resp and resp["error"].get("code") == rpc.PERMISSION_DENIED:
-            self._raise(resp["error"])
-        return resp
+        return _read_answer(self._rfile, self.timeout_s)
 
     @staticmethod
     def _raise(err: dict[str, Any]) -> None:
@@ -158,7 +181,121 @@ class Client:
         raise RemoteError(code, msg, err.get("data"))
 
 
-def call(path: str | Path, method: str, params: Any = None, *, timeout_s: float = 10.0) -> Any:
-    """Connect, call once, close."""
-    with Client(path, timeout_s=timeout_s) as c:
+def call(
+    path: str | Path,
+    method: str,
+    params: Any = None,
+    *,
+    timeout_s: float = 10.0,
+    retry_s: float = DEFAULT_RETRY_S,
+) -> Any:
+    """Connect, call once (retrying while the daemon is busy), close."""
+    with Client(path, timeout_s=timeout_s, retry_s=retry_s) as c:
         return c.call(method, params)
+
+
+def estop(
+    path: str | Path, *, timeout_s: float = 5.0, retry_s: float = DEFAULT_RETRY_S
+) -> dict[str, Any]:
+    """Press the e-stop; ``path`` is the control socket. Returns the daemon's answer.
+
+    Through the e-stop socket beside it (``rpc.estop_socket_path``), which no other client
+    can hold up: connecting is pressing, the answer is one line. If that socket is missing
+    (an older daemon) or gives no answer, the ``estop`` method on the control socket."""
+    epath = rpc.estop_socket_path(path)
+    deadline = time.monotonic() + retry_s
+    first: ClientError | None = None
+    while True:
+        try:
+            s = _connect(epath, timeout_s)
+        except _Retry:  # its listen queue is full: someone is flooding it; keep pressing
+            if time.monotonic() < deadline:
+                time.sleep(FIRST_PAUSE_S)
+                continue
+            first = DaemonBusy(f"the e-stop socket {epath} did not accept a connection")
+            break
+        except PermissionDenied:
+            raise
+        except ClientError as e:
+            first = e
+            break
+        try:
+            with s, s.makefile("rb") as f:
+                resp = _read_answer(f, timeout_s)
+        except PermissionDenied:
+            raise
+        except ClientError as e:
+            first = e
+            break
+        if "error" in resp:
+            Client._raise(resp["error"])
+        result: dict[str, Any] = resp.get("result") or {}
+        return result
+    try:
+        return call(path, rpc.ESTOP_METHOD, timeout_s=timeout_s, retry_s=retry_s)
+    except DaemonNotRunning:
+        if isinstance(first, DaemonNotRunning):
+            raise
+        raise first from None
+
+
+def _connect(path: Path, timeout_s: float) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout_s)
+    try:
+        s.connect(str(path))
+    except FileNotFoundError:
+        s.close()
+        raise DaemonNotRunning(
+            f"the exoctl daemon is not running: no control socket at {path} "
+            "(start it with `systemctl start exoctl`, or check service.socket_path)"
+        ) from None
+    except ConnectionRefusedError:
+        s.close()
+        raise DaemonNotRunning(
+            f"the exoctl daemon is not running: nobody listens on {path} "
+            "(a stale socket; start it with `systemctl start exoctl`)"
+        ) from None
+    except PermissionError:
+        s.close()
+        raise PermissionDenied(
+            f"permission denied on {path}: your user may not use the control socket "
+            "(ask an administrator to add you to the daemon's group, e.g. "
+            "`usermod -aG exoctl $USER`, then log in again)"
+        ) from None
+    except BlockingIOError:
+        # EAGAIN: the listen queue is full (a socket with a timeout connects non-blocking).
+        s.close()
+        raise _Retry("its listen queue is full") from None
+    except TimeoutError:
+        s.close()
+        raise ClientError(f"{path} did not accept a connection within {timeout_s} s") from None
+    except OSError as e:
+        s.close()
+        if e.errno in (errno.ENOTSOCK, errno.ENOTDIR):
+            raise DaemonNotRunning(f"{path} is not a control socket: {e}") from None
+        if e.errno == errno.EAGAIN:
+            raise _Retry("its listen queue is full") from None
+        raise ClientError(f"cannot connect to {path}: {e}") from None
+    return s
+
+
+def _read_answer(rfile: Any, timeout_s: float) -> dict[str, Any]:
+    """One response line, checked to be a JSON object."""
+    try:
+        line = rfile.readline()
+    except TimeoutError:
+        raise ClientError(f"no answer from the daemon within {timeout_s} s") from None
+    except ConnectionResetError:
+        line = b""
+    if not line:
+        raise ProtocolError("the daemon closed the connection without an answer")
+    try:
+        resp = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ProtocolError(f"unreadable answer from the daemon: {e}") from None
+    if not isinstance(resp, dict):
+        raise ProtocolError("unexpected answer from the daemon (not an object)")
+    if "error" in resp and (resp["error"] or {}).get("code") == rpc.PERMISSION_DENIED:
+        Client._raise(resp["error"])
+    return resp

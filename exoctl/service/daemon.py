@@ -13,21 +13,23 @@ recorder and the control socket, and talks to systemd:
   is never resumed automatically).
 
 Threads: the control loop (the controller's), acquisition, the recorder's writer, the RPC
-acceptor and connections, and one *pump* thread here. The pump is the only reader of the
-loop's preallocated logs: every 50 ms it copies the new rows (estimate, command, telemetry,
-activations, synergies, loop timing, raw EMG) into the recorder and the LSL outlets, drains
-the safety layer's fault events, and pings the watchdog. Nothing here runs on, or takes a
-lock shared with, the control thread.
+acceptor and connections, and one *pump* thread (``exoctl.service.pump``), the only reader of
+the loop's preallocated logs: every 50 ms it copies the new rows into the recorder and the LSL
+outlets, drains the safety layer's fault events, and pings the watchdog here. Nothing here
+runs on, or takes a lock shared with, the control thread.
 
 Logs: structlog, one JSON object per line on stdout (journald keeps them).
+
+Why this module is longer than most: the RPC methods (the table ``Daemon.RPC_METHODS``) are
+short steps over the state the lifecycle owns (the session id, the pump's lock, the recorder,
+the controller), so they stay with it; the pump (its own thread and state) is
+``exoctl.service.pump`` and the socket ``exoctl.service.rpc``.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import faulthandler
-import math
 import os
 import signal
 import sys
@@ -36,18 +38,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import structlog
 
 from exoctl import __version__
 from exoctl.config.schema import Config, load_config
+from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.service import recorder as R
 from exoctl.service import rpc
+from exoctl.service.lsl_outlets import LslPublisher
+from exoctl.service.pump import Pump, stream_meta
 from exoctl.service.sdnotify import Notifier
 
 log = structlog.get_logger("exoctl.daemon")
 
-PUMP_PERIOD_S = 0.05
 HEALTH_STALL_S = 0.5  # no tick for this long: the loop is not healthy
 STATUS_WINDOW_S = 10.0  # loop timing in `status` covers the last 10 s
 
@@ -67,57 +70,6 @@ def configure_logging(stream: Any = None) -> None:
     )
 
 
-def jsonable(x: Any) -> Any:
-    """NaN and infinity become null (strict JSON for jq and other tools)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return jsonable(x.item())
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-class LslPublisher:
-    """Estimated torque and commands as LSL outlets, for LabRecorder beside motion capture."""
-
-    def __init__(self, cfg: Config) -> None:
-        import pylsl
-
-        self._pylsl = pylsl
-        joints = list(cfg.joint_names)
-        self.outlets = {}
-        for key, name, stype in (
-            ("estimate", "exoctl-torque-estimated", "EstimatedTorque"),
-            ("command", "exoctl-torque-command", "TorqueCommand"),
-        ):
-            info = pylsl.StreamInfo(
-                name, stype, len(joints), cfg.control.rate_hz, "float32",
-                f"{cfg.device.name}-{key}",
-            )  # fmt: skip
-            chans = info.desc().append_child("channels")
-            for j in joints:
-                c = chans.append_child("channel")
-                c.append_child_value("label", j)
-                c.append_child_value("unit", "N m")
-            self.outlets[key] = pylsl.StreamOutlet(info)
-        # TickLog times are time.monotonic(); LSL's clock is CLOCK_MONOTONIC too on Linux,
-        # the offset is measured once in case a platform differs.
-        self.offset = pylsl.local_clock() - time.monotonic()
-
-    def push(self, key: str, t: np.ndarray, data: np.ndarray) -> None:
-        if len(t):
-            self.outlets[key].push_chunk(
-                np.ascontiguousarray(data, dtype=np.float32), (t + self.offset).tolist()
-            )
-
-
 class Daemon:
     """The supervisor; its RPC methods are the names in RPC_METHODS, nothing else."""
 
@@ -131,6 +83,13 @@ class Daemon:
         "model.load": "rpc_model_load",
         "sessions.list": "rpc_sessions_list",
     }
+    RPC_CONCURRENT = ("status", "estop")
+    """Not queued behind other requests: the e-stop must never wait for a session's ramp-out,
+    and ``status`` only reads."""
+    RPC_CACHED_S = {"status": 0.1}
+    """At most one ``status`` built per 100 ms however many clients ask (each build holds the
+    interpreter for about a millisecond); any other request invalidates it, so an e-stop or
+    a new session shows in the next one."""
 
     def __init__(self, cfg: Config, notifier: Notifier | None = None) -> None:
         from exoctl.runtime.controller import Controller
@@ -150,19 +109,12 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.stop_reason = "daemon stopped"
         self.exit_code = 0
-        self._pump_lock = threading.Lock()
-        self._pump_thread: threading.Thread | None = None
-        self._log_cursor = 0
-        self._ring_cursor = 0
-        self._recent_faults: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+        self.pump = Pump(self.controller, self.recorder, on_period=self._watchdog)
         self._last_ticks = -1
         self._last_tick_change = time.monotonic()
         self._last_ping = 0.0
         self._healthy = False
-        self._emg_lost = 0
         self._session_id: str | None = None
-        self._pump_error: str | None = None
-        self._write_errors = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -173,8 +125,7 @@ class Daemon:
         self.controller.start()
         if self.svc.realtime_priority or self.svc.lock_memory:
             self._realtime()
-        self._log_cursor = self.controller.loop.log.n
-        self._ring_cursor = self.controller.ring.written
+        self.pump.skip_to_now()
         if self.svc.publish_lsl:
             try:
                 self.lsl = LslPublisher(self.cfg)
@@ -186,11 +137,11 @@ class Daemon:
             allowed_users=self.svc.allowed_users,
             allowed_groups=self.svc.allowed_groups,
             socket_group=self.svc.socket_group,
+            concurrent=self.RPC_CONCURRENT,
+            cached=self.RPC_CACHED_S,
+            gate=self._after_tick,
         ).start()
-        self._pump_thread = threading.Thread(
-            target=self._pump_loop, name="exoctl-pump", daemon=True
-        )
-        self._pump_thread.start()
+        self.pump.start(self.lsl)
         self.notifier.ready("controller running, no session")
         log.info(
             "ready",
@@ -201,19 +152,11 @@ class Daemon:
         )
 
     def _realtime(self) -> None:
-        """SCHED_FIFO and mlockall as configured, via exoctl.runtime.realtime, run *in* the loop
-        thread (scheduling is per thread); what was granted goes to the log, never raises."""
-        from exoctl.runtime.realtime import apply_realtime
-
+        """SCHED_FIFO and mlockall as configured (``Controller.apply_realtime``: in the loop
+        thread, its inputs just below); what was granted goes to the log, never raises."""
         prio = self.svc.realtime_priority or None
         try:
-            own = getattr(self.controller, "apply_realtime", None)  # the runtime's, when present
-            if own is not None:
-                rep = own(prio, self.svc.lock_memory)
-            else:
-                rep = self.controller.call_in_loop(
-                    lambda now: apply_realtime(prio, None, self.svc.lock_memory), timeout=2.0
-                )
+            rep = self.controller.apply_realtime(prio, self.svc.lock_memory)
         except Exception as e:
             log.warning("realtime_setup_failed", error=str(e))
             return
@@ -225,11 +168,11 @@ class Daemon:
         """Block until a stop is requested or the control loop dies."""
         while not self.stop_requested.wait(0.2):
             c = self.controller
-            if c.loop.error is not None or not c.loop.running:
-                self.stop_reason = f"control loop died: {c.loop.error or 'thread ended'}"
+            if c.loop_error is not None or not c.loop_running:
+                self.stop_reason = f"control loop died: {c.loop_error or 'thread ended'}"
                 self.exit_code = 1
-                log.error("control_loop_died", error=c.loop.error)
-                self._record_event("fault", {"kind": "control_loop_died", "detail": c.loop.error})
+                log.error("control_loop_died", error=c.loop_error)
+                self._record_event("fault", {"kind": "control_loop_died", "detail": c.loop_error})
                 break
 
     def shutdown(self) -> None:
@@ -247,7 +190,7 @@ class Daemon:
             self.controller.shutdown(ramp_out=True)
         except Exception as e:
             log.error("controller_shutdown_failed", error=str(e))
-        self._stop_pump()
+        self.pump.stop()
         try:
             if self.recorder.active_session is not None:
                 self.recorder.stop_session(self.stop_reason)
@@ -260,92 +203,17 @@ class Daemon:
         self.stop_reason = reason
         self.stop_requested.set()
 
-    # ------------------------------------------------------------------ the pump
-    def _pump_loop(self) -> None:
-        self._pump_stop = threading.Event()
-        while not self._pump_stop.wait(PUMP_PERIOD_S):
-            try:
-                with self._pump_lock:
-                    self._pump_once()
-            except Exception as e:  # never let recording problems touch the controller
-                if self._pump_error != str(e):
-                    log.exception("pump_failed")
-                self._pump_error = str(e)
-            self._watchdog()
-
-    def _stop_pump(self) -> None:
-        if self._pump_thread is not None:
-            self._pump_stop.set()
-            self._pump_thread.join(2.0)
-            with self._pump_lock, contextlib.suppress(Exception):
-                self._pump_once()
-
-    def _pump_once(self) -> None:
-        c = self.controller
-        rec = self.recorder
-        recording = rec.active_session is not None
-        end, rows = c.loop.log.read(self._log_cursor)
-        first = self._log_cursor
-        self._log_cursor = end
-        t = rows["t"]
-        if len(t):
-            if self.lsl is not None:
-                self.lsl.push("estimate", t, rows["estimate"])
-                self.lsl.push("command", t, rows["command"])
-            if recording:
-                t0 = float(t[0])
-                rec.submit_chunk("torque_estimated", t0, rows["estimate"], t=t, copy=False)
-                rec.submit_chunk("torque_command", t0, rows["command"], t=t, copy=False)
-                tel = np.concatenate(
-                    [rows["angles"], rows["applied"], rows["state"][:, None].astype(float)], 1
-                )
-                rec.submit_chunk("telemetry", t0, tel, t=t, copy=False)
-                rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
-                rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
-                st = c.loop.stats
-                lo = max(first, end - len(t))
-                idx = np.arange(lo, end) % st.capacity
-                timing = np.stack(
-                    [st.start_error[idx], st.tick_cost[idx], st.latency[idx], st.sample_age[idx]],
-                    1,
-                )
-                rec.submit_chunk("loop_timing", t0, timing, t=t[-len(idx) :], copy=False)
-        self._ring_cursor, emg, stamps, lost = c.ring.copy_since(self._ring_cursor)
-        if lost and recording:
-            self._emg_lost += lost
-            rec.submit_event("emg_record_gap", {"samples": lost})
-        if len(stamps) and recording:
-            rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
-        self._drain_faults()
-        errors = rec.stats()["write_errors"]
-        if errors != self._write_errors:
-            self._write_errors = errors
-            log.error("recording_write_error", errors=errors, last=rec.stats()["last_error"])
-
-    def _drain_faults(self) -> list[dict[str, Any]]:
-        """Move the safety layer's fault events into the recording and the recent list.
-
-        Called with the pump lock held (status() takes it too): the layer's event queue is
-        drained by whoever reads it, so only one reader at a time.
-        """
-        out = self.controller.collect_events(include_pending=True)  # in the loop thread
-        for d in out:
-            self._recent_faults.append(d)
-            self.recorder.submit_event("fault", d, t=d["t_detected"])
-            log.warning("fault", **jsonable(d))
-        return out
-
     def _update_health(self) -> bool:
         """Healthy: loop thread alive, no loop error, tick counter moved within 0.5 s."""
         c = self.controller
         now = time.monotonic()
-        ticks = c.loop.ticks
+        ticks = c.ticks
         if ticks != self._last_ticks:
             self._last_ticks = ticks
             self._last_tick_change = now
         healthy = bool(c.healthy) and now - self._last_tick_change < HEALTH_STALL_S
         if healthy != self._healthy:
-            log.info("loop_health", healthy=healthy, ticks=ticks, error=c.loop.error)
+            log.info("loop_health", healthy=healthy, ticks=ticks, error=c.loop_error)
             self._healthy = healthy
         return healthy
 
@@ -358,50 +226,29 @@ class Daemon:
             self._last_ping = now
 
     def _record_event(self, kind: str, detail: Any) -> None:
-        self.recorder.submit_event(kind, jsonable(detail))
+        """An event for the recording and, as a marker, for LabRecorder."""
+        detail = jsonable(detail)
+        self.recorder.submit_event(kind, detail)
+        if self.lsl is not None:
+            self.lsl.marker(kind, detail)
 
     # ------------------------------------------------------------------ sessions
     def _artifacts(self) -> tuple[R.Artifact, R.Artifact]:
-        model = self.controller.estimator.model
-        extra = getattr(getattr(model, "info", None), "extra", {}) or {}
-        mid = extra.get("name") or extra.get("version") or extra.get("format")
-        m = R.Artifact.from_file(self.cfg.model.path, str(mid) if mid else None)
-        cal = self.controller.estimator.calibration
-        cid = (getattr(cal, "source", None) or {}).get("name")
-        c = R.Artifact.from_file(self.cfg.estimator.calibration, str(cid) if cid else None)
+        ident = self.controller.model_identity()
+        m = R.Artifact.from_file(ident.model_path, ident.model_id)
+        c = R.Artifact.from_file(ident.calibration_path, ident.calibration_id)
         return m, c
-
-    def _stream_meta(self) -> dict[str, dict[str, Any]]:
-        joints = list(self.cfg.joint_names)
-        k = self.controller.estimator.k
-        return {
-            "torque_estimated": {"columns": joints, "unit": "N m"},
-            "torque_command": {"columns": joints, "unit": "N m",
-                               "description": "after the safety layer, as sent"},
-            "telemetry": {
-                "columns": [f"angle_{j}" for j in joints]
-                + [f"applied_{j}" for j in joints]
-                + ["safety_state"],
-                "unit": "rad, N m",
-            },
-            "activation": {"columns": list(self.cfg.emg.muscles), "unit": "1"},
-            "synergy": {"columns": [f"synergy_{i + 1}" for i in range(k)], "unit": "1"},
-            "loop_timing": {"columns": ["start_error", "tick_cost", "latency", "sample_age"],
-                            "unit": "s"},
-            "emg_raw": {"columns": list(self.cfg.emg.muscles), "unit": "as streamed",
-                        "description": "t is the LSL time stamp"},
-        }  # fmt: skip
 
     def _stop_session(self, reason: str) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        with self._pump_lock:
+        with self.pump.lock:
             s = self.controller.session
             try:
                 self.controller.stop_session()
             except ControllerError as e:
                 raise rpc.Refused(str(e)) from None
-            self._pump_once()  # everything up to the end of the ramp-out
+            self.pump.pump_once()  # everything up to the end of the ramp-out
             sid = self._session_id
             self._record_event("session_stop", {"reason": reason})
             self.recorder.stop_session(reason)
@@ -415,12 +262,41 @@ class Daemon:
             "duration_s": round(time.time() - s.started_at, 3) if s else None,
         }
 
+    # ------------------------------------------------------------------ RPC threads
+    def _after_tick(self) -> None:
+        """The control socket's gate for work that holds the GIL (a connection's thread
+        started, a request parsed, a ``status`` built): returns as soon as a tick has
+        finished, so the work has the rest of the period, while the loop sleeps, instead of
+        making a due tick wait for the interpreter. (Not "only with so much time left": on a
+        loaded machine ticks take over half the period and such a moment may not come.)
+        While a tick runs it sleeps until the tick's expected end (the last tick's cost),
+        then looks every 0.5 ms: each look takes the GIL, and a thread preempted while
+        holding it stalls the loop. Bounded: at most ten periods, and at once when the loop
+        is not running.
+
+        Reads only: the loop's next deadline, the time its last tick wrote a command and
+        that tick's cost."""
+        c = self.controller
+        if not c.loop_running:
+            return
+        period = c.period
+        end = time.monotonic() + 10 * period
+        while (now := time.monotonic()) < end:
+            nxt = c.next_deadline
+            last = c.last_write_time
+            if nxt > now and last >= nxt - period:  # this period's tick is done
+                return
+            cost = c.last_tick_cost
+            expected_end = (nxt - period if nxt > now else nxt) + min(cost, period)
+            time.sleep(max(expected_end - now, 0.0005))
+
     # ------------------------------------------------------------------ RPC methods
     def rpc_status(self) -> dict[str, Any]:
-        with self._pump_lock:
-            self._drain_faults()
+        with self.pump.lock:
+            self.pump.drain_faults()
+        self._after_tick()  # the build below holds the GIL ~1 ms: not while a tick is due
         st = self.controller.status(window_s=STATUS_WINDOW_S)
-        st["faults"] = list(self._recent_faults)
+        st["faults"] = list(self.pump.recent_faults)
         if st.get("session") is not None:
             st["session"]["id"] = self._session_id
         st["daemon"] = {
@@ -429,7 +305,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_mono, 1),
             "loop_healthy": self._update_health(),
             "watchdog_s": self.notifier.watchdog_s,
-            "pump_error": self._pump_error,
+            "pump_error": self.pump.error,
         }
         rs = self.recorder.stats()
         st["recorder"] = {
@@ -451,7 +327,7 @@ class Daemon:
         if protocol is not None and (not isinstance(protocol, str) or len(protocol) > 200):
             raise rpc.InvalidParams("protocol must be a string of at most 200 characters")
         assist = _check_assist(assist)
-        with self._pump_lock:
+        with self.pump.lock:
             if self.controller.session is not None or self.recorder.active_session is not None:
                 raise rpc.Refused(
                     f"a session is already running (session {self._session_id}); stop it first"
@@ -468,7 +344,7 @@ class Daemon:
                     config=self.cfg.model_dump(mode="json"),
                     model=model,
                     calibration=cal,
-                    streams=self._stream_meta(),
+                    streams=stream_meta(self.cfg, self.controller.n_synergies),
                 )
             except Exception as e:
                 # No recording, no session: assistance must not run unrecorded.
@@ -504,7 +380,12 @@ class Daemon:
             raise rpc.Refused(str(e)) from None
         self._record_event("assist_change", {"gains": applied})
         log.info("assist_changed", gains=applied)
-        return {"assist_gain": applied}
+        # What happens to assistance depends on these two; the CLI says it in words.
+        return {
+            "assist_gain": applied,
+            "safety_state": self.controller.safety_state.name,
+            "session": self.controller.session is not None,
+        }
 
     def rpc_estop(self) -> dict[str, Any]:
         self.controller.estop()
@@ -513,29 +394,39 @@ class Daemon:
         return {"safety_state": "ESTOP"}
 
     def rpc_fault_clear(self) -> dict[str, Any]:
-        from exoctl.control.safety import SafetyState
         from exoctl.runtime.controller import ControllerError
 
         try:
             ok = self.controller.clear_fault()
         except ControllerError as e:
             raise rpc.Refused(str(e)) from None
-        state = SafetyState(self.controller.safety.state).name
+        state = self.controller.safety_state.name
         if not ok:
-            active, degraded = self.controller.safety.active_conditions  # a property
+            active, degraded = self.controller.active_conditions
             raise rpc.Refused(
                 f"fault not cleared (state {state}): inputs are not all healthy yet",
                 {"active": active, "degraded": degraded},
             )
         self._record_event("fault_clear", {"state": state})
         log.info("fault_cleared", state=state)
-        return {"cleared": True, "safety_state": state}
+        cleared_at = time.time()
+        with self.pump.lock:  # the pump appends to the list
+            for f in self.pump.recent_faults:
+                if f.get("cleared_at") is None:
+                    f["cleared_at"] = cleared_at
+        s = self.controller.session
+        return {
+            "cleared": True,
+            "safety_state": state,
+            "assist_gain": None if s is None else dict(s.gains),
+            "ramp_in_s": self.cfg.control.ramp_in_s,
+        }
 
     def rpc_model_load(
         self, model: str | None = None, calibration: str | None = None
     ) -> dict[str, Any]:
         """Swap the estimator (model and/or calibration) between sessions."""
-        from exoctl.estimation.estimator import build_estimator
+        from exoctl.runtime.controller import ControllerError
 
         if model is None and calibration is None:
             raise rpc.InvalidParams("give model and/or calibration")
@@ -553,23 +444,12 @@ class Daemon:
             over["estimator"] = {"calibration": calibration}
         try:
             cfg = self.cfg.with_overrides(**over)
-            est = build_estimator(cfg)
-        except Exception as e:
+            self.controller.swap_model(cfg)  # refuses other synergies/muscles, and in a session
+        except ControllerError as e:
+            raise rpc.Refused(str(e)) from None
+        except Exception as e:  # any file that cannot be loaded as a model or calibration
             raise rpc.InvalidParams(f"cannot load: {e}") from None
-        old = self.controller.estimator
-        if est.k != old.k or est.n_muscles != old.n_muscles:
-            raise rpc.Refused(
-                f"the new estimator has {est.k} synergies and {est.n_muscles} muscles, the running "
-                f"one {old.k} and {old.n_muscles}: restart the daemon with the new configuration"
-            )
-
-        def swap(now: float) -> None:
-            self.controller.loop.estimator = est
-            self.controller.estimator = est
-
-        self.controller.call_in_loop(swap)
         self.cfg = cfg
-        self.controller.cfg = cfg
         m, c = self._artifacts()
         log.info("model_loaded", model=m.path, model_sha256=m.sha256, calibration=c.path,
                  calibration_sha256=c.sha256)  # fmt: skip
@@ -583,22 +463,14 @@ class Daemon:
 
 
 def _check_assist(assist: Any) -> Any:
+    from exoctl.control.assist_level import AssistLevelError, check_levels
+
     if assist is None:
         return None
-    if isinstance(assist, bool):
-        raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
-    if isinstance(assist, int | float):
-        if not 0.0 <= assist <= 1.0:
-            raise rpc.InvalidParams(f"assist {assist} outside [0, 1]")
-        return float(assist)
-    if isinstance(assist, dict):
-        out = {}
-        for k, v in assist.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
-                raise rpc.InvalidParams(f"assist for {k!r} must be a number in [0, 1], got {v!r}")
-            out[str(k)] = float(v)
-        return out
-    raise rpc.InvalidParams("assist must be a number in [0, 1] or {joint: number}")
+    try:
+        return check_levels(assist)  # joint names are the controller's to check
+    except AssistLevelError as e:
+        raise rpc.InvalidParams(str(e)) from None
 
 
 def run_daemon(config_path: str | Path | None) -> int:

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.errors import NonFiniteEmg
+
 from ._lti import BlockLti, sos_to_ss
 
 __all__ = ["ActivationDynamics", "convert_coefficients"]
@@ -190,7 +192,7 @@ class ActivationDynamics:
             raise ValueError(f"chunk of {n} samples exceeds max_chunk={self.max_chunk}")
         # clip maps NaN to NaN: refuse it, it would stick in the recursion for ever
         if not math.isfinite(np.add.reduce(e, axis=None)):
-            raise ValueError("excitation chunk contains NaN or infinite values")
+            raise NonFiniteEmg("excitation chunk contains NaN or infinite values")
         D = self._dmax
         line = self._line
         if self._single and n <= self._groups[0].lti.block:

@@ -26,13 +26,14 @@ import numpy as np
 import yaml
 
 from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.errors import DataError
 
 __all__ = ["FORMAT", "Calibration", "CalibrationError", "load_calibration"]
 
 FORMAT = "exoctl-calibration/1"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(DataError):
     """A calibration file that must not be used; the message is meant for a person."""
 
 

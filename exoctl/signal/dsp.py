@@ -24,6 +24,8 @@ import math
 import numpy as np
 from scipy import signal
 
+from exoctl.errors import NonFiniteEmg
+
 from ._lti import BlockLti, sos_to_ss
 
 __all__ = ["EmgConditioner", "design_filters"]
@@ -142,7 +144,7 @@ class EmgConditioner:
             raise ValueError(f"chunk of {n} samples exceeds max_chunk={self.max_chunk}")
         # A NaN/inf would poison the filter state for good: refuse it before touching state.
         if not math.isfinite(np.add.reduce(x, axis=None)):
-            raise ValueError("EMG chunk contains NaN or infinite samples")
+            raise NonFiniteEmg("EMG chunk contains NaN or infinite samples")
         if n == 0:
             return self._out[:0]
         inv = self._inv_mvc

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from exoctl.errors import NonFiniteEmg
+
 __all__ = ["OnlineNNLS", "SynergyChoice", "choose_k", "nmf", "vaf", "vaf_per_muscle"]
 
 _PRECOMPUTE_MAX_K = 10
@@ -100,7 +102,7 @@ class OnlineNNLS:
         # optimality tolerance relative to ||W|| ||a||; NaN/inf in a makes it non-finite
         tol = self._rtol * (1.0 + math.sqrt(float(np.dot(a, a))))
         if not math.isfinite(tol):
-            raise ValueError("activations contain NaN or infinite values")
+            raise NonFiniteEmg("activations contain NaN or infinite values")
         # fast path: the previous passive set is still optimal iff its least-squares solution
         # is feasible (h >= 0) and no zero variable's gradient points inwards (g <= tol).
         k = self.k

@@ -5,8 +5,8 @@ neither torch nor the training code at module level: ``train`` and ``adapt`` imp
 inside the command and, without it, say how to install it and exit 2. ``evaluate`` needs only
 numpy and onnxruntime (it scores the ONNX file the controller would run).
 
-Exit codes: 0 fine, 1 the data, a model or a file is unusable (the message says which), 2 bad
-usage or the training extra missing.
+Exit codes (exoctl/cli_policy.py): 0 fine, 1 the data, a model or a file is unusable (the
+message, on stderr, says which), 2 bad usage or the training extra missing.
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
+
 __all__ = ["register"]
 
 _NO_TORCH = (
-    "ERROR: this command needs PyTorch, which is not installed. Install the training extra:\n"
-    "  pip install -e '.[train]'\n"
-    "(it pins torch==2.13.0, the CPU build)"
+    "this command needs PyTorch, which is not installed. Install its CPU build from\n"
+    "PyTorch's CPU wheel index, and onnx (together, the training extra):\n"
+    "  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu\n"
+    "  pip install 'onnx>=1.16'\n"
+    "(in a source checkout: pip install -e '.[train]' --extra-index-url "
+    "https://download.pytorch.org/whl/cpu)"
 )
 
 
@@ -154,9 +159,9 @@ def register(subparsers: Any) -> None:
 
 
 def _cfg(args: argparse.Namespace):
-    from exoctl.config.schema import load_config
+    from exoctl.config.lookup import load_for
 
-    return load_config(getattr(args, "config", None))
+    return load_for(args)
 
 
 def _torch_or_none():
@@ -181,19 +186,16 @@ def cmd_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
     if args.model_type == "network" and not _torch_or_none():
-        print(_NO_TORCH, file=sys.stderr)
-        return 2
+        return fail(_NO_TORCH, EXIT_USAGE)
     if not 0.0 <= args.holdout < 0.9 or args.epochs < 1:
-        say("ERROR: --holdout must be in [0, 0.9) and --epochs >= 1")
-        return 2
+        return fail("--holdout must be in [0, 0.9) and --epochs >= 1", EXIT_USAGE)
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
 
     try:
         return _train(args, say)
     except (DatasetError, ConfigError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        return fail(str(e), EXIT_ERROR)
 
 
 def _calibrate(args, cfg, ds, say):
@@ -304,32 +306,52 @@ def _print_metrics(per: dict, say, title: str) -> None:
 # -------------------------------------------------------------------------- evaluate
 
 
-def _model_calibration(model: Path, given: Path | None, info):
-    from exoctl.signal.calibration import load_calibration
+def _calibration_path(model: Path, given: Path | None, cfg) -> Path:
+    """The calibration to score ``model`` with: ``--calibration``, else the file the model
+    names (its metadata, else the provenance .json made beside it), else the configuration's
+    (what the daemon would run it with). A model tied to another calibration's fingerprint is
+    still refused, when scored. Resolved before any scoring, so a missing file is said at once.
+    """
+    from exoctl.estimation.torque_model import TorqueModel
 
     if given is not None:
-        return load_calibration(given)
-    name = info.extra.get("calibration_file")
-    p = model.with_name(name) if name else None
-    if p is None or not p.is_file():
-        raise ValueError(
-            f"{model}: no calibration beside the model ({p or 'none recorded'}); give --calibration"
-        )
-    return load_calibration(p)
+        return given
+    candidates: list[Path] = []
+    name = TorqueModel(model).info.extra.get("calibration_file")
+    if name:
+        candidates.append(model.with_name(name))
+    provenance = model.with_suffix(".json")
+    if provenance.is_file():
+        try:
+            named = json.loads(provenance.read_text()).get("calibration")
+        except (OSError, ValueError, AttributeError):
+            named = None
+        if isinstance(named, str):
+            candidates.append(model.with_name(named))
+    candidates.append(Path(cfg.estimator.calibration))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ValueError(
+        f"{model}: no calibration found (looked for {', '.join(map(str, candidates))}); "
+        "give --calibration"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from exoctl.cli_policy import json_text
+
     out = out or sys.stdout
     say = _say(out)
     if args.protocol is not None:
         return _protocol(args, say)
     protocol_only = [f"--{k}" for k in ("rows", "out", "datasets") if getattr(args, k)]
     if args.model is None or args.data is None or protocol_only:
-        say(
-            "ERROR: evaluate needs --model and --data"
-            + (f"; {', '.join(protocol_only)} only go with --protocol" if protocol_only else "")
+        return fail(
+            "evaluate needs --model and --data"
+            + (f"; {', '.join(protocol_only)} only go with --protocol" if protocol_only else ""),
+            EXIT_USAGE,
         )
-        return 2
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
     from exoctl.estimation.torque_model import ModelError
@@ -338,11 +360,12 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _evaluate(args, say, out)
     except (DatasetError, ConfigError, CalibrationError, ModelError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        if args.json:  # stdout stays one JSON document (exoctl/cli_policy.py)
+            out.write(json_text({"ok": False, "error": str(e), "exit_code": EXIT_ERROR}) + "\n")
+        return fail(str(e), EXIT_ERROR)
 
 
-def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
+def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
     """One model over a dataset's trials, through onnxruntime: metrics and the series.
 
     A window model is scored at the tick rate it was made for (the configuration's control
@@ -350,6 +373,7 @@ def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
     import numpy as np
 
     from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
+    from exoctl.signal.calibration import load_calibration
 
     from .metrics import joint_metrics, summarise
     from .pipeline import dataset_tick_sets
@@ -357,7 +381,7 @@ def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
 
     model = TorqueModel(path)
     info = model.info
-    cal = _model_calibration(path, calibration, info)
+    cal = load_calibration(calibration)
     if set(ds.muscles) != set(info.muscles) or tuple(ds.joints) != info.joints:
         raise ValueError(
             f"{path} is for muscles {list(info.muscles)} and joints {list(info.joints)}; "
@@ -371,7 +395,7 @@ def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
         calibration=calibration_fingerprint(cal.muscles, cal.mvc, cal.W),
     )
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
-    rate = info.tick_rate_hz if info.input_kind == "window" else None
+    rate = info.tick_rate_hz if info.input_kind != "instant" else None
     data = dataset_tick_sets(
         cfg, ds, trials, cal, kinematics=kin, need_torque=True, tick_rate_hz=rate
     )
@@ -401,11 +425,12 @@ def _score(cfg, path: Path, calibration: Path | None, ds, trials) -> dict:
 
 def _protocol(args: argparse.Namespace, say) -> int:
     if args.model is not None or args.data is not None or args.plot or args.compare:
-        say("ERROR: --protocol runs its own models and data: no --model/--data/--plot/--compare")
-        return 2
+        return fail(
+            "--protocol runs its own models and data: no --model/--data/--plot/--compare",
+            EXIT_USAGE,
+        )
     if not _torch_or_none():
-        print(_NO_TORCH, file=sys.stderr)
-        return 2
+        return fail(_NO_TORCH, EXIT_USAGE)
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
 
@@ -416,8 +441,7 @@ def _protocol(args: argparse.Namespace, say) -> int:
     try:
         return real_protocol.run_from_args(args, say)
     except (DatasetError, ConfigError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        return fail(str(e), EXIT_ERROR)
 
 
 def _check_signal_kind(path: Path, model_signal, data_signal: dict) -> None:
@@ -436,16 +460,19 @@ def _check_signal_kind(path: Path, model_signal, data_signal: dict) -> None:
 def _evaluate(args, say, out) -> int:
     import numpy as np
 
+    from exoctl.cli_policy import json_text
     from exoctl.data.dataset import load_dataset
 
     cfg = _cfg(args)
+    cal = _calibration_path(args.model, args.calibration, cfg)
+    compare = {other: _calibration_path(other, None, cfg) for other in args.compare or ()}
     ds = load_dataset(args.data)
-    result = _score(cfg, args.model, args.calibration, ds, args.trials)
+    result = _score(cfg, args.model, cal, ds, args.trials)
     y, yhat, joints = result.pop("_series")
     result["data"] = str(args.data)
     others = {}
-    for other in args.compare or ():
-        r = _score(cfg, other, None, ds, args.trials)
+    for other, other_cal in compare.items():
+        r = _score(cfg, other, other_cal, ds, args.trials)
         r.pop("_series")
         others[str(other)] = r
     if others:
@@ -458,8 +485,7 @@ def _evaluate(args, say, out) -> int:
         plot_torques(args.plot, t, y, yhat, joints, {j: result["joints"][j]["r2"] for j in joints})
         result["plot"] = str(args.plot)
     if args.json:
-        json.dump(result, out)
-        print(file=out)
+        out.write(json_text(result) + "\n")  # strict JSON: an R^2 that is NaN is null
         return 0
     say(f"model {args.model} ({result['model_type']}) on {args.data}: {result['trials']}")
     _print_metrics(result["joints"], say, f"{result['scored_ticks']} ticks at {rate:g} Hz")
@@ -482,8 +508,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
     if not _torch_or_none():
-        print(_NO_TORCH, file=sys.stderr)
-        return 2
+        return fail(_NO_TORCH, EXIT_USAGE)
     from exoctl.config.schema import ConfigError
     from exoctl.data.dataset import DatasetError
     from exoctl.estimation.torque_model import ModelError
@@ -492,8 +517,7 @@ def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _adapt(args, say)
     except (DatasetError, ConfigError, CalibrationError, ModelError, ValueError, OSError) as e:
-        say(f"ERROR: {e}")
-        return 1
+        return fail(str(e), EXIT_ERROR)
 
 
 def _adapt(args, say) -> int:
@@ -514,7 +538,9 @@ def _adapt(args, say) -> int:
     pt = sidecar(args.model, "pt")
     if not pt.is_file():
         raise ValueError(f"{args.model}: its weights {pt.name} are not beside it; retrain")
-    cal = _model_calibration(args.model, None, info)
+    from exoctl.signal.calibration import load_calibration
+
+    cal = load_calibration(_calibration_path(args.model, None, cfg))
     net, _doc = load_torch(pt)
     src_info = info.extra["training_data"][0]
     src_path = args.source_data or Path(src_info["path"] or "")
@@ -562,7 +588,7 @@ def _adapt(args, say) -> int:
 
 def _core_metadata(info) -> dict:
     """The metadata keys ``ModelInfo`` keeps apart from ``extra``, back in the document."""
-    from exoctl.estimation.torque_model import MODEL_FORMAT, window_input
+    from exoctl.estimation.torque_model import MODEL_FORMAT, sums_input, window_input
 
     doc = {
         "format": MODEL_FORMAT,
@@ -573,4 +599,6 @@ def _core_metadata(info) -> dict:
     }
     if info.input_kind == "window":
         doc["input"] = window_input(info.window_ticks, info.tick_rate_hz)
+    elif info.input_kind == "sums":
+        doc["input"] = sums_input(info.lags, info.tick_rate_hz)
     return doc

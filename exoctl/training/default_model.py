@@ -101,7 +101,7 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
         rec = patient_from_config(cfg, session=session).generate(dur)
         ts = tick_features(cfg, cal, rec.emg, angles=None, torque=rec.torque, kinematics=False)
         ticks = np.arange(ts.warm, ts.n)
-        per = joint_metrics(ts.y[ticks], predict(path, ts, ticks), cfg.joint_names,
+        per = joint_metrics(ts.torques[ticks], predict(path, ts, ticks), cfg.joint_names,
                             cfg.simulator.body_mass_kg)  # fmt: skip
         metrics[label] = {"session": session, "duration_s": dur, "joints": per, **summarise(per)}
         log(

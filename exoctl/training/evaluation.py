@@ -2,8 +2,8 @@
 
 Every figure the tools report comes from the exported ONNX file run by onnxruntime, the way the
 controller runs it, never from the training framework's own forward pass: what is scored is
-what ships. ``predict`` feeds windows in batches (the graphs have a free batch axis; the
-controller binds a batch of one).
+what ships. ``predict`` feeds the model's input (windows, segment sums) in batches (the graphs
+have a free batch axis; the controller binds a batch of one).
 """
 
 from __future__ import annotations
@@ -15,10 +15,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from exoctl.estimation.torque_model import METADATA_KEY, ModelInfo, save_model, session_options
+from exoctl.estimation.torque_model import (
+    METADATA_KEY,
+    ModelInfo,
+    batch_input,
+    save_model,
+    session_options,
+)
 from exoctl.training.linear_model import OPSET, fit_ridge
 
-from .features import TickSet, windows
+from .features import TickSet
 
 __all__ = [
     "BASELINE_LAGS_MS",
@@ -50,7 +56,6 @@ def predict(path: Path | str, ts: TickSet, ticks: np.ndarray | None = None) -> n
     info = ModelInfo.from_json(Path(path), sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
     if ticks is None:
         ticks = np.arange(ts.n)
-    n = info.window_ticks
     missing = [f for f in info.features if f not in ts.names]
     if missing:
         raise ValueError(
@@ -60,10 +65,8 @@ def predict(path: Path | str, ts: TickSet, ticks: np.ndarray | None = None) -> n
     X = ts.X[:, [ts.names.index(f) for f in info.features]]
     out = []
     for i in range(0, len(ticks), 2048):
-        w = windows(X, ticks[i : i + 2048], n) if info.input_kind == "window" else None
-        if w is None:
-            w = X[ticks[i : i + 2048]]
-        out.append(sess.run(["torque"], {"features": np.ascontiguousarray(w)})[0])
+        w = batch_input(info, X, ticks[i : i + 2048])
+        out.append(sess.run(["torque"], {"features": w})[0])
     return np.vstack(out)
 
 
@@ -78,7 +81,7 @@ def _lagged_design(
     out = []
     for ts in sets:
         ticks = np.arange(ts.warm, ts.n)
-        out.append((_lagged(ts.X[:, :n_columns], ticks, lags), ts.y[ticks]))
+        out.append((_lagged(ts.X[:, :n_columns], ticks, lags), ts.torques[ticks]))
     return out
 
 

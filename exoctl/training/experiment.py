@@ -116,7 +116,7 @@ def run_patient(
     )  # fmt: skip
     out: dict = {"seed": seed, "k": k}
     ticks = np.arange(test.warm, test.n)
-    y = test.y[ticks]
+    y = test.torques[ticks]
 
     lags, coef, b = fit_lagged_ridge(src, k, rate)
     ridge_path = workdir / f"ridge_{seed}.onnx"
@@ -159,7 +159,7 @@ def run_patient(
     for s in sets:
         h = _half(s, second=True)
         tt = np.arange(h.warm, h.n)
-        per = joint_metrics(s.y[tt], predict(net_path, h, tt), cfg.joint_names)
+        per = joint_metrics(s.torques[tt], predict(net_path, h, tt), cfg.joint_names)
         out["network_by_session"].append(summarise(per))
     out["times_s"] = {"train": round(train_s, 1), "adapt": adapt_s,
                       "total": round(time.monotonic() - t0, 1)}  # fmt: skip

@@ -66,6 +66,15 @@ class TickSet:
     def n(self) -> int:
         return int(self.X.shape[0])
 
+    @property
+    def torques(self) -> np.ndarray:
+        """``y`` for a set known to be labelled (fitting, scoring); says which set if it is not."""
+        if self.y is None:
+            raise ValueError(
+                f"trial {self.name!r} has no joint torques: it cannot be fitted or scored"
+            )
+        return self.y
+
 
 def feature_layout(
     muscles: Sequence[str], joints: Sequence[str], k: int, kinematics: bool
@@ -75,7 +84,7 @@ def feature_layout(
     return names + (kinematic_feature_names(joints) if kinematics else ())
 
 
-def fingerprint(*arrays: np.ndarray) -> str:
+def fingerprint(*arrays: np.ndarray | None) -> str:
     """sha256 of the raw data a model was trained on (provenance, not security)."""
     h = hashlib.sha256()
     for a in arrays:
@@ -201,6 +210,7 @@ def signal_ticks(
         a = a_full[idx]
         kin = None
         if kinematics:
+            assert ang is not None  # refused above without angles
             kin = np.hstack([ang[idx], np.gradient(ang, 1.0 / fs, axis=0)[idx]])
         y = None if torque is None else np.asarray(torque).reshape(-1, nj)[idx]
         mode = f"{spt} sample(s) per tick"
@@ -213,7 +223,8 @@ def signal_ticks(
         a = SignalChain(chain.with_input("enveloped"), rate, m, mvc=cal.mvc).activations(e)
         kin = None
         if kinematics:
-            vel = np.gradient(ang, 1.0 / fs, axis=0) if n > 1 else np.zeros_like(ang)
+            assert ang is not None  # refused above without angles
+            vel = np.asarray(np.gradient(ang, 1.0 / fs, axis=0)) if n > 1 else np.zeros_like(ang)
             kin = np.hstack([_interp_columns(seen, t_src, ang), _interp_columns(seen, t_src, vel)])
         y = None
         if torque is not None:

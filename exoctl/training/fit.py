@@ -18,7 +18,8 @@
   adds nothing measurable (R^2 within 0.004 of the re-estimation alone over 16 simulated
   patients), and held more loosely it lowers the R^2: a later session differs also by what the
   patient really does, which no input map should align away.
-- ``export_onnx``: fixed opset, one window per call with a free batch axis, exoctl metadata.
+- ``export_onnx``: the streaming form (default) or the window form, free batch axis, exoctl
+  metadata.
 
 Torch runs on one thread by default (``set_threads``; a 2-core target; the controller never
 imports this).
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from exoctl.estimation.torque_model import save_model
+from exoctl.estimation.torque_model import save_model, window_input
 from exoctl.training.linear_model import OPSET
 
 from .evaluation import RIDGE_LAMBDAS
@@ -101,8 +102,8 @@ class _Pool:
             # y aligned with the padded rows: row r of X is tick r - (window - 1) of its set
             yy = []
             for ts in sets:
-                yy.append(np.zeros((window - 1, ts.y.shape[1]), np.float32))
-                yy.append(ts.y.astype(np.float32))
+                yy.append(np.zeros((window - 1, ts.torques.shape[1]), np.float32))
+                yy.append(ts.torques.astype(np.float32))
             self.y = torch.from_numpy(np.vstack(yy))
         self.window = window
 
@@ -205,11 +206,11 @@ def train_network(
         heads_tails = [split_tail(ts, validation) for ts in sets]
         sets = [h for h, _ in heads_tails]
         val_sets = [t for _, t in heads_tails if t.n > t.warm]
-    n_f, n_j = sets[0].X.shape[1], sets[0].y.shape[1]
+    n_f, n_j = sets[0].X.shape[1], sets[0].torques.shape[1]
     net = MultiScaleNet(n_f, n_j, scales_ticks, **arch)
     pool = _Pool(sets, net.window, labelled=True)
     xm, xs = _stats(sets)
-    Y = np.vstack([ts.y[ts.warm :] for ts in sets]).astype(np.float64)
+    Y = np.vstack([ts.torques[ts.warm :] for ts in sets]).astype(np.float64)
     net.set_normalisation(xm, xs, Y.mean(0), np.maximum(Y.std(0), 1e-6))
     y_mean, y_std = net.y_mean, net.y_std
     report: dict = {"loss": loss, "validation_fraction": validation}
@@ -220,7 +221,7 @@ def train_network(
     Yn = (Y - Y.mean(0)) / np.maximum(Y.std(0), 1e-6)
     if skip_ridge == "auto":
         Xv = np.vstack([_skip_design(ts, net.skip_lags, xm, xs) for ts in val_sets])
-        Yv = (np.vstack([ts.y[ts.warm :] for ts in val_sets]) - Y.mean(0)) / np.maximum(
+        Yv = (np.vstack([ts.torques[ts.warm :] for ts in val_sets]) - Y.mean(0)) / np.maximum(
             Y.std(0), 1e-6
         )
         G, r = Xn.T @ Xn, Xn.T @ Yn
@@ -230,7 +231,7 @@ def train_network(
             )
             for lam in RIDGE_LAMBDAS
         }
-        skip_ridge = min(errs, key=errs.get)
+        skip_ridge = min(errs, key=lambda k: errs[k])
         report["skip_lambda_validation_mse"] = {f"{k:g}": round(v, 5) for k, v in errs.items()}
     report["skip_lambda"] = float(skip_ridge)
     coef = np.linalg.solve(Xn.T @ Xn + float(skip_ridge) * len(Xn) * np.eye(Xn.shape[1]), Xn.T @ Yn)
@@ -255,6 +256,7 @@ def train_network(
         loss_sum = 0.0
         for _ in range(per_epoch):
             x, y = pool.batch(rng.integers(0, len(pool), batch))
+            assert y is not None  # the pool was built labelled=True
             if augment is not None:
                 a0, a1, sig = augment
                 g = torch.exp(sig * torch.randn(batch, 1, a1 - a0))
@@ -305,6 +307,7 @@ def _refit_skip(
     targets = []
     for part in np.array_split(np.arange(len(full)), max(1, len(full) // 2048)):
         x, y = full.batch(part)
+        assert y is not None  # the pool was built labelled=True
         z, _ = net.embed(x)
         targets.append(((y - net.y_mean) / net.y_std - net._residual(z)).numpy())
     X = np.vstack([_skip_design(ts, net.skip_lags, xm, xs) for ts in [*sets, *val_sets]])
@@ -323,6 +326,7 @@ def _val_loss(net: MultiScaleNet, val: _Pool, linear_only: bool = False, most: i
     total, n = 0.0, 0
     for part in np.array_split(idx, max(1, len(idx) // 1024)):
         x, y = val.batch(part)
+        assert y is not None  # the validation pool is labelled
         z, last = net.embed(x)
         pred = net.skip(last) if linear_only else net._residual(z) + net.skip(last)
         total += float(((pred - (y - net.y_mean) / net.y_std) ** 2).sum())
@@ -404,6 +408,7 @@ def adapt_network(
                 p = step / max(total - 1, 1)
                 disc.grl.lam = lam_max * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
                 xs_, ys_ = src.batch(rng.integers(0, len(src), batch))
+                assert ys_ is not None  # the source pool is labelled
                 xt, _ = tgt.batch(rng.integers(0, len(tgt), batch))
                 pred, zs = out.forward_scaled(xs_, src_mean, src_std)
                 _, zt = out.forward_scaled(xt, tgt_mean, tgt_std)
@@ -535,10 +540,20 @@ class _Export(torch.nn.Module):
         return self.net(features)
 
 
-def export_onnx(net: MultiScaleNet, path: Path, metadata: dict) -> None:
-    """Write the network as ONNX (opset ``OPSET``), input (batch, window, F), with metadata."""
+def export_onnx(net: MultiScaleNet, path: Path, metadata: dict, form: str = "stream") -> None:
+    """Write the network as ONNX with metadata: ``form="stream"`` (default) the streaming form
+    the controller runs cheaply (segment sums in, see ``stream_export``), ``"window"`` the
+    torch export of the window form, input (batch, window, F), opset ``OPSET``."""
     import onnx
 
+    if form == "stream":
+        from .stream_export import export_stream_onnx
+
+        export_stream_onnx(copy.deepcopy(net).eval(), path, metadata)
+        return
+    if form != "window":
+        raise ValueError(f"form must be 'stream' or 'window', got {form!r}")
+    metadata = {**metadata, "input": window_input(net.window, metadata["input"]["tick_rate_hz"])}
     path = Path(path)
     net = copy.deepcopy(net).eval()
     dummy = torch.zeros(1, net.window, net.n_features)

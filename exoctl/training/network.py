@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,6 +56,15 @@ class _Branch(nn.Module):
 
 
 class MultiScaleNet(nn.Module):
+    # Normalisation buffers (register_buffer in __init__), declared so a type checker sees
+    # Tensors rather than nn.Module.__getattr__'s "Tensor | Module".
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+    _skip_rows: torch.Tensor
+    training_report: dict[str, Any]  # set by fit.train_network: what it chose and why
+
     def __init__(
         self,
         n_features: int,
@@ -78,7 +88,7 @@ class MultiScaleNet(nn.Module):
             raise ValueError(f"skip_lags {lags} must lie within the window (0..{self.window - 1})")
         self.skip_lags = lags
         self.n_features, self.n_joints = n_features, n_joints
-        self.config = {
+        self.config: dict[str, Any] = {
             "steps": steps,
             "channels": channels,
             "dim": dim,

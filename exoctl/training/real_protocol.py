@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 from exoctl.config.schema import load_config
 from exoctl.data.calibrate import calibrate_trials
 from exoctl.data.dataset import Trial, load_dataset
@@ -87,6 +88,12 @@ def _cut(trial: Trial, start: int, stop: int | None) -> Trial:
     )
 
 
+def _labelled(values: np.ndarray | None, trial: Trial) -> np.ndarray:
+    if values is None:
+        raise ValueError(f"trial {trial.name!r}: no moments or angles; cannot join it")
+    return values
+
+
 def _join(trials: Sequence[Trial], name: str) -> Trial:
     """Trials end to end on one clock at the first one's rate (gait cycles of one person)."""
     first = trials[0]
@@ -96,8 +103,8 @@ def _join(trials: Sequence[Trial], name: str) -> Trial:
         name=name,
         t=np.arange(n) / first.fs_hz,
         emg=np.vstack([t.emg for t in trials]),
-        torque=np.vstack([t.torque for t in trials]),
-        angles=np.vstack([t.angles for t in trials]),
+        torque=np.vstack([_labelled(t.torque, t) for t in trials]),
+        angles=np.vstack([_labelled(t.angles, t) for t in trials]),
     )
 
 
@@ -257,7 +264,7 @@ class _Protocol:
             out["ticks"][f"{rate:g}"] = {
                 "n": ts.n,
                 "activation_max": round(float(a.max()), 4),
-                "finite": bool(np.isfinite(ts.X).all() and np.isfinite(ts.y).all()),
+                "finite": bool(np.isfinite(ts.X).all() and np.isfinite(ts.torques).all()),
             }
         self.rows.append(out)
         self.say("  " + _row_line(out))
@@ -351,15 +358,14 @@ def run_from_args(args: argparse.Namespace, say: Say) -> int:
     groups = [g.strip() for g in args.rows.split(",") if g.strip()]
     unknown = [g for g in groups if g not in ROW_GROUPS]
     if unknown:
-        say(f"ERROR: --rows: unknown {unknown}; allowed: {', '.join(ROW_GROUPS)}")
-        return 2
+        return fail(f"--rows: unknown {unknown}; allowed: {', '.join(ROW_GROUPS)}", EXIT_USAGE)
     missing = [p for p in (REPO.parent / "shared" / "data",) if not p.is_dir()]
     if missing and args.datasets == DATASETS:
-        say(
-            f"ERROR: the shared real data is not at {missing[0]} (the descriptions in "
-            f"{DATASETS} read it from ../shared/data beside the repository)"
+        return fail(
+            f"the shared real data is not at {missing[0]} (the descriptions in "
+            f"{DATASETS} read it from ../shared/data beside the repository)",
+            EXIT_ERROR,
         )
-        return 1
     doc = run(datasets=args.datasets, groups=groups, config=getattr(args, "config", None), say=say)
     doc["command"] = " ".join(sys.argv) if sys.argv else ""
     table = format_table(doc)

@@ -257,7 +257,7 @@ def score_sets(
     ys, yh = [], []
     for i, ts in enumerate(sets):
         tt = np.arange(ts.warm, ts.n) if ticks is None else np.asarray(ticks[i])
-        ys.append(ts.y[tt])
+        ys.append(ts.torques[tt])
         yh.append(predict(path, ts, tt))
     y, yhat = np.vstack(ys), np.vstack(yh)
     per = joint_metrics(y, yhat, joints, body_mass_kg)

@@ -85,14 +85,18 @@ static void wr32(uint8_t *p, uint32_t v)
     p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
 }
 
-/* NUL-padded ASCII field -> C string; 0 if invalid (non-ASCII, or bytes after the padding). */
+static int name_byte(uint8_t c) { return c >= EXO_NAME_FIRST_BYTE && c <= EXO_NAME_LAST_BYTE; }
+
+/* NUL-padded name field -> C string; 0 if invalid: empty, a byte outside 0x21..0x7E, or a
+ * non-NUL byte after the first NUL. */
 static int rd_name(const uint8_t *p, size_t n, char *out)
 {
     size_t i, end = n;
     for (i = 0; i < n; ++i) {
         if (p[i] == 0) { end = i; break; }
-        if (p[i] >= 0x80) return 0;
+        if (!name_byte(p[i])) return 0;
     }
+    if (end == 0) return 0;
     for (i = end; i < n; ++i) if (p[i] != 0) return 0;
     memcpy(out, p, end);
     out[end] = '\0';
@@ -101,9 +105,11 @@ static int rd_name(const uint8_t *p, size_t n, char *out)
 
 static int wr_name(uint8_t *p, size_t n, const char *s)
 {
-    size_t len = strlen(s), i;
-    if (len > n) return 0;
-    for (i = 0; i < len; ++i) if ((uint8_t)s[i] >= 0x80) return 0;
+    size_t len, i;
+    for (len = 0; len <= n && s[len] != '\0'; ++len) {
+    }
+    if (len == 0 || len > n) return 0;
+    for (i = 0; i < len; ++i) if (!name_byte((uint8_t)s[i])) return 0;
     memset(p, 0, n);
     memcpy(p, s, len);
     return 1;
@@ -134,7 +140,7 @@ static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_
         t->seq = rd32(p);
         t->host_time_us = rd32(p + 4);
         for (k = 0; k < t->n_joints; ++k) t->torque[k] = rdi16(p + 9 + 2 * k);
-        return EXO_OK;
+        return t->seq == 0 ? EXO_ERR_VALUE : EXO_OK; /* 0 is reserved: "none applied" */
     }
     case EXO_T_HEARTBEAT:
         if (n != 8) return EXO_ERR_LENGTH;
@@ -150,10 +156,11 @@ static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_
         d->nonce = rd32(p);
         d->command_timeout_ms = rd16(p + 4);
         d->telemetry_period_us = rd16(p + 6);
-        if (!rd_name(p + 8, EXO_DEVICE_ID_LEN, d->device_id)) return EXO_ERR_LENGTH;
+        if (d->command_timeout_ms == 0 || d->telemetry_period_us == 0) return EXO_ERR_VALUE;
+        if (!rd_name(p + 8, EXO_DEVICE_ID_LEN, d->device_id)) return EXO_ERR_VALUE;
         for (k = 0; k < d->n_joints; ++k) {
             const uint8_t *q = p + 25 + 14 * k;
-            if (!rd_name(q, EXO_JOINT_NAME_LEN, d->joints[k].name)) return EXO_ERR_LENGTH;
+            if (!rd_name(q, EXO_JOINT_NAME_LEN, d->joints[k].name)) return EXO_ERR_VALUE;
             d->joints[k].torque_limit = rd16(q + 8);
             d->joints[k].angle_min = rdi16(q + 10);
             d->joints[k].angle_max = rdi16(q + 12);
@@ -167,6 +174,9 @@ static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_
         m->u.ack.result = p[3];
         m->u.ack.state = p[4];
         m->u.ack.fault_bits = rd16(p + 5);
+        if (p[2] < EXO_T_ENABLE || p[2] > EXO_T_CLEAR_FAULTS || p[3] > EXO_ACK_BAD_REQUEST ||
+            p[4] > EXO_STATE_ENABLED || (m->u.ack.fault_bits & ~EXO_FAULTS_DEFINED) != 0)
+            return EXO_ERR_VALUE;
         return EXO_OK;
     case EXO_T_TELEMETRY: {
         exo_telemetry_t *t = &m->u.telemetry;
@@ -179,6 +189,8 @@ static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_
         t->last_seq_applied = rd32(p + 8);
         t->flags = p[12];
         t->fault_bits = rd16(p + 13);
+        if ((t->flags & ~EXO_FLAGS_DEFINED) != 0 || (t->fault_bits & ~EXO_FAULTS_DEFINED) != 0)
+            return EXO_ERR_VALUE;
         for (k = 0; k < t->n_joints; ++k) {
             const uint8_t *q = p + 16 + 12 * k;
             t->joints[k].angle = rdi16(q);
@@ -187,6 +199,7 @@ static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_
             t->joints[k].current = rdi16(q + 6);
             t->joints[k].temperature = rdi16(q + 8);
             t->joints[k].joint_faults = rd16(q + 10);
+            if ((t->joints[k].joint_faults & ~EXO_JFAULTS_DEFINED) != 0) return EXO_ERR_VALUE;
         }
         return EXO_OK;
     }
@@ -197,27 +210,42 @@ static exo_status_t parse_payload(uint8_t type, const uint8_t *p, size_t n, exo_
         m->u.fault_report.latched = p[5];
         m->u.fault_report.joint = p[6];
         m->u.fault_report.fault_bits = rd16(p + 7);
+        if (p[4] >= EXO_N_FAULT_CODES) return EXO_ERR_VALUE;
+        /* codes 0..3 are the latched faults: `latched` follows from the code */
+        if (p[5] != ((((1u << p[4]) & EXO_LATCHED_FAULTS) != 0) ? 1u : 0u)) return EXO_ERR_VALUE;
+        if (p[6] >= EXO_MAX_JOINTS && p[6] != EXO_JOINT_DEVICE) return EXO_ERR_VALUE;
+        if ((m->u.fault_report.fault_bits & ~EXO_FAULTS_DEFINED) != 0) return EXO_ERR_VALUE;
         return EXO_OK;
     case EXO_T_ESTOP_STATE:
         if (n != 5) return EXO_ERR_LENGTH;
         m->u.estop_state.fw_time_us = rd32(p);
         m->u.estop_state.pressed = p[4];
-        return EXO_OK;
+        return p[4] > 1u ? EXO_ERR_VALUE : EXO_OK;
     default:
         return EXO_ERR_TYPE;
     }
 }
 
-exo_status_t exo_decode_body(const uint8_t *body, size_t len, exo_msg_t *msg)
+exo_status_t exo_decode_body(const uint8_t *body, size_t len, uint8_t receiver, exo_msg_t *msg)
 {
     uint16_t length;
-    if (len < EXO_MIN_BODY || len > EXO_MAX_BODY) return EXO_ERR_FRAMING;
+    if (len < EXO_MIN_BODY || len > EXO_MAX_BODY) return EXO_ERR_FRAMING;      /* check 3 */
     if (exo_crc16(body, len - EXO_CRC_SIZE, 0xFFFFu) != rd16(body + len - EXO_CRC_SIZE))
-        return EXO_ERR_CRC;
+        return EXO_ERR_CRC;                                                    /* check 4 */
     length = rd16(body + 2);
-    if ((size_t)length != len - EXO_MIN_BODY) return EXO_ERR_LENGTH;
-    if (body[0] != EXO_PROTO_VERSION) return EXO_ERR_VERSION;
-    switch (body[1]) { /* unknown type before payload checks */
+    if ((size_t)length != len - EXO_MIN_BODY) return EXO_ERR_LENGTH;           /* check 5 */
+    msg->version = body[0];
+    if (body[0] != EXO_PROTO_VERSION) {                                        /* check 6 */
+        /* a HELLO of any version starts with nonce:u32; nothing else of a foreign frame
+         * is looked at (its layout is unknown) */
+        msg->type = body[1];
+        if (body[1] == EXO_T_HELLO) {
+            if (length >= 4u) msg->u.hello.nonce = rd32(body + EXO_HEADER_SIZE);
+            else msg->type = 0; /* too short to answer */
+        }
+        return EXO_ERR_VERSION;
+    }
+    switch (body[1]) {                                                         /* check 7 */
     case EXO_T_HELLO: case EXO_T_ENABLE: case EXO_T_DISABLE: case EXO_T_CLEAR_FAULTS:
     case EXO_T_TORQUE_CMD: case EXO_T_HEARTBEAT: case EXO_T_DEVICE_INFO: case EXO_T_ACK:
     case EXO_T_TELEMETRY: case EXO_T_FAULT_REPORT: case EXO_T_ESTOP_STATE:
@@ -225,10 +253,14 @@ exo_status_t exo_decode_body(const uint8_t *body, size_t len, exo_msg_t *msg)
     default:
         return EXO_ERR_TYPE;
     }
-    return parse_payload(body[1], body + EXO_HEADER_SIZE, length, msg);
+    if ((receiver == EXO_RECEIVER_DEVICE && body[1] >= 0x80u) ||               /* check 8 */
+        (receiver == EXO_RECEIVER_HOST && body[1] < 0x80u))
+        return EXO_ERR_DIRECTION;
+    return parse_payload(body[1], body + EXO_HEADER_SIZE, length, msg);       /* checks 9-10 */
 }
 
-exo_status_t exo_decode_frame(const uint8_t *frame, size_t len, exo_msg_t *msg)
+exo_status_t exo_decode_frame(const uint8_t *frame, size_t len, uint8_t receiver,
+                              exo_msg_t *msg)
 {
     uint8_t body[EXO_MAX_BODY];
     size_t n;
@@ -238,7 +270,43 @@ exo_status_t exo_decode_frame(const uint8_t *frame, size_t len, exo_msg_t *msg)
         /* 0 is also the length of a valid but empty decoding ("01"): too short either way */
         return EXO_ERR_FRAMING;
     }
-    return exo_decode_body(body, n, msg);
+    return exo_decode_body(body, n, receiver, msg);
+}
+
+int exo_foreign_hello(exo_status_t st, const exo_msg_t *msg)
+{
+    return st == EXO_ERR_VERSION && msg->type == EXO_T_HELLO;
+}
+
+/* ------------------------------------------------------------------ fixed point */
+/* nearest integer, ties to even; x finite with |x| < 2^31 (the callers check) */
+static long round_half_even(double x)
+{
+    long t = (long)x;          /* toward zero */
+    double frac = x - (double)t; /* exact: x and t share the exponent range */
+    if (frac > 0.5 || (frac == 0.5 && t % 2 != 0)) ++t;
+    else if (frac < -0.5 || (frac == -0.5 && t % 2 != 0)) --t;
+    return t;
+}
+
+exo_status_t exo_to_i16(double value, uint32_t counts_per_unit, int16_t *out)
+{
+    double x = value * (double)counts_per_unit;
+    if (x != x || x - x != 0.0) return EXO_ERR_ARG; /* NaN, or infinite (inf - inf is NaN) */
+    if (x >= (double)EXO_I16_SATURATION) *out = EXO_I16_SATURATION;
+    else if (x <= -(double)EXO_I16_SATURATION) *out = -EXO_I16_SATURATION;
+    else *out = (int16_t)round_half_even(x);
+    return EXO_OK;
+}
+
+exo_status_t exo_to_u16(double value, uint32_t counts_per_unit, uint16_t *out)
+{
+    double x = value * (double)counts_per_unit;
+    if (x != x || x - x != 0.0) return EXO_ERR_ARG;
+    /* -0.5 rounds to 0 (even); 65535.5 rounds to 65536 (even): out of range */
+    if (x < -0.5 || x >= 65535.5) return EXO_ERR_ARG;
+    *out = (uint16_t)round_half_even(x);
+    return EXO_OK;
 }
 
 /* ------------------------------------------------------------------ encode */
@@ -332,6 +400,7 @@ exo_status_t exo_encode(const exo_msg_t *msg, uint8_t *out, size_t out_cap, size
     uint8_t body[EXO_MAX_BODY];
     size_t plen, n;
     uint16_t crc;
+    exo_msg_t check;
     plen = build_payload(msg, body + EXO_HEADER_SIZE);
     if (plen == 0 || plen > EXO_MAX_PAYLOAD) return EXO_ERR_ARG;
     body[0] = EXO_PROTO_VERSION;
@@ -339,6 +408,10 @@ exo_status_t exo_encode(const exo_msg_t *msg, uint8_t *out, size_t out_cap, size
     wr16(body + 2, (uint16_t)plen);
     crc = exo_crc16(body, EXO_HEADER_SIZE + plen, 0xFFFFu);
     wr16(body + EXO_HEADER_SIZE + plen, crc);
+    /* never send what a receiver must drop: decode the body with the receiver's own checks */
+    if (exo_decode_body(body, EXO_HEADER_SIZE + plen + EXO_CRC_SIZE, EXO_RECEIVER_ANY, &check) !=
+        EXO_OK)
+        return EXO_ERR_ARG;
     if (out_cap < 2) return EXO_ERR_ARG;
     n = exo_cobs_encode(body, EXO_HEADER_SIZE + plen + EXO_CRC_SIZE, out, out_cap - 1);
     if (n == 0) return EXO_ERR_ARG;
@@ -348,7 +421,11 @@ exo_status_t exo_encode(const exo_msg_t *msg, uint8_t *out, size_t out_cap, size
 }
 
 /* ------------------------------------------------------------------ receiver */
-void exo_rx_init(exo_rx_t *rx) { memset(rx, 0, sizeof *rx); }
+void exo_rx_init(exo_rx_t *rx, uint8_t receiver)
+{
+    memset(rx, 0, sizeof *rx);
+    rx->receiver = receiver;
+}
 
 int exo_rx_byte(exo_rx_t *rx, uint8_t byte, exo_msg_t *msg)
 {
@@ -370,12 +447,12 @@ int exo_rx_byte(exo_rx_t *rx, uint8_t byte, exo_msg_t *msg)
         return 0;
     }
     if (rx->n == 0) return 0; /* empty frame: idle fill */
-    st = exo_decode_frame(rx->buf, rx->n, msg);
+    st = exo_decode_frame(rx->buf, rx->n, rx->receiver, msg);
     rx->n = 0;
     if (st == EXO_OK) {
         rx->good++;
         return 1;
     }
     rx->errors[st]++;
-    return 0;
+    return (rx->receiver == EXO_RECEIVER_DEVICE && exo_foreign_hello(st, msg)) ? 2 : 0;
 }

@@ -6,9 +6,14 @@
  * are assembled byte by byte, so the code is independent of the CPU's byte order and alignment.
  *
  * Typical firmware use:
- *   exo_rx_t rx; exo_rx_init(&rx);
- *   on each received byte b:  if (exo_rx_byte(&rx, b, &msg) == 1) handle(&msg);
+ *   exo_rx_t rx; exo_rx_init(&rx, EXO_RECEIVER_DEVICE);
+ *   on each received byte b:
+ *     switch (exo_rx_byte(&rx, b, &msg)) {
+ *     case 1: handle(&msg); break;                            a valid message for the device
+ *     case 2: answer_foreign_hello(msg.u.hello.nonce); break; HELLO of another version (5.1)
+ *     }
  *   to send:  exo_encode(&msg, buf, sizeof buf, &n); uart_write(buf, n);
+ *   SI -> wire: exo_to_i16(angle_rad, EXO_ANGLE_COUNTS_PER_RAD, &count) (ties to even, +-32767)
  */
 #ifndef EXOCTL_PROTO_H
 #define EXOCTL_PROTO_H
@@ -31,6 +36,22 @@ extern "C" {
 #define EXO_MAX_WIRE (EXO_MAX_ENCODED + 1u)                              /* with 0x00 */
 #define EXO_DEVICE_ID_LEN 16u
 #define EXO_JOINT_NAME_LEN 8u
+/* name bytes: 1..N visible ASCII characters (no space, no control character), then NULs */
+#define EXO_NAME_FIRST_BYTE 0x21u
+#define EXO_NAME_LAST_BYTE 0x7Eu
+
+/* fixed point: count = round_half_even(value * COUNTS_PER_UNIT) in binary64 (section 3) */
+#define EXO_TORQUE_COUNTS_PER_NM 100u
+#define EXO_ANGLE_COUNTS_PER_RAD 10000u
+#define EXO_VELOCITY_COUNTS_PER_RAD_S 1000u
+#define EXO_CURRENT_COUNTS_PER_A 100u
+#define EXO_TEMPERATURE_COUNTS_PER_C 10u
+#define EXO_I16_SATURATION 32767
+
+/* which end a receiver runs at (check 8 of docs/protocol.md section 2) */
+#define EXO_RECEIVER_ANY 0u    /* a line sniffer or a test: both directions */
+#define EXO_RECEIVER_DEVICE 1u /* accepts types below 0x80 */
+#define EXO_RECEIVER_HOST 2u   /* accepts types from 0x80 */
 
 /* message types */
 #define EXO_T_HELLO 0x01u
@@ -73,6 +94,11 @@ extern "C" {
 #define EXO_JFAULT_OVER_TEMPERATURE 0x0004u
 #define EXO_JFAULT_OVERCURRENT 0x0008u
 #define EXO_JOINT_DEVICE 0xFFu
+/* defined bits; a frame setting any other bit is dropped (counter "value") */
+#define EXO_FLAGS_DEFINED 0x07u
+#define EXO_FAULTS_DEFINED 0x00FFu
+#define EXO_JFAULTS_DEFINED 0x000Fu
+#define EXO_N_FAULT_CODES 8u
 
 /* Result of decoding; the error values are the receiver counters of docs/protocol.md. */
 typedef enum {
@@ -82,8 +108,11 @@ typedef enum {
     EXO_ERR_LENGTH = 3,
     EXO_ERR_VERSION = 4,
     EXO_ERR_TYPE = 5,
-    EXO_ERR_ARG = 6 /* encoder: bad field or output buffer too small */
+    EXO_ERR_DIRECTION = 6, /* a known type meant for the other end */
+    EXO_ERR_VALUE = 7,     /* a field outside its allowed values (section 4, "Field values") */
+    EXO_ERR_ARG = 8        /* encoder: bad field or output buffer too small */
 } exo_status_t;
+#define EXO_N_COUNTERS 8u /* exo_rx_t.errors[EXO_ERR_FRAMING .. EXO_ERR_VALUE] */
 
 typedef struct { uint32_t nonce; } exo_hello_t;
 typedef struct { uint16_t request_id; } exo_request_t; /* ENABLE, DISABLE, CLEAR_FAULTS */
@@ -142,7 +171,8 @@ typedef struct {
 typedef struct { uint32_t fw_time_us; uint8_t pressed; } exo_estop_state_t;
 
 typedef struct {
-    uint8_t type; /* EXO_T_* */
+    uint8_t type;    /* EXO_T_* */
+    uint8_t version; /* header version; on EXO_ERR_VERSION the frame's (foreign) version */
     union {
         exo_hello_t hello;
         exo_request_t request;
@@ -163,24 +193,46 @@ uint16_t exo_crc16(const uint8_t *data, size_t len, uint16_t crc);
 size_t exo_cobs_encode(const uint8_t *in, size_t len, uint8_t *out, size_t out_cap);
 size_t exo_cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t out_cap);
 
-/* Check and parse a decoded body (header + payload + crc). */
-exo_status_t exo_decode_body(const uint8_t *body, size_t len, exo_msg_t *msg);
+/*
+ * Check and parse a decoded body (header + payload + crc), checks in the order of
+ * docs/protocol.md section 2; `receiver` is EXO_RECEIVER_DEVICE, _HOST or _ANY.
+ * On EXO_ERR_VERSION, msg->version and msg->type hold the frame's; msg->type is EXO_T_HELLO
+ * (with msg->u.hello.nonce) only for a HELLO a device must answer: see exo_foreign_hello().
+ */
+exo_status_t exo_decode_body(const uint8_t *body, size_t len, uint8_t receiver, exo_msg_t *msg);
 /* Decode one frame as received between delimiters (COBS bytes, without the 0x00). */
-exo_status_t exo_decode_frame(const uint8_t *frame, size_t len, exo_msg_t *msg);
-/* Encode a complete wire frame (COBS + 0x00) into out; *out_len receives its length. */
+exo_status_t exo_decode_frame(const uint8_t *frame, size_t len, uint8_t receiver,
+                              exo_msg_t *msg);
+/* 1 if a decode that returned `st` saw a HELLO of another protocol version carrying a nonce:
+ * a device answers it with DEVICE_INFO (its own version, that nonce) and stays UNPAIRED. */
+int exo_foreign_hello(exo_status_t st, const exo_msg_t *msg);
+/* Encode a complete wire frame (COBS + 0x00) into out; *out_len receives its length.
+ * EXO_ERR_ARG for a message a receiver would drop (e.g. seq 0, a bad name, a reserved bit). */
 exo_status_t exo_encode(const exo_msg_t *msg, uint8_t *out, size_t out_cap, size_t *out_len);
+
+/*
+ * SI value -> wire count (docs/protocol.md section 3): value * counts_per_unit in binary64,
+ * rounded to nearest with ties to even. exo_to_i16 saturates at +-32767; exo_to_u16 (the
+ * torque limit) refuses a result outside 0..65535. Both refuse NaN and infinities
+ * (EXO_ERR_ARG, *out unchanged).
+ */
+exo_status_t exo_to_i16(double value, uint32_t counts_per_unit, int16_t *out);
+exo_status_t exo_to_u16(double value, uint32_t counts_per_unit, uint16_t *out);
 
 /* Byte-at-a-time receiver with resynchronisation and the counters of docs/protocol.md. */
 typedef struct {
     uint8_t buf[EXO_MAX_ENCODED];
     size_t n;
-    uint8_t overflow;
+    uint8_t overflow; /* a 248th byte came without 0x00: dropping until the next 0x00 */
+    uint8_t receiver; /* EXO_RECEIVER_* */
     uint32_t good;
-    uint32_t errors[6]; /* indexed by exo_status_t: [EXO_ERR_FRAMING] .. [EXO_ERR_TYPE] */
+    uint32_t errors[EXO_N_COUNTERS]; /* indexed by exo_status_t, [EXO_ERR_FRAMING] .. */
 } exo_rx_t;
 
-void exo_rx_init(exo_rx_t *rx);
-/* Feed one byte; returns 1 when *msg holds a new valid message, else 0. Never fails. */
+void exo_rx_init(exo_rx_t *rx, uint8_t receiver);
+/* Feed one byte. Returns 1 when *msg holds a new valid message; 2 (device receivers only)
+ * when *msg holds a HELLO of another version to answer (counted as a version error: see
+ * exo_foreign_hello); else 0. An over-long run is counted once, at the 0x00 that ends it. */
 int exo_rx_byte(exo_rx_t *rx, uint8_t byte, exo_msg_t *msg);
 
 #ifdef __cplusplus

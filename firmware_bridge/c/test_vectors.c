@@ -2,13 +2,19 @@
  * Host-compiled check of the C reference codec against the protocol test vectors.
  *
  * Input (file named on the command line, written by tests/firmware_bridge/test_c_codec.py from
- * firmware_bridge/vectors/frames.json): one vector per line,
- *   F <hex>   a single wire frame (with its 0x00)
- *   S <hex>   a byte stream for the byte-at-a-time receiver
- * Output, one line per input line:
- *   F: "ok <key=value ...> reencode=<1|0>"  or  "err <framing|crc|length|version|type>"
- *   S: "stream good=<n> framing=<n> crc=<n> length=<n> version=<n> type=<n>" followed by
- *      one "msg <key=value ...>" line per message.
+ * firmware_bridge/vectors/frames.json): one vector per line, <r> the receiver (d = device,
+ * h = host, a = any direction),
+ *   F <r> <hex>             a single wire frame (with its 0x00)
+ *   S <r> <hex>             a byte stream for the byte-at-a-time receiver
+ *   R <i16|u16> <k> <value> SI value -> wire count with k counts per unit (strtod'd value)
+ * Output, one line per input line (S: several):
+ *   F: "ok <key=value ...> reencode=<1|0>"  or  "err <kind>", kind one of framing crc length
+ *      version type direction value; a version error on a HELLO the device must answer adds
+ *      " answer_nonce=<n>"
+ *   S: "stream good=<n> framing=<n> crc=<n> length=<n> version=<n> type=<n> direction=<n>
+ *      value=<n>" followed by one "msg <key=value ...>" line per message, then one
+ *      "answer nonce=<n>" line per foreign-version HELLO to answer (device receiver)
+ *   R: "count <n>" or "err arg"
  * Keys are the field names of docs/protocol.md, arrays flattened as name.<i> and
  * joints.<i>.<field>. The Python test compares this output with the vectors' decoded fields.
  * Exit status 0 unless the input is unreadable or the CRC check value is wrong.
@@ -19,7 +25,13 @@
 
 #include "exoctl_proto.h"
 
-static const char *const kind[] = {"ok", "framing", "crc", "length", "version", "type", "arg"};
+static const char *const kind[] = {"ok",   "framing",   "crc",   "length", "version",
+                                   "type", "direction", "value", "arg"};
+
+static uint8_t receiver_of(char c)
+{
+    return c == 'd' ? EXO_RECEIVER_DEVICE : c == 'h' ? EXO_RECEIVER_HOST : EXO_RECEIVER_ANY;
+}
 
 static void print_msg(const exo_msg_t *m)
 {
@@ -126,17 +138,45 @@ int main(int argc, char **argv)
         return 2;
     }
     while (fgets(line, sizeof line, f)) {
-        size_t n = unhex(line + 2, bytes, sizeof bytes);
+        size_t n;
         exo_msg_t msg;
+        if (line[0] == 'R') {
+            char wtype[4] = {0};
+            unsigned long k = 0;
+            char num[64] = {0};
+            if (sscanf(line + 2, "%3s %lu %63s", wtype, &k, num) != 3) {
+                printf("err input\n");
+                continue;
+            }
+            if (strcmp(wtype, "u16") == 0) {
+                uint16_t c = 0;
+                if (exo_to_u16(strtod(num, NULL), (uint32_t)k, &c) == EXO_OK)
+                    printf("count %u\n", (unsigned)c);
+                else
+                    printf("err arg\n");
+            } else {
+                int16_t c = 0;
+                if (exo_to_i16(strtod(num, NULL), (uint32_t)k, &c) == EXO_OK)
+                    printf("count %d\n", (int)c);
+                else
+                    printf("err arg\n");
+            }
+            continue;
+        }
+        if (strlen(line) < 4) continue;
+        n = unhex(line + 4, bytes, sizeof bytes);
         if (line[0] == 'F') {
             exo_status_t st;
             if (n == 0 || bytes[n - 1] != 0) {
                 printf("err framing\n");
                 continue;
             }
-            st = exo_decode_frame(bytes, n - 1, &msg);
+            st = exo_decode_frame(bytes, n - 1, receiver_of(line[2]), &msg);
             if (st != EXO_OK) {
-                printf("err %s\n", kind[st]);
+                printf("err %s", kind[st]);
+                if (receiver_of(line[2]) == EXO_RECEIVER_DEVICE && exo_foreign_hello(st, &msg))
+                    printf(" answer_nonce=%lu", (unsigned long)msg.u.hello.nonce);
+                printf("\n");
                 continue;
             }
             printf("ok");
@@ -152,19 +192,27 @@ int main(int argc, char **argv)
             exo_rx_t rx;
             size_t i;
             static exo_msg_t got[256];
-            unsigned ngot = 0, k;
-            exo_rx_init(&rx);
-            for (i = 0; i < n; ++i)
-                if (exo_rx_byte(&rx, bytes[i], &msg) == 1 && ngot < 256) got[ngot++] = msg;
-            printf("stream good=%lu framing=%lu crc=%lu length=%lu version=%lu type=%lu\n",
+            static uint32_t answers[256];
+            unsigned ngot = 0, nans = 0, k;
+            exo_rx_init(&rx, receiver_of(line[2]));
+            for (i = 0; i < n; ++i) {
+                int r = exo_rx_byte(&rx, bytes[i], &msg);
+                if (r == 1 && ngot < 256) got[ngot++] = msg;
+                if (r == 2 && nans < 256) answers[nans++] = msg.u.hello.nonce;
+            }
+            printf("stream good=%lu framing=%lu crc=%lu length=%lu version=%lu type=%lu"
+                   " direction=%lu value=%lu\n",
                    (unsigned long)rx.good, (unsigned long)rx.errors[EXO_ERR_FRAMING],
                    (unsigned long)rx.errors[EXO_ERR_CRC], (unsigned long)rx.errors[EXO_ERR_LENGTH],
-                   (unsigned long)rx.errors[EXO_ERR_VERSION], (unsigned long)rx.errors[EXO_ERR_TYPE]);
+                   (unsigned long)rx.errors[EXO_ERR_VERSION], (unsigned long)rx.errors[EXO_ERR_TYPE],
+                   (unsigned long)rx.errors[EXO_ERR_DIRECTION],
+                   (unsigned long)rx.errors[EXO_ERR_VALUE]);
             for (k = 0; k < ngot; ++k) {
                 printf("msg");
                 print_msg(&got[k]);
                 printf("\n");
             }
+            for (k = 0; k < nans; ++k) printf("answer nonce=%lu\n", (unsigned long)answers[k]);
         }
     }
     fclose(f);

@@ -74,6 +74,21 @@ def test_missing_stream_and_wrong_shape_are_named():
         resolve_lsl_stream(emg_cfg)
 
 
+def test_no_source_id_refuses_to_bind_unless_any_source():
+    """Every simulator publishes the same name: without a source id the inlet could take
+    another bench's EMG, so it refuses, even with a matching stream on the network."""
+    cfg = load_config()
+    name = f"exoctl-test-{uuid.uuid4().hex[:8]}"
+    sid = f"test-{uuid.uuid4().hex}"
+    _outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "EMG", 16, 2000, pylsl.cf_float32, sid))
+    lsl = cfg.emg.lsl.model_copy(update={"name": name, "source_id": None, "resolve_timeout_s": 5})
+    emg_cfg = cfg.emg.model_copy(update={"lsl": lsl})
+    with pytest.raises(AcquisitionError, match="emg.lsl.source_id is not set.*any_source"):
+        resolve_lsl_stream(emg_cfg)
+    told = cfg.emg.model_copy(update={"lsl": lsl.model_copy(update={"any_source": True})})
+    assert resolve_lsl_stream(told).source_id() == sid
+
+
 def test_replay_streams_a_file_in_real_time(tmp_path):
     path = tmp_path / "rec.npz"
     emg = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32)

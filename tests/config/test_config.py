@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, load_config
+from exoctl.config.schema import DEFAULT_CONFIG, ConfigError, deep_merge, load_config
 
 
 def _write(tmp_path: Path, mutate) -> Path:
@@ -86,7 +88,9 @@ def test_bad_yaml_and_missing_file(tmp_path):
     assert "cannot read" in str(pytest.raises(ConfigError, load_config, missing).value)
 
 
-def test_cli_reports_config_error_and_exits_2(tmp_path):
+def test_cli_reports_config_error_and_exits_1(tmp_path):
+    """A bad configuration exits 1 from every command family (it was 2 from hil/sim and 1
+    from the service commands before one policy, exoctl/cli_policy.py, covered both)."""
     path = _write(tmp_path, lambda r: r["control"].update(rate_hz=5000))
     proc = subprocess.run(
         [sys.executable, "-m", "exoctl.cli", "--config", str(path), "hil", "--duration", "1"],
@@ -94,6 +98,134 @@ def test_cli_reports_config_error_and_exits_2(tmp_path):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert str(path) in proc.stderr and "control.rate_hz = 5000" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert "less than or equal to 1000" in proc.stderr
+
+
+# ------------------------------------------------------------- cross-field checks (issue 15)
+LOCATED = r"^{file}:(\d+): {key}: .+$"
+
+
+def _one_problem(path: Path, key: str) -> tuple[int, str]:
+    """The configuration is refused with exactly one located line naming ``key``."""
+    msg = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "\n" not in msg, msg
+    m = re.match(LOCATED.format(file=re.escape(str(path)), key=re.escape(key)), msg)
+    assert m, msg
+    return int(m.group(1)), msg
+
+
+def test_heartbeat_longer_than_the_command_timeout_is_refused(tmp_path):
+    """Issue 15 item 4: a 0.3 s heartbeat with a 0.1 s firmware timeout was accepted (the
+    firmware then timed out three times in 1.5 s idle)."""
+    path = _write(tmp_path, lambda r: r["device"].update(heartbeat_period_s=0.3))
+    line, msg = _one_problem(path, "device.heartbeat_period_s")
+    assert "heartbeat_period_s" in path.read_text().splitlines()[line - 1]
+    assert "command_timeout_s (0.1 s)" in msg
+    # the bound is half the timeout: exactly half is accepted, a little more is not
+    load_config(_write(tmp_path, lambda r: r["device"].update(heartbeat_period_s=0.05)))
+    _one_problem(
+        _write(tmp_path, lambda r: r["device"].update(heartbeat_period_s=0.051)),
+        "device.heartbeat_period_s",
+    )
+
+
+@pytest.mark.parametrize("edges", [[20.0, float("inf")], [float("-inf"), 450.0], [20.0, "nan"]])
+def test_bandpass_edges_must_be_finite(tmp_path, edges):
+    """Issue 15 item 4: a band-pass edge at infinity passed validation and failed later."""
+    edges = [float(e) for e in edges]
+    path = _write(tmp_path, lambda r: r["estimator"].update(bandpass_hz=edges))
+    msg = str(pytest.raises(ConfigError, load_config, path).value)
+    assert "estimator.bandpass_hz[" in msg and "finite" in msg
+
+
+def test_a_socket_path_too_long_for_its_estop_sibling_is_refused(tmp_path):
+    """A Unix socket's path holds 107 bytes; the e-stop socket beside the control socket is 6
+    bytes longer. Too long was found only when the daemon bound it (seen under pytest-xdist's
+    longer temporary directories: 'OSError: AF_UNIX path too long')."""
+    ok = "/run/exoctl/" + "d" * (107 - len("/run/exoctl/") - len("/c.estop.sock")) + "/c.sock"
+    assert len(ok.replace("c.sock", "c.estop.sock")) == 107
+    load_config(_write(tmp_path, lambda r: r["service"].update(socket_path=ok)))
+    longer = ok.replace("/c.sock", "/cc.sock")
+    _, msg = _one_problem(
+        _write(tmp_path, lambda r: r["service"].update(socket_path=longer)), "service.socket_path"
+    )
+    assert "107 bytes" in msg and "shorter directory" in msg
+
+
+def test_bandpass_above_nyquist_is_refused(tmp_path):
+    """Issue 15 item 4: a band-pass edge above Nyquist passed validation and failed later."""
+    path = _write(tmp_path, lambda r: r["estimator"].update(bandpass_hz=[20.0, 1500.0]))
+    _, msg = _one_problem(path, "estimator.bandpass_hz")
+    assert "Nyquist frequency 1000 Hz" in msg
+    # the same edge is fine once the EMG is sampled fast enough
+    load_config(
+        _write(
+            tmp_path,
+            lambda r: (
+                r["estimator"].update(bandpass_hz=[20.0, 1500.0]),
+                r["emg"].update(sampling_rate_hz=4000),
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "mutate,key",
+    [
+        # commands feed the firmware's command timeout: two ticks at least
+        (lambda r: (r["control"].update(rate_hz=50),
+                    r["device"].update(command_timeout_s=0.03, heartbeat_period_s=0.01)),
+         "device.command_timeout_s"),
+        # the tick feeds the safe-stop deadline: the ramp needs a tick, zero within safe_stop_s
+        (lambda r: (r["control"].update(rate_hz=50), r["safety"].update(safe_stop_s=0.03)),
+         "safety.safe_stop_s"),
+        # the simulator's EMG chunks feed the EMG watchdog (degraded at half its timeout)
+        (lambda r: r["simulator"].update(emg_chunk_samples=200), "simulator.emg_chunk_samples"),
+        # the assist smoothing filter runs at the control rate
+        (lambda r: r["control"].update(rate_hz=50, smoothing_hz=30.0), "control.smoothing_hz"),
+    ],
+)  # fmt: skip
+def test_every_period_against_the_timeout_it_feeds(tmp_path, mutate, key):
+    _one_problem(_write(tmp_path, mutate), key)
+
+
+def test_several_problems_one_line_each(tmp_path):
+    def mutate(r):
+        r["device"]["heartbeat_period_s"] = 0.3
+        r["estimator"]["bandpass_hz"] = [20.0, 1500.0]
+
+    path = _write(tmp_path, mutate)
+    lines = str(pytest.raises(ConfigError, load_config, path).value).splitlines()
+    assert len(lines) == 2
+    assert all(re.match(rf"^{re.escape(str(path))}:\d+: \S+: ", line) for line in lines), lines
+
+
+def test_overrides_are_validated_the_same_way():
+    cfg = load_config()
+    with pytest.raises(ConfigError, match="device.heartbeat_period_s"):
+        cfg.with_overrides(device={"heartbeat_period_s": 0.3})
+    assert cfg.with_overrides(safety={"emg_timeout_s": 0.2}).safety.emg_timeout_s == 0.2
+
+
+def test_deep_merge_merges_mappings_and_modifies_nothing():
+    a = {"device": {"serial": {"port": "a", "baudrate": 1}, "name": "x"}, "k": 1}
+    b = {"device": {"serial": {"port": "b"}}, "k": {"new": 2}}
+    out = deep_merge(a, b)
+    assert out == {"device": {"serial": {"port": "b", "baudrate": 1}, "name": "x"}, "k": {"new": 2}}
+    assert a["device"]["serial"]["port"] == "a" and b == {
+        "device": {"serial": {"port": "b"}},
+        "k": {"new": 2},
+    }
+
+
+def test_a_huge_value_is_shown_bounded(tmp_path):
+    """No message builds the repr of a whole value (issue 15 item 3: an alias bomb's message
+    took minutes); a 100,000-element list in the wrong place is shown in a few characters."""
+    path = _write(tmp_path, lambda r: r["device"].update(name=list(range(99_000))))
+    t0 = time.perf_counter()
+    msg = str(pytest.raises(ConfigError, load_config, path).value)
+    assert len(msg) < 400 and "device.name = [0, 1, 2, 3, 4, 5, ...]" in msg
+    assert time.perf_counter() - t0 < 30  # reading 99,000 values; the message itself is ~us

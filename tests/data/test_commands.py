@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 
 import numpy as np
@@ -24,7 +25,8 @@ def run(argv: list[str]) -> tuple[int, str]:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     buf = io.StringIO()
-    code = args.func(args, out=buf)
+    with contextlib.redirect_stderr(buf):  # diagnostics go to stderr (exoctl/cli_policy.py)
+        code = args.func(args, out=buf)
     return code, buf.getvalue()
 
 

@@ -4,7 +4,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import serial
 
+from firmware_bridge import protocol as P
 from firmware_bridge.emulator import EmulatedJoint, FirmwareEmulator
 
 JOINTS = [
@@ -30,3 +32,37 @@ def emulator() -> Iterator[FirmwareEmulator]:
     emu.start()
     yield emu
     emu.stop()
+
+
+class RawHost:
+    """A bare pyserial host speaking the protocol frame by frame (no HostLink)."""
+
+    def __init__(self, port: str) -> None:
+        self.ser = serial.Serial(port, 1_000_000, timeout=0.05)
+        self.dec = P.StreamDecoder()
+        self.got: list[P.Message] = []
+
+    def send(self, *msgs: P.Message) -> None:
+        self.ser.write(b"".join(P.encode(m) for m in msgs))
+
+    def write(self, wire: bytes) -> None:
+        """Raw bytes, for frames the encoder refuses to build (the point of the test)."""
+        self.ser.write(wire)
+
+    def expect(self, pred, what: str) -> P.Message:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for i, m in enumerate(self.got):
+                if pred(m):
+                    del self.got[: i + 1]
+                    return m
+            self.got.extend(self.dec.feed(self.ser.read(self.ser.in_waiting or 1)))
+        raise AssertionError(f"no {what}")
+
+    def ack(self, rid: int) -> P.Ack:
+        return self.expect(lambda m: isinstance(m, P.Ack) and m.request_id == rid, f"ack {rid}")
+
+    def echo(self, seq: int) -> P.Telemetry:
+        return self.expect(
+            lambda m: isinstance(m, P.Telemetry) and m.last_seq_applied == seq, f"echo {seq}"
+        )

@@ -78,10 +78,31 @@ def c_runner(tmp_path_factory):
     return run
 
 
+_R = {P.DEVICE: "d", P.HOST: "h", None: "a"}
+
+
+def _frame_line(receiver: str | None, wire: bytes) -> str:
+    return f"F {_R[receiver]} {wire.hex()}"
+
+
+def _python_verdict(wire: bytes, receiver: str | None) -> list[str]:
+    """The C harness's output line for one frame, as the Python codec sees it (tokens)."""
+    from firmware_bridge.vectors.generate import to_fields
+
+    try:
+        m = P.decode(wire[:-1], receiver)
+    except P.FrameError as e:
+        tok = ["err", e.kind]
+        if receiver == P.DEVICE and e.hello_nonce is not None:
+            tok.append(f"answer_nonce={e.hello_nonce}")
+        return tok
+    return ["ok", f"type={m.TYPE}", *(f"{k}={v}" for k, v in flatten(to_fields(m)).items())]
+
+
 def test_c_codec_passes_vectors(c_runner) -> None:
     v = json.loads(VECTORS_PATH.read_text())
     frames = v["frames"]
-    out = c_runner([f"F {f['hex']}" for f in frames])
+    out = c_runner([_frame_line(f["receiver"], bytes.fromhex(f["hex"])) for f in frames])
     assert len(out) == len(frames)
     for f, line in zip(frames, out, strict=True):
         tok = line.split()
@@ -92,13 +113,16 @@ def test_c_codec_passes_vectors(c_runner) -> None:
             assert got.pop("type") == str(f["type"])
             assert got == flatten(f["fields"]), f["name"]
         else:
-            assert tok == ["err", f["expect"]], (f["name"], line)
+            want = ["err", f["expect"]]
+            if f.get("answer_nonce") is not None:
+                want.append(f"answer_nonce={f['answer_nonce']}")
+            assert tok == want, (f["name"], line)
 
 
 def test_c_receiver_passes_stream_vectors(c_runner) -> None:
     v = json.loads(VECTORS_PATH.read_text())
     by_name = {f["name"]: f for f in v["frames"]}
-    out = iter(c_runner([f"S {s['hex']}" for s in v["streams"]]))
+    out = iter(c_runner([f"S {_R[s['receiver']]} {s['hex']}" for s in v["streams"]]))
     for s in v["streams"]:
         head = next(out).split()
         assert head[0] == "stream"
@@ -111,15 +135,29 @@ def test_c_receiver_passes_stream_vectors(c_runner) -> None:
             got = parse_kv(tok[1:])
             got.pop("type")
             assert got == flatten(by_name[name]["fields"]), (s["name"], name)
+        for nonce in s["expect_answers"]:
+            assert next(out) == f"answer nonce={nonce}", s["name"]
+
+
+def test_c_fixed_point_passes_vectors(c_runner) -> None:
+    """Ties to even on the binary64 product, saturation at +-32767, the u16 limit refused
+    outside 0..65535: the C helpers give exactly the vectors' counts."""
+    v = json.loads(VECTORS_PATH.read_text())
+    cases = v["fixed_point"]
+    out = c_runner([f"R {c['wire_type']} {c['counts_per_unit']} {c['si']}" for c in cases])
+    for c, line in zip(cases, out, strict=True):
+        want = "err arg" if c["count"] is None else f"count {c['count']}"
+        assert line == want, (c, line)
 
 
 def test_c_and_python_agree_on_random_and_mutated_frames(c_runner) -> None:
-    """Same verdict (and same fields) from both codecs on garbage and on mutated valid frames."""
+    """Same verdict (and same fields) from both codecs on garbage and on mutated valid frames,
+    at each kind of receiver."""
     rng = random.Random(1234)
     v = json.loads(VECTORS_PATH.read_text())
-    valid = [bytes.fromhex(f["hex"]) for f in v["frames"] if f["expect"] == "ok"]
-    cases: list[bytes] = []
-    for _ in range(1500):
+    valid = [bytes.fromhex(f["hex"]) for f in v["frames"]]
+    cases: list[tuple[str | None, bytes]] = []
+    for _ in range(2000):
         w = bytearray(rng.choice(valid)[:-1])
         for _ in range(rng.randint(1, 3)):
             op = rng.random()
@@ -129,33 +167,39 @@ def test_c_and_python_agree_on_random_and_mutated_frames(c_runner) -> None:
                 del w[rng.randrange(len(w))]
             else:
                 w.insert(rng.randrange(len(w) + 1), rng.randrange(1, 256))
-        cases.append(bytes(b for b in w if b != 0) + b"\x00")  # keep it one frame
+        # keep it one frame
+        cases.append((rng.choice((P.DEVICE, P.HOST, None)), bytes(b for b in w if b) + b"\0"))
     for _ in range(500):
-        cases.append(bytes(rng.randrange(1, 256) for _ in range(rng.randint(1, 260))) + b"\x00")
-    out = c_runner([f"F {c.hex()}" for c in cases])
-    from firmware_bridge.vectors.generate import to_fields
-
-    for c, line in zip(cases, out, strict=True):
+        junk = bytes(rng.randrange(1, 256) for _ in range(rng.randint(1, 260))) + b"\x00"
+        cases.append((rng.choice((P.DEVICE, P.HOST, None)), junk))
+    # valid CRC and structure, random payload bytes: exercises the direction and value checks
+    for _ in range(1500):
+        mtype = rng.choice([*P.MESSAGE_TYPES, 0x00, 0x7F, 0x86, 0xFF])
+        payload = bytes(rng.randrange(256) for _ in range(rng.choice((2, 4, 5, 7, 8, 9, 17, 28))))
+        body = P.HEADER.pack(rng.choice((1, 1, 1, 2)), mtype, len(payload)) + payload
+        body += P.CRC.pack(P.crc16(body))
+        cases.append((rng.choice((P.DEVICE, P.HOST, None)), P.cobs_encode(body) + b"\x00"))
+    out = c_runner([_frame_line(r, c) for r, c in cases])
+    kinds: set[str] = set()
+    for (r, c), line in zip(cases, out, strict=True):
         tok = line.split()
-        try:
-            m = P.decode(c[:-1])
-        except P.FrameError as e:
-            assert tok == ["err", e.kind], (c.hex(), line)
-            continue
-        assert tok[0] == "ok", (c.hex(), line)
-        got = parse_kv(tok[1:-1])
-        got.pop("type")
-        assert got == flatten(to_fields(m))
+        if tok[0] == "ok":
+            assert tok[-1] == "reencode=1", (c.hex(), line)
+            tok = tok[:-1]
+        assert tok == _python_verdict(c, r), (r, c.hex(), line)
+        kinds.add(tok[1] if tok[0] == "err" else "ok")
+    # the sample reaches every verdict, or the agreement above proves less than it says
+    assert kinds == {"ok", *P.FrameError.KINDS}, kinds
 
 
 def test_c_and_python_receivers_agree_on_noisy_streams(c_runner) -> None:
     """Valid frames with random bit flips, dropped and inserted bytes: the byte-at-a-time C
-    receiver and the Python StreamDecoder report the same messages and counters."""
+    receiver and the Python StreamDecoder report the same messages, counters and answers."""
     from firmware_bridge.vectors.generate import to_fields
 
     rng = random.Random(99)
     v = json.loads(VECTORS_PATH.read_text())
-    valid = [bytes.fromhex(f["hex"]) for f in v["frames"] if f["expect"] == "ok"]
+    valid = [bytes.fromhex(f["hex"]) for f in v["frames"]]
     streams = []
     for _ in range(300):
         s = bytearray(b"".join(rng.choice(valid) for _ in range(rng.randint(1, 12))))
@@ -167,10 +211,16 @@ def test_c_and_python_receivers_agree_on_noisy_streams(c_runner) -> None:
                 del s[p]
             else:
                 s[p:p] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 300)))
-        streams.append(bytes(s))
-    out = iter(c_runner([f"S {s.hex()}" for s in streams]))
-    for s in streams:
-        d = P.StreamDecoder()
+        streams.append((rng.choice((P.DEVICE, P.HOST, None)), bytes(s)))
+    out = iter(c_runner([f"S {_R[r]} {s.hex()}" for r, s in streams]))
+    for r, s in streams:
+        answers: list[int] = []
+
+        def on_version(e: P.FrameError, answers: list[int] = answers, r: str | None = r) -> None:
+            if r == P.DEVICE and e.hello_nonce is not None:
+                answers.append(e.hello_nonce)
+
+        d = P.StreamDecoder(on_version, receiver=r)
         msgs = d.feed(s)
         head = next(out).split()
         counts = {k: int(x) for k, x in parse_kv(head[1:]).items()}
@@ -180,3 +230,5 @@ def test_c_and_python_receivers_agree_on_noisy_streams(c_runner) -> None:
             got = parse_kv(next(out).split()[1:])
             assert got.pop("type") == str(m.TYPE)
             assert got == flatten(to_fields(m))
+        for nonce in answers:
+            assert next(out) == f"answer nonce={nonce}"

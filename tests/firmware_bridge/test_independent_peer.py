@@ -25,7 +25,8 @@ def _section(tag: str) -> list[list[str]]:
     rows = []
     for line in m.group(1).strip().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and not set(cells[0]) <= set("-: ") and cells[0] not in ("id", "constant"):
+        header = ("id", "constant", "message")
+        if cells and not set(cells[0]) <= set("-: ") and cells[0] not in header:
             rows.append(cells)
     return rows
 
@@ -56,11 +57,17 @@ def _layout(spec: str) -> list[tuple]:
 
 
 MESSAGES = {_num(r[0]): (r[1], _layout(r[3].strip("`"))) for r in _section("messages")}
+DIRECTION = {_num(r[0]): r[2].split("->")[1] for r in _section("messages")}  # the receiver
+TYPE_OF = {name: t for t, (name, _l) in MESSAGES.items()}
+VALUES: dict[int, list[tuple[str, str]]] = {}
+for _msg, _field, _allowed in _section("values"):
+    VALUES.setdefault(TYPE_OF[_msg], []).append((_field.strip("`"), _allowed.strip("`")))
 
 
 class Reject(Exception):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, answer_nonce: int | None = None) -> None:
         self.kind = kind
+        self.answer_nonce = answer_nonce  # a foreign HELLO the device answers (section 5.1)
 
 
 def _crc(data: bytes) -> int:
@@ -108,10 +115,7 @@ def _parse(layout: list[tuple], p: bytes, off: int, fields: dict) -> int:
             raw = p[off : off + arg]
             if len(raw) != arg:
                 raise Reject("length")
-            s = raw.split(b"\x00", 1)[0]
-            if raw[len(s) :].strip(b"\x00") or any(b >= 0x80 for b in s):
-                raise Reject("length")
-            fields[name] = s.decode("ascii")
+            fields[name] = raw  # a name: checked with the values (check 10), after the sizes
             off += arg
         else:
             n = fields[count]
@@ -132,9 +136,50 @@ def _parse(layout: list[tuple], p: bytes, off: int, fields: dict) -> int:
     return off
 
 
-def peer_decode(frame: bytes) -> tuple[int, dict]:
-    """Receiver rules of docs/protocol.md section 2, in the documented order."""
-    if len(frame) > C["MAX_ENCODED"]:
+def _name(raw: bytes) -> str:
+    """The "Names" rule of section 4: 1..N bytes of NAME_FIRST_BYTE..NAME_LAST_BYTE, NULs."""
+    s = raw.split(b"\x00", 1)[0]
+    if not s or raw[len(s) :].strip(b"\x00"):
+        raise Reject("value")
+    if any(not C["NAME_FIRST_BYTE"] <= b <= C["NAME_LAST_BYTE"] for b in s):
+        raise Reject("value")
+    return s.decode("ascii")
+
+
+def _allowed(rule: str, v: int, fields: dict) -> bool:
+    """One cell of the peer-spec:values table."""
+    if m := re.fullmatch(r"mask (\w+)", rule):
+        return v & ~_num(m.group(1)) == 0
+    if m := re.fullmatch(r"(\w+) if (\w+) <= (\w+) else (\w+)", rule):
+        yes, other, bound, no = m.groups()
+        return v == (_num(yes) if fields[other] <= _num(bound) else _num(no))
+    for item in rule.split(","):
+        lo, _, hi = item.strip().partition("..")
+        if _num(lo) <= v <= _num(hi or lo):
+            return True
+    return False
+
+
+def _check_values(mtype: int, fields: dict) -> None:
+    for path, rule in VALUES.get(mtype, []):
+        head, _, sub = path.partition(".")
+        targets = [(r, sub) for r in fields[head]] if sub else [(fields, head)]
+        for rec, key in targets:
+            if rule == "name":
+                rec[key] = _name(rec[key])
+            elif not _allowed(rule, rec[key], fields):
+                raise Reject("value")
+    for rec in [fields, *[r for v in fields.values() if isinstance(v, list) for r in v]]:
+        if isinstance(rec, dict):  # every char[N] field is a name
+            for k, v in rec.items():
+                if isinstance(v, bytes):
+                    rec[k] = _name(v)
+
+
+def peer_decode(frame: bytes, receiver: str | None = None) -> tuple[int, dict]:
+    """Receiver rules of docs/protocol.md section 2, in the documented order (check 8 only
+    when the receiver is named)."""
+    if len(frame) > C["MAX_RUN"]:
         raise Reject("framing")
     body = _unstuff(frame)
     hs, cs = C["HEADER_SIZE"], C["CRC_SIZE"]
@@ -145,14 +190,19 @@ def peer_decode(frame: bytes) -> tuple[int, dict]:
     version, mtype, length = struct.unpack_from("<BBH", body)
     if length != len(body) - hs - cs:
         raise Reject("length")
+    payload = body[hs:-cs]
     if version != C["PROTOCOL_VERSION"]:
-        raise Reject("version")
+        # section 5.1: a device answers a HELLO (type 0x01 in every version) with a nonce
+        hello = mtype == TYPE_OF["HELLO"] and len(payload) >= 4 and receiver == "device"
+        raise Reject("version", int.from_bytes(payload[:4], "little") if hello else None)
     if mtype not in MESSAGES:
         raise Reject("type")
-    payload = body[hs:-cs]
+    if receiver is not None and DIRECTION[mtype] != receiver:
+        raise Reject("direction")
     fields: dict = {}
     if _parse(MESSAGES[mtype][1], payload, 0, fields) != len(payload):
         raise Reject("length")
+    _check_values(mtype, fields)
     return mtype, fields
 
 
@@ -178,28 +228,42 @@ def peer_encode(mtype: int, fields: dict) -> bytes:
     return _stuff(body) + bytes([C["DELIMITER"]])
 
 
-def peer_stream(data: bytes) -> tuple[list[tuple[int, dict]], dict[str, int]]:
-    msgs, errors, buf, overflow = [], {}, bytearray(), False
+def peer_stream(
+    data: bytes, receiver: str | None = None
+) -> tuple[list[tuple[int, dict]], dict[str, int], list[int]]:
+    msgs, errors, answers, buf, overflow = [], {}, [], bytearray(), False
     for b in data:
         if b != 0:
             if not overflow:
                 buf.append(b)
-                if len(buf) > C["MAX_ENCODED"]:
+                if len(buf) > C["MAX_RUN"]:  # the 248th byte: over-long
                     overflow, buf = True, bytearray()
             continue
-        if overflow:
+        if overflow:  # counted at the 0x00 that ends the run
             errors["framing"] = errors.get("framing", 0) + 1
         elif buf:
             try:
-                msgs.append(peer_decode(bytes(buf)))
+                msgs.append(peer_decode(bytes(buf), receiver))
             except Reject as r:
                 errors[r.kind] = errors.get(r.kind, 0) + 1
+                if r.answer_nonce is not None:
+                    answers.append(r.answer_nonce)
         overflow, buf = False, bytearray()
-    return msgs, errors
+    return msgs, errors, answers
 
 
 def test_document_declares_the_core_constants() -> None:
     assert C["PROTOCOL_VERSION"] == VECTORS["protocol_version"]
+    assert C["MAX_RUN"] == C["MAX_ENCODED"]
+    # every field the values table names exists in the message layouts
+    for mtype, rules in VALUES.items():
+        names = {n for n, *_ in MESSAGES[mtype][1]}
+        for path, _rule in rules:
+            head, _, sub = path.partition(".")
+            assert head in names, (MESSAGES[mtype][0], path)
+            if sub:
+                rec = next(a for n, k, a, _c in MESSAGES[mtype][1] if n == head)
+                assert sub in {n for n, *_ in rec}, (MESSAGES[mtype][0], path)
     assert C["CRC_CHECK"] == int(VECTORS["crc_check"]["crc"], 16)
     assert _crc(b"123456789") == C["CRC_CHECK"]
     names = {n for n, _ in MESSAGES.values()}
@@ -212,22 +276,90 @@ def test_peer_agrees_with_vector(vec: dict) -> None:
     wire = bytes.fromhex(vec["hex"])
     assert wire[-1] == C["DELIMITER"]
     if vec["expect"] == "ok":
-        mtype, fields = peer_decode(wire[:-1])
+        mtype, fields = peer_decode(wire[:-1], vec["receiver"])
         assert mtype == vec["type"]
         assert fields == vec["fields"]
         assert peer_encode(mtype, fields) == wire
     else:
         with pytest.raises(Reject) as r:
-            peer_decode(wire[:-1])
+            peer_decode(wire[:-1], vec["receiver"])
         assert r.value.kind == vec["expect"]
+        assert r.value.answer_nonce == vec.get("answer_nonce")
 
 
 @pytest.mark.parametrize("vec", VECTORS["streams"], ids=lambda v: v["name"])
 def test_peer_agrees_with_stream_vector(vec: dict) -> None:
     by_name = {f["name"]: f for f in VECTORS["frames"]}
-    msgs, errors = peer_stream(bytes.fromhex(vec["hex"]))
+    msgs, errors, answers = peer_stream(bytes.fromhex(vec["hex"]), vec["receiver"])
     assert [f for _, f in msgs] == [by_name[n]["fields"] for n in vec["expect_messages"]]
     assert errors == vec["expect_errors"]
+    assert answers == vec["expect_answers"]
+
+
+def peer_to_count(si: str, k: int, wire_type: str) -> int | None:
+    """Section 3: value * K in binary64, ties to even, i16 saturated, u16 refused outside."""
+    x = float(si) * k
+    if x != x or abs(x) == float("inf"):
+        return None
+    c = round(x)  # Python's round is round-half-to-even
+    if wire_type == "i16":
+        return max(-C["I16_SATURATION"], min(C["I16_SATURATION"], c))
+    return c if 0 <= c <= C["TORQUE_LIMIT_MAX_COUNT"] else None
+
+
+@pytest.mark.parametrize("case", VECTORS["fixed_point"], ids=lambda c: f"{c['quantity']}:{c['si']}")
+def test_peer_agrees_with_fixed_point_vector(case: dict) -> None:
+    per_unit = {
+        "torque": "TORQUE_COUNTS_PER_NM",
+        "torque_limit": "TORQUE_COUNTS_PER_NM",
+        "angle": "ANGLE_COUNTS_PER_RAD",
+        "velocity": "VELOCITY_COUNTS_PER_RAD_S",
+        "current": "CURRENT_COUNTS_PER_A",
+        "temperature": "TEMPERATURE_COUNTS_PER_C",
+    }
+    k = C[per_unit[case["quantity"]]]
+    assert k == case["counts_per_unit"]
+    assert peer_to_count(case["si"], k, case["wire_type"]) == case["count"]
+
+
+class PeerDevice:
+    """The sequence rules of section 5.3 (and what HELLO, ENABLE, DISABLE do to them)."""
+
+    def __init__(self) -> None:
+        self.handshaken = self.enabled = False
+        self.last = 0
+        self.applied: list[int] = []
+        self.counts = {"not_newer": 0, "refused": 0, "dropped_seq_0": 0, "seq_gaps": 0}
+
+    def event(self, e: str | int) -> None:
+        if e in ("hello", "hello_v2"):  # a foreign HELLO: the same, but UNPAIRED
+            self.handshaken, self.enabled, self.last = e == "hello", False, 0
+        elif e == "enable":
+            self.enabled = self.handshaken
+        elif e == "disable":
+            self.enabled = False
+        elif e == 0:
+            self.counts["dropped_seq_0"] += 1  # check 10: never reaches the device logic
+        elif not self.enabled:
+            self.counts["refused"] += 1
+        elif self.last and not 0 < (e - self.last) % 2**32 < 2**31:
+            self.counts["not_newer"] += 1
+        else:
+            if self.last:
+                gap = (e - self.last - 1) % 2**32
+                self.counts["seq_gaps"] += gap - 1 if e < self.last else gap
+            self.last = e
+            self.applied.append(e)
+
+
+@pytest.mark.parametrize("vec", VECTORS["sequences"], ids=lambda v: v["name"])
+def test_peer_agrees_with_sequence_vector(vec: dict) -> None:
+    dev = PeerDevice()
+    for e in vec["events"]:
+        dev.event(e)
+    assert dev.applied == vec["applied"]
+    assert dev.last == vec["last_seq_applied"]
+    assert dev.counts == {k: vec[k] for k in dev.counts}
 
 
 def test_payload_sizes_stated_in_the_document_match_the_layouts() -> None:

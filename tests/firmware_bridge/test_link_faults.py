@@ -231,7 +231,7 @@ def test_host_reports_protocol_version_mismatch(tmp_path) -> None:
     stop = threading.Event()
 
     def device() -> None:
-        dec = P.StreamDecoder()
+        dec = P.StreamDecoder(receiver=P.DEVICE)
         while not stop.is_set():
             try:
                 data = os.read(master, 1024)

@@ -13,7 +13,7 @@ from firmware_bridge import protocol as P
 from firmware_bridge.emulator import FirmwareEmulator
 from firmware_bridge.link import HostLink, LinkError
 
-from .conftest import wait_until
+from .conftest import RawHost, wait_until
 
 
 def test_handshake_enable_torque_echo_and_clamp(emulator: FirmwareEmulator) -> None:
@@ -162,36 +162,6 @@ def test_send_torque_from_two_threads_never_mixes_frames(emulator: FirmwareEmula
         assert {c for _, c in emulator.applied_log} <= allowed
     finally:
         link.close()
-
-
-class RawHost:
-    """A bare pyserial host speaking the protocol frame by frame (no HostLink)."""
-
-    def __init__(self, port: str) -> None:
-        self.ser = serial.Serial(port, 1_000_000, timeout=0.05)
-        self.dec = P.StreamDecoder()
-        self.got: list[P.Message] = []
-
-    def send(self, *msgs: P.Message) -> None:
-        self.ser.write(b"".join(P.encode(m) for m in msgs))
-
-    def expect(self, pred, what: str) -> P.Message:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            for i, m in enumerate(self.got):
-                if pred(m):
-                    del self.got[: i + 1]
-                    return m
-            self.got.extend(self.dec.feed(self.ser.read(self.ser.in_waiting or 1)))
-        raise AssertionError(f"no {what}")
-
-    def ack(self, rid: int) -> P.Ack:
-        return self.expect(lambda m: isinstance(m, P.Ack) and m.request_id == rid, f"ack {rid}")
-
-    def echo(self, seq: int) -> P.Telemetry:
-        return self.expect(
-            lambda m: isinstance(m, P.Telemetry) and m.last_seq_applied == seq, f"echo {seq}"
-        )
 
 
 def test_device_rules_sequence_joint_count_and_clear(emulator: FirmwareEmulator) -> None:

@@ -15,16 +15,17 @@ u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
 i16 = st.integers(-32768, 32767)
-ascii_name = st.text(
-    alphabet=st.characters(min_codepoint=1, max_codepoint=127), min_size=0, max_size=8
-)
+# the values docs/protocol.md allows (section 4, field values)
+name_chars = st.characters(min_codepoint=P.NAME_FIRST_BYTE, max_codepoint=P.NAME_LAST_BYTE)
+seq = st.integers(1, 0xFFFFFFFF)
+faults = st.integers(0, P.FAULTS_DEFINED)
 n_joints = st.integers(1, P.MAX_JOINTS)
 
 
 @st.composite
 def torque_cmd(draw):
     n = draw(n_joints)
-    return P.TorqueCommand(draw(u32), draw(u32), tuple(draw(st.lists(i16, min_size=n, max_size=n))))
+    return P.TorqueCommand(draw(seq), draw(u32), tuple(draw(st.lists(i16, min_size=n, max_size=n))))
 
 
 @st.composite
@@ -35,26 +36,34 @@ def telemetry(draw):
         draw(u32),
         draw(u32),
         draw(u32),
-        draw(u8),
-        draw(u16),
+        draw(st.integers(0, P.FLAGS_DEFINED)),
+        draw(faults),
         draw(col),
         draw(col),
         draw(col),
         draw(col),
         draw(col),
-        draw(st.lists(u16, min_size=n, max_size=n).map(tuple)),
+        draw(st.lists(st.integers(0, P.JFAULTS_DEFINED), min_size=n, max_size=n).map(tuple)),
     )
 
 
 @st.composite
 def device_info(draw):
+    name = st.text(alphabet=name_chars, min_size=1, max_size=P.JOINT_NAME_LEN)
     joints = draw(
-        st.lists(
-            st.builds(P.JointInfo, ascii_name, u16, i16, i16), min_size=1, max_size=P.MAX_JOINTS
-        )
+        st.lists(st.builds(P.JointInfo, name, u16, i16, i16), min_size=1, max_size=P.MAX_JOINTS)
     )
-    did = draw(st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=16))
-    return P.DeviceInfo(draw(u32), draw(u16), draw(u16), did, tuple(joints))
+    did = draw(st.text(alphabet=name_chars, min_size=1, max_size=P.DEVICE_ID_LEN))
+    timing = st.integers(1, 0xFFFF)
+    return P.DeviceInfo(draw(u32), draw(timing), draw(timing), did, tuple(joints))
+
+
+@st.composite
+def fault_report(draw):
+    code = draw(st.integers(0, P.N_FAULT_CODES - 1))
+    latched = int(bool((1 << code) & P.LATCHED_FAULTS))
+    joint = draw(st.one_of(st.integers(0, P.MAX_JOINTS - 1), st.just(P.JOINT_DEVICE)))
+    return P.FaultReport(draw(u32), code, latched, joint, draw(faults))
 
 
 messages = st.one_of(
@@ -65,10 +74,17 @@ messages = st.one_of(
     torque_cmd(),
     st.builds(P.Heartbeat, u32, u32),
     device_info(),
-    st.builds(P.Ack, u16, u8, u8, u8, u16),
+    st.builds(
+        P.Ack,
+        u16,
+        st.sampled_from(P.REQUEST_TYPES),
+        st.sampled_from(P.ACK_RESULTS),
+        st.sampled_from(P.STATES),
+        faults,
+    ),
     telemetry(),
-    st.builds(P.FaultReport, u32, u8, u8, u8, u16),
-    st.builds(P.EstopState, u32, u8),
+    fault_report(),
+    st.builds(P.EstopState, u32, st.integers(0, 1)),
 )
 
 
@@ -79,7 +95,7 @@ def test_decode_encode_round_trip(m) -> None:
     assert wire[-1] == 0 and 0 not in wire[:-1]
     assert len(wire) <= P.MAX_ENCODED + 1
     assert P.decode(wire[:-1]) == m
-    d = P.StreamDecoder()
+    d = P.StreamDecoder(receiver=P.meant_for(m.TYPE))
     assert d.feed(wire) == [m]
 
 
@@ -96,14 +112,15 @@ def test_every_message_type_is_generated() -> None:
 
 
 @settings(deadline=None, max_examples=1500)
-@given(st.binary(max_size=600))
-def test_stream_decoder_never_raises(data: bytes) -> None:
-    d = P.StreamDecoder()
+@given(st.binary(max_size=600), st.sampled_from((P.DEVICE, P.HOST, None)))
+def test_stream_decoder_never_raises(data: bytes, receiver: str | None) -> None:
+    d = P.StreamDecoder(receiver=receiver)
     msgs = d.feed(data)
     assert d.good == len(msgs)
+    assert receiver is None or all(P.meant_for(m.TYPE) == receiver for m in msgs)
     # whatever came before, a delimiter followed by a valid frame is always recovered
-    good = P.encode(P.Heartbeat(1, 2))
-    assert d.feed(b"\x00" + good) == [P.Heartbeat(1, 2)]
+    m = P.Heartbeat(1, 2) if receiver != P.HOST else P.EstopState(1, 0)
+    assert d.feed(b"\x00" + P.encode(m)) == [m]
 
 
 @settings(deadline=None, max_examples=1500)
@@ -116,7 +133,7 @@ def test_decode_raises_only_frame_error(data: bytes) -> None:
 
 
 def _accepts(bad: bytes) -> list:
-    d = P.StreamDecoder()
+    d = P.StreamDecoder(receiver=None)  # either end: a corrupted frame is accepted by neither
     return d.feed(b"\x00" + bad + b"\x00")
 
 

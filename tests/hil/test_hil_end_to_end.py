@@ -18,8 +18,8 @@ pytestmark = pytest.mark.hil
 
 
 @pytest.fixture(scope="module")
-def summary():
-    return run_hil(5.0)
+def summary(realtime_config):
+    return run_hil(5.0, realtime_config)
 
 
 def test_every_command_reaches_the_firmware_and_none_exceeds_its_limits(summary):

@@ -1,4 +1,4 @@
-"""Every fault scenario in configs/scenarios/ on the HIL bench, through `exoctl hil --scenario`.
+"""Every fault scenario in exoctl/configs/scenarios/ on the HIL bench, through `exoctl hil --scenario`.
 
 Each scenario's ``expect`` block states what must happen; the checks are issue 6's "done"
 rules: the fault is detected within twice the relevant watchdog timeout, torque reaches zero
@@ -99,9 +99,19 @@ def test_every_issue_6_scenario_exists_and_states_its_expectation():
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario(name):
+def test_scenario(name, realtime_config):
     proc = subprocess.run(
-        [sys.executable, "-m", "exoctl.cli", "hil", "--scenario", name, "--json"],
+        [
+            sys.executable,
+            "-m",
+            "exoctl.cli",
+            "--config",
+            str(realtime_config),
+            "hil",
+            "--scenario",
+            name,
+            "--json",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=240,

@@ -105,8 +105,8 @@ def test_bad_cpu_sets_are_reported(bad):
     assert rep.affinity_error
 
 
-def test_raise_threads_sets_named_threads_by_tid_and_reports():
-    from exoctl.runtime.realtime import raise_threads, set_thread_priority
+def test_raise_threads_sets_threads_by_reference_and_reports():
+    from exoctl.runtime.realtime import ThreadRole, raise_threads, set_thread_priority
 
     ready, stop = threading.Event(), threading.Event()
     seen = {}
@@ -116,13 +116,15 @@ def test_raise_threads_sets_named_threads_by_tid_and_reports():
         stop.wait(5)
         seen["policy"] = os.sched_getscheduler(0)
 
-    t = threading.Thread(target=worker, name="test-io-reader")
+    # The name says nothing: the thread is handed over by reference, with its role.
+    t = threading.Thread(target=worker, name="renamed-any-way")
+    never_started = threading.Thread(target=worker, name="not-started")
     t.start()
     ready.wait(5)
     try:
-        out = raise_threads({"test-io-reader": 5, "no-such-thread-name": 5})
-        assert out["no-such-thread-name"] == "no such thread"
-        granted = out["test-io-reader"]
+        out = raise_threads({ThreadRole.LINK_READER: t, ThreadRole.ACQUISITION: never_started}, 6)
+        assert out["acquisition (not-started)"] == "not running"
+        granted = out["link_reader (renamed-any-way)"]  # one below the loop's 6
         assert granted == "SCHED_FIFO 5" or granted.startswith("refused")
     finally:
         stop.set()
@@ -131,3 +133,6 @@ def test_raise_threads_sets_named_threads_by_tid_and_reports():
         assert seen["policy"] == os.SCHED_FIFO
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller is untouched
     assert set_thread_priority(2**22 + 12345, 5).startswith("refused")
+    # the roles' order below the loop, never below SCHED_FIFO's lowest level
+    assert [r.priority(50) for r in ThreadRole] == [50, 49, 48, 47]
+    assert ThreadRole.LINK_SUPERVISOR.priority(2) == 1

@@ -22,6 +22,7 @@ def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: A
         "allowed_groups": [],
         "flush_interval_s": 0.2,
         "publish_lsl": False,
+        "realtime_priority": 50,  # asked for: off by default since issue 16 (tests/conftest.py)
     }
     svc.update(service or {})
     cfg = load_config(DEFAULT_CONFIG).with_overrides(service=svc, **sections)
@@ -32,7 +33,7 @@ def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: A
     return path
 
 
-@pytest.fixture(name="write_config")
+@pytest.fixture(name="write_config", scope="session")
 def _write_config_fixture() -> Any:
     """Helpers are handed out as fixtures: with --import-mode=importlib, conftest is not an
     importable module."""

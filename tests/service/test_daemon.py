@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from exoctl.config.schema import load_config
+from exoctl.runtime.realtime import ThreadRole
 from exoctl.service import commands as K
 from exoctl.service import recorder as R
 from exoctl.service import rpc
@@ -37,11 +38,20 @@ class Sim:
     """`exoctl sim` in its own process: EMG on an LSL outlet, the firmware on a pty. Its
     emulator's counters are printed as JSON on stderr when it is stopped."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, config: Path) -> None:
         self.info = tmp / "sim.json"
         self.err = (tmp / "sim.err").open("w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exoctl.cli", "sim", "--info-file", str(self.info)],
+            [
+                sys.executable,
+                "-m",
+                "exoctl.cli",
+                "--config",
+                str(config),
+                "sim",
+                "--info-file",
+                str(self.info),
+            ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=self.err,
             cwd=ROOT,
@@ -49,6 +59,7 @@ class Sim:
         deadline = time.monotonic() + 60
         while not self.info.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()  # else it outlives the test, burning CPU
                 raise RuntimeError(f"simulator did not start: {self.stderr()}")
             time.sleep(0.05)
         self.endpoints = json.loads(self.info.read_text())
@@ -75,8 +86,8 @@ class Sim:
 
 
 @pytest.fixture
-def sim(tmp_path: Path):
-    s = Sim(tmp_path)
+def sim(tmp_path: Path, realtime_config: Path):
+    s = Sim(tmp_path, realtime_config)
     try:
         yield s
     finally:
@@ -292,7 +303,7 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         code, out, err = _cli(run_cli, capsys, d, "status")  # the clinician's view
         assert code == 0, err
         assert "session   patient P01, protocol treadmill" in out and f"id {sid}" in out
-        assert "assist    hip_l 0.5 hip_r 0.5" in out and "loop healthy" in out
+        assert "assist    hip_l 0.5, hip_r 0.5" in out and "loop healthy" in out
         assert out.count("\nhip_l ") + out.count("\nknee_r ") == 2  # the per-joint table
         time.sleep(1.0)
         code, out, err = _cli(run_cli, capsys, d, "status", "--json")
@@ -316,13 +327,23 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         exp = tmp_path / "export"
         assert (
             _cli(
-                run_cli, capsys, d, "sessions", "export", sid, "--format", "csv", "--out", str(exp)
+                run_cli,
+                capsys,
+                d,
+                "sessions",
+                "export",
+                sid,
+                "--format",
+                "csv",
+                "--raw-emg",
+                "--out",
+                str(exp),
             )[0]
             == 0
         )
         with (exp / "torque_command.csv").open() as f:
             rows = list(csv.reader(f))
-        assert rows[0] == ["t", "t_session", "hip_l", "hip_r", "knee_l", "knee_r"]
+        assert rows[0] == ["t [s]", "t_session [s]", *(f"{j} [N m]" for j in d.cfg.joint_names)]
         t = np.array([float(r[0]) for r in rows[1:]])
         cmd = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
         assert len(t) > 1000  # ~4 s at 500 Hz
@@ -343,6 +364,7 @@ def test_whole_session_through_the_cli(sim, tmp_path, write_config, run_cli, cap
         for stream in (
             "torque_estimated",
             "telemetry",
+            "safety_state",
             "synergy",
             "activation",
             "loop_timing",
@@ -471,7 +493,7 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
         d = Supervisor(cfg, notifier)
         try:
             d.start()
-            loop_tid = d.controller.loop._thread.native_id
+            loop_tid = d.controller.threads()[ThreadRole.CONTROL_LOOP].native_id
             if os.getuid() == 0:  # granted here; elsewhere refused and only logged
                 assert os.sched_getscheduler(loop_tid) == os.SCHED_FIFO
                 assert os.sched_getparam(loop_tid).sched_priority == 1
@@ -519,7 +541,7 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             with pytest.raises(rpc.Refused, match="between sessions"):
                 d.rpc_model_load(model=str(cfg.model.path))
             assert d.rpc_session_stop()["patient"] == "PM"
-            assert d.controller.loop.error is None
+            assert d.controller.loop_error is None
             # no recording, no session: a patient directory that cannot be created (a file
             # is in the way) refuses the session and leaves no assistance running
             (cfg.service.data_dir / "PX").write_text("in the way")
@@ -534,17 +556,17 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             # A latched firmware fault (a host timeout on a loaded machine) is cleared first:
             # with one, the clear acts on the firmware and lets ticks run before it is tried.
             deadline = time.monotonic() + 5.0
-            while (tel := d.controller.link.latest_telemetry()) is None or tel.fault_bits:
+            while (tel := d.controller.telemetry()) is None or tel.fault_bits:
                 assert time.monotonic() < deadline, "the firmware kept a latched fault"
-                d.controller.link.clear_faults(timeout_s=0.5)
+                d.controller.clear_firmware_faults(timeout_s=0.5)
                 time.sleep(0.05)
             held, release = threading.Event(), threading.Event()
-            d.controller.loop.submit(lambda now: (held.set(), release.wait(2.0)))
+            d.controller.submit(lambda now: (held.set(), release.wait(2.0)))
             assert held.wait(2.0)
             assert d.rpc_estop() == {"safety_state": "ESTOP"}
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 clear = pool.submit(d.rpc_fault_clear)
-                while len(d.controller.loop.requests) < 2 and time.monotonic() < deadline:
+                while d.controller.pending_requests < 2 and time.monotonic() < deadline:
                     time.sleep(0.001)  # the e-stop and the clear both queued behind the hold
                 release.set()
                 with pytest.raises(rpc.Refused, match="fault not cleared") as e:
@@ -552,8 +574,8 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
             assert set(e.value.data) == {"active", "degraded"}
             assert d.rpc_status()["safety_state"] == "ESTOP"
 
-            d.controller.loop.stop()  # the control loop is gone (thread ended)
-            assert not d.controller.loop.running
+            d.controller._loop.stop()  # the test ends the loop thread, as a crash would
+            assert not d.controller.loop_running
             late = [t for t, m in drain(1.0) if m == "WATCHDOG=1"]
             assert not late or late[-1] < time.monotonic() - 0.8  # pings stopped
             t0 = time.monotonic()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
 import sqlite3
@@ -142,43 +140,6 @@ def test_one_session_at_a_time_and_sequential_sessions(tmp_path: Path) -> None:
         rec.close()
     assert a != b
     assert {r["id"] for r in R.list_sessions(tmp_path, "P03")} == {a, b}
-
-
-def test_export_csv_and_npz(tmp_path: Path) -> None:
-    rec = R.Recorder(tmp_path / "d", flush_interval_s=0.05)
-    try:
-        sid = rec.start_session(
-            "P04", streams={"torque_command": {"columns": ["hip_l", "hip_r", "knee_l"]}}
-        )
-        data = np.arange(30, dtype=np.float64).reshape(10, 3) / 7
-        tt = 5.0 + np.arange(10) * 0.01
-        rec.submit_chunk("torque_command", tt[0], data[:4], t=tt[:4])
-        rec.submit_chunk("torque_command", tt[4], data[4:], t=tt[4:])
-        rec.submit_event("estop", {"source": "cli"}, t=5.05)
-        db = rec.db_path
-        rec.stop_session()
-    finally:
-        rec.close()
-    files = R.export_session(db, sid, "csv", tmp_path / "out")
-    assert {p.name for p in files} == {"session.json", "events.csv", "torque_command.csv"}
-    with (tmp_path / "out" / "torque_command.csv").open() as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == ["t", "t_session", "hip_l", "hip_r", "knee_l"]
-    got = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
-    np.testing.assert_array_equal(got, data)  # repr() round-trips floats exactly
-    np.testing.assert_array_equal([float(r[0]) for r in rows[1:]], tt)
-    with (tmp_path / "out" / "events.csv").open() as f:
-        ev = list(csv.DictReader(f))
-    assert ev[0]["kind"] == "estop" and json.loads(ev[0]["detail"]) == {"source": "cli"}
-    assert json.loads((tmp_path / "out" / "session.json").read_text())["id"] == sid
-
-    (npz,) = R.export_session(db, sid, "npz", tmp_path / "x.npz")
-    z = np.load(npz)
-    np.testing.assert_array_equal(z["torque_command"], data)
-    np.testing.assert_array_equal(z["torque_command__t"], tt)
-    assert json.loads(str(z["session_json"]))["patient"] == "P04"
-    with pytest.raises(R.RecorderError, match="unknown export format"):
-        R.export_session(db, sid, "xlsx", tmp_path / "y")
 
 
 _WRITER = textwrap.dedent(

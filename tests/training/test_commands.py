@@ -130,3 +130,24 @@ def test_commands_module_does_not_import_torch_and_says_how_to_get_it(dataset, t
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "pip install -e '.[train]'" in p.stderr
+
+
+def test_compare_finds_the_calibration_of_a_model_that_does_not_name_it(tmp_path):
+    """The shipped linear baseline records no calibration_file in its metadata: its provenance
+    file names it, else the configuration's is used; a model with none found is refused
+    before any scoring (it used to fail after scoring the first model, 45 s in)."""
+    import shutil
+
+    from exoctl.config.schema import DEFAULT_CONFIG, MODELS_DIR, load_config
+    from exoctl.training.commands import _calibration_path
+
+    cfg = load_config(DEFAULT_CONFIG)
+    models = MODELS_DIR
+    assert TorqueModel(models / "default.onnx").info.extra.get("calibration_file") is None
+    assert _calibration_path(models / "default.onnx", None, cfg) == models / "sim_calibration.yaml"
+    lone = tmp_path / "lone.onnx"
+    shutil.copy2(models / "default.onnx", lone)
+    assert _calibration_path(lone, None, cfg) == cfg.estimator.calibration
+    nowhere = cfg.with_overrides(estimator={"calibration": str(tmp_path / "none.yaml")})
+    with pytest.raises(ValueError, match="no calibration found .*give --calibration"):
+        _calibration_path(lone, None, nowhere)

@@ -89,11 +89,12 @@ def test_streamed_windows_equal_offline_windows(tmp_path, cfg, cal):
 
 
 def test_window_model_refused_at_another_tick_rate(tmp_path, cfg, cal):
-    path = _window_model(tmp_path / "w.onnx", cfg, cal, rate=250.0)
+    # 300 Hz: 500 Hz is no whole multiple of it (a 250 Hz model would step every 2nd tick)
+    path = _window_model(tmp_path / "w.onnx", cfg, cal, rate=300.0)
     with pytest.raises(ModelError) as e:
         Estimator(cfg, cal, TorqueModel(path))
     msg = str(e.value)
-    assert "250 Hz" in msg and "500 Hz" in msg
+    assert "300 Hz" in msg and "500 Hz" in msg
 
 
 def test_feature_the_configuration_cannot_give_is_refused(tmp_path, cfg, cal):

@@ -1,0 +1,84 @@
+"""Today's code beside the current one, in the same benchmark run: a baseline tree from git.
+
+Why: a figure such as "whole tick p50 40 us" means little on a shared machine; the same
+measurement of the code as it was before issue 14, taken in the same run on the same machine
+state, gives a ratio that does mean something. The baseline is the commit ``BASELINE`` (main
+when the work on issue 14 began). Its ``exoctl``, ``firmware_bridge`` and ``configs`` are
+extracted with ``git archive`` into a temporary directory once per process; a measurement
+then runs in a child process whose ``PYTHONPATH`` puts that tree first (the benchmark code
+itself, ``bench``, is always the current one, so both trees are measured the same way).
+
+Without git or the commit (a source tarball), the baseline is unavailable and the benchmarks
+say so instead of inventing a figure.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO
+
+BASELINE = "b8a2bda"  # main before issue 14 ("Layout: the linear model's default path ...")
+_PARTS = ("exoctl", "firmware_bridge", "configs")
+_tree: Path | None = None
+_tree_error: str | None = None
+
+
+def baseline_tree() -> tuple[Path | None, str | None]:
+    """(the extracted baseline tree, None) or (None, why it is unavailable)."""
+    global _tree, _tree_error
+    if _tree is not None or _tree_error is not None:
+        return _tree, _tree_error
+    tmp = Path(tempfile.mkdtemp(prefix="exoctl-baseline-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        arch = subprocess.run(
+            ["git", "archive", "--format=tar", BASELINE, *_PARTS],
+            cwd=REPO, capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=arch.stdout, check=True, timeout=60)
+        _tree = tmp
+    except (OSError, subprocess.SubprocessError) as e:
+        err = getattr(e, "stderr", b"") or b""
+        _tree_error = f"baseline {BASELINE} unavailable: {e} {err.decode(errors='replace')[:200]}"
+    return _tree, _tree_error
+
+
+def tree_env(tree: Path | None) -> dict[str, str]:
+    """The environment of a child that imports ``exoctl`` from ``tree`` (None: the current)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    path = [str(REPO)] if tree is None else [str(tree), str(REPO)]
+    env["PYTHONPATH"] = os.pathsep.join(path + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def call_in_tree(tree: Path | None, target: str, kwargs: dict, timeout_s: float) -> Any:
+    """Run ``module:function(**kwargs)`` in a child process importing ``exoctl`` from ``tree``;
+    its JSON result. The child's stderr passes through (progress); a failure raises with the
+    tail of it."""
+    code = (
+        "import importlib, json, sys\n"
+        "mod, fn = sys.argv[1].split(':')\n"
+        "res = getattr(importlib.import_module(mod), fn)(**json.loads(sys.argv[2]))\n"
+        "sys.stdout.write('\\n@@RESULT@@' + json.dumps(res, default=str))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, target, json.dumps(kwargs)],
+        env=tree_env(tree), cwd=tree or REPO, capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip
+    if p.returncode != 0 or "@@RESULT@@" not in p.stdout:
+        tail = " | ".join((p.stderr or "").strip().splitlines()[-4:])
+        raise RuntimeError(f"{target} in {tree or 'the current tree'} failed: {tail}")
+    return json.loads(p.stdout.rsplit("@@RESULT@@", 1)[1])
+
+
+def tree_label(tree: Path | None) -> str:
+    return f"today's code (git {BASELINE})" if tree is not None else "this branch"

@@ -1,0 +1,81 @@
+"""What the safety layer looks at and what it reports: states, fault kinds, events, inputs."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class SafetyState(enum.IntEnum):
+    NORMAL = 0
+    DEGRADED = 1
+    SAFE_STOP = 2
+    FAULT_LATCHED = 3
+    ESTOP = 4
+
+
+class FaultKind(enum.IntEnum):
+    EMG_STALE = 0
+    EMG_CHANNEL = 1
+    TELEMETRY_STALE = 2
+    TELEMETRY_INVALID = 3
+    MODEL_OUTPUT = 4
+    OVERRUN = 5
+    FIRMWARE_FAULT = 6
+    LINK_DOWN = 7
+    ESTOP = 8
+    ACTUATORS_OFF = 9
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+N_KINDS = len(FaultKind)
+BIT = [1 << k for k in range(N_KINDS)]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """One detected fault. Times are the loop's clock (time.monotonic)."""
+
+    kind: str
+    detail: str
+    t_detected: float
+    t_zero: float | None
+    """When the command sent first had zero torque on every joint (None: not yet)."""
+
+
+@dataclass(slots=True)
+class SafetyInputs:
+    """Everything the watchdogs look at; one instance, overwritten by the loop each tick."""
+
+    now: float
+    emg_age_s: float
+    emg_flat_or_saturated: np.ndarray | None
+    telemetry_age_s: float
+    angles: np.ndarray
+    velocities: np.ndarray
+    firmware_fault_bits: int
+    link_healthy: bool
+    overrun_streak: int
+    actuators_enabled: bool = True
+    """The device reports its actuators enabled (host link's view). Assistance requested
+    while they are off means the device dropped out (reboot, its own fault, lost session)."""
+
+    @classmethod
+    def healthy(cls, n_joints: int, now: float = 0.0) -> SafetyInputs:
+        """A starting instance with fresh ages, zero angles and velocities, no faults."""
+        return cls(
+            now=now,
+            emg_age_s=0.0,
+            emg_flat_or_saturated=None,
+            telemetry_age_s=0.0,
+            angles=np.zeros(n_joints),
+            velocities=np.zeros(n_joints),
+            firmware_fault_bits=0,
+            link_healthy=True,
+            overrun_streak=0,
+        )

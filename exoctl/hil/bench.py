@@ -1,0 +1,263 @@
+"""``exoctl bench up``: the simulator and the daemon, with matching settings, in one command.
+
+A daemon talks to the simulator exactly as to the exoskeleton: through a serial port and an
+LSL stream. Both must agree on the port and the stream's source id, the daemon needs a data
+directory and a socket it may create, and a person must be allowed on that socket. This
+command writes one configuration with all of that (``DIR/exoctl.yaml``, from the configuration
+the lookup finds, its paths made absolute), starts ``exoctl sim`` with the same port and
+source id, then ``exoctl daemon``, waits until the daemon answers ``status``, and prints how
+to drive it. Ctrl-C (or SIGTERM) stops the daemon first (assistance ramps out, the recording is
+closed), then the simulator.
+
+Real-time scheduling is off unless ``--realtime`` asks for it (then the loop at SCHED_FIFO 50
+and the simulator above it at 60, as on the exoskeleton): on a small shared machine two FIFO
+processes starve everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exoctl.cli_policy import seconds
+from exoctl.config.lookup import find_config
+from exoctl.config.schema import ConfigError, load_config, resolve_paths
+from exoctl.config.yamlfile import read_yaml
+from exoctl.hil.children import stop_children
+
+LOOP_PRIORITY = 50
+SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor
+_SOCKET_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+def bench_config(
+    base: Path, bench_dir: Path, port: Path, source_id: str, realtime: bool
+) -> dict[str, Any]:
+    """The bench's configuration: ``base`` with the keys the simulator and daemon share set."""
+    raw = read_yaml(base, "configuration").data or {}
+    resolve_paths(raw, base.resolve().parent)
+    device = raw.setdefault("device", {})
+    device.setdefault("serial", {})["port"] = str(port)
+    # The daemon's LSL outlets are named after the device: one name per bench, so that two
+    # benches on a network publish distinct source ids.
+    device["name"] = source_id
+    emg = raw.setdefault("emg", {})
+    emg["source"] = "lsl"
+    emg.setdefault("lsl", {})["source_id"] = source_id
+    raw.setdefault("simulator", {})["realtime_priority"] = SIM_PRIORITY if realtime else 0
+    svc = raw.setdefault("service", {})
+    svc.update(
+        data_dir=str(bench_dir / "recordings"),
+        socket_path=str(bench_dir / "control.sock"),
+        socket_group=None,  # the socket stays in the user's own group
+        allowed_users=sorted({getpass.getuser(), "root"}),
+        allowed_groups=[],
+        realtime_priority=LOOP_PRIORITY if realtime else 0,
+        lock_memory=bool(realtime),
+    )
+    return raw
+
+
+def write_bench_config(path: Path, raw: dict[str, Any], base: Path) -> None:
+    header = (
+        f"# Written by `exoctl bench up` from {base}: the simulator and the daemon read this\n"
+        "# same file, so their serial port and LSL source id match. Regenerated at every start.\n"
+    )
+    path.write_text(header + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None))
+
+
+class Bench:
+    """The two child processes and their logs."""
+
+    def __init__(self, bench_dir: Path, config: Path, port: Path, source_id: str) -> None:
+        self.dir = bench_dir
+        self.config = config
+        self.port = port
+        self.source_id = source_id
+        self.sim: subprocess.Popen | None = None
+        self.daemon: subprocess.Popen | None = None
+        self.info_file = bench_dir / "sim.json"
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = open(self.dir / log_name, "ab")  # noqa: SIM115 - the child keeps it open
+        try:
+            # A session of its own: Ctrl-C reaches only `bench up`, which stops the daemon
+            # before the simulator (the other order records a lost EMG stream as a fault).
+            return subprocess.Popen(
+                [sys.executable, "-m", "exoctl.cli", "--config", str(self.config), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def start(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        self.info_file.unlink(missing_ok=True)
+        self.sim = self._spawn(
+            ["sim", "--port", str(self.port), "--source-id", self.source_id,
+             "--info-file", str(self.info_file)],
+            "sim.log",
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while not self.info_file.is_file():
+            self._check_alive(self.sim, "simulator", "sim.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the simulator did not start within {timeout_s:g} s")
+            time.sleep(0.05)
+        info = json.loads(self.info_file.read_text())
+        self.daemon = self._spawn(["daemon"], "daemon.log")
+        status = self._wait_daemon(deadline)
+        return {"sim": info, "status": status}
+
+    def _wait_daemon(self, deadline: float) -> dict[str, Any]:
+        from exoctl.service.client import Client, ClientError
+
+        socket_path = load_config(self.config).service.socket_path
+        while True:
+            assert self.daemon is not None
+            self._check_alive(self.daemon, "daemon", "daemon.log")
+            if socket_path.exists():
+                try:
+                    with Client(socket_path, timeout_s=5.0) as c:
+                        return c.call("status")
+                except ClientError:
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the daemon did not answer within the start-up time")
+            time.sleep(0.1)
+
+    def _check_alive(self, proc: subprocess.Popen, what: str, log_name: str) -> None:
+        if proc.poll() is not None:
+            tail = (self.dir / log_name).read_text(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(
+                f"the {what} exited (code {proc.returncode}); last lines of "
+                f"{self.dir / log_name}:\n  " + "\n  ".join(tail)
+            )
+
+    def failed(self) -> str | None:
+        for proc, what in ((self.daemon, "daemon"), (self.sim, "simulator")):
+            if proc is not None and proc.poll() is not None:
+                return f"the {what} exited (code {proc.returncode})"
+        return None
+
+    def stop(self) -> list[int | None]:
+        """The daemon first (it ramps out and closes the recording), then the simulator."""
+        return stop_children((self.daemon, self.sim))
+
+
+def how_to_drive(bench: Bench, started: dict[str, Any]) -> str:
+    env = f"export EXOCTL_CONFIG={bench.config}"
+    st = started["status"]
+    return "\n".join(
+        [
+            f"exoctl bench up: simulator (pid {bench.sim.pid if bench.sim else '-'}) and daemon "
+            f"(pid {bench.daemon.pid if bench.daemon else '-'}) running; safety "
+            f"{st.get('safety_state', '?')}",
+            f"  configuration  {bench.config}",
+            f"  serial         {bench.port} -> {started['sim'].get('pty', started['sim']['port'])}"
+            " (emulated firmware)",
+            f"  EMG            LSL stream source id {bench.source_id}",
+            f"  LSL out        {bench.source_id}-events (markers), -estimate, -command, "
+            "-joint_state",
+            f"  scheduling     simulator {started['sim'].get('realtime')}",
+            f"  logs           {bench.dir / 'sim.log'}, {bench.dir / 'daemon.log'}",
+            f"  recordings     {bench.dir / 'recordings'}",
+            "Drive it from another terminal:",
+            f"  {env}",
+            "  exoctl status",
+            "  exoctl session start --patient P01 --assist 0.3",
+            "  exoctl assist set 0.4",
+            "  exoctl estop; exoctl fault clear",
+            "  exoctl session stop",
+            "  exoctl sessions list; exoctl sessions report ID --out report.html",
+            "Ctrl-C here stops the daemon (assistance ramps out, recording closed), then the "
+            "simulator.",
+        ]
+    )
+
+
+def cmd_bench_up(args: argparse.Namespace) -> int:
+    choice = find_config(getattr(args, "config", None))
+    load_config(choice.path)  # a bad base is reported with its file and key, before anything
+    bench_dir: Path = args.dir.resolve()
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    port = (args.port or bench_dir / "exoskeleton").absolute()
+    source_id = args.source_id or f"exoctl-bench-{uuid.uuid4().hex[:8]}"  # also the device name
+    if len(str(bench_dir / "control.sock").encode()) > _SOCKET_MAX:
+        raise ConfigError(
+            f"{bench_dir}: too long for a control socket path (at most {_SOCKET_MAX - 13} bytes "
+            "of directory); use a shorter --dir"
+        )
+    config = bench_dir / "exoctl.yaml"
+    write_bench_config(
+        config, bench_config(choice.path, bench_dir, port, source_id, args.realtime), choice.path
+    )
+    load_config(config)
+    bench = Bench(bench_dir, config, port, source_id)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        try:
+            started = bench.start()
+        except RuntimeError as e:
+            print(f"exoctl bench up: {e}", file=sys.stderr)
+            return 1
+        print(how_to_drive(bench, started), flush=True)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop.wait(0.5):
+            if (why := bench.failed()) is not None:
+                print(f"exoctl bench up: {why}; see {bench_dir}/*.log", file=sys.stderr)
+                return 1
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return 0
+    finally:
+        codes = bench.stop()
+        print(f"exoctl bench up: stopped (daemon exit {codes[0]}, simulator exit {codes[1]})")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``exoctl bench up`` to the main parser."""
+    p = subparsers.add_parser("bench", help="a simulated exoskeleton with the daemon on it")
+    sp = p.add_subparsers(dest="bench_cmd", required=True, metavar="{up}")
+    up = sp.add_parser(
+        "up",
+        help="start the simulator and the daemon with matching settings; Ctrl-C stops both",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    up.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("exoctl-bench"),
+        help="configuration, logs, recordings and socket go here (default ./exoctl-bench)",
+    )
+    up.add_argument(
+        "--port", type=Path, default=None, help="serial port path (default DIR/exoskeleton)"
+    )
+    up.add_argument(
+        "--source-id", default=None, help="LSL source id of the EMG stream (default: random)"
+    )
+    up.add_argument(
+        "--realtime",
+        action="store_true",
+        help=f"SCHED_FIFO {LOOP_PRIORITY} for the loop, {SIM_PRIORITY} for the simulator "
+        "(default off)",
+    )
+    up.add_argument(
+        "--duration", type=seconds, default=None, help="stop after SECONDS (default: until Ctrl-C)"
+    )
+    up.set_defaults(func=cmd_bench_up)

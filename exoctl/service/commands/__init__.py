@@ -1,0 +1,196 @@
+"""Clinician CLI: the daemon and session commands of ``exoctl``.
+
+Commands (all accept ``--json`` for scripts; tables by default)::
+
+    exoctl daemon                                     run the supervisor (systemd runs this)
+    exoctl session start --patient P [--assist 0.3 | --assist hip_l=0.3,knee_l=0.2]
+                         [--protocol NAME]
+    exoctl session stop
+    exoctl status [--watch [SECONDS]]
+    exoctl estop
+    exoctl fault clear
+    exoctl assist set 0.4 | hip_l=0.4 knee_l=0.2
+    exoctl model load [--model PATH] [--calibration PATH]   (between sessions)
+    exoctl patients list
+    exoctl sessions list [--patient P]
+    exoctl sessions show ID
+    exoctl sessions export ID [--format parquet|csv|npz] [--exact] [--raw-emg] --out PATH
+    exoctl sessions report ID --out FILE.html
+
+Exit codes (stable; scripts may rely on them; shared by every exoctl command, see
+exoctl/cli_policy.py):
+
+    0    ok
+    1    error (bad configuration, recording not found, daemon-side failure, ...)
+    2    usage error (argparse)
+    3    the daemon is not running (no socket, or nobody listening)
+    4    permission denied (socket file modes, or the daemon refused your credentials;
+         for ``sessions ...``: the data directory is not readable by you)
+    5    refused by the daemon (e.g. a fault is latched, a session is already running)
+    70   internal error (a bug; one line says where)
+    130  interrupted
+
+The configuration is ``--config PATH``, else ``$EXOCTL_CONFIG``, else
+``/etc/exoctl/exoctl.yaml`` when it exists, else the packaged default.
+
+``sessions ...`` and ``patients list`` read the recordings directly (they work with the
+daemon stopped); the data directory is 0700, so run them as the service user
+(``sudo -u exoctl exoctl sessions list``) or as root.
+
+Modules: ``control`` (commands that talk to the daemon), ``recordings`` (commands that read the
+data directory), ``text`` (how results are shown), ``common`` (configuration, the daemon call,
+exit codes); ``register`` below wires them into ``exoctl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from exoctl.cli_policy import (  # the codes every exoctl command shares
+    EXIT_ERROR,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+)
+from exoctl.service.commands.common import config_path, parse_assist
+from exoctl.service.commands.control import (
+    cmd_assist_set,
+    cmd_daemon,
+    cmd_estop,
+    cmd_fault_clear,
+    cmd_model_load,
+    cmd_session_start,
+    cmd_session_stop,
+    cmd_status,
+)
+from exoctl.service.commands.recordings import (
+    cmd_patients_list,
+    cmd_sessions_export,
+    cmd_sessions_list,
+    cmd_sessions_report,
+    cmd_sessions_show,
+)
+from exoctl.service.commands.text import (
+    STATE_WORDS,
+    assist_message,
+    clear_message,
+    fmt_num,
+    fmt_us,
+    format_kv,
+    format_status,
+    format_table,
+)
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_NOT_RUNNING",
+    "EXIT_OK",
+    "EXIT_PERMISSION",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "STATE_WORDS",
+    "assist_message",
+    "clear_message",
+    "config_path",
+    "fmt_num",
+    "fmt_us",
+    "format_kv",
+    "format_status",
+    "format_table",
+    "parse_assist",
+    "register",
+]
+
+
+# ---------------------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the daemon/session commands to ``exoctl``'s sub-command parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def add(sp: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str) -> Any:
+        p = sp.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=fn)
+        return p
+
+    add(subparsers, "daemon", cmd_daemon, "run the exoctl supervisor (foreground; for systemd)")
+
+    session = subparsers.add_parser("session", help="start or stop a therapy session")
+    ssp = session.add_subparsers(dest="session_cmd", required=True, metavar="{start,stop}")
+    p = add(ssp, "start", cmd_session_start, "start a session (assistance ramps in)")
+    p.add_argument("--patient", required=True, help="patient id (letters, digits, . _ -)")
+    p.add_argument(
+        "--assist",
+        action="append",
+        metavar="GAIN|JOINT=GAIN,...",
+        help="assist gain in [0, 1] for all joints, or per joint (default: configuration)",
+    )
+    p.add_argument("--protocol", default=None, help="protocol name, recorded with the session")
+    p = add(ssp, "stop", cmd_session_stop, "stop the session (assistance ramps out)")
+    p.add_argument("--reason", default="stopped by clinician", help="recorded end reason")
+
+    p = add(subparsers, "status", cmd_status, "daemon, device and session status")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=1.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1) until Ctrl-C",
+    )
+
+    add(subparsers, "estop", cmd_estop, "emergency stop: remove assistance now, latch a fault")
+
+    fault = subparsers.add_parser("fault", help="latched faults")
+    fsp = fault.add_subparsers(dest="fault_cmd", required=True, metavar="{clear}")
+    add(fsp, "clear", cmd_fault_clear, "clear a latched fault (after checking the patient)")
+
+    assist = subparsers.add_parser("assist", help="assistance level")
+    asp = assist.add_subparsers(dest="assist_cmd", required=True, metavar="{set}")
+    p = add(asp, "set", cmd_assist_set, "change assist gains during a session (ramped)")
+    p.add_argument("values", nargs="+", metavar="GAIN|JOINT=GAIN")
+
+    model = subparsers.add_parser("model", help="torque model and calibration")
+    msp = model.add_subparsers(dest="model_cmd", required=True, metavar="{load}")
+    p = add(msp, "load", cmd_model_load, "load a model and/or calibration (between sessions)")
+    p.add_argument("--model", help="ONNX torque model")
+    p.add_argument("--calibration", help="calibration YAML")
+
+    patients = subparsers.add_parser("patients", help="patients with recordings")
+    psp = patients.add_subparsers(dest="patients_cmd", required=True, metavar="{list}")
+    add(psp, "list", cmd_patients_list, "list patients and their session counts")
+
+    sessions = subparsers.add_parser("sessions", help="recorded sessions")
+    ssp = sessions.add_subparsers(
+        dest="sessions_cmd", required=True, metavar="{list,show,export,report}"
+    )
+    p = add(ssp, "list", cmd_sessions_list, "list recorded sessions")
+    p.add_argument("--patient", help="only this patient")
+    p = add(ssp, "show", cmd_sessions_show, "one session: identity, streams, events")
+    p.add_argument("id")
+    p = add(
+        ssp, "export", cmd_sessions_export,
+        "export a session: Parquet or CSV (a directory, units in the schema or the headers), NPZ",
+    )  # fmt: skip
+    p.add_argument("id")
+    p.add_argument(
+        "--format", choices=["parquet", "csv", "npz"], default="parquet",
+        help="parquet (default; needs the report extra), csv, npz",
+    )  # fmt: skip
+    p.add_argument(
+        "--exact", action="store_true",
+        help="every value as recorded (float64), about twice the size; default float32",
+    )  # fmt: skip
+    p.add_argument(
+        "--raw-emg", action="store_true",
+        help="include the raw EMG (2 kHz, every channel: about twice the size of the rest)",
+    )  # fmt: skip
+    p.add_argument("--out", help="output directory (parquet, csv) or file (npz); default: the id")
+    p = add(ssp, "report", cmd_sessions_report, "HTML report for the clinician, with charts")
+    p.add_argument("id")
+    p.add_argument("--out", required=True, help="output file, .html")

@@ -1,0 +1,115 @@
+"""Commands that talk to the running daemon: ``daemon``, ``session start|stop``, ``status``,
+``estop``, ``fault clear``, ``assist set``, ``model load``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from exoctl import cli_policy
+from exoctl.cli_policy import EXIT_USAGE
+from exoctl.service.commands.common import (
+    config_path,
+    emit,
+    fail,
+    guarded,
+    parse_assist,
+    rpc_call,
+    service_config,
+)
+from exoctl.service.commands.text import assist_message, clear_message, format_kv, format_status
+
+
+@guarded
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run the supervisor in the foreground (systemd's ExecStart)."""
+    from exoctl.service.daemon import run_daemon
+
+    return run_daemon(config_path(args))
+
+
+def _session_human(r: dict[str, Any]) -> str:
+    return format_kv(r)
+
+
+@guarded
+def cmd_session_start(args: argparse.Namespace) -> int:
+    try:
+        assist = parse_assist(args.assist)
+    except argparse.ArgumentTypeError as e:
+        return fail(args, str(e), EXIT_USAGE)
+    params: dict[str, Any] = {"patient": args.patient, "protocol": args.protocol}
+    if assist is not None:
+        params["assist"] = assist
+    r = rpc_call(args, "session.start", params)
+    return emit(args, r, lambda r: "session started\n" + _session_human(r))
+
+
+@guarded
+def cmd_session_stop(args: argparse.Namespace) -> int:
+    r = rpc_call(args, "session.stop", {"reason": args.reason})
+    return emit(args, r, lambda r: "session stopped\n" + _session_human(r))
+
+
+@guarded
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch is None:
+        return emit(args, rpc_call(args, "status"), format_status)
+    from exoctl.service.client import Client
+
+    svc = service_config(args)
+    with Client(svc.socket_path) as c:
+        while True:
+            st = c.call("status")
+            if args.json:
+                cli_policy.emit_json(st)
+            else:
+                print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
+                print(format_status(st), flush=True)
+            time.sleep(args.watch)
+
+
+@guarded
+def cmd_estop(args: argparse.Namespace) -> int:
+    from exoctl.service.client import estop
+
+    # The e-stop socket: no other client can hold it up (see exoctl.service.client.estop).
+    r = estop(service_config(args).socket_path, timeout_s=getattr(args, "timeout", 5.0))
+    return emit(
+        args,
+        r,
+        lambda r: (
+            "EMERGENCY STOP: torque is zero now and assistance stays OFF (latched).\n"
+            "Check the patient; `exoctl fault clear` then resumes assistance, ramped in."
+        ),
+    )
+
+
+@guarded
+def cmd_fault_clear(args: argparse.Namespace) -> int:
+    r = rpc_call(args, "fault.clear")
+    return emit(args, r, lambda r: clear_message(r or {}))
+
+
+@guarded
+def cmd_assist_set(args: argparse.Namespace) -> int:
+    try:
+        gains = parse_assist(args.values)
+    except argparse.ArgumentTypeError as e:
+        return fail(args, str(e), EXIT_USAGE)
+    r = rpc_call(args, "assist.set", {"gains": gains})
+    return emit(args, r, lambda r: assist_message(r or {}))
+
+
+@guarded
+def cmd_model_load(args: argparse.Namespace) -> int:
+    if not args.model and not args.calibration:
+        return fail(args, "give --model and/or --calibration", EXIT_USAGE)
+    params = {
+        "model": str(Path(args.model).resolve()) if args.model else None,
+        "calibration": str(Path(args.calibration).resolve()) if args.calibration else None,
+    }
+    r = rpc_call(args, "model.load", params)
+    return emit(args, r, lambda r: "loaded\n" + format_kv(r or {}))

@@ -1,0 +1,172 @@
+"""The daemon's pump: the one reader of the control loop's preallocated logs.
+
+Every ``PUMP_PERIOD_S`` it copies the new rows (estimate, command, telemetry, activations,
+synergies, loop timing, raw EMG) into the recorder and the LSL outlets and drains the safety
+layer's fault events; then it calls the daemon back (the watchdog ping). Nothing here runs on,
+or takes a lock shared with, the control thread; recording problems are logged, never raised
+into the controller. ``stream_meta`` describes what it writes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+
+from exoctl.config.schema import Config
+from exoctl.jsonout import jsonable
+from exoctl.service import recorder as R
+from exoctl.service.lsl_outlets import LslPublisher
+
+if TYPE_CHECKING:
+    from exoctl.runtime.controller import Controller
+
+log = structlog.get_logger("exoctl.daemon")
+
+PUMP_PERIOD_S = 0.05
+
+
+class Pump:
+    """Copies the loop's new rows out every period, on its own thread (``start``/``stop``).
+
+    ``lock`` is held for each copy; whoever else drains the same queues (the daemon's status,
+    a session's stop) takes it too. ``recent_faults`` are the last 50 fault events, for
+    ``status``; ``error`` the last copy's failure, if any."""
+
+    def __init__(
+        self, controller: Controller, recorder: R.Recorder, on_period: Callable[[], None]
+    ) -> None:
+        self._controller = controller
+        self._recorder = recorder
+        self._on_period = on_period
+        self.lsl: LslPublisher | None = None
+        self.lock = threading.Lock()
+        self.recent_faults: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+        self.error: str | None = None
+        self._log_cursor = 0
+        self._ring_cursor = 0
+        self._emg_lost = 0
+        self._write_errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def skip_to_now(self) -> None:
+        """Copy only the rows written from now on (called once the controller has started)."""
+        self._log_cursor = self._controller.ticks_written
+        self._ring_cursor = self._controller.emg_written
+
+    def start(self, lsl: LslPublisher | None) -> None:
+        """Run on its own thread, publishing to ``lsl`` too when there is one."""
+        self.lsl = lsl
+        self._thread = threading.Thread(target=self._loop, name="exoctl-pump", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(PUMP_PERIOD_S):
+            try:
+                with self.lock:
+                    self.pump_once()
+            except Exception as e:  # never let recording problems touch the controller
+                if self.error != str(e):
+                    log.exception("pump_failed")
+                self.error = str(e)
+            self._on_period()
+
+    def stop(self) -> None:
+        """Stop the thread, then copy out what is left (a no-op if never started)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(2.0)
+            with self.lock, contextlib.suppress(Exception):
+                self.pump_once()
+
+    def pump_once(self) -> None:
+        """Copy out what the loop wrote since the last call (the caller holds ``lock``)."""
+        c = self._controller
+        rec = self._recorder
+        recording = rec.active_session is not None
+        end, rows = c.read_ticks(self._log_cursor)  # each tick's record and timing
+        self._log_cursor = end
+        t = rows["t"]
+        if len(t):
+            if self.lsl is not None:
+                self.lsl.push("estimate", t, rows["estimate"])
+                self.lsl.push("command", t, rows["command"])
+                self.lsl.push(
+                    "joint_state", t, np.concatenate([rows["angles"], rows["applied"]], 1)
+                )
+            if recording:
+                t0 = float(t[0])
+                rec.submit_chunk("torque_estimated", t0, rows["estimate"], t=t, copy=False)
+                rec.submit_chunk("torque_command", t0, rows["command"], t=t, copy=False)
+                tel = np.concatenate([rows["angles"], rows["applied"]], 1)
+                rec.submit_chunk("telemetry", t0, tel, t=t, copy=False)
+                rec.submit_chunk("safety_state", t0, rows["state"], t=t, copy=False)
+                rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
+                rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
+                timing = np.stack(
+                    [rows["start_error"], rows["tick_cost"], rows["latency"], rows["sample_age"]],
+                    1,
+                )
+                rec.submit_chunk("loop_timing", t0, timing, t=t, copy=False)
+        self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
+        if lost and recording:
+            self._emg_lost += lost
+            rec.submit_event("emg_record_gap", {"samples": lost})
+        if len(stamps) and recording:
+            rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
+        self.drain_faults()
+        errors = rec.stats()["write_errors"]
+        if errors != self._write_errors:
+            self._write_errors = errors
+            log.error("recording_write_error", errors=errors, last=rec.stats()["last_error"])
+
+    def drain_faults(self) -> list[dict[str, Any]]:
+        """Move the safety layer's fault events into the recording and the recent list.
+
+        Called with ``lock`` held (the daemon's status takes it too): the layer's event queue
+        is drained by whoever reads it, so only one reader at a time.
+        """
+        out = self._controller.collect_events(include_pending=True)  # in the loop thread
+        now_wall, now_mono = time.time(), time.monotonic()
+        for d in out:
+            self.recent_faults.append(
+                {**d, "wall_time": now_wall - (now_mono - d["t_detected"]), "cleared_at": None}
+            )
+            self._recorder.submit_event("fault", d, t=d["t_detected"])
+            if self.lsl is not None:
+                self.lsl.marker("fault", d, t=d["t_detected"])
+            log.warning("fault", **jsonable(d))
+        return out
+
+
+def stream_meta(cfg: Config, n_synergies: int) -> dict[str, dict[str, Any]]:
+    """The streams the pump writes into a recording: columns, units, what they hold."""
+    from exoctl.control.safety import SafetyState
+
+    joints = list(cfg.joint_names)
+    k = n_synergies
+    return {
+        "torque_estimated": {"columns": joints, "unit": "N m"},
+        "torque_command": {"columns": joints, "unit": "N m",
+                           "description": "after the safety layer, as sent"},
+        "telemetry": {
+            "columns": [f"angle_{j}" for j in joints] + [f"applied_{j}" for j in joints],
+            "units": ["rad"] * len(joints) + ["N m"] * len(joints),
+            "description": "the firmware's report: joint angles, torque it applied",
+        },
+        "safety_state": {"columns": ["safety_state"], "levels": [s.name for s in SafetyState],
+                         "description": "the safety layer's state after the tick"},
+        "activation": {"columns": list(cfg.emg.muscles), "unit": "1"},
+        "synergy": {"columns": [f"synergy_{i + 1}" for i in range(k)], "unit": "1"},
+        "loop_timing": {"columns": ["start_error", "tick_cost", "latency", "sample_age"],
+                        "unit": "s"},
+        "emg_raw": {"columns": list(cfg.emg.muscles), "unit": "as streamed",
+                    "description": "t is the LSL time stamp"},
+    }  # fmt: skip

@@ -1,0 +1,255 @@
+"""The recorder's writer thread: drains the queue into at most one open session file.
+
+Only this thread touches the SQLite connection; the recorder (exoctl.service.recorder) fills
+the queue and waits on control items. Items are applied in queue order, so a ``close`` sees
+every chunk queued before it. Commits happen at least every ``flush_interval_s`` while there
+is data, and on every control item. A SQLite error never ends the thread: it is counted and
+its message kept (``write_errors``, ``last_error``), and the recording carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exoctl.service import store
+
+Tap = Callable[[str, np.ndarray, np.ndarray], None]
+
+
+@dataclass
+class Chunk:
+    stream: str
+    t0: float
+    data: np.ndarray
+    t: np.ndarray | None
+
+
+@dataclass
+class Event:
+    t: float
+    kind: str
+    detail: Any
+
+
+@dataclass
+class Control:
+    """A request from the supervisor (open, close, flush, exit), answered through ``done``."""
+
+    op: str
+    args: dict[str, Any]
+    done: threading.Event
+    result: Any = None
+    error: BaseException | None = None
+
+
+class DropCounter:
+    """Items refused because the queue was full, counted by the submitting threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+        self.by_key: dict[str, int] = {}
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self.total += 1
+            self.by_key[key] = self.by_key.get(key, 0) + 1
+
+    def snapshot(self) -> tuple[int, dict[str, int]]:
+        with self._lock:
+            return self.total, dict(self.by_key)
+
+
+class SessionWriter:
+    """The body of the writer thread (``run``) and its counters."""
+
+    def __init__(
+        self,
+        q: queue.Queue[Any],
+        data_dir: Path,
+        flush_interval_s: float,
+        clock: Callable[[], float],
+        taps: dict[str, Tap],
+        drops: DropCounter,
+    ) -> None:
+        self.q = q
+        self.data_dir = data_dir
+        self.flush_interval_s = flush_interval_s
+        self.clock = clock
+        self.taps = taps
+        self.drops = drops
+        self.written_chunks = 0
+        self.written_events = 0
+        self.commits = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+        self.db_path: Path | None = None
+        self._dropped_reported = 0
+        self._last_commit = time.monotonic()
+        self._conn: sqlite3.Connection | None = None
+        self._dirty = False
+
+    def run(self) -> None:
+        while True:
+            wait = self.flush_interval_s
+            if self._dirty:
+                wait = max(0.0, self._last_commit + self.flush_interval_s - time.monotonic())
+            try:
+                item = self.q.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            try:
+                if isinstance(item, Chunk):
+                    if self._conn is not None:
+                        self._write_chunk(self._conn, item)
+                        self._dirty = True
+                elif isinstance(item, Event):
+                    if self._conn is not None:
+                        store.insert_event(self._conn, item.t, item.kind, item.detail)
+                        self.written_events += 1
+                        self._dirty = True
+                elif isinstance(item, Control) and self._control(item):
+                    return
+                due = time.monotonic() - self._last_commit >= self.flush_interval_s
+                if self._conn is not None and self._dirty and due:
+                    self._commit(self._conn)
+            except sqlite3.Error as e:
+                # Never let the writer die silently: count, keep the message, carry on.
+                self.write_errors += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+
+    def _control(self, item: Control) -> bool:
+        """Apply one control item; True when the thread must end."""
+        conn = self._conn
+        try:
+            if item.op == "open":
+                if conn is not None:  # should not happen; close defensively
+                    self._close_db(conn, "superseded")
+                self._conn = self._open_db(item.args)
+                self._dirty = False
+            elif item.op == "close":
+                if conn is not None:
+                    self._report_drops(conn)
+                    self._close_db(conn, item.args["end_reason"])
+            elif item.op == "flush":
+                if conn is not None:
+                    self._commit(conn)
+            elif item.op == "exit":
+                if conn is not None:
+                    self._close_db(conn, "recorder closed")
+                return True
+        except BaseException as e:  # reported to the caller, thread lives on
+            item.error = e
+        finally:
+            item.done.set()
+        return False
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        self._report_drops(conn)
+        conn.commit()
+        self.commits += 1
+        self._last_commit = time.monotonic()
+        self._dirty = False
+
+    def _write_chunk(self, conn: sqlite3.Connection, c: Chunk) -> None:
+        a = c.data
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        conn.execute(
+            "INSERT INTO chunks(stream, t0, n, dtype, shape_json, data, t) VALUES (?,?,?,?,?,?,?)",
+            (
+                c.stream,
+                c.t0,
+                int(a.shape[0]),
+                a.dtype.str,
+                json.dumps(list(a.shape)),
+                a.tobytes(),
+                None if c.t is None else c.t.tobytes(),
+            ),
+        )
+        self.written_chunks += 1
+        tap = self.taps.get(c.stream)
+        if tap is not None:
+            times = c.t if c.t is not None else np.full(a.shape[0], c.t0)
+            try:
+                tap(c.stream, times, a)
+            except Exception as e:  # a publishing problem must not stop the recording
+                self.last_error = f"tap {c.stream}: {e}"
+
+    def _report_drops(self, conn: sqlite3.Connection) -> None:
+        total, by_stream = self.drops.snapshot()
+        if total > self._dropped_reported:
+            detail = {
+                "dropped": total - self._dropped_reported,
+                "dropped_total": total,
+                "by_stream_total": by_stream,
+            }
+            store.insert_event(conn, self.clock(), "recorder_overflow", detail)
+            self.written_events += 1
+            self._dropped_reported = total
+
+    def _open_db(self, a: dict[str, Any]) -> sqlite3.Connection:
+        pdir = self.data_dir / a["patient"]
+        store.ensure_dir(pdir)
+        path = pdir / (a["id"] + store.DB_SUFFIX)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        conn = store.connect(path)
+        conn.executescript(store.SCHEMA)
+        conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION}")
+        m: store.Artifact = a["model"]
+        c: store.Artifact = a["calibration"]
+        conn.execute(
+            "INSERT INTO sessions(id, patient, protocol, start_time, start_mono, config_json,"
+            " model_path, model_id, model_sha256, calibration_path, calibration_id,"
+            " calibration_sha256, software_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                a["id"],
+                a["patient"],
+                a["protocol"],
+                time.time(),
+                self.clock(),
+                json.dumps(a["config"], default=str, sort_keys=True),
+                m.path,
+                m.id,
+                m.sha256,
+                c.path,
+                c.id,
+                c.sha256,
+                a["software_version"],
+            ),
+        )
+        for name, meta in a["streams"].items():
+            store.insert_stream_meta(conn, name, meta)
+        conn.commit()
+        self.commits += 1
+        self._last_commit = time.monotonic()
+        self.db_path = path
+        return conn
+
+    def _close_db(self, conn: sqlite3.Connection, end_reason: str) -> None:
+        self._conn = None
+        self._dirty = False
+        try:
+            conn.execute(
+                "UPDATE sessions SET stop_time=?, stop_mono=?, end_reason=?",
+                (time.time(), self.clock(), end_reason),
+            )
+            conn.commit()
+            self.commits += 1
+            # Fold the WAL back so the closed session is one self-contained file.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+            self.db_path = None

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from exoctl.config.schema import load_config
+from exoctl.control.timing import percentiles
 from exoctl.hil.processes import ChildHandle
 from exoctl.hil.simulator import simulator_process
 from exoctl.runtime.controller import Controller
@@ -56,7 +57,6 @@ from exoctl.runtime.realtime import (
     session_gc,
     set_thread_priority,
 )
-from exoctl.runtime.timing import percentiles
 from exoctl.training.linear_model import LINEAR_MODEL_PATH
 
 RATE_HZ = 1000.0

@@ -10,7 +10,7 @@ Measured in one process, one run:
   to the emulated firmware (same process, its own thread), which applies it and answers with
   telemetry echoing its sequence number; the link's reader thread measures send -> echo
   (exact samples). Ways of waiting for the next tick: sleep only; sleep then spin the last
-  millisecond calling time.sleep(0) (as exoctl.runtime.timing does); a pure busy spin, with the
+  millisecond calling time.sleep(0) (as exoctl.control.timing does); a pure busy spin, with the
   default and with a 0.5 ms thread switch interval (sys.setswitchinterval).
 
 Medians and p99 in microseconds (codec) and milliseconds (RTT). A pty has no USB latency timer:
@@ -130,7 +130,7 @@ def bench_link(
                 time.sleep(left)
             while time.monotonic() < next_t:
                 if yield_in_spin:
-                    time.sleep(0)  # exoctl.runtime.timing spins like this: the GIL is offered
+                    time.sleep(0)  # exoctl.control.timing spins like this: the GIL is offered
 
             late[k] = (time.monotonic() - next_t) * 1e3
             next_t += period_s
@@ -175,7 +175,7 @@ def run(seconds: float = 4.0, quick: bool = False) -> dict[str, Any]:
         "codec": bench_codec(3000 if quick else 20000),
         # the link as a control loop that only sleeps between ticks
         "pty_link_sleep": bench_link(seconds),
-        # sleep, then spin the last 1 ms calling time.sleep(0) (as exoctl.runtime.timing does)
+        # sleep, then spin the last 1 ms calling time.sleep(0) (as exoctl.control.timing does)
         "pty_link_spin_yield": bench_link(seconds, spin_s=0.001),
         # a pure busy spin holds the GIL: the reader thread waits up to the switch interval
         # (default 5 ms); shown with the default and with a 0.5 ms switch interval

@@ -569,6 +569,10 @@ def run_daemon(idle_s: float = 15.0, session_s: float = 20.0, quick: bool = Fals
 
 
 def format_table(res: dict[str, Any]) -> str:
+    """The report's table for any of this module's sections (``make bench`` calls the one
+    ``format_table`` of a module for each of its sections)."""
+    if "variants" not in res:
+        return _format_runs(res)
     v = res["variants"]
     names = [n for n in ("today", "window_model", "this_branch") if n in v and "error" not in v[n]]
     rows = ["| thread CPU, us (p50 / p99) | " + " | ".join(names) + " |",
@@ -589,6 +593,35 @@ def format_table(res: dict[str, Any]) -> str:
     rows.append("| model | " + " | ".join(
         f"{Path(v[n]['model']['path']).name} ({v[n]['model']['input_kind']}, "
         f"{v[n]['model'].get('onnx_nodes', '?')} nodes)" for n in names) + " |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def _format_runs(res: dict[str, Any]) -> str:
+    """``tick_hil`` and ``tick_daemon``: each run's figures, the targets and the ratios."""
+    runs = res.get("runs", {})
+    names = [n for n in runs if isinstance(runs[n], dict) and "error" not in runs[n]]
+    keys = [k for k in ("control_rate_hz", "deadline_misses", "latency_ms", "tick_cost_us",
+                        "idle_cpu_share", "session_cpu_share", "peak_rss_mib", "r2",
+                        "load_average_1min") if any(k in runs[n] for n in names)]  # fmt: skip
+
+    def cell(x: Any) -> str:
+        if isinstance(x, dict):
+            return ", ".join(f"{k} {cell(v)}" for k, v in x.items() if k != "max")
+        if isinstance(x, list):
+            return " / ".join(cell(v) for v in x)
+        return f"{x:g}" if isinstance(x, float) else str(x)
+
+    rows = ["| figure | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    rows += [f"| {k} | " + " | ".join(cell(runs[n].get(k)) for n in names) + " |" for k in keys]
+    for n in runs:
+        if n not in names:
+            rows.append(
+                f"| {n} | failed: {runs[n].get('error') if isinstance(runs[n], dict) else runs[n]} |"
+            )
+    for k, (got, target, ok) in res.get("target_check", {}).items():
+        rows.append(f"| target {k} | {got} (target {target}): {'met' if ok else 'not met'} |")
+    if res.get("ratios_today_over_this"):
+        rows.append(f"| today / this | {cell(res['ratios_today_over_this'])} |")
     return "\n".join(rows)
 
 

@@ -32,9 +32,9 @@ from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import Config
 from exoctl.control.assist import AssistLaw
 from exoctl.control.safety import ChannelMonitor, SafetyInputs, SafetyLayer, SafetyState
+from exoctl.control.timing import DeadlineTimer, TimingStats
 from exoctl.errors import NonFiniteEmg
 from exoctl.estimation.estimator import Estimator
-from exoctl.runtime.timing import DeadlineTimer, TimingStats
 from firmware_bridge.link_api import Link
 
 TICK_COLUMNS = ("t", "stamp", "estimate", "command", "applied", "angles", "activation", "synergy")

@@ -38,6 +38,7 @@ from exoctl.config.schema import Config
 from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop, TickRows
 from exoctl.control.safety import SafetyState
+from exoctl.control.timing import reduce_timer_slack
 from exoctl.errors import ExoctlError
 from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.runtime.realtime import (
@@ -47,7 +48,6 @@ from exoctl.runtime.realtime import (
     raise_threads,
     session_gc,
 )
-from exoctl.runtime.timing import reduce_timer_slack
 from firmware_bridge.link import HostLink
 from firmware_bridge.link_api import Link, LinkThread, TelemetrySnapshot
 

@@ -18,7 +18,7 @@ What each part buys, and why none of it is allowed to stop the controller:
 Each request that the system refuses (no privilege, no such CPU, a container without
 ``CAP_SYS_NICE``) is recorded in the :class:`RealtimeReport` so that the start-up log says what
 the loop actually got; the controller runs either way, with its timing statistics telling how
-well. Sleep-then-spin to absolute deadlines lives in :mod:`exoctl.runtime.timing` (``DeadlineTimer``).
+well. Sleep-then-spin to absolute deadlines lives in :mod:`exoctl.control.timing` (``DeadlineTimer``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from exoctl.runtime.timing import DeadlineTimer, TimingStats
+from exoctl.control.timing import DeadlineTimer, TimingStats
 
 
 def test_a_late_tick_is_a_miss_and_later_deadlines_stay_on_the_grid():

@@ -150,6 +150,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
     else:
         try:
             from exoctl.training import fit as tf
+            from exoctl.training.adapt import adapt_network
 
             tf.set_threads()
         except ImportError as e:
@@ -225,7 +226,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
                     # drift differently, and one adaptation to all of them fits none
                     adapted = [plain[0]]  # session 0 is the labelled source
                     for s, t in tests[1:]:
-                        a_net, _ = tf.adapt_network(
+                        a_net, _ = adapt_network(
                             net, [head], [s], n_emg_features=s0.X.shape[1], seed=seed,
                             **NET_ADAPT,
                         )  # fmt: skip
@@ -286,7 +287,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
             "train": NET_TRAIN,
             "adapt": NET_ADAPT,
             "patients": len(models[net_key]),
-            "note": "trained with exoctl.training.fit (train_network, adapt_network: amplitude "
+            "note": "trained with exoctl.training.fit (train_network) and .adapt (adapt_network: amplitude "
             "floors re-estimated, then the adversarial input adapter; each later session's EMG "
             "only, never its torque) on a budget "
             "that fits make bench; scored with the PyTorch forward of the same module",

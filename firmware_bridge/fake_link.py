@@ -29,6 +29,10 @@ As the host side of the link:
   nothing re-enables by itself; a replug or a reset repeats only the handshake;
 * ``send_torque`` refuses a wrong shape or a non-finite value with ValueError, as HostLink does.
 
+Why one module of this length (~430 lines): it is one device model whose rules (handshake,
+enable, limits, timeout, faults) share its state; split, each part would reach into the others,
+and it is read beside the emulator it stands in for.
+
 For a test: :attr:`frames` holds every command sent (what was asked, what went on the wire,
 whether it was delivered), :attr:`requests` every acknowledged request in order, and
 :meth:`pull_cable`, :meth:`plug_cable`, :meth:`reset_device`, :meth:`raise_fault`,

@@ -21,6 +21,10 @@ Formats
   cycles) and ``colheaders``, every signal resampled to a fixed number of points per gait
   cycle and no time axis (e.g. 3dpredictsim's ``ExperimentalData.mat``). One cycle is read as
   a table whose time axis comes from a stride time the dataset description states.
+
+Why one module of this length (~480 lines): one small reader per lab format, all returning
+the same ``Table`` and sharing the cell parsing and timing summary; a format is found in one
+place, and each reader reads top to bottom in one screen or two.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The controller and the daemon never import this package's PyTorch parts: only
 
 - ``features``: per-tick features through the controller's own streaming chain; windows.
 - ``network``: the multi-scale, self-attention network; gradient reversal; domain classifier.
-- ``fit``: training, adversarial adaptation, ONNX export.
+- ``fit``: training and ONNX export; ``adapt``: adversarial adaptation to a later session.
 - ``evaluation``: the lagged-ridge baseline, batch inference through onnxruntime.
 - ``metrics``: R^2, RMSE, NRMSE per joint (the one place every figure comes from).
 - ``pipeline``: datasets (any EMG rate) to tick sets, model metadata and sidecar files.

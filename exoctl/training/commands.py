@@ -1,5 +1,8 @@
 """CLI: ``exoctl train``, ``exoctl evaluate``, ``exoctl adapt`` (the ``train`` extra).
 
+This module holds the three commands' parsers, what they share and ``train``; ``evaluate``
+and ``adapt`` are in ``evaluate_command`` and ``adapt_command``.
+
 This module is imported by the CLI on every start, the daemon's included, so it imports
 neither torch nor the training code at module level: ``train`` and ``adapt`` import PyTorch
 inside the command and, without it, say how to install it and exit 2. ``evaluate`` needs only
@@ -33,6 +36,9 @@ _NO_TORCH = (
 
 
 def register(subparsers: Any) -> None:
+    from .adapt_command import cmd_adapt
+    from .evaluate_command import cmd_evaluate
+
     tr = subparsers.add_parser(
         "train",
         help="train a torque model on a dataset description (network or ridge baseline)",
@@ -133,7 +139,7 @@ def register(subparsers: Any) -> None:
     )
     ad.add_argument(
         "--renormalise",
-        choices=("floor", "scale", "full", "none"),  # fit.RENORMALISE (fit imports torch)
+        choices=("floor", "scale", "full", "none"),  # adapt.RENORMALISE (it imports torch)
         default="floor",
         help="before the adversarial step, re-estimate each EMG feature's amplitude factor on "
         "the later sessions from its floor (10th percentile; default) or its RMS (scale), its "
@@ -303,7 +309,7 @@ def _print_metrics(per: dict, say, title: str) -> None:
         say(f"  {j:<8}{m['r2']:8.3f}{m['rmse_nm']:10.2f}{kg}{m['nrmse']:8.3f}")
 
 
-# -------------------------------------------------------------------------- evaluate
+# ------------------------------------------------- shared by evaluate and adapt
 
 
 def _calibration_path(model: Path, given: Path | None, cfg) -> Path:
@@ -336,269 +342,3 @@ def _calibration_path(model: Path, given: Path | None, cfg) -> Path:
         f"{model}: no calibration found (looked for {', '.join(map(str, candidates))}); "
         "give --calibration"
     )
-
-
-def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from exoctl.cli_policy import json_text
-
-    out = out or sys.stdout
-    say = _say(out)
-    if args.protocol is not None:
-        return _protocol(args, say)
-    protocol_only = [f"--{k}" for k in ("rows", "out", "datasets") if getattr(args, k)]
-    if args.model is None or args.data is None or protocol_only:
-        return fail(
-            "evaluate needs --model and --data"
-            + (f"; {', '.join(protocol_only)} only go with --protocol" if protocol_only else ""),
-            EXIT_USAGE,
-        )
-    from exoctl.config.schema import ConfigError
-    from exoctl.data.dataset import DatasetError
-    from exoctl.estimation.torque_model import ModelError
-    from exoctl.signal.calibration import CalibrationError
-
-    try:
-        return _evaluate(args, say, out)
-    except (DatasetError, ConfigError, CalibrationError, ModelError, ValueError, OSError) as e:
-        if args.json:  # stdout stays one JSON document (exoctl/cli_policy.py)
-            out.write(json_text({"ok": False, "error": str(e), "exit_code": EXIT_ERROR}) + "\n")
-        return fail(str(e), EXIT_ERROR)
-
-
-def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
-    """One model over a dataset's trials, through onnxruntime: metrics and the series.
-
-    A window model is scored at the tick rate it was made for (the configuration's control
-    rate only matters to the controller, which refuses another)."""
-    import numpy as np
-
-    from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
-    from exoctl.signal.calibration import load_calibration
-
-    from .metrics import joint_metrics, summarise
-    from .pipeline import dataset_tick_sets
-    from .workflow import score_sets
-
-    model = TorqueModel(path)
-    info = model.info
-    cal = load_calibration(calibration)
-    if set(ds.muscles) != set(info.muscles) or tuple(ds.joints) != info.joints:
-        raise ValueError(
-            f"{path} is for muscles {list(info.muscles)} and joints {list(info.joints)}; "
-            f"the dataset has muscles {list(ds.muscles)} and joints {list(ds.joints)}"
-        )
-    model.check_layout(
-        info.joints,
-        cal.muscles,
-        cal.k,
-        "the calibration",
-        calibration=calibration_fingerprint(cal.muscles, cal.mvc, cal.W),
-    )
-    kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
-    rate = info.tick_rate_hz if info.input_kind != "instant" else None
-    data = dataset_tick_sets(
-        cfg, ds, trials, cal, kinematics=kin, need_torque=True, tick_rate_hz=rate
-    )
-    _check_signal_kind(path, info.extra.get("emg_signal"), data.emg_signal)
-    mass = data.body_mass_kg
-    scored, y, yhat = score_sets(path, data.sets, info.joints, mass)
-    per_trial = {}
-    start = 0
-    for ts in data.sets:
-        n = ts.n - ts.warm
-        per_trial[ts.name] = joint_metrics(y[start : start + n], yhat[start : start + n],
-                                           info.joints, mass)  # fmt: skip
-        start += n
-    return {
-        "model": str(path),
-        "model_type": info.extra.get("model_type"),
-        "trials": [s.name for s in data.sets],
-        "scored_ticks": int(len(y)),
-        "tick_rate_hz": data.spec.tick_rate_hz,
-        "body_mass_kg": mass,
-        "joints": scored["joints"],
-        **summarise(scored["joints"]),
-        "per_trial": per_trial,
-        "_series": (y, np.asarray(yhat), info.joints),
-    }
-
-
-def _protocol(args: argparse.Namespace, say) -> int:
-    if args.model is not None or args.data is not None or args.plot or args.compare:
-        return fail(
-            "--protocol runs its own models and data: no --model/--data/--plot/--compare",
-            EXIT_USAGE,
-        )
-    if not _torch_or_none():
-        return fail(_NO_TORCH, EXIT_USAGE)
-    from exoctl.config.schema import ConfigError
-    from exoctl.data.dataset import DatasetError
-
-    from . import real_protocol
-
-    args.rows = args.rows or ",".join(real_protocol.ROW_GROUPS)
-    args.datasets = args.datasets or real_protocol.DATASETS
-    try:
-        return real_protocol.run_from_args(args, say)
-    except (DatasetError, ConfigError, ValueError, OSError) as e:
-        return fail(str(e), EXIT_ERROR)
-
-
-def _check_signal_kind(path: Path, model_signal, data_signal: dict) -> None:
-    """Refuse scoring a model on EMG of another kind than it was trained on (raw vs envelopes
-    made elsewhere): the figures would describe a chain no one runs."""
-    if not model_signal:
-        return
-    if model_signal.get("input") != data_signal.get("input"):
-        raise ValueError(
-            f"{path}: trained on {model_signal.get('input')} EMG, the dataset's trials are "
-            f"{data_signal.get('input')} EMG (the description's emg.kind): score it on data of "
-            "its own kind"
-        )
-
-
-def _evaluate(args, say, out) -> int:
-    import numpy as np
-
-    from exoctl.cli_policy import json_text
-    from exoctl.data.dataset import load_dataset
-
-    cfg = _cfg(args)
-    cal = _calibration_path(args.model, args.calibration, cfg)
-    compare = {other: _calibration_path(other, None, cfg) for other in args.compare or ()}
-    ds = load_dataset(args.data)
-    result = _score(cfg, args.model, cal, ds, args.trials)
-    y, yhat, joints = result.pop("_series")
-    result["data"] = str(args.data)
-    others = {}
-    for other, other_cal in compare.items():
-        r = _score(cfg, other, other_cal, ds, args.trials)
-        r.pop("_series")
-        others[str(other)] = r
-    if others:
-        result["compare"] = others
-    rate = result["tick_rate_hz"]
-    if args.plot is not None:
-        from .plot import plot_torques
-
-        t = np.arange(len(y)) / rate
-        plot_torques(args.plot, t, y, yhat, joints, {j: result["joints"][j]["r2"] for j in joints})
-        result["plot"] = str(args.plot)
-    if args.json:
-        out.write(json_text(result) + "\n")  # strict JSON: an R^2 that is NaN is null
-        return 0
-    say(f"model {args.model} ({result['model_type']}) on {args.data}: {result['trials']}")
-    _print_metrics(result["joints"], say, f"{result['scored_ticks']} ticks at {rate:g} Hz")
-    if others:
-        say("\nR^2 side by side, same ticks:")
-        models = {str(args.model): result, **others}
-        say(f"  {'model':<40}{'type':<10}" + "".join(f"{j:>9}" for j in joints))
-        for name, r in models.items():
-            row = "".join(f"{r['joints'][j]['r2']:9.3f}" for j in joints)
-            say(f"  {Path(name).name:<40}{str(r['model_type']):<10}{row}")
-    if args.plot is not None:
-        say(f"\nplot: {args.plot}")
-    return 0
-
-
-# ----------------------------------------------------------------------------- adapt
-
-
-def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    say = _say(out)
-    if not _torch_or_none():
-        return fail(_NO_TORCH, EXIT_USAGE)
-    from exoctl.config.schema import ConfigError
-    from exoctl.data.dataset import DatasetError
-    from exoctl.estimation.torque_model import ModelError
-    from exoctl.signal.calibration import CalibrationError
-
-    try:
-        return _adapt(args, say)
-    except (DatasetError, ConfigError, CalibrationError, ModelError, ValueError, OSError) as e:
-        return fail(str(e), EXIT_ERROR)
-
-
-def _adapt(args, say) -> int:
-    from exoctl.data.dataset import load_dataset
-    from exoctl.estimation.torque_model import TorqueModel
-
-    from .pipeline import DataSource, dataset_tick_sets, sidecar, write_provenance
-    from .workflow import adapt_model, load_torch
-
-    t_start = time.monotonic()
-    cfg = _cfg(args)
-    model = TorqueModel(args.model)
-    info = model.info
-    if info.extra.get("model_type") != "network":
-        raise ValueError(
-            f"{args.model}: only a network can be adapted (this is {info.extra.get('model_type')})"
-        )
-    pt = sidecar(args.model, "pt")
-    if not pt.is_file():
-        raise ValueError(f"{args.model}: its weights {pt.name} are not beside it; retrain")
-    from exoctl.signal.calibration import load_calibration
-
-    cal = load_calibration(_calibration_path(args.model, None, cfg))
-    net, _doc = load_torch(pt)
-    src_info = info.extra["training_data"][0]
-    src_path = args.source_data or Path(src_info["path"] or "")
-    if not Path(src_path).is_file():
-        raise ValueError(
-            f"the model's labelled training data {src_path} is not there; give --source-data"
-        )
-    kin = bool(info.extra.get("kinematics"))
-    rate = info.tick_rate_hz
-    source = dataset_tick_sets(
-        cfg, load_dataset(src_path), src_info["trials"], cal, kinematics=kin, need_torque=True,
-        tick_rate_hz=rate,
-    ).sets  # fmt: skip
-    if args.source_data is None:
-        now = [s.fingerprint for s in source]
-        if now != list(src_info["fingerprints"]):
-            say("WARNING: the training data on disk differs from what the model was trained on")
-    target = dataset_tick_sets(
-        cfg, load_dataset(args.data), args.trials, cal, kinematics=kin, need_torque=False,
-        tick_rate_hz=rate,
-    ).sets  # fmt: skip
-    say(f"adapting to {[t.name for t in target]} (EMG{' and angles' if kin else ''} only)")
-    meta = {**info.extra, **_core_metadata(info)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cal_path = cal.save(sidecar(args.out, "calibration"))
-    meta["calibration_file"] = cal_path.name
-    _adapted, meta = adapt_model(
-        net, meta, source, target, args.out,
-        n_emg_features=info.n_synergies + len(info.muscles),
-        target_source=DataSource(
-            "dataset", str(Path(args.data).resolve()), tuple(t.name for t in target),
-            tuple(t.fingerprint for t in target),
-        ),
-        from_model=str(args.model), say=say, epochs=args.epochs, renormalise=args.renormalise,
-        seed=args.seed, samples_per_epoch=args.samples_per_epoch, mode=args.mode,
-        adversarial=args.adversarial,
-    )  # fmt: skip
-    elapsed = time.monotonic() - t_start
-    write_provenance(
-        args.out, {"adaptation": meta["adaptation"], "adapt_time_s": round(elapsed, 1)}
-    )
-    say(f"wrote {args.out} in {elapsed:.0f} s")
-    return 0
-
-
-def _core_metadata(info) -> dict:
-    """The metadata keys ``ModelInfo`` keeps apart from ``extra``, back in the document."""
-    from exoctl.estimation.torque_model import MODEL_FORMAT, sums_input, window_input
-
-    doc = {
-        "format": MODEL_FORMAT,
-        "features": list(info.features),
-        "joints": list(info.joints),
-        "muscles": list(info.muscles),
-        "n_synergies": info.n_synergies,
-    }
-    if info.input_kind == "window":
-        doc["input"] = window_input(info.window_ticks, info.tick_rate_hz)
-    elif info.input_kind == "sums":
-        doc["input"] = sums_input(info.lags, info.tick_rate_hz)
-    return doc

@@ -80,7 +80,8 @@ def run_patient(
     workdir: Path,
     log=print,
 ) -> dict:
-    from .fit import adapt_network, emg_augmentation, export_onnx, train_network
+    from .adapt import adapt_network
+    from .fit import emg_augmentation, export_onnx, train_network
 
     t0 = time.monotonic()
     recs = session_recordings(

@@ -206,7 +206,8 @@ def adapt_model(
 ):
     """Adapt a network to unlabelled target tick sets (their torques are never read) and write
     the adapted model beside ``out``'s sidecars. Returns (adapted network, its metadata)."""
-    from .fit import adapt_network, export_onnx, set_threads
+    from .adapt import adapt_network
+    from .fit import export_onnx, set_threads
 
     set_threads()
     target = [

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from exoctl.config.schema import load_config
-from exoctl.hil.runner import SCENARIO_DIR, load_scenario
+from exoctl.hil.scenarios import SCENARIO_DIR, load_scenario
 
 pytestmark = pytest.mark.hil
 

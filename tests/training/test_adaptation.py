@@ -9,14 +9,9 @@ import pytest
 
 from exoctl.config.schema import load_config
 from exoctl.hil.drift import Drift, DriftedPatient
+from exoctl.training.adapt import FLOOR_MIN, FLOOR_QUANTILE, adapt_network
 from exoctl.training.features import calibrate_recordings, tick_features, windows
-from exoctl.training.fit import (
-    FLOOR_MIN,
-    FLOOR_QUANTILE,
-    adapt_network,
-    torch_predict,
-    train_network,
-)
+from exoctl.training.fit import torch_predict, train_network
 from exoctl.training.metrics import joint_metrics
 
 SCALES = [10, 20, 40]

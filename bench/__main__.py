@@ -136,7 +136,8 @@ SECTIONS = [
         "accuracy",
         "bench.bench_accuracy",
         owner="benchmark (issue 8)",
-        what="R^2 per joint across simulated patients and sessions",
+        what="R^2 per joint: simulated patients across sessions (synthetic), and the real-data "
+        "protocol's within-trial rows and moco chain check (exoctl evaluate --protocol real)",
         ours=True,
     ),
 ]

@@ -28,28 +28,33 @@ from bench.common import REPO
 
 BASELINE = "b8a2bda"  # main before issue 14 ("Layout: the linear model's default path ...")
 _PARTS = ("exoctl", "firmware_bridge", "configs")
-_tree: Path | None = None
-_tree_error: str | None = None
+_trees: dict[bool, tuple[Path | None, str | None]] = {}
 
 
-def baseline_tree() -> tuple[Path | None, str | None]:
-    """(the extracted baseline tree, None) or (None, why it is unavailable)."""
-    global _tree, _tree_error
-    if _tree is not None or _tree_error is not None:
-        return _tree, _tree_error
+def baseline_tree(with_bench: bool = False) -> tuple[Path | None, str | None]:
+    """(the extracted baseline tree, None) or (None, why it is unavailable).
+
+    ``with_bench``: the tree carries its own ``bench`` package too, for a benchmark whose code
+    calls the controller through an interface that changed since (``bench_loop``: the baseline
+    is then measured by the baseline's own ``run_variant``). Without it, the current ``bench``
+    measures both trees the same way (``bench_tick``)."""
+    if with_bench in _trees:
+        return _trees[with_bench]
     tmp = Path(tempfile.mkdtemp(prefix="exoctl-baseline-"))
     atexit.register(shutil.rmtree, tmp, True)
+    parts = (*_PARTS, "bench") if with_bench else _PARTS
     try:
         arch = subprocess.run(
-            ["git", "archive", "--format=tar", BASELINE, *_PARTS],
+            ["git", "archive", "--format=tar", BASELINE, *parts],
             cwd=REPO, capture_output=True, check=True, timeout=60,
         )  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(tmp)], input=arch.stdout, check=True, timeout=60)
-        _tree = tmp
+        _trees[with_bench] = (tmp, None)
     except (OSError, subprocess.SubprocessError) as e:
         err = getattr(e, "stderr", b"") or b""
-        _tree_error = f"baseline {BASELINE} unavailable: {e} {err.decode(errors='replace')[:200]}"
-    return _tree, _tree_error
+        why = f"baseline {BASELINE} unavailable: {e} {err.decode(errors='replace')[:200]}"
+        _trees[with_bench] = (None, why)
+    return _trees[with_bench]
 
 
 def tree_env(tree: Path | None) -> dict[str, str]:

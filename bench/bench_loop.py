@@ -10,9 +10,10 @@ emulated firmware on a pseudo-terminal) in a child process, exactly as ``exoctl 
 controller (``exoctl.runtime.controller.Controller``: acquisition thread, estimator with the ONNX torque
 model, assist law, safety layer, serial link) in this process, in a session with assistance on.
 Only ``control.rate_hz`` is changed, to 1000; the model is the shipped network (made for
-500 Hz ticks, it steps on every second tick; issue 14). The comparison with today's code (git
-``bench.baseline.BASELINE``) is made by ``bench.bench_tick``, whose probe reads either tree; this
-one's controller calls (threads by role, ``read_ticks``) do not exist in that tree.
+500 Hz ticks, it steps on every second tick; issue 14). Today's code (git
+``bench.baseline.BASELINE``) is measured in the same run by its own ``run_variant`` (this one's
+controller calls, threads by role and ``read_ticks``, do not exist in that tree), in the
+real-time variant, with the model it ran.
 
 Variants, one after the other in this process (same machine state, figures comparable):
 
@@ -237,6 +238,31 @@ def run(seconds: float = 60.0, quick: bool = False, log=print) -> dict[str, Any]
         except Exception as e:  # one variant failing still reports the others
             out[name] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  failed: {out[name]['error']}")
+    # Today's code (git BASELINE) measured by its own bench_loop.run_variant (its controller
+    # had other calls), in the real-time variant it has; beside ours as ratios.
+    from bench.baseline import BASELINE, baseline_tree, call_in_tree
+
+    tree, err = baseline_tree(with_bench=True)
+    out["baseline"] = BASELINE if tree is not None else err
+    if tree is not None:
+        log(f"loop at {RATE_HZ:g} Hz for {seconds:g} s: realtime, today's code (its own bench)")
+        try:
+            out["today_realtime"] = call_in_tree(
+                tree, "bench.bench_loop:run_variant", {"seconds": seconds, "realtime": True},
+                timeout_s=seconds + 240.0,
+            )  # fmt: skip
+        except Exception as e:
+            out["today_realtime"] = {"error": f"{type(e).__name__}: {e}"}
+    a, b = out.get("today_realtime", {}), out.get("realtime", {})
+    if "tick_start_error_us" in a and "tick_start_error_us" in b:
+        out["ratios_today_over_this_realtime"] = {
+            "start_error_p99": _ratio(a["tick_start_error_us"]["p99"],
+                                      b["tick_start_error_us"]["p99"]),
+            "tick_cost_p50": _ratio(a.get("tick_cost_us", {}).get("p50"),
+                                    b["tick_cost_us"]["p50"]),
+            "misses": [a.get("deadline_misses"), b["deadline_misses"]],
+            "models": [a.get("model"), b.get("model")],
+        }  # fmt: skip
     for name in ("realtime", "realtime_busy"):
         b = out.get(name, {})
         if "ticks" in b:
@@ -250,12 +276,18 @@ def run(seconds: float = 60.0, quick: bool = False, log=print) -> dict[str, Any]
     return out
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return round(float(a) / float(b), 2)
+
+
 def format_table(res: dict[str, Any]) -> str:
     rows = [
         "| variant | achieved rate | tick start error p50 / p99 / max | misses | tick cost p50 / p99 | load avg |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in VARIANTS:
+    for name in [*VARIANTS, "today_realtime"]:
         v = res.get(name)
         if v is None:
             continue

@@ -41,16 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exoctl.config.schema import DEFAULT_CONFIG, load_config  # noqa: E402
+from bench.common import REPO, daemon_config, write_config  # noqa: E402
+from exoctl.config.schema import load_config  # noqa: E402
 from exoctl.hil.children import stop_children  # noqa: E402
 from exoctl.service import client as C  # noqa: E402
 from exoctl.service import recorder as R  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("estop_exhaustion", "estop_slow_client", "batch", "hostile", "concurrency")
 
 
@@ -83,11 +82,8 @@ class Rig:
         self.tmp = tmp
         info = tmp / "sim.json"
         self.sim_err = (tmp / "sim.err").open("w+")
-        sim_cfg = tmp / "sim.yaml"  # the simulator stands for hardware: above the loop
-        raw = load_config(DEFAULT_CONFIG).with_overrides(simulator={"realtime_priority": 60})
-        sim_data = raw.model_dump(mode="json")
-        sim_data.pop("source", None)
-        sim_cfg.write_text(yaml.safe_dump(sim_data, sort_keys=False))
+        # the simulator stands for hardware: above the loop
+        sim_cfg = write_config(tmp / "sim.yaml", simulator={"realtime_priority": 60})
         self.sim = subprocess.Popen(
             [sys.executable, "-m", "exoctl.cli", "--config", str(sim_cfg), "sim",
              "--info-file", str(info)],
@@ -100,24 +96,8 @@ class Rig:
                 raise RuntimeError("the simulator did not start")
             time.sleep(0.05)
         ep = json.loads(info.read_text())
-        svc = {
-            "data_dir": str(tmp / "data"),
-            "socket_path": str(tmp / "run" / "control.sock"),
-            "socket_group": None,
-            "allowed_users": ["root"],
-            "allowed_groups": [],
-            "publish_lsl": False,
-            "realtime_priority": 50,  # as deployed (docs/deploy.md) and as the daemon tests ask
-        }
-        cfg = load_config(DEFAULT_CONFIG).with_overrides(
-            service=svc,
-            device={"serial": {"port": ep["port"]}},
-            emg={"lsl": {"source_id": ep["source_id"]}},
-        )
-        data = cfg.model_dump(mode="json")
-        data.pop("source", None)
-        self.cfg_path = tmp / "exoctl.yaml"
-        self.cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        # the loop at SCHED_FIFO 50, as deployed (docs/deploy.md) and as the daemon tests ask
+        self.cfg_path = daemon_config(tmp, ep, realtime_priority=50)
         self.cfg = load_config(self.cfg_path)
         self.sock = self.cfg.service.socket_path
         self.log = (tmp / "daemon.log").open("w+")

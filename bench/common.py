@@ -87,3 +87,36 @@ def proc_sample(pid: int) -> dict[str, float] | None:
         "hwm_mib": mem.get("VmHWM", float("nan")),
         "rss_mib": mem.get("VmRSS", float("nan")),
     }
+
+
+def write_config(path: Path, **sections: Any) -> Path:
+    """The default configuration with ``sections`` overridden (validated), written to ``path``
+    as a plain YAML file that a child ``exoctl`` process reads."""
+    import yaml
+
+    from exoctl.config.schema import DEFAULT_CONFIG, load_config
+
+    data = load_config(DEFAULT_CONFIG).with_overrides(**sections).model_dump(mode="json")
+    data.pop("source", None)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def daemon_config(tmp: Path, endpoints: dict[str, Any], realtime_priority: int = 0) -> Path:
+    """``tmp/exoctl.yaml``: a daemon for the simulator at ``endpoints`` (its pty and LSL source
+    id), every service file under ``tmp`` (never /var/lib or /run), no LSL outlets."""
+    svc = {
+        "data_dir": str(tmp / "data"),
+        "socket_path": str(tmp / "run" / "control.sock"),
+        "socket_group": None,
+        "allowed_users": ["root"],
+        "allowed_groups": [],
+        "publish_lsl": False,
+        "realtime_priority": realtime_priority,
+    }
+    return write_config(
+        tmp / "exoctl.yaml",
+        service=svc,
+        device={"serial": {"port": endpoints["port"]}},
+        emg={"lsl": {"source_id": endpoints["source_id"]}},
+    )

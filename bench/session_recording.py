@@ -29,35 +29,9 @@ from typing import Any
 
 import yaml
 
-from bench.common import REPO
+from bench.common import REPO, daemon_config
 
 PATIENT = "SIM-P01"
-
-
-def _config(tmp: Path, endpoints: dict[str, Any]) -> Path:
-    """Default configuration with every service path under ``tmp`` (real-time priority as
-    configured, as in tests/service: without it a loaded machine starves the loop's telemetry
-    reader past the 0.1 s timeout and the safety layer faults every few seconds)."""
-    from exoctl.config.schema import DEFAULT_CONFIG, load_config
-
-    svc = {
-        "data_dir": str(tmp / "data"),
-        "socket_path": str(tmp / "run" / "control.sock"),
-        "socket_group": None,
-        "allowed_users": ["root"],
-        "allowed_groups": [],
-        "publish_lsl": False,
-    }
-    cfg = load_config(DEFAULT_CONFIG).with_overrides(
-        service=svc,
-        device={"serial": {"port": endpoints["port"]}},
-        emg={"lsl": {"source_id": endpoints["source_id"]}},
-    )
-    data = cfg.model_dump(mode="json")
-    data.pop("source", None)
-    path = tmp / "exoctl.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 class Bench:
@@ -79,7 +53,8 @@ class Bench:
                 raise RuntimeError(f"simulator did not start; see {tmp / 'sim.log'}")
             time.sleep(0.1)
         time.sleep(0.2)  # the info file is written in one go, but let it land
-        self.cfg = _config(tmp, json.loads(info.read_text()))
+        # real-time priority as configured (off by default): a recording as a default install makes
+        self.cfg = daemon_config(tmp, json.loads(info.read_text()))
         self.daemon_log = (tmp / "daemon.log").open("w")
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "exoctl.cli", "--config", str(self.cfg), "daemon"],

@@ -102,19 +102,24 @@ def cross_field_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                 f"{ctl.rate_hz / 2:g} Hz (control.rate_hz {ctl.rate_hz:g})",
             )
         )
-    # The e-stop socket beside it (control.sock -> control.estop.sock) is 6 bytes longer, and
-    # a Unix socket's path holds at most 107 bytes: longer fails only when the daemon binds.
-    sock = len(os.fsencode(str(cfg.service.socket_path)))
-    if sock + len(".estop") > AF_UNIX_PATH_MAX:
-        out.append(
-            (
-                ("service", "socket_path"),
-                f"{sock} bytes long: with its e-stop socket beside it "
-                f"(+{len('.estop')} bytes) it exceeds the {AF_UNIX_PATH_MAX} bytes a Unix "
-                "socket's path may hold; choose a shorter directory",
-            )
-        )
+    too_long = socket_path_too_long(cfg.service.socket_path)
+    if too_long:
+        out.append((("service", "socket_path"), f"{too_long}; choose a shorter directory"))
     return out
 
 
 AF_UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL (Linux)
+_ESTOP_EXTRA = len(".estop")  # control.sock -> control.estop.sock (service.rpc.estop_socket_path)
+
+
+def socket_path_too_long(path: str | os.PathLike[str]) -> str | None:
+    """Why a control socket path cannot be bound, or None. The e-stop socket beside it is 6
+    bytes longer, and a Unix socket's path holds at most 107 bytes: too long fails only when
+    the daemon binds, so the configuration (and ``exoctl bench up``'s ``--dir``) is checked."""
+    n = len(os.fsencode(os.fspath(path)))
+    if n + _ESTOP_EXTRA <= AF_UNIX_PATH_MAX:
+        return None
+    return (
+        f"{n} bytes long: with its e-stop socket beside it (+{_ESTOP_EXTRA} bytes) it exceeds "
+        f"the {AF_UNIX_PATH_MAX} bytes a Unix socket's path may hold"
+    )

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from exoctl.cli_policy import seconds
+from exoctl.config.cross_field import socket_path_too_long
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
 from exoctl.config.yamlfile import read_yaml
@@ -38,7 +39,6 @@ from exoctl.hil.children import stop_children
 
 LOOP_PRIORITY = 50
 SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor
-_SOCKET_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
 def bench_config(
@@ -196,11 +196,9 @@ def cmd_bench_up(args: argparse.Namespace) -> int:
     bench_dir.mkdir(parents=True, exist_ok=True)
     port = (args.port or bench_dir / "exoskeleton").absolute()
     source_id = args.source_id or f"exoctl-bench-{uuid.uuid4().hex[:8]}"  # also the device name
-    if len(str(bench_dir / "control.sock").encode()) > _SOCKET_MAX:
-        raise ConfigError(
-            f"{bench_dir}: too long for a control socket path (at most {_SOCKET_MAX - 13} bytes "
-            "of directory); use a shorter --dir"
-        )
+    too_long = socket_path_too_long(bench_dir / "control.sock")
+    if too_long:
+        raise ConfigError(f"{bench_dir / 'control.sock'}: {too_long}; use a shorter --dir")
     config = bench_dir / "exoctl.yaml"
     write_bench_config(
         config, bench_config(choice.path, bench_dir, port, source_id, args.realtime), choice.path

@@ -49,8 +49,27 @@ def encode_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
     return _json({"jsonrpc": "2.0", "id": rid, "error": err})
 
 
+def _id_json(rid: Any) -> bytes:
+    """An id as JSON; integers and null without the encoder (a batch of 32 cached
+    ``status`` calls spent a fifth of its time building encoders for its ids)."""
+    if rid is None:
+        return b"null"
+    if type(rid) is int:
+        return str(rid).encode()
+    return _json(rid)
+
+
 def _result(rid: Any, body: bytes) -> bytes:
-    return b'{"jsonrpc":"2.0","id":' + _json(rid) + b',"result":' + body + b"}"
+    return b'{"jsonrpc":"2.0","id":' + _id_json(rid) + b',"result":' + body + b"}"
+
+
+def _takes_no_arguments(sig: inspect.Signature) -> bool:
+    """Whether a call without parameters binds (every parameter has a default, or is * or
+    **): then such calls skip ``Signature.bind``, a third of a cached call's cost."""
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in sig.parameters.values()
+    )
 
 
 class Dispatcher:
@@ -73,6 +92,7 @@ class Dispatcher:
         self.methods = dict(methods)
         self._pace = pace or (lambda: None)
         self._sigs = {name: inspect.signature(fn) for name, fn in self.methods.items()}
+        self._bare_ok = {name for name, sig in self._sigs.items() if _takes_no_arguments(sig)}
         self.concurrent = frozenset(concurrent) | {ESTOP_METHOD}
         self.cached = dict(cached or {})
         self._lock = threading.Lock()
@@ -118,10 +138,11 @@ class Dispatcher:
             args, kwargs = [], params
         else:
             return encode_error(rid, INVALID_PARAMS, "params must be an object or an array")
-        try:
-            self._sigs[method].bind(*args, **kwargs)
-        except TypeError as e:
-            return encode_error(rid, INVALID_PARAMS, f"{method}: {e}")
+        if args or kwargs or method not in self._bare_ok:
+            try:
+                self._sigs[method].bind(*args, **kwargs)
+            except TypeError as e:
+                return encode_error(rid, INVALID_PARAMS, f"{method}: {e}")
         try:
             if method in self.cached and not args and not kwargs:
                 body = self._cached(method, fn)

@@ -22,6 +22,10 @@ class Limits:
     request_burst: float = 25.0
     connections_per_s: float = 250.0
     connection_burst: float = 50.0
+    request_cpu_share: float = 0.1
+    """Of one core: the thread CPU time that request work (accepting, reading, parsing,
+    answering, the handlers) may take on average; beyond it requests wait their turn."""
+    request_cpu_burst_s: float = 0.05
 
 
 DEFAULT_MAX_REQUEST_BYTES = Limits.max_request_bytes

@@ -80,7 +80,13 @@ class RpcServer:
         if max_request_bytes is not None:
             self.limits = Limits(**{**asdict(self.limits), "max_request_bytes": max_request_bytes})
         self.gate = gate
-        self._pacer = Pacer(self.limits.requests_per_s, self.limits.request_burst, gate)
+        self._pacer = Pacer(
+            self.limits.requests_per_s,
+            self.limits.request_burst,
+            gate,
+            cpu_share=self.limits.request_cpu_share,
+            cpu_burst_s=self.limits.request_cpu_burst_s,
+        )
         self._pace = self._pacer.pace
         self._accepts = TokenBucket(self.limits.connections_per_s, self.limits.connection_burst)
         self.dispatcher = Dispatcher(methods, concurrent=concurrent, cached=cached, pace=self._pace)
@@ -172,11 +178,17 @@ class RpcServer:
     def _accept_loop(self) -> None:
         """Accept, admit or turn away at once; never reads from or waits for a client."""
         assert self._sock is not None
+        cpu0 = time.thread_time()
         while not self._closing.is_set():
             sock = self._accept(self._sock)
             if sock is None:
                 continue
+            now = time.thread_time()  # what the last admission cost, thread start included
+            self._pacer.charge(now - cpu0)
+            cpu0 = now
             self._accepts.take(1.0)  # a flood of connections waits in the listen queue
+            # (not for the CPU budget, which its cost is charged to: an e-stop sent on this
+            # socket must not wait in the listen queue for other clients' debt)
             if self.gate is not None:  # its thread starts in the loop's idle time
                 with contextlib.suppress(Exception):
                     self.gate()
@@ -235,6 +247,7 @@ class RpcServer:
             return True
 
     def _serve_conn(self, conn: _Conn) -> None:
+        cpu0 = time.thread_time()  # this thread's CPU, charged to the budget request by request
         self.counters["connections"] += 1
         sock = conn.sock
         lim = self.limits
@@ -254,6 +267,9 @@ class RpcServer:
                         sent = resp is None or self._send(sock, resp)
                         begun = deadline - lim.request_timeout_s if deadline else time.monotonic()
                         self.recent.append((begun, time.monotonic(), len(line)))
+                        now = time.thread_time()
+                        self._pacer.charge(now - cpu0)
+                        cpu0 = now
                         if not sent:
                             return
                         if ctx.get("denied") or len(line) > lim.max_request_bytes:
@@ -311,6 +327,7 @@ class RpcServer:
                 self._conns.discard(conn)
             with contextlib.suppress(OSError):
                 sock.close()
+            self._pacer.charge(time.thread_time() - cpu0)
 
     def _handle_line(self, line: bytes, ctx: dict[str, Any], sock: socket.socket) -> bytes | None:
         """Never raises: whatever the line holds, the answer is a reply or nothing.

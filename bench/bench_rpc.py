@@ -65,6 +65,7 @@ def _load() -> list[float]:
 
 def _pct_ms(a: list[float] | np.ndarray) -> dict[str, float | int | None]:
     v = np.asarray(a, dtype=float) * 1e3
+    v = v[np.isfinite(v)]  # a tick before the first firmware report has an infinite age
     if v.size == 0:
         return {"p50": None, "p99": None, "max": None, "n": 0}
     return {
@@ -376,6 +377,8 @@ def batch(
     with R.open_session_db(db) as conn:
         t, timing = R.read_stream(conn, "loop_timing")
     err = timing[:, 0]
+    # the firmware report's age at each tick: the serial reader's delivery, as the loop saw it
+    tel_age = timing[:, 4] if timing.shape[1] > 4 else np.full(len(t), np.nan)
     base = err[(t >= t0 - baseline_s) & (t < t0)]
     during = err[(t >= t0) & (t <= t1 + 0.05)]
     by_kind = {}
@@ -386,6 +389,7 @@ def batch(
                 m |= (t >= a) & (t < b)
         by_kind[kind] = {
             "start_error_ms": _pct_ms(err[m]),
+            "telemetry_age_ms": _pct_ms(tel_age[m]),
             **({"requests_answered": answered[kind]} if kind in answered else {}),
             **(
                 {"daemon_cpu_share": round(cpu[kind] / (rounds * phase_s), 3)}

@@ -38,7 +38,7 @@ from exoctl.estimation.estimator import Estimator
 from firmware_bridge.link_api import Link
 
 TICK_COLUMNS = ("t", "stamp", "estimate", "command", "applied", "angles", "activation", "synergy")
-TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age")
+TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age", "telemetry_age")
 
 
 class TickRows(TypedDict):
@@ -57,6 +57,7 @@ class TickRows(TypedDict):
     tick_cost: np.ndarray  # s, tick start to command written
     latency: np.ndarray  # s, newest EMG arrival to command written (NaN: no sample)
     sample_age: np.ndarray  # s, newest EMG sample's age on the LSL clock (NaN: no sample)
+    telemetry_age: np.ndarray  # s, newest firmware report's age at tick start (inf: none yet)
 
 
 class TickLog:
@@ -275,7 +276,7 @@ class ControlLoop:
         # Bookkeeping after the command is on its way.
         latency = t_write - self._arrival[0] if n else float("nan")
         sample_age = pylsl.local_clock() - self._stamps[n - 1] if n else float("nan")
-        self.stats.record(err, t_write - tick_start, latency, sample_age)
+        self.stats.record(err, t_write - tick_start, latency, sample_age, inp.telemetry_age_s)
         log = self.log
         i = log.n % log.capacity
         log.t[i] = t_write

@@ -99,14 +99,26 @@ class TimingStats:
         self.tick_cost = np.zeros(capacity)
         self.latency = np.full(capacity, np.nan)
         self.sample_age = np.full(capacity, np.nan)
+        self.telemetry_age = np.full(capacity, np.nan)
+        """The firmware report's age when the tick read it: what the serial reader's delivery
+        looks like from the loop (the link watchdog's input), recorded beside the tick's own
+        timing so that a ``link_down`` can be told apart from a late reader."""
         self.n = 0
 
-    def record(self, start_error: float, cost: float, latency: float, sample_age: float) -> None:
+    def record(
+        self,
+        start_error: float,
+        cost: float,
+        latency: float,
+        sample_age: float,
+        telemetry_age: float = float("nan"),
+    ) -> None:
         i = self.n % self.capacity
         self.start_error[i] = start_error
         self.tick_cost[i] = cost
         self.latency[i] = latency
         self.sample_age[i] = sample_age
+        self.telemetry_age[i] = telemetry_age
         self.n += 1
 
     def _valid(self, arr: np.ndarray, last: int | None) -> np.ndarray:
@@ -123,4 +135,5 @@ class TimingStats:
             "tick_cost_us": percentiles(self._valid(self.tick_cost, last), 1e6),
             "latency_ms": percentiles(self._valid(self.latency, last), 1e3),
             "sample_age_ms": percentiles(self._valid(self.sample_age, last), 1e3),
+            "telemetry_age_ms": percentiles(self._valid(self.telemetry_age, last), 1e3),
         }

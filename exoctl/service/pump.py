@@ -20,6 +20,7 @@ import numpy as np
 import structlog
 
 from exoctl.config.schema import Config
+from exoctl.control.loop import TIMING_COLUMNS
 from exoctl.jsonout import jsonable
 from exoctl.service import recorder as R
 from exoctl.service.lsl_outlets import LslPublisher
@@ -111,9 +112,10 @@ class Pump:
                 rec.submit_chunk("activation", t0, rows["activation"], t=t, copy=False)
                 rec.submit_chunk("synergy", t0, rows["synergy"], t=t, copy=False)
                 timing = np.stack(
-                    [rows["start_error"], rows["tick_cost"], rows["latency"], rows["sample_age"]],
+                    [rows["start_error"], rows["tick_cost"], rows["latency"],
+                     rows["sample_age"], rows["telemetry_age"]],
                     1,
-                )
+                )  # fmt: skip  # the order of TIMING_COLUMNS
                 rec.submit_chunk("loop_timing", t0, timing, t=t, copy=False)
         self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
         if lost and recording:
@@ -165,8 +167,9 @@ def stream_meta(cfg: Config, n_synergies: int) -> dict[str, dict[str, Any]]:
                          "description": "the safety layer's state after the tick"},
         "activation": {"columns": list(cfg.emg.muscles), "unit": "1"},
         "synergy": {"columns": [f"synergy_{i + 1}" for i in range(k)], "unit": "1"},
-        "loop_timing": {"columns": ["start_error", "tick_cost", "latency", "sample_age"],
-                        "unit": "s"},
+        "loop_timing": {"columns": list(TIMING_COLUMNS), "unit": "s",
+                        "description": "per tick; telemetry_age: the firmware report's age "
+                                       "when the tick read it (inf: none yet)"},
         "emg_raw": {"columns": list(cfg.emg.muscles), "unit": "as streamed",
                     "description": "t is the LSL time stamp"},
     }  # fmt: skip

@@ -458,3 +458,19 @@ def test_property_wire_is_safety_output_within_limits_and_estop_wins(actions, es
         if stopped and not any(cleared_after_estop):
             assert not out.any()
             assert b.safety.state == SafetyState.ESTOP
+
+
+def test_each_tick_records_the_age_of_the_telemetry_it_read() -> None:
+    """The serial reader's delivery as the loop saw it, beside the tick's own timing: fresh
+    telemetry is read at age 0 (the fake serves it at each read); once the stream stalls the
+    age grows by a period a tick, as the link watchdog sees it."""
+    b = Bench()
+    b.begin_session()
+    b.run(5)
+    b.link.stall()
+    b.run(5)
+    _, rows = b.loop.read_ticks(0)
+    age = rows["telemetry_age"]
+    assert np.all(age[:5] == 0.0)
+    np.testing.assert_allclose(np.diff(age[5:]), PERIOD)
+    assert b.loop.stats.summary()["telemetry_age_ms"]["max"] >= 4 * PERIOD * 1e3

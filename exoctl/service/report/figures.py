@@ -340,7 +340,7 @@ def loop_timing(s: A.Session) -> tuple[str | None, list[dict[str, Any]]]:
             stats.append({"figure": col.name, "p50": p50, "p99": p99, "max": mx, "n": v.size})
             hi = max(np.percentile(v, 99.9), 1e-3)
             ax.hist(np.clip(v, None, hi), bins=80, range=(min(0.0, v.min()), hi), histtype="step",
-                    lw=1.8, color=(BLUE, ORANGE, GREEN, VERMILLION)[k % 4],
+                    lw=1.8, color=(BLUE, ORANGE, GREEN, VERMILLION, PURPLE)[k % 5],
                     label=f"{col.name.replace('_', ' ')} (p50 {p50:.3g}, p99 {p99:.3g} ms)")  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlabel("milliseconds (x axis ends at the 99.9th percentile)")

@@ -32,8 +32,10 @@ connection is closed only when the line itself cannot be trusted: too long or to
 * replies must be read within ``send_timeout_s``;
 * requests are taken at most ``requests_per_s`` a second (a burst of ``request_burst``; a
   line costs one plus one per 4 KiB), one at a time, each just after a control tick (the
-  daemon's ``gate``), and connections at most ``connections_per_s``. Beyond that a client
-  waits (in the listen queue, or for its turn), it is not refused; the e-stop never waits.
+  daemon's ``gate``), and connections at most ``connections_per_s``; the request threads'
+  own CPU time is charged to a budget of ``request_cpu_share`` of a core, and a request
+  starts only when it is out of debt. Beyond that a client waits (in the listen queue, or for
+  its turn, taken in arrival order), it is not refused; the e-stop never waits.
 
 The acceptor never reads from, writes blocking to, or waits for a client.
 

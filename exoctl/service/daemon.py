@@ -32,7 +32,6 @@ import contextlib
 import faulthandler
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -45,29 +44,16 @@ from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.service import recorder as R
 from exoctl.service import rpc
+from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
 from exoctl.service.pump import Pump, stream_meta
+from exoctl.service.rpc.relay import Front
 from exoctl.service.sdnotify import Notifier
 
 log = structlog.get_logger("exoctl.daemon")
 
 HEALTH_STALL_S = 0.5  # no tick for this long: the loop is not healthy
 STATUS_WINDOW_S = 10.0  # loop timing in `status` covers the last 10 s
-
-
-def configure_logging(stream: Any = None) -> None:
-    """JSON lines on stdout, ISO UTC timestamps; journald adds its own metadata."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(default=str),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
-        cache_logger_on_first_use=True,
-    )
 
 
 class Daemon:
@@ -104,7 +90,9 @@ class Daemon:
             flush_interval_s=self.svc.flush_interval_s,
         )
         self.controller = Controller(cfg)
-        self.server: rpc.RpcServer | None = None
+        self.server: rpc.RpcServer | None = None  # the e-stop socket
+        self.front: Front | None = None  # the control socket's process
+        self.dispatcher: rpc.Dispatcher | None = None
         self.lsl: LslPublisher | None = None
         self.stop_requested = threading.Event()
         self.stop_reason = "daemon stopped"
@@ -133,15 +121,28 @@ class Daemon:
                 self.lsl = LslPublisher(self.cfg)
             except Exception as e:  # publishing is a convenience; control does not need it
                 log.warning("lsl_outlets_unavailable", error=str(e))
-        self.server = rpc.RpcServer(
-            self.svc.socket_path,
+        # The e-stop socket is served here, by its own thread; the control socket by its own
+        # process (exoctl.service.rpc.relay: why), whose calls this process's Dispatcher runs.
+        access: dict[str, Any] = {
+            "allowed_users": self.svc.allowed_users,
+            "allowed_groups": self.svc.allowed_groups,
+            "socket_group": self.svc.socket_group,
+        }
+        self.dispatcher = rpc.Dispatcher(
             rpc.methods_from(self),
-            allowed_users=self.svc.allowed_users,
-            allowed_groups=self.svc.allowed_groups,
-            socket_group=self.svc.socket_group,
             concurrent=self.RPC_CONCURRENT,
             cached=self.RPC_CACHED_S,
+            pace=self._after_tick,
+        )
+        self.server = rpc.RpcServer(
+            self.svc.socket_path, {}, dispatcher=self.dispatcher, sockets="estop", **access
+        ).start()
+        self.front = Front(
+            self.svc.socket_path,
+            self.dispatcher.handle,
             gate=self._after_tick,
+            read_methods=self.RPC_CONCURRENT,
+            **access,
         ).start()
         self.pump.start(self.lsl)
         self.notifier.ready("controller running, no session")
@@ -181,6 +182,8 @@ class Daemon:
         """Ramp out, disable actuators, flush and close the recording, close the socket."""
         self.notifier.stopping(self.stop_reason)
         log.info("stopping", reason=self.stop_reason)
+        if self.front is not None:
+            self.front.close()
         if self.server is not None:
             self.server.close()
         if self.controller.session is not None:
@@ -316,6 +319,8 @@ class Daemon:
             "loop_healthy": self._update_health(),
             "watchdog_s": self.notifier.watchdog_s,
             "pump_error": self.pump.error,
+            "control_socket_pid": self.front.pid if self.front else None,
+            "control_socket_restarts": self.front.restarts if self.front else 0,
         }
         rs = self.recorder.stats()
         st["recorder"] = {
@@ -518,6 +523,9 @@ def run_daemon(config_path: str | Path | None) -> int:
         log.error("start_failed", error=f"{type(e).__name__}: {e}")
         with contextlib.suppress(Exception):
             daemon.controller.shutdown(ramp_out=False)
+        with contextlib.suppress(Exception):
+            if daemon.front is not None:
+                daemon.front.close()
         with contextlib.suppress(Exception):
             if daemon.server is not None:
                 daemon.server.close()

@@ -39,6 +39,12 @@ connection is closed only when the line itself cannot be trusted: too long or to
 
 The acceptor never reads from, writes blocking to, or waits for a client.
 
+Processes: in the daemon the control socket is served by its own process (``relay``: the
+*front*, ``RpcServer(sockets="control")``), which relays each decoded call to the daemon over
+a socket pair; the daemon serves the e-stop socket itself (``sockets="estop"``) and runs the
+calls through its ``Dispatcher``. So no client's Python shares an interpreter with the control
+loop. ``RpcServer`` with both sockets in one process remains for tests and tools.
+
 Threads and the control loop: one thread per connection. Handler calls are serialised by a
 lock, so the object behind them sees one supervisor request at a time, except methods named
 ``concurrent`` (the e-stop always is: it must never wait behind a session's ramp-out).
@@ -49,8 +55,9 @@ control thread.
 
 Modules: ``errors`` (the codes and the exceptions handlers raise), ``limits``, ``decode``
 (a line to a JSON value within the limits), ``credentials`` (who is connected), ``dispatch``
-(method table, dispatcher, reply cache), ``pacing`` (token bucket and gated work section),
-``sockets`` (binding, paths), ``estop`` (the e-stop socket's protocol) and ``server``. Their
+(method table, dispatcher, reply cache), ``pacing`` (token bucket, CPU budget, gated work
+section), ``sockets`` (binding, paths), ``estop`` (the e-stop socket's protocol), ``server``,
+``relay`` (the front process and the daemon's side of it) and ``front`` (its entry). Their
 public names are importable from here.
 """
 

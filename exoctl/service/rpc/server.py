@@ -58,7 +58,11 @@ class _Conn:
 
 class RpcServer:
     """Listens on ``path`` (and on its e-stop socket if the table has ``estop``); call
-    ``start()``, later ``close()``."""
+    ``start()``, later ``close()``.
+
+    ``sockets``: ``"both"``, or one of them: the daemon serves its e-stop socket itself
+    (``"estop"``) and leaves the control socket to its own process (``"control"``, with a
+    ``dispatcher`` that relays calls: ``exoctl.service.rpc.relay``)."""
 
     def __init__(
         self,
@@ -74,7 +78,12 @@ class RpcServer:
         cached: Mapping[str, float] | None = None,
         gate: Callable[[], None] | None = None,
         max_request_bytes: int | None = None,
+        dispatcher: Any = None,
+        sockets: str = "both",
     ) -> None:
+        if sockets not in ("both", "control", "estop"):
+            raise ValueError(f"sockets: {sockets!r}; allowed: both, control, estop")
+        self.sockets = sockets
         self.path = Path(path)
         self.limits = limits or Limits()
         if max_request_bytes is not None:
@@ -89,9 +98,13 @@ class RpcServer:
         )
         self._pace = self._pacer.pace
         self._accepts = TokenBucket(self.limits.connections_per_s, self.limits.connection_burst)
-        self.dispatcher = Dispatcher(methods, concurrent=concurrent, cached=cached, pace=self._pace)
+        self.dispatcher = dispatcher or Dispatcher(
+            methods, concurrent=concurrent, cached=cached, pace=self._pace
+        )
         self.estop_path = (
-            estop_socket_path(path) if ESTOP_METHOD in self.dispatcher.methods else None
+            estop_socket_path(path)
+            if sockets != "control" and ESTOP_METHOD in self.dispatcher.methods
+            else None
         )
         self.allowed_users = tuple(allowed_users)
         self.allowed_groups = tuple(allowed_groups)
@@ -122,19 +135,21 @@ class RpcServer:
     # ------------------------------------------------------------------ listening
     def start(self) -> RpcServer:
         self._warm_up()
-        self._sock = bind_socket(self.path, self.mode, self.socket_group, probe=True)
+        if self.sockets != "estop":
+            self._sock = bind_socket(self.path, self.mode, self.socket_group, probe=True)
         if self.estop_path is not None:
             try:
                 self._estop_sock = bind_socket(
                     self.estop_path, self.mode, self.socket_group, probe=False
                 )
             except BaseException:
-                self._sock.close()
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
+                if self._sock is not None:
+                    self._sock.close()
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
                 raise
         for target, name in (
-            (self._accept_loop, "exoctl-rpc"),
+            *(((self._accept_loop, "exoctl-rpc"),) if self._sock is not None else ()),
             *(((self._estop_loop, "exoctl-rpc-estop"),) if self._estop_sock is not None else ()),
         ):
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -442,7 +457,7 @@ class RpcServer:
         for c in conns:
             with contextlib.suppress(OSError):
                 c.sock.shutdown(socket.SHUT_RDWR)
-        for p in (self.path, self.estop_path):
+        for p in (self.path if self._sock is not None else None, self.estop_path):
             if p is not None:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()

@@ -1,7 +1,7 @@
 """Stopping the child processes a bench starts (simulator, daemon): politely, then for sure.
 
-One place for it because ``exoctl bench up`` and the benches in ``bench/`` all stop theirs
-the same way: SIGTERM so that the daemon ramps out and closes its recording, then SIGKILL
+One place for it because ``exoctl bench up``, the benches in ``bench/`` and the daemon (its
+control socket's process, ``exoctl.service.rpc.relay``) all stop theirs the same way: SIGTERM so that the daemon ramps out and closes its recording, then SIGKILL
 for one that does not exit in time."""
 
 from __future__ import annotations

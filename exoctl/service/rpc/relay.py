@@ -41,6 +41,7 @@ from typing import Any
 
 import structlog
 
+from exoctl.hil.children import stop_children
 from exoctl.service.rpc.dispatch import ESTOP_METHOD, encode_error
 from exoctl.service.rpc.errors import INTERNAL_ERROR
 from exoctl.service.rpc.limits import Limits
@@ -265,13 +266,7 @@ class Front:
         """Stop the front (it closes and removes the control socket), then its channels."""
         self._closing.set()
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_children([proc], term_wait_s=5.0)
         self._close_socks()
         with contextlib.suppress(FileNotFoundError):
             if proc is not None and proc.returncode not in (0, -signal.SIGTERM):

@@ -194,11 +194,18 @@ def test_daemon_commands_exit_codes(
         import sys
         import time
 
-        p = subprocess.Popen(
-            [sys.executable, "-m", "exoctl.cli", "--config", str(cfg), "status", "--watch",
-             "0.2", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        # As at a terminal: Ctrl-C reaches the command. A test run started in the background
+        # by a shell without job control has SIGINT ignored, and an ignored signal stays
+        # ignored across exec (a handled one is reset to the default), so set one here.
+        was = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            p = subprocess.Popen(
+                [sys.executable, "-m", "exoctl.cli", "--config", str(cfg), "status", "--watch",
+                 "0.2", "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, was)
         first = p.stdout.readline()  # the first answer: the process is up and watching
         time.sleep(0.7)
         p.send_signal(signal.SIGINT)

@@ -1,7 +1,7 @@
 """CLI: ``exoctl train``, ``exoctl evaluate``, ``exoctl adapt`` (the ``train`` extra).
 
-This module holds the three commands' parsers, what they share and ``train``; ``evaluate``
-and ``adapt`` are in ``evaluate_command`` and ``adapt_command``.
+This module holds the three commands' parsers and ``train``; ``evaluate`` and ``adapt`` are
+in ``evaluate_command`` and ``adapt_command``, and what the three share in ``command_common``.
 
 This module is imported by the CLI on every start, the daemon's included, so it imports
 neither torch nor the training code at module level: ``train`` and ``adapt`` import PyTorch
@@ -15,7 +15,6 @@ message, on stderr, says which), 2 bad usage or the training extra missing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,16 +22,9 @@ from typing import Any, TextIO
 
 from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 
-__all__ = ["register"]
+from .command_common import _NO_TORCH, _cfg, _print_metrics, _say, _torch_or_none
 
-_NO_TORCH = (
-    "this command needs PyTorch, which is not installed. Install its CPU build from\n"
-    "PyTorch's CPU wheel index, and onnx (together, the training extra):\n"
-    "  pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu\n"
-    "  pip install 'onnx>=1.16'\n"
-    "(in a source checkout: pip install -e '.[train]' --extra-index-url "
-    "https://download.pytorch.org/whl/cpu)"
-)
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -164,27 +156,6 @@ def register(subparsers: Any) -> None:
     ad.set_defaults(func=cmd_adapt)
 
 
-def _cfg(args: argparse.Namespace):
-    from exoctl.config.lookup import load_for
-
-    return load_for(args)
-
-
-def _torch_or_none():
-    try:
-        import torch  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
-def _say(out: TextIO):
-    def p(msg: str) -> None:
-        print(msg, file=out, flush=True)
-
-    return p
-
-
 # ----------------------------------------------------------------------------- train
 
 
@@ -298,47 +269,4 @@ def _record_training(args, cal_path: Path, source, metrics: dict, elapsed: float
             "metrics": metrics,
             "training_time_s": round(elapsed, 1),
         },
-    )
-
-
-def _print_metrics(per: dict, say, title: str) -> None:
-    say(f"\n{title}:")
-    say(f"  {'joint':<8}{'R^2':>8}{'RMSE N m':>10}{'N m/kg':>9}{'NRMSE':>8}")
-    for j, m in per.items():
-        kg = f"{m['rmse_nm_per_kg']:9.3f}" if "rmse_nm_per_kg" in m else f"{'-':>9}"
-        say(f"  {j:<8}{m['r2']:8.3f}{m['rmse_nm']:10.2f}{kg}{m['nrmse']:8.3f}")
-
-
-# ------------------------------------------------- shared by evaluate and adapt
-
-
-def _calibration_path(model: Path, given: Path | None, cfg) -> Path:
-    """The calibration to score ``model`` with: ``--calibration``, else the file the model
-    names (its metadata, else the provenance .json made beside it), else the configuration's
-    (what the daemon would run it with). A model tied to another calibration's fingerprint is
-    still refused, when scored. Resolved before any scoring, so a missing file is said at once.
-    """
-    from exoctl.estimation.torque_model import TorqueModel
-
-    if given is not None:
-        return given
-    candidates: list[Path] = []
-    name = TorqueModel(model).info.extra.get("calibration_file")
-    if name:
-        candidates.append(model.with_name(name))
-    provenance = model.with_suffix(".json")
-    if provenance.is_file():
-        try:
-            named = json.loads(provenance.read_text()).get("calibration")
-        except (OSError, ValueError, AttributeError):
-            named = None
-        if isinstance(named, str):
-            candidates.append(model.with_name(named))
-    candidates.append(Path(cfg.estimator.calibration))
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ValueError(
-        f"{model}: no calibration found (looked for {', '.join(map(str, candidates))}); "
-        "give --calibration"
     )

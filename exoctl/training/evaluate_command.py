@@ -10,7 +10,7 @@ from typing import TextIO
 
 from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 
-from .commands import _NO_TORCH, _calibration_path, _cfg, _print_metrics, _say, _torch_or_none
+from .command_common import _NO_TORCH, _calibration_path, _cfg, _print_metrics, _say, _torch_or_none
 
 
 def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:

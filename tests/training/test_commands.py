@@ -139,7 +139,7 @@ def test_compare_finds_the_calibration_of_a_model_that_does_not_name_it(tmp_path
     import shutil
 
     from exoctl.config.schema import DEFAULT_CONFIG, MODELS_DIR, load_config
-    from exoctl.training.commands import _calibration_path
+    from exoctl.training.command_common import _calibration_path
 
     cfg = load_config(DEFAULT_CONFIG)
     models = MODELS_DIR

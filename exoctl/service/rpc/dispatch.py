@@ -24,6 +24,11 @@ ESTOP_METHOD = "estop"
 log = structlog.get_logger("exoctl.rpc")
 
 
+def is_single_estop(msg: Any) -> bool:
+    """A request that is one e-stop call: it never waits for pacing or a gate."""
+    return isinstance(msg, dict) and msg.get("method") == ESTOP_METHOD
+
+
 # dispatch
 def methods_from(handler: Any) -> dict[str, Callable[..., Any]]:
     """Bound methods for the names in ``handler.RPC_METHODS`` ({rpc name: attribute})."""

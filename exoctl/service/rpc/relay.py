@@ -42,7 +42,7 @@ from typing import Any
 import structlog
 
 from exoctl.hil.children import stop_children
-from exoctl.service.rpc.dispatch import ESTOP_METHOD, encode_error
+from exoctl.service.rpc.dispatch import ESTOP_METHOD, encode_error, is_single_estop
 from exoctl.service.rpc.errors import INTERNAL_ERROR
 from exoctl.service.rpc.limits import Limits
 
@@ -86,10 +86,6 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
 def _has_estop(msg: Any) -> bool:
     calls = msg if isinstance(msg, list) else [msg]
     return any(isinstance(c, dict) and c.get("method") == ESTOP_METHOD for c in calls)
-
-
-def is_single_estop(msg: Any) -> bool:
-    return isinstance(msg, dict) and msg.get("method") == ESTOP_METHOD
 
 
 class RelayDispatcher:
@@ -161,7 +157,6 @@ class Front:
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
         self.restarts = 0
-        self.calls = 0
 
     @property
     def pid(self) -> int | None:
@@ -228,7 +223,6 @@ class Front:
             except Exception as e:  # the dispatcher maps handler errors; a last guard
                 log.exception("relay_call_failed", channel=ch)
                 reply = encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
-            self.calls += 1
             try:
                 send_frame(sock, reply or b"")
             except OSError:

@@ -7,7 +7,6 @@ connection table, counters and pacing; decoding, dispatch and binding live besid
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import socket
@@ -22,7 +21,7 @@ import structlog
 
 from exoctl.service.rpc.credentials import check_allowed, peer_credentials
 from exoctl.service.rpc.decode import decode_request
-from exoctl.service.rpc.dispatch import ESTOP_METHOD, Dispatcher, encode_error
+from exoctl.service.rpc.dispatch import ESTOP_METHOD, Dispatcher, encode_error, is_single_estop
 from exoctl.service.rpc.errors import (
     BUSY,
     CONNECTION_CLOSED,
@@ -117,9 +116,6 @@ class RpcServer:
         self._conns_lock = threading.Lock()
         self._names: dict[tuple[int, int], tuple[float, Any]] = {}
         self._warned: dict[str, tuple[float, int]] = {}
-        self.recent: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=256)
-        """The last requests on the control socket: (first byte received, answer sent, line
-        length), monotonic seconds; what the daemon spent on whom, for diagnosis and tests."""
         self._closing = threading.Event()
         self.counters = {
             "connections": 0,
@@ -280,8 +276,6 @@ class RpcServer:
                     if line.strip():
                         resp = self._handle_line(line, ctx, sock)
                         sent = resp is None or self._send(sock, resp)
-                        begun = deadline - lim.request_timeout_s if deadline else time.monotonic()
-                        self.recent.append((begun, time.monotonic(), len(line)))
                         now = time.thread_time()
                         self._pacer.charge(now - cpu0)
                         cpu0 = now
@@ -295,8 +289,6 @@ class RpcServer:
                     continue
                 if len(buf) > lim.max_request_bytes:  # no newline in sight: refuse it now
                     self._send(sock, self._handle_line(bytes(buf), ctx, sock) or b"")
-                    begun = deadline - lim.request_timeout_s if deadline else time.monotonic()
-                    self.recent.append((begun, time.monotonic(), len(buf)))
                     return
                 now = time.monotonic()
                 wait = lim.idle_timeout_s if deadline is None else deadline - now
@@ -362,7 +354,7 @@ class RpcServer:
                     msg = decode_request(line, self.limits)
             else:
                 msg = decode_request(line, self.limits)
-                if not (isinstance(msg, dict) and msg.get("method") == ESTOP_METHOD):
+                if not is_single_estop(msg):
                     self._pace()
         except RpcError as e:
             error = e

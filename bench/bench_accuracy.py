@@ -36,18 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import joint_r2
 from bench.peers import libemg_env
 from exoctl.config.schema import load_config
 from exoctl.training.linear_model import fit_ridge
-from exoctl.training.metrics import r2
 
 TRAIN_FRACTION = 0.75
 SCORE_STRIDE = 4  # every model is scored on every 4th control tick (125 Hz at 500 Hz): the
 # R^2 of a 4 Hz-bandwidth torque does not change, the cost of windowed models drops 4x
-
-
-def _r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
-    return {name: round(float(v), 4) for name, v in zip(joints, r2(y, yhat), strict=True)}
 
 
 def _spread(per_patient: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -191,7 +187,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
             ]
             coef, icpt = fit_ridge(s0.X[train_ticks].astype(float), s0.y[train_ticks].astype(float))
             models["exoctl linear"].append(
-                [_r2(s.y[t], s.X[t] @ coef + icpt, joints) for s, t in tests]
+                [joint_r2(s.y[t], s.X[t] @ coef + icpt, joints) for s, t in tests]
             )
             if fit_lagged_ridge is not None:
                 import dataclasses
@@ -200,7 +196,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
                 lags, lc, li = fit_lagged_ridge([head], cal.k, rate)
                 models["lagged ridge"].append(
                     [
-                        _r2(s.y[t], _lagged(s.X[:, : cal.k], t, lags) @ lc + li, joints)
+                        joint_r2(s.y[t], _lagged(s.X[:, : cal.k], t, lags) @ lc + li, joints)
                         for s, t in tests
                     ]
                 )
@@ -220,7 +216,9 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
                         [head], scales, seed=seed, **NET_TRAIN,
                         **tf.emg_augmentation(s0.X.shape[1]),
                     )  # fmt: skip
-                    plain = [_r2(s.y[t], _net_predict(tf, net, s.X, t), joints) for s, t in tests]
+                    plain = [
+                        joint_r2(s.y[t], _net_predict(tf, net, s.X, t), joints) for s, t in tests
+                    ]
                     # each later session adapted to on its own unlabelled EMG (never its
                     # torque), as `exoctl adapt` does with that session's trials: sessions
                     # drift differently, and one adaptation to all of them fits none
@@ -230,7 +228,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
                             net, [head], [s], n_emg_features=s0.X.shape[1], seed=seed,
                             **NET_ADAPT,
                         )  # fmt: skip
-                        adapted.append(_r2(s.y[t], _net_predict(tf, a_net, s.X, t), joints))
+                        adapted.append(joint_r2(s.y[t], _net_predict(tf, a_net, s.X, t), joints))
                     models[net_key].append(plain)
                     models[ada_key].append(adapted)
                 except Exception as e:  # another engineer's module, still moving

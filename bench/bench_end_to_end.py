@@ -39,7 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import WARMUP_TICKS, proc_sample, ratios, tick_stats
+from bench.common import (
+    WARMUP_TICKS,
+    joint_r2,
+    local_service,
+    proc_sample,
+    ratios,
+    tick_stats,
+    write_config,
+)
 from bench.peers import libemg_env, naive
 from exoctl.config.schema import load_config
 from exoctl.estimation.estimator import Estimator, build_estimator
@@ -52,14 +60,6 @@ from exoctl.training.linear_model import LINEAR_MODEL_PATH
 TEST_SESSION = 7  # neither the default model's training session (100) nor the demo's
 TRAIN_SESSION = 100
 NET_SCALES_MS = (50, 100, 200, 400)  # the paper's multi-scale windows
-
-
-def _r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
-    out = {}
-    for j, name in enumerate(joints):
-        ss = float(np.sum((y[:, j] - y[:, j].mean()) ** 2))
-        out[name] = round(1.0 - float(np.sum((y[:, j] - yhat[:, j]) ** 2)) / ss, 4)
-    return out
 
 
 def _time_steps(
@@ -175,7 +175,7 @@ def run_pipeline(quick: bool = False, libemg: bool = True, log=print) -> dict[st
     }
     last = np.arange(1, n_ticks + 1) * spt - 1
     warm = int(2.0 * rate)
-    out["exoctl_r2_test_session"] = _r2(rec.torque[last][warm:], estimates[warm:], joints)
+    out["exoctl_r2_test_session"] = joint_r2(rec.torque[last][warm:], estimates[warm:], joints)
 
     # naive peer on the same ticks: naive chain + PyTorch eager (or generic ORT) of the model
     cal = load_calibration(cfg.estimator.calibration)
@@ -360,15 +360,11 @@ def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
     LSL source id, its data and socket under a temporary directory. The session is started and
     stopped through the control socket, as the clinician CLI does.
     """
-    import getpass
     import json
     import os
     import subprocess
     import sys
 
-    import yaml
-
-    from exoctl.config.schema import DEFAULT_CONFIG
     from exoctl.service import client as C
 
     duration = 3.0 if quick else 20.0
@@ -385,22 +381,14 @@ def run_daemon(quick: bool = False, log=print) -> dict[str, Any]:
             procs.append(sim)
             _wait_file(info, sim, 60.0, "exoctl sim")
             ends = json.loads(info.read_text())
-            sock = tmp / "run" / "control.sock"
-            cfg = load_config(DEFAULT_CONFIG).with_overrides(
-                service={
-                    "data_dir": str(tmp / "data"),
-                    "socket_path": str(sock),
-                    "socket_group": None,
-                    "allowed_users": [getpass.getuser()],
-                    "allowed_groups": [],
-                },
+            svc = local_service(tmp)
+            sock = Path(svc["socket_path"])
+            cfg_path = write_config(
+                tmp / "exoctl.yaml",
+                service=svc,
                 device={"serial": {"port": ends["port"]}},
                 emg={"lsl": {"source_id": ends["source_id"]}},
             )
-            data = cfg.model_dump(mode="json")
-            data.pop("source", None)
-            cfg_path = tmp / "exoctl.yaml"
-            cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
             env = {
                 k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
             }

@@ -30,7 +30,6 @@ Figures: medians, p99, p99.9 and max, in ms; beside them the loop's own tick sta
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import multiprocessing as mp
 import os
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, machine
+from bench.common import REPO, local_service, machine
 
 CANDIDATES_S = (0.1, 0.15, 0.2, 0.25, 0.3)
 
@@ -184,13 +183,7 @@ def run(
                 device={"serial": {"port": ends["port"]}},
                 emg={"lsl": {"source_id": ends["source_id"]}},
                 safety=safety,
-                service={
-                    "data_dir": str(tmp / "data"),
-                    "socket_path": str(tmp / "run" / "control.sock"),
-                    "socket_group": None,
-                    "allowed_users": [getpass.getuser()],
-                    "allowed_groups": [],
-                },
+                service=local_service(tmp),
             )
             daemon = Daemon(cfg)
             daemon.start()

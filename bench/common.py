@@ -102,15 +102,32 @@ def write_config(path: Path, **sections: Any) -> Path:
     return path
 
 
+def local_service(tmp: Path, user: str | None = None) -> dict[str, Any]:
+    """Service settings with every file under ``tmp`` (never /var/lib or /run), the socket in
+    the caller's own group, usable by ``user`` (default: whoever runs the benchmark)."""
+    import getpass
+
+    return {
+        "data_dir": str(tmp / "data"),
+        "socket_path": str(tmp / "run" / "control.sock"),
+        "socket_group": None,
+        "allowed_users": [user or getpass.getuser()],
+        "allowed_groups": [],
+    }
+
+
+def joint_r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
+    """R^2 per joint name (``exoctl.training.metrics.r2``), rounded for a report."""
+    from exoctl.training.metrics import r2
+
+    return {name: round(float(v), 4) for name, v in zip(joints, r2(y, yhat), strict=True)}
+
+
 def daemon_config(tmp: Path, endpoints: dict[str, Any], realtime_priority: int = 0) -> Path:
     """``tmp/exoctl.yaml``: a daemon for the simulator at ``endpoints`` (its pty and LSL source
     id), every service file under ``tmp`` (never /var/lib or /run), no LSL outlets."""
     svc = {
-        "data_dir": str(tmp / "data"),
-        "socket_path": str(tmp / "run" / "control.sock"),
-        "socket_group": None,
-        "allowed_users": ["root"],
-        "allowed_groups": [],
+        **local_service(tmp, "root"),
         "publish_lsl": False,
         "realtime_priority": realtime_priority,
     }

@@ -5,7 +5,7 @@ concept's command sits beside its code. Every command follows one policy (exoctl
 results on stdout (strict JSON with ``--json``), diagnostics on stderr as one line per problem,
 never a traceback, and exit codes shared by every command family: 0 ok, 1 error (a bad
 configuration or input file, a failed run), 2 usage, 3 daemon not running, 4 permission
-denied, 5 refused by the daemon, 70 internal error, 130 interrupted.
+denied, 5 refused by the daemon, 70 internal error, 130 interrupted, 141 output closed.
 """
 
 from __future__ import annotations
@@ -148,6 +148,16 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a closed stdout (``| head``) ends it quietly with exit 141."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:
+        return policy.closed_output()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     _Parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # usage errors: one line on stderr, exit 2
@@ -159,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return policy.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader went away: main() ends quietly, this is not a bug
     except Exception as e:
         if isinstance(e, ConfigError):
             return policy.fail(str(e), policy.EXIT_ERROR, json_mode=json_mode)

@@ -20,6 +20,9 @@
   70   internal error: a bug in exoctl (the one line says where; ``EXOCTL_DEBUG=1``
        prints the traceback too)
   130  interrupted (Ctrl-C)
+  141  the output was closed before the command finished writing it (a reader such as
+       ``head`` exited: 128 + SIGPIPE, as a shell reports it); nothing is printed. What the
+       command did (a session started, an e-stop) is done all the same
   ===  ============================================================================
 """
 
@@ -41,6 +44,7 @@ EXIT_PERMISSION = 4
 EXIT_REFUSED = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE
 
 
 def seconds(text: str) -> float:
@@ -100,6 +104,21 @@ def internal_error(exc: BaseException) -> str:
         f"internal error (a bug in exoctl, please report it): {type(exc).__name__}{at}: "
         f"{one_line(str(exc))[:300]} (EXOCTL_DEBUG=1 prints the traceback)"
     )
+
+
+def closed_output() -> int:
+    """The reader of stdout went away (``exoctl status | head -2``): end quietly.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError; the command
+    ends with ``EXIT_CLOSED_OUTPUT`` and no traceback. stdout is pointed at /dev/null first,
+    so the interpreter's own flush at exit has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a file descriptor (an embedding, a test): nothing to flush
+    return EXIT_CLOSED_OUTPUT
 
 
 def debug_enabled() -> bool:

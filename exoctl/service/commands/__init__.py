@@ -29,6 +29,7 @@ exoctl/cli_policy.py):
     5    refused by the daemon (e.g. a fault is latched, a session is already running)
     70   internal error (a bug; one line says where)
     130  interrupted
+    141  the output was closed (``exoctl status | head -2``), nothing more printed
 
 The configuration is ``--config PATH``, else ``$EXOCTL_CONFIG``, else
 ``/etc/exoctl/exoctl.yaml`` when it exists, else the packaged default.
@@ -56,7 +57,7 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_REFUSED,
     EXIT_USAGE,
 )
-from exoctl.service.commands.common import config_path, parse_assist
+from exoctl.service.commands.common import config_path, parse_assist, watch_period
 from exoctl.service.commands.control import (
     cmd_assist_set,
     cmd_daemon,
@@ -137,11 +138,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--watch",
         nargs="?",
-        type=float,
+        type=watch_period,
         const=1.0,
         default=None,
         metavar="SECONDS",
-        help="refresh every SECONDS (default 1) until Ctrl-C",
+        help="refresh every SECONDS (default 1, at least 0.2) until Ctrl-C",
     )
 
     add(subparsers, "estop", cmd_estop, "emergency stop: remove assistance now, latch a fault")

@@ -5,6 +5,7 @@ argument."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,25 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> in
         if text:
             print(text)
     return EXIT_OK
+
+
+MIN_WATCH_S = 0.2
+"""``status --watch`` refreshes at most five times a second: each refresh is a ``status`` build
+in the daemon, and a period of 0 would be a tight loop against it."""
+
+
+def watch_period(text: str) -> float:
+    """An argparse type for ``--watch``: a finite number of seconds, at least ``MIN_WATCH_S``
+    (``-1``, ``0``, ``nan``, ``inf``, ``1e308`` are usage errors, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and MIN_WATCH_S <= value <= 86400.0):
+        raise argparse.ArgumentTypeError(
+            f"{text} s: give a refresh period from {MIN_WATCH_S:g} to 86400 seconds"
+        )
+    return value
 
 
 def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:

@@ -77,9 +77,38 @@ def fail(message: str, code: int, *, json_mode: bool = False, data: Any = None) 
         if data is not None:
             doc["data"] = data
         emit_json(doc)
-    for line in message.splitlines() or [""]:
-        print(f"exoctl: {line}", file=sys.stderr)
+    for line in message.split("\n"):  # not splitlines(): a \r or \x1c is escaped, not a line
+        print(f"exoctl: {shown(line)}", file=sys.stderr)
     return code
+
+
+def shown(text: str) -> str:
+    """``text`` as it may reach a terminal: every character that is not printable (control
+    characters, ESC sequences, carriage returns, line breaks, bidirectional overrides, lone
+    surrogates from undecodable bytes) is written as its Python escape (``\\x1b``,
+    ``\\r``...), so text from a recording, a daemon's answer or a file can neither move the
+    cursor, recolour, hide or overwrite what a clinician reads. Printable text (``Müller``)
+    is kept as it is. The one helper every printer uses (tables, key-value lists, the status
+    screen, error lines); idempotent, so text that went through it twice reads the same.
+    Multi-line text: escape each line (``shown_lines``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def shown_lines(text: str) -> str:
+    """Multi-line text for a terminal: its line breaks kept, each line through ``shown``."""
+    return "\n".join(shown(line) for line in text.split("\n"))
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
 def one_line(message: str) -> str:

@@ -57,7 +57,14 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_REFUSED,
     EXIT_USAGE,
 )
-from exoctl.service.commands.common import config_path, parse_assist, watch_period
+from exoctl.service.commands.common import (
+    config_path,
+    end_reason,
+    parse_assist,
+    patient_id,
+    protocol_name,
+    watch_period,
+)
 from exoctl.service.commands.control import (
     cmd_assist_set,
     cmd_daemon,
@@ -123,16 +130,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     session = subparsers.add_parser("session", help="start or stop a therapy session")
     ssp = session.add_subparsers(dest="session_cmd", required=True, metavar="{start,stop}")
     p = add(ssp, "start", cmd_session_start, "start a session (assistance ramps in)")
-    p.add_argument("--patient", required=True, help="patient id (letters, digits, . _ -)")
+    p.add_argument(
+        "--patient", required=True, type=patient_id, help="patient id (letters, digits, . _ -)"
+    )
     p.add_argument(
         "--assist",
         action="append",
         metavar="GAIN|JOINT=GAIN,...",
         help="assist gain in [0, 1] for all joints, or per joint (default: configuration)",
     )
-    p.add_argument("--protocol", default=None, help="protocol name, recorded with the session")
+    p.add_argument(
+        "--protocol",
+        default=None,
+        type=protocol_name,
+        help="protocol name, recorded with the session (printable text, at most 200 characters)",
+    )
     p = add(ssp, "stop", cmd_session_stop, "stop the session (assistance ramps out)")
-    p.add_argument("--reason", default="stopped by clinician", help="recorded end reason")
+    p.add_argument(
+        "--reason",
+        default="stopped by clinician",
+        type=end_reason,
+        help="recorded end reason (printable text, at most 200 characters)",
+    )
 
     p = add(subparsers, "status", cmd_status, "daemon, device and session status")
     p.add_argument(
@@ -171,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="sessions_cmd", required=True, metavar="{list,show,export,report}"
     )
     p = add(ssp, "list", cmd_sessions_list, "list recorded sessions")
-    p.add_argument("--patient", help="only this patient")
+    p.add_argument("--patient", type=patient_id, help="only this patient")
     p = add(ssp, "show", cmd_sessions_show, "one session: identity, streams, events")
     p.add_argument("id")
     p = add(

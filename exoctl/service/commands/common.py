@@ -19,6 +19,7 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_PERMISSION,
     EXIT_REFUSED,
 )
+from exoctl.service import fields
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -96,7 +97,7 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> in
     else:
         text = human(data)
         if text:
-            print(text)
+            print(cli_policy.shown_lines(text))  # no escape from a field reaches the terminal
     return EXIT_OK
 
 
@@ -117,6 +118,23 @@ def watch_period(text: str) -> float:
             f"{text} s: give a refresh period from {MIN_WATCH_S:g} to 86400 seconds"
         )
     return value
+
+
+def _field_type(check: Callable[[str], str | None]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        problem = check(text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return parse
+
+
+# argparse types for the text fields the daemon records (exoctl.service.fields): a bad one is
+# a usage error (exit 2) before the daemon is called, as the daemon would refuse it (-32602).
+patient_id = _field_type(fields.patient_problem)
+protocol_name = _field_type(lambda t: fields.text_problem("protocol", t))
+end_reason = _field_type(lambda t: fields.text_problem("reason", t))
 
 
 def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:

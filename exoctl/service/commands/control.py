@@ -67,7 +67,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 cli_policy.emit_json(st)
             else:
                 print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
-                print(format_status(st), flush=True)
+                print(cli_policy.shown_lines(format_status(st)), flush=True)
             time.sleep(args.watch)
 
 

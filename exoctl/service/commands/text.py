@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from exoctl.cli_policy import shown
+
 
 def format_table(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
     cols = list(columns)
@@ -50,13 +52,15 @@ def fmt_us(v: float | None) -> str:
 
 
 def _cell(v: Any) -> str:
+    """One value as a table cell: escaped (``cli_policy.shown``) before the column widths
+    are measured, so a hostile value can neither break the row nor misalign it."""
     if v is None:
         return "-"
     if isinstance(v, float):
         return fmt_num(v)
     if isinstance(v, dict | list):
         return json.dumps(v, separators=(",", ":"))
-    return str(v)
+    return shown(str(v))
 
 
 def format_when(epoch: float | None) -> str:
@@ -80,6 +84,7 @@ def format_kv(d: dict[str, Any]) -> str:
     items = _flatten(d)
     if not items:
         return "(empty)"
+    items = [(shown(k), v) for k, v in items]
     w = max(len(k) for k, _ in items)
     return "\n".join(f"{k.ljust(w)}  {_cell(v)}" for k, v in items)
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from exoctl.errors import ExoctlError
-from exoctl.service import rpc
+from exoctl.service.rpc import errors as rpc  # the codes; the package's server is not needed
+from exoctl.service.rpc.sockets import ESTOP_METHOD, estop_socket_path
 
 DEFAULT_RETRY_S = 3.0
 FIRST_PAUSE_S = 0.01
@@ -202,7 +203,7 @@ def estop(
     Through the e-stop socket beside it (``rpc.estop_socket_path``), which no other client
     can hold up: connecting is pressing, the answer is one line. If that socket is missing
     (an older daemon) or gives no answer, the ``estop`` method on the control socket."""
-    epath = rpc.estop_socket_path(path)
+    epath = estop_socket_path(path)
     deadline = time.monotonic() + retry_s
     first: ClientError | None = None
     while True:
@@ -232,7 +233,7 @@ def estop(
         result: dict[str, Any] = resp.get("result") or {}
         return result
     try:
-        return call(path, rpc.ESTOP_METHOD, timeout_s=timeout_s, retry_s=retry_s)
+        return call(path, ESTOP_METHOD, timeout_s=timeout_s, retry_s=retry_s)
     except DaemonNotRunning:
         if isinstance(first, DaemonNotRunning):
             raise

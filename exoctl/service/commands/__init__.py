@@ -115,15 +115,46 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the daemon/session commands to ``exoctl``'s sub-command parser."""
+QUICK_COMMANDS = ("estop", "status")
+"""Commands that start fast (``exoctl.cli`` parses them with ``register_quick`` alone, before
+importing the other command families): the e-stop must not wait on imports."""
+
+
+def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    return common
 
-    def add(sp: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str) -> Any:
-        p = sp.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=fn)
-        return p
+
+def _add(
+    sp: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sp.add_parser(
+        name, parents=[_common()], help=help, description=help
+    )
+    p.set_defaults(func=fn)
+    return p
+
+
+def register_quick(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``status`` and ``estop`` (``QUICK_COMMANDS``): the same parsers in the full
+    ``exoctl`` and in its quick path."""
+    p = _add(subparsers, "status", cmd_status, "daemon, device and session status")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=watch_period,
+        const=1.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1, at least 0.2) until Ctrl-C",
+    )
+    _add(subparsers, "estop", cmd_estop, "emergency stop: remove assistance now, latch a fault")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the daemon/session commands to ``exoctl``'s sub-command parser."""
+    add = _add
 
     add(subparsers, "daemon", cmd_daemon, "run the exoctl supervisor (foreground; for systemd)")
 
@@ -153,18 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recorded end reason (printable text, at most 200 characters)",
     )
 
-    p = add(subparsers, "status", cmd_status, "daemon, device and session status")
-    p.add_argument(
-        "--watch",
-        nargs="?",
-        type=watch_period,
-        const=1.0,
-        default=None,
-        metavar="SECONDS",
-        help="refresh every SECONDS (default 1, at least 0.2) until Ctrl-C",
-    )
-
-    add(subparsers, "estop", cmd_estop, "emergency stop: remove assistance now, latch a fault")
+    register_quick(subparsers)
 
     fault = subparsers.add_parser("fault", help="latched faults")
     fsp = fault.add_subparsers(dest="fault_cmd", required=True, metavar="{clear}")

@@ -36,6 +36,21 @@ def service_config(args: argparse.Namespace) -> Any:
     return load_config(config_path(args)).service
 
 
+def socket_path(args: argparse.Namespace) -> Path:
+    """The control socket of the configuration the user chose, without validating the rest
+    of the file (exoctl.config.paths: no pydantic), for ``estop`` and ``status``, which must
+    start at once. A file whose socket path cannot be read is loaded fully: its error says why;
+    so is one that names a socket where no daemon listens (``guarded``), so a bad file is
+    still exit 1 with its file, line and key."""
+    from exoctl.config.paths import read_socket_path
+
+    path = read_socket_path(config_path(args))
+    if path is None:
+        return Path(service_config(args).socket_path)
+    args.config_unvalidated = True
+    return path
+
+
 def rpc_call(args: argparse.Namespace, method: str, params: Any = None) -> Any:
     from exoctl.service.client import Client
 
@@ -48,12 +63,14 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     """Map every expected failure to a message on stderr and a documented exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from exoctl.config.schema import ConfigError
         from exoctl.service import client as C
 
         try:
             return fn(args)
         except C.DaemonNotRunning as e:
+            problem = _config_problem(args)
+            if problem:  # the likelier cause: a configuration the daemon could not start with
+                return fail(args, problem, EXIT_ERROR)
             return fail(args, str(e), EXIT_NOT_RUNNING)
         except C.PermissionDenied as e:
             return fail(args, str(e), EXIT_PERMISSION)
@@ -70,21 +87,38 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
                 "(sudo -u exoctl exoctl ...) or as root",
                 EXIT_PERMISSION,
             )
-        except ConfigError as e:
-            return fail(args, str(e), EXIT_ERROR)
         except Exception as e:
-            # A RecorderError can only come from a command that imported the recordings'
-            # store (where it is defined); not importing it (and numpy) here keeps
-            # `exoctl status` quick.
-            store = sys.modules.get("exoctl.service.store")
-            if store is not None and isinstance(e, store.RecorderError):
-                return fail(args, str(e), EXIT_ERROR)
+            # A ConfigError or RecorderError can only come from a command that imported the
+            # module defining it (the YAML reader, the recordings' store); not importing them
+            # (YAML, pydantic, numpy) here keeps `exoctl estop` and `exoctl status` quick.
+            for module, name in (
+                ("exoctl.config.yamlfile", "ConfigError"),
+                ("exoctl.service.store", "RecorderError"),
+            ):
+                cls = getattr(sys.modules.get(module), name, None)
+                if cls is not None and isinstance(e, cls):
+                    return fail(args, str(e), EXIT_ERROR)
             raise
         except KeyboardInterrupt:
             return 130
 
     run.__doc__ = fn.__doc__
     return run
+
+
+def _config_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the configuration, for a command that read only its socket path
+    (``socket_path``) and found no daemon: the full validation, after the fact. None when the
+    file is valid, or when it was validated already."""
+    if not getattr(args, "config_unvalidated", False):
+        return None
+    from exoctl.config.yamlfile import ConfigError
+
+    try:
+        service_config(args)
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def fail(args: argparse.Namespace, msg: str, code: int, data: Any = None) -> int:

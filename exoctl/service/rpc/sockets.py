@@ -9,9 +9,12 @@ import os
 import socket
 from pathlib import Path
 
-import structlog
+# structlog is imported where the daemon logs (bind_socket), not here: clients such as
+# `exoctl estop` use estop_socket_path and must not pay for the logging stack.
 
-log = structlog.get_logger("exoctl.rpc")
+
+ESTOP_METHOD = "estop"
+"""The e-stop's method on the control socket (the fallback when the e-stop socket is absent)."""
 
 
 def estop_socket_path(socket_path: str | Path) -> Path:
@@ -73,7 +76,11 @@ def bind_socket(path: Path, mode: int, group: str | None, probe: bool) -> socket
             try:
                 gid = grp.getgrnam(group).gr_gid
             except KeyError:
-                log.warning("socket_group_missing", group=group, path=str(path))
+                import structlog
+
+                structlog.get_logger("exoctl.rpc").warning(
+                    "socket_group_missing", group=group, path=str(path)
+                )
             else:
                 os.chown(tmp, -1, gid)
         os.rename(tmp, path)

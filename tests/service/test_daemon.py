@@ -629,3 +629,40 @@ def test_hostile_text_is_refused_before_anything_starts(
         assert [(x["id"], x["end_reason"]) for x in rows] == [(sid, "patient tired")]
     finally:
         d.close()
+
+
+def test_status_marks_what_is_stale_with_its_age(sim, tmp_path, write_config, run_cli, capsys):
+    """With the EMG and the device both silent (the simulator stopped with SIGSTOP), status
+    shows no estimate, latency or applied torque as current: each is marked with the age of
+    its newest input, the last values apart. The device's faults are in words."""
+    d = Daemon(tmp_path, sim.endpoints, write_config)
+    try:
+        d.wait_for("READY=1")
+        deadline = time.monotonic() + 10
+        while True:  # fresh inputs (a start on a loaded machine may lag a moment)
+            st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+            if st["stale"] == {} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert st["stale"] == {} and st["input_age_s"]["emg"] < 1.0, st["input_age_s"]
+        assert st["link"]["device_faults_current"] is not None
+        os.kill(sim.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+            st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+            code, out, err = _cli(run_cli, capsys, d, "status")
+        finally:
+            os.kill(sim.proc.pid, signal.SIGCONT)
+        assert set(st["stale"]) == {"estimate_nm", "latency_ms", "applied_nm"}, st["stale"]
+        assert all(age >= 0.9 for age in st["stale"].values()), st["stale"]
+        assert code == 0, err
+        assert "NOT CURRENT estimate_nm: no EMG for" in out, out
+        assert "NOT CURRENT applied_nm: no telemetry from the device for" in out, out
+        assert "EMG->command: no EMG for" in out and "EMG->command p99" not in out, out
+        table = out.split("JOINT", 1)[1].splitlines()[1:5]
+        for row in table:  # joint, estimate (stale), command, applied (stale)
+            cells = row.split()
+            assert cells[1] == "-" and cells[3] == "-", out
+        assert "device    faults now:" in out and "fault bits 0x" not in out, out
+    finally:
+        d.close()

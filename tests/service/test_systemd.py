@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -257,3 +258,84 @@ def test_system_call_filter_keeps_what_the_daemon_needs() -> None:
     assert needed <= allowed, f"refused by the unit's filter: {sorted(needed - allowed)}"
     refused = {"setuid", "setgroups", "reboot", "mount", "init_module", "ptrace", "settimeofday"}
     assert not refused & allowed, f"admitted by the unit's filter: {sorted(refused & allowed)}"
+
+
+# What the daemon's libraries do, held against the unit's filters: a short run of each (the
+# ONNX model, LSL on this machine, pyserial on a pseudo-terminal, the real-time set-up) under
+# strace. A library upgrade that starts writing executable memory (a JIT) or needs a system
+# call outside the filter would stop the daemon under the unit; this catches it here.
+_WORKLOAD = """
+import os, sys, threading, time
+from pathlib import Path
+import pylsl, serial
+from exoctl.estimation.torque_model import TorqueModel
+from exoctl.runtime.realtime import apply_realtime
+
+model = TorqueModel(Path(sys.argv[1]))
+for _ in range(20):
+    model.run()
+source = f"unit-filter-probe-{os.getpid()}"
+outlet = pylsl.StreamOutlet(pylsl.StreamInfo("unit-filter-probe", "EMG", 2, 100, "float32", source))
+found = pylsl.resolve_byprop("source_id", source, timeout=10)
+assert found, "the probe's own LSL stream was not found"
+inlet = pylsl.StreamInlet(found[0])
+inlet.open_stream(timeout=10)
+for _ in range(50):
+    outlet.push_sample([1.0, 2.0])
+    time.sleep(0.002)
+inlet.pull_chunk(timeout=1.0)
+master, slave = os.openpty()
+port = serial.Serial(os.ttyname(slave), 115200, timeout=0.1)
+port.write(b"x")
+os.read(master, 1)
+rt = threading.Thread(target=apply_realtime, kwargs={"priority": 1, "lock_memory": False})
+rt.start()
+rt.join()
+print("workload done")
+"""
+
+
+def _refused_by_memory_deny_write_execute(call: str, args: str) -> bool:
+    """systemd's MemoryDenyWriteExecute= refuses mmap writable and executable, mprotect and
+    pkey_mprotect to executable, shmat executable."""
+    if call == "mmap":
+        return "PROT_EXEC" in args and "PROT_WRITE" in args
+    if call in ("mprotect", "pkey_mprotect"):
+        return "PROT_EXEC" in args
+    return call == "shmat" and "SHM_EXEC" in args
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None or shutil.which("systemd-analyze") is None,
+    reason="strace and systemd-analyze are needed to hold the libraries against the unit",
+)
+def test_the_daemons_libraries_stay_inside_the_units_filters(tmp_path: Path) -> None:
+    kv = _settings(UNIT.read_text())
+    assert kv.get("MemoryDenyWriteExecute") == ["yes"]
+    allowed = _allowed_syscalls(kv.get("SystemCallFilter", []))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.update(v.split("=", 1) for v in kv.get("Environment", []))  # the unit's environment
+    trace = tmp_path / "trace.txt"
+    model = ROOT / "exoctl" / "models" / "network.onnx"
+    r = subprocess.run(
+        ["strace", "-f", "-qq", "-o", str(trace), sys.executable, "-c", _WORKLOAD, str(model)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    if r.returncode and not trace.exists():
+        pytest.skip(f"strace cannot trace here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0 and "workload done" in r.stdout, r.stdout + r.stderr
+    start = re.compile(r"^\d+\s+(\w+)\((.*)$")
+    used: set[str] = set()
+    wx: list[str] = []
+    for line in trace.read_text(errors="replace").splitlines():
+        m = start.match(line)
+        if m:
+            used.add(m.group(1))
+            if _refused_by_memory_deny_write_execute(m.group(1), m.group(2)):
+                wx.append(line[:200])
+    assert {"openat", "socket", "sched_setscheduler"} <= used, "the trace was not read"
+    assert not wx, "refused by MemoryDenyWriteExecute=yes:\n" + "\n".join(wx[:5])
+    assert used <= allowed, f"refused by the unit's SystemCallFilter=: {sorted(used - allowed)}"

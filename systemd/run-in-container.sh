@@ -4,8 +4,10 @@
 # container (systemd-nspawn --volatile=yes: the host's /usr, everything else a tmpfs), with the
 # HIL simulator as a second unit beside the daemon. It then drives a recorded session through
 # the control socket, checks the watchdog (a stopped daemon is killed and restarted) and a
-# clean stop, and prints what systemd applied. docs/deploy.md, "The unit's sandbox", says what
-# this shows and what it cannot (the IP filter and device controller need cgroup v2).
+# clean stop, an adapter that comes back on another device number, the IP allow list and the
+# device policy in force, and prints what systemd applied. docs/deploy.md, "The unit's
+# sandbox", says what this shows. The container runs on cgroup v2 with bpf() allowed, which the
+# IP filter and the device policy need.
 #
 # Needs root, systemd-nspawn (Debian: systemd-container) and a python3.11 outside /home and
 # /root (ProtectHome= hides those from the daemon), by default /usr/bin/python3.11, with the
@@ -60,8 +62,7 @@ $env_line
 # the machine's (the capabilities still grant SCHED_FIFO and mlockall).
 LimitRTPRIO=$(ulimit -Hr | sed 's/unlimited/infinity/')
 LimitMEMLOCK=$(ulimit -Hl | sed 's/unlimited/infinity/; s/^\([0-9]*\)$/\1K/')
-# the simulator's pseudo-terminal stands for the USB adapter
-DeviceAllow=char-pts rw
+IPAccounting=yes
 EOF
 cat >"$work/exoctl-sim.service" <<EOF
 [Unit]
@@ -99,8 +100,9 @@ out.write_text(yaml.safe_dump(raw, sort_keys=False))
 EOF
 
 etc=/etc/systemd/system
+SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 \
 systemd-nspawn -D / --volatile=yes --register=no --keep-unit -M "$machine" -b --console=pipe \
-  --capability=CAP_IPC_LOCK --bind-ro="$checkout" --bind-ro="$site" \
+  --capability=CAP_IPC_LOCK --system-call-filter=bpf --bind-ro="$checkout" --bind-ro="$site" \
   --bind-ro="$checkout/systemd/exoctl.service:$etc/exoctl.service" \
   --bind-ro="$work/bench.conf:$etc/exoctl.service.d/bench.conf" \
   --bind-ro="$work/exoctl-sim.service:$etc/exoctl-sim.service" \
@@ -150,6 +152,55 @@ sleep 2
 exoctl session stop || fail "session stop failed"
 exoctl sessions list
 
+echo "== the adapter comes back on another device number (the simulator restarted)"
+before=$(ct readlink -f /run/exoctl-sim/exoskeleton)
+ct systemctl stop exoctl-sim
+ct rm -f /run/exoctl-sim/sim.json
+# hold the freed pseudo-terminal so that the new one gets another number, as a replugged
+# adapter may come back as ttyUSB1
+ct systemd-run --unit=pty-holder --quiet "$python" -c 'import os, time; os.openpty(); os.openpty(); time.sleep(600)'
+ct systemctl start exoctl-sim
+for _ in $(seq 240); do ct test -f /run/exoctl-sim/sim.json && break; sleep 0.5; done
+after=$(ct readlink -f /run/exoctl-sim/exoskeleton)
+echo "adapter: $before -> $after"
+[ "$before" != "$after" ] || fail "the simulator's terminal kept its number"
+telemetry() {  # the link's telemetry frame count, from `exoctl status --json`
+  exoctl status --json | "$python" -c '
+import json, sys
+def find(d):
+    if isinstance(d, dict):
+        if "telemetry_received" in d:
+            return d["telemetry_received"]
+        for v in d.values():
+            if (n := find(v)) is not None:
+                return n
+    return None
+print(find(json.load(sys.stdin)))'
+}
+t0=$(telemetry)
+sleep 10
+t1=$(telemetry)
+echo "telemetry frames: $t0 -> $t1"
+[ "$t1" -gt "$t0" ] || fail "no telemetry from the adapter after it came back"
+ct systemctl stop pty-holder
+
+echo "== IP: localhost only, and the daemon's LSL through it"
+ct systemctl show exoctl -p IPAddressDeny -p IPAddressAllow -p IPIngressBytes
+[ "$(ct systemctl show exoctl -p IPIngressBytes --value)" -gt 0 ] || fail "no IP traffic accounted"
+probe='import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", ("127.0.0.1", 9))
+try:
+    s.sendto(b"x", ("192.0.2.1", 9)); print("sent elsewhere: the IP filter is not in force")
+except PermissionError:
+    print("refused elsewhere, sent to 127.0.0.1: the IP filter is in force")'
+ct systemd-run --quiet --wait --pipe -p IPAddressDeny=any -p IPAddressAllow=localhost "$python" -c "$probe"
+
+echo "== devices: DevicePolicy=closed in force"
+ct systemd-run --quiet --wait --pipe -p DevicePolicy=closed "$python" -c 'import os
+try:
+    os.close(os.open("/dev/net/tun", os.O_RDWR)); print("opened /dev/net/tun: the device policy is not in force")
+except PermissionError:
+    print("/dev/net/tun refused: the device policy is in force")'
+
 echo "== watchdog: the daemon stopped with SIGSTOP"
 ct kill -STOP "$main_pid"
 for _ in $(seq 40); do [ "$(journal | grep -c "Watchdog timeout")" != 0 ] && break; sleep 0.5; done
@@ -161,7 +212,10 @@ echo "restarted ($(ct systemctl show exoctl -p NRestarts))"
 echo "== stop"
 ct systemctl stop exoctl
 ct systemctl show exoctl -p Result -p ExecMainStatus
-[ "$(ct systemctl show exoctl -p ExecMainStatus --value)" = 0 ] || fail "did not exit 0"
+if [ "$(ct systemctl show exoctl -p Result --value)" != success ]; then
+  journal | grep -E '"event": "(stopping|stopped)"|Watchdog|Killing' | tail -4
+  fail "the stop did not end in success (a daemon that logged a clean stop and was then ended by the watchdog took longer than WatchdogSec to exit)"
+fi
 refused=$(journal | grep -ci "operation not permitted" || true)
 echo "refused calls in the journal: $refused"
 ct systemd-analyze security exoctl --no-pager | tail -1

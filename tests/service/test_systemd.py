@@ -252,7 +252,7 @@ def test_system_call_filter_keeps_what_the_daemon_needs() -> None:
         "mlockall",
         # the control-socket child: started, reniced; the socket given its group
         "vfork", "clone3", "execve", "wait4", "setpriority", "chown", "fchownat",
-        # onnxruntime's arena; LSL, the sockets, the serial port, sd_notify
+        # numpy's OpenBLAS buffers; LSL, the sockets, the serial port, sd_notify
         "mbind", "socket", "bind", "connect", "sendto", "recvmsg", "ioctl", "socketpair",
     }  # fmt: skip
     assert needed <= allowed, f"refused by the unit's filter: {sorted(needed - allowed)}"

@@ -284,12 +284,27 @@ class Controller:
                 self._session_gc = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
+        """Change the assist level of the joints ``assist`` names (a number: every joint);
+        every other joint keeps its level. Returns every joint's target level afterwards."""
         with self._lock:
-            gains = self._gains(assist)
-            self.call_in_loop(lambda now: self._assist.set_gain(gains, now))
+            levels = self._levels(assist)
+            named = dict.fromkeys(self.joints, levels) if isinstance(levels, float) else levels
+
+            def change(now: float) -> dict[str, float]:
+                self._assist.set_gain(named, now)
+                return self._assist.gains
+
+            gains = self.call_in_loop(change)
             if self._session is not None:
-                self._session.gains = gains
+                self._session.gains = dict(gains)
             return gains
+
+    def assist_levels(self) -> dict[str, dict[str, float]]:
+        """Each joint's assist level: ``target`` (what was last set for it) and ``in_force``
+        (where its ramp towards the target is now), read in the loop thread."""
+        return self.call_in_loop(
+            lambda now: {"target": self._assist.gains, "in_force": self._assist.gains_at(now)}
+        )
 
     def estop(self) -> None:
         """Zero torque at the next tick and latch; also tell the firmware directly."""
@@ -382,14 +397,19 @@ class Controller:
         self._fault_log.extend(new)
         return new
 
+    def _levels(self, assist: float | Mapping[str, float]) -> float | dict[str, float]:
+        """``assist`` checked: one level for every joint, or levels for named joints."""
+        try:
+            return check_levels(assist, self.joints)
+        except AssistLevelError as e:
+            raise ControllerError(str(e)) from None
+
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
+        """A new session's levels: the configured ones, overridden by what ``assist`` names."""
         base: dict[str, float] = {j: g for j, g in self.cfg.control.assist_gain.items()}
         if assist is None:
             return base
-        try:
-            levels = check_levels(assist, self.joints)
-        except AssistLevelError as e:
-            raise ControllerError(str(e)) from None
+        levels = self._levels(assist)
         if isinstance(levels, dict):
             base.update(levels)
         else:

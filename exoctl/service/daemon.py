@@ -342,7 +342,7 @@ class Daemon:
             raise rpc.InvalidParams(str(e)) from None
         if protocol is not None and (not isinstance(protocol, str) or len(protocol) > 200):
             raise rpc.InvalidParams("protocol must be a string of at most 200 characters")
-        assist = _check_assist(assist)
+        assist = _check_assist(assist, self.controller.joints)
         with self.pump.lock:
             if self.controller.session is not None or self.recorder.active_session is not None:
                 raise rpc.Refused(
@@ -387,14 +387,15 @@ class Daemon:
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        gains = _check_assist(gains)
+        gains = _check_assist(gains, self.controller.joints)
         if gains is None:
             raise rpc.InvalidParams("gains: give a number or {joint: gain}")
         try:
             applied = self.controller.set_assist(gains)
         except ControllerError as e:
             raise rpc.Refused(str(e)) from None
-        self._record_event("assist_change", {"gains": applied})
+        # every joint's level after the change, and which ones the change named
+        self._record_event("assist_change", {"gains": applied, "set": gains})
         log.info("assist_changed", gains=applied)
         # What happens to assistance depends on these two; the CLI says it in words.
         return {
@@ -478,13 +479,15 @@ class Daemon:
             raise rpc.InvalidParams(str(e)) from None
 
 
-def _check_assist(assist: Any) -> Any:
+def _check_assist(assist: Any, joints: Any = None) -> Any:
+    """Levels as the RPC caller gave them; a bad level, an empty mapping or (with ``joints``)
+    an unknown joint is the caller's error (invalid params), not a refusal."""
     from exoctl.control.assist_level import AssistLevelError, check_levels
 
     if assist is None:
         return None
     try:
-        return check_levels(assist)  # joint names are the controller's to check
+        return check_levels(assist, joints)
     except AssistLevelError as e:
         raise rpc.InvalidParams(str(e)) from None
 

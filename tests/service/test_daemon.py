@@ -585,3 +585,41 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
         finally:
             d.shutdown()
             notifier.close()
+
+
+def test_assist_set_changes_only_the_joints_it_names(
+    sim, tmp_path, write_config, run_cli, capsys
+) -> None:
+    """The real daemon and CLI: `assist set hip_l=0.2` after `--assist 0.1` leaves the other
+    joints at 0.1 (not the configuration's default); an empty value, a joint given twice and
+    an unknown joint are usage errors (exit 2) that change nothing; over the socket they are
+    invalid params, not refusals."""
+    d = Daemon(tmp_path, sim.endpoints, write_config)
+    try:
+        d.wait_for("READY=1")
+        sid = _start_session(run_cli, capsys, d, "--patient", "E5", "--assist", "0.1")
+        code, out, err = _cli(run_cli, capsys, d, "assist", "set", "hip_l=0.2", "--json")
+        assert code == 0, err
+        want = {"hip_l": 0.2, "hip_r": 0.1, "knee_l": 0.1, "knee_r": 0.1}
+        assert json.loads(out)["assist_gain"] == want
+        for bad in ([""], ["hip_l=0.1,hip_l=0.8"], ["ankle=0.2"], ["hip_l=0.3", "hip_l=0.4"]):
+            code, _, err = _cli(run_cli, capsys, d, "assist", "set", *bad)
+            assert code == K.EXIT_USAGE, (bad, code, err)
+        code, _, err = _cli(run_cli, capsys, d, "session", "start", "--patient", "E6",
+                            "--assist", "ankle=0.2")  # fmt: skip
+        assert code == K.EXIT_USAGE, err
+        sock = d.cfg.service.socket_path
+        for gains in (b"{}", b'{"ankle":0.2}'):
+            req = b'{"jsonrpc":"2.0","id":1,"method":"assist.set","params":{"gains":%s}}\n' % gains
+            assert _raw_request(sock, req)[0]["error"]["code"] == rpc.INVALID_PARAMS, gains
+        st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+        assert st["session"]["gains"] == want
+        code, out, err = _cli(run_cli, capsys, d, "assist", "set", "knee_r=0.4")
+        assert code == 0, err
+        assert _cli(run_cli, capsys, d, "session", "stop")[0] == 0
+        db = R.find_session(d.cfg.service.data_dir, sid)
+        with R.open_session_db(db) as conn:
+            changes = [e for e in R.read_events(conn) if e["kind"] == "assist_change"]
+        assert [c["detail"]["gains"] for c in changes] == [want, {**want, "knee_r": 0.4}]
+    finally:
+        d.close()

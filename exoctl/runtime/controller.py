@@ -37,7 +37,7 @@ from exoctl.acquisition.sources import Acquisition, make_acquisition
 from exoctl.config.schema import Config
 from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop, TickRows
-from exoctl.control.safety import SafetyState
+from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.control.timing import reduce_timer_slack
 from exoctl.errors import ExoctlError
 from exoctl.estimation.estimator import Estimator, build_estimator
@@ -82,9 +82,16 @@ class ModelIdentity:
 
 
 class Controller:
-    def __init__(self, cfg: Config, log_seconds: float = 600.0, link: Link | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        log_seconds: float = 600.0,
+        link: Link | None = None,
+        recording: RecordingHealth | None = None,
+    ) -> None:
         """``link``: the link to the firmware; by default a ``HostLink`` on the configured
-        serial port (a test or an offline mode hands in a ``FakeLink``)."""
+        serial port (a test or an offline mode hands in a ``FakeLink``). ``recording``: the
+        session recorder's health (the daemon's recorder publishes it), a safety input."""
         self.cfg = cfg
         self.joints = cfg.joint_names
         fs = cfg.emg.sampling_rate_hz
@@ -101,7 +108,12 @@ class Controller:
             joint_names=self.joints,  # the handshake refuses a device with other joints
         )
         self._loop = ControlLoop.from_config(
-            cfg, self._ring, self._estimator, self._link, log_capacity=int(log_seconds * rate)
+            cfg,
+            self._ring,
+            self._estimator,
+            self._link,
+            log_capacity=int(log_seconds * rate),
+            recording=recording,
         )
         self._assist = self._loop.assist
         self._safety = self._loop.safety

@@ -46,7 +46,7 @@ from exoctl.service import recorder as R
 from exoctl.service import rpc
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
-from exoctl.service.pump import Pump, stream_meta
+from exoctl.service.pump import Pump, recording_bytes_per_s, stream_meta
 from exoctl.service.rpc.relay import Front
 from exoctl.service.sdnotify import Notifier
 
@@ -89,7 +89,8 @@ class Daemon:
             queue_chunks=self.svc.recorder_queue_chunks,
             flush_interval_s=self.svc.flush_interval_s,
         )
-        self.controller = Controller(cfg)
+        # The recording's health is a safety input: a full or failing disk removes assistance.
+        self.controller = Controller(cfg, recording=self.recorder.health)
         self.server: rpc.RpcServer | None = None  # the e-stop socket
         self.front: Front | None = None  # the control socket's process
         self.dispatcher: rpc.Dispatcher | None = None
@@ -256,15 +257,25 @@ class Daemon:
             self.pump.pump_once()  # everything up to the end of the ramp-out
             sid = self._session_id
             self._record_event("session_stop", {"reason": reason})
-            self.recorder.stop_session(reason)
+            try:
+                self.recorder.stop_session(reason)
+                problem = self.recorder.last_close_problem
+            except R.RecorderError as e:  # the session has stopped all the same
+                problem = str(e)
             self._session_id = None
-        log.info("session_stopped", session_id=sid, reason=reason)
+        if problem is None:
+            log.info("session_stopped", session_id=sid, reason=reason)
+        else:
+            log.error("session_stopped", session_id=sid, reason=reason, recording_problem=problem)
         self.notifier.status(f"no session (last: {sid}, {reason})")
         return {
             "session_id": sid,
             "patient": s.patient if s else None,
             "end_reason": reason,
             "duration_s": round(time.time() - s.started_at, 3) if s else None,
+            # None: the file is complete; else why its end could not be written (the data
+            # committed before stays readable)
+            "recording_problem": problem,
         }
 
     # ------------------------------------------------------------------ RPC threads
@@ -326,8 +337,8 @@ class Daemon:
         rs = self.recorder.stats()
         st["recorder"] = {
             k: rs[k]
-            for k in ("session", "db_path", "written_chunks", "dropped", "queue_depth",
-                      "write_errors", "last_error")
+            for k in ("session", "db_path", "written_chunks", "failed_chunks", "dropped",
+                      "queue_depth", "write_errors", "last_error", "uncommitted_s")
         }  # fmt: skip
         return jsonable(st)
 
@@ -348,6 +359,7 @@ class Daemon:
                 raise rpc.Refused(
                     f"a session is already running (session {self._session_id}); stop it first"
                 )
+            self._check_free_space()
             try:
                 info = self.controller.start_session(patient, protocol, assist)
             except ControllerError as e:
@@ -376,6 +388,25 @@ class Daemon:
         log.info("session_started", session_id=sid, patient=patient, protocol=protocol,
                  gains=info.gains)  # fmt: skip
         return {"session_id": sid, "patient": patient, "protocol": protocol, "gains": info.gains}
+
+    def _check_free_space(self) -> None:
+        """Refuse a session whose recording the data disk has no room for: about
+        ``recording_bytes_per_s`` for ``service.recording_reserve_s`` seconds."""
+        need_s = self.svc.recording_reserve_s
+        rate = recording_bytes_per_s(self.cfg, self.controller.n_synergies)
+        need = rate * need_s
+        try:
+            free = R.free_bytes(self.svc.data_dir)
+        except OSError as e:
+            raise rpc.Refused(f"cannot tell the free space of {self.svc.data_dir}: {e}") from None
+        if free < need:
+            raise rpc.Refused(
+                f"not enough free disk space to record a session: {self.svc.data_dir} has "
+                f"{free / 1e6:.1f} MB free, and {need_s:g} s of recording "
+                f"(service.recording_reserve_s) needs about {need / 1e6:.1f} MB at "
+                f"{rate / 1e3:.0f} kB/s. Free space on that disk, or shorten "
+                "service.recording_reserve_s"
+            )
 
     def rpc_session_stop(self, reason: str = "stopped by clinician") -> dict[str, Any]:
         if not isinstance(reason, str) or len(reason) > 200:
@@ -420,8 +451,16 @@ class Daemon:
         state = self.controller.safety_state.name
         if not ok:
             active, degraded = self.controller.active_conditions
+            why = "inputs are not all healthy yet"
+            if "recording_stalled" in active:
+                why = (
+                    "the session's recording is still failing "
+                    f"({self.recorder.stats()['last_error'] or 'nothing committed'}), and no "
+                    "assistance runs unrecorded: free space on the data disk, or stop the "
+                    "session"
+                )
             raise rpc.Refused(
-                f"fault not cleared (state {state}): inputs are not all healthy yet",
+                f"fault not cleared (state {state}): {why}",
                 {"active": active, "degraded": degraded},
             )
         self._record_event("fault_clear", {"state": state})

@@ -46,7 +46,7 @@ from exoctl.service import recorder as R
 from exoctl.service import rpc
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
-from exoctl.service.pump import Pump, recording_bytes_per_s, stream_meta
+from exoctl.service.pump import Pump, recording_bytes_needed, recording_bytes_per_s, stream_meta
 from exoctl.service.rpc.relay import Front
 from exoctl.service.sdnotify import Notifier
 
@@ -391,10 +391,10 @@ class Daemon:
 
     def _check_free_space(self) -> None:
         """Refuse a session whose recording the data disk has no room for: about
-        ``recording_bytes_per_s`` for ``service.recording_reserve_s`` seconds."""
+        ``recording_bytes_per_s`` for ``service.recording_reserve_s`` seconds, and its log."""
         need_s = self.svc.recording_reserve_s
         rate = recording_bytes_per_s(self.cfg, self.controller.n_synergies)
-        need = rate * need_s
+        need = recording_bytes_needed(self.cfg, self.controller.n_synergies, need_s)
         try:
             free = R.free_bytes(self.svc.data_dir)
         except OSError as e:

@@ -58,7 +58,18 @@ def cmd_session_start(args: argparse.Namespace) -> int:
 @guarded
 def cmd_session_stop(args: argparse.Namespace) -> int:
     r = rpc_call(args, "session.stop", {"reason": args.reason})
-    return emit(args, r, lambda r: "session stopped\n" + _session_human(r))
+    return emit(args, r, _stopped_human)
+
+
+def _stopped_human(r: dict[str, Any]) -> str:
+    problem = r.get("recording_problem")
+    head = "session stopped\n"
+    if problem:
+        head = (
+            "session stopped; its recording could not be finished "
+            f"({problem}): the data written before that is kept.\n"
+        )
+    return head + _session_human({k: v for k, v in r.items() if k != "recording_problem"})
 
 
 @guarded

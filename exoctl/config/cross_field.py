@@ -71,6 +71,16 @@ def cross_field_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                 "torque must be zero within it",
             )
         )
+    flush = cfg.service.flush_interval_s
+    if flush > saf.recording_timeout_s / 2:
+        out.append(
+            (
+                ("safety", "recording_timeout_s"),
+                f"{saf.recording_timeout_s:g} s must be at least twice service.flush_interval_s "
+                f"({flush:g} s): the recorder commits that often, so a healthy recording would "
+                "look stalled",
+            )
+        )
     chunk_s = cfg.simulator.emg_chunk_samples / emg.sampling_rate_hz
     if chunk_s > saf.emg_timeout_s / 4:
         out.append(

@@ -181,6 +181,9 @@ class SafetyConfig(_Model):
     max_plausible_torque_nm: Annotated[float, Field(gt=0, le=1000)] = 250.0
     safe_stop_s: Annotated[float, Field(gt=0, le=1.0)] = 0.05
     """Time within which torque ramps to zero after a fault is detected."""
+    recording_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """A session's recording with no clean commit to disk for this long (a full or failing
+    disk) removes assistance and latches: no assistance runs unrecorded."""
     model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.05
     """Model output NaN, infinite or implausible for this long is a fault; shorter is degraded."""
     emg_flat_range: Annotated[float, Field(ge=0)] = 0.5
@@ -218,6 +221,9 @@ class ServiceConfig(_Model):
     allowed_groups: list[str] = ["exoctl"]
     recorder_queue_chunks: Annotated[int, Field(ge=16, le=100000)] = 2048
     flush_interval_s: Annotated[float, Field(gt=0, le=1.0)] = 0.5
+    recording_reserve_s: Annotated[float, Field(ge=0, le=86400)] = 3600.0
+    """A session starts only when the data directory's disk has room for this many seconds
+    of its recording (estimated from the configuration's streams and rates)."""
     publish_lsl: bool = True
     realtime_priority: Annotated[int, Field(ge=0, le=99)] = 0
     """SCHED_FIFO priority for the control-loop thread; 0 leaves it SCHED_OTHER. Needs

@@ -176,6 +176,12 @@ def insert_stream_meta(conn: sqlite3.Connection, name: str, meta: dict[str, Any]
     )
 
 
+def free_bytes(path: str | Path) -> int:
+    """Bytes that an unprivileged writer may still use on the disk holding ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 def ensure_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkdir's mode is filtered by the umask and ignored for existing dirs: enforce it.

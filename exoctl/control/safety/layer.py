@@ -345,6 +345,11 @@ class SafetyLayer:
             return f"firmware reports {fault_text(int(v))}"
         if kind == FaultKind.LINK_DOWN:
             return "host link unhealthy (no telemetry or handshake lost)"
+        if kind == FaultKind.RECORDING_STALLED:
+            return (
+                f"no session data committed to disk for {v:.1f} s > recording_timeout_s "
+                f"{c.recording_timeout_s} s"
+            )
         if kind == FaultKind.ACTUATORS_OFF:
             return (
                 "assistance requested while the device's actuators are off (reboot, device "

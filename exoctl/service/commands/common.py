@@ -171,11 +171,21 @@ protocol_name = _field_type(lambda t: fields.text_problem("protocol", t))
 end_reason = _field_type(lambda t: fields.text_problem("reason", t))
 
 
-def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:
-    """``0.3`` (every joint) or ``hip_l=0.3,knee_l=0.2`` / ``hip_l=0.3 knee_l=0.2``."""
-    if not values:
+def parse_assist(
+    values: list[str] | None, joints: tuple[str, ...] | None = None
+) -> float | dict[str, float] | None:
+    """``0.3`` (every joint) or ``hip_l=0.3,knee_l=0.2`` / ``hip_l=0.3 knee_l=0.2``.
+
+    A change names exactly the joints it sets, once each: an empty value, a joint given twice
+    or (with ``joints``, the configuration's) a joint the exoskeleton does not have is a usage
+    error, never "the other joints to their default" or "the last one wins"."""
+    if values is None or values == []:
         return None
     parts = [p for v in values for p in v.replace(",", " ").split() if p]
+    if not parts:
+        raise argparse.ArgumentTypeError(
+            "empty assist value: give one gain for all joints (0.3) or joint=gain pairs"
+        )
     if len(parts) == 1 and "=" not in parts[0]:
         return _gain(parts[0])
     out: dict[str, float] = {}
@@ -184,8 +194,18 @@ def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:
             raise argparse.ArgumentTypeError(
                 f"bad assist value {p!r}: use one gain for all joints (0.3) or joint=gain pairs"
             )
-        k, v = p.split("=", 1)
-        out[k.strip()] = _gain(v)
+        k, v = (x.strip() for x in p.split("=", 1))
+        if not k:
+            raise argparse.ArgumentTypeError(f"bad assist value {p!r}: no joint name before '='")
+        if k in out:
+            raise argparse.ArgumentTypeError(
+                f"joint {k!r} given twice in the assist value: give each joint once"
+            )
+        if joints is not None and k not in joints:
+            raise argparse.ArgumentTypeError(
+                f"unknown joint {k!r}: this exoskeleton's joints are {', '.join(joints)}"
+            )
+        out[k] = _gain(v)
     return out
 
 

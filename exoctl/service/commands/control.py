@@ -30,6 +30,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return run_daemon(config_path(args))
 
 
+def _joints(args: argparse.Namespace) -> tuple[str, ...]:
+    """The configured joints, so that a joint the exoskeleton does not have is a usage error
+    before anything is sent."""
+    from exoctl.config.schema import load_config
+
+    return tuple(load_config(config_path(args)).joint_names)
+
+
 def _session_human(r: dict[str, Any]) -> str:
     return format_kv(r)
 
@@ -37,7 +45,7 @@ def _session_human(r: dict[str, Any]) -> str:
 @guarded
 def cmd_session_start(args: argparse.Namespace) -> int:
     try:
-        assist = parse_assist(args.assist)
+        assist = parse_assist(args.assist, _joints(args))
     except argparse.ArgumentTypeError as e:
         return fail(args, str(e), EXIT_USAGE)
     params: dict[str, Any] = {"patient": args.patient, "protocol": args.protocol}
@@ -50,7 +58,18 @@ def cmd_session_start(args: argparse.Namespace) -> int:
 @guarded
 def cmd_session_stop(args: argparse.Namespace) -> int:
     r = rpc_call(args, "session.stop", {"reason": args.reason})
-    return emit(args, r, lambda r: "session stopped\n" + _session_human(r))
+    return emit(args, r, _stopped_human)
+
+
+def _stopped_human(r: dict[str, Any]) -> str:
+    problem = r.get("recording_problem")
+    head = "session stopped\n"
+    if problem:
+        head = (
+            "session stopped; its recording could not be finished "
+            f"({problem}): the data written before that is kept.\n"
+        )
+    return head + _session_human({k: v for k, v in r.items() if k != "recording_problem"})
 
 
 @guarded
@@ -95,7 +114,7 @@ def cmd_fault_clear(args: argparse.Namespace) -> int:
 @guarded
 def cmd_assist_set(args: argparse.Namespace) -> int:
     try:
-        gains = parse_assist(args.values)
+        gains = parse_assist(args.values, _joints(args))
     except argparse.ArgumentTypeError as e:
         return fail(args, str(e), EXIT_USAGE)
     r = rpc_call(args, "assist.set", {"gains": gains})

@@ -161,8 +161,10 @@ def _format_status(st: dict[str, Any]) -> str:
     rec = st.get("recorder") or {}
     if rec:
         lines.append(
-            f"recording {rec.get('db_path') or 'none'}; {rec.get('written_chunks', 0)} chunks, "
+            f"recording {rec.get('db_path') or 'none'}; {rec.get('written_chunks', 0)} chunks "
+            f"on disk, {rec.get('failed_chunks', 0)} lost to write errors, "
             f"{rec.get('dropped', 0)} dropped, {rec.get('write_errors', 0)} write errors"
+            + (f", last: {rec['last_error']}" if rec.get("last_error") else "")
         )
     faults = st.get("faults") or []
     if faults:

@@ -18,6 +18,9 @@ void board_init(void);
  * drains; TX queues into a ring the TX interrupt empties. board_wire_write queues all n bytes
  * or none (returns 0 when the ring lacks room: the caller counts a dropped frame). */
 int board_wire_getc(uint8_t *byte);
+/* Times the receive ring was full and reception paused (the UART FIFO then holds the
+ * bytes, or drops them on overrun). */
+uint32_t board_rx_stalls(void);
 /* 1 while received bytes (host link or bench channel) wait for the main loop. */
 int board_rx_pending(void);
 int board_wire_write(const uint8_t *data, size_t n);

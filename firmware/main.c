@@ -120,6 +120,7 @@ static void bench_stats(void)
     put_kv("type", rx.errors[EXO_ERR_TYPE]);
     put_kv("direction", rx.errors[EXO_ERR_DIRECTION]);
     put_kv("value", rx.errors[EXO_ERR_VALUE]);
+    put_kv("rx_stalls", board_rx_stalls());
     put_kv("fault_bits", dev_fault_bits());
     put_kv("enabled", (uint64_t)dev_enabled());
     put_kv("handshaken", (uint64_t)dev_handshaken());

@@ -198,6 +198,7 @@ class QemuFirmware:
         self._master = -1
         self._slave = -1
         self._txbuf = bytearray()
+        self._to_board = bytearray()  # host -> board bytes QEMU's UART has not taken yet
         self._running = False
         self._threads: list[threading.Thread] = []
         self._observer = P.StreamDecoder(receiver=P.HOST)
@@ -327,24 +328,33 @@ class QemuFirmware:
         return bytes(buf)
 
     def _relay(self) -> None:
-        """Bytes between the board's UART0 and the pty, in both directions."""
+        """Bytes between the board's UART0 and the pty, in both directions. Neither direction
+        ever blocks the other: a board that stops reading its UART (QEMU applies the UART
+        FIFO's back-pressure to the socket) must not stop its telemetry reaching the host."""
         assert self._wire is not None
         wire = self._wire
+        wire.setblocking(False)
+        to_board = self._to_board
         while self._running:
             master = self._master
-            fds = [wire] + ([master] if master >= 0 else [])
+            rfds = [wire] + ([master] if master >= 0 and len(to_board) < 65536 else [])
+            wfds = [wire] if to_board else []
             try:
-                readable, _, _ = select.select(fds, [], [], 0.01)
+                readable, writable, _ = select.select(rfds, wfds, [], 0.01)
             except (OSError, ValueError):
-                readable = []
+                readable, writable = [], []
             with self._lock:
                 if wire in readable:
-                    data = wire.recv(65536)
-                    if not data:
+                    try:
+                        data = wire.recv(65536)
+                    except BlockingIOError:
+                        data = None
+                    if data == b"":
                         return  # QEMU exited
-                    self._observe(data)
-                    if self._master >= 0 and not self._mute:
-                        self._txbuf += self._corrupt(data)
+                    if data:
+                        self._observe(data)
+                        if self._master >= 0 and not self._mute:
+                            self._txbuf += self._corrupt(data)
                 if master >= 0 and master in readable and master == self._master:
                     try:
                         data = os.read(master, 65536)
@@ -353,8 +363,10 @@ class QemuFirmware:
                     except OSError:
                         data = b""  # EIO: no host has the pty open right now
                         time.sleep(0.0005)
-                    if data:
-                        wire.sendall(self._corrupt(data))
+                    to_board += self._corrupt(data)
+                if wire in writable:
+                    with contextlib.suppress(BlockingIOError):
+                        del to_board[: wire.send(to_board)]
                 self._flush()
 
     def _flush(self) -> None:
@@ -484,6 +496,7 @@ class QemuFirmware:
             for k in _COUNTERS:
                 self._offsets[k] += before.get(k, 0)
             self._qmp_command("system_reset")
+            self._to_board.clear()  # what the UART had not received is lost with the reboot
             self._resets += 1
         deadline = time.monotonic() + 5.0
         while len(self.boots) <= n_boots and time.monotonic() < deadline:

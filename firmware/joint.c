@@ -21,14 +21,17 @@ void joint_init(joint_state_t *j, float angle_min_rad, float angle_max_rad)
     j->temp_c = AMBIENT_C;
 }
 
-float joint_current(float torque_nm) { return torque_nm / KT_GEAR_NM_PER_A; }
+float joint_current(float torque_nm) { return torque_nm * (1.0f / KT_GEAR_NM_PER_A); }
 
+/* Multiplications by reciprocals: a Cortex-M3 has no FPU, and a software division costs
+ * several times a multiplication. */
 void joint_step(joint_state_t *j, float torque_nm, float dt)
 {
-    float acc = (torque_nm - DAMPING * j->omega - STIFFNESS * (j->theta - j->rest)) / INERTIA;
+    float acc = (torque_nm - DAMPING * j->omega - STIFFNESS * (j->theta - j->rest)) *
+                (1.0f / INERTIA);
     float cur = joint_current(torque_nm);
     float target = AMBIENT_C + cur * cur * WINDING_R_OHM * THERMAL_R_K_PER_W;
     j->omega += acc * dt;
     j->theta += j->omega * dt;
-    j->temp_c += (target - j->temp_c) * (dt / THERMAL_TAU_S);
+    j->temp_c += (target - j->temp_c) * dt * (1.0f / THERMAL_TAU_S);
 }

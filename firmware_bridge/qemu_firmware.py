@@ -69,6 +69,11 @@ def missing_tools() -> list[str]:
 
 
 def require_tools() -> None:
+    if not (FIRMWARE_DIR / "Makefile").is_file():
+        raise FirmwareToolError(
+            f"--firmware qemu builds the firmware from its sources, {FIRMWARE_DIR}, which are "
+            "not installed: run it from a source checkout of exoctl"
+        )
     missing = missing_tools()
     if missing:
         raise FirmwareToolError(

@@ -89,7 +89,7 @@ def simulator_entry(config_path: str | None, overrides: dict, firmware: str, con
     1.7 s) before it can start its children."""
     from exoctl.hil.simulator import simulator_process
 
-    simulator_process(config_path, overrides, firmware, conn)
+    simulator_process(config_path, overrides, conn, firmware)
 
 
 def controller_process(config_path: str | None, log_seconds: float, conn) -> None:

@@ -188,7 +188,9 @@ def hardware_priority(priority: int) -> str:
         return f"SCHED_OTHER (SCHED_FIFO {priority} refused: {e})"
 
 
-def simulator_process(config_path: str | None, overrides: dict, firmware: str, conn) -> None:
+def simulator_process(
+    config_path: str | None, overrides: dict, conn, firmware: str = "python"
+) -> None:
     """Child-process entry: start, report the endpoints, obey 'inject'/'stop' messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:

@@ -12,9 +12,9 @@
 
 void joint_init(joint_state_t *j, float angle_min_rad, float angle_max_rad)
 {
-    float rest = 0.0f;
-    if (rest < angle_min_rad) rest = angle_min_rad;
-    if (rest > angle_max_rad) rest = angle_max_rad;
+    /* at rest mid-range: the host's assist torques then move the joints without pushing them
+     * out of range (the angle-limit fault bits would stop the run) */
+    float rest = 0.5f * (angle_min_rad + angle_max_rad);
     j->theta = rest;
     j->omega = 0.0f;
     j->rest = rest;

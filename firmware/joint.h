@@ -1,7 +1,7 @@
 /*
  * A simple joint model so that telemetry moves: each joint an inertia on a spring and a damper
- * about its rest angle, driven by the applied torque, and a first-order winding temperature.
- * The same model and constants as the Python emulator's default plant
+ * about its rest angle (mid-range), driven by the applied torque, and a first-order winding
+ * temperature. The constants of the Python emulator's default plant
  * (firmware_bridge/emulator.py). On a real board this file is replaced by the motor driver
  * (torque -> current set-point) and the joint encoders and temperature sensors.
  */

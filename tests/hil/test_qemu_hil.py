@@ -1,6 +1,7 @@
 """The HIL bench with the reference firmware (firmware/, C) on QEMU's lm3s6965evb in place of
 the Python emulator: `exoctl hil --firmware qemu`, a plain run and the fault scenarios that
-concern the device (host timeout by a killed controller, cable pull, firmware reset), held to
+concern the device (host timeout by a killed controller, cable pull, the e-stop button,
+firmware reset), held to
 the same expectations as with the emulator (tests/hil/test_scenarios.py).
 
 Skips where gcc-arm-none-eabi or qemu-system-arm is missing, except in CI (CI=true): fails.
@@ -28,7 +29,7 @@ pytestmark = [
     pytest.mark.hil,
     pytest.mark.skipif(bool(MISSING), reason="QEMU firmware tools missing: " + ", ".join(MISSING)),
 ]
-DEVICE_SCENARIOS = ["cable_pull", "controller_kill", "firmware_reset"]
+DEVICE_SCENARIOS = ["cable_pull", "controller_kill", "estop_button", "firmware_reset"]
 
 
 def _hil(config, *args: str) -> dict:

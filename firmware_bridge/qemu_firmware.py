@@ -19,11 +19,13 @@ timer must reboot the board.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -57,6 +59,13 @@ _COUNTERS = (
     "frames_good",
     *P.FrameError.KINDS,
 )
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child before exec: SIGKILL it when the process that started it dies
+    (Linux prctl PR_SET_PDEATHSIG), so that a killed simulator leaves no board running."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 class FirmwareToolError(RuntimeError):
@@ -238,7 +247,11 @@ class QemuFirmware:
         if self.icount:
             cmd += ["-icount", "shift=0"]
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only prctl: safe with threads)
         )
         try:
             conns = {}

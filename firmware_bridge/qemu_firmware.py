@@ -453,7 +453,7 @@ class QemuFirmware:
 
     def _qmp_command(self, command: str) -> dict:
         assert self._qmp is not None
-        self._qmp.settimeout(10.0)
+        self._qmp.settimeout(30.0)  # generous: QEMU may be starved on a loaded host
         self._qmp.sendall(json.dumps({"execute": command}).encode() + b"\n")
         buf = b""
         while True:

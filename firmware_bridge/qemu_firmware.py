@@ -434,7 +434,9 @@ class QemuFirmware:
                     self._lines.append(line)
                 self._line_cv.notify_all()
 
-    def _wait_line(self, pred, timeout_s: float = 5.0) -> str:
+    def _wait_line(self, pred, timeout_s: float = 20.0) -> str:
+        """The next bench line matching ``pred``. Generous: on a loaded host QEMU, whose
+        process is an ordinary one, can be starved for seconds."""
         deadline = time.monotonic() + timeout_s
         with self._line_cv:
             while True:
@@ -516,7 +518,7 @@ class QemuFirmware:
             self._qmp_command("system_reset")
             self._to_board.clear()  # what the UART had not received is lost with the reboot
             self._resets += 1
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 20.0
         while len(self.boots) <= n_boots and time.monotonic() < deadline:
             time.sleep(0.005)
 

@@ -5,7 +5,7 @@ concept's command sits beside its code. Every command follows one policy (exoctl
 results on stdout (strict JSON with ``--json``), diagnostics on stderr as one line per problem,
 never a traceback, and exit codes shared by every command family: 0 ok, 1 error (a bad
 configuration or input file, a failed run), 2 usage, 3 daemon not running, 4 permission
-denied, 5 refused by the daemon, 70 internal error, 130 interrupted.
+denied, 5 refused by the daemon, 70 internal error, 130 interrupted, 141 output closed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import NoReturn
 
 from exoctl import __version__
 from exoctl import cli_policy as policy
-from exoctl.config.schema import ConfigError
 
 # Modules that add their own subcommands.
 _COMMAND_MODULES = (
@@ -100,7 +99,7 @@ def _firmware_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     p = _Parser(prog="exoctl", description="EMG-driven assist controller for hip/knee exoskeletons")
     p.add_argument("--version", action="version", version=f"exoctl {__version__}")
     p.add_argument(
@@ -110,7 +109,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration file (default: $EXOCTL_CONFIG, else /etc/exoctl/exoctl.yaml if it "
         "exists, else the packaged default; see `exoctl config show`)",
     )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    return p, p.add_subparsers(dest="command", metavar="COMMAND")
+
+
+def _quick_parser(argv: list[str]) -> argparse.ArgumentParser | None:
+    """The parser of ``exoctl [--config PATH] estop|status ...`` alone, or None for any other
+    command line (help, other commands: the full parser).
+
+    Why: building the full parser imports every command family (pydantic, numpy, ...), 0.7 s
+    on a quiet machine and 2-3 s on a loaded one, and an e-stop must not wait for that. The
+    quick parser registers the same ``status`` and ``estop`` parsers
+    (exoctl.service.commands.register_quick), so both paths accept the same arguments.
+    """
+    from exoctl.service.commands import QUICK_COMMANDS, register_quick
+
+    rest = list(argv)
+    if rest[:1] == ["--config"]:
+        rest = rest[2:]
+    elif rest and rest[0].startswith("--config="):
+        rest = rest[1:]
+    if not rest or rest[0] not in QUICK_COMMANDS or {"-h", "--help"} & set(rest):
+        return None
+    p, sub = _top_parser()
+    register_quick(sub)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p, sub = _top_parser()
 
     hil = sub.add_parser("hil", help="run the HIL simulator and the controller together")
     hil.add_argument("--duration", type=_seconds, default=10.0, help="seconds of assisted walking")
@@ -150,6 +176,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
     ConfigError covers every file the YAML reader or the schema refuses; the others are raised
     where a file or device is opened. (One common base will replace this list.)
     """
+    from exoctl.config.yamlfile import ConfigError
     from exoctl.hil.processes import ChildError
 
     errors: list[type[Exception]] = [ConfigError, ChildError]
@@ -169,9 +196,20 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    _Parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)  # usage errors: one line on stderr, exit 2
+    """Run one command; a closed stdout (``| head``) ends it quietly with exit 141."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return code
+    except BrokenPipeError:
+        return policy.closed_output()
+
+
+def _main(argv: list[str] | None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    parser = _quick_parser(words) or build_parser()
+    _Parser.json_requested = "--json" in words
+    args = parser.parse_args(words)  # usage errors: one line on stderr, exit 2
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return policy.EXIT_USAGE
@@ -180,7 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return policy.EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader went away: main() ends quietly, this is not a bug
     except Exception as e:
+        from exoctl.config.yamlfile import ConfigError
+
         if isinstance(e, ConfigError):
             return policy.fail(str(e), policy.EXIT_ERROR, json_mode=json_mode)
         if isinstance(e, _input_errors()):

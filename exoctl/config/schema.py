@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exoctl.config.paths import CONFIG_DIR, DEFAULT_CONFIG, DEFAULT_SOCKET_PATH, resolve_path
 from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
 from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
 
@@ -211,7 +212,7 @@ class ServiceConfig(_Model):
     """The daemon: where it records, and who may talk to its control socket."""
 
     data_dir: Path = Path("/var/lib/exoctl")
-    socket_path: Path = Path("/run/exoctl/control.sock")
+    socket_path: Path = DEFAULT_SOCKET_PATH
     socket_group: str | None = "exoctl"
     allowed_users: list[str] = ["root"]
     allowed_groups: list[str] = ["exoctl"]
@@ -287,10 +288,7 @@ PATH_KEYS = (
     ("service", "socket_path"),
 )
 
-# Package data: the default configuration, its scenarios and (through its relative paths) the
-# shipped models travel inside the package, so a wheel install finds them from any directory.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+# CONFIG_DIR, DEFAULT_CONFIG: package data (exoctl.config.paths, import-light for the CLI).
 # The shipped models (network, linear baseline, calibration) that default.yaml names.
 MODELS_DIR = CONFIG_DIR.parent / "models"
 
@@ -324,8 +322,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            p = Path(node[keys[-1]]).expanduser()
-            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+            node[keys[-1]] = resolve_path(node[keys[-1]], base)
     return raw
 
 

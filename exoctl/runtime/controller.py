@@ -507,9 +507,26 @@ class Controller:
     def status(self, window_s: float | None = 10.0) -> dict[str, Any]:
         """A snapshot for people; loop percentiles over the last ``window_s`` only (None: the
         whole run), because percentiles over the whole tick record hold the GIL long enough to
-        cost the loop a deadline (measured ~25 ms for 10 minutes of ticks)."""
+        cost the loop a deadline (measured ~25 ms for 10 minutes of ticks).
+
+        ``stale`` names the figures that are not current, each with the age in seconds of its
+        newest input (None: none ever came): with no EMG for ``safety.emg_timeout_s`` the
+        estimate and the EMG->command latency (they keep their last values), with no telemetry
+        for ``safety.telemetry_timeout_s`` the applied torque (the firmware's last report).
+        ``input_age_s`` gives both ages always. The device's current faults are
+        ``link.device_faults_current``; ``link.device_faults`` is their history."""
         tel = self._link.latest_telemetry()
         s = self._session
+        now = time.monotonic()
+        emg_age = now - self._ring.last_arrival  # inf before the first sample
+        tel_age = math.inf if tel is None else now - tel.host_time
+        safety = self.cfg.safety
+        stale: dict[str, float | None] = {}  # key -> age of its newest input (None: never)
+        if emg_age >= safety.emg_timeout_s:  # the EMG stopped: the last estimate and the
+            for key in ("estimate_nm", "latency_ms"):  # latency figures are not current
+                stale[key] = emg_age if math.isfinite(emg_age) else None
+        if tel_age >= safety.telemetry_timeout_s:  # no telemetry: applied torque not current
+            stale["applied_nm"] = tel_age if math.isfinite(tel_age) else None
         return {
             "session": None
             if s is None
@@ -530,4 +547,9 @@ class Controller:
             "link": self._link.stats(),
             "acquisition": None if self._acquisition is None else self._acquisition.stats(),
             "faults": list(self._fault_log),
+            "input_age_s": {
+                "emg": emg_age if math.isfinite(emg_age) else None,
+                "telemetry": tel_age if math.isfinite(tel_age) else None,
+            },
+            "stale": stale,
         }

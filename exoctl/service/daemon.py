@@ -44,6 +44,7 @@ from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.service import recorder as R
 from exoctl.service import rpc
+from exoctl.service.fields import patient_problem, text_problem
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
 from exoctl.service.pump import Pump, stream_meta
@@ -336,12 +337,12 @@ class Daemon:
     ) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        try:
-            R.validate_patient(patient)
-        except R.RecorderError as e:
-            raise rpc.InvalidParams(str(e)) from None
-        if protocol is not None and (not isinstance(protocol, str) or len(protocol) > 200):
-            raise rpc.InvalidParams("protocol must be a string of at most 200 characters")
+        # Every text field is checked before anything starts or is recorded (no stub rows).
+        problem = patient_problem(patient) or (
+            None if protocol is None else text_problem("protocol", protocol)
+        )
+        if problem:
+            raise rpc.InvalidParams(problem)
         assist = _check_assist(assist)
         with self.pump.lock:
             if self.controller.session is not None or self.recorder.active_session is not None:
@@ -378,8 +379,9 @@ class Daemon:
         return {"session_id": sid, "patient": patient, "protocol": protocol, "gains": info.gains}
 
     def rpc_session_stop(self, reason: str = "stopped by clinician") -> dict[str, Any]:
-        if not isinstance(reason, str) or len(reason) > 200:
-            raise rpc.InvalidParams("reason must be a string of at most 200 characters")
+        problem = text_problem("reason", reason)  # before stopping: the reason is recorded
+        if problem:
+            raise rpc.InvalidParams(problem)
         if self.controller.session is None:
             raise rpc.Refused("no session is running")
         return self._stop_session(reason)

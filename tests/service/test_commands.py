@@ -108,7 +108,9 @@ def test_recording_commands(
     assert run_cli([*c, "sessions", "show", "20200101T000000Z-000000"]) == 1
     assert "no session" in capsys.readouterr().err
     assert run_cli([*c, "sessions", "show", "../etc"]) == 1
-    assert run_cli([*c, "sessions", "list", "--patient", "../x"]) == 1
+    with pytest.raises(SystemExit) as bad_patient:  # a usage error, before any file is read
+        run_cli([*c, "sessions", "list", "--patient", "../x"])
+    assert bad_patient.value.code == K.EXIT_USAGE
 
 
 class StandIn:

@@ -585,3 +585,84 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
         finally:
             d.shutdown()
             notifier.close()
+
+
+def _rpc(sock: Path, method: str, params: dict) -> dict:
+    """One JSON-RPC call as any client could send it (json.dumps writes a lone surrogate as
+    ``\\udcfc``, exactly what the CLI sent for undecodable argv before it checked)."""
+    line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    return _raw_request(sock, line.encode() + b"\n")[0]
+
+
+def test_hostile_text_is_refused_before_anything_starts(
+    sim, tmp_path, write_config, run_cli, capsys
+) -> None:
+    """Non-UTF-8, a patient id with a trailing newline, terminal escapes: each is -32602 from
+    the daemon, and leaves no session, no stub row and no directory behind; a bad end reason
+    leaves the session running (it used to stop it and lose the reason)."""
+    d = Daemon(tmp_path, sim.endpoints, write_config)
+    try:
+        d.wait_for("READY=1")
+        sock = d.cfg.service.socket_path
+        data_dir = Path(d.cfg.service.data_dir)
+        for params in (
+            {"patient": "P05\n"},
+            {"patient": "P05", "protocol": "tread\udcfcmill"},
+            {"patient": "P05", "protocol": "\u001b[31mRED\u001b[0m\rOVERWRITE"},
+            {"patient": "P05", "protocol": "x" * 201},
+        ):
+            r = _rpc(sock, "session.start", params)
+            assert r["error"]["code"] == rpc.INVALID_PARAMS, (params, r)
+        st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+        assert st["session"] is None
+        assert _cli(run_cli, capsys, d, "sessions", "list", "--json")[1].strip() == "[]"
+        assert not data_dir.exists() or list(data_dir.iterdir()) == []
+
+        sid = _start_session(run_cli, capsys, d, "--patient", "P05", "--protocol", "treadmill")
+        r = _rpc(sock, "session.stop", {"reason": "m\udcfcde"})
+        assert r["error"]["code"] == rpc.INVALID_PARAMS, r
+        st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+        assert st["session"]["id"] == sid  # still running: the reason was checked first
+        code, _, err = _cli(run_cli, capsys, d, "session", "stop", "--reason", "patient tired")
+        assert code == 0, err
+        rows = json.loads(_cli(run_cli, capsys, d, "sessions", "list", "--json")[1])
+        assert [(x["id"], x["end_reason"]) for x in rows] == [(sid, "patient tired")]
+    finally:
+        d.close()
+
+
+def test_status_marks_what_is_stale_with_its_age(sim, tmp_path, write_config, run_cli, capsys):
+    """With the EMG and the device both silent (the simulator stopped with SIGSTOP), status
+    shows no estimate, latency or applied torque as current: each is marked with the age of
+    its newest input, the last values apart. The device's faults are in words."""
+    d = Daemon(tmp_path, sim.endpoints, write_config)
+    try:
+        d.wait_for("READY=1")
+        deadline = time.monotonic() + 10
+        while True:  # fresh inputs (a start on a loaded machine may lag a moment)
+            st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+            if st["stale"] == {} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert st["stale"] == {} and st["input_age_s"]["emg"] < 1.0, st["input_age_s"]
+        assert st["link"]["device_faults_current"] is not None
+        os.kill(sim.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+            st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+            code, out, err = _cli(run_cli, capsys, d, "status")
+        finally:
+            os.kill(sim.proc.pid, signal.SIGCONT)
+        assert set(st["stale"]) == {"estimate_nm", "latency_ms", "applied_nm"}, st["stale"]
+        assert all(age >= 0.9 for age in st["stale"].values()), st["stale"]
+        assert code == 0, err
+        assert "NOT CURRENT estimate_nm: no EMG for" in out, out
+        assert "NOT CURRENT applied_nm: no telemetry from the device for" in out, out
+        assert "EMG->command: no EMG for" in out and "EMG->command p99" not in out, out
+        table = out.split("JOINT", 1)[1].splitlines()[1:5]
+        for row in table:  # joint, estimate (stale), command, applied (stale)
+            cells = row.split()
+            assert cells[1] == "-" and cells[3] == "-", out
+        assert "device    faults now:" in out and "fault bits 0x" not in out, out
+    finally:
+        d.close()

@@ -340,7 +340,9 @@ class SafetyLayer:
                 f"{int(v)} consecutive loop overruns >= max_overrun_streak {c.max_overrun_streak}"
             )
         if kind == FaultKind.FIRMWARE_FAULT:
-            return f"firmware fault bits 0x{int(v):x}"
+            from firmware_bridge.protocol import fault_text  # not the hot path: a message
+
+            return f"firmware reports {fault_text(int(v))}"
         if kind == FaultKind.LINK_DOWN:
             return "host link unhealthy (no telemetry or handshake lost)"
         if kind == FaultKind.ACTUATORS_OFF:

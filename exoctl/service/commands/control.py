@@ -17,7 +17,7 @@ from exoctl.service.commands.common import (
     guarded,
     parse_assist,
     rpc_call,
-    service_config,
+    socket_path,
 )
 from exoctl.service.commands.text import assist_message, clear_message, format_kv, format_status
 
@@ -55,19 +55,18 @@ def cmd_session_stop(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.watch is None:
-        return emit(args, rpc_call(args, "status"), format_status)
     from exoctl.service.client import Client
 
-    svc = service_config(args)
-    with Client(svc.socket_path) as c:
+    with Client(socket_path(args), timeout_s=getattr(args, "timeout", 30.0)) as c:
+        if args.watch is None:
+            return emit(args, c.call("status"), format_status)
         while True:
             st = c.call("status")
             if args.json:
                 cli_policy.emit_json(st)
             else:
                 print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
-                print(format_status(st), flush=True)
+                print(cli_policy.shown_lines(format_status(st)), flush=True)
             time.sleep(args.watch)
 
 
@@ -76,7 +75,7 @@ def cmd_estop(args: argparse.Namespace) -> int:
     from exoctl.service.client import estop
 
     # The e-stop socket: no other client can hold it up (see exoctl.service.client.estop).
-    r = estop(service_config(args).socket_path, timeout_s=getattr(args, "timeout", 5.0))
+    r = estop(socket_path(args), timeout_s=getattr(args, "timeout", 5.0))
     return emit(
         args,
         r,

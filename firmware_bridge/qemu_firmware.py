@@ -283,10 +283,8 @@ class QemuFirmware:
         return self._link_path
 
     def stop(self) -> None:
-        self._running = False
-        for t in self._threads:
-            t.join(timeout=2.0)
-        self._threads.clear()
+        """Quit QEMU first, while the relay still drains the board's UART: a board whose
+        output nobody reads blocks QEMU in the UART write, and then QEMU hears no quit."""
         if self._proc is not None:
             with contextlib.suppress(OSError, ValueError):
                 if self._qmp is not None:
@@ -298,6 +296,10 @@ class QemuFirmware:
                 self._proc.wait(timeout=5.0)
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
+        self._running = False
+        for t in self._threads:
+            t.join(timeout=2.0)
+        self._threads.clear()
         for s in (self._wire, self._bench, self._qmp):
             if s is not None:
                 s.close()

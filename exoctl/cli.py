@@ -35,12 +35,16 @@ def _cmd_hil(args: argparse.Namespace) -> int:
     from exoctl.config.schema import load_config
 
     load_config(config_path(args))  # a bad file fails here, before the bench's heavy imports
+    if args.firmware == "qemu":  # missing tools fail here, with the packages to install
+        from firmware_bridge.qemu_firmware import require_tools
+
+        require_tools()
     from exoctl.hil.runner import format_summary, run_hil, run_scenario
 
     if args.scenario:
-        summary = run_scenario(args.scenario, config_path(args))
+        summary = run_scenario(args.scenario, config_path(args), args.firmware)
     else:
-        summary = run_hil(args.duration, config_path(args))
+        summary = run_hil(args.duration, config_path(args), firmware=args.firmware)
     if args.json:
         policy.emit_json(summary)
     else:
@@ -52,8 +56,12 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from exoctl.config.lookup import config_path
     from exoctl.hil.simulator import run_standalone
 
+    if args.firmware == "qemu":
+        from firmware_bridge.qemu_firmware import require_tools
+
+        require_tools()
     return run_standalone(
-        config_path(args), args.duration, args.info_file, args.port, args.source_id
+        config_path(args), args.duration, args.info_file, args.port, args.source_id, args.firmware
     )
 
 
@@ -79,6 +87,16 @@ class _Parser(argparse.ArgumentParser):
                 {"ok": False, "error": f"{self.prog}: {message}", "exit_code": policy.EXIT_USAGE}
             )
         self.exit(policy.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _firmware_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--firmware",
+        choices=("python", "qemu"),
+        default="python",
+        help="the device on the pty: the Python emulator (default), or the reference firmware "
+        "in C (firmware/) on an emulated Cortex-M3 board in qemu-system-arm",
+    )
 
 
 def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
@@ -128,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="fault scenario: a name (exoctl/configs/scenarios/) or a path",
     )
+    _firmware_option(hil)
     hil.set_defaults(func=_cmd_hil)
 
     sim = sub.add_parser("sim", help="run only the HIL simulator (EMG on LSL, firmware on a pty)")
@@ -137,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--info-file", type=Path, default=None, help="write the endpoints here")
     sim.add_argument("--port", type=Path, default=None, help="link this path to the pty")
     sim.add_argument("--source-id", default=None, help="LSL source id of the EMG stream")
+    _firmware_option(sim)
     sim.set_defaults(func=_cmd_sim)
 
     for name in _COMMAND_MODULES:
@@ -167,6 +187,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
         ("exoctl.acquisition.sources", "AcquisitionError"),
         ("exoctl.runtime.controller", "ControllerError"),
         ("firmware_bridge.link", "LinkError"),
+        ("firmware_bridge.qemu_firmware", "FirmwareToolError"),
     ):
         cls = getattr(importlib.import_module(module), name, None)
         if isinstance(cls, type) and issubclass(cls, Exception):

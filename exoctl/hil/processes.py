@@ -83,13 +83,13 @@ class ChildHandle:
             self.proc.join(5.0)
 
 
-def simulator_entry(config_path: str | None, overrides: dict, conn) -> None:
+def simulator_entry(config_path: str | None, overrides: dict, firmware: str, conn) -> None:
     """Child entry of the simulator, named here so that the parent, which only pickles a
     reference to it, does not import the simulator (scipy.signal and the patient model: about
     1.7 s) before it can start its children."""
     from exoctl.hil.simulator import simulator_process
 
-    simulator_process(config_path, overrides, conn)
+    simulator_process(config_path, overrides, conn, firmware)
 
 
 def controller_process(config_path: str | None, log_seconds: float, conn) -> None:

@@ -70,9 +70,11 @@ def run_hil(
     config_path: Path | None = None,
     cfg_overrides: dict | None = None,
     injections: list[Injection] | None = None,
+    firmware: str = "python",
 ) -> dict:
     """Run the bench for ``duration_s`` of assisted walking; return the summary document.
 
+    ``firmware``: "python" (the emulator) or "qemu" (the C firmware on an emulated board).
     Figures that were not measured are None or NaN (e.g. R^2 of a run no longer than the
     warm-up); ``cli_policy.json_text`` writes both as JSON null.
     """
@@ -82,7 +84,9 @@ def run_hil(
     overrides = dict(cfg_overrides or {})
     if overrides:
         cfg = cfg.with_overrides(**overrides)
-    sim = ChildHandle("HIL simulator", simulator_entry, path_or_none(config_path), overrides)
+    sim = ChildHandle(
+        "HIL simulator", simulator_entry, path_or_none(config_path), overrides, firmware
+    )
     # The controller's process starts now too (its interpreter and imports overlap the
     # simulator's) and waits for the simulator's endpoints.
     ctl = ChildHandle(
@@ -255,9 +259,11 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) ->
     }
 
 
-def run_scenario(name_or_path: str, config_path: Path | None = None) -> dict:
+def run_scenario(
+    name_or_path: str, config_path: Path | None = None, firmware: str = "python"
+) -> dict:
     sc = load_scenario(name_or_path)
-    out = run_hil(sc.duration_s, config_path, sc.config or None, sc.injections)
+    out = run_hil(sc.duration_s, config_path, sc.config or None, sc.injections, firmware)
     out["scenario"] = {"name": sc.name, "description": sc.description, "expect": sc.expect}
     return out
 

@@ -29,6 +29,8 @@ SIMULATOR_KINDS = (  # Simulator.inject: the patient's EMG, then the emulated fi
     "replug",
     "reset",
     "set_bit_error_rate",
+    "press_estop",  # the device's e-stop input (the button on the exoskeleton)
+    "release_estop",
 )
 INJECTION_KINDS = PARENT_KINDS + CONTROLLER_KINDS + SIMULATOR_KINDS
 

@@ -7,7 +7,7 @@ kinematics, so telemetry angles move the way the torques say.
 
 Run standalone (for the daemon and manual bench work)::
 
-    exoctl sim [--config C] [--duration S] [--port PATH] [--source-id ID]
+    exoctl sim [--config C] [--duration S] [--port PATH] [--source-id ID] [--firmware qemu]
 
 It prints the serial port and the LSL source id. ``--port`` links a fixed path to the pty
 (which changes at every start), ``--source-id`` fixes the EMG stream's id (default: the
@@ -32,6 +32,9 @@ from exoctl.config.schema import Config, load_config
 from exoctl.hil.emg_source import EmgOutlet
 from exoctl.hil.patient import patient_from_config
 from firmware_bridge.emulator import EmulatedJoint, EmulatorStats, FirmwareEmulator
+from firmware_bridge.qemu_firmware import QemuFirmware, firmware_version
+
+FIRMWARES = ("python", "qemu")  # the Python emulator, or the C firmware on an emulated board
 
 
 class SimulatorEndpoints(TypedDict):
@@ -85,11 +88,22 @@ class PatientPlant:
 
 
 class Simulator:
-    """Owns the patient's EMG outlet and the emulated firmware."""
+    """Owns the patient's EMG outlet and the emulated firmware.
+
+    ``firmware`` "python" is the emulator (firmware_bridge/emulator.py), whose plant is the
+    patient; "qemu" is the reference firmware in C (firmware/) booted in qemu-system-arm, whose
+    telemetry comes from its own joint model (the board knows nothing of the patient).
+    """
 
     def __init__(
-        self, cfg: Config, record_truth: bool = True, source_id: str | None = None
+        self,
+        cfg: Config,
+        record_truth: bool = True,
+        source_id: str | None = None,
+        firmware: str = "python",
     ) -> None:
+        if firmware not in FIRMWARES:
+            raise ValueError(f"firmware {firmware!r}: one of {', '.join(FIRMWARES)}")
         self.cfg = cfg
         patient = patient_from_config(cfg)
         self.outlet = EmgOutlet(
@@ -101,15 +115,24 @@ class Simulator:
             source_id=source_id,
         )
         self.plant = PatientPlant(self.outlet, cfg.joint_names)
-        self.emulator = FirmwareEmulator(
-            joints=[
-                EmulatedJoint(j.name, j.torque_limit_nm, j.angle_min_rad, j.angle_max_rad)
-                for j in cfg.device.joints
-            ],
-            command_timeout_s=cfg.device.command_timeout_s,
-            plant=self.plant,
-            device_id="exoctl-hil-emu",
-        )
+        joints = [
+            EmulatedJoint(j.name, j.torque_limit_nm, j.angle_min_rad, j.angle_max_rad)
+            for j in cfg.device.joints
+        ]
+        self.emulator: FirmwareEmulator | QemuFirmware
+        if firmware == "qemu":
+            self.emulator = QemuFirmware(
+                joints,
+                command_timeout_s=cfg.device.command_timeout_s,
+                device_id=f"exofw-{firmware_version()}",
+            )
+        else:
+            self.emulator = FirmwareEmulator(
+                joints=joints,
+                command_timeout_s=cfg.device.command_timeout_s,
+                plant=self.plant,
+                device_id="exoctl-hil-emu",
+            )
         self.port: str | None = None
 
     def start(self) -> SimulatorEndpoints:
@@ -165,7 +188,9 @@ def hardware_priority(priority: int) -> str:
         return f"SCHED_OTHER (SCHED_FIFO {priority} refused: {e})"
 
 
-def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
+def simulator_process(
+    config_path: str | None, overrides: dict, conn, firmware: str = "python"
+) -> None:
     """Child-process entry: start, report the endpoints, obey 'inject'/'stop' messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
@@ -173,7 +198,7 @@ def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
         if overrides:
             cfg = cfg.with_overrides(**overrides)
         realtime = hardware_priority(cfg.simulator.realtime_priority)
-        sim = Simulator(cfg)
+        sim = Simulator(cfg, firmware=firmware)
         conn.send(("ready", {**sim.start(), "realtime": realtime}))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
@@ -215,11 +240,17 @@ def run_standalone(
     info_file: Path | None,
     port_link: Path | None = None,
     source_id: str | None = None,
+    firmware: str = "python",
 ) -> int:
     """`exoctl sim`: run until the duration ends or SIGTERM/SIGINT, printing the endpoints."""
     cfg = load_config(config_path)
     realtime = hardware_priority(cfg.simulator.realtime_priority)
-    sim = Simulator(cfg, record_truth=False, source_id=source_id or cfg.emg.lsl.source_id)
+    sim = Simulator(
+        cfg,
+        record_truth=False,
+        source_id=source_id or cfg.emg.lsl.source_id,
+        firmware=firmware,
+    )
     info: dict[str, Any] = {**sim.start(), "realtime": realtime}
     try:
         if port_link is not None:

@@ -36,12 +36,18 @@ def _cmd_hil(args: argparse.Namespace) -> int:
     from exoctl.config.schema import load_config
 
     load_config(config_path(args))  # a bad file fails here, before the bench's heavy imports
+    from exoctl.hil import MAX_DURATION_S
     from exoctl.hil.runner import format_summary, run_hil, run_scenario
 
+    replay = _replay_spec(args)
+    model = str(args.model) if args.model is not None else None
     if args.scenario:
-        summary = run_scenario(args.scenario, config_path(args))
+        summary = run_scenario(args.scenario, config_path(args), replay=replay, model=model)
     else:
-        summary = run_hil(args.duration, config_path(args))
+        duration = args.duration
+        if duration is None:  # a replay lasts as long as its recording
+            duration = MAX_DURATION_S if replay is not None else 10.0
+        summary = run_hil(duration, config_path(args), replay=replay, model=model)
     if args.json:
         policy.emit_json(summary)
     else:
@@ -54,8 +60,92 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     from exoctl.hil.simulator import run_standalone
 
     return run_standalone(
-        config_path(args), args.duration, args.info_file, args.port, args.source_id
+        config_path(args),
+        args.duration,
+        args.info_file,
+        args.port,
+        args.source_id,
+        replay=_replay_spec(args),
     )
+
+
+def _add_replay_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("replay a recording instead of the synthetic patient")
+    g.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        metavar="DESCRIPTION",
+        help="dataset description whose trial to stream (EMG on LSL at its own "
+        "rate and kind, joint angles and velocities as the firmware's telemetry)",
+    )
+    g.add_argument("--trial", default=None, help="the trial to replay (with --replay)")
+    g.add_argument(
+        "--replay-session",
+        default=None,
+        metavar="ID",
+        help="replay one of our own recorded sessions (service.data_dir)",
+    )
+    g.add_argument(
+        "--from",
+        dest="from_s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="scored window's start, on the recording's time axis (default: its "
+        "start; up to --preroll seconds before it are streamed first)",
+    )
+    g.add_argument(
+        "--to",
+        dest="to_s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the window's end (default: the recording's end)",
+    )
+    g.add_argument("--preroll", type=float, default=None, metavar="S",
+                   help="seconds streamed before --from while the controller starts "
+                   "(default 5)")  # fmt: skip
+
+
+def _replay_spec(args: argparse.Namespace):
+    """The replay asked for on the command line, or None; a wrong combination is a usage
+    error (exit 2)."""
+    from exoctl.hil.replay import DEFAULT_PREROLL_S, ReplaySpec
+
+    given = [f"--{k}" for k, v in (("trial", args.trial), ("from", args.from_s),
+             ("to", args.to_s), ("preroll", args.preroll)) if v is not None]  # fmt: skip
+    if args.replay is None and args.replay_session is None:
+        if given:
+            raise _UsageError(f"{', '.join(given)} only go with --replay or --replay-session")
+        return None
+    if args.replay is not None and args.replay_session is not None:
+        raise _UsageError("--replay and --replay-session: choose one recording")
+    if args.replay is not None and args.trial is None:
+        raise _UsageError("--replay needs --trial NAME")
+    if args.replay_session is not None and args.trial is not None:
+        raise _UsageError("--trial goes with --replay, not --replay-session")
+    if args.preroll is not None and not 0 <= args.preroll <= 600:
+        raise _UsageError("--preroll must be in [0, 600] s")
+    data_dir = None
+    if args.replay_session is not None:
+        from exoctl.config.lookup import config_path
+        from exoctl.config.schema import load_config
+
+        data_dir = str(load_config(config_path(args)).service.data_dir)
+    return ReplaySpec(
+        data=None if args.replay is None else str(args.replay),
+        trial=args.trial,
+        session=args.replay_session,
+        data_dir=data_dir,
+        start_s=args.from_s,
+        end_s=args.to_s,
+        preroll_s=DEFAULT_PREROLL_S if args.preroll is None else float(args.preroll),
+    )
+
+
+class _UsageError(Exception):
+    """A combination of options argparse cannot check: exit 2, one line."""
 
 
 def _seconds(text: str) -> float:
@@ -95,13 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     hil = sub.add_parser("hil", help="run the HIL simulator and the controller together")
-    hil.add_argument("--duration", type=_seconds, default=10.0, help="seconds of assisted walking")
+    hil.add_argument(
+        "--duration",
+        type=_seconds,
+        default=None,
+        help="seconds of assisted walking (default 10; a replay: the recording's length)",
+    )
     hil.add_argument("--json", action="store_true", help="print one JSON object")
     hil.add_argument(
         "--scenario",
         default=None,
         help="fault scenario: a name (exoctl/configs/scenarios/) or a path",
     )
+    hil.add_argument(
+        "--model", type=Path, default=None, help="the model the controller runs (M.onnx)"
+    )
+    _add_replay_options(hil)
     hil.set_defaults(func=_cmd_hil)
 
     sim = sub.add_parser("sim", help="run only the HIL simulator (EMG on LSL, firmware on a pty)")
@@ -111,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--info-file", type=Path, default=None, help="write the endpoints here")
     sim.add_argument("--port", type=Path, default=None, help="link this path to the pty")
     sim.add_argument("--source-id", default=None, help="LSL source id of the EMG stream")
+    _add_replay_options(sim)
     sim.set_defaults(func=_cmd_sim)
 
     for name in _COMMAND_MODULES:
@@ -138,6 +238,7 @@ def _input_errors() -> tuple[type[Exception], ...]:
         ("exoctl.signal.calibration", "CalibrationError"),
         ("exoctl.estimation.torque_model", "ModelError"),
         ("exoctl.acquisition.sources", "AcquisitionError"),
+        ("exoctl.hil.replay", "ReplayError"),
         ("exoctl.runtime.controller", "ControllerError"),
         ("firmware_bridge.link", "LinkError"),
     ):
@@ -159,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return policy.EXIT_INTERRUPTED
+    except _UsageError as e:
+        return policy.fail(f"exoctl {args.command}: {e}", policy.EXIT_USAGE, json_mode=json_mode)
     except Exception as e:
         if isinstance(e, ConfigError):
             return policy.fail(str(e), policy.EXIT_ERROR, json_mode=json_mode)

@@ -83,13 +83,14 @@ class ChildHandle:
             self.proc.join(5.0)
 
 
-def simulator_entry(config_path: str | None, overrides: dict, conn) -> None:
+def simulator_entry(config_path: str | None, overrides: dict, *rest) -> None:
     """Child entry of the simulator, named here so that the parent, which only pickles a
     reference to it, does not import the simulator (scipy.signal and the patient model: about
-    1.7 s) before it can start its children."""
+    1.7 s) before it can start its children. ``rest``: [a ReplaySpec,] the pipe."""
     from exoctl.hil.simulator import simulator_process
 
-    simulator_process(config_path, overrides, conn)
+    *replay, conn = rest
+    simulator_process(config_path, overrides, conn, replay[0] if replay else None)
 
 
 def controller_process(config_path: str | None, log_seconds: float, conn) -> None:

@@ -172,7 +172,9 @@ def _finish(controller: Controller) -> dict:
         "acquisition": snap["acquisition"] or {},
         "events": snap["faults"],
         "stop_error": stop_error,
-        "log": {k: log[k] for k in ("t", "stamp", "estimate", "command")},
+        "log": {
+            k: log[k] for k in ("t", "stamp", "estimate", "command", "angles", "telemetry_age")
+        },
         "joints": list(controller.joints),
         "t_link_closed": time.monotonic(),
         "realtime": None,

@@ -133,7 +133,7 @@ def run_hil(
         ready = ctl.wait_ready()
         t_start = ready["t_session"]
         if rec is not None:  # until the recording's last sample
-            duration_s = endpoints["replay"]["t0"] + rec.duration_s - t_start
+            duration_s = min(duration_s, endpoints["replay"]["t0"] + rec.duration_s - t_start)
         pending = sorted(injections or [], key=lambda i: i.at_s)
         while (elapsed := time.monotonic() - t_start) < duration_s:
             while pending and pending[0].at_s <= elapsed:

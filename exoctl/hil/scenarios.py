@@ -29,6 +29,7 @@ SIMULATOR_KINDS = (  # Simulator.inject: the patient's EMG, then the emulated fi
     "replug",
     "reset",
     "set_bit_error_rate",
+    "set_mute",  # the firmware stops sending (params {mute: true}): telemetry stops
 )
 INJECTION_KINDS = PARENT_KINDS + CONTROLLER_KINDS + SIMULATOR_KINDS
 

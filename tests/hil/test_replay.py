@@ -95,7 +95,7 @@ def _scenario(tmp_path: Path, inject: list[dict]) -> Path:
     ("inject", "detected_as"),
     [
         ([{"at_s": 2.5, "kind": "emg_stop"}], "emg_stale"),
-        ([{"at_s": 2.5, "kind": "set_mute", "params": {"mute": True}}], "telemetry_stale"),
+        ([{"at_s": 2.5, "kind": "set_mute", "mute": True}], "telemetry_stale"),
     ],
     ids=["emg_stalls", "telemetry_stops"],
 )

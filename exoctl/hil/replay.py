@@ -17,8 +17,10 @@ controller's session started. The controller is configured only through what the
 is: its muscles, EMG rate and kind (``controller_overrides``), and the model to try.
 
 Sources (``ReplaySpec``): a trial of a dataset description (``exoctl.data``), or a session
-of our own recordings (``exoctl.service.store``: its EMG, and the joint angles the firmware
-reported, with their velocities by differences).
+of our own recordings (``exoctl.service.store``: its EMG as streamed, and the joint angles the
+firmware reported, with their velocities by differences; its time axis starts at its first
+EMG sample). A session has no measured moments: its replay shows what a model would have
+commanded, not how well it estimates.
 """
 
 from __future__ import annotations
@@ -174,7 +176,8 @@ def load_recording(spec: ReplaySpec) -> Recording:
 
 
 def _load_session(spec: ReplaySpec) -> Recording:
-    """A session of our own: its raw EMG stream and the firmware's joint angles."""
+    """A session of our own: its EMG as streamed (``emg_raw``, LSL stamps) and the joint
+    angles the firmware reported (``telemetry``), on one clock; velocities by differences."""
     from exoctl.service import store
 
     assert spec.session is not None
@@ -184,33 +187,35 @@ def _load_session(spec: ReplaySpec) -> Recording:
     with store.open_session_db(path) as conn:
         info = store.session_info(conn)
         names = store.stream_names(conn)
-        if "emg" not in names:
-            raise ReplayError(f"session {spec.session} ({path}) recorded no EMG stream")
-        emg_t, emg = store.read_stream(conn, "emg")
-        muscles = store.stream_columns(conn, "emg", emg.shape[1])
-        state_t, state = (
-            store.read_stream(conn, "joint_state") if "joint_state" in names else (None, None)
-        )
-    import json
-
-    cfg = json.loads(info["config_json"])
-    fs = float(cfg["emg"]["sampling_rate_hz"])
-    kind = str(cfg.get("estimator", {}).get("input", "raw"))
-    joints = tuple(j["name"] for j in cfg["device"]["joints"])
+        if "emg_raw" not in names:
+            raise ReplayError(f"session {spec.session} ({path}) recorded no EMG (emg_raw)")
+        emg_t, emg = store.read_stream(conn, "emg_raw")
+        muscles = store.stream_columns(conn, "emg_raw", emg.shape[1])
+        tel_t, tel = store.read_stream(conn, "telemetry") if "telemetry" in names else (None, None)
+    cfg = info.get("config") or {}
+    try:
+        fs = float(cfg["emg"]["sampling_rate_hz"])
+        kind = str(cfg.get("estimator", {}).get("input", "raw"))
+        joints = tuple(str(j["name"]) for j in cfg["device"]["joints"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReplayError(
+            f"session {spec.session} ({path}): its configuration does not say the EMG rate "
+            f"and the device's joints ({e})"
+        ) from None
     if emg.shape[0] < 2:
         raise ReplayError(f"session {spec.session}: fewer than two EMG samples recorded")
-    # one uniform time base at the EMG rate, from the first sample (session time, s)
-    t_rel = emg_t - emg_t[0]
-    n = int(math.floor(t_rel[-1] * fs + 1e-9)) + 1
+    # one uniform time base at the EMG rate from the first sample; time 0 is that sample
+    t_rel = np.asarray(emg_t, dtype=np.float64) - float(emg_t[0])
+    n = int(math.floor(t_rel[-1] * fs + 1e-6)) + 1
     t = np.arange(n) / fs
-    x = carry_columns(t, t_rel, emg) if n != emg.shape[0] else np.asarray(emg, np.float64)
+    uniform = n == emg.shape[0] and np.allclose(t_rel, t, atol=0.01 / fs)
+    x = np.asarray(emg, np.float64) if uniform else carry_columns(t, t_rel, emg)
     angles = vel = None
-    if state_t is not None and state is not None and state.shape[0] > 1:
+    if tel_t is not None and tel is not None and tel.shape[0] > 1:
         nj = len(joints)
-        angles = carry_columns(t, state_t - emg_t[0], state[:, :nj])
+        angles = carry_columns(t, np.asarray(tel_t) - float(emg_t[0]), tel[:, :nj])
         vel = _gradient(angles, fs)
-    what = f"session {spec.session}"
-    i0, i1, start = _window(t, spec, what)
+    i0, i1, start = _window(t, spec, f"session {spec.session}")
     return Recording(
         name=f"session {spec.session}",
         fs_hz=fs,

@@ -111,3 +111,55 @@ def test_a_replay_whose_input_stops_trips_the_watchdog_live_hardware_trips(
     assert ev["zero_at_s"] is not None and ev["zero_at_s"] - ev["detected_at_s"] <= 0.05, ev
     assert s["safety_state"] == "FAULT_LATCHED"
     assert s["limit_violations"] == 0
+
+
+def test_replay_session_streams_one_of_our_own_recordings(ridge, realtime_config, tmp_path):
+    """A session recorded by the daemon's recorder (here: the excerpt's EMG as streamed and
+    the right leg's angles as the firmware reported them) replayed to the same model: it
+    has no measured moments, so the summary shows what the model would have commanded."""
+    import numpy as np
+
+    from exoctl.config.schema import load_config
+    from exoctl.data.dataset import load_dataset
+    from exoctl.service.recorder import Recorder
+
+    trial = load_dataset(FIXTURE).load_trial("walk36")
+    raw = yaml.safe_load(realtime_config.read_text())
+    raw["service"]["data_dir"] = str(tmp_path / "data")
+    raw["emg"]["muscles"] = list(trial.muscles)
+    raw["emg"]["sampling_rate_hz"] = 100.0
+    raw["estimator"]["input"] = "enveloped"
+    raw["simulator"]["emg_chunk_samples"] = 1
+    config = tmp_path / "session.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(config)
+    rec = Recorder(cfg.service.data_dir)
+    sid = rec.start_session("p01", protocol="warm-up", config=cfg.model_dump(mode="json"),
+                            streams={"emg_raw": {"columns": list(trial.muscles)}})  # fmt: skip
+    stamps = 1000.0 + np.arange(trial.emg.shape[0]) / trial.fs_hz
+    for i in range(0, len(stamps), 50):
+        rec.submit_chunk("emg_raw", stamps[i], trial.emg[i : i + 50].astype(np.float32),
+                         t=stamps[i : i + 50])  # fmt: skip
+    ticks = 1000.0 + np.arange(0, trial.duration_s, 0.002)
+    tel = np.zeros((len(ticks), 8))  # angles of hip_l, hip_r, knee_l, knee_r, then applied
+    assert trial.angles is not None
+    for dev, col in ((1, 0), (3, 1)):
+        tel[:, dev] = np.interp(ticks - 1000.0, stamps - 1000.0, trial.angles[:, col])
+    rec.submit_chunk("telemetry", ticks[0], tel, t=ticks)
+    rec.stop_session()
+    rec.close()
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "exoctl.cli", "--config", str(config), "hil", "--replay-session",
+         sid, "--from", "2", "--model", str(ridge), "--json"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    s = json.loads(proc.stdout)
+    rp = s["replay"]
+    assert rp["recording"]["source"]["kind"] == "session"
+    assert rp["recording"]["fs_hz"] == 100.0 and rp["recording"]["has_angles"]
+    assert rp["live"]["hip_r"]["r2"] is None  # no measured moments to score against
+    assert rp["command"]["hip_r"]["peak_nm"] > 0 and rp["command"]["knee_r"]["peak_nm"] > 0
+    assert rp["command"]["hip_l"]["peak_nm"] == 0.0
+    assert s["faults"] == [], s["faults"]

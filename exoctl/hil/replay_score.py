@@ -52,13 +52,12 @@ def offline_estimate(cfg, spec: ReplaySpec, model: str) -> tuple[np.ndarray, Any
     from exoctl.data.dataset import load_dataset
     from exoctl.estimation.torque_model import TorqueModel
     from exoctl.signal.calibration import load_calibration
-    from exoctl.training.command_common import _calibration_path
     from exoctl.training.evaluation import predict
     from exoctl.training.pipeline import dataset_tick_sets
 
     assert spec.data is not None and spec.trial is not None  # a dataset trial's replay
     info = TorqueModel(Path(model)).info
-    cal = load_calibration(_calibration_path(Path(model), None, cfg))
+    cal = load_calibration(cfg.estimator.calibration)  # the one the controller ran with
     ds = load_dataset(spec.data)
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
     rate = info.tick_rate_hz if info.input_kind != "instant" else None

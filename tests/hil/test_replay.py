@@ -163,3 +163,23 @@ def test_replay_session_streams_one_of_our_own_recordings(ridge, realtime_config
     assert rp["command"]["hip_r"]["peak_nm"] > 0 and rp["command"]["knee_r"]["peak_nm"] > 0
     assert rp["command"]["hip_l"]["peak_nm"] == 0.0
     assert s["faults"] == [], s["faults"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--trial", "walk36"], "only go with --replay"),
+        (["--replay", str(FIXTURE)], "--replay needs --trial"),
+        (["--replay", str(FIXTURE), "--trial", "walk36", "--replay-session", "x"], "choose one"),
+    ],
+)
+def test_replay_options_that_do_not_fit_together_are_usage_errors(args, says, capsys):
+    assert main(["hil", *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_window_outside_the_recording_is_refused_before_any_child_starts(capsys):
+    code = main(["hil", "--replay", str(FIXTURE), "--trial", "walk36", "--from", "30"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "runs from 20 s to 28 s" in err and "Traceback" not in err

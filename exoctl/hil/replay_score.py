@@ -133,6 +133,15 @@ def score_replay(
             path_delay[name] = None if d is None else round(1000.0 * d, 1)
     out["live"] = live
     out["delay_ms"] = delay
+    age = np.asarray(log.get("telemetry_age", np.zeros(0)), dtype=np.float64)
+    if age.size == ok.size and ok.any() and np.isfinite(age[ok]).any():
+        a = age[ok][np.isfinite(age[ok])] * 1000.0
+        # how old the replayed angles were when a tick used them (the live path's own delay)
+        out["telemetry_age_ms"] = {
+            "p50": round(float(np.percentile(a, 50)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3),
+            "max": round(float(a.max()), 3),
+        }
     if offline is not None:
         out["offline"] = off
         out["live_path_delay_ms"] = path_delay

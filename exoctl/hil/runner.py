@@ -413,6 +413,12 @@ def _format_replay(rp: dict) -> list[str]:
         if off:
             row += f", {_num(rp['live_path_delay_ms'].get(j))} ms behind offline"
         lines.append(row)
+    age = rp.get("telemetry_age_ms")
+    if age:
+        lines.append(
+            f"  telemetry age     p50 {age['p50']} ms, p99 {age['p99']} ms, max {age['max']} ms "
+            "(the replayed angles, when a tick used them)"
+        )
     if rp["unassisted_joints"]:
         lines.append(
             f"  no assistance     {', '.join(rp['unassisted_joints'])} (the model does not "

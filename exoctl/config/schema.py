@@ -114,7 +114,9 @@ class EmgConfig(_Model):
     source: Literal["lsl", "replay"] = "lsl"
     lsl: LslConfig = LslConfig()
     replay: ReplayConfig = ReplayConfig()
-    sampling_rate_hz: Annotated[float, Field(ge=250, le=10000)] = 2000.0
+    sampling_rate_hz: Annotated[float, Field(gt=0, le=10000)] = 2000.0
+    """Any rate training takes (100 Hz lab envelopes included): a rate that is not a whole
+    multiple of control.rate_hz is carried onto the tick grid (exoctl.signal.tick_grid)."""
     muscles: Annotated[list[str], Field(min_length=1, max_length=64)]
     """Channel-to-muscle map: the muscle recorded on each channel, in channel order."""
     ring_buffer_s: Annotated[float, Field(gt=0, le=60)] = 2.0

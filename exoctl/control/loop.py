@@ -260,7 +260,13 @@ class ControlLoop:
             self.channel_monitor.update(chunk)
         if n or not self._input_bad:
             try:
-                estimate = self.estimator.step(chunk, inp.angles, inp.velocities)
+                estimate = self.estimator.step(
+                    chunk,
+                    inp.angles,
+                    inp.velocities,
+                    self._stamps[:n],
+                    pylsl.local_clock() if self.estimator.needs_time else None,
+                )
                 self._input_bad = False
             except NonFiniteEmg:
                 # The stages refuse it before touching their state. A NaN estimate is what

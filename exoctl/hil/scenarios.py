@@ -31,6 +31,7 @@ SIMULATOR_KINDS = (  # Simulator.inject: the patient's EMG, then the emulated fi
     "set_bit_error_rate",
     "press_estop",  # the device's e-stop input (the button on the exoskeleton)
     "release_estop",
+    "set_mute",  # the firmware stops sending (params {mute: true}): telemetry stops
 )
 INJECTION_KINDS = PARENT_KINDS + CONTROLLER_KINDS + SIMULATOR_KINDS
 

@@ -100,6 +100,17 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--trials", nargs="+", metavar="NAME", help="task trials (default all)")
     ev.add_argument("--calibration", type=Path, default=None, help="default: the model's own")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--from", dest="from_s", type=float, default=None, metavar="S",
+                    help="score only ticks from this time on each trial's own time axis (the "
+                    "features still see the trial from its start)")  # fmt: skip
+    ev.add_argument(
+        "--to",
+        dest="to_s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="score only ticks up to this time",
+    )
     ev.add_argument("--plot", type=Path, default=None, help="PNG: estimated vs true torque")
     ev.add_argument(
         "--compare",

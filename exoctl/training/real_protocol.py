@@ -23,6 +23,13 @@ measured joint moments as they are (inverse-dynamics spikes included). Rows:
 - ``moco``: calibration (K by VAF 90 %) and the chain on a second lab's 2 kHz envelopes with
   1 kHz moments, at 500 Hz and 1 kHz ticks: what comes out, no accuracy claim (one cycle).
 
+``live`` (within rows): the same network run by the controller itself on the HIL bench, the
+trial replayed from the start of its scored tail (``exoctl hil --replay``: the EMG over LSL at
+its own rate, the angles as the emulated firmware's telemetry, 10 s of the head streamed first
+while the controller starts), scored on its ticks against the measured moments with no delay
+compensation. It runs with the real-time set-up of the exoskeleton PC (SCHED_FIFO, as the HIL
+tests ask for it): on a loaded machine without it, late ticks and stale telemetry lower it.
+
 Beside every row: the lagged-ridge baseline (every per-tick feature: synergy and muscle
 activations, joint angles and velocities, at lags 0-200 ms; penalty chosen on the training
 part's last 20 %) fitted on the same training ticks, and, for context only, the R^2 that the
@@ -52,7 +59,7 @@ from exoctl.data.dataset import Trial, load_dataset
 from exoctl.signal.chain import ChainSettings
 
 from .metrics import joint_metrics, summarise
-from .pipeline import DataSource, TickData, split_tail, trial_tick_sets
+from .pipeline import DataSource, TickData, sidecar, split_tail, trial_tick_sets
 from .workflow import (
     NetworkRecipe,
     adapt_model,
@@ -108,6 +115,16 @@ def _join(trials: Sequence[Trial], name: str) -> Trial:
     )
 
 
+def _kind_means(per: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """``summarise`` for figures that may be missing (None)."""
+    out: dict[str, float | None] = {}
+    for kind in ("hip", "knee"):
+        vals = [m["r2"] for j, m in per.items() if j.startswith(kind)]
+        if vals:
+            out[f"r2_{kind}"] = None if None in vals else round(float(np.mean(vals)), 5)
+    return out
+
+
 def _ceiling(y: np.ndarray, rate: float, joints: Sequence[str]) -> dict:
     from scipy.signal import butter, sosfiltfilt
 
@@ -115,9 +132,24 @@ def _ceiling(y: np.ndarray, rate: float, joints: Sequence[str]) -> dict:
     return summarise(joint_metrics(y, sosfiltfilt(sos, y, axis=0), joints))
 
 
+LIVE_PREROLL_S = 10.0
+LIVE_REALTIME = {"service": {"realtime_priority": 50}, "simulator": {"realtime_priority": 60}}
+
+
 class _Protocol:
-    def __init__(self, cfg, workdir: Path, recipe: NetworkRecipe, adapt: dict, say: Say) -> None:
+    def __init__(
+        self,
+        cfg,
+        workdir: Path,
+        recipe: NetworkRecipe,
+        adapt: dict,
+        say: Say,
+        live: bool = True,
+        config: Path | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.live = live
+        self.config = config
         self.chain = ChainSettings.from_config(cfg)
         self.workdir = workdir
         self.recipe = recipe
@@ -169,10 +201,36 @@ class _Protocol:
                 s, y, _ = score_sets(path, [tail], ds.joints)
                 scored[label] = {k: v for k, v in s.items() if k != "joints"}
                 scored[label]["joints"] = s["joints"]
+            extra: dict[str, Any] = {}
+            if self.live:
+                cal.save(sidecar(net_path, "calibration"))
+                start = float(trial.t[0]) + tail.warm / tail.tick_rate_hz
+                extra["live"] = self._live(ds.path, name, start, net_path)
             self._row(
                 f"within {name}", f"{name} first 80 %", f"{name} last 20 %", ds.joints, scored,
-                y, data.spec.tick_rate_hz, K=cal.k,
+                y, data.spec.tick_rate_hz, K=cal.k, **extra,
             )  # fmt: skip
+
+    def _live(self, data: Path, trial: str, start_s: float, model: Path) -> dict[str, Any]:
+        """The network on the HIL bench, the trial replayed from ``start_s`` (module doc)."""
+        from exoctl.hil.replay import ReplaySpec
+        from exoctl.hil.runner import run_hil
+
+        spec = ReplaySpec(data=str(data), trial=trial, start_s=start_s, preroll_s=LIVE_PREROLL_S)
+        t0 = time.monotonic()
+        out = run_hil(3600.0, self.config, LIVE_REALTIME, replay=spec, model=str(model))
+        rp = out["replay"]
+        per = {j: m for j, m in rp["live"].items()}
+        self.say(f"  live {trial}: replayed in {time.monotonic() - t0:.0f} s")
+        return {
+            "network": {"joints": per, **_kind_means(per)},
+            "offline_same_ticks": {"joints": rp["offline"], **_kind_means(rp["offline"])},
+            "scored_from_s": rp["scored_from_s"],
+            "scored_ticks": rp["scored_ticks"],
+            "delay_ms": rp["delay_ms"],
+            "deadline_misses": out["deadline_misses"],
+            "faults": out["faults"],
+        }
 
     def cross(self, ds) -> None:
         names = ds.trial_names
@@ -278,12 +336,16 @@ def run(
     recipe: NetworkRecipe = RECIPE,
     adapt: dict | None = None,
     say: Say = print,
+    live: bool = True,
 ) -> dict[str, Any]:
-    """Run the protocol's row groups; returns the table as a document (see ``format_table``)."""
+    """Run the protocol's row groups; returns the table as a document (see ``format_table``).
+    ``live``: the within rows' live column (the HIL bench; about 25 s per row)."""
     cfg = load_config(config)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
-        p = _Protocol(cfg, Path(d), recipe, dict(ADAPT if adapt is None else adapt), say)
+        p = _Protocol(
+            cfg, Path(d), recipe, dict(ADAPT if adapt is None else adapt), say, live, config
+        )
         for group in groups:
             if group not in ROW_GROUPS:
                 raise ValueError(f"unknown row group {group!r}; groups: {', '.join(ROW_GROUPS)}")
@@ -318,29 +380,37 @@ def _row_line(row: dict) -> str:
     s += f"  network {_r2(row, 'network', 'hip')}/{_r2(row, 'network', 'knee')}"
     if "adapted" in row:
         s += f"  adapted {_r2(row, 'adapted', 'hip')}/{_r2(row, 'adapted', 'knee')}"
+    if "live" in row:
+        s += f"  live {_live(row, 'hip')}/{_live(row, 'knee')}"
     return s + f"  (ceiling {_r2(row, 'ceiling', 'hip')}/{_r2(row, 'ceiling', 'knee')})"
+
+
+def _live(row: dict, kind: str) -> str:
+    """The live network's R^2 of a within row, or "-" (other rows, or not run)."""
+    return _r2(row["live"], "network", kind) if "live" in row else "-"
 
 
 def format_table(doc: dict) -> str:
     """The protocol's table in Markdown (R^2 hip / knee against the measured moments)."""
     lines = [
         "| row | trained on | scored on | ticks | lagged ridge hip / knee | network hip / knee "
-        "| adapted hip / knee | ceiling hip / knee |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| live network hip / knee | adapted hip / knee | ceiling hip / knee |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in doc["rows"]:
         if "ridge" not in r:
             t = ", ".join(f"{v['n']} at {k} Hz" for k, v in r["ticks"].items())
             lines.append(
                 f"| {r['row']} | {r['train']} | - | {t} | K={r['K']}, VAF {r['vaf']:.1%} "
-                "| no accuracy claim (one cycle) | | |"
+                "| no accuracy claim (one cycle) | | | |"
             )
             continue
         ad = f"{_r2(r, 'adapted', 'hip')} / {_r2(r, 'adapted', 'knee')}" if "adapted" in r else "-"
         lines.append(
             f"| {r['row']} | {r['train']} | {r['test']} | {r['scored_ticks']} "
             f"| {_r2(r, 'ridge', 'hip')} / {_r2(r, 'ridge', 'knee')} "
-            f"| {_r2(r, 'network', 'hip')} / {_r2(r, 'network', 'knee')} | {ad} "
+            f"| {_r2(r, 'network', 'hip')} / {_r2(r, 'network', 'knee')} "
+            f"| {_live(r, 'hip')} / {_live(r, 'knee')} | {ad} "
             f"| {_r2(r, 'ceiling', 'hip')} / {_r2(r, 'ceiling', 'knee')} |"
         )
     return "\n".join(lines)
@@ -352,6 +422,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rows", default=",".join(ROW_GROUPS), help=f"row groups, from {','.join(ROW_GROUPS)}"
     )
     p.add_argument("--out", type=Path, default=None, help="directory for table.md and .json")
+    p.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="leave out the within rows' live column (the HIL bench replay)",
+    )
 
 
 def run_from_args(args: argparse.Namespace, say: Say) -> int:
@@ -366,7 +442,8 @@ def run_from_args(args: argparse.Namespace, say: Say) -> int:
             f"{DATASETS} read it from ../shared/data beside the repository)",
             EXIT_ERROR,
         )
-    doc = run(datasets=args.datasets, groups=groups, config=getattr(args, "config", None), say=say)
+    doc = run(datasets=args.datasets, groups=groups, config=getattr(args, "config", None),
+              say=say, live=getattr(args, "live", True))  # fmt: skip
     doc["command"] = " ".join(sys.argv) if sys.argv else ""
     table = format_table(doc)
     say("\nR^2 against the measured moments as they are (hip / knee):\n" + table)

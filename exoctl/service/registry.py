@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS models (
     scores_json TEXT,                  -- figures and the guard's verdict
     accepted_by TEXT NOT NULL,
     note TEXT,
+    reference_session TEXT,            -- the recording later warm-ups are compared with
     PRIMARY KEY (patient, version)
 );
 CREATE TABLE IF NOT EXISTS selections (
@@ -107,6 +108,7 @@ class Registry:
         scores: Mapping[str, Any] | None = None,
         by: str | None = None,
         note: str | None = None,
+        reference_session: str | None = None,
     ) -> int:
         """Add a model for ``patient`` and make it current; returns its version."""
         validate_patient(patient)
@@ -122,13 +124,13 @@ class Registry:
             ).fetchone()
             version = int(row[0]) + 1
             conn.execute(
-                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO models VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     patient, version, now, m["path"], m["sha256"], c["path"], c["sha256"],
                     None if gain is None else json.dumps(dict(gain)),
                     json.dumps(list(sources)),
                     None if scores is None else json.dumps(scores),
-                    who, note,
+                    who, note, reference_session,
                 ),
             )  # fmt: skip
             conn.execute(

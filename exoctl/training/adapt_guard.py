@@ -26,7 +26,7 @@ import numpy as np
 
 from .matched_gain import FACTOR_BOUNDS, GainEstimate
 
-__all__ = ["AGREEMENT_SLACK", "MIN_COVERAGE", "Verdict", "agreement", "judge"]
+__all__ = ["AGREEMENT_SLACK", "MIN_COVERAGE", "Verdict", "agreement", "judge", "speed_change"]
 
 MIN_COVERAGE = 0.6
 AGREEMENT_SLACK = 0.02
@@ -56,6 +56,20 @@ def agreement(estimate: np.ndarray, reference: np.ndarray, joints) -> dict[str, 
         ss = float(np.sum((ref - ref.mean()) ** 2))
         out[name] = round(1.0 - float(np.sum((estimate[:, j] - ref) ** 2)) / max(ss, 1e-12), 4)
     return out
+
+
+def speed_change(ref_state: np.ndarray, tgt_state: np.ndarray, joints) -> dict[str, float]:
+    """``workflow.task_change`` on joint states (``matched_gain.joint_state``: angles then
+    velocities): the joints whose velocity spread differs by more than its ratio."""
+    from .workflow import TASK_CHANGE_RATIO
+
+    j = len(joints)
+    ratio = tgt_state[:, j:].std(axis=0) / np.maximum(ref_state[:, j:].std(axis=0), 1e-12)
+    return {
+        f"velocity:{name}": round(float(r), 3)
+        for name, r in zip(joints, ratio, strict=True)
+        if not 1.0 / TASK_CHANGE_RATIO <= r <= TASK_CHANGE_RATIO
+    }
 
 
 def judge(

@@ -77,6 +77,7 @@ def cmd_patients_accept(args: argparse.Namespace) -> int:
     version = _registry(args).accept(
         args.patient, args.model, args.calibration, sources=args.source or [],
         scores=scores, gain=(scores or {}).get("gain"), note=args.note,
+        reference_session=args.reference,
     )  # fmt: skip
     doc = {"patient": args.patient, "version": version, "current": version}
     return emit(
@@ -110,6 +111,9 @@ def register(psp: Any, add: Any) -> None:
     p.add_argument("--source", action="append", help="a recording it was made from (repeat)")
     p.add_argument("--scores", help="JSON file of its figures (e.g. exoctl adapt --report)")
     p.add_argument("--note", help="free text")
+    p.add_argument(
+        "--reference", metavar="ID", help="the recording later warm-ups are compared with"
+    )
     p = add(psp, "rollback", cmd_patients_rollback, "make an earlier model version current")
     p.add_argument("patient")
     p.add_argument("--to", type=int, required=True, metavar="VERSION")

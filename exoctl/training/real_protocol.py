@@ -280,12 +280,15 @@ class LaterCase:
             adaptation["factor_error_own_change_removed"] = [
                 round(float(e), 4) for e in gain.raw_factors / (drift * own) - 1.0
             ]
-        return {
+        out = {
             "network": s_un,
             "adapted": s_ad,
             "in_use": s_ad if verdict.accepted else s_un,
             "adaptation": adaptation,
         }
+        if drift is not None:  # the lagged ridge sees the drift too
+            out["ridge"] = self._score(predict(self.models["ridge"], drifted, self.ticks))
+        return out
 
 
 class _Protocol:
@@ -299,6 +302,7 @@ class _Protocol:
         self.seeds = tuple(seeds)
         self.say = say
         self.rows: list[dict[str, Any]] = []
+        self._halves: dict[str, LaterCase] = {}
 
     def _calibrate(self, trials: Sequence[Trial], where: Path):
         return calibrate_trials(trials, where=where, chain=self.chain).calibration
@@ -367,9 +371,10 @@ class _Protocol:
         """A source part, a target part and the models trained on the source (no target
         label is read by anything but the scoring)."""
         if tgt_name is None:  # the first half -> the second half of one trial
-            trial = ds.load_trial(src_name)
-            n_cut = trial.t.size // 2
-            return LaterCase(self, ds, trial, n_cut, None)
+            if src_name not in self._halves:  # shared by the later rows and the guard's cases
+                trial = ds.load_trial(src_name)
+                self._halves[src_name] = LaterCase(self, ds, trial, trial.t.size // 2, None)
+            return self._halves[src_name]
         return LaterCase(self, ds, ds.load_trial(src_name), None, ds.load_trial(tgt_name))
 
     def later(self, ds) -> None:
@@ -388,8 +393,13 @@ class _Protocol:
             self._later_row(f"{src} -> {tgt}", f"{src} (all)", f"{tgt} (all)", case, per_seed)
 
     def _later_row(self, name, train, test, case: LaterCase, per_seed: list[dict]) -> None:
+        ridge = (
+            over_seeds([p["ridge"] for p in per_seed], self.seeds)
+            if "ridge" in per_seed[0]
+            else case.scored["ridge"]
+        )
         scored = {
-            "ridge": case.scored["ridge"],
+            "ridge": ridge,
             "kinematics": case.scored["kinematics"],
             "network": over_seeds([p["network"] for p in per_seed], self.seeds),
             "adapted": over_seeds([p["in_use"] for p in per_seed], self.seeds),

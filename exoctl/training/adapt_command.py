@@ -157,7 +157,9 @@ def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:
         res = adapt_session(cfg, data_dir, args.session, reference)
         if args.out is not None:
             rep_path = write_outputs(res, args.out)
-            res.report["proposed_calibration"] = str(args.out)
+            res.report["proposed_calibration"] = (
+                str(args.out) if res.calibration is not None else None
+            )
             rep_path.write_text(json.dumps(res.report, indent=2) + "\n")
         accepted = res.verdict.accepted
         if args.accept and accepted:

@@ -78,7 +78,7 @@ class SessionAdaptation:
         self,
         gain: GainEstimate,
         verdict: Verdict,
-        calibration: Calibration,
+        calibration: Calibration | None,
         base: Path,
         report: dict[str, Any],
     ) -> None:
@@ -129,7 +129,10 @@ def adapt_session(
     note = {"reference_session": reference_id, "warm_up_session": session_id}
     # relative to the calibration's MVC: the reference's own gain times the change since
     total = gain.factors * ref_gain
-    proposed = base.with_gain(None if np.all(total == 1.0) else total, note)
+    # a refused adaptation proposes nothing (its factors may be anything, e.g. x12)
+    proposed = (
+        base.with_gain(None if np.all(total == 1.0) else total, note) if verdict.accepted else None
+    )
     report = {
         "patient": tgt["info"]["patient"],
         "session": session_id,
@@ -182,8 +185,10 @@ def format_report(rep: dict[str, Any]) -> str:
 
 
 def write_outputs(result: SessionAdaptation, out: Path) -> Path:
-    """The proposed calibration at ``out`` and its report beside it (``.json``)."""
-    result.calibration.save(out)
+    """The proposed calibration at ``out`` (when the guard accepted) and the report beside it
+    (``.json``, always)."""
+    if result.calibration is not None:
+        result.calibration.save(out)
     rep = out.with_suffix(".json")
     rep.write_text(json.dumps(result.report, indent=2) + "\n")
     return rep

@@ -88,3 +88,82 @@ def test_adapt_a_recorded_warm_up_accept_it_and_survive_kill_9(
     assert info["calibration_sha256"] == cur["calibration_sha256"]
     assert info["model_sha256"] == cur["model_sha256"]
     assert starts and starts[0]["detail"]["registry_version"] == 2
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+CEINMS = Path(__file__).resolve().parents[2] / "datasets" / "ceinms-lowerlimb-s06.yaml"
+
+
+def _store_recording(data_dir: Path, trial, lo: float, hi: float, cal, cal_path: Path,
+                     gain: np.ndarray | None = None) -> str:  # fmt: skip
+    """Walk or run excerpt as the controller records it: activations (the static shape of the
+    normalised envelope) and joint angles per tick, the calibration named."""
+    from exoctl.service.recorder import Recorder
+    from exoctl.service.store import Artifact
+
+    n = trial.t.size
+    sl = slice(int(lo * n), int(hi * n))
+    u = np.clip(trial.emg[sl] / cal.mvc * (1.0 if gain is None else gain), 0.0, 1.0)
+    a = np.expm1(-1.0 * u) / np.expm1(-1.0)
+    tel = np.hstack([trial.angles[sl], np.zeros_like(trial.angles[sl])])
+    rec = Recorder(data_dir, flush_interval_s=0.05)
+    try:
+        sid = rec.start_session(
+            "P9", calibration=Artifact.from_file(cal_path),
+            streams={"activation": {"columns": list(trial.muscles)},
+                     "telemetry": {"columns": ["angle_hip_r", "angle_knee_r",
+                                               "applied_hip_r", "applied_knee_r"]}},
+        )  # fmt: skip
+        t = rec.clock() + np.arange(a.shape[0]) / trial.fs_hz
+        rec.submit_chunk("activation", t[0], a, t=t)
+        rec.submit_chunk("telemetry", t[0], tel, t=t)
+        rec.stop_session("completed")
+    finally:
+        rec.close()
+    time.sleep(1.1)  # session ids are to the second
+    return sid
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the shared real data is not there")
+def test_adapt_session_from_the_cli_accepts_a_gain_and_refuses_another_task(
+    tmp_path, write_config, capsys
+) -> None:
+    from exoctl.config.schema import load_config
+    from exoctl.data.calibrate import calibrate_trials
+    from exoctl.data.dataset import load_dataset
+
+    cfg_path = write_config(tmp_path)
+    data_dir = load_config(cfg_path).service.data_dir
+    ds = load_dataset(CEINMS)
+    walk, run = ds.load_trial("walk36"), ds.load_trial("run81")
+    cal = calibrate_trials([walk], where=CEINMS).calibration
+    cal_path = cal.save(tmp_path / "walk.calibration.yaml")
+    drift = np.array([1.4, 0.7, 1.0, 0.6, 1.3, 1.0, 1.0, 0.8, 1.5])
+    ref = _store_recording(data_dir, walk, 0.0, 0.25, cal, cal_path)
+    warm = _store_recording(data_dir, walk, 0.25, 0.5, cal, cal_path, drift)
+    same = _store_recording(data_dir, walk, 0.25, 0.5, cal, cal_path)  # no drift
+    other = _store_recording(data_dir, run, 0.0, 0.25, cal, cal_path)
+    c = ["--config", str(cfg_path)]
+    assert exoctl_main([*c, "adapt", "--session", same, "--reference", ref, "--json"]) == 0
+    own = np.array(json.loads(capsys.readouterr().out)["estimate"]["raw_factors"])
+
+    out = tmp_path / "P9.calibration.yaml"
+    code = exoctl_main([*c, "adapt", "--session", warm, "--reference", ref, "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "guard: ACCEPTED" in text, text
+    assert "not checked: agreement" in text
+    doc = yaml.safe_load(out.read_text())
+    got = np.array([doc["gain"][m] for m in walk.muscles])
+    # where the walk kept its own amplitude, and the deadband does not leave the factor at 1
+    steady = (np.abs(own - 1.0) < 0.1) & (np.abs(drift - 1.0) > 0.1)
+    assert steady.sum() >= 4
+    assert np.all(np.abs(got[steady] / drift[steady] - 1.0) < 0.15), got
+
+    # another task: refused in words, nothing goes into the registry
+    code = exoctl_main([*c, "adapt", "--session", other, "--reference", ref, "--out",
+                        str(tmp_path / "run.yaml"), "--accept"])  # fmt: skip
+    cap = capsys.readouterr()
+    assert code == 5, cap
+    assert "guard: REFUSED" in cap.out and "another task or speed" in cap.out
+    assert "refused this adaptation; nothing was changed" in cap.err
+    assert Registry(data_dir).current("P9") is None

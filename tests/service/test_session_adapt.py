@@ -38,13 +38,13 @@ def test_adapt_a_recorded_warm_up_accept_it_and_survive_kill_9(
     d = Daemon(tmp_path, sim.endpoints, write_config)
     try:
         d.wait_for("READY=1")
-        ref = _record(run_cli, capsys, d, 12.0)
+        ref = _record(run_cli, capsys, d, 20.0)
         model, cal = str(d.cfg.model.path), str(d.cfg.estimator.calibration)
         c = ["--config", str(d.cfg_path)]
         assert run_cli([*c, "patients", "accept", "P7", "--model", model,
                         "--calibration", cal, "--reference", ref]) == 0  # fmt: skip
         capsys.readouterr()
-        warm = _record(run_cli, capsys, d, 12.0)
+        warm = _record(run_cli, capsys, d, 20.0)
 
         out = tmp_path / "P7_gain.calibration.yaml"
         t0 = time.monotonic()

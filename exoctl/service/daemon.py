@@ -246,6 +246,48 @@ class Daemon:
         c = R.Artifact.from_file(ident.calibration_path, ident.calibration_id)
         return m, c
 
+    def _patient_model(self, patient: str) -> dict[str, Any] | None:
+        """Run the patient's current model from the registry (``exoctl patients show``), when
+        there is one and it is not the one running; refuse when its files changed since it was
+        accepted. Loaded before the session starts, so assistance ramps in on it."""
+        from exoctl.runtime.controller import ControllerError
+        from exoctl.service.registry import Registry
+
+        try:
+            cur = Registry(self.svc.data_dir).current(patient)
+        except R.RecorderError as e:
+            raise rpc.Refused(f"patient {patient}: the model registry cannot be read: {e}") from e
+        if cur is None:
+            return None
+        m, c = self._artifacts()
+        if (m.sha256, c.sha256) == (cur["model_sha256"], cur["calibration_sha256"]):
+            return cur
+        for key in ("model", "calibration"):
+            ident = (
+                R.file_identity(cur[f"{key}_path"]) if Path(cur[f"{key}_path"]).is_file() else None
+            )
+            if ident is None or ident["sha256"] != cur[f"{key}_sha256"]:
+                raise rpc.Refused(
+                    f"patient {patient}: model version {cur['version']}'s {key} file "
+                    f"{cur[f'{key}_path']} is missing or changed since it was accepted; roll "
+                    "back to another version (exoctl patients rollback) or restore the file"
+                )
+        cfg = self.cfg.with_overrides(
+            model={"path": cur["model_path"]}, estimator={"calibration": cur["calibration_path"]}
+        )
+        try:
+            self.controller.swap_model(cfg)
+        except ControllerError as e:
+            raise rpc.Refused(f"patient {patient}: model version {cur['version']}: {e}") from None
+        except Exception as e:  # a file that cannot be loaded as a model or calibration
+            raise rpc.Refused(
+                f"patient {patient}: model version {cur['version']} cannot be loaded: {e}"
+            ) from None
+        self.cfg = cfg
+        log.info("patient_model_loaded", patient=patient, version=cur["version"],
+                 model=cur["model_path"], calibration=cur["calibration_path"])  # fmt: skip
+        return cur
+
     def _stop_session(self, reason: str) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
@@ -361,6 +403,7 @@ class Daemon:
                     f"a session is already running (session {self._session_id}); stop it first"
                 )
             self._check_free_space()
+            registered = self._patient_model(patient)
             try:
                 info = self.controller.start_session(patient, protocol, assist)
             except ControllerError as e:
@@ -383,12 +426,20 @@ class Daemon:
                 raise rpc.RpcError(rpc.INTERNAL_ERROR, f"cannot record the session: {e}") from e
             self._session_id = sid
             self._record_event(
-                "session_start", {"patient": patient, "protocol": protocol, "gains": info.gains}
-            )
+                "session_start",
+                {"patient": patient, "protocol": protocol, "gains": info.gains,
+                 "registry_version": None if registered is None else registered["version"]},
+            )  # fmt: skip
         self.notifier.status(f"session {sid} running (patient {patient})")
         log.info("session_started", session_id=sid, patient=patient, protocol=protocol,
                  gains=info.gains)  # fmt: skip
-        return {"session_id": sid, "patient": patient, "protocol": protocol, "gains": info.gains}
+        return {
+            "session_id": sid,
+            "patient": patient,
+            "protocol": protocol,
+            "gains": info.gains,
+            "registry_version": None if registered is None else registered["version"],
+        }
 
     def _check_free_space(self) -> None:
         """Refuse a session whose recording the data disk has no room for: about

@@ -12,6 +12,7 @@ Commands (all accept ``--json`` for scripts; tables by default)::
     exoctl assist set 0.4 | hip_l=0.4 knee_l=0.2
     exoctl model load [--model PATH] [--calibration PATH]   (between sessions)
     exoctl patients list
+    exoctl patients show P | accept P --model M --calibration C | rollback P --to VERSION
     exoctl sessions list [--patient P]
     exoctl sessions show ID
     exoctl sessions export ID [--format parquet|csv|npz] [--exact] [--raw-emg] --out PATH
@@ -75,6 +76,7 @@ from exoctl.service.commands.control import (
     cmd_session_stop,
     cmd_status,
 )
+from exoctl.service.commands.patients import register as register_patients
 from exoctl.service.commands.recordings import (
     cmd_patients_list,
     cmd_sessions_export,
@@ -202,8 +204,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", help="calibration YAML")
 
     patients = subparsers.add_parser("patients", help="patients with recordings")
-    psp = patients.add_subparsers(dest="patients_cmd", required=True, metavar="{list}")
+    psp = patients.add_subparsers(
+        dest="patients_cmd", required=True, metavar="{list,show,accept,rollback}"
+    )
     add(psp, "list", cmd_patients_list, "list patients and their session counts")
+    register_patients(psp, add)
 
     sessions = subparsers.add_parser("sessions", help="recorded sessions")
     ssp = sessions.add_subparsers(

@@ -51,6 +51,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "Exoskeleton motors switched off",
         "the exoskeleton turned its motors off by itself (restart or its own protection)",
     ),
+    "emg_source": (
+        "EMG signal refused",
+        "after an interruption the muscle signal came back from another device or computer: "
+        "it was not used. Check the EMG receiver, then restart the exoskeleton software",
+    ),
     "control_loop_died": (
         "Controller stopped",
         "the control program stopped unexpectedly; the session was ended",

@@ -38,7 +38,10 @@ sends exactly what it writes into ``out``. The layer owns four things:
    * ``link_down``: fault as soon as the host link reports itself unhealthy;
    * ``actuators_off``: degraded while assistance is requested but the device reports its
      actuators off; fault when that lasts telemetry_timeout_s (a firmware reboot that
-     re-handshakes between two ticks shows only here).
+     re-handshakes between two ticks shows only here);
+   * ``emg_source``: fault as soon as the acquisition refuses the EMG stream that answered
+     after a dropout (another host, another uid, two at once; ``exoctl.acquisition.sources``).
+     It stays a fault until exoctl restarts and checks the stream again.
 
    A fault counter of this kind (persistence for a set time) ignores a single spike without
    hiding a real fault.

@@ -231,12 +231,17 @@ class LslAcquisition(Acquisition):
     def _find_again(self) -> pylsl.StreamInfo | None:
         """The lost stream once it answers again; None when stopped or refused."""
         while not self._stop.is_set():
-            found = _distinct(pylsl.resolve_bypred(self.identity, 2, DUPLICATE_WAIT_S))
-            if not found:
+            first = pylsl.resolve_bypred(self.identity, 1, DUPLICATE_WAIT_S)
+            if not first:
                 continue
-            refusal = self.judge(found)
+            # Another host or uid is refused as soon as it answers; ours is taken back only
+            # once it has been alone for DUPLICATE_WAIT_S.
+            refusal = self.judge(_distinct(first))
             if refusal is None:
-                return found[0]
+                found = _distinct(first, pylsl.resolve_bypred(self.identity, 2, DUPLICATE_WAIT_S))
+                refusal = self.judge(found)
+                if refusal is None:
+                    return found[0]
             self.error = f"EMG stream refused: {refusal}"
             self.ring.source_fault = refusal
             return None

@@ -221,9 +221,28 @@ def test_two_streams_after_a_dropout_are_refused() -> None:
         time.sleep(0.5)
         a, b = _outlet(sid), _outlet(sid)
         why = _refused_and_nothing_read(acq, ring, lambda: (_push(a, 0.5), _push(b, 0.5)))
-        assert f"2 LSL streams match source_id='{sid}'" in why
+        # Whichever answers first is refused at once (a new uid), or both together.
+        assert (
+            "came back as another stream" in why or f"2 LSL streams match source_id='{sid}'" in why
+        )
     finally:
         acq.stop()
+
+
+def test_our_stream_is_taken_back_alone_and_never_beside_another() -> None:
+    """What the acquisition decides on the streams that answer after a dropout, on real
+    resolved stream infos: its own stream alone is taken back; beside a second one, not."""
+    sid = _sid()
+    ours = _outlet(sid)
+    info = resolve_lsl_stream(_emg_cfg(sid))
+    acq = LslAcquisition(info, RingBuffer(16, N_CH))
+    assert acq.judge(pylsl.resolve_bypred(f"source_id='{sid}'", 1, 5.0)) is None
+    other = _outlet(sid)
+    both = pylsl.resolve_bypred(f"source_id='{sid}'", 2, 5.0)
+    assert len(both) == 2
+    why = acq.judge(both)
+    assert why is not None and f"2 LSL streams match source_id='{sid}'" in why
+    assert ours.get_info().uid() in why and other.get_info().uid() in why
 
 
 @needs_uts

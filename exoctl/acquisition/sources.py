@@ -194,6 +194,16 @@ class LslAcquisition(Acquisition):
         self._max = 1024
         self._buf = np.zeros((self._max, ring.n_channels), dtype=np.float32)
 
+    def stats(self) -> dict[str, int | str | None]:
+        """The common counters, plus which stream this is (host, uid) and how often the same
+        stream was taken back after a dropout."""
+        return {
+            **super().stats(),
+            "host": self.host,
+            "uid": self.uid,
+            "reconnects": self.reconnects,
+        }
+
     def _run(self) -> None:
         info: pylsl.StreamInfo | None = self.info
         while info is not None and not self._stop.is_set():

@@ -62,6 +62,46 @@ def settings_file() -> Path:
     return Path(os.environ.get("LSLAPICFG") or PACKAGED_SETTINGS)
 
 
+def settings_problems() -> list[str]:
+    """Where the liblsl settings in use (:func:`settings_file`) open LSL beyond this machine.
+
+    Read with liblsl's own rules (whole-line ``;`` comments, ``[section]``, ``key = value``).
+    Empty for exoctl's own file; the daemon logs anything else at start (an administrator's
+    ``LSLAPICFG`` may widen the scope on purpose, but never silently).
+    """
+    path = settings_file()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        return [
+            f"{path}: cannot be read ({e.strerror}): liblsl falls back to another lsl_api.cfg "
+            "or its defaults (site-wide)"
+        ]
+    values: dict[str, str] = {}
+    section = ""
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith(";"):
+            continue
+        if line.startswith("["):
+            section = line[1 : line.find("]")] + "."
+            continue
+        key = section + line.split("=", 1)[0].strip()
+        if key in values:
+            return [f"{path}:{n}: {key} written twice: liblsl ignores the file (site-wide)"]
+        values[key] = line.split("=", 1)[1].strip() if "=" in line else ""
+    problems = []
+    scope = values.get("multicast.ResolveScope", "site")
+    if scope != "machine":
+        problems.append(f"{path}: ResolveScope = {scope}: streams are resolved beyond this machine")
+    listen = values.get("multicast.ListenAddress", "")
+    if listen not in ("127.0.0.1", "::1"):
+        problems.append(
+            f"{path}: ListenAddress = {listen or '(all interfaces)'}: outlets answer discovery "
+            "from the network"
+        )
+    return problems
+
+
 def liblsl_settings(lsl: LslConfig) -> str | None:
     """The settings file's text with ``[lab] KnownPeers`` set to :func:`known_peers`.
 

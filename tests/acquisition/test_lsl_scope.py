@@ -205,3 +205,24 @@ def test_exoctl_outlets_do_not_answer_discovery_from_the_network(publisher, tmp_
     found = {i.source_id() for i in pylsl.resolve_bypred(ours, 5, 5.0)}
     streams = ["emg", "estimate", "command", "joint_state", "events"]
     assert found == {f"{name}-{key}" for key in streams}
+
+
+def test_settings_that_open_lsl_beyond_this_machine_are_named(monkeypatch, tmp_path) -> None:
+    """The daemon logs these at start (``lsl_scope_wide``): an administrator's LSLAPICFG may
+    widen the scope, but never silently."""
+    from exoctl.acquisition.lsl_scope import settings_problems
+
+    assert settings_problems() == []  # exoctl's own file
+    wide = tmp_path / "wide.cfg"
+    wide.write_text("; the site's\n[multicast]\nResolveScope = site\n")
+    monkeypatch.setenv("LSLAPICFG", str(wide))
+    problems = settings_problems()
+    assert len(problems) == 2
+    assert "ResolveScope = site" in problems[0] and "(all interfaces)" in problems[1]
+    twice = tmp_path / "twice.cfg"
+    twice.write_text(PACKAGED_SETTINGS.read_text() + "[multicast]\nResolveScope = machine\n")
+    monkeypatch.setenv("LSLAPICFG", str(twice))
+    (problem,) = settings_problems()
+    assert "multicast.ResolveScope written twice" in problem and "site-wide" in problem
+    monkeypatch.setenv("LSLAPICFG", str(tmp_path / "absent.cfg"))
+    assert "cannot be read" in settings_problems()[0]

@@ -241,17 +241,15 @@ class LslAcquisition(Acquisition):
     def _find_again(self) -> pylsl.StreamInfo | None:
         """The lost stream once it answers again; None when stopped or refused."""
         while not self._stop.is_set():
-            first = pylsl.resolve_bypred(self.identity, 1, DUPLICATE_WAIT_S)
-            if not first:
+            # What answers first decides: another host or uid (or two streams) is refused at
+            # once, and our own stream is taken back at once, so that a connection that broke
+            # costs no more EMG than the resolve itself.
+            found = _distinct(pylsl.resolve_bypred(self.identity, 1, DUPLICATE_WAIT_S))
+            if not found:
                 continue
-            # Another host or uid is refused as soon as it answers; ours is taken back only
-            # once it has been alone for DUPLICATE_WAIT_S.
-            refusal = self.judge(_distinct(first))
+            refusal = self.judge(found)
             if refusal is None:
-                found = _distinct(first, pylsl.resolve_bypred(self.identity, 2, DUPLICATE_WAIT_S))
-                refusal = self.judge(found)
-                if refusal is None:
-                    return found[0]
+                return found[0]
             self.error = f"EMG stream refused: {refusal}"
             self.ring.source_fault = refusal
             return None

@@ -30,6 +30,9 @@ class RingBuffer:
         self.overflow_samples = 0
         self.overflow_events = 0
         self.last_arrival = float("-inf")
+        self.source_fault: str | None = None
+        """Set by the writer when it refuses its source for good (why, in words): the loop
+        reads it every tick for the safety layer. Like the counter, a plain attribute store."""
 
     @property
     def written(self) -> int:

@@ -9,15 +9,19 @@ end-to-end latency and the safety layer measures staleness.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pylsl
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LslTimeout
 
+from exoctl.acquisition.lsl_scope import apply_lsl_scope, stream_host
 from exoctl.acquisition.ringbuffer import RingBuffer
-from exoctl.config.schema import EmgConfig
+from exoctl.config.schema import EmgConfig, LslConfig
 from exoctl.errors import ExoctlError
 
 
@@ -69,25 +73,77 @@ class Acquisition:
         }
 
 
-def resolve_lsl_stream(cfg: EmgConfig) -> pylsl.StreamInfo:
-    """Find the configured EMG stream on the network, or say exactly what was looked for."""
-    lsl = cfg.lsl
+DUPLICATE_WAIT_S = 1.0
+"""How long the look for a second stream with the EMG stream's identity lasts. liblsl's
+resolver finds every stream on this machine within about half a second (measured on loopback);
+a second one found in this time is refused with the first."""
+
+
+def stream_identity(lsl: LslConfig) -> str:
+    """The LSL query for the configured stream's identity, without its host."""
     if lsl.source_id:
-        pred = f"source_id='{lsl.source_id}'"
-    elif lsl.any_source:
-        pred = f"name='{lsl.name}' and type='{lsl.type}'"
-    else:
-        raise AcquisitionError(
-            "emg.lsl.source_id is not set: the EMG inlet binds to one amplifier by its source "
-            f"id, so that another device or bench publishing {lsl.name!r} is never used. Set "
-            "emg.lsl.source_id (the amplifier's; `exoctl sim` prints the simulator's), or set "
-            "emg.lsl.any_source: true to take the first stream of that name and type"
-        )
+        return f"source_id='{lsl.source_id}'"
+    if lsl.any_source:
+        return f"name='{lsl.name}' and type='{lsl.type}'"
+    raise AcquisitionError(
+        "emg.lsl.source_id is not set: the EMG inlet binds to one amplifier by its source "
+        f"id, so that another device or bench publishing {lsl.name!r} is never used. Set "
+        "emg.lsl.source_id (the amplifier's; `exoctl sim` prints the simulator's), or set "
+        "emg.lsl.any_source: true to take the first stream of that name and type"
+    )
+
+
+def _where(info: pylsl.StreamInfo) -> str:
+    return f"host {info.hostname()!r} (uid {info.uid()})"
+
+
+def _distinct(*found: list[pylsl.StreamInfo]) -> list[pylsl.StreamInfo]:
+    """Streams by uid, each once (two resolves see the same stream twice)."""
+    out: dict[str, pylsl.StreamInfo] = {}
+    for infos in found:
+        for info in infos:
+            out.setdefault(info.uid(), info)
+    return list(out.values())
+
+
+def duplicate_refusal(identity: str, found: list[pylsl.StreamInfo]) -> str | None:
+    """Why two or more streams with one identity are refused (None: at most one)."""
+    if len(found) < 2:
+        return None
+    where = " and on ".join(_where(i) for i in found)
+    return (
+        f"{len(found)} LSL streams match {identity}: on {where}. exoctl takes none of them: "
+        "LSL has no authentication, so one may be an impostor. Stop every one but the "
+        "amplifier's (docs/deploy.md, section LSL)"
+    )
+
+
+def resolve_lsl_stream(cfg: EmgConfig) -> pylsl.StreamInfo:
+    """Find the configured EMG stream on its host, alone, or say exactly what was found.
+
+    The stream is taken only from ``emg.lsl.host`` (this machine by default), and only when no
+    other stream with its identity answers within :data:`DUPLICATE_WAIT_S`: two are refused
+    naming both hosts, and one from another host is refused naming it.
+    """
+    lsl = cfg.lsl
+    apply_lsl_scope(lsl)
+    identity = stream_identity(lsl)
+    host = stream_host(lsl)
+    pred = f"{identity} and hostname='{host}'"
     found = pylsl.resolve_bypred(pred, 1, lsl.resolve_timeout_s)
+    every = _distinct(found, pylsl.resolve_bypred(identity, 2, DUPLICATE_WAIT_S))
+    refusal = duplicate_refusal(identity, every)
+    if refusal is not None:
+        raise AcquisitionError(refusal)
     if not found:
+        elsewhere = (
+            f"; {identity} is published by {_where(every[0])} instead: refused (set "
+            "emg.lsl.host if the amplifier is that computer)"
+            if every
+            else " (is the amplifier or the HIL simulator running?)"
+        )
         raise AcquisitionError(
-            f"no LSL stream matching {pred} within {lsl.resolve_timeout_s} s "
-            "(is the amplifier or the HIL simulator running?)"
+            f"no LSL stream matching {pred} within {lsl.resolve_timeout_s} s{elsewhere}"
         )
     info = found[0]
     if info.channel_count() != len(cfg.muscles):
@@ -104,25 +160,72 @@ def resolve_lsl_stream(cfg: EmgConfig) -> pylsl.StreamInfo:
 
 
 class LslAcquisition(Acquisition):
-    """Pulls chunks from an LSL inlet into the ring buffer."""
+    """Pulls chunks from an LSL inlet into the ring buffer; after a dropout, takes back only
+    the same stream.
 
-    def __init__(self, info: pylsl.StreamInfo, ring: RingBuffer, poll_s: float = 0.001) -> None:
+    liblsl's own recovery (``recover=True``) re-resolves a lost stream by source id alone
+    and connects to whichever single stream answers, from any host. So the inlet here is
+    opened without it, and when the stream is lost this thread looks again for the identity
+    it was given: the same stream (same host, same uid) is reconnected; anything else (a
+    stream from another host, a new uid, two at once) is refused for good and reported on
+    the ring buffer (``RingBuffer.source_fault``), where the safety layer's ``emg_source``
+    watchdog turns it into a fault. Until something comes back, the silence is the
+    ``emg_stale`` watchdog's.
+    """
+
+    def __init__(
+        self,
+        info: pylsl.StreamInfo,
+        ring: RingBuffer,
+        poll_s: float = 0.001,
+        identity: str | None = None,
+    ) -> None:
         super().__init__(ring)
         self.info = info
         self.poll_s = poll_s
+        self.identity = identity or (
+            f"source_id='{info.source_id()}'"
+            if info.source_id()
+            else f"name='{info.name()}' and type='{info.type()}'"
+        )
+        self.host = info.hostname()
+        self.uid = info.uid()
+        self.reconnects = 0
         self._max = 1024
         self._buf = np.zeros((self._max, ring.n_channels), dtype=np.float32)
 
+    def stats(self) -> dict[str, int | str | None]:
+        """The common counters, plus which stream this is (host, uid) and how often the same
+        stream was taken back after a dropout."""
+        return {
+            **super().stats(),
+            "host": self.host,
+            "uid": self.uid,
+            "reconnects": self.reconnects,
+        }
+
     def _run(self) -> None:
+        info: pylsl.StreamInfo | None = self.info
+        while info is not None and not self._stop.is_set():
+            # LostError: the stream is gone; LslTimeout: it did not answer. Look for it again.
+            with contextlib.suppress(LostError, LslTimeout):
+                self._pull(info)
+            if self._stop.is_set():
+                return
+            info = self._find_again()
+            if info is not None:
+                self.reconnects += 1
+
+    def _pull(self, info: pylsl.StreamInfo) -> None:
         inlet = pylsl.StreamInlet(
-            self.info,
+            info,
             max_buflen=2,
             max_chunklen=0,
-            recover=True,
+            recover=False,  # see the class docstring: this thread recovers, pinned
             processing_flags=pylsl.proc_clocksync | pylsl.proc_monotonize,
         )
-        inlet.open_stream(timeout=5.0)
         try:
+            inlet.open_stream(timeout=5.0)
             while not self._stop.is_set():
                 _, stamps = inlet.pull_chunk(
                     timeout=self.poll_s, max_samples=self._max, dest_obj=self._buf
@@ -134,6 +237,42 @@ class LslAcquisition(Acquisition):
                     self.chunks += 1
         finally:
             inlet.close_stream()
+
+    def _find_again(self) -> pylsl.StreamInfo | None:
+        """The lost stream once it answers again; None when stopped or refused."""
+        while not self._stop.is_set():
+            # What answers first decides: another host or uid (or two streams) is refused at
+            # once, and our own stream is taken back at once, so that a connection that broke
+            # costs no more EMG than the resolve itself.
+            found = _distinct(pylsl.resolve_bypred(self.identity, 1, DUPLICATE_WAIT_S))
+            if not found:
+                continue
+            refusal = self.judge(found)
+            if refusal is None:
+                return found[0]
+            self.error = f"EMG stream refused: {refusal}"
+            self.ring.source_fault = refusal
+            return None
+        return None
+
+    def judge(self, found: list[pylsl.StreamInfo]) -> str | None:
+        """Why the streams answering after a dropout are refused (None: it is ours again)."""
+        refusal = duplicate_refusal(self.identity, found)
+        if refusal is not None:
+            return refusal
+        info = found[0]
+        if info.hostname() != self.host:
+            return (
+                f"after a dropout, {self.identity} came back from {_where(info)}, not from "
+                f"host {self.host!r}"
+            )
+        if info.uid() != self.uid:
+            return (
+                f"after a dropout, {self.identity} came back as another stream ({_where(info)}, "
+                f"was uid {self.uid}): a restarted amplifier, or an impostor. Restart exoctl "
+                "to take it after checking which"
+            )
+        return None
 
 
 class ReplayAcquisition(Acquisition):
@@ -184,7 +323,7 @@ class ReplayAcquisition(Acquisition):
 
 def make_acquisition(cfg: EmgConfig, ring: RingBuffer) -> Acquisition:
     if cfg.source == "lsl":
-        return LslAcquisition(resolve_lsl_stream(cfg), ring)
+        return LslAcquisition(resolve_lsl_stream(cfg), ring, identity=stream_identity(cfg.lsl))
     if cfg.replay.path is None:
         raise AcquisitionError("emg.source is 'replay' but emg.replay.path is not set")
     return ReplayAcquisition(cfg.replay.path, ring, cfg.sampling_rate_hz, cfg.replay.loop)

@@ -8,6 +8,8 @@ Relative paths in the file are resolved against the file's own directory.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import reprlib
 import typing
 from pathlib import Path
@@ -93,6 +95,22 @@ class DeviceConfig(_Model):
         return tuple(j.name for j in self.joints)
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _is_host_name(v: str) -> bool:
+    """An RFC 1123 host name (labels of letters, digits and inner hyphens, dot-separated)."""
+    return 0 < len(v) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in v.split("."))
+
+
+def _is_ip_address(v: str) -> bool:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return False
+    return True
+
+
 class LslConfig(_Model):
     name: str = "exoctl-emg"
     type: str = "EMG"
@@ -103,6 +121,48 @@ class LslConfig(_Model):
     this name and type). Every simulator publishes the same name, so such a configuration
     could take another bench's EMG."""
     resolve_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    host: str | None = None
+    """The computer that publishes the EMG stream, by the host name its LSL stream reports;
+    null: this machine. The inlet takes a stream only from this host."""
+    peers: list[str] = []
+    """Where liblsl asks for the stream when ``host`` is another machine (host names or IP
+    addresses, liblsl's KnownPeers); empty: ``host`` itself. LSL discovery stays on this
+    machine otherwise."""
+
+    @field_validator("name", "type", "source_id")
+    @classmethod
+    def _quotable(cls, v: str | None) -> str | None:
+        # These go into an LSL query (an XPath predicate) between single quotes.
+        if v is not None and (not v or "'" in v or not v.isprintable()):
+            raise ValueError("must be non-empty printable text without a single quote (')")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is not None and not _is_host_name(v):
+            raise ValueError(
+                "must be a host name (letters, digits, hyphens, dots) as the amplifier's "
+                "computer reports it, or null for this machine"
+            )
+        return v
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if not (_is_host_name(p) or _is_ip_address(p))]
+        if bad:
+            raise ValueError(f"each peer must be a host name or an IP address, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _peers_need_host(self) -> LslConfig:
+        if self.peers and self.host is None:
+            raise ValueError(
+                "emg.lsl.peers is set but emg.lsl.host is not: name the amplifier's host "
+                "(peers are only where to ask for a stream on another machine)"
+            )
+        return self
 
 
 class ReplayConfig(_Model):

@@ -282,6 +282,7 @@ class ControlLoop:
             estimate = self.estimator.estimate
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - self.ring.last_arrival
+        inp.emg_source_refused = self.ring.source_fault is not None
         inp.link_healthy = self.link.healthy
         inp.actuators_enabled = self.link.enabled
         inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0

@@ -48,7 +48,9 @@ class EmgOutlet:
             ch.append_child_value("label", m)
             ch.append_child_value("unit", "microvolts")
             ch.append_child_value("type", "EMG")
-        self._outlet = pylsl.StreamOutlet(info, chunk_size=chunk, max_buffered=2)
+        self._outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(
+            info, chunk_size=chunk, max_buffered=2
+        )
         nj = len(patient.joints)
         self.current_torque = np.zeros(nj)
         self.current_angle = np.zeros(nj)
@@ -74,6 +76,11 @@ class EmgOutlet:
         if self._thread is not None:
             self._thread.join(2.0)
 
+    def close(self) -> None:
+        """Stop and withdraw the stream, as an amplifier switched off: inlets lose it."""
+        self.stop()
+        self._outlet = None
+
     def _run_guarded(self) -> None:
         try:
             self._run()
@@ -81,6 +88,9 @@ class EmgOutlet:
             self.error = f"{type(e).__name__}: {e}"
 
     def _run(self) -> None:
+        outlet = self._outlet
+        if outlet is None:
+            raise RuntimeError("the EMG outlet was closed")
         block_n = int(_BLOCK_S * self.fs)
         block = self.patient.next_block(block_n)
         pos = 0
@@ -126,7 +136,7 @@ class EmgOutlet:
                         emg[:, ch] = np.nan
                     else:
                         del self.nan_until[ch]
-            self._outlet.push_chunk(np.ascontiguousarray(emg, dtype=np.float32), stamps[-1])
+            outlet.push_chunk(np.ascontiguousarray(emg, dtype=np.float32), stamps[-1])
 
     def truth(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.truth_stamps:

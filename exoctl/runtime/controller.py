@@ -142,9 +142,13 @@ class Controller:
         reduce_timer_slack()
         if lock_memory:
             self._memory_report = apply_realtime(None, None, True)
+        # The EMG stream first: its identity checks take a second or more (the look for a
+        # second stream with its source id), and once handshaken the firmware latches a host
+        # timeout on any silence of device.command_timeout_s, which the link's heartbeats only
+        # prevent reliably once they run at real-time priority (after the loop starts).
+        self._acquisition = make_acquisition(self.cfg.emg, self._ring)
         self._link.open()
         self._link.handshake(timeout_s=handshake_timeout_s)
-        self._acquisition = make_acquisition(self.cfg.emg, self._ring)
         self._acquisition.start()
         self._wait_for_inputs(timeout_s=max(2.0, handshake_timeout_s))
         self._loop.start()

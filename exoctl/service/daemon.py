@@ -40,6 +40,7 @@ from typing import Any
 import structlog
 
 from exoctl import __version__
+from exoctl.acquisition.lsl_scope import settings_problems
 from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.service import recorder as R
@@ -113,6 +114,8 @@ class Daemon:
         log.info("starting", version=__version__, config=str(self.cfg.source), pid=os.getpid())
         if rpc.socket_in_use(self.svc.socket_path):  # before touching the hardware
             raise RuntimeError(f"another daemon is already listening on {self.svc.socket_path}")
+        for problem in settings_problems():  # LSL has no authentication: never wider silently
+            log.warning("lsl_scope_wide", problem=problem)
         self.notifier.status("connecting to the firmware and the EMG stream")
         self.controller.start()
         if self.svc.realtime_priority or self.svc.lock_memory:

@@ -56,6 +56,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "the session's data could not be written to disk (disk full or failing), and no "
         "assistance runs unrecorded: free space on the data disk, or stop the session",
     ),
+    "emg_source": (
+        "EMG signal refused",
+        "after an interruption the muscle signal came back from another device or computer: "
+        "it was not used. Check the EMG receiver, then restart the exoskeleton software",
+    ),
     "control_loop_died": (
         "Controller stopped",
         "the control program stopped unexpectedly; the session was ended",

@@ -18,6 +18,11 @@ Metadata follow the XDF conventions (``desc/channels/channel`` with ``label``, `
 positive in flexion (hip flexion, knee flexion), stated per channel (``sign_convention``) and
 for the stream, with the joint (``joint``) and the device (``acquisition``).
 
+Scope: like every LSL use of exoctl, machine-local by default (``exoctl.acquisition.lsl_scope``):
+the outlets' discovery responders answer on loopback only, so LabRecorder finds them on this
+computer; the liblsl settings (``emg.lsl.host`` adds the amplifier's host as a peer) are the
+process's, applied here too in case the outlets are its first LSL use.
+
 Time stamps: the loop's ticks are on ``time.monotonic()``; LSL's clock is CLOCK_MONOTONIC on
 Linux too, and the offset between them is measured once anyway in case a platform differs.
 """
@@ -54,6 +59,9 @@ class LslPublisher:
     def __init__(self, cfg: Config) -> None:
         import pylsl
 
+        from exoctl.acquisition.lsl_scope import apply_lsl_scope
+
+        apply_lsl_scope(cfg.emg.lsl)
         self._pylsl = pylsl
         joints = list(cfg.joint_names)
         rate = cfg.control.rate_hz

@@ -229,3 +229,26 @@ def test_a_huge_value_is_shown_bounded(tmp_path):
     msg = str(pytest.raises(ConfigError, load_config, path).value)
     assert len(msg) < 400 and "device.name = [0, 1, 2, 3, 4, 5, ...]" in msg
     assert time.perf_counter() - t0 < 30  # reading 99,000 values; the message itself is ~us
+
+
+@pytest.mark.parametrize(
+    ("lsl", "key", "words"),
+    [
+        ({"source_id": "amp' or '1'='1"}, "emg.lsl.source_id", "single quote"),
+        ({"name": "emg']"}, "emg.lsl.name", "single quote"),
+        ({"host": "amp pc;rm"}, "emg.lsl.host", "host name"),
+        ({"host": "amp-pc", "peers": ["10.0.0.5", "{all}"]}, "emg.lsl.peers", "'{all}'"),
+        ({"peers": ["10.0.0.5"]}, "emg.lsl", "emg.lsl.host is not"),
+    ],
+)
+def test_lsl_identity_host_and_peers_are_checked(tmp_path, lsl, key, words):
+    """They go into an LSL query and liblsl's settings: a quote or a brace would change
+    which streams match, so they are refused at load time."""
+    path = _write(tmp_path, lambda r: r["emg"]["lsl"].update(lsl))
+    msg = str(pytest.raises(ConfigError, load_config, path).value)
+    assert key in msg and words in msg, msg
+
+
+def test_lsl_amplifier_host_and_peers_load():
+    cfg = load_config().with_overrides(emg={"lsl": {"host": "amp-pc", "peers": ["fe80::1"]}})
+    assert cfg.emg.lsl.host == "amp-pc" and cfg.emg.lsl.peers == ["fe80::1"]

@@ -255,6 +255,21 @@ def test_stale_emg_removes_torque_within_the_emg_timeout_and_the_safe_stop() -> 
     assert b.safety.state == SafetyState.FAULT_LATCHED and "emg_stale" in b.kinds()
 
 
+def test_a_refused_emg_source_is_a_fault_that_removes_torque_and_stays() -> None:
+    """The acquisition refused the stream that came back after a dropout (another host,
+    another uid, two at once) and says so on the ring: a fault, even though EMG (from
+    before the refusal) is still fresh, and no clear while the refusal stands."""
+    b = _session()
+    b.ring.source_fault = "after a dropout, source_id='amp' came back as another stream"
+    ticks, frames = _zero_within(b, SAFE.safe_stop_s)
+    assert ticks * PERIOD <= SAFE.safe_stop_s + PERIOD and not _wire(frames)[-1].any()
+    events = b.safety.events(include_pending=True)
+    assert [e.kind for e in events] == ["emg_source"] and "refused" in events[0].detail
+    b.loop.submit(lambda now: b.safety.clear_fault(now))
+    b.run(50)
+    assert b.safety.state == SafetyState.FAULT_LATCHED and not b.safety.last_command.any()
+
+
 @pytest.mark.parametrize("cfg", [CFG, LINEAR], ids=["window-network", "instant-linear"])
 def test_non_finite_emg_is_refused_the_estimate_goes_nan_and_torque_is_removed(cfg) -> None:
     b = _session(cfg)

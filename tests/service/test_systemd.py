@@ -74,6 +74,8 @@ def test_unit_has_the_required_settings() -> None:
         assert kv[key][0] in ("strict", "yes"), key
     assert any("/dev/exoskeleton" in v for v in kv["DeviceAllow"])
     assert kv["ExecStart"][0].endswith(" daemon")
+    # LSL has no authentication: IP with this machine only (an amplifier elsewhere: a drop-in)
+    assert kv["IPAddressDeny"] == ["any"] and kv["IPAddressAllow"] == ["localhost"]
 
 
 def test_udev_rule_lines_are_well_formed() -> None:

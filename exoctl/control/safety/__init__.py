@@ -43,6 +43,9 @@ sends exactly what it writes into ``out``. The layer owns four things:
      recording_timeout_s without a clean commit to disk (a full or failing disk, a stuck
      writer): no assistance runs unrecorded. The recorder publishes the time
      (``RecordingHealth``), the loop compares it, lock-free.
+   * ``emg_source``: fault as soon as the acquisition refuses the EMG stream that answered
+     after a dropout (another host, another uid, two at once; ``exoctl.acquisition.sources``).
+     It stays a fault until exoctl restarts and checks the stream again.
 
    A fault counter of this kind (persistence for a set time) ignores a single spike without
    hiding a real fault.

@@ -29,6 +29,7 @@ class FaultKind(enum.IntEnum):
     ESTOP = 8
     ACTUATORS_OFF = 9
     RECORDING_STALLED = 10
+    EMG_SOURCE = 11
 
     @property
     def label(self) -> str:
@@ -76,6 +77,9 @@ class SafetyInputs:
     firmware_fault_bits: int
     link_healthy: bool
     overrun_streak: int
+    emg_source_refused: bool = False
+    """The acquisition refused the EMG stream that answered after a dropout (another host,
+    another uid, two at once): no sample of it is taken, and it is a fault."""
     actuators_enabled: bool = True
     """The device reports its actuators enabled (host link's view). Assistance requested
     while they are off means the device dropped out (reboot, its own fault, lost session)."""

@@ -355,4 +355,9 @@ class SafetyLayer:
                 "assistance requested while the device's actuators are off (reboot, device "
                 f"fault or lost session) for >= {c.telemetry_timeout_s} s"
             )
+        if kind == FaultKind.EMG_SOURCE:
+            return (
+                "EMG stream refused after a dropout: it came back from another host or as "
+                "another stream (uid), or two streams answered (see the acquisition error)"
+            )
         return "emergency stop"

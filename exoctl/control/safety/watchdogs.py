@@ -75,6 +75,7 @@ class Watchdogs:
             (K.LINK_DOWN, self._link_down, None),
             (K.ACTUATORS_OFF, self._actuators_off, self.tel_to),
             (K.RECORDING_STALLED, self._recording_stalled, None),
+            (K.EMG_SOURCE, self._emg_source, None),
         )
         self.state = SafetyState.NORMAL  # the layer's state before this tick (set by the layer)
         self.since = [_NAN] * N_KINDS  # start of the current streak of a persistent row
@@ -117,6 +118,12 @@ class Watchdogs:
 
     def _emg_stale(self, req, est, inp: SafetyInputs) -> int:
         return self._stale(inp.emg_age_s, self.emg_to)
+
+    def _emg_source(self, req, est, inp: SafetyInputs) -> int:
+        if inp.emg_source_refused:
+            self._v = 0.0
+            return FAULT
+        return OK
 
     def _telemetry_stale(self, req, est, inp: SafetyInputs) -> int:
         return self._stale(inp.telemetry_age_s, self.tel_to)

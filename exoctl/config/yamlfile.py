@@ -50,6 +50,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from exoctl.errors import DataError
+from exoctl.regular_file import open_regular
 
 MAX_BYTES = 1 << 20
 """Largest file read (1 MiB): exoctl's YAML files are a few KB; a dataset description with a
@@ -496,7 +497,7 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError)
         return error(f"{where}:{key} {problem}")
 
     try:
-        with path.open("rb") as f:
+        with open_regular(path, what, error) as f:  # a FIFO or a device: refused, not waited on
             data = f.read(MAX_BYTES + 1)
     except OSError as e:
         return _raise(error(f"{path}: cannot read {what}: {e.strerror or e}"))

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from exoctl.errors import DataError
+from exoctl.regular_file import check_regular
 
 __all__ = [
     "ImportErrorWithPath",
@@ -117,8 +118,9 @@ def read_table(
                 f"{path}: cannot tell the format from the extension {ext!r}; "
                 "set format: sto, mot, csv, xdf or mat"
             )
-    if not path.is_file():
+    if not path.exists():
         raise ImportErrorWithPath(f"{path}: file not found")
+    check_regular(path, "a recording", ImportErrorWithPath)
     if fmt in ("sto", "mot"):
         return read_sto(path)
     if fmt == "csv":

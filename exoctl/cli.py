@@ -20,6 +20,7 @@ from typing import NoReturn
 from exoctl import __version__
 from exoctl import cli_policy as policy
 from exoctl.config.schema import ConfigError
+from exoctl.errors import DataError
 
 # Modules that add their own subcommands.
 _COMMAND_MODULES = (
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if isinstance(e, ConfigError):
             return policy.fail(str(e), policy.EXIT_ERROR, json_mode=json_mode)
+        if isinstance(e, DataError):  # any refused input; imports nothing (no onnxruntime)
+            return policy.fail(policy.one_line(str(e)), policy.EXIT_ERROR, json_mode=json_mode)
         if isinstance(e, _input_errors()):
             return policy.fail(policy.one_line(str(e)), policy.EXIT_ERROR, json_mode=json_mode)
         if policy.debug_enabled():

@@ -201,7 +201,9 @@ def cmd_bench_up(args: argparse.Namespace) -> int:
     write_bench_config(
         config, bench_config(choice.path, bench_dir, port, source_id, args.realtime), choice.path
     )
-    load_config(config)
+    from exoctl.estimation.estimator import check_model_and_calibration
+
+    check_model_and_calibration(load_config(config))  # before the daemon and simulator start
     bench = Bench(bench_dir, config, port, source_id)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

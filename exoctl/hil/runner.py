@@ -82,6 +82,9 @@ def run_hil(
     overrides = dict(cfg_overrides or {})
     if overrides:
         cfg = cfg.with_overrides(**overrides)
+    from exoctl.estimation.estimator import check_model_and_calibration
+
+    check_model_and_calibration(cfg)  # a bad one fails here, before any child process starts
     sim = ChildHandle("HIL simulator", simulator_entry, path_or_none(config_path), overrides)
     # The controller's process starts now too (its interpreter and imports overlap the
     # simulator's) and waits for the simulator's endpoints.

@@ -89,9 +89,10 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def _check_range(
-    path: Path, data: np.ndarray, labels: Sequence[str], line_nos: Sequence[int]
+    path: Path, data: np.ndarray, labels: Sequence[str], line_nos: Sequence[int] | None
 ) -> None:
-    """Refuse an infinite or huge cell, naming the file, line, data row and column."""
+    """Refuse an infinite or huge cell, naming the file, line (text files), data row (the
+    sample, for binary files) and column."""
     with np.errstate(invalid="ignore"):
         bad = np.abs(data) > MAX_ABS_VALUE  # NaN compares False: a missing value, kept
     if not bad.any():
@@ -99,8 +100,9 @@ def _check_range(
     r, c = (int(i) for i in np.argwhere(bad)[0])
     v = float(data[r, c])
     what = "not finite" if not math.isfinite(v) else f"out of range (|x| > {MAX_ABS_VALUE:g})"
+    where = f"{path}:{line_nos[r]}: data row {r + 1}" if line_nos else f"{path}: sample {r + 1}"
     raise ImportErrorWithPath(
-        f"{path}:{line_nos[r]}: data row {r + 1}, column {labels[c]!r}: value {v:.6g} is {what}"
+        f"{where}, column {labels[c]!r}: value {v:.6g} is {what}"
         f" ({int(bad.sum())} such cell(s) in the file)"
     )
 
@@ -176,14 +178,21 @@ def read_table(
     if fmt == "xdf":
         if stream is None:
             raise ImportErrorWithPath(f"{path}: an XDF file needs `stream:` (name or type)")
-        return read_xdf(path, stream, cache=xdf_cache)
+        return _in_range(read_xdf(path, stream, cache=xdf_cache))
     if fmt == "mat":
         if variable is None or cycle is None or stride_s is None:
             raise ImportErrorWithPath(
                 f"{path}: a gait-cycle .mat file needs `variable:`, `cycle:` and `stride_s:`"
             )
-        return read_mat_cycles(path, variable, cycle, stride_s, cache=xdf_cache)
+        return _in_range(read_mat_cycles(path, variable, cycle, stride_s, cache=xdf_cache))
     raise ImportErrorWithPath(f"{path}: unknown format {fmt!r}; known: sto, mot, csv, xdf, mat")
+
+
+def _in_range(tab: Table) -> Table:
+    """A binary recording's table, once its time stamps and samples are checked in range."""
+    _check_range(tab.path, tab.t[:, None], ("time",), None)
+    _check_range(tab.path, tab.data, tab.columns, None)
+    return tab
 
 
 _NAN_TOKENS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "-nan(ind)", "1.#qnan", "-1.#ind"})

@@ -19,6 +19,7 @@ import pytest
 
 from exoctl.data.export import export_recording
 from exoctl.data.importers import MAX_LINE_CHARS, ImportErrorWithPath, read_sto
+from exoctl.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,3 +157,19 @@ def test_the_error_path_imports_nothing_heavy(dataset, tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
     )
     assert r.stdout.strip().splitlines()[-1] == "1 []", r.stdout + r.stderr
+
+
+def test_an_infinite_sample_in_an_xdf_recording_is_named(recording_factory, tmp_path):
+    import numpy as np
+
+    from exoctl.data.dataset import load_dataset
+
+    rec = recording_factory(2.0)
+    emg = rec.emg.copy()
+    emg[10, 3] = np.inf
+    bad = type(rec)(**{**rec.__dict__, "emg": emg})
+    desc = export_recording(bad, tmp_path, fmt="xdf", trial="w", body_mass_kg=70.0)
+    with pytest.raises(
+        DataError, match=r"\.xdf: sample 11, column '[^']+': value inf is not finite"
+    ):
+        load_dataset(desc).load_trial("w")

@@ -60,10 +60,11 @@ BAD_BUT_VALID = {
     "model_not_onnx": (_not_onnx, "onnxruntime cannot load it"),
     "model_for_other_joints": (_two_joints, "model does not match"),
     "model_for_another_rate": (lambda r, t: r["control"].update(rate_hz=250), "500 Hz"),
-    # the simulator child cannot start
+    # muscles the patient (and the calibration) lacks: refused by the check of the model and
+    # calibration that runs before any child starts (it was the simulator child's failure)
     "muscle_names_the_patient_lacks": (
         lambda r, t: r["emg"].update(muscles=[f"m{i}" for i in range(16)]),
-        "HIL simulator failed to start",
+        "does not match the configured muscles",
     ),
 }
 

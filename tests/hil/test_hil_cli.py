@@ -2,8 +2,9 @@
 
 Issue 15 item 5: the bench printed a Python traceback for every start-up failure of its child
 processes (13 of 16 bad-but-valid configurations), and `hil --duration 1 --json` printed NaN.
-Each configuration here passes the schema and fails only when a child starts: the file it
-names is missing or wrong, or it does not match the model or the patient.
+Each configuration here passes the schema and fails only once the model and calibration are
+loaded (before any child starts, tests/hil/test_hil_early_checks.py) or when a child starts:
+the file it names is missing or wrong, or it does not match the model or the patient.
 """
 
 from __future__ import annotations

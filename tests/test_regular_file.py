@@ -105,3 +105,11 @@ def test_config_fifo_on_the_command_line_fails_at_once(fifo):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(fifo) in lines[0] and "FIFO" in lines[0], r.stderr
     assert r.stdout == ""
+
+
+def test_replay_recording_fifo_is_refused(fifo):
+    from exoctl.acquisition.ringbuffer import RingBuffer
+    from exoctl.acquisition.sources import AcquisitionError, ReplayAcquisition
+
+    with pytest.raises(AcquisitionError, match=rf"^{fifo}: is a FIFO"):
+        _quick(ReplayAcquisition, fifo, RingBuffer(100, 2), 2000.0)

@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 TORCH_INDEX ?=
 PIP_TORCH := $(if $(filter cpu,$(TORCH_INDEX)),--extra-index-url https://download.pytorch.org/whl/cpu,$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),))
 
-.PHONY: demo test lint format bench models clean
+.PHONY: demo test lint format bench models firmware clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ format: $(TEST_STAMP)
 models: $(TEST_STAMP)
 	$(BIN)/python -m exoctl.training.linear_model --out exoctl/models
 	$(BIN)/python -m exoctl.training.default_model --out exoctl/models
+
+# The reference firmware for QEMU's lm3s6965evb (needs gcc-arm-none-eabi); `make test` builds
+# it too, through the tests that run it (into the user's cache directory, not the tree).
+firmware:
+	$(MAKE) -C firmware BUILD=$(abspath build/firmware)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench

@@ -140,8 +140,22 @@ SECTIONS = [
         "protocol's within-trial rows and moco chain check (exoctl evaluate --protocol real)",
         ours=True,
     ),
+    Section(
+        "cli_start",
+        "bench.bench_cli_start",
+        owner="clinician CLI",
+        what="exoctl estop / status end to end vs python -c pass; e-stop from the CLI to zero "
+        "torque in a session (exoctl sim + daemon)",
+        ours=True,
+    ),
 ]
-_OWN_FILES = {"bench_end_to_end", "bench_scaling", "bench_accuracy", "bench_tick"}
+_OWN_FILES = {
+    "bench_end_to_end",
+    "bench_scaling",
+    "bench_accuracy",
+    "bench_tick",
+    "bench_cli_start",
+}
 
 
 def all_sections() -> list[Section]:

@@ -95,7 +95,7 @@ def _real_data(quick: bool, log) -> dict[str, Any]:
     for group in REAL_GROUPS:
         if time.monotonic() - t0 > REAL_BUDGET_S:
             break
-        doc = real_protocol.run(groups=[group], say=lambda m: log(f"  real data: {m}"))
+        doc = real_protocol.run(groups=[group], seeds=(0,), say=lambda m: log(f"  real data: {m}"))
         rows += doc["rows"]
         ran.append(group)
     doc = {**doc, "rows": rows, "wall_time_s": round(time.monotonic() - t0, 1)}

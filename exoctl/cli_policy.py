@@ -20,6 +20,9 @@
   70   internal error: a bug in exoctl (the one line says where; ``EXOCTL_DEBUG=1``
        prints the traceback too)
   130  interrupted (Ctrl-C)
+  141  the output was closed before the command finished writing it (a reader such as
+       ``head`` exited: 128 + SIGPIPE, as a shell reports it); nothing is printed. What the
+       command did (a session started, an e-stop) is done all the same
   ===  ============================================================================
 """
 
@@ -41,6 +44,7 @@ EXIT_PERMISSION = 4
 EXIT_REFUSED = 5
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE
 
 
 def seconds(text: str) -> float:
@@ -73,9 +77,38 @@ def fail(message: str, code: int, *, json_mode: bool = False, data: Any = None) 
         if data is not None:
             doc["data"] = data
         emit_json(doc)
-    for line in message.splitlines() or [""]:
-        print(f"exoctl: {line}", file=sys.stderr)
+    for line in message.split("\n"):  # not splitlines(): a \r or \x1c is escaped, not a line
+        print(f"exoctl: {shown(line)}", file=sys.stderr)
     return code
+
+
+def shown(text: str) -> str:
+    """``text`` as it may reach a terminal: every character that is not printable (control
+    characters, ESC sequences, carriage returns, line breaks, bidirectional overrides, lone
+    surrogates from undecodable bytes) is written as its Python escape (``\\x1b``,
+    ``\\r``...), so text from a recording, a daemon's answer or a file can neither move the
+    cursor, recolour, hide or overwrite what a clinician reads. Printable text (``Müller``)
+    is kept as it is. The one helper every printer uses (tables, key-value lists, the status
+    screen, error lines); idempotent, so text that went through it twice reads the same.
+    Multi-line text: escape each line (``shown_lines``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def shown_lines(text: str) -> str:
+    """Multi-line text for a terminal: its line breaks kept, each line through ``shown``."""
+    return "\n".join(shown(line) for line in text.split("\n"))
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    if c in _ESCAPES:
+        return _ESCAPES[c]
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
 def one_line(message: str) -> str:
@@ -100,6 +133,21 @@ def internal_error(exc: BaseException) -> str:
         f"internal error (a bug in exoctl, please report it): {type(exc).__name__}{at}: "
         f"{one_line(str(exc))[:300]} (EXOCTL_DEBUG=1 prints the traceback)"
     )
+
+
+def closed_output() -> int:
+    """The reader of stdout went away (``exoctl status | head -2``): end quietly.
+
+    Python ignores SIGPIPE, so a write to a closed pipe raises BrokenPipeError; the command
+    ends with ``EXIT_CLOSED_OUTPUT`` and no traceback. stdout is pointed at /dev/null first,
+    so the interpreter's own flush at exit has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a file descriptor (an embedding, a test): nothing to flush
+    return EXIT_CLOSED_OUTPUT
 
 
 def debug_enabled() -> bool:

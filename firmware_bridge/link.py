@@ -391,14 +391,14 @@ class HostLink(LinkSupervision):
             self._handshaken = False
             self._enabled = False
             self._device_resets += 1
-            self.last_error = f"device left the session (faults 0x{m.fault_bits:04x})"
+            self.last_error = f"device left the session ({P.fault_text(m.fault_bits)})"
             if self._hello_nonce is None:
                 self._hello_nonce = secrets.randbits(32)
         enabled = bool(m.flags & P.FLAG_ENABLED)
         if not enabled and self._enabled:
             # The device dropped out of enabled (timeout, fault, e-stop, reboot): stay off.
             self._enabled = False
-            self.last_error = f"device reports disabled, faults 0x{m.fault_bits:04x}"
+            self.last_error = f"device reports disabled ({P.fault_text(m.fault_bits)})"
         last = m.last_seq_applied
         if last and last != self._last_applied_seen:
             self._last_applied_seen = last
@@ -475,6 +475,7 @@ class HostLink(LinkSupervision):
 
     def stats(self) -> LinkStats:
         d = self._decoder
+        tel = self._telemetry
         rtt = self._rtt.summary()
         return {
             "frames_good": d.good,
@@ -503,8 +504,11 @@ class HostLink(LinkSupervision):
             "low_latency": self.low_latency_active,
             "enabled": self._enabled,
             "healthy": self.healthy,
+            # history: every fault the device reported (FaultReport), oldest first ...
             "device_faults": [
                 P.FAULT_NAMES.get(1 << f.code, str(f.code)) for f in self.device_faults
             ],
+            # ... and now: the bits in the newest telemetry (None before any telemetry)
+            "device_faults_current": None if tel is None else P.fault_names(tel.fault_bits),
             "protocol_fault": self._protocol_fault,
         }

@@ -47,4 +47,7 @@ class LinkStats(TypedDict):
     enabled: bool
     healthy: bool
     device_faults: list[str]
+    """History: the name of every fault the device reported (FaultReport), oldest first."""
+    device_faults_current: list[str] | None
+    """Now: the fault bits set in the newest telemetry by name (None before any telemetry)."""
     protocol_fault: str | None

@@ -136,6 +136,25 @@ STATES = range(STATE_UNPAIRED, STATE_ENABLED + 1)
 N_FAULT_CODES = 8  # FaultReport.code 0..7 (bit index); codes 0..3 are the latched faults
 
 
+def fault_names(bits: int) -> list[str]:
+    """The device fault bits set in ``bits`` by name (``FAULT_NAMES``, the one table), lowest
+    bit first; a bit the table does not name is ``bit 0x0100``."""
+    return [FAULT_NAMES.get(1 << i, f"bit 0x{1 << i:04x}") for i in range(16) if bits & (1 << i)]
+
+
+def fault_text(bits: int) -> str:
+    """Device fault bits for people: ``host timeout, torque clamped (fault bits 0x0021)``,
+    with the latched ones said to be latched; ``no device fault`` for 0."""
+    if not bits:
+        return "no device fault"
+    words = [
+        n.replace("_", " ") + (" (latched)" if (1 << i) & LATCHED_FAULTS else "")
+        for i, n in ((i, FAULT_NAMES.get(1 << i, f"bit 0x{1 << i:04x}")) for i in range(16))
+        if bits & (1 << i)
+    ]
+    return f"{', '.join(words)} (fault bits 0x{bits:04x})"
+
+
 def crc16(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xorout).
 

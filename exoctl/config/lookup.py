@@ -4,6 +4,8 @@
 else the configuration shipped inside the package. The clinic PC's file then applies to the
 daemon, the clinician's ``exoctl status``, the HIL bench and training alike, and a wheel
 install without any file still runs (the packaged default names the packaged models).
+
+Import-light (no pydantic): ``exoctl estop`` applies this rule before anything heavy is loaded.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exoctl.config.schema import DEFAULT_CONFIG, Config, load_config
+from exoctl.config.paths import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from exoctl.config.schema import Config
 
 ENV_VAR = "EXOCTL_CONFIG"
 SYSTEM_CONFIG = Path("/etc/exoctl/exoctl.yaml")
@@ -51,4 +56,6 @@ def config_path(args: Any) -> Path:
 
 def load_for(args: Any) -> Config:
     """Read and validate the configuration a parsed command line asks for."""
+    from exoctl.config.schema import load_config  # pydantic: not for `exoctl estop`
+
     return load_config(config_path(args))

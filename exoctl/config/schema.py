@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from exoctl.config.paths import CONFIG_DIR, DEFAULT_CONFIG, DEFAULT_SOCKET_PATH, resolve_path
 from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
 from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
 
@@ -127,7 +128,9 @@ class EmgConfig(_Model):
     source: Literal["lsl", "replay"] = "lsl"
     lsl: LslConfig = LslConfig()
     replay: ReplayConfig = ReplayConfig()
-    sampling_rate_hz: Annotated[float, Field(ge=250, le=10000)] = 2000.0
+    sampling_rate_hz: Annotated[float, Field(gt=0, le=10000)] = 2000.0
+    """Any rate training takes (100 Hz lab envelopes included): a rate that is not a whole
+    multiple of control.rate_hz is carried onto the tick grid (exoctl.signal.tick_grid)."""
     muscles: Annotated[list[str], Field(min_length=1, max_length=64)]
     """Channel-to-muscle map: the muscle recorded on each channel, in channel order."""
     ring_buffer_s: Annotated[float, Field(gt=0, le=60)] = 2.0
@@ -194,6 +197,9 @@ class SafetyConfig(_Model):
     max_plausible_torque_nm: Annotated[float, Field(gt=0, le=1000)] = 250.0
     safe_stop_s: Annotated[float, Field(gt=0, le=1.0)] = 0.05
     """Time within which torque ramps to zero after a fault is detected."""
+    recording_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """A session's recording with no clean commit to disk for this long (a full or failing
+    disk) removes assistance and latches: no assistance runs unrecorded."""
     model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.05
     """Model output NaN, infinite or implausible for this long is a fault; shorter is degraded."""
     emg_flat_range: Annotated[float, Field(ge=0)] = 0.5
@@ -225,12 +231,15 @@ class ServiceConfig(_Model):
     """The daemon: where it records, and who may talk to its control socket."""
 
     data_dir: FilePath = Path("/var/lib/exoctl")
-    socket_path: FilePath = Path("/run/exoctl/control.sock")
+    socket_path: FilePath = DEFAULT_SOCKET_PATH
     socket_group: str | None = "exoctl"
     allowed_users: list[str] = ["root"]
     allowed_groups: list[str] = ["exoctl"]
     recorder_queue_chunks: Annotated[int, Field(ge=16, le=100000)] = 2048
     flush_interval_s: Annotated[float, Field(gt=0, le=1.0)] = 0.5
+    recording_reserve_s: Annotated[float, Field(ge=0, le=86400)] = 3600.0
+    """A session starts only when the data directory's disk has room for this many seconds
+    of its recording (estimated from the configuration's streams and rates)."""
     publish_lsl: bool = True
     realtime_priority: Annotated[int, Field(ge=0, le=99)] = 0
     """SCHED_FIFO priority for the control-loop thread; 0 leaves it SCHED_OTHER. Needs
@@ -301,10 +310,7 @@ PATH_KEYS = (
     ("service", "socket_path"),
 )
 
-# Package data: the default configuration, its scenarios and (through its relative paths) the
-# shipped models travel inside the package, so a wheel install finds them from any directory.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+# CONFIG_DIR, DEFAULT_CONFIG: package data (exoctl.config.paths, import-light for the CLI).
 # The shipped models (network, linear baseline, calibration) that default.yaml names.
 MODELS_DIR = CONFIG_DIR.parent / "models"
 
@@ -338,8 +344,7 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            p = Path(node[keys[-1]]).expanduser()
-            node[keys[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+            node[keys[-1]] = resolve_path(node[keys[-1]], base)
     return raw
 
 

@@ -41,9 +41,14 @@ def check_level(value: object, joint: str | None = None) -> float:
 
 def check_levels(value: object, joints: Iterable[str] | None = None) -> float | dict[str, float]:
     """One level for every joint (a number) or ``{joint: level}``; with ``joints``, a name
-    that is not one of them is refused too."""
+    that is not one of them is refused too. An empty mapping is refused: it names no joint,
+    and a change that names none must not be mistaken for "every joint to its default"."""
     if isinstance(value, Mapping):
         known = None if joints is None else list(joints)
+        if not value:
+            raise AssistLevelError(
+                "name at least one joint ({joint: level}) or give one level for every joint"
+            )
         out: dict[str, float] = {}
         for k, v in value.items():
             if known is not None and k not in known:

@@ -31,7 +31,13 @@ import pylsl
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import Config
 from exoctl.control.assist import AssistLaw
-from exoctl.control.safety import ChannelMonitor, SafetyInputs, SafetyLayer, SafetyState
+from exoctl.control.safety import (
+    ChannelMonitor,
+    RecordingHealth,
+    SafetyInputs,
+    SafetyLayer,
+    SafetyState,
+)
 from exoctl.control.timing import DeadlineTimer, TimingStats
 from exoctl.errors import NonFiniteEmg
 from exoctl.estimation.estimator import Estimator
@@ -102,9 +108,12 @@ class ControlLoop:
         channel_monitor: ChannelMonitor | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        recording: RecordingHealth | None = None,
     ) -> None:
         """``clock``/``sleep`` default to time.monotonic/time.sleep (the clock the acquisition
-        stamps arrivals with and the link stamps telemetry with); tests hand in one they move."""
+        stamps arrivals with and the link stamps telemetry with); tests hand in one they move.
+        ``recording``: what the session recorder publishes about its health (by default one
+        that never requires a recording, as on the HIL bench)."""
         self.rate_hz = rate_hz
         self.period = 1.0 / rate_hz
         self.ring = ring
@@ -130,6 +139,7 @@ class ControlLoop:
         self.inputs.emg_age_s = float("inf")
         self.inputs.telemetry_age_s = float("inf")
         self.inputs.link_healthy = False
+        self.recording = recording if recording is not None else RecordingHealth()
         self.channel_monitor = channel_monitor
         if channel_monitor is not None:  # the flags array is updated in place every tick
             self.inputs.emg_flat_or_saturated = channel_monitor.flags
@@ -150,6 +160,7 @@ class ControlLoop:
         log_capacity: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        recording: RecordingHealth | None = None,
     ) -> ControlLoop:
         """The loop as the controller runs it: assist law, safety layer and channel monitor
         built from ``cfg`` around the given ring, estimator and link."""
@@ -171,6 +182,7 @@ class ControlLoop:
             ),
             clock=clock,
             sleep=sleep,
+            recording=recording,
         )
 
     def use_estimator(self, estimator: Estimator) -> None:
@@ -248,7 +260,13 @@ class ControlLoop:
             self.channel_monitor.update(chunk)
         if n or not self._input_bad:
             try:
-                estimate = self.estimator.step(chunk, inp.angles, inp.velocities)
+                estimate = self.estimator.step(
+                    chunk,
+                    inp.angles,
+                    inp.velocities,
+                    self._stamps[:n],
+                    pylsl.local_clock() if self.estimator.needs_time else None,
+                )
                 self._input_bad = False
             except NonFiniteEmg:
                 # The stages refuse it before touching their state. A NaN estimate is what
@@ -267,6 +285,7 @@ class ControlLoop:
         inp.link_healthy = self.link.healthy
         inp.actuators_enabled = self.link.enabled
         inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0
+        inp.recording_age_s = now - self.recording.ok_at
         command = self.safety.apply(self._request, estimate, inp, self._command)
 
         if self.link.enabled:

@@ -11,6 +11,16 @@ gives the model the features it names in the form its input kind takes: the newe
 window of the last N ticks, or segment sums carried from tick to tick (the streaming network).
 A model made for a rate k times lower than the control rate steps on every k-th tick (its
 estimate held in between; see ``TorqueModel.ticks_per_step``).
+
+EMG at any rate (``exoctl.signal.tick_grid``), as training and evaluation take it: at a whole
+multiple of the tick rate the chain runs sample by sample and a tick reads its newest sample;
+at any other rate (100 Hz lab envelopes, raw EMG at 1.5 kHz) the envelope is made at the EMG's
+own rate, carried onto the tick grid by the samples' time stamps (``TickCarrier``: linear, one
+sample late) and the MVC division and activation dynamics run once per tick at the tick rate,
+exactly as ``exoctl.training.features.signal_ticks`` computes them offline.
+
+A model whose joints are some of the device's (a right-leg model on a four-joint device) runs;
+the other joints' estimate is zero (``unassisted``), so they get no assistance.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from exoctl.config.schema import Config
+from exoctl.errors import NonFiniteEmg
 from exoctl.estimation.model_input import make_feeder
 from exoctl.estimation.torque_model import (
     ModelError,
@@ -28,6 +39,8 @@ from exoctl.estimation.torque_model import (
 )
 from exoctl.signal.calibration import Calibration, load_calibration
 from exoctl.signal.chain import SignalChain, signal_differences
+from exoctl.signal.dsp import EmgConditioner
+from exoctl.signal.tick_grid import TickCarrier, samples_per_tick
 
 
 class Estimator:
@@ -44,6 +57,7 @@ class Estimator:
             "configuration/calibration",
             tick_rate_hz=cfg.control.rate_hz,
             calibration=calibration_fingerprint(muscles, calibration.mvc, calibration.W),
+            joint_subset=True,
         )
         idx = feature_sources(model.info.features, muscles, joints, calibration.k)
         k, m, nj = calibration.k, len(muscles), len(joints)
@@ -65,6 +79,26 @@ class Estimator:
                 f"{model.path}: trained on another kind of EMG signal than this configuration's "
                 f"chain produces ({cfg.source or 'configuration'}):\n  " + "\n  ".join(differs)
             )
+        fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
+        # EMG at a rate that is not a whole multiple of the tick rate: carried onto the tick
+        # grid (module docstring); the source-rate stage makes the envelope of raw EMG.
+        self.carrier: TickCarrier | None = None
+        self._source_stage: EmgConditioner | None = None
+        if samples_per_tick(fs, rate) is None:
+            settings = chain.settings
+            if settings.input == "raw":
+                self._source_stage = SignalChain(
+                    settings, fs, len(muscles), max_chunk=max_chunk
+                ).conditioner
+            self.carrier = TickCarrier(fs, len(muscles))
+            chain = SignalChain(
+                settings.with_input("enveloped"),
+                rate,
+                len(muscles),
+                mvc=calibration.mvc,
+                W=calibration.W,
+                max_chunk=1,
+            )
         self.conditioner = chain.conditioner
         self.activation_dynamics = chain.activation_dynamics
         assert chain.nnls is not None  # a chain made with a calibration has its W
@@ -77,14 +111,32 @@ class Estimator:
         self.activation = np.zeros(self.n_muscles)
         self.synergy = np.zeros(self.k)
         self.estimate = np.zeros(len(cfg.joint_names))
+        # The model's outputs in the device's joint order (all of them, or a subset).
+        self.assisted = tuple(model.info.joints)
+        self.unassisted = tuple(j for j in joints if j not in self.assisted)
+        self._out_idx: np.ndarray | None = None
+        if self.assisted != tuple(joints):
+            self._out_idx = np.array([joints.index(j) for j in self.assisted], dtype=np.intp)
+        self._row = np.zeros((1, self.n_muscles))  # the carried envelope, one row per tick
+        self._carried = False  # a sample has arrived since the start or a reset
+
+    @property
+    def needs_time(self) -> bool:
+        """Whether ``step`` needs the samples' stamps and the tick's LSL time (carried EMG)."""
+        return self.carrier is not None
 
     def step(
         self,
         emg: np.ndarray,
         angles: np.ndarray | None = None,
         velocities: np.ndarray | None = None,
+        stamps: np.ndarray | None = None,
+        now: float | None = None,
     ) -> np.ndarray:
         """Consume (n, channels) new raw samples; return the estimate for the newest one.
+
+        ``stamps`` (the samples' LSL times) and ``now`` (the tick's LSL time) are needed when
+        the EMG is carried onto the tick grid (``needs_time``), and ignored otherwise.
 
         ``angles`` and ``velocities`` are the latest joint telemetry (rad, rad/s, joint order),
         for models whose feature layout includes them; the default layout does not. ``None``
@@ -97,9 +149,15 @@ class Estimator:
             self._ang_src[:] = angles
         if velocities is not None:
             self._vel_src[:] = velocities
-        if emg.shape[0] == 0 and self._instant:
+        if self.carrier is not None:
+            if stamps is None or now is None:
+                raise ValueError(
+                    "EMG carried onto the tick grid needs the samples' stamps and the tick's time"
+                )
+            self._step_carried(emg, stamps, now)
+        elif emg.shape[0] == 0 and self._instant:
             return self.estimate
-        if emg.shape[0]:
+        elif emg.shape[0]:
             e = self.conditioner.process(emg)
             a = self.activation_dynamics.process(e)
             self.activation[:] = a[-1]
@@ -112,8 +170,35 @@ class Estimator:
         if tick % self.ticks_per_step:
             return self.estimate  # a model at a lower rate: held until its next step
         self._feeder.push(self._src)
-        self.estimate[:] = self.model.run()
+        if self._out_idx is None:
+            self.estimate[:] = self.model.run()
+        else:
+            self.estimate[self._out_idx] = self.model.run()
         return self.estimate
+
+    def _step_carried(self, emg: np.ndarray, stamps: np.ndarray, now: float) -> None:
+        """One tick of carried EMG: new samples into the carrier (enveloped at their own
+        rate), then the value this tick sees through MVC, activation dynamics and NNLS."""
+        assert self.carrier is not None
+        if emg.shape[0]:
+            if self._source_stage is not None:
+                env = self._source_stage.process(emg)  # refuses non-finite samples
+            else:
+                if not np.isfinite(np.add.reduce(emg, axis=None)):
+                    raise NonFiniteEmg("EMG chunk contains NaN or infinite samples")
+                env = emg
+            self.carrier.push(env, stamps)
+            self._carried = True
+        if not self._carried:
+            return  # no sample yet: nothing to carry (offline, tick 0 is the first sample's)
+        self._row[0] = self.carrier.at(now)
+        e = self.conditioner.process(self._row)
+        a = self.activation_dynamics.process(e)
+        self.activation[:] = a[-1]
+        h = self.nnls.solve(self.activation)
+        self.synergy[:] = h
+        self._a_src[:] = self.activation
+        self._h_src[:] = h
 
     def invalidate(self) -> None:
         """The newest input was refused (non-finite EMG): the estimate reads NaN until a step
@@ -131,6 +216,11 @@ class Estimator:
         self._src[:] = 0.0
         self._feeder.reset()
         self._ticks = 0
+        if self._source_stage is not None:
+            self._source_stage.reset()
+        if self.carrier is not None:
+            self.carrier.reset()
+        self._carried = False
 
 
 def check_model_and_calibration(cfg: Config) -> None:

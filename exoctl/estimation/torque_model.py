@@ -272,8 +272,13 @@ class TorqueModel:
         *,
         tick_rate_hz: float | None = None,
         calibration: str | None = None,
+        joint_subset: bool = False,
     ) -> None:
         """Refuse a model whose inputs or outputs do not match the configuration/calibration.
+
+        ``joint_subset``: a model whose joints are some of ``joints`` is accepted (the
+        estimator gives the others zero: no assistance), e.g. a right-leg model on a
+        four-joint device.
 
         ``tick_rate_hz`` (the control rate) is checked against a window model's tick rate (it
         must be that rate or a whole multiple of it, see ``ticks_per_step``); ``calibration``
@@ -293,7 +298,14 @@ class TorqueModel:
                 f"trained with calibration {want_cal} vs calibration {calibration} in use "
                 "(other MVC or synergy matrix W)"
             )
-        if tuple(joints) != self.info.joints:
+        if joint_subset:
+            extra = [j for j in self.info.joints if j not in joints]
+            if extra or not self.info.joints:
+                problems.append(
+                    f"joints {list(self.info.joints)}: {extra} not among the configured "
+                    f"{list(joints)}"
+                )
+        elif tuple(joints) != self.info.joints:
             problems.append(f"joints {list(self.info.joints)} vs configured {list(joints)}")
         if tuple(muscles) != self.info.muscles:
             problems.append(f"muscles {list(self.info.muscles)} vs configured {list(muscles)}")

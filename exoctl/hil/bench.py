@@ -78,7 +78,15 @@ def write_bench_config(path: Path, raw: dict[str, Any], base: Path) -> None:
 class Bench:
     """The two child processes and their logs."""
 
-    def __init__(self, bench_dir: Path, config: Path, port: Path, source_id: str) -> None:
+    def __init__(
+        self,
+        bench_dir: Path,
+        config: Path,
+        port: Path,
+        source_id: str,
+        sim_args: tuple[str, ...] = (),
+    ) -> None:
+        self.sim_args = sim_args  # e.g. the replay's options, passed on to `exoctl sim`
         self.dir = bench_dir
         self.config = config
         self.port = port
@@ -106,7 +114,7 @@ class Bench:
         self.info_file.unlink(missing_ok=True)
         self.sim = self._spawn(
             ["sim", "--port", str(self.port), "--source-id", self.source_id,
-             "--info-file", str(self.info_file)],
+             "--info-file", str(self.info_file), *self.sim_args],
             "sim.log",
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
@@ -198,13 +206,13 @@ def cmd_bench_up(args: argparse.Namespace) -> int:
     if too_long:
         raise ConfigError(f"{bench_dir / 'control.sock'}: {too_long}; use a shorter --dir")
     config = bench_dir / "exoctl.yaml"
-    write_bench_config(
-        config, bench_config(choice.path, bench_dir, port, source_id, args.realtime), choice.path
-    )
+    raw = bench_config(choice.path, bench_dir, port, source_id, args.realtime)
+    sim_args = _replay(args, raw)
+    write_bench_config(config, raw, choice.path)
     from exoctl.estimation.estimator import check_model_and_calibration
 
     check_model_and_calibration(load_config(config))  # before the daemon and simulator start
-    bench = Bench(bench_dir, config, port, source_id)
+    bench = Bench(bench_dir, config, port, source_id, sim_args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -226,6 +234,40 @@ def cmd_bench_up(args: argparse.Namespace) -> int:
     finally:
         codes = bench.stop()
         print(f"exoctl bench up: stopped (daemon exit {codes[0]}, simulator exit {codes[1]})")
+
+
+def _replay(args: argparse.Namespace, raw: dict[str, Any]) -> tuple[str, ...]:
+    """With ``--replay``/``--replay-session``: the daemon's configuration takes the
+    recording's muscles, EMG rate and kind (and ``--model`` with its calibration), and the
+    simulator's arguments to stream it (``exoctl.hil.replay``). The recording streams once."""
+    from exoctl.cli import _replay_spec
+    from exoctl.config.schema import deep_merge
+    from exoctl.hil.replay import controller_overrides, load_recording, replay_chunk
+
+    spec = _replay_spec(args)
+    if spec is None:
+        if args.model is not None:
+            raw.update(deep_merge(raw, controller_overrides(None, str(args.model), 0)))
+        return ()
+    rec = load_recording(spec)
+    cfg = load_config_raw(raw)
+    chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
+    model = None if args.model is None else str(args.model)
+    raw.update(deep_merge(raw, controller_overrides(rec.describe(), model, chunk)))
+    out: list[str] = []
+    for flag, value in (("--replay", spec.data), ("--trial", spec.trial),
+                        ("--replay-session", spec.session), ("--from", spec.start_s),
+                        ("--to", spec.end_s), ("--preroll", spec.preroll_s)):  # fmt: skip
+        if value is not None:
+            out += [flag, str(value)]
+    return tuple(out)
+
+
+def load_config_raw(raw: dict[str, Any]):
+    """The configuration a raw document validates to (paths already absolute)."""
+    from exoctl.config.schema import Config
+
+    return Config.model_validate(raw)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -258,4 +300,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--duration", type=seconds, default=None, help="stop after SECONDS (default: until Ctrl-C)"
     )
+    up.add_argument("--model", type=Path, default=None, help="the model the daemon runs (M.onnx)")
+    from exoctl.cli import _add_replay_options
+
+    _add_replay_options(up)
     up.set_defaults(func=cmd_bench_up)

@@ -83,13 +83,13 @@ class ChildHandle:
             self.proc.join(5.0)
 
 
-def simulator_entry(config_path: str | None, overrides: dict, conn) -> None:
+def simulator_entry(config_path: str | None, overrides: dict, firmware: str, replay, conn) -> None:
     """Child entry of the simulator, named here so that the parent, which only pickles a
     reference to it, does not import the simulator (scipy.signal and the patient model: about
-    1.7 s) before it can start its children."""
+    1.7 s) before it can start its children. ``rest``: [a ReplaySpec,] the pipe."""
     from exoctl.hil.simulator import simulator_process
 
-    simulator_process(config_path, overrides, conn)
+    simulator_process(config_path, overrides, conn, firmware, replay)
 
 
 def controller_process(config_path: str | None, log_seconds: float, conn) -> None:
@@ -171,7 +171,9 @@ def _finish(controller: Controller) -> dict:
         "acquisition": snap["acquisition"] or {},
         "events": snap["faults"],
         "stop_error": stop_error,
-        "log": {k: log[k] for k in ("t", "stamp", "estimate", "command")},
+        "log": {
+            k: log[k] for k in ("t", "stamp", "estimate", "command", "angles", "telemetry_age")
+        },
         "joints": list(controller.joints),
         "t_link_closed": time.monotonic(),
         "realtime": None,

@@ -29,6 +29,12 @@ from exoctl.hil.processes import (
     simulator_entry,
     start_busy,
 )
+from exoctl.hil.replay import (
+    ReplaySpec,
+    controller_overrides,
+    load_recording,
+    replay_chunk,
+)
 from exoctl.hil.scenarios import (
     CONTROLLER_KINDS,
     Injection,
@@ -70,11 +76,19 @@ def run_hil(
     config_path: Path | None = None,
     cfg_overrides: dict | None = None,
     injections: list[Injection] | None = None,
+    firmware: str = "python",
+    replay: ReplaySpec | None = None,
+    model: str | None = None,
 ) -> dict:
     """Run the bench for ``duration_s`` of assisted walking; return the summary document.
 
+    ``firmware``: "python" (the emulator) or "qemu" (the C firmware on an emulated board).
     Figures that were not measured are None or NaN (e.g. R^2 of a run no longer than the
     warm-up); ``cli_policy.json_text`` writes both as JSON null.
+
+    ``replay``: the simulator streams that recording instead of the synthetic patient
+    (``exoctl.hil.replay``) and the run lasts as long as it does (``duration_s`` is then an
+    upper bound); ``model``: the model the controller runs (default: the configuration's).
     """
     if not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
         raise ValueError(f"duration_s must be in (0, {MAX_DURATION_S:g}] s, got {duration_s!r}")
@@ -82,10 +96,22 @@ def run_hil(
     overrides = dict(cfg_overrides or {})
     if overrides:
         cfg = cfg.with_overrides(**overrides)
+    rec = None
+    if replay is not None:  # loaded here too: a bad trial or window fails before any child
+        rec = load_recording(replay)
+        chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
+        overrides = deep_merge(overrides, controller_overrides(rec.describe(), model, chunk))
+        cfg = cfg.with_overrides(**overrides)
+        duration_s = min(duration_s, rec.duration_s)
+    elif model is not None:
+        overrides = deep_merge(overrides, controller_overrides(None, model, 0))
+        cfg = cfg.with_overrides(**overrides)
     from exoctl.estimation.estimator import check_model_and_calibration
 
     check_model_and_calibration(cfg)  # a bad one fails here, before any child process starts
-    sim = ChildHandle("HIL simulator", simulator_entry, path_or_none(config_path), overrides)
+    sim = ChildHandle(
+        "HIL simulator", simulator_entry, path_or_none(config_path), overrides, firmware, replay
+    )
     # The controller's process starts now too (its interpreter and imports overlap the
     # simulator's) and waits for the simulator's endpoints.
     ctl = ChildHandle(
@@ -110,6 +136,8 @@ def run_hil(
         ctl.send("configure", ctl_overrides)
         ready = ctl.wait_ready()
         t_start = ready["t_session"]
+        if rec is not None:  # until the recording's last sample
+            duration_s = min(duration_s, endpoints["replay"]["t0"] + rec.duration_s - t_start)
         pending = sorted(injections or [], key=lambda i: i.at_s)
         while (elapsed := time.monotonic() - t_start) < duration_s:
             while pending and pending[0].at_s <= elapsed:
@@ -140,7 +168,31 @@ def run_hil(
         sim_result = sim.stop()
     out = _summarise(cfg, duration_s, t_start, injected, ctl_result, sim_result)
     out["realtime"] = {"controller_loop": ready["realtime"], "simulator": endpoints["realtime"]}
+    if rec is not None and replay is not None:
+        out.update(_replay_summary(cfg, replay, rec, endpoints, t_start, ctl_result))
     return out
+
+
+def _replay_summary(cfg, spec, rec, endpoints, t_start, ctl: dict | None) -> dict:
+    """The replay's scores replace the synthetic patient's (module exoctl.hil.replay_score)."""
+    from exoctl.estimation.torque_model import TorqueModel
+    from exoctl.hil.replay_score import offline_estimate, score_replay
+
+    model_joints = TorqueModel(cfg.model.path).info.joints
+    if ctl is None:
+        return {"replay": {"recording": rec.describe(), "live": None}}
+    offline = None
+    if spec.data is not None and rec.torque is not None:
+        offline = offline_estimate(cfg, spec, str(cfg.model.path))
+    section = score_replay(
+        cfg, rec, endpoints["replay"]["t0"], ctl["log"], t_start, WARMUP_S, model_joints, offline
+    )
+    live = section["live"]
+    return {
+        "replay": section,
+        "r2": {j: m["r2"] for j, m in live.items()},
+        "rmse_nm": {j: m["rmse_nm"] for j, m in live.items()},
+    }
 
 
 def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) -> dict:
@@ -167,13 +219,15 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) ->
         log = ctl["log"]
         t = log["t"]
         warm = t >= (t[0] + WARMUP_S) if t.size else np.zeros(0, bool)
-        r2, rmse = score(
-            log["stamp"][warm],
-            log["estimate"][warm],
-            sim["truth_stamps"],
-            sim["truth_torque"],
-            joints,
-        )
+        r2, rmse = {}, {}
+        if sim["truth_stamps"].size:  # a replay is scored against its recording instead
+            r2, rmse = score(
+                log["stamp"][warm],
+                log["estimate"][warm],
+                sim["truth_stamps"],
+                sim["truth_torque"],
+                joints,
+            )
         faults += [
             dict(e, t_detected=rel(e["t_detected"]), t_zero=rel(e["t_zero"])) for e in fault_log
         ]
@@ -258,9 +312,23 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) ->
     }
 
 
-def run_scenario(name_or_path: str, config_path: Path | None = None) -> dict:
+def run_scenario(
+    name_or_path: str,
+    config_path: Path | None = None,
+    firmware: str = "python",
+    replay: ReplaySpec | None = None,
+    model: str | None = None,
+) -> dict:
     sc = load_scenario(name_or_path)
-    out = run_hil(sc.duration_s, config_path, sc.config or None, sc.injections)
+    out = run_hil(
+        sc.duration_s,
+        config_path,
+        sc.config or None,
+        sc.injections,
+        firmware,
+        replay=replay,
+        model=model,
+    )
     out["scenario"] = {"name": sc.name, "description": sc.description, "expect": sc.expect}
     return out
 
@@ -281,6 +349,13 @@ def _num(v: object, spec: str = "") -> str:
 def format_summary(s: dict) -> str:
     """The same figures as --json, for a person at the bench."""
     head = f"exoctl HIL run: {s['duration_s']:.1f} s of simulated assisted walking"
+    rp = s.get("replay")
+    if rp is not None:
+        rec = rp["recording"]
+        head = (
+            f"exoctl HIL replay: {rec['name']} ({rec['source'].get('data') or rec['source']}), "
+            f"{rec['emg_kind']} EMG at {rec['fs_hz']:g} Hz, {len(rec['muscles'])} muscles"
+        )
     if "scenario" in s:
         head += f", scenario {s['scenario']['name']}: {s['scenario']['description']}"
     rate = s["control_rate_hz"]
@@ -295,13 +370,16 @@ def format_summary(s: dict) -> str:
         f"  EMG -> command    {_fmt_pct(s['latency_ms'], 'ms')} (from sample arrival)",
         f"  commands          {s['commands_sent']} sent, {s['commands_received']} received by "
         f"the firmware, {s['limit_violations']} over its limits",
-        f"  torque estimate   (scored after {s['scored_after_s']:.0f} s)",
     ]
-    for j in s["r2"]:
+    if rp is not None:
+        lines += _format_replay(rp)
+    else:
+        lines.append(f"  torque estimate   (scored after {s['scored_after_s']:.0f} s)")
+    for j in s["r2"] if rp is None else ():
         lines.append(
             f"    {j:<8} R^2 {_num(s['r2'][j], '.3f')}   RMSE {_num(s['rmse_nm'][j], '.2f')} N m"
         )
-    if s["duration_s"] <= s["scored_after_s"]:
+    if rp is None and s["duration_s"] <= s["scored_after_s"]:
         lines.append(
             f"    (not scored: the run is not longer than the {s['scored_after_s']:g} s warm-up)"
         )
@@ -324,3 +402,43 @@ def format_summary(s: dict) -> str:
     else:
         lines.append("  faults            none")
     return "\n".join(lines)
+
+
+def _format_replay(rp: dict) -> list[str]:
+    """A replay's scores and what the patient would have received, for a person."""
+    if rp.get("live") is None:
+        return ["  torque estimate   not scored (the controller did not finish the run)"]
+    lines = [
+        f"  torque estimate   vs the measured moments on the same {rp['scored_ticks']} ticks, "
+        f"{rp['scored_from_s']:g}-{rp['scored_to_s']:g} s, no delay compensation"
+    ]
+    off = rp.get("offline")
+    for j, m in rp["live"].items():
+        row = f"    {j:<8} live R^2 {_num(m['r2'], '.3f')}  RMSE {_num(m['rmse_nm'], '.2f')} N m"
+        if off and j in off:
+            row += (
+                f"   offline R^2 {_num(off[j]['r2'], '.3f')}  RMSE "
+                f"{_num(off[j]['rmse_nm'], '.2f')} N m"
+            )
+        row += f"   delay {_num(rp['delay_ms'].get(j))} ms (cross-correlation, not applied)"
+        if off:
+            row += f", {_num(rp['live_path_delay_ms'].get(j))} ms behind offline"
+        lines.append(row)
+    age = rp.get("telemetry_age_ms")
+    if age:
+        lines.append(
+            f"  telemetry age     p50 {age['p50']} ms, p99 {age['p99']} ms, max {age['max']} ms "
+            "(the replayed angles, when a tick used them)"
+        )
+    if rp["unassisted_joints"]:
+        lines.append(
+            f"  no assistance     {', '.join(rp['unassisted_joints'])} (the model does not "
+            "estimate them)"
+        )
+    lines.append("  commanded torque  (what the patient would have received)")
+    for j, c in rp["command"].items():
+        lines.append(
+            f"    {j:<8} peak {_num(c['peak_nm'], '.2f')} N m   mean |.| "
+            f"{_num(c['mean_abs_nm'], '.2f')} N m   at the limit {c['at_limit_s']:.2f} s"
+        )
+    return lines

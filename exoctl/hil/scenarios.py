@@ -29,6 +29,9 @@ SIMULATOR_KINDS = (  # Simulator.inject: the patient's EMG, then the emulated fi
     "replug",
     "reset",
     "set_bit_error_rate",
+    "press_estop",  # the device's e-stop input (the button on the exoskeleton)
+    "release_estop",
+    "set_mute",  # the firmware stops sending (params {mute: true}): telemetry stops
 )
 INJECTION_KINDS = PARENT_KINDS + CONTROLLER_KINDS + SIMULATOR_KINDS
 
@@ -95,9 +98,9 @@ def load_scenario(name_or_path: str) -> Scenario:
                 doc, ("inject", i, "kind"), f"{kind!r:.40}: one of {', '.join(INJECTION_KINDS)}"
             )
         params = {k: v for k, v in item.items() if k not in ("at_s", "kind")}
-        for k, v in params.items():  # channel, level, seconds, p, processes: numbers only
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                _refuse(doc, ("inject", i, k), f"{v!r:.40}: must be a finite number")
+        for k, v in params.items():  # channel, level, seconds, p, processes; mute: true/false
+            if not isinstance(v, bool) and not (isinstance(v, int | float) and math.isfinite(v)):
+                _refuse(doc, ("inject", i, k), f"{v!r:.40}: must be a finite number, or true/false")
         injections.append(Injection(at, str(kind), params))
     for key in ("config", "expect"):
         if not isinstance(raw.get(key, {}), dict):

@@ -7,7 +7,7 @@ kinematics, so telemetry angles move the way the torques say.
 
 Run standalone (for the daemon and manual bench work)::
 
-    exoctl sim [--config C] [--duration S] [--port PATH] [--source-id ID]
+    exoctl sim [--config C] [--duration S] [--port PATH] [--source-id ID] [--firmware qemu]
 
 It prints the serial port and the LSL source id. ``--port`` links a fixed path to the pty
 (which changes at every start), ``--source-id`` fixes the EMG stream's id (default: the
@@ -24,14 +24,25 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
 from exoctl.config.schema import Config, load_config
 from exoctl.hil.emg_source import EmgOutlet
 from exoctl.hil.patient import patient_from_config
+from exoctl.hil.replay import (
+    Recording,
+    ReplayOutlet,
+    ReplayPlant,
+    ReplaySpec,
+    load_recording,
+    replay_chunk,
+)
 from firmware_bridge.emulator import EmulatedJoint, EmulatorStats, FirmwareEmulator
+from firmware_bridge.qemu_firmware import QemuFirmware, firmware_version
+
+FIRMWARES = ("python", "qemu")  # the Python emulator, or the C firmware on an emulated board
 
 
 class SimulatorEndpoints(TypedDict):
@@ -39,6 +50,7 @@ class SimulatorEndpoints(TypedDict):
 
     port: str | None  # the emulated firmware's pty symlink
     source_id: str  # the EMG outlet's LSL source_id
+    replay: NotRequired[dict[str, Any]]  # a replay: the recording, t0 of its first sample
 
 
 class SimulatorResult(TypedDict):
@@ -85,37 +97,84 @@ class PatientPlant:
 
 
 class Simulator:
-    """Owns the patient's EMG outlet and the emulated firmware."""
+    """Owns the patient's EMG outlet and the emulated firmware.
+
+    ``firmware`` "python" is the emulator (firmware_bridge/emulator.py), whose plant is the
+    patient; "qemu" is the reference firmware in C (firmware/) booted in qemu-system-arm, whose
+    telemetry comes from its own joint model (the board knows nothing of the patient).
+    """
 
     def __init__(
-        self, cfg: Config, record_truth: bool = True, source_id: str | None = None
+        self,
+        cfg: Config,
+        record_truth: bool = True,
+        source_id: str | None = None,
+        firmware: str = "python",
+        replay: Recording | None = None,
     ) -> None:
+        """``firmware``: "python" (the emulator) or "qemu" (the C firmware on an emulated
+        board); ``replay``: stream this recording instead of the synthetic patient
+        (``exoctl.hil.replay``). The board in QEMU models its own joints, so it cannot report a
+        recording's angles: a replay runs on the Python emulator."""
+        if firmware not in FIRMWARES:
+            raise ValueError(f"firmware {firmware!r}: one of {', '.join(FIRMWARES)}")
+        if firmware == "qemu" and replay is not None:
+            raise ValueError("a replay runs on the Python emulator (--firmware python)")
         self.cfg = cfg
-        patient = patient_from_config(cfg)
-        self.outlet = EmgOutlet(
-            patient,
-            name=cfg.emg.lsl.name,
-            stype=cfg.emg.lsl.type,
-            chunk=cfg.simulator.emg_chunk_samples,
-            record_truth=record_truth,
-            source_id=source_id,
-        )
-        self.plant = PatientPlant(self.outlet, cfg.joint_names)
-        self.emulator = FirmwareEmulator(
-            joints=[
-                EmulatedJoint(j.name, j.torque_limit_nm, j.angle_min_rad, j.angle_max_rad)
-                for j in cfg.device.joints
-            ],
-            command_timeout_s=cfg.device.command_timeout_s,
-            plant=self.plant,
-            device_id="exoctl-hil-emu",
-        )
+        self.replay = replay
+        self.outlet: EmgOutlet | ReplayOutlet
+        self.plant: PatientPlant | ReplayPlant
+        if replay is not None:
+            self.outlet = ReplayOutlet(
+                replay,
+                name=cfg.emg.lsl.name,
+                stype=cfg.emg.lsl.type,
+                chunk=replay_chunk(
+                    replay.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples
+                ),
+                source_id=source_id,
+            )
+            rest = np.array(
+                [np.clip(0.0, j.angle_min_rad, j.angle_max_rad) for j in cfg.device.joints]
+            )
+            self.plant = ReplayPlant(self.outlet, cfg.joint_names, rest)
+        else:
+            self.outlet = EmgOutlet(
+                patient_from_config(cfg),
+                name=cfg.emg.lsl.name,
+                stype=cfg.emg.lsl.type,
+                chunk=cfg.simulator.emg_chunk_samples,
+                record_truth=record_truth,
+                source_id=source_id,
+            )
+            self.plant = PatientPlant(self.outlet, cfg.joint_names)
+        joints = [
+            EmulatedJoint(j.name, j.torque_limit_nm, j.angle_min_rad, j.angle_max_rad)
+            for j in cfg.device.joints
+        ]
+        self.emulator: FirmwareEmulator | QemuFirmware
+        if firmware == "qemu":
+            self.emulator = QemuFirmware(
+                joints,
+                command_timeout_s=cfg.device.command_timeout_s,
+                device_id=f"exofw-{firmware_version()}",
+            )
+        else:
+            self.emulator = FirmwareEmulator(
+                joints=joints,
+                command_timeout_s=cfg.device.command_timeout_s,
+                plant=self.plant,
+                device_id="exoctl-hil-emu",
+            )
         self.port: str | None = None
 
     def start(self) -> SimulatorEndpoints:
         self.outlet.start()
         self.port = self.emulator.start()
-        return {"port": self.port, "source_id": self.outlet.source_id}
+        out: SimulatorEndpoints = {"port": self.port, "source_id": self.outlet.source_id}
+        if isinstance(self.outlet, ReplayOutlet) and self.replay is not None:
+            out["replay"] = {**self.replay.describe(), "t0": self.outlet.t0}
+        return out
 
     def inject(self, kind: str, **params) -> None:
         """Simulator-side faults for the HIL bench."""
@@ -139,7 +198,10 @@ class Simulator:
         self.outlet.stop()
         stats = self.emulator.stats()
         self.emulator.stop()
-        stamps, torque = self.outlet.truth()
+        if isinstance(self.outlet, EmgOutlet):
+            stamps, torque = self.outlet.truth()
+        else:  # a replay is scored against its recording by the parent (exoctl.hil.runner)
+            stamps, torque = np.zeros(0), np.zeros((0, len(self.cfg.joint_names)))
         return {
             "emulator": stats,
             "truth_stamps": stamps,
@@ -165,15 +227,22 @@ def hardware_priority(priority: int) -> str:
         return f"SCHED_OTHER (SCHED_FIFO {priority} refused: {e})"
 
 
-def simulator_process(config_path: str | None, overrides: dict, conn) -> None:
+def simulator_process(
+    config_path: str | None,
+    overrides: dict,
+    conn,
+    firmware: str = "python",
+    replay: ReplaySpec | None = None,
+) -> None:
     """Child-process entry: start, report the endpoints, obey 'inject'/'stop' messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
         cfg = load_config(config_path)
         if overrides:
             cfg = cfg.with_overrides(**overrides)
+        recording = load_recording(replay) if replay is not None else None
         realtime = hardware_priority(cfg.simulator.realtime_priority)
-        sim = Simulator(cfg)
+        sim = Simulator(cfg, firmware=firmware, replay=recording)
         conn.send(("ready", {**sim.start(), "realtime": realtime}))
     except Exception as e:
         conn.send(("error", f"{type(e).__name__}: {e}"))
@@ -215,16 +284,39 @@ def run_standalone(
     info_file: Path | None,
     port_link: Path | None = None,
     source_id: str | None = None,
+    firmware: str = "python",
+    replay: ReplaySpec | None = None,
 ) -> int:
-    """`exoctl sim`: run until the duration ends or SIGTERM/SIGINT, printing the endpoints."""
+    """`exoctl sim`: run until the duration ends or SIGTERM/SIGINT, printing the endpoints.
+
+    With ``replay`` it streams that recording once (then the EMG stops, as an amplifier
+    switched off: a controller connected to it faults on the stale stream) and prints what a
+    controller needs to be configured for it (``replay.controller``)."""
     cfg = load_config(config_path)
+    recording = load_recording(replay) if replay is not None else None
     realtime = hardware_priority(cfg.simulator.realtime_priority)
-    sim = Simulator(cfg, record_truth=False, source_id=source_id or cfg.emg.lsl.source_id)
+    sim = Simulator(
+        cfg,
+        record_truth=False,
+        source_id=source_id or cfg.emg.lsl.source_id,
+        firmware=firmware,
+        replay=recording,
+    )
     info: dict[str, Any] = {**sim.start(), "realtime": realtime}
     try:
         if port_link is not None:
             link_port(port_link, info["port"])
             info = {**info, "pty": info["port"], "port": str(port_link)}
+        if recording is not None:
+            from exoctl.hil.replay import controller_overrides
+
+            chunk = replay_chunk(
+                recording.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples
+            )
+            info["replay"] = {
+                **info["replay"],
+                "controller": controller_overrides(info["replay"], None, chunk),
+            }
         text = json.dumps(info)
         print(text, flush=True)
         if info_file is not None:

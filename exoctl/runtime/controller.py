@@ -37,7 +37,7 @@ from exoctl.acquisition.sources import Acquisition, make_acquisition
 from exoctl.config.schema import Config
 from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop, TickRows
-from exoctl.control.safety import SafetyState
+from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.control.timing import reduce_timer_slack
 from exoctl.errors import ExoctlError
 from exoctl.estimation.estimator import Estimator, build_estimator
@@ -82,9 +82,16 @@ class ModelIdentity:
 
 
 class Controller:
-    def __init__(self, cfg: Config, log_seconds: float = 600.0, link: Link | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        log_seconds: float = 600.0,
+        link: Link | None = None,
+        recording: RecordingHealth | None = None,
+    ) -> None:
         """``link``: the link to the firmware; by default a ``HostLink`` on the configured
-        serial port (a test or an offline mode hands in a ``FakeLink``)."""
+        serial port (a test or an offline mode hands in a ``FakeLink``). ``recording``: the
+        session recorder's health (the daemon's recorder publishes it), a safety input."""
         self.cfg = cfg
         self.joints = cfg.joint_names
         fs = cfg.emg.sampling_rate_hz
@@ -103,7 +110,12 @@ class Controller:
             torque_limits_nm=[j.torque_limit_nm for j in cfg.device.joints],
         )
         self._loop = ControlLoop.from_config(
-            cfg, self._ring, self._estimator, self._link, log_capacity=int(log_seconds * rate)
+            cfg,
+            self._ring,
+            self._estimator,
+            self._link,
+            log_capacity=int(log_seconds * rate),
+            recording=recording,
         )
         self._assist = self._loop.assist
         self._safety = self._loop.safety
@@ -286,12 +298,27 @@ class Controller:
                 self._session_gc = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
+        """Change the assist level of the joints ``assist`` names (a number: every joint);
+        every other joint keeps its level. Returns every joint's target level afterwards."""
         with self._lock:
-            gains = self._gains(assist)
-            self.call_in_loop(lambda now: self._assist.set_gain(gains, now))
+            levels = self._levels(assist)
+            named = dict.fromkeys(self.joints, levels) if isinstance(levels, float) else levels
+
+            def change(now: float) -> dict[str, float]:
+                self._assist.set_gain(named, now)
+                return self._assist.gains
+
+            gains = self.call_in_loop(change)
             if self._session is not None:
-                self._session.gains = gains
+                self._session.gains = dict(gains)
             return gains
+
+    def assist_levels(self) -> dict[str, dict[str, float]]:
+        """Each joint's assist level: ``target`` (what was last set for it) and ``in_force``
+        (where its ramp towards the target is now), read in the loop thread."""
+        return self.call_in_loop(
+            lambda now: {"target": self._assist.gains, "in_force": self._assist.gains_at(now)}
+        )
 
     def estop(self) -> None:
         """Zero torque at the next tick and latch; also tell the firmware directly."""
@@ -384,14 +411,19 @@ class Controller:
         self._fault_log.extend(new)
         return new
 
+    def _levels(self, assist: float | Mapping[str, float]) -> float | dict[str, float]:
+        """``assist`` checked: one level for every joint, or levels for named joints."""
+        try:
+            return check_levels(assist, self.joints)
+        except AssistLevelError as e:
+            raise ControllerError(str(e)) from None
+
     def _gains(self, assist: float | Mapping[str, float] | None) -> dict[str, float]:
+        """A new session's levels: the configured ones, overridden by what ``assist`` names."""
         base: dict[str, float] = {j: g for j, g in self.cfg.control.assist_gain.items()}
         if assist is None:
             return base
-        try:
-            levels = check_levels(assist, self.joints)
-        except AssistLevelError as e:
-            raise ControllerError(str(e)) from None
+        levels = self._levels(assist)
         if isinstance(levels, dict):
             base.update(levels)
         else:
@@ -509,9 +541,26 @@ class Controller:
     def status(self, window_s: float | None = 10.0) -> dict[str, Any]:
         """A snapshot for people; loop percentiles over the last ``window_s`` only (None: the
         whole run), because percentiles over the whole tick record hold the GIL long enough to
-        cost the loop a deadline (measured ~25 ms for 10 minutes of ticks)."""
+        cost the loop a deadline (measured ~25 ms for 10 minutes of ticks).
+
+        ``stale`` names the figures that are not current, each with the age in seconds of its
+        newest input (None: none ever came): with no EMG for ``safety.emg_timeout_s`` the
+        estimate and the EMG->command latency (they keep their last values), with no telemetry
+        for ``safety.telemetry_timeout_s`` the applied torque (the firmware's last report).
+        ``input_age_s`` gives both ages always. The device's current faults are
+        ``link.device_faults_current``; ``link.device_faults`` is their history."""
         tel = self._link.latest_telemetry()
         s = self._session
+        now = time.monotonic()
+        emg_age = now - self._ring.last_arrival  # inf before the first sample
+        tel_age = math.inf if tel is None else now - tel.host_time
+        safety = self.cfg.safety
+        stale: dict[str, float | None] = {}  # key -> age of its newest input (None: never)
+        if emg_age >= safety.emg_timeout_s:  # the EMG stopped: the last estimate and the
+            for key in ("estimate_nm", "latency_ms"):  # latency figures are not current
+                stale[key] = emg_age if math.isfinite(emg_age) else None
+        if tel_age >= safety.telemetry_timeout_s:  # no telemetry: applied torque not current
+            stale["applied_nm"] = tel_age if math.isfinite(tel_age) else None
         return {
             "session": None
             if s is None
@@ -532,4 +581,9 @@ class Controller:
             "link": self._link.stats(),
             "acquisition": None if self._acquisition is None else self._acquisition.stats(),
             "faults": list(self._fault_log),
+            "input_age_s": {
+                "emg": emg_age if math.isfinite(emg_age) else None,
+                "telemetry": tel_age if math.isfinite(tel_age) else None,
+            },
+            "stale": stale,
         }

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from exoctl.errors import ExoctlError
-from exoctl.service import rpc
+from exoctl.service.rpc import errors as rpc  # the codes; the package's server is not needed
+from exoctl.service.rpc.sockets import ESTOP_METHOD, estop_listening, estop_socket_path
 
 DEFAULT_RETRY_S = 3.0
 FIRST_PAUSE_S = 0.01
@@ -55,12 +56,19 @@ class DaemonBusy(ClientError):
     """The daemon turned the request away unread for longer than the retry allowed."""
 
 
-class _Retry(Exception):
-    """Internal: the daemon did not read the request; send it again on a new connection."""
+class ControlSocketRestarting(DaemonBusy):
+    """The daemon is alive (its e-stop socket listens) but its control socket is not there:
+    the process serving it is being restarted. Not "the daemon is not running"."""
 
-    def __init__(self, why: str) -> None:
+
+class _Retry(Exception):
+    """Internal: the daemon did not read the request; send it again on a new connection.
+    ``final``: the error to raise when retrying has lasted long enough (default DaemonBusy)."""
+
+    def __init__(self, why: str, final: ClientError | None = None) -> None:
         super().__init__(why)
         self.why = why
+        self.final = final
 
 
 class RemoteError(ClientError):
@@ -97,7 +105,21 @@ class Client:
         return self
 
     def _connect_once(self) -> None:
-        self._sock = _connect(self.path, self.timeout_s)
+        try:
+            self._sock = _connect(self.path, self.timeout_s)
+        except DaemonNotRunning:
+            if not estop_listening(self.path):
+                raise
+            # The daemon is alive; the process serving its control socket is restarting
+            # (about a second): wait for it within the retry time, then say so.
+            raise _Retry(
+                "its control socket is restarting",
+                ControlSocketRestarting(
+                    f"the daemon is running (its e-stop socket listens) but its control socket "
+                    f"{self.path} is restarting; retry in a few seconds (`exoctl estop` works "
+                    "meanwhile). If this persists, see the daemon's journal"
+                ),
+            ) from None
         self._rfile = self._sock.makefile("rb")
 
     def _with_retry(self, fn: Any) -> Any:
@@ -109,6 +131,8 @@ class Client:
             except _Retry as e:
                 self.close()
                 if time.monotonic() + pause > deadline:
+                    if e.final is not None:
+                        raise e.final from None
                     raise DaemonBusy(
                         f"the daemon at {self.path} is busy ({e.why}); gave up after "
                         f"{self.retry_s:g} s of retrying. Try again; if it persists, "
@@ -202,7 +226,7 @@ def estop(
     Through the e-stop socket beside it (``rpc.estop_socket_path``), which no other client
     can hold up: connecting is pressing, the answer is one line. If that socket is missing
     (an older daemon) or gives no answer, the ``estop`` method on the control socket."""
-    epath = rpc.estop_socket_path(path)
+    epath = estop_socket_path(path)
     deadline = time.monotonic() + retry_s
     first: ClientError | None = None
     while True:
@@ -232,7 +256,7 @@ def estop(
         result: dict[str, Any] = resp.get("result") or {}
         return result
     try:
-        return call(path, rpc.ESTOP_METHOD, timeout_s=timeout_s, retry_s=retry_s)
+        return call(path, ESTOP_METHOD, timeout_s=timeout_s, retry_s=retry_s)
     except DaemonNotRunning:
         if isinstance(first, DaemonNotRunning):
             raise

@@ -44,9 +44,10 @@ from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.service import recorder as R
 from exoctl.service import rpc
+from exoctl.service.fields import patient_problem, text_problem
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
-from exoctl.service.pump import Pump, stream_meta
+from exoctl.service.pump import Pump, recording_bytes_needed, recording_bytes_per_s, stream_meta
 from exoctl.service.rpc.relay import Front
 from exoctl.service.sdnotify import Notifier
 
@@ -89,7 +90,8 @@ class Daemon:
             queue_chunks=self.svc.recorder_queue_chunks,
             flush_interval_s=self.svc.flush_interval_s,
         )
-        self.controller = Controller(cfg)
+        # The recording's health is a safety input: a full or failing disk removes assistance.
+        self.controller = Controller(cfg, recording=self.recorder.health)
         self.server: rpc.RpcServer | None = None  # the e-stop socket
         self.front: Front | None = None  # the control socket's process
         self.dispatcher: rpc.Dispatcher | None = None
@@ -244,6 +246,48 @@ class Daemon:
         c = R.Artifact.from_file(ident.calibration_path, ident.calibration_id)
         return m, c
 
+    def _patient_model(self, patient: str) -> dict[str, Any] | None:
+        """Run the patient's current model from the registry (``exoctl patients show``), when
+        there is one and it is not the one running; refuse when its files changed since it was
+        accepted. Loaded before the session starts, so assistance ramps in on it."""
+        from exoctl.runtime.controller import ControllerError
+        from exoctl.service.registry import Registry
+
+        try:
+            cur = Registry(self.svc.data_dir).current(patient)
+        except R.RecorderError as e:
+            raise rpc.Refused(f"patient {patient}: the model registry cannot be read: {e}") from e
+        if cur is None:
+            return None
+        m, c = self._artifacts()
+        if (m.sha256, c.sha256) == (cur["model_sha256"], cur["calibration_sha256"]):
+            return cur
+        for key in ("model", "calibration"):
+            ident = (
+                R.file_identity(cur[f"{key}_path"]) if Path(cur[f"{key}_path"]).is_file() else None
+            )
+            if ident is None or ident["sha256"] != cur[f"{key}_sha256"]:
+                raise rpc.Refused(
+                    f"patient {patient}: model version {cur['version']}'s {key} file "
+                    f"{cur[f'{key}_path']} is missing or changed since it was accepted; roll "
+                    "back to another version (exoctl patients rollback) or restore the file"
+                )
+        cfg = self.cfg.with_overrides(
+            model={"path": cur["model_path"]}, estimator={"calibration": cur["calibration_path"]}
+        )
+        try:
+            self.controller.swap_model(cfg)
+        except ControllerError as e:
+            raise rpc.Refused(f"patient {patient}: model version {cur['version']}: {e}") from None
+        except Exception as e:  # a file that cannot be loaded as a model or calibration
+            raise rpc.Refused(
+                f"patient {patient}: model version {cur['version']} cannot be loaded: {e}"
+            ) from None
+        self.cfg = cfg
+        log.info("patient_model_loaded", patient=patient, version=cur["version"],
+                 model=cur["model_path"], calibration=cur["calibration_path"])  # fmt: skip
+        return cur
+
     def _stop_session(self, reason: str) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
@@ -256,15 +300,25 @@ class Daemon:
             self.pump.pump_once()  # everything up to the end of the ramp-out
             sid = self._session_id
             self._record_event("session_stop", {"reason": reason})
-            self.recorder.stop_session(reason)
+            try:
+                self.recorder.stop_session(reason)
+                problem = self.recorder.last_close_problem
+            except R.RecorderError as e:  # the session has stopped all the same
+                problem = str(e)
             self._session_id = None
-        log.info("session_stopped", session_id=sid, reason=reason)
+        if problem is None:
+            log.info("session_stopped", session_id=sid, reason=reason)
+        else:
+            log.error("session_stopped", session_id=sid, reason=reason, recording_problem=problem)
         self.notifier.status(f"no session (last: {sid}, {reason})")
         return {
             "session_id": sid,
             "patient": s.patient if s else None,
             "end_reason": reason,
             "duration_s": round(time.time() - s.started_at, 3) if s else None,
+            # None: the file is complete; else why its end could not be written (the data
+            # committed before stays readable)
+            "recording_problem": problem,
         }
 
     # ------------------------------------------------------------------ RPC threads
@@ -326,8 +380,8 @@ class Daemon:
         rs = self.recorder.stats()
         st["recorder"] = {
             k: rs[k]
-            for k in ("session", "db_path", "written_chunks", "dropped", "queue_depth",
-                      "write_errors", "last_error")
+            for k in ("session", "db_path", "written_chunks", "failed_chunks", "dropped",
+                      "queue_depth", "write_errors", "last_error", "uncommitted_s")
         }  # fmt: skip
         return jsonable(st)
 
@@ -336,18 +390,20 @@ class Daemon:
     ) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        try:
-            R.validate_patient(patient)
-        except R.RecorderError as e:
-            raise rpc.InvalidParams(str(e)) from None
-        if protocol is not None and (not isinstance(protocol, str) or len(protocol) > 200):
-            raise rpc.InvalidParams("protocol must be a string of at most 200 characters")
-        assist = _check_assist(assist)
+        # Every text field is checked before anything starts or is recorded (no stub rows).
+        problem = patient_problem(patient) or (
+            None if protocol is None else text_problem("protocol", protocol)
+        )
+        if problem:
+            raise rpc.InvalidParams(problem)
+        assist = _check_assist(assist, self.controller.joints)
         with self.pump.lock:
             if self.controller.session is not None or self.recorder.active_session is not None:
                 raise rpc.Refused(
                     f"a session is already running (session {self._session_id}); stop it first"
                 )
+            self._check_free_space()
+            registered = self._patient_model(patient)
             try:
                 info = self.controller.start_session(patient, protocol, assist)
             except ControllerError as e:
@@ -370,16 +426,44 @@ class Daemon:
                 raise rpc.RpcError(rpc.INTERNAL_ERROR, f"cannot record the session: {e}") from e
             self._session_id = sid
             self._record_event(
-                "session_start", {"patient": patient, "protocol": protocol, "gains": info.gains}
-            )
+                "session_start",
+                {"patient": patient, "protocol": protocol, "gains": info.gains,
+                 "registry_version": None if registered is None else registered["version"]},
+            )  # fmt: skip
         self.notifier.status(f"session {sid} running (patient {patient})")
         log.info("session_started", session_id=sid, patient=patient, protocol=protocol,
                  gains=info.gains)  # fmt: skip
-        return {"session_id": sid, "patient": patient, "protocol": protocol, "gains": info.gains}
+        return {
+            "session_id": sid,
+            "patient": patient,
+            "protocol": protocol,
+            "gains": info.gains,
+            "registry_version": None if registered is None else registered["version"],
+        }
+
+    def _check_free_space(self) -> None:
+        """Refuse a session whose recording the data disk has no room for: about
+        ``recording_bytes_per_s`` for ``service.recording_reserve_s`` seconds, and its log."""
+        need_s = self.svc.recording_reserve_s
+        rate = recording_bytes_per_s(self.cfg, self.controller.n_synergies)
+        need = recording_bytes_needed(self.cfg, self.controller.n_synergies, need_s)
+        try:
+            free = R.free_bytes(self.svc.data_dir)
+        except OSError as e:
+            raise rpc.Refused(f"cannot tell the free space of {self.svc.data_dir}: {e}") from None
+        if free < need:
+            raise rpc.Refused(
+                f"not enough free disk space to record a session: {self.svc.data_dir} has "
+                f"{free / 1e6:.1f} MB free, and {need_s:g} s of recording "
+                f"(service.recording_reserve_s) needs about {need / 1e6:.1f} MB at "
+                f"{rate / 1e3:.0f} kB/s. Free space on that disk, or shorten "
+                "service.recording_reserve_s"
+            )
 
     def rpc_session_stop(self, reason: str = "stopped by clinician") -> dict[str, Any]:
-        if not isinstance(reason, str) or len(reason) > 200:
-            raise rpc.InvalidParams("reason must be a string of at most 200 characters")
+        problem = text_problem("reason", reason)  # before stopping: the reason is recorded
+        if problem:
+            raise rpc.InvalidParams(problem)
         if self.controller.session is None:
             raise rpc.Refused("no session is running")
         return self._stop_session(reason)
@@ -387,14 +471,15 @@ class Daemon:
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        gains = _check_assist(gains)
+        gains = _check_assist(gains, self.controller.joints)
         if gains is None:
             raise rpc.InvalidParams("gains: give a number or {joint: gain}")
         try:
             applied = self.controller.set_assist(gains)
         except ControllerError as e:
             raise rpc.Refused(str(e)) from None
-        self._record_event("assist_change", {"gains": applied})
+        # every joint's level after the change, and which ones the change named
+        self._record_event("assist_change", {"gains": applied, "set": gains})
         log.info("assist_changed", gains=applied)
         # What happens to assistance depends on these two; the CLI says it in words.
         return {
@@ -419,8 +504,16 @@ class Daemon:
         state = self.controller.safety_state.name
         if not ok:
             active, degraded = self.controller.active_conditions
+            why = "inputs are not all healthy yet"
+            if "recording_stalled" in active:
+                why = (
+                    "the session's recording is still failing "
+                    f"({self.recorder.stats()['last_error'] or 'nothing committed'}), and no "
+                    "assistance runs unrecorded: free space on the data disk, or stop the "
+                    "session"
+                )
             raise rpc.Refused(
-                f"fault not cleared (state {state}): inputs are not all healthy yet",
+                f"fault not cleared (state {state}): {why}",
                 {"active": active, "degraded": degraded},
             )
         self._record_event("fault_clear", {"state": state})
@@ -478,13 +571,15 @@ class Daemon:
             raise rpc.InvalidParams(str(e)) from None
 
 
-def _check_assist(assist: Any) -> Any:
+def _check_assist(assist: Any, joints: Any = None) -> Any:
+    """Levels as the RPC caller gave them; a bad level, an empty mapping or (with ``joints``)
+    an unknown joint is the caller's error (invalid params), not a refusal."""
     from exoctl.control.assist_level import AssistLevelError, check_levels
 
     if assist is None:
         return None
     try:
-        return check_levels(assist)  # joint names are the controller's to check
+        return check_levels(assist, joints)
     except AssistLevelError as e:
         raise rpc.InvalidParams(str(e)) from None
 

@@ -51,6 +51,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "Exoskeleton motors switched off",
         "the exoskeleton turned its motors off by itself (restart or its own protection)",
     ),
+    "recording_stalled": (
+        "Recording failed",
+        "the session's data could not be written to disk (disk full or failing), and no "
+        "assistance runs unrecorded: free space on the data disk, or stop the session",
+    ),
     "control_loop_died": (
         "Controller stopped",
         "the control program stopped unexpectedly; the session was ended",

@@ -17,6 +17,7 @@ exoctl.service.export. The store's names used by the daemon, the CLI and the tes
 
 from __future__ import annotations
 
+import math
 import queue
 import secrets
 import threading
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from exoctl import __version__
+from exoctl.control.safety import RecordingHealth
 from exoctl.service import store
 from exoctl.service.store import (  # noqa: F401  (re-exported, see the docstring)
     DB_SUFFIX,
@@ -38,6 +40,7 @@ from exoctl.service.store import (  # noqa: F401  (re-exported, see the docstrin
     RecorderError,
     file_identity,
     find_session,
+    free_bytes,
     iter_session_files,
     list_patients,
     list_sessions,
@@ -92,9 +95,20 @@ class Recorder:
         self._submitted = 0
         self._session: str | None = None  # read by submitters without a lock (atomic ref)
         self._closed = False
+        self.health = RecordingHealth()
+        """When the open session's data was last committed cleanly: the controller's
+        recording watchdog reads it (``Controller(recording=...)``)."""
+        self.last_close_problem: str | None = None
+        """Why the last session's file could not be finished (None: it was)."""
         store.ensure_dir(self.data_dir)
         self._writer = SessionWriter(
-            self._q, self.data_dir, self.flush_interval_s, clock, dict(taps or {}), self._drops
+            self._q,
+            self.data_dir,
+            self.flush_interval_s,
+            clock,
+            dict(taps or {}),
+            self._drops,
+            self.health,
         )
         self._thread = threading.Thread(
             target=self._writer.run, name="exoctl-recorder", daemon=True
@@ -197,12 +211,16 @@ class Recorder:
         return sid
 
     def stop_session(self, end_reason: str = "stopped", *, timeout_s: float = 10.0) -> str | None:
-        """Flush everything queued, write the stop time and reason, close the file."""
+        """Flush everything queued, write the stop time and reason, close the file.
+
+        The file is closed also when the disk refuses the last writes (full or failing):
+        then ``last_close_problem`` says why it is unfinished, and what was committed before
+        stays readable."""
         sid = self._session
         if sid is None:
             return None
         self._session = None  # new submissions are refused from here on
-        self._control("close", {"end_reason": end_reason}, timeout_s)
+        self.last_close_problem = self._control("close", {"end_reason": end_reason}, timeout_s)
         return sid
 
     def flush(self, timeout_s: float = 10.0) -> None:
@@ -228,8 +246,11 @@ class Recorder:
             "submitted": self._submitted,
             "dropped": dropped,
             "dropped_by_stream": by_stream,
-            "written_chunks": w.written_chunks,
+            "written_chunks": w.written_chunks,  # committed to disk
             "written_events": w.written_events,
+            "failed_chunks": w.failed_chunks,  # lost to write errors
+            "failed_events": w.failed_events,
+            "uncommitted_s": self.uncommitted_s(),
             "commits": w.commits,
             "queue_depth": self._q.qsize(),
             "queue_capacity": self._q.maxsize,
@@ -237,6 +258,11 @@ class Recorder:
             "last_error": w.last_error,
             "writer_alive": self._thread.is_alive(),
         }
+
+    def uncommitted_s(self) -> float | None:
+        """Seconds since the open session's last clean commit (None: no session open)."""
+        ok_at = self.health.ok_at
+        return None if math.isinf(ok_at) else round(time.monotonic() - ok_at, 3)
 
     def _control(self, op: str, args: dict[str, Any], timeout_s: float) -> Any:
         if not self._thread.is_alive():

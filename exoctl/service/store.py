@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from exoctl.errors import ExoctlError
+from exoctl.service.fields import PATIENT_RE, patient_problem, session_id_problem
+from exoctl.service.fields import SESSION_RE as SESSION_RE  # the recorder re-exports it
 
 SCHEMA_VERSION = 2
-PATIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SESSION_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 DB_SUFFIX = ".sqlite"
 # The safety layer's states in version-1 files (SafetyState 0..4 then), by column name.
 LEGACY_LEVELS = {"safety_state": ("NORMAL", "DEGRADED", "SAFE_STOP", "FAULT_LATCHED", "ESTOP")}
@@ -99,19 +98,16 @@ class RecorderError(ExoctlError, RuntimeError):
 
 def validate_patient(patient: str) -> str:
     """Patient ids become directory names, so they are restricted to a safe alphabet."""
-    if not isinstance(patient, str) or not PATIENT_RE.match(patient):
-        raise RecorderError(
-            f"invalid patient id {patient!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    problem = patient_problem(patient)
+    if problem:
+        raise RecorderError(problem)
     return patient
 
 
 def validate_session_id(session_id: str) -> str:
-    if not isinstance(session_id, str) or not SESSION_RE.match(session_id):
-        raise RecorderError(
-            f"invalid session id {session_id!r}: expected e.g. 20260101T120000Z-0a1b2c"
-        )
+    problem = session_id_problem(session_id)
+    if problem:
+        raise RecorderError(problem)
     return session_id
 
 
@@ -178,6 +174,12 @@ def insert_stream_meta(conn: sqlite3.Connection, name: str, meta: dict[str, Any]
             None if levels is None else json.dumps(list(levels)),
         ),
     )
+
+
+def free_bytes(path: str | Path) -> int:
+    """Bytes that an unprivileged writer may still use on the disk holding ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
 
 
 def ensure_dir(path: Path) -> None:
@@ -271,7 +273,7 @@ def list_patients(data_dir: str | Path) -> list[dict[str, Any]]:
     if not base.exists():
         return []
     rows = []
-    for d in sorted(p for p in base.iterdir() if p.is_dir() and PATIENT_RE.match(p.name)):
+    for d in sorted(p for p in base.iterdir() if p.is_dir() and PATIENT_RE.fullmatch(p.name)):
         files = sorted(d.glob(f"*{DB_SUFFIX}"))
         rows.append(
             {

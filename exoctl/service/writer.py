@@ -4,12 +4,20 @@ Only this thread touches the SQLite connection; the recorder (exoctl.service.rec
 the queue and waits on control items. Items are applied in queue order, so a ``close`` sees
 every chunk queued before it. Commits happen at least every ``flush_interval_s`` while there
 is data, and on every control item. A SQLite error never ends the thread: it is counted and
-its message kept (``write_errors``, ``last_error``), and the recording carries on.
+its message kept (``write_errors``, ``last_error``), the open transaction is rolled back (its
+chunks and events count as failed, never as written: SQLite may have dropped them already, as
+it does on a full disk), and the recording carries on.
+
+Health, for the safety layer: ``health.ok_at`` is the time of the last commit with no write
+error since the one before, +inf while no session is open. The control loop compares it with
+its clock (the recording watchdog), so a full or failing disk removes assistance.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import queue
 import sqlite3
@@ -22,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.control.safety import RecordingHealth
 from exoctl.service import store
 
 Tap = Callable[[str, np.ndarray, np.ndarray], None]
@@ -82,6 +91,7 @@ class SessionWriter:
         clock: Callable[[], float],
         taps: dict[str, Tap],
         drops: DropCounter,
+        health: RecordingHealth | None = None,
     ) -> None:
         self.q = q
         self.data_dir = data_dir
@@ -89,8 +99,14 @@ class SessionWriter:
         self.clock = clock
         self.taps = taps
         self.drops = drops
-        self.written_chunks = 0
+        self.health = health if health is not None else RecordingHealth()
+        self.written_chunks = 0  # committed
         self.written_events = 0
+        self.failed_chunks = 0  # lost to a write error (rolled back)
+        self.failed_events = 0
+        self._pending_chunks = 0  # written into the open transaction, not yet committed
+        self._pending_events = 0
+        self._clean = True  # no write error since the last commit
         self.commits = 0
         self.write_errors = 0
         self.last_error: str | None = None
@@ -117,7 +133,7 @@ class SessionWriter:
                 elif isinstance(item, Event):
                     if self._conn is not None:
                         store.insert_event(self._conn, item.t, item.kind, item.detail)
-                        self.written_events += 1
+                        self._pending_events += 1
                         self._dirty = True
                 elif isinstance(item, Control) and self._control(item):
                     return
@@ -126,8 +142,21 @@ class SessionWriter:
                     self._commit(self._conn)
             except sqlite3.Error as e:
                 # Never let the writer die silently: count, keep the message, carry on.
-                self.write_errors += 1
-                self.last_error = f"{type(e).__name__}: {e}"
+                self._failed(e)
+
+    def _failed(self, e: sqlite3.Error) -> None:
+        """A write error: count it, roll the open transaction back and count what it held
+        as failed. The health time stays where it was until a clean commit."""
+        self.write_errors += 1
+        self.last_error = f"{type(e).__name__}: {e}"
+        self._clean = False
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+        self.failed_chunks += self._pending_chunks
+        self.failed_events += self._pending_events
+        self._pending_chunks = self._pending_events = 0
+        self._dirty = False
 
     def _control(self, item: Control) -> bool:
         """Apply one control item; True when the thread must end."""
@@ -140,8 +169,7 @@ class SessionWriter:
                 self._dirty = False
             elif item.op == "close":
                 if conn is not None:
-                    self._report_drops(conn)
-                    self._close_db(conn, item.args["end_reason"])
+                    item.result = self._close_db(conn, item.args["end_reason"])
             elif item.op == "flush":
                 if conn is not None:
                     self._commit(conn)
@@ -158,9 +186,19 @@ class SessionWriter:
     def _commit(self, conn: sqlite3.Connection) -> None:
         self._report_drops(conn)
         conn.commit()
+        self._committed()
+
+    def _committed(self) -> None:
+        """After a commit that succeeded: what it held is written; a clean one is health."""
         self.commits += 1
-        self._last_commit = time.monotonic()
+        self._last_commit = now = time.monotonic()
         self._dirty = False
+        self.written_chunks += self._pending_chunks
+        self.written_events += self._pending_events
+        self._pending_chunks = self._pending_events = 0
+        if self._clean:
+            self.health.ok_at = now
+        self._clean = True
 
     def _write_chunk(self, conn: sqlite3.Connection, c: Chunk) -> None:
         a = c.data
@@ -178,7 +216,7 @@ class SessionWriter:
                 None if c.t is None else c.t.tobytes(),
             ),
         )
-        self.written_chunks += 1
+        self._pending_chunks += 1
         tap = self.taps.get(c.stream)
         if tap is not None:
             times = c.t if c.t is not None else np.full(a.shape[0], c.t0)
@@ -196,7 +234,7 @@ class SessionWriter:
                 "by_stream_total": by_stream,
             }
             store.insert_event(conn, self.clock(), "recorder_overflow", detail)
-            self.written_events += 1
+            self._pending_events += 1
             self._dropped_reported = total
 
     def _open_db(self, a: dict[str, Any]) -> sqlite3.Connection:
@@ -206,6 +244,18 @@ class SessionWriter:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
         conn = store.connect(path)
+        try:
+            self._create(conn, a)
+        except BaseException:
+            conn.close()  # a file that cannot be set up (a full disk) keeps no descriptor
+            raise
+        self._pending_chunks = self._pending_events = 0
+        self._clean = True
+        self._committed()
+        self.db_path = path
+        return conn
+
+    def _create(self, conn: sqlite3.Connection, a: dict[str, Any]) -> None:
         conn.executescript(store.SCHEMA)
         conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION}")
         m: store.Artifact = a["model"]
@@ -233,23 +283,30 @@ class SessionWriter:
         for name, meta in a["streams"].items():
             store.insert_stream_meta(conn, name, meta)
         conn.commit()
-        self.commits += 1
-        self._last_commit = time.monotonic()
-        self.db_path = path
-        return conn
 
-    def _close_db(self, conn: sqlite3.Connection, end_reason: str) -> None:
-        self._conn = None
-        self._dirty = False
+    def _close_db(self, conn: sqlite3.Connection, end_reason: str) -> str | None:
+        """Commit what is left, the stop time and reason, and close the file (always, also
+        on a full disk). Returns None, or why the file could not be finished: what was
+        committed before stays readable."""
+        self.health.ok_at = math.inf  # no session: nothing is required of the disk
+        problem = None
         try:
+            self._report_drops(conn)
             conn.execute(
                 "UPDATE sessions SET stop_time=?, stop_mono=?, end_reason=?",
                 (time.time(), self.clock(), end_reason),
             )
             conn.commit()
-            self.commits += 1
+            self._committed()
             # Fold the WAL back so the closed session is one self-contained file.
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            self._failed(e)
+            problem = self.last_error
         finally:
+            self._conn = None
+            self._dirty = False
+            self.health.ok_at = math.inf
             conn.close()
             self.db_path = None
+        return problem

@@ -7,7 +7,13 @@ mvc: [..]            # per muscle, in the units of the conditioned EMG (band-pas
                      # enveloped by exoctl.signal.dsp with the estimator's filter settings)
 synergies: {k: 4, vaf: 0.95, W: [[..k values..], ...]}   # one row per muscle, in muscles order
 source: {...}        # free-form provenance (dataset, trials, filters, VAF per K, date)
+gain: {soleus_r: 1.2, ...}   # optional: a later session's per-channel electrode gain
 ```
+
+``gain`` is what ``exoctl adapt --session`` finds (exoctl/training/matched_gain.py): the
+chain divides each channel by ``mvc x gain``, so the model sees the envelope the calibration
+session would have given. A model stays tied to the calibration's fingerprint (muscles, MVC,
+W), which the gain leaves alone: a gain is a per-session correction, not a new calibration.
 
 Written by ``exoctl calibrate``, read by the estimator and the daemon. A calibration only makes
 sense for the muscles it was computed on, in that order, so ``check_muscles`` refuses a
@@ -30,6 +36,7 @@ from exoctl.errors import DataError
 __all__ = ["FORMAT", "Calibration", "CalibrationError", "load_calibration"]
 
 FORMAT = "exoctl-calibration/1"
+GAIN_MIN, GAIN_MAX = 0.1, 10.0  # a session gain outside this is a broken electrode
 
 
 class CalibrationError(DataError):
@@ -43,6 +50,7 @@ class Calibration:
     W: np.ndarray
     vaf: float
     source: dict[str, Any] = field(default_factory=dict)
+    gain: np.ndarray | None = None  # per muscle; None: 1 (see the module docstring)
 
     def __post_init__(self) -> None:
         muscles = tuple(str(m) for m in self.muscles)
@@ -67,6 +75,17 @@ class Calibration:
             )
         if not np.all(np.isfinite(W)) or W.min() < 0:
             raise CalibrationError("synergy matrix W must be finite and non-negative")
+        if self.gain is not None:
+            gain = np.array(self.gain, dtype=np.float64).reshape(-1)
+            if gain.shape != (m,):
+                raise CalibrationError(f"gain has {gain.size} values for {m} muscles")
+            bad = [muscles[i] for i in range(m) if not (GAIN_MIN <= gain[i] <= GAIN_MAX)]
+            if bad:
+                raise CalibrationError(
+                    f"gain must be within {GAIN_MIN:g}-{GAIN_MAX:g}; bad for {bad}"
+                )
+            gain.setflags(write=False)
+            object.__setattr__(self, "gain", gain)
         mvc.setflags(write=False)
         W.setflags(write=False)
         object.__setattr__(self, "mvc", mvc)
@@ -77,6 +96,19 @@ class Calibration:
     @property
     def k(self) -> int:
         return int(self.W.shape[1])
+
+    @property
+    def mvc_in_use(self) -> np.ndarray:
+        """What the chain divides by: the MVC times the session gain, when there is one."""
+        return self.mvc if self.gain is None else self.mvc * self.gain
+
+    def with_gain(self, gain: np.ndarray | None, note: dict[str, Any] | None = None) -> Calibration:
+        """The same calibration with a session gain (``note``: where the gain came from)."""
+        src = dict(self.source)
+        src.pop("path", None)
+        if note is not None:
+            src["gain_from"] = note
+        return Calibration(self.muscles, self.mvc, self.W, self.vaf, src, gain)
 
     def check_muscles(self, expected: Sequence[str]) -> None:
         """Refuse to be used with a configuration whose channel-to-muscle map differs."""
@@ -110,6 +142,11 @@ class Calibration:
                 "W": [[float(v) for v in row] for row in self.W],
             },
             "source": _plain(self.source),
+            **(
+                {}
+                if self.gain is None
+                else {"gain": {m: float(g) for m, g in zip(self.muscles, self.gain, strict=True)}}
+            ),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -198,12 +235,23 @@ def load_calibration(path: str | Path) -> Calibration:
     if not isinstance(source, dict):
         raise CalibrationError(f"{path}: source: must be a mapping")
     source = {**source, "path": str(path)}
-    unknown = sorted(set(raw) - {"format", "muscles", "mvc", "synergies", "source"})
+    unknown = sorted(set(raw) - {"format", "muscles", "mvc", "synergies", "source", "gain"})
     if unknown:
         raise CalibrationError(
-            f"{path}: unknown key(s) {unknown}; allowed: format, muscles, mvc, synergies, source"
+            f"{path}: unknown key(s) {unknown}; allowed: format, muscles, mvc, synergies, "
+            "source, gain"
         )
+    gain_arr = None
+    if raw.get("gain") is not None:
+        g = raw["gain"]
+        if not isinstance(g, dict) or sorted(g) != sorted(muscles):
+            raise CalibrationError(
+                f"{path}: gain: must map every muscle ({', '.join(muscles)}) to a factor"
+            )
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in g.values()):
+            raise CalibrationError(f"{path}: gain: factors must be numbers")
+        gain_arr = np.array([float(g[m]) for m in muscles])
     try:
-        return Calibration(tuple(muscles), mvc_arr, W_arr, float(v), source)
+        return Calibration(tuple(muscles), mvc_arr, W_arr, float(v), source, gain_arr)
     except CalibrationError as e:
         raise CalibrationError(f"{path}: {e}") from None

@@ -223,12 +223,13 @@ class SignalChain:
 
     @classmethod
     def from_config(cls, cfg: Any, calibration: Any, max_chunk: int = CHUNK) -> SignalChain:
-        """The live chain: the configuration's settings and EMG rate, the calibration's MVC/W."""
+        """The live chain: the configuration's settings and EMG rate, the calibration's MVC
+        (times its session gain, when it has one) and W."""
         return cls(
             ChainSettings.from_config(cfg),
             cfg.emg.sampling_rate_hz,
             len(cfg.emg.muscles),
-            mvc=calibration.mvc,
+            mvc=getattr(calibration, "mvc_in_use", calibration.mvc),
             W=calibration.W,
             max_chunk=max_chunk,
         )

@@ -17,6 +17,15 @@ from .command_common import _NO_TORCH, _calibration_path, _cfg, _say, _torch_or_
 def cmd_adapt(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     say = _say(out)
+    if getattr(args, "session", None):
+        return _adapt_session(args, out)
+    missing = [f"--{k}" for k in ("model", "data", "out") if getattr(args, k, None) is None]
+    if missing:
+        return fail(
+            f"adapt: give --session ID (a recorded warm-up), or {', '.join(missing)} "
+            "(a dataset adaptation)",
+            EXIT_USAGE,
+        )
     if not _torch_or_none():
         return fail(_NO_TORCH, EXIT_USAGE)
     from exoctl.config.schema import ConfigError
@@ -112,3 +121,70 @@ def _core_metadata(info) -> dict:
     elif info.input_kind == "sums":
         doc["input"] = sums_input(info.lags, info.tick_rate_hz)
     return doc
+
+
+def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:
+    """``exoctl adapt --session ID``: numpy only; the guard decides, the clinician accepts."""
+    import json
+
+    from exoctl.cli_policy import EXIT_REFUSED, emit_json
+    from exoctl.config.schema import ConfigError
+    from exoctl.service.registry import Registry
+    from exoctl.service.store import RecorderError
+    from exoctl.signal.calibration import CalibrationError
+
+    from .session_adapt import adapt_session, format_report, write_outputs
+
+    try:
+        cfg = _cfg(args)
+        data_dir = Path(cfg.service.data_dir)
+        reference = args.reference
+        registry = Registry(data_dir)
+        if reference is None:
+            from exoctl.service import recorder as R
+
+            with R.open_session_db(R.find_session(data_dir, args.session)) as conn:
+                patient = R.session_info(conn, args.session)["patient"]
+            cur = registry.current(patient)
+            reference = (cur or {}).get("reference_session")
+            if reference is None:
+                return fail(
+                    f"adapt: patient {patient} has no reference recording in the model "
+                    "registry; give --reference ID (a session recorded with the model's own "
+                    "calibration)",
+                    EXIT_USAGE,
+                )
+        res = adapt_session(cfg, data_dir, args.session, reference)
+        if args.out is not None:
+            rep_path = write_outputs(res, args.out)
+            res.report["proposed_calibration"] = (
+                str(args.out) if res.calibration is not None else None
+            )
+            rep_path.write_text(json.dumps(res.report, indent=2) + "\n")
+        accepted = res.verdict.accepted
+        if args.accept and accepted:
+            if args.out is None:
+                return fail("adapt: --accept needs --out (where the calibration goes)", EXIT_USAGE)
+            model = res.report["model"]
+            version = registry.accept(
+                res.report["patient"], model, args.out,
+                sources=[f"reference session {reference}", f"warm-up session {args.session}"],
+                gain=res.report["gain"], scores=res.report, reference_session=reference,
+            )  # fmt: skip
+            res.report["registry_version"] = version
+        if args.json:
+            emit_json(res.report)
+        else:
+            print(format_report(res.report), file=out)
+            if "registry_version" in res.report:
+                print(
+                    f"accepted: model version {res.report['registry_version']} is now patient "
+                    f"{res.report['patient']}'s current one",
+                    file=out,
+                )
+        if args.accept and not accepted:
+            return fail("adapt: the guard refused this adaptation; nothing was changed",
+                        EXIT_REFUSED)  # fmt: skip
+        return 0
+    except (RecorderError, CalibrationError, ConfigError, ValueError, OSError) as e:
+        return fail(str(e), EXIT_ERROR)

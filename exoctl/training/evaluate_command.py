@@ -40,11 +40,15 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return fail(str(e), EXIT_ERROR)
 
 
-def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
+def _score(
+    cfg, path: Path, calibration: Path, ds, trials, window: tuple[float | None, float | None]
+) -> dict:
     """One model over a dataset's trials, through onnxruntime: metrics and the series.
 
     A window model is scored at the tick rate it was made for (the configuration's control
-    rate only matters to the controller, which refuses another)."""
+    rate only matters to the controller, which refuses another). ``window`` (``--from``,
+    ``--to``): only the ticks in it are scored, on each trial's own time axis (tick i of a
+    trial is at its first sample's time + i / tick rate, as ``exoctl hil --replay`` maps it)."""
     import numpy as np
 
     from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
@@ -76,11 +80,24 @@ def _score(cfg, path: Path, calibration: Path, ds, trials) -> dict:
     )
     _check_signal_kind(path, info.extra.get("emg_signal"), data.emg_signal)
     mass = data.body_mass_kg
-    scored, y, yhat = score_sets(path, data.sets, info.joints, mass)
+    ticks = None
+    if window != (None, None):
+        lo, hi = (
+            (-np.inf if window[0] is None else window[0]),
+            (np.inf if window[1] is None else window[1]),
+        )
+        ticks = []
+        for ts in data.sets:
+            t = float(ds.load_trial(ts.name).t[0]) + np.arange(ts.n) / ts.tick_rate_hz
+            tt = np.flatnonzero((t >= lo - 1e-9) & (t <= hi + 1e-9) & (np.arange(ts.n) >= ts.warm))
+            if not tt.size:
+                raise ValueError(f"trial {ts.name}: no tick between --from and --to")
+            ticks.append(tt)
+    scored, y, yhat = score_sets(path, data.sets, info.joints, mass, ticks)
     per_trial = {}
     start = 0
-    for ts in data.sets:
-        n = ts.n - ts.warm
+    for i, ts in enumerate(data.sets):
+        n = ts.n - ts.warm if ticks is None else len(ticks[i])
         per_trial[ts.name] = joint_metrics(y[start : start + n], yhat[start : start + n],
                                            info.joints, mass)  # fmt: skip
         start += n
@@ -142,12 +159,13 @@ def _evaluate(args, say, out) -> int:
     cal = _calibration_path(args.model, args.calibration, cfg)
     compare = {other: _calibration_path(other, None, cfg) for other in args.compare or ()}
     ds = load_dataset(args.data)
-    result = _score(cfg, args.model, cal, ds, args.trials)
+    window = (getattr(args, "from_s", None), getattr(args, "to_s", None))
+    result = _score(cfg, args.model, cal, ds, args.trials, window)
     y, yhat, joints = result.pop("_series")
     result["data"] = str(args.data)
     others = {}
     for other, other_cal in compare.items():
-        r = _score(cfg, other, other_cal, ds, args.trials)
+        r = _score(cfg, other, other_cal, ds, args.trials, window)
         r.pop("_series")
         others[str(other)] = r
     if others:

@@ -31,6 +31,7 @@ from exoctl.estimation.torque_model import feature_names, kinematic_feature_name
 from exoctl.signal.calibration import Calibration
 from exoctl.signal.chain import ChainSettings, SignalChain, synergy_activations
 from exoctl.signal.synergy import choose_k
+from exoctl.signal.tick_grid import carry_columns, samples_per_tick, seen_time
 from exoctl.training.linear_model import condition
 
 __all__ = [
@@ -159,10 +160,6 @@ def tick_features(
     )  # fmt: skip
 
 
-def _interp_columns(t_out: np.ndarray, t_in: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.interp(t_out, t_in, x[:, c]) for c in range(x.shape[1])])
-
-
 def signal_ticks(
     spec: TickSpec,
     cal: Calibration,
@@ -202,9 +199,8 @@ def signal_ticks(
             "has no angles; train with --no-kinematics or give angle files"
         )
     ang = None if angles is None else np.asarray(angles, dtype=np.float64).reshape(-1, nj)
-    ratio = fs / rate
-    if ratio >= 1.0 and abs(ratio - round(ratio)) < 1e-9:
-        spt = int(round(ratio))
+    spt = samples_per_tick(fs, rate)
+    if spt is not None:
         a_full = SignalChain(chain, fs, m, mvc=cal.mvc).activations(emg)
         idx = np.arange(spt - 1, n, spt)
         a = a_full[idx]
@@ -218,17 +214,17 @@ def signal_ticks(
         env = emg if kind == "enveloped" else SignalChain(chain, fs, m).envelope(emg)
         t_src = np.arange(n) / fs
         t_tick = np.arange(int(np.floor((n - 1) / fs * rate + 1e-9)) + 1) / rate
-        seen = np.maximum(t_tick - 1.0 / fs, 0.0)  # one source sample late: causal
-        e = _interp_columns(seen, t_src, env)
+        seen = seen_time(t_tick, fs)  # one source sample late: causal (as the live estimator)
+        e = carry_columns(seen, t_src, env)
         a = SignalChain(chain.with_input("enveloped"), rate, m, mvc=cal.mvc).activations(e)
         kin = None
         if kinematics:
             assert ang is not None  # refused above without angles
             vel = np.asarray(np.gradient(ang, 1.0 / fs, axis=0)) if n > 1 else np.zeros_like(ang)
-            kin = np.hstack([_interp_columns(seen, t_src, ang), _interp_columns(seen, t_src, vel)])
+            kin = np.hstack([carry_columns(seen, t_src, ang), carry_columns(seen, t_src, vel)])
         y = None
         if torque is not None:
-            y = _interp_columns(t_tick, t_src, np.asarray(torque, dtype=np.float64).reshape(-1, nj))
+            y = carry_columns(t_tick, t_src, np.asarray(torque, dtype=np.float64).reshape(-1, nj))
         mode = f"resampled from {fs:g} Hz"
     h = synergy_activations(cal.W, a)
     parts = [h, a] + ([kin] if kin is not None else [])

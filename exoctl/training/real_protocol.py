@@ -23,6 +23,13 @@ measured joint moments as they are (inverse-dynamics spikes included). Rows:
 - ``moco``: calibration (K by VAF 90 %) and the chain on a second lab's 2 kHz envelopes with
   1 kHz moments, at 500 Hz and 1 kHz ticks: what comes out, no accuracy claim (one cycle).
 
+``live`` (within rows): the first seed's network run by the controller itself on the HIL bench, the
+trial replayed from the start of its scored tail (``exoctl hil --replay``: the EMG over LSL at
+its own rate, the angles as the emulated firmware's telemetry, 10 s of the head streamed first
+while the controller starts), scored on its ticks against the measured moments with no delay
+compensation. It runs with the real-time set-up of the exoskeleton PC (SCHED_FIFO, as the HIL
+tests ask for it): on a loaded machine without it, late ticks and stale telemetry lower it.
+
 Beside every row: the lagged-ridge baseline (every per-tick feature: synergy and muscle
 activations, joint angles and velocities, at lags 0-200 ms; penalty chosen on the training
 part's last 20 %) fitted on the same training ticks, and, for context only, the R^2 that the
@@ -47,32 +54,40 @@ import numpy as np
 
 from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 from exoctl.config.schema import load_config
-from exoctl.data.calibrate import calibrate_trials
+from exoctl.data.calibrate import calibrate_trials, condition_trial
 from exoctl.data.dataset import Trial, load_dataset
 from exoctl.signal.chain import ChainSettings
 
+from .adapt_guard import agreement, judge
+from .evaluation import predict
+from .features import TickSet
+from .matched_gain import estimate_gain, joint_state
 from .metrics import joint_metrics, summarise
-from .pipeline import DataSource, TickData, split_tail, trial_tick_sets
+from .pipeline import DataSource, TickData, sidecar, split_tail, trial_tick_sets
 from .workflow import (
     NetworkRecipe,
-    adapt_model,
     fit_network_model,
     fit_ridge_model,
     score_sets,
+    task_change,
 )
 
 __all__ = ["ROW_GROUPS", "format_table", "run"]
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets"
-ROW_GROUPS = ("within", "cross", "falisse", "moco")
+ROW_GROUPS = ("within", "later", "guard", "falisse", "moco")
 TRAIN_FRACTION = 0.8
 CEILING_LOWPASS_HZ = 10.0
 FALISSE_REPEATS = 3
 
 # The network recipe the protocol trains with (chosen on training data: see docs/adaptation.md)
 RECIPE = NetworkRecipe(epochs=12, samples_per_epoch=20000)
-ADAPT = {"epochs": 4, "samples_per_epoch": 10000}
+SEEDS = (0, 1, 2)  # training seeds: every network row is trained once per seed
+DRIFT_RANGE = (0.5, 2.0)  # injected per-channel gain factors (log-uniform)
+GUARD_DRIFTS = 10  # drift draws per seed and target in the guard's cases
+WORSE = 0.01  # R^2 loss that makes an accepted adaptation a false accept
+GAIN = 0.02  # R^2 gain that makes a refused adaptation a false refusal
 
 Say = Callable[[str], None]
 
@@ -115,15 +130,209 @@ def _ceiling(y: np.ndarray, rate: float, joints: Sequence[str]) -> dict:
     return summarise(joint_metrics(y, sosfiltfilt(sos, y, axis=0), joints))
 
 
+def kinematic_sets(sets: Sequence[TickSet]) -> list[TickSet]:
+    """The tick sets' joint angle and velocity columns only (the kinematics-only baseline)."""
+    out = []
+    for ts in sets:
+        cols = [i for i, n in enumerate(ts.names) if n.startswith(("angle:", "velocity:"))]
+        out.append(dataclasses.replace(ts, X=ts.X[:, cols], names=tuple(ts.names[i] for i in cols)))
+    return out
+
+
+def drift_factors(seed: int, m: int) -> np.ndarray:
+    """Per-channel gain factors, log-uniform in ``DRIFT_RANGE`` (a known electrode change)."""
+    lo, hi = DRIFT_RANGE
+    return np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), m))
+
+
+def over_seeds(scores: Sequence[dict], seeds: Sequence[int]) -> dict:
+    """Per-seed R^2 and their mean and spread (sd over seeds)."""
+    out: dict[str, Any] = {"seeds": []}
+    for s, seed in zip(scores, seeds, strict=True):
+        out["seeds"].append({"seed": seed, **{k: s[k] for k in ("r2_hip", "r2_knee") if k in s}})
+    for kind in ("hip", "knee"):
+        v = [s[f"r2_{kind}"] for s in scores if f"r2_{kind}" in s]
+        if v:
+            out[f"r2_{kind}"] = round(float(np.mean(v)), 5)
+            out[f"sd_{kind}"] = round(float(np.std(v)), 5)
+    return out
+
+
+def guard_rates(cases: Sequence[dict]) -> dict:
+    """False accepts (accepted, and worse than unadapted by more than ``WORSE`` on a joint)
+    and false refusals (refused, where adapting would have gained more than ``GAIN`` on a
+    joint and lost no more than ``WORSE`` on the other), over all cases."""
+    fa = fr = acc = 0
+    for c in cases:
+        d = [c["adapted"][f"r2_{k}"] - c["network"][f"r2_{k}"] for k in ("hip", "knee")]
+        accepted = c["adaptation"]["verdict"]["accepted"]
+        acc += accepted
+        if accepted and min(d) < -WORSE:
+            fa += 1
+            c["false_accept"] = True
+        if not accepted and max(d) > GAIN and min(d) >= -WORSE:
+            fr += 1
+            c["false_refuse"] = True
+    n = len(cases)
+    return {
+        "n": n,
+        "accepted": acc,
+        "false_accepts": fa,
+        "false_refusals": fr,
+        "false_accept_rate": fa / max(n, 1),
+        "false_refuse_rate": fr / max(n, 1),
+    }
+
+
+class LaterCase:
+    """A later-session case: a source part (the reference session, labelled), a target part
+    (the later session; its moments are read by the scoring only) and the models trained on
+    the source. ``n_cut`` without ``target``: the trial's first samples -> the rest;
+    ``target`` without ``n_cut``: all of one trial -> all of the other; both: the first
+    ``n_cut`` samples -> all of ``target`` (with ``share``'s models)."""
+
+    def __init__(self, p: _Protocol, ds, trial: Trial, n_cut, target, share=None) -> None:
+        self.p, self.ds, self.trial, self.n_cut, self.target = p, ds, trial, n_cut, target
+        src = trial if n_cut is None else _cut(trial, 0, n_cut)
+        chain = p.chain
+        if share is not None:
+            self.cal, self.models, self.source = share.cal, share.models, share.source
+        else:
+            self.cal = p._calibrate([src], ds.path)
+        self.rate = p.cfg.control.rate_hz
+        self.ref_env = condition_trial(src, chain)
+        self.ref_state = joint_state(_labelled(src.angles, src), src.fs_hz)
+        tt = _cut(trial, n_cut, None) if target is None else target
+        self.tgt_env = condition_trial(tt, chain)
+        self.tgt_state = joint_state(_labelled(tt.angles, tt), tt.fs_hz)
+        base = self._target_set(None)
+        if share is None:
+            if target is None:
+                data = p._ticks([trial], self.cal, ds.joints, ds.path)
+                full = data.sets[0]
+                head = dataclasses.replace(
+                    full, X=full.X[: self.tick_cut], y=_labelled(full.y, trial)[: self.tick_cut]
+                )
+            else:
+                data = p._ticks([trial], self.cal, ds.joints, ds.path)
+                head = data.sets[0]
+            self.source = [head]
+            tag = f"later_{trial.name}_{'half' if target is None else target.name}"
+            self.models = p._models(tag, self.source, data, self.cal)
+        self.base = base
+        self.ticks = np.arange(base.warm, base.n)
+        self.y = base.torques[self.ticks]
+        self.kin = predict(self.models["kinematics"], base, self.ticks)
+        self.scored = {
+            k: score_sets(self.models[k], [base], ds.joints)[0] for k in ("ridge", "kinematics")
+        }
+        self.changed = task_change(self.source, [base])
+
+    def _target_set(self, scale: np.ndarray | None) -> TickSet:
+        """The target's tick set, its EMG multiplied by ``scale`` (per channel)."""
+        ds, p = self.ds, self.p
+        if self.target is None:
+            emg = self.trial.emg.copy()
+            if scale is not None:
+                emg[self.n_cut :] *= scale
+            ts = p._ticks([dataclasses.replace(self.trial, emg=emg)], self.cal, ds.joints,
+                          ds.path).sets[0]  # fmt: skip
+            fs = self.trial.fs_hz
+            self.tick_cut = int(round(self.n_cut * ts.tick_rate_hz / fs))
+            return dataclasses.replace(ts, warm=max(ts.warm, self.tick_cut))
+        emg = self.target.emg if scale is None else self.target.emg * scale
+        tr = dataclasses.replace(self.target, emg=emg)
+        return p._ticks([tr], self.cal, ds.joints, ds.path).sets[0]
+
+    def _score(self, yhat: np.ndarray) -> dict:
+        per = joint_metrics(self.y, yhat, self.ds.joints)
+        return {"joints": per, **summarise(per)}
+
+    def adapt_and_score(self, i: int, drift: np.ndarray | None) -> dict:
+        """Network ``i`` on the target (with ``drift`` injected), unadapted and after the gain
+        step, the guard's verdict, and the model in use after ``adapt``."""
+        joints = self.ds.joints
+        net = self.models["networks"][i]
+        one = np.ones(self.tgt_env.shape[1])
+        d = one if drift is None else drift
+        t0 = time.monotonic()
+        gain = estimate_gain(
+            self.ref_env, self.ref_state, self.tgt_env * d, self.tgt_state, self.trial.muscles
+        )
+        drifted = self.base if drift is None else self._target_set(d)
+        un = predict(net, drifted, self.ticks)
+        if np.all(gain.factors == 1.0):
+            ad = un
+        else:
+            ad = predict(net, self._target_set(d / gain.factors), self.ticks)
+        verdict = judge(
+            gain, agreement(un, self.kin, joints), agreement(ad, self.kin, joints), self.changed
+        )
+        s_un, s_ad = self._score(un), self._score(ad)
+        adaptation = {
+            "gain": gain.to_dict(),
+            "verdict": verdict.to_dict(),
+            "seconds": round(time.monotonic() - t0, 2),
+        }
+        if drift is not None:
+            # the estimate against the injected factors, and against them times what the
+            # same step finds without injection (the later part's own change)
+            own = estimate_gain(
+                self.ref_env, self.ref_state, self.tgt_env, self.tgt_state, self.trial.muscles
+            ).raw_factors
+            adaptation["injected"] = [round(float(f), 4) for f in drift]
+            adaptation["factor_error"] = [
+                round(float(e), 4) for e in gain.raw_factors / drift - 1.0
+            ]
+            adaptation["factor_error_own_change_removed"] = [
+                round(float(e), 4) for e in gain.raw_factors / (drift * own) - 1.0
+            ]
+        out = {
+            "network": s_un,
+            "adapted": s_ad,
+            "in_use": s_ad if verdict.accepted else s_un,
+            "adaptation": adaptation,
+        }
+        if drift is not None:  # the lagged ridge sees the drift too
+            out["ridge"] = self._score(predict(self.models["ridge"], drifted, self.ticks))
+        return out
+
+
+def _kind_means(per: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """``summarise`` for figures that may be missing (None)."""
+    out: dict[str, float | None] = {}
+    for kind in ("hip", "knee"):
+        vals = [m["r2"] for j, m in per.items() if j.startswith(kind)]
+        if vals:
+            out[f"r2_{kind}"] = None if None in vals else round(float(np.mean(vals)), 5)
+    return out
+
+
+LIVE_PREROLL_S = 10.0
+LIVE_REALTIME = {"service": {"realtime_priority": 50}, "simulator": {"realtime_priority": 60}}
+
+
 class _Protocol:
-    def __init__(self, cfg, workdir: Path, recipe: NetworkRecipe, adapt: dict, say: Say) -> None:
+    def __init__(
+        self,
+        cfg,
+        workdir: Path,
+        recipe: NetworkRecipe,
+        seeds: Sequence[int],
+        say: Say,
+        live: bool = True,
+        config: Path | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.live = live
+        self.config = config
         self.chain = ChainSettings.from_config(cfg)
         self.workdir = workdir
         self.recipe = recipe
-        self.adapt = adapt
+        self.seeds = tuple(seeds)
         self.say = say
         self.rows: list[dict[str, Any]] = []
+        self._halves: dict[str, LaterCase] = {}
 
     def _calibrate(self, trials: Sequence[Trial], where: Path):
         return calibrate_trials(trials, where=where, chain=self.chain).calibration
@@ -133,15 +342,23 @@ class _Protocol:
             self.cfg, trials, cal, joints, where=where, kinematics=True, need_torque=True
         )
 
-    def _models(self, tag: str, heads, data: TickData, cal) -> tuple[Path, Path, Any, dict]:
+    def _models(self, tag: str, heads, data: TickData, cal) -> dict[str, Any]:
+        """The lagged ridge, the kinematics-only ridge and one network per seed."""
         src = [DataSource("dataset", None, tuple(h.name for h in heads), ())]
         ridge = self.workdir / f"{tag}_ridge.onnx"
         fit_ridge_model(ridge, heads, data, cal, src)
-        net_path = self.workdir / f"{tag}_net.onnx"
-        t0 = time.monotonic()
-        net, meta = fit_network_model(net_path, heads, data, cal, src, self.recipe)
-        self.say(f"  {tag}: network trained in {time.monotonic() - t0:.0f} s")
-        return ridge, net_path, net, meta
+        kin = self.workdir / f"{tag}_kinematics.onnx"
+        fit_ridge_model(kin, kinematic_sets(heads), data, cal, src)
+        nets = []
+        for seed in self.seeds:
+            net_path = self.workdir / f"{tag}_net{seed}.onnx"
+            t0 = time.monotonic()
+            fit_network_model(
+                net_path, heads, data, cal, src, dataclasses.replace(self.recipe, seed=seed)
+            )
+            self.say(f"  {tag}: network seed {seed} trained in {time.monotonic() - t0:.0f} s")
+            nets.append(net_path)
+        return {"ridge": ridge, "kinematics": kin, "networks": nets}
 
     def _row(self, name, train, test, joints, scored: dict, y, rate, **extra) -> None:
         row = {
@@ -156,6 +373,16 @@ class _Protocol:
         self.rows.append(row)
         self.say("  " + _row_line(row))
 
+    def _score_models(self, models: dict, sets, joints, ticks=None) -> tuple[dict, np.ndarray]:
+        scored: dict[str, Any] = {}
+        for label in ("ridge", "kinematics"):
+            s, y, _ = score_sets(models[label], sets, joints, ticks=ticks)
+            scored[label] = s
+        scored["network"] = over_seeds(
+            [score_sets(p, sets, joints, ticks=ticks)[0] for p in models["networks"]], self.seeds
+        )
+        return scored, y
+
     def within(self, ds) -> None:
         for name in ds.trial_names:
             trial = ds.load_trial(name)
@@ -163,54 +390,112 @@ class _Protocol:
             cal = self._calibrate([_cut(trial, 0, n_head)], ds.path)
             data = self._ticks([trial], cal, ds.joints, ds.path)
             head, tail = split_tail(data.sets[0], 1.0 - TRAIN_FRACTION)
-            ridge, net_path, _, _ = self._models(f"within_{name}", [head], data, cal)
-            scored = {}
-            for label, path in (("ridge", ridge), ("network", net_path)):
-                s, y, _ = score_sets(path, [tail], ds.joints)
-                scored[label] = {k: v for k, v in s.items() if k != "joints"}
-                scored[label]["joints"] = s["joints"]
+            models = self._models(f"within_{name}", [head], data, cal)
+            scored, y = self._score_models(models, [tail], ds.joints)
+            extra: dict[str, Any] = {}
+            if self.live:  # the first seed's network, run by the controller on the bench
+                net_path = models["networks"][0]
+                cal.save(sidecar(net_path, "calibration"))
+                start = float(trial.t[0]) + tail.warm / tail.tick_rate_hz
+                extra["live"] = self._live(ds.path, name, start, net_path)
             self._row(
                 f"within {name}", f"{name} first 80 %", f"{name} last 20 %", ds.joints, scored,
-                y, data.spec.tick_rate_hz, K=cal.k,
+                y, data.spec.tick_rate_hz, K=cal.k, **extra,
             )  # fmt: skip
 
-    def cross(self, ds) -> None:
-        names = ds.trial_names
-        trials = {n: ds.load_trial(n) for n in names}
-        for src_name, tgt_name in ((names[0], names[1]), (names[1], names[0])):
-            cal = self._calibrate([trials[src_name]], ds.path)
-            data = self._ticks([trials[src_name], trials[tgt_name]], cal, ds.joints, ds.path)
-            source, target = data.sets
-            tag = f"cross_{src_name}_{tgt_name}"
-            ridge, net_path, net, meta = self._models(tag, [source], data, cal)
-            adapted = self.workdir / f"{tag}_adapted.onnx"
-            t0 = time.monotonic()
-            _, adapted_meta = adapt_model(
-                net, meta, [source], [target], adapted,
-                n_emg_features=cal.k + len(cal.muscles),
-                target_source=DataSource("dataset", None, (tgt_name,), ()),
-                from_model=net_path.name, seed=self.recipe.seed, **self.adapt,
-            )  # fmt: skip
-            self.say(f"  {tag}: adapted in {time.monotonic() - t0:.0f} s")
-            if "task_change" in adapted_meta["adaptation"]:
-                changed = adapted_meta["adaptation"]["task_change"]
-                self.say(f"  {tag}: WARNING: task change (velocity spread ratio {changed})")
-            scored = {}
-            for label, path in (("ridge", ridge), ("network", net_path), ("adapted", adapted)):
-                s, y, _ = score_sets(path, [target], ds.joints)
-                scored[label] = s
-            self._row(
-                f"{src_name} -> {tgt_name}", f"{src_name} (all)", f"{tgt_name} (all)",
-                ds.joints, scored, y, data.spec.tick_rate_hz, K=cal.k,
-                adaptation={k: v for k, v in adapted_meta["adaptation"].items() if k != "target"},
-            )  # fmt: skip
+    def _live(self, data: Path, trial: str, start_s: float, model: Path) -> dict[str, Any]:
+        """The network on the HIL bench, the trial replayed from ``start_s`` (module doc)."""
+        from exoctl.hil.replay import ReplaySpec
+        from exoctl.hil.runner import run_hil
+
+        spec = ReplaySpec(data=str(data), trial=trial, start_s=start_s, preroll_s=LIVE_PREROLL_S)
+        t0 = time.monotonic()
+        out = run_hil(3600.0, self.config, LIVE_REALTIME, replay=spec, model=str(model))
+        rp = out["replay"]
+        per = {j: m for j, m in rp["live"].items()}
+        self.say(f"  live {trial}: replayed in {time.monotonic() - t0:.0f} s")
+        return {
+            "network": {"joints": per, **_kind_means(per)},
+            "offline_same_ticks": {"joints": rp["offline"], **_kind_means(rp["offline"])},
+            "scored_from_s": rp["scored_from_s"],
+            "scored_ticks": rp["scored_ticks"],
+            "delay_ms": rp["delay_ms"],
+            "deadline_misses": out["deadline_misses"],
+            "faults": out["faults"],
+        }
+
+    def _later_setup(self, ds, src_name: str, tgt_name: str | None):
+        """A source part, a target part and the models trained on the source (no target
+        label is read by anything but the scoring)."""
+        if tgt_name is None:  # the first half -> the second half of one trial
+            if src_name not in self._halves:  # shared by the later rows and the guard's cases
+                trial = ds.load_trial(src_name)
+                self._halves[src_name] = LaterCase(self, ds, trial, trial.t.size // 2, None)
+            return self._halves[src_name]
+        return LaterCase(self, ds, ds.load_trial(src_name), None, ds.load_trial(tgt_name))
+
+    def later(self, ds) -> None:
+        a, b = ds.trial_names[0], ds.trial_names[1]
+        halves = self._later_setup(ds, a, None)
+        for drift in (False, True):
+            per_seed = []
+            for i, seed in enumerate(self.seeds):
+                factors = drift_factors(seed, len(ds.muscles)) if drift else None
+                per_seed.append(halves.adapt_and_score(i, factors))
+            name = f"{a} first 50 % -> last 50 %" + (", gain drift injected" if drift else "")
+            self._later_row(name, f"{a} first 50 %", f"{a} last 50 %", halves, per_seed)
+        for src, tgt in ((a, b), (b, a)):
+            case = self._later_setup(ds, src, tgt)
+            per_seed = [case.adapt_and_score(i, None) for i in range(len(self.seeds))]
+            self._later_row(f"{src} -> {tgt}", f"{src} (all)", f"{tgt} (all)", case, per_seed)
+
+    def _later_row(self, name, train, test, case: LaterCase, per_seed: list[dict]) -> None:
+        ridge = (
+            over_seeds([p["ridge"] for p in per_seed], self.seeds)
+            if "ridge" in per_seed[0]
+            else case.scored["ridge"]
+        )
+        scored = {
+            "ridge": ridge,
+            "kinematics": case.scored["kinematics"],
+            "network": over_seeds([p["network"] for p in per_seed], self.seeds),
+            "adapted": over_seeds([p["in_use"] for p in per_seed], self.seeds),
+        }
+        self._row(
+            name, train, test, case.ds.joints, scored, case.y, case.rate, K=case.cal.k,
+            adaptation=[p["adaptation"] for p in per_seed],
+        )  # fmt: skip
+
+    def guard(self, ds) -> None:
+        """The guard's false-accept and false-refuse rates over seeded cases: the first half
+        of walk36 as the reference, the later half with drawn gain drifts (adapting should
+        help or be harmless) and the other trial with the same drifts (another task: adapting
+        should be refused or be harmless)."""
+        a, b = ds.trial_names[0], ds.trial_names[1]
+        halves = self._later_setup(ds, a, None)
+        other = LaterCase(self, ds, halves.trial, halves.n_cut, ds.load_trial(b), halves)
+        cases = []
+        for i, seed in enumerate(self.seeds):
+            for d in range(GUARD_DRIFTS):
+                factors = drift_factors(1000 * (seed + 1) + d, len(ds.muscles))
+                for target, case in ((f"{a} last 50 %", halves), (f"{b} (all)", other)):
+                    r = case.adapt_and_score(i, factors)
+                    cases.append({"seed": seed, "drift": d, "target": target, **r})
+        out = guard_rates(cases)
+        self.rows.append({"row": "guard", "cases": cases, **out})
+        self.say(
+            f"  guard: {out['n']} cases, accepted {out['accepted']}, false accepts "
+            f"{out['false_accepts']} ({out['false_accept_rate']:.1%}), false refusals "
+            f"{out['false_refusals']} ({out['false_refuse_rate']:.1%})"
+        )
 
     def falisse(self, ds) -> None:
         import scipy.signal  # noqa: F401  (the ceiling's filter; fail early if absent)
 
         trials = [ds.load_trial(n) for n in ds.trial_names]
         full = [t for t in trials if np.isfinite(t.emg).all()]
-        ys: dict[str, list[np.ndarray]] = {"ridge": [], "network": []}
+        labels = ["ridge", "kinematics"] + [f"net{i}" for i in range(len(self.seeds))]
+        ys: dict[str, list[np.ndarray]] = {k: [] for k in labels}
         truth: list[np.ndarray] = []
         ks = []
         rate = self.cfg.control.rate_hz
@@ -224,16 +509,22 @@ class _Protocol:
             head, test_set = data.sets
             per_pass = test_set.n // FALISSE_REPEATS
             scored_ticks = np.arange((FALISSE_REPEATS - 1) * per_pass, test_set.n)
-            ridge, net_path, _, _ = self._models(f"falisse_{held.name}", [head], data, cal)
-            for label, path in (("ridge", ridge), ("network", net_path)):
+            models = self._models(f"falisse_{held.name}", [head], data, cal)
+            paths = [models["ridge"], models["kinematics"], *models["networks"]]
+            for label, path in zip(labels, paths, strict=True):
                 _, y, yhat = score_sets(path, [test_set], ds.joints, ticks=[scored_ticks])
                 ys[label].append(yhat)
             truth.append(y)
         y = np.vstack(truth)
-        scored = {}
+        pooled = {}
         for label, parts in ys.items():
             per = joint_metrics(y, np.vstack(parts), ds.joints)
-            scored[label] = {"joints": per, **summarise(per)}
+            pooled[label] = {"joints": per, **summarise(per)}
+        scored = {
+            "ridge": pooled["ridge"],
+            "kinematics": pooled["kinematics"],
+            "network": over_seeds([pooled[f"net{i}"] for i in range(len(self.seeds))], self.seeds),
+        }
         self._row(
             "falisse2019 leave one cycle out", "5 of the 6 complete cycles",
             f"the 6th ({len(full)} folds, pooled)", ds.joints, scored, y, rate, K=ks,
@@ -276,21 +567,24 @@ def run(
     groups: Sequence[str] = ROW_GROUPS,
     config: Path | None = None,
     recipe: NetworkRecipe = RECIPE,
-    adapt: dict | None = None,
+    seeds: Sequence[int] = SEEDS,
     say: Say = print,
+    live: bool = True,
 ) -> dict[str, Any]:
-    """Run the protocol's row groups; returns the table as a document (see ``format_table``)."""
+    """Run the protocol's row groups; returns the table as a document (see ``format_table``).
+    ``live``: the within rows' live column (the HIL bench; about 25 s per row)."""
     cfg = load_config(config)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
-        p = _Protocol(cfg, Path(d), recipe, dict(ADAPT if adapt is None else adapt), say)
+        p = _Protocol(cfg, Path(d), recipe, seeds, say, live, config)
         for group in groups:
             if group not in ROW_GROUPS:
                 raise ValueError(f"unknown row group {group!r}; groups: {', '.join(ROW_GROUPS)}")
             say(f"{group}:")
             desc = {
                 "within": "ceinms-lowerlimb-s06.yaml",
-                "cross": "ceinms-lowerlimb-s06.yaml",
+                "later": "ceinms-lowerlimb-s06.yaml",
+                "guard": "ceinms-lowerlimb-s06.yaml",
                 "falisse": "falisse2019.yaml",
                 "moco": "moco-3dwalking.yaml",
             }[group]
@@ -299,7 +593,7 @@ def run(
         "protocol": "exoctl.training.real_protocol (docs/adaptation.md, real data)",
         "tick_rate_hz": cfg.control.rate_hz,
         "recipe": dataclasses.asdict(recipe),
-        "adapt": p.adapt,
+        "seeds": list(p.seeds),
         "rows": p.rows,
         "wall_time_s": round(time.monotonic() - t0, 1),
     }
@@ -310,39 +604,94 @@ def _r2(row: dict, model: str, kind: str) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _pair(row: dict, model: str) -> str:
+    if model not in row:
+        return "-"
+    s = f"{_r2(row, model, 'hip')} / {_r2(row, model, 'knee')}"
+    sd = row[model]
+    if "sd_hip" in sd:
+        s += f" (sd {sd['sd_hip']:.3f} / {sd.get('sd_knee', 0.0):.3f})"
+    return s
+
+
+def _seeds(row: dict, model: str) -> str:
+    return ", ".join(
+        f"{_fmt(p.get('r2_hip'))}/{_fmt(p.get('r2_knee'))}" for p in row[model]["seeds"]
+    )
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def _row_line(row: dict) -> str:
+    if row["row"] == "guard":
+        return f"guard: {row['n']} cases"
     if "ridge" not in row:
         t = ", ".join(f"{k} Hz: {v['n']} ticks" for k, v in row["ticks"].items())
         return f"{row['row']}: K={row['K']} (VAF {row['vaf']:.1%}); {t}"
     s = f"{row['row']}: ridge {_r2(row, 'ridge', 'hip')}/{_r2(row, 'ridge', 'knee')}"
-    s += f"  network {_r2(row, 'network', 'hip')}/{_r2(row, 'network', 'knee')}"
+    s += f"  kinematics {_r2(row, 'kinematics', 'hip')}/{_r2(row, 'kinematics', 'knee')}"
+    s += f"  network per seed {_seeds(row, 'network')}"
     if "adapted" in row:
-        s += f"  adapted {_r2(row, 'adapted', 'hip')}/{_r2(row, 'adapted', 'knee')}"
+        s += f"  in use after adapt per seed {_seeds(row, 'adapted')}"
+        s += "  accepted " + "".join(
+            "y" if a["verdict"]["accepted"] else "n" for a in row["adaptation"]
+        )
+    if "live" in row:
+        s += f"  live {_live(row, 'hip')}/{_live(row, 'knee')}"
     return s + f"  (ceiling {_r2(row, 'ceiling', 'hip')}/{_r2(row, 'ceiling', 'knee')})"
 
 
+def _live(row: dict, kind: str) -> str:
+    """The live network's R^2 of a within row, or "-" (other rows, or not run)."""
+    return _r2(row["live"], "network", kind) if "live" in row else "-"
+
+
 def format_table(doc: dict) -> str:
-    """The protocol's table in Markdown (R^2 hip / knee against the measured moments)."""
+    """The protocol's table in Markdown (R^2 hip / knee against the measured moments): the
+    network's mean (sd) over seeds and every seed; "after adapt" is the model in use after
+    ``exoctl adapt`` (adapted when the guard accepts, else the unadapted one)."""
     lines = [
-        "| row | trained on | scored on | ticks | lagged ridge hip / knee | network hip / knee "
-        "| adapted hip / knee | ceiling hip / knee |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| row | trained on | scored on | ticks | lagged ridge hip / knee "
+        "| kinematics-only hip / knee | network hip / knee, mean (sd) | network per seed "
+        "| live network (first seed) hip / knee "
+        "| after adapt, mean (sd) | after adapt per seed | guard | ceiling hip / knee |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | ---: |",
     ]
+    guard = None
     for r in doc["rows"]:
+        if r["row"] == "guard":
+            guard = r
+            continue
         if "ridge" not in r:
             t = ", ".join(f"{v['n']} at {k} Hz" for k, v in r["ticks"].items())
             lines.append(
                 f"| {r['row']} | {r['train']} | - | {t} | K={r['K']}, VAF {r['vaf']:.1%} "
-                "| no accuracy claim (one cycle) | | |"
+                "| no accuracy claim (one cycle) | | | | | | | |"
             )
             continue
-        ad = f"{_r2(r, 'adapted', 'hip')} / {_r2(r, 'adapted', 'knee')}" if "adapted" in r else "-"
+        adapted = "adapted" in r
+        verdict = (
+            "".join("accept " if a["verdict"]["accepted"] else "refuse " for a in r["adaptation"])
+            if adapted
+            else "-"
+        )
         lines.append(
             f"| {r['row']} | {r['train']} | {r['test']} | {r['scored_ticks']} "
-            f"| {_r2(r, 'ridge', 'hip')} / {_r2(r, 'ridge', 'knee')} "
-            f"| {_r2(r, 'network', 'hip')} / {_r2(r, 'network', 'knee')} | {ad} "
-            f"| {_r2(r, 'ceiling', 'hip')} / {_r2(r, 'ceiling', 'knee')} |"
+            f"| {_pair(r, 'ridge')} | {_pair(r, 'kinematics')} | {_pair(r, 'network')} "
+            f"| {_seeds(r, 'network')} | {_live(r, 'hip')} / {_live(r, 'knee')} "
+            f"| {_pair(r, 'adapted')} "
+            f"| {_seeds(r, 'adapted') if adapted else '-'} | {verdict.strip()} "
+            f"| {_pair(r, 'ceiling')} |"
         )
+    if guard is not None:
+        lines += [
+            "",
+            f"Guard over {guard['n']} seeded cases: accepted {guard['accepted']}, false accepts "
+            f"{guard['false_accepts']} ({guard['false_accept_rate']:.1%}), false refusals "
+            f"{guard['false_refusals']} ({guard['false_refuse_rate']:.1%}).",
+        ]
     return "\n".join(lines)
 
 
@@ -352,6 +701,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rows", default=",".join(ROW_GROUPS), help=f"row groups, from {','.join(ROW_GROUPS)}"
     )
     p.add_argument("--out", type=Path, default=None, help="directory for table.md and .json")
+    p.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="leave out the within rows' live column (the HIL bench replay)",
+    )
 
 
 def run_from_args(args: argparse.Namespace, say: Say) -> int:
@@ -366,7 +721,8 @@ def run_from_args(args: argparse.Namespace, say: Say) -> int:
             f"{DATASETS} read it from ../shared/data beside the repository)",
             EXIT_ERROR,
         )
-    doc = run(datasets=args.datasets, groups=groups, config=getattr(args, "config", None), say=say)
+    doc = run(datasets=args.datasets, groups=groups, config=getattr(args, "config", None),
+              say=say, live=getattr(args, "live", True))  # fmt: skip
     doc["command"] = " ".join(sys.argv) if sys.argv else ""
     table = format_table(doc)
     say("\nR^2 against the measured moments as they are (hip / knee):\n" + table)

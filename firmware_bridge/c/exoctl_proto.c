@@ -6,16 +6,17 @@
 /* ------------------------------------------------------------------ CRC */
 uint16_t exo_crc16(const uint8_t *data, size_t len, uint16_t crc)
 {
-    /* bitwise CRC-16/CCITT-FALSE: poly 0x1021, MSB first, no reflection, no xorout */
+    /* CRC-16/CCITT-FALSE: poly 0x1021, MSB first, no reflection, no xorout. Four bits at a
+     * time from a 16-entry table (32 bytes): on a Cortex-M3 about a quarter of the bitwise
+     * loop's instructions, without the 512 bytes of a byte-wide table. */
+    static const uint16_t nibble[16] = {0x0000u, 0x1021u, 0x2042u, 0x3063u, 0x4084u, 0x50A5u,
+                                        0x60C6u, 0x70E7u, 0x8108u, 0x9129u, 0xA14Au, 0xB16Bu,
+                                        0xC18Cu, 0xD1ADu, 0xE1CEu, 0xF1EFu};
     size_t i;
-    int b;
     uint32_t c = crc;
     for (i = 0; i < len; ++i) {
-        c ^= (uint32_t)data[i] << 8;
-        for (b = 0; b < 8; ++b) {
-            c = (c & 0x8000u) ? ((c << 1) ^ 0x1021u) : (c << 1);
-            c &= 0xFFFFu;
-        }
+        c = ((c << 4) ^ nibble[((c >> 12) ^ (uint32_t)(data[i] >> 4)) & 0xFu]) & 0xFFFFu;
+        c = ((c << 4) ^ nibble[((c >> 12) ^ (uint32_t)(data[i] & 0xFu)) & 0xFu]) & 0xFFFFu;
     }
     return (uint16_t)c;
 }

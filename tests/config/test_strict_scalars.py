@@ -138,5 +138,7 @@ def test_dataset_description_number_as_text_is_refused(tmp_path):
 def test_scenario_injection_parameter_as_text_is_refused(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("duration_s: 5\ninject:\n  - {at_s: 1, kind: emg_flat, channel: '5'}\n")
-    with pytest.raises(ConfigError, match=r"s\.yaml:3: inject\[0\]\.channel: '5': must be a"):
+    with pytest.raises(
+        ConfigError, match=r"s\.yaml:3: inject\[0\]\.channel: '5': must be a finite number"
+    ):
         load_scenario(str(p))

@@ -51,3 +51,7 @@ def test_numbers_only_and_joint_names_when_known() -> None:
     with pytest.raises(AssistLevelError, match="unknown joint 'ankle'"):
         check_levels({"ankle": 0.2}, CFG.joint_names)
     assert check_levels({"knee_r": 1}) == {"knee_r": 1.0}
+    with pytest.raises(AssistLevelError, match="at least one joint"):
+        check_levels({})  # names no joint: never "every joint to its default"
+    with pytest.raises(rpc.InvalidParams, match="unknown joint 'ankle'"):
+        _check_assist({"ankle": 0.2}, CFG.joint_names)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import Config, load_config
 from exoctl.control.loop import TIMING_COLUMNS, ControlLoop
-from exoctl.control.safety import SafetyState
+from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.estimation.estimator import build_estimator
 from exoctl.hil.patient import patient_from_config
 from firmware_bridge import protocol as P
@@ -350,6 +350,43 @@ def test_link_down_removes_torque_at_once_and_a_person_restores_it() -> None:
     b.run(_seconds(1.5))
     assert cleared == [True] and b.safety.state == SafetyState.NORMAL
     assert np.abs(b.safety.last_command).max() > 1.0
+
+
+def test_a_stalled_recording_removes_torque_ramped_and_holds_the_latch_until_it_commits() -> None:
+    """The recorder's health as the loop reads it (``RecordingHealth.ok_at``, published by
+    the writer thread): commits every 0.5 s keep assistance on; none for recording_timeout_s
+    ramps it out and latches recording_stalled; a clear is refused until a clean commit."""
+    b = _session()
+    health = RecordingHealth()
+    b.loop.recording = health
+    for _ in range(6):  # 3 s of a healthy recording, committing every 0.5 s
+        health.ok_at = b.clock()
+        b.run(_seconds(0.5))
+    assert b.safety.state == SafetyState.NORMAL and np.abs(b.safety.last_command).max() > 1.0
+    health.ok_at = b.clock()  # the last commit that succeeds
+    b.run(_seconds(SAFE.recording_timeout_s) - 2)
+    assert b.safety.state == SafetyState.NORMAL
+    t_last = health.ok_at
+    ticks, frames = _zero_within(b, 0.1 + SAFE.safe_stop_s)
+    assert b.kinds() == ["recording_stalled"]
+    assert b.clock() - t_last <= SAFE.recording_timeout_s + SAFE.safe_stop_s + 2 * PERIOD
+    wire = np.abs(_wire(frames)).max(1)
+    ramp = wire[wire.argmax() :]  # from the command at detection on (ticks before it lead)
+    assert ramp[0] > 1.0 and (np.diff(ramp) <= 1e-9).all() and ramp[-1] == 0.0  # ramped out
+    assert len(ramp) > 3  # not a step to zero
+    cleared: list[bool] = []
+    b.loop.submit(lambda now: cleared.append(b.safety.clear_fault(now)))
+    b.run(_seconds(0.5))
+    assert cleared == [False] and b.safety.state == SafetyState.FAULT_LATCHED
+    assert not _wire(b.run(5)).any()
+    health.ok_at = b.clock()  # the disk takes data again
+    b.run(2)
+    b.loop.submit(lambda now: cleared.append(b.safety.clear_fault(now)))
+    b.run(2)
+    assert cleared == [False, True] and b.safety.state == SafetyState.NORMAL
+    health.ok_at = float("inf")  # no session recorded: nothing required of the disk
+    b.run(_seconds(SAFE.recording_timeout_s + 0.5))
+    assert b.safety.state == SafetyState.NORMAL
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,9 @@ def test_recording_commands(
     assert run_cli([*c, "sessions", "show", "20200101T000000Z-000000"]) == 1
     assert "no session" in capsys.readouterr().err
     assert run_cli([*c, "sessions", "show", "../etc"]) == 1
-    assert run_cli([*c, "sessions", "list", "--patient", "../x"]) == 1
+    with pytest.raises(SystemExit) as bad_patient:  # a usage error, before any file is read
+        run_cli([*c, "sessions", "list", "--patient", "../x"])
+    assert bad_patient.value.code == K.EXIT_USAGE
 
 
 class StandIn:
@@ -232,9 +234,16 @@ def test_parse_assist() -> None:
     assert K.parse_assist(["hip_l=0.3,knee_l=0.2"]) == {"hip_l": 0.3, "knee_l": 0.2}
     assert K.parse_assist(["hip_l=0.3", "knee_r=0"]) == {"hip_l": 0.3, "knee_r": 0.0}
     assert K.parse_assist(None) is None
-    for bad in (["x"], ["hip_l=2"], ["0.3", "0.4"], ["hip_l=a"]):
+    for bad in (["x"], ["hip_l=2"], ["0.3", "0.4"], ["hip_l=a"], [""], [" , "], ["=0.3"]):
         with pytest.raises(argparse.ArgumentTypeError):
             K.parse_assist(bad)
+    # a change names each joint once, and only joints the exoskeleton has
+    with pytest.raises(argparse.ArgumentTypeError, match="'hip_l' given twice"):
+        K.parse_assist(["hip_l=0.1,hip_l=0.8"])
+    joints = ("hip_l", "hip_r", "knee_l", "knee_r")
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown joint 'ankle'"):
+        K.parse_assist(["ankle=0.2"], joints)
+    assert K.parse_assist(["knee_r=0.2"], joints) == {"knee_r": 0.2}
 
 
 def test_usage_errors_exit_2(run_cli) -> None:

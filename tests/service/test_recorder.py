@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -198,3 +199,74 @@ def test_sigkill_mid_session_loses_at_most_one_second(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d[:, 0], np.arange(len(d)))
     assert any(e["kind"] == "tick" for e in ev)
     assert R.list_sessions(tmp_path)[0]["end_reason"] == "(unfinished)"
+
+
+_FULL = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys, time
+    import numpy as np
+    from exoctl.service.recorder import Recorder
+    # A real file-size limit: writes past it fail with EFBIG, as on a full disk (no root)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    data = sys.argv[1]
+    rec = Recorder(data, queue_chunks=4096, flush_interval_s=0.1)
+    rec.start_session("PF")
+    db = rec.db_path
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 4.0:
+        t = time.monotonic() + np.arange(25) / 500
+        rec.submit_chunk("torque_command", t[0], np.full((25, 4), 1.0), t=t)
+        rec.submit_chunk("emg_raw", t[0], np.ones((100, 16), np.float32), t=np.arange(100) + t[0])
+        s = rec.stats()
+        print(json.dumps({k: s[k] for k in ("written_chunks", "failed_chunks", "write_errors",
+                                            "uncommitted_s", "last_error")}), flush=True)
+        time.sleep(0.05)
+    sid = rec.stop_session("stopped")
+    def into(where):
+        out = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(where):
+                    out.append(fd)
+            except OSError:
+                pass
+        return out
+    print(json.dumps({"stopped": sid, "problem": rec.last_close_problem, "db": str(db),
+                      "health": rec.health.ok_at, "fds": into(data)}), flush=True)
+    rec.close()
+    """
+)
+
+
+def test_a_write_limit_stalls_the_health_time_counts_honestly_and_closes_cleanly(
+    tmp_path: Path,
+) -> None:
+    """A real file-size limit (RLIMIT_FSIZE, in a child process) on the recording: once
+    writes fail, the health time the safety layer reads stops, failed chunks are counted as
+    failed (never written), the session's file still closes with the reason why it is
+    unfinished, no descriptor stays open on it, and what was committed is readable."""
+    p = subprocess.run(
+        [sys.executable, "-c", _FULL, str(tmp_path), str(400_000)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    rows, end = lines[:-1], lines[-1]
+    first_err = next(i for i, r in enumerate(rows) if r["write_errors"])
+    ok, bad = rows[:first_err], rows[first_err:]
+    assert ok and all(r["uncommitted_s"] < 0.5 and not r["failed_chunks"] for r in ok)
+    assert bad[-1]["uncommitted_s"] > 1.5  # nothing committed since: the watchdog's input
+    assert bad[-1]["failed_chunks"] > 0 and bad[-1]["last_error"]
+    # written means committed: while writes fail the count stands still, the failed grow
+    tail = bad[len(bad) // 2 :]
+    assert len({r["written_chunks"] for r in tail}) == 1, tail
+    assert tail[-1]["failed_chunks"] > tail[0]["failed_chunks"]
+    assert end["problem"] and end["health"] == float("inf") and end["fds"] == []
+    conn = sqlite3.connect(end["db"])
+    try:
+        t, d = R.read_stream(conn, "torque_command")
+    finally:
+        conn.close()
+    assert len(t) > 100 and (d == 1.0).all()

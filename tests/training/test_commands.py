@@ -93,7 +93,7 @@ def test_ridge_and_network_train_and_evaluate_on_sto(dataset, tmp_path, capsys):
     adapted = tmp_path / "adapted.onnx"
     code, out = _run(capsys, "adapt", "--model", str(net), "--data", str(dataset),
                      "--trials", "later", "--out", str(adapted), "--epochs", "1",
-                     "--samples-per-epoch", "1000")  # fmt: skip
+                     "--samples-per-epoch", "1000", "--adversarial")  # fmt: skip
     assert code == 0, out
     info = TorqueModel(adapted).info
     meta = info.extra
@@ -101,8 +101,9 @@ def test_ridge_and_network_train_and_evaluate_on_sto(dataset, tmp_path, capsys):
     assert meta["adaptation"]["renormalised"] == "floor" and meta["adaptation"]["adversarial"]
     assert len(meta["adaptation"]["amplitude_factors"]) == info.n_synergies + len(info.muscles)
     plain = tmp_path / "floor_only.onnx"
+    # the adversarial step is off by default
     code, out = _run(capsys, "adapt", "--model", str(net), "--data", str(dataset),
-                     "--trials", "later", "--out", str(plain), "--no-adversarial")  # fmt: skip
+                     "--trials", "later", "--out", str(plain))  # fmt: skip
     assert code == 0, out
     assert TorqueModel(plain).info.extra["adaptation"]["adversarial"] is False
     code, out = _run(capsys, "evaluate", "--model", str(adapted), "--data", str(dataset),

@@ -38,7 +38,11 @@ sends exactly what it writes into ``out``. The layer owns four things:
    * ``link_down``: fault as soon as the host link reports itself unhealthy;
    * ``actuators_off``: degraded while assistance is requested but the device reports its
      actuators off; fault when that lasts telemetry_timeout_s (a firmware reboot that
-     re-handshakes between two ticks shows only here).
+     re-handshakes between two ticks shows only here);
+   * ``recording_stalled``: fault when the session's recording has gone longer than
+     recording_timeout_s without a clean commit to disk (a full or failing disk, a stuck
+     writer): no assistance runs unrecorded. The recorder publishes the time
+     (``RecordingHealth``), the loop compares it, lock-free.
 
    A fault counter of this kind (persistence for a set time) ignores a single spike without
    hiding a real fault.
@@ -69,13 +73,20 @@ at a time (``ndarray.item``), which also allocates nothing that grows with the n
 """
 
 from exoctl.control.safety.channel_monitor import ChannelMonitor
-from exoctl.control.safety.inputs import FaultEvent, FaultKind, SafetyInputs, SafetyState
+from exoctl.control.safety.inputs import (
+    FaultEvent,
+    FaultKind,
+    RecordingHealth,
+    SafetyInputs,
+    SafetyState,
+)
 from exoctl.control.safety.layer import SafetyLayer
 
 __all__ = [
     "ChannelMonitor",
     "FaultEvent",
     "FaultKind",
+    "RecordingHealth",
     "SafetyInputs",
     "SafetyLayer",
     "SafetyState",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ class FaultKind(enum.IntEnum):
     LINK_DOWN = 7
     ESTOP = 8
     ACTUATORS_OFF = 9
+    RECORDING_STALLED = 10
 
     @property
     def label(self) -> str:
@@ -48,6 +50,19 @@ class FaultEvent:
     """When the command sent first had zero torque on every joint (None: not yet)."""
 
 
+class RecordingHealth:
+    """When the session's recording was last known good on disk, for the recording watchdog.
+
+    The recorder's writer thread publishes ``ok_at`` (time.monotonic() of its last commit with
+    no write error since the one before; +inf while no session is being recorded); the control
+    loop reads it once a tick. One float attribute replaced whole: no lock on either side."""
+
+    __slots__ = ("ok_at",)
+
+    def __init__(self) -> None:
+        self.ok_at = math.inf
+
+
 @dataclass(slots=True)
 class SafetyInputs:
     """Everything the watchdogs look at; one instance, overwritten by the loop each tick."""
@@ -64,6 +79,9 @@ class SafetyInputs:
     actuators_enabled: bool = True
     """The device reports its actuators enabled (host link's view). Assistance requested
     while they are off means the device dropped out (reboot, its own fault, lost session)."""
+    recording_age_s: float = -math.inf
+    """How long the session's recording has gone without a clean commit to disk (-inf: no
+    recording is required, e.g. between sessions or on the HIL bench)."""
 
     @classmethod
     def healthy(cls, n_joints: int, now: float = 0.0) -> SafetyInputs:

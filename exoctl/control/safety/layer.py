@@ -340,9 +340,16 @@ class SafetyLayer:
                 f"{int(v)} consecutive loop overruns >= max_overrun_streak {c.max_overrun_streak}"
             )
         if kind == FaultKind.FIRMWARE_FAULT:
-            return f"firmware fault bits 0x{int(v):x}"
+            from firmware_bridge.protocol import fault_text  # not the hot path: a message
+
+            return f"firmware reports {fault_text(int(v))}"
         if kind == FaultKind.LINK_DOWN:
             return "host link unhealthy (no telemetry or handshake lost)"
+        if kind == FaultKind.RECORDING_STALLED:
+            return (
+                f"no session data committed to disk for {v:.1f} s > recording_timeout_s "
+                f"{c.recording_timeout_s} s"
+            )
         if kind == FaultKind.ACTUATORS_OFF:
             return (
                 "assistance requested while the device's actuators are off (reboot, device "

@@ -59,6 +59,7 @@ class Watchdogs:
         self.tel_to = float(cfg.telemetry_timeout_s)
         self.model_to = float(cfg.model_fault_s)
         self.plausible = float(cfg.max_plausible_torque_nm)
+        self.recording_to = float(cfg.recording_timeout_s)
         self.max_streak = int(cfg.max_overrun_streak)
         self.degraded_streak = max(1, self.max_streak // 2)
         K = FaultKind
@@ -73,6 +74,7 @@ class Watchdogs:
             (K.FIRMWARE_FAULT, self._firmware_fault, None),
             (K.LINK_DOWN, self._link_down, None),
             (K.ACTUATORS_OFF, self._actuators_off, self.tel_to),
+            (K.RECORDING_STALLED, self._recording_stalled, None),
         )
         self.state = SafetyState.NORMAL  # the layer's state before this tick (set by the layer)
         self.since = [_NAN] * N_KINDS  # start of the current streak of a persistent row
@@ -162,6 +164,15 @@ class Watchdogs:
     def _link_down(self, req, est, inp: SafetyInputs) -> int:
         if not inp.link_healthy:
             self._v = 0.0
+            return FAULT
+        return OK
+
+    def _recording_stalled(self, req, est, inp: SafetyInputs) -> int:
+        # No degraded level: the writer commits every flush interval, so until the timeout
+        # an old commit is normal, and past it the data is lost (NaN counts as lost too).
+        age = inp.recording_age_s
+        if not age <= self.recording_to:
+            self._v = age
             return FAULT
         return OK
 

@@ -12,6 +12,7 @@ Commands (all accept ``--json`` for scripts; tables by default)::
     exoctl assist set 0.4 | hip_l=0.4 knee_l=0.2
     exoctl model load [--model PATH] [--calibration PATH]   (between sessions)
     exoctl patients list
+    exoctl patients show P | accept P --model M --calibration C | rollback P --to VERSION
     exoctl sessions list [--patient P]
     exoctl sessions show ID
     exoctl sessions export ID [--format parquet|csv|npz] [--exact] [--raw-emg] --out PATH
@@ -29,6 +30,7 @@ exoctl/cli_policy.py):
     5    refused by the daemon (e.g. a fault is latched, a session is already running)
     70   internal error (a bug; one line says where)
     130  interrupted
+    141  the output was closed (``exoctl status | head -2``), nothing more printed
 
 The configuration is ``--config PATH``, else ``$EXOCTL_CONFIG``, else
 ``/etc/exoctl/exoctl.yaml`` when it exists, else the packaged default.
@@ -56,7 +58,14 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_REFUSED,
     EXIT_USAGE,
 )
-from exoctl.service.commands.common import config_path, parse_assist
+from exoctl.service.commands.common import (
+    config_path,
+    end_reason,
+    parse_assist,
+    patient_id,
+    protocol_name,
+    watch_period,
+)
 from exoctl.service.commands.control import (
     cmd_assist_set,
     cmd_daemon,
@@ -67,6 +76,7 @@ from exoctl.service.commands.control import (
     cmd_session_stop,
     cmd_status,
 )
+from exoctl.service.commands.patients import register as register_patients
 from exoctl.service.commands.recordings import (
     cmd_patients_list,
     cmd_sessions_export,
@@ -107,44 +117,76 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the daemon/session commands to ``exoctl``'s sub-command parser."""
+QUICK_COMMANDS = ("estop", "status")
+"""Commands that start fast (``exoctl.cli`` parses them with ``register_quick`` alone, before
+importing the other command families): the e-stop must not wait on imports."""
+
+
+def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    return common
 
-    def add(sp: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str) -> Any:
-        p = sp.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=fn)
-        return p
+
+def _add(
+    sp: Any, name: str, fn: Callable[[argparse.Namespace], int], help: str
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sp.add_parser(
+        name, parents=[_common()], help=help, description=help
+    )
+    p.set_defaults(func=fn)
+    return p
+
+
+def register_quick(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``status`` and ``estop`` (``QUICK_COMMANDS``): the same parsers in the full
+    ``exoctl`` and in its quick path."""
+    p = _add(subparsers, "status", cmd_status, "daemon, device and session status")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=watch_period,
+        const=1.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1, at least 0.2) until Ctrl-C",
+    )
+    _add(subparsers, "estop", cmd_estop, "emergency stop: remove assistance now, latch a fault")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the daemon/session commands to ``exoctl``'s sub-command parser."""
+    add = _add
 
     add(subparsers, "daemon", cmd_daemon, "run the exoctl supervisor (foreground; for systemd)")
 
     session = subparsers.add_parser("session", help="start or stop a therapy session")
     ssp = session.add_subparsers(dest="session_cmd", required=True, metavar="{start,stop}")
     p = add(ssp, "start", cmd_session_start, "start a session (assistance ramps in)")
-    p.add_argument("--patient", required=True, help="patient id (letters, digits, . _ -)")
+    p.add_argument(
+        "--patient", required=True, type=patient_id, help="patient id (letters, digits, . _ -)"
+    )
     p.add_argument(
         "--assist",
         action="append",
         metavar="GAIN|JOINT=GAIN,...",
         help="assist gain in [0, 1] for all joints, or per joint (default: configuration)",
     )
-    p.add_argument("--protocol", default=None, help="protocol name, recorded with the session")
-    p = add(ssp, "stop", cmd_session_stop, "stop the session (assistance ramps out)")
-    p.add_argument("--reason", default="stopped by clinician", help="recorded end reason")
-
-    p = add(subparsers, "status", cmd_status, "daemon, device and session status")
     p.add_argument(
-        "--watch",
-        nargs="?",
-        type=float,
-        const=1.0,
+        "--protocol",
         default=None,
-        metavar="SECONDS",
-        help="refresh every SECONDS (default 1) until Ctrl-C",
+        type=protocol_name,
+        help="protocol name, recorded with the session (printable text, at most 200 characters)",
+    )
+    p = add(ssp, "stop", cmd_session_stop, "stop the session (assistance ramps out)")
+    p.add_argument(
+        "--reason",
+        default="stopped by clinician",
+        type=end_reason,
+        help="recorded end reason (printable text, at most 200 characters)",
     )
 
-    add(subparsers, "estop", cmd_estop, "emergency stop: remove assistance now, latch a fault")
+    register_quick(subparsers)
 
     fault = subparsers.add_parser("fault", help="latched faults")
     fsp = fault.add_subparsers(dest="fault_cmd", required=True, metavar="{clear}")
@@ -162,15 +204,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", help="calibration YAML")
 
     patients = subparsers.add_parser("patients", help="patients with recordings")
-    psp = patients.add_subparsers(dest="patients_cmd", required=True, metavar="{list}")
+    psp = patients.add_subparsers(
+        dest="patients_cmd", required=True, metavar="{list,show,accept,rollback}"
+    )
     add(psp, "list", cmd_patients_list, "list patients and their session counts")
+    register_patients(psp, add)
 
     sessions = subparsers.add_parser("sessions", help="recorded sessions")
     ssp = sessions.add_subparsers(
         dest="sessions_cmd", required=True, metavar="{list,show,export,report}"
     )
     p = add(ssp, "list", cmd_sessions_list, "list recorded sessions")
-    p.add_argument("--patient", help="only this patient")
+    p.add_argument("--patient", type=patient_id, help="only this patient")
     p = add(ssp, "show", cmd_sessions_show, "one session: identity, streams, events")
     p.add_argument("id")
     p = add(

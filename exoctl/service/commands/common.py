@@ -5,6 +5,7 @@ argument."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_PERMISSION,
     EXIT_REFUSED,
 )
+from exoctl.service import fields
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -34,6 +36,21 @@ def service_config(args: argparse.Namespace) -> Any:
     return load_config(config_path(args)).service
 
 
+def socket_path(args: argparse.Namespace) -> Path:
+    """The control socket of the configuration the user chose, without validating the rest
+    of the file (exoctl.config.paths: no pydantic), for ``estop`` and ``status``, which must
+    start at once. A file whose socket path cannot be read is loaded fully: its error says why;
+    so is one that names a socket where no daemon listens (``guarded``), so a bad file is
+    still exit 1 with its file, line and key."""
+    from exoctl.config.paths import read_socket_path
+
+    path = read_socket_path(config_path(args))
+    if path is None:
+        return Path(service_config(args).socket_path)
+    args.config_unvalidated = True
+    return path
+
+
 def rpc_call(args: argparse.Namespace, method: str, params: Any = None) -> Any:
     from exoctl.service.client import Client
 
@@ -46,12 +63,14 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     """Map every expected failure to a message on stderr and a documented exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from exoctl.config.schema import ConfigError
         from exoctl.service import client as C
 
         try:
             return fn(args)
         except C.DaemonNotRunning as e:
+            problem = _config_problem(args)
+            if problem:  # the likelier cause: a configuration the daemon could not start with
+                return fail(args, problem, EXIT_ERROR)
             return fail(args, str(e), EXIT_NOT_RUNNING)
         except C.PermissionDenied as e:
             return fail(args, str(e), EXIT_PERMISSION)
@@ -68,21 +87,38 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
                 "(sudo -u exoctl exoctl ...) or as root",
                 EXIT_PERMISSION,
             )
-        except ConfigError as e:
-            return fail(args, str(e), EXIT_ERROR)
         except Exception as e:
-            # A RecorderError can only come from a command that imported the recordings'
-            # store (where it is defined); not importing it (and numpy) here keeps
-            # `exoctl status` quick.
-            store = sys.modules.get("exoctl.service.store")
-            if store is not None and isinstance(e, store.RecorderError):
-                return fail(args, str(e), EXIT_ERROR)
+            # A ConfigError or RecorderError can only come from a command that imported the
+            # module defining it (the YAML reader, the recordings' store); not importing them
+            # (YAML, pydantic, numpy) here keeps `exoctl estop` and `exoctl status` quick.
+            for module, name in (
+                ("exoctl.config.yamlfile", "ConfigError"),
+                ("exoctl.service.store", "RecorderError"),
+            ):
+                cls = getattr(sys.modules.get(module), name, None)
+                if cls is not None and isinstance(e, cls):
+                    return fail(args, str(e), EXIT_ERROR)
             raise
         except KeyboardInterrupt:
             return 130
 
     run.__doc__ = fn.__doc__
     return run
+
+
+def _config_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the configuration, for a command that read only its socket path
+    (``socket_path``) and found no daemon: the full validation, after the fact. None when the
+    file is valid, or when it was validated already."""
+    if not getattr(args, "config_unvalidated", False):
+        return None
+    from exoctl.config.yamlfile import ConfigError
+
+    try:
+        service_config(args)
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def fail(args: argparse.Namespace, msg: str, code: int, data: Any = None) -> int:
@@ -95,15 +131,61 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> in
     else:
         text = human(data)
         if text:
-            print(text)
+            print(cli_policy.shown_lines(text))  # no escape from a field reaches the terminal
     return EXIT_OK
 
 
-def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:
-    """``0.3`` (every joint) or ``hip_l=0.3,knee_l=0.2`` / ``hip_l=0.3 knee_l=0.2``."""
-    if not values:
+MIN_WATCH_S = 0.2
+"""``status --watch`` refreshes at most five times a second: each refresh is a ``status`` build
+in the daemon, and a period of 0 would be a tight loop against it."""
+
+
+def watch_period(text: str) -> float:
+    """An argparse type for ``--watch``: a finite number of seconds, at least ``MIN_WATCH_S``
+    (``-1``, ``0``, ``nan``, ``inf``, ``1e308`` are usage errors, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and MIN_WATCH_S <= value <= 86400.0):
+        raise argparse.ArgumentTypeError(
+            f"{text} s: give a refresh period from {MIN_WATCH_S:g} to 86400 seconds"
+        )
+    return value
+
+
+def _field_type(check: Callable[[str], str | None]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        problem = check(text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return parse
+
+
+# argparse types for the text fields the daemon records (exoctl.service.fields): a bad one is
+# a usage error (exit 2) before the daemon is called, as the daemon would refuse it (-32602).
+patient_id = _field_type(fields.patient_problem)
+protocol_name = _field_type(lambda t: fields.text_problem("protocol", t))
+end_reason = _field_type(lambda t: fields.text_problem("reason", t))
+
+
+def parse_assist(
+    values: list[str] | None, joints: tuple[str, ...] | None = None
+) -> float | dict[str, float] | None:
+    """``0.3`` (every joint) or ``hip_l=0.3,knee_l=0.2`` / ``hip_l=0.3 knee_l=0.2``.
+
+    A change names exactly the joints it sets, once each: an empty value, a joint given twice
+    or (with ``joints``, the configuration's) a joint the exoskeleton does not have is a usage
+    error, never "the other joints to their default" or "the last one wins"."""
+    if values is None or values == []:
         return None
     parts = [p for v in values for p in v.replace(",", " ").split() if p]
+    if not parts:
+        raise argparse.ArgumentTypeError(
+            "empty assist value: give one gain for all joints (0.3) or joint=gain pairs"
+        )
     if len(parts) == 1 and "=" not in parts[0]:
         return _gain(parts[0])
     out: dict[str, float] = {}
@@ -112,8 +194,18 @@ def parse_assist(values: list[str] | None) -> float | dict[str, float] | None:
             raise argparse.ArgumentTypeError(
                 f"bad assist value {p!r}: use one gain for all joints (0.3) or joint=gain pairs"
             )
-        k, v = p.split("=", 1)
-        out[k.strip()] = _gain(v)
+        k, v = (x.strip() for x in p.split("=", 1))
+        if not k:
+            raise argparse.ArgumentTypeError(f"bad assist value {p!r}: no joint name before '='")
+        if k in out:
+            raise argparse.ArgumentTypeError(
+                f"joint {k!r} given twice in the assist value: give each joint once"
+            )
+        if joints is not None and k not in joints:
+            raise argparse.ArgumentTypeError(
+                f"unknown joint {k!r}: this exoskeleton's joints are {', '.join(joints)}"
+            )
+        out[k] = _gain(v)
     return out
 
 

@@ -17,7 +17,7 @@ from exoctl.service.commands.common import (
     guarded,
     parse_assist,
     rpc_call,
-    service_config,
+    socket_path,
 )
 from exoctl.service.commands.text import assist_message, clear_message, format_kv, format_status
 
@@ -30,6 +30,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return run_daemon(config_path(args))
 
 
+def _joints(args: argparse.Namespace) -> tuple[str, ...]:
+    """The configured joints, so that a joint the exoskeleton does not have is a usage error
+    before anything is sent."""
+    from exoctl.config.schema import load_config
+
+    return tuple(load_config(config_path(args)).joint_names)
+
+
 def _session_human(r: dict[str, Any]) -> str:
     return format_kv(r)
 
@@ -37,7 +45,7 @@ def _session_human(r: dict[str, Any]) -> str:
 @guarded
 def cmd_session_start(args: argparse.Namespace) -> int:
     try:
-        assist = parse_assist(args.assist)
+        assist = parse_assist(args.assist, _joints(args))
     except argparse.ArgumentTypeError as e:
         return fail(args, str(e), EXIT_USAGE)
     params: dict[str, Any] = {"patient": args.patient, "protocol": args.protocol}
@@ -50,24 +58,34 @@ def cmd_session_start(args: argparse.Namespace) -> int:
 @guarded
 def cmd_session_stop(args: argparse.Namespace) -> int:
     r = rpc_call(args, "session.stop", {"reason": args.reason})
-    return emit(args, r, lambda r: "session stopped\n" + _session_human(r))
+    return emit(args, r, _stopped_human)
+
+
+def _stopped_human(r: dict[str, Any]) -> str:
+    problem = r.get("recording_problem")
+    head = "session stopped\n"
+    if problem:
+        head = (
+            "session stopped; its recording could not be finished "
+            f"({problem}): the data written before that is kept.\n"
+        )
+    return head + _session_human({k: v for k, v in r.items() if k != "recording_problem"})
 
 
 @guarded
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.watch is None:
-        return emit(args, rpc_call(args, "status"), format_status)
     from exoctl.service.client import Client
 
-    svc = service_config(args)
-    with Client(svc.socket_path) as c:
+    with Client(socket_path(args), timeout_s=getattr(args, "timeout", 30.0)) as c:
+        if args.watch is None:
+            return emit(args, c.call("status"), format_status)
         while True:
             st = c.call("status")
             if args.json:
                 cli_policy.emit_json(st)
             else:
                 print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
-                print(format_status(st), flush=True)
+                print(cli_policy.shown_lines(format_status(st)), flush=True)
             time.sleep(args.watch)
 
 
@@ -76,7 +94,7 @@ def cmd_estop(args: argparse.Namespace) -> int:
     from exoctl.service.client import estop
 
     # The e-stop socket: no other client can hold it up (see exoctl.service.client.estop).
-    r = estop(service_config(args).socket_path, timeout_s=getattr(args, "timeout", 5.0))
+    r = estop(socket_path(args), timeout_s=getattr(args, "timeout", 5.0))
     return emit(
         args,
         r,
@@ -96,7 +114,7 @@ def cmd_fault_clear(args: argparse.Namespace) -> int:
 @guarded
 def cmd_assist_set(args: argparse.Namespace) -> int:
     try:
-        gains = parse_assist(args.values)
+        gains = parse_assist(args.values, _joints(args))
     except argparse.ArgumentTypeError as e:
         return fail(args, str(e), EXIT_USAGE)
     r = rpc_call(args, "assist.set", {"gains": gains})

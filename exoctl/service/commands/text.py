@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from exoctl.cli_policy import shown
+
 
 def format_table(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
     cols = list(columns)
@@ -50,13 +52,15 @@ def fmt_us(v: float | None) -> str:
 
 
 def _cell(v: Any) -> str:
+    """One value as a table cell: escaped (``cli_policy.shown``) before the column widths
+    are measured, so a hostile value can neither break the row nor misalign it."""
     if v is None:
         return "-"
     if isinstance(v, float):
         return fmt_num(v)
     if isinstance(v, dict | list):
         return json.dumps(v, separators=(",", ":"))
-    return str(v)
+    return shown(str(v))
 
 
 def format_when(epoch: float | None) -> str:
@@ -80,6 +84,7 @@ def format_kv(d: dict[str, Any]) -> str:
     items = _flatten(d)
     if not items:
         return "(empty)"
+    items = [(shown(k), v) for k, v in items]
     w = max(len(k) for k, _ in items)
     return "\n".join(f"{k.ljust(w)}  {_cell(v)}" for k, v in items)
 
@@ -112,26 +117,32 @@ def _format_status(st: dict[str, Any]) -> str:
         lines.append(f"assist    {gains}")
     else:
         lines.append("session   none")
+    stale = st.get("stale") or {}
     jit, cost, lat = loop["loop_jitter_us"], loop["tick_cost_us"], loop["latency_ms"]
+    latency = (
+        f"EMG->command p99 {_cell(lat['p99'])} ms"
+        if "latency_ms" not in stale
+        else f"EMG->command: no EMG for {_age(stale['latency_ms'])}"
+    )
     lines.append(
         f"loop      {loop['control_rate_hz']:.1f} Hz (target {loop['target_rate_hz']:g}), "
         f"{loop['deadline_misses']} deadline misses; last {loop.get('window_s', 0):g} s: "
-        f"start error p99 {fmt_us(jit['p99'])}, tick cost p99 {fmt_us(cost['p99'])}, "
-        f"EMG->command p99 {_cell(lat['p99'])} ms"
+        f"start error p99 {fmt_us(jit['p99'])}, tick cost p99 {fmt_us(cost['p99'])}, {latency}"
     )
     if st.get("loop_error"):
         lines.append(f"LOOP ERROR {st['loop_error']}")
     joints = list(st["estimate_nm"])
+    cols = ["estimate_nm", "command_nm", "applied_nm"]
     rows = [
-        {
-            "joint": j,
-            "estimate_nm": st["estimate_nm"][j],
-            "command_nm": (st.get("command_nm") or {}).get(j),
-            "applied_nm": (st.get("applied_nm") or {}).get(j),
-        }
+        {"joint": j, **{c: None if c in stale else (st.get(c) or {}).get(j) for c in cols}}
         for j in joints
     ]
-    lines.append(format_table(rows, ["joint", "estimate_nm", "command_nm", "applied_nm"]))
+    lines.append(format_table(rows, ["joint", *cols]))
+    for c, why in (("estimate_nm", "no EMG"), ("applied_nm", "no telemetry from the device")):
+        if c in stale:  # the last values, with their age, never in the table as current
+            last = st.get(c) or {}
+            shown = ", ".join(f"{j} {_cell(v)}" for j, v in last.items()) or "none"
+            lines.append(f"NOT CURRENT {c}: {why} for {_age(stale[c])}; last values (N m): {shown}")
     if link:
         rtt = link.get("rtt_ms") or {}
         lines.append(
@@ -140,6 +151,7 @@ def _format_status(st: dict[str, Any]) -> str:
             f"{link.get('commands_sent', 0)} commands, {link.get('telemetry_received', 0)} "
             f"telemetry, {link.get('crc_errors', 0)} CRC errors, rtt p99 {_cell(rtt.get('p99'))} ms"
         )
+        lines.append(_device_faults(link, "applied_nm" in stale))
     acq = st.get("acquisition") or {}
     if acq:
         lines.append(
@@ -149,8 +161,10 @@ def _format_status(st: dict[str, Any]) -> str:
     rec = st.get("recorder") or {}
     if rec:
         lines.append(
-            f"recording {rec.get('db_path') or 'none'}; {rec.get('written_chunks', 0)} chunks, "
+            f"recording {rec.get('db_path') or 'none'}; {rec.get('written_chunks', 0)} chunks "
+            f"on disk, {rec.get('failed_chunks', 0)} lost to write errors, "
             f"{rec.get('dropped', 0)} dropped, {rec.get('write_errors', 0)} write errors"
+            + (f", last: {rec['last_error']}" if rec.get("last_error") else "")
         )
     faults = st.get("faults") or []
     if faults:
@@ -164,6 +178,27 @@ def _format_status(st: dict[str, Any]) -> str:
     else:
         lines.append("faults    none")
     return "\n".join(lines)
+
+
+def _age(age_s: float | None) -> str:
+    """How long an input has been missing: ``12.3 s``, or ``ever`` (none came yet)."""
+    return "ever (none received yet)" if age_s is None else f"{fmt_num(float(age_s))} s"
+
+
+def _device_faults(link: dict[str, Any], stale: bool) -> str:
+    """The device's faults now (its newest report), in words, apart from their history."""
+    current = link.get("device_faults_current")
+    history = link.get("device_faults") or []
+    if current is None:
+        now = "unknown (no telemetry yet)"
+    else:
+        now = ", ".join(n.replace("_", " ") for n in current) or "none"
+        if stale:
+            now += " (as last reported: no telemetry now)"
+    past = f"; {len(history)} reported since start" if history else ""
+    if history:
+        past += f", last: {history[-1].replace('_', ' ')}"
+    return f"device    faults now: {now}{past}"
 
 
 # What each safety state means for the patient, in the clinician's words.

@@ -58,35 +58,82 @@ Modules: ``errors`` (the codes and the exceptions handlers raise), ``limits``, `
 (method table, dispatcher, reply cache), ``pacing`` (token bucket, CPU budget, gated work
 section), ``sockets`` (binding, paths), ``estop`` (the e-stop socket's protocol), ``server``,
 ``relay`` (the front process and the daemon's side of it) and ``front`` (its entry). Their
-public names are importable from here.
+public names are importable from here, loaded on first use (``__getattr__``): the CLI's
+``exoctl estop`` needs the constants and the socket path rule, not the server and its logging.
 """
 
-from exoctl.service.rpc.credentials import (
-    NAMES_TTL_S,
-    PeerCredentials,
-    check_allowed,
-    peer_credentials,
-)
-from exoctl.service.rpc.decode import decode_request
-from exoctl.service.rpc.dispatch import ESTOP_METHOD, Dispatcher, encode_error, methods_from
-from exoctl.service.rpc.errors import (
-    BUSY,
-    CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    PARSE_ERROR,
-    PERMISSION_DENIED,
-    REFUSED,
-    RETRYABLE,
-    InvalidParams,
-    Refused,
-    RpcError,
-)
-from exoctl.service.rpc.limits import DEFAULT_MAX_REQUEST_BYTES, Limits
-from exoctl.service.rpc.server import GATED_LINE_BYTES, RpcServer
-from exoctl.service.rpc.sockets import estop_socket_path, socket_in_use
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exoctl.service.rpc.credentials import (
+        NAMES_TTL_S,
+        PeerCredentials,
+        check_allowed,
+        peer_credentials,
+    )
+    from exoctl.service.rpc.decode import decode_request
+    from exoctl.service.rpc.dispatch import Dispatcher, encode_error, methods_from
+    from exoctl.service.rpc.errors import (
+        BUSY,
+        CONNECTION_CLOSED,
+        INTERNAL_ERROR,
+        INVALID_PARAMS,
+        INVALID_REQUEST,
+        METHOD_NOT_FOUND,
+        PARSE_ERROR,
+        PERMISSION_DENIED,
+        REFUSED,
+        RETRYABLE,
+        InvalidParams,
+        Refused,
+        RpcError,
+    )
+    from exoctl.service.rpc.limits import DEFAULT_MAX_REQUEST_BYTES, Limits
+    from exoctl.service.rpc.server import GATED_LINE_BYTES, RpcServer
+    from exoctl.service.rpc.sockets import ESTOP_METHOD, estop_socket_path, socket_in_use
+
+_LAZY = {
+    "NAMES_TTL_S": "exoctl.service.rpc.credentials",
+    "PeerCredentials": "exoctl.service.rpc.credentials",
+    "check_allowed": "exoctl.service.rpc.credentials",
+    "peer_credentials": "exoctl.service.rpc.credentials",
+    "decode_request": "exoctl.service.rpc.decode",
+    "ESTOP_METHOD": "exoctl.service.rpc.sockets",
+    "Dispatcher": "exoctl.service.rpc.dispatch",
+    "encode_error": "exoctl.service.rpc.dispatch",
+    "methods_from": "exoctl.service.rpc.dispatch",
+    "BUSY": "exoctl.service.rpc.errors",
+    "CONNECTION_CLOSED": "exoctl.service.rpc.errors",
+    "INTERNAL_ERROR": "exoctl.service.rpc.errors",
+    "INVALID_PARAMS": "exoctl.service.rpc.errors",
+    "INVALID_REQUEST": "exoctl.service.rpc.errors",
+    "METHOD_NOT_FOUND": "exoctl.service.rpc.errors",
+    "PARSE_ERROR": "exoctl.service.rpc.errors",
+    "PERMISSION_DENIED": "exoctl.service.rpc.errors",
+    "REFUSED": "exoctl.service.rpc.errors",
+    "RETRYABLE": "exoctl.service.rpc.errors",
+    "InvalidParams": "exoctl.service.rpc.errors",
+    "Refused": "exoctl.service.rpc.errors",
+    "RpcError": "exoctl.service.rpc.errors",
+    "DEFAULT_MAX_REQUEST_BYTES": "exoctl.service.rpc.limits",
+    "Limits": "exoctl.service.rpc.limits",
+    "GATED_LINE_BYTES": "exoctl.service.rpc.server",
+    "RpcServer": "exoctl.service.rpc.server",
+    "estop_socket_path": "exoctl.service.rpc.sockets",
+    "socket_in_use": "exoctl.service.rpc.sockets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module when first asked for (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUSY",

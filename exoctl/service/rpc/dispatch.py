@@ -19,8 +19,8 @@ from exoctl.service.rpc.errors import (
     METHOD_NOT_FOUND,
     RpcError,
 )
+from exoctl.service.rpc.sockets import ESTOP_METHOD
 
-ESTOP_METHOD = "estop"
 log = structlog.get_logger("exoctl.rpc")
 
 

@@ -1,0 +1,51 @@
+"""Where the configuration files are, how a path written in one is resolved, and the control
+socket's path read on its own: import-light (no pydantic, no numpy).
+
+Why a reader of one key: ``exoctl estop`` and ``exoctl status`` must start at once (an e-stop
+must not wait for pydantic and the schema to import, 1-3 s on a loaded clinic PC), yet use the
+socket of the configuration the user chose (``--config``, ``$EXOCTL_CONFIG``,
+``/etc/exoctl/exoctl.yaml``, the packaged default: exoctl.config.lookup). So they read that file
+with the project's one YAML reader (exoctl.config.yamlfile, the same strict rules as every
+other file) and take ``service.socket_path`` alone, resolved by the same rule as the full
+load (``resolve_path``); the rest of the file is validated by every other command. A file the
+reader refuses, or a ``socket_path`` that is not a string, gives ``None``: the caller then loads
+the file fully, whose error says what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Package data: the default configuration, its scenarios and (through its relative paths) the
+# shipped models travel inside the package, so a wheel install finds them from any directory.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+DEFAULT_SOCKET_PATH = Path("/run/exoctl/control.sock")
+"""``service.socket_path`` when a configuration does not set it."""
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """A file path written in a configuration: ``~`` expanded, a relative path taken relative
+    to ``base`` (the directory of the file that names it), an absolute one kept as written."""
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def read_socket_path(config_file: str | Path) -> Path | None:
+    """``service.socket_path`` of ``config_file`` (its default when not set), or None when the
+    file cannot be read or the value is not a string (see the module docstring)."""
+    from exoctl.config.yamlfile import ConfigError, read_yaml
+
+    path = Path(config_file)
+    try:
+        data: Any = read_yaml(path, "configuration").data
+    except ConfigError:
+        return None
+    service = data.get("service", {}) if isinstance(data, dict) else None
+    if not isinstance(service, dict):
+        return None
+    value = service.get("socket_path", str(DEFAULT_SOCKET_PATH))
+    if not isinstance(value, str) or not value:
+        return None
+    return Path(resolve_path(value, path.resolve().parent))

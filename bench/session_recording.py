@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.common import REPO, daemon_config
+from exoctl.config.yamlfile import read_yaml
 
 PATIENT = "SIM-P01"
 
@@ -60,7 +59,7 @@ class Bench:
             [sys.executable, "-m", "exoctl.cli", "--config", str(self.cfg), "daemon"],
             stdout=self.daemon_log, stderr=subprocess.STDOUT, cwd=REPO,
         )  # fmt: skip
-        self.socket = yaml.safe_load(self.cfg.read_text())["service"]["socket_path"]
+        self.socket = read_yaml(self.cfg, "configuration").data["service"]["socket_path"]
         deadline = time.monotonic() + 90
         while True:
             ok, _ = self.rpc("status")

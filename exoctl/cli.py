@@ -332,9 +332,12 @@ def _main(argv: list[str] | None) -> int:
         return policy.fail(f"exoctl {args.command}: {e}", policy.EXIT_USAGE, json_mode=json_mode)
     except Exception as e:
         from exoctl.config.yamlfile import ConfigError
+        from exoctl.errors import DataError
 
         if isinstance(e, ConfigError):
             return policy.fail(str(e), policy.EXIT_ERROR, json_mode=json_mode)
+        if isinstance(e, DataError):  # any refused input; imports nothing (no onnxruntime)
+            return policy.fail(policy.one_line(str(e)), policy.EXIT_ERROR, json_mode=json_mode)
         if isinstance(e, _input_errors()):
             return policy.fail(policy.one_line(str(e)), policy.EXIT_ERROR, json_mode=json_mode)
         if policy.debug_enabled():

@@ -61,7 +61,7 @@ import numpy as np
 
 from firmware_bridge import protocol as P
 from firmware_bridge.errors import LinkError
-from firmware_bridge.link_api import DeviceInfo, LinkThread, TelemetrySnapshot
+from firmware_bridge.link_api import DeviceInfo, LinkThread, TelemetrySnapshot, limit_above_device
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,7 @@ class FakeLink:
         *,
         device_joint_names: Sequence[str] | None = None,
         torque_limits_nm: Sequence[float] | None = None,
+        configured_limits_nm: Sequence[float] | None = None,
         device_id: str = "fake-device",
         command_timeout_s: float = 0.1,
         telemetry_timeout_s: float = 0.1,
@@ -103,6 +104,11 @@ class FakeLink:
         limits = [300.0] * len(dev_names) if torque_limits_nm is None else list(torque_limits_nm)
         self.joint_names = tuple(joint_names)
         self.n_joints = n
+        self.configured_limits_nm = (
+            None if configured_limits_nm is None else tuple(map(float, configured_limits_nm))
+        )
+        """The host's configured limits (as HostLink's torque_limits_nm): a pretend device
+        whose own limit (``torque_limits_nm``) is lower is refused at the handshake."""
         self.telemetry_timeout_s = float(telemetry_timeout_s)
         self.command_timeout_s = float(command_timeout_s)
         self._clock = clock
@@ -190,6 +196,11 @@ class FakeLink:
                 f"device {info.device_id!r} joints {info.joint_names} differ from the "
                 f"configured {self.joint_names} (order matters)"
             )
+            return
+        if self.configured_limits_nm is not None and (
+            above := limit_above_device(info, self.joint_names, self.configured_limits_nm)
+        ):
+            self._protocol_fault = above
             return
         self._protocol_fault = None
         self._device = info

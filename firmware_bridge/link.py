@@ -34,7 +34,12 @@ import serial
 
 from firmware_bridge import protocol as P
 from firmware_bridge.errors import LinkError
-from firmware_bridge.link_api import DeviceInfo, LinkThread, TelemetrySnapshot
+from firmware_bridge.link_api import (
+    DeviceInfo,
+    LinkThread,
+    TelemetrySnapshot,
+    limit_above_device,
+)
 from firmware_bridge.link_stats import LinkStats
 from firmware_bridge.rtt import RttStats
 from firmware_bridge.supervision import LinkSupervision
@@ -55,6 +60,7 @@ class HostLink(LinkSupervision):
         telemetry_timeout_s: float = 0.1,
         low_latency: bool = True,
         joint_names: Sequence[str] | None = None,
+        torque_limits_nm: Sequence[float] | None = None,
     ) -> None:
         if not 1 <= n_joints <= P.MAX_JOINTS:
             raise ValueError(f"n_joints must be 1..{P.MAX_JOINTS}, got {n_joints}")
@@ -69,6 +75,12 @@ class HostLink(LinkSupervision):
         if joint_names is not None and len(joint_names) != n_joints:
             raise ValueError(f"joint_names has {len(joint_names)} names for {n_joints} joints")
         self.joint_names = tuple(joint_names) if joint_names is not None else None
+        if torque_limits_nm is not None and len(torque_limits_nm) != n_joints:
+            raise ValueError(f"torque_limits_nm has {len(torque_limits_nm)} values for {n_joints}")
+        self.torque_limits_nm = (
+            tuple(float(x) for x in torque_limits_nm) if torque_limits_nm is not None else None
+        )
+        """The configured limits: a device whose own limit is lower is refused (handshake)."""
         self.low_latency_active = False
         self.last_error: str | None = None
 
@@ -208,6 +220,10 @@ class HostLink(LinkSupervision):
                 f"device {info.device_id!r} joints {info.joint_names} differ from the "
                 f"configured {self.joint_names} (order matters)"
             )
+        elif self.torque_limits_nm is not None and (
+            above := limit_above_device(info, info.joint_names, self.torque_limits_nm)
+        ):
+            self._protocol_fault = above
         elif self._device is not None and (
             info.device_id != self._device.device_id or info.joint_names != self._device.joint_names
         ):

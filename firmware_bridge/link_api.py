@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -33,7 +33,35 @@ from firmware_bridge import protocol as P
 from firmware_bridge.errors import LinkError
 from firmware_bridge.protocol import DeviceInfo
 
-__all__ = ["DeviceInfo", "Link", "LinkError", "LinkThread", "TelemetrySnapshot"]
+__all__ = [
+    "DeviceInfo",
+    "Link",
+    "LinkError",
+    "LinkThread",
+    "TelemetrySnapshot",
+    "limit_above_device",
+]
+
+
+def limit_above_device(
+    info: DeviceInfo, names: Sequence[str], configured_nm: Sequence[float]
+) -> str | None:
+    """Why the host must not run on this device: a configured torque limit above the
+    device's own (its DEVICE_INFO), or None.
+
+    The device clamps to its own limit, but the host's safety layer, rate limits and range-of-
+    motion fade are all computed against the configured limit: a configuration that promises
+    more torque than the actuator gives is wrong about the hardware it drives. Compared in
+    wire counts (0.01 N m), where the device's limit is exact.
+    """
+    for name, want, have in zip(names, configured_nm, info.torque_limit_nm, strict=True):
+        if round(want / P.TORQUE_SCALE_NM) > round(have / P.TORQUE_SCALE_NM):
+            return (
+                f"device {info.device_id!r} joint {name}: the configured torque limit "
+                f"{want:g} N m is above the device's own limit {have:g} N m; lower "
+                f"torque_limit_nm for {name} in the configuration to at most {have:g}"
+            )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from exoctl.acquisition.lsl_scope import apply_lsl_scope, stream_host
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import EmgConfig, LslConfig
 from exoctl.errors import ExoctlError
+from exoctl.regular_file import check_regular
 
 
 class AcquisitionError(ExoctlError, RuntimeError):
@@ -286,7 +287,7 @@ class ReplayAcquisition(Acquisition):
         self, path: Path, ring: RingBuffer, fs_hz: float, loop: bool = False, chunk: int = 4
     ) -> None:
         super().__init__(ring)
-        with np.load(path) as f:
+        with np.load(check_regular(path, "a replay recording", AcquisitionError)) as f:
             if "emg" not in f or "fs_hz" not in f:
                 raise AcquisitionError(f"{path}: a replay file needs arrays 'emg' and 'fs_hz'")
             self.emg = np.asarray(f["emg"], dtype=np.float32)

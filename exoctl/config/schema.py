@@ -15,7 +15,15 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from exoctl.config.paths import CONFIG_DIR, DEFAULT_CONFIG, DEFAULT_SOCKET_PATH, resolve_path
 from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
@@ -30,8 +38,14 @@ BAUD_RATES = (115200, 230400, 460800, 921600, 1000000, 2000000, 3000000)
 
 class _Model(BaseModel):
     # allow_inf_nan=False: no setting of exoctl is meaningful at infinity or NaN (a band-pass
-    # edge at .inf used to pass here and fail later, in the filter design)
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # edge at .inf used to pass here and fail later, in the filter design).
+    # strict=True: a number is a number and a boolean true or false, never text read as one
+    # ("40" was 40, "yes" and "on" were true); see STRICT_HINTS for what the errors say.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+
+FilePath = Annotated[Path, Strict(False)]
+"""A path: written as text in the file (strict mode alone would take Path objects only)."""
 
 
 class CrossFieldError(ValueError):
@@ -166,7 +180,7 @@ class LslConfig(_Model):
 
 
 class ReplayConfig(_Model):
-    path: Path | None = None
+    path: FilePath | None = None
     loop: bool = False
 
 
@@ -203,11 +217,11 @@ class ActivationConfig(_Model):
 
 class EstimatorConfig(_Model):
     input: Literal["raw", "enveloped"] = "raw"
-    bandpass_hz: tuple[float, float] = (20.0, 450.0)
+    bandpass_hz: Annotated[tuple[float, float], Strict(False)] = (20.0, 450.0)  # YAML: a list
     notch_hz: Literal[50, 60] | None = None
     envelope_hz: Annotated[float, Field(gt=0, le=50)] = 6.0
     activation: ActivationConfig = ActivationConfig()
-    calibration: Path
+    calibration: FilePath
     """Calibration file (per-muscle MVC and the synergy matrix W), see exoctl.signal.calibration."""
 
     @field_validator("bandpass_hz")
@@ -220,7 +234,7 @@ class EstimatorConfig(_Model):
 
 
 class ModelConfig(_Model):
-    path: Path
+    path: FilePath
 
 
 class ControlConfig(_Model):
@@ -276,8 +290,8 @@ class SimulatorConfig(_Model):
 class ServiceConfig(_Model):
     """The daemon: where it records, and who may talk to its control socket."""
 
-    data_dir: Path = Path("/var/lib/exoctl")
-    socket_path: Path = DEFAULT_SOCKET_PATH
+    data_dir: FilePath = Path("/var/lib/exoctl")
+    socket_path: FilePath = DEFAULT_SOCKET_PATH
     socket_group: str | None = "exoctl"
     allowed_users: list[str] = ["root"]
     allowed_groups: list[str] = ["exoctl"]
@@ -303,7 +317,7 @@ class Config(_Model):
     safety: SafetyConfig = SafetyConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     service: ServiceConfig = ServiceConfig()
-    source: Path | None = None
+    source: FilePath | None = None
     """The file this configuration was read from (set by the loader)."""
 
     @model_validator(mode="after")
@@ -422,8 +436,22 @@ def format_validation_error(
         elif item["type"] == "missing":
             lines.append(f"{where}: {key}: required key is missing")
         else:
-            lines.append(f"{where}: {key} = {_SHOW.repr(item.get('input'))}: {item['msg']}")
+            lines.append(f"{where}: {key} = {_SHOW.repr(item.get('input'))}: {problem_text(item)}")
     return "\n".join(lines) or f"{path}: invalid configuration"
+
+
+STRICT_HINTS = {
+    "float_type": "must be a number, written without quotes (e.g. 40 or 0.5)",
+    "int_type": "must be a whole number, written without quotes (e.g. 20)",
+    "bool_type": "must be true or false, written without quotes",
+}
+"""What a strict type refusal says: the form that is allowed (pydantic says "Input should be a
+valid number", which does not tell a person that "40" in quotes is text)."""
+
+
+def problem_text(item: Any) -> str:
+    """The message of one pydantic error item, with the allowed form for strict types."""
+    return STRICT_HINTS.get(item["type"], item["msg"])
 
 
 def _where(path: Path | str, doc: YamlDocument | None, loc: tuple[Any, ...]) -> str:

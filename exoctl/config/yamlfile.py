@@ -11,7 +11,17 @@ have written, so the reader refuses, with the file, the line and the key in a si
   "billion laughs" file expands to 10^9 values: whoever walks it, or prints it, hangs);
 * bytes that are not UTF-8, nesting deeper than :data:`MAX_DEPTH`, integers wider than
   :data:`MAX_INT_BITS` bits, files larger than :data:`MAX_BYTES`;
-* anything PyYAML itself rejects, located at the line and column where it stopped.
+* anything PyYAML itself rejects, located at the line and column where it stopped;
+* a plain value whose meaning differs between YAML 1.1 and YAML 1.2 (see below).
+
+Scalars follow the YAML 1.2 core schema, the same everywhere: ``true``/``false`` are the only
+booleans, numbers are decimal (or ``0o``/``0x``), ``1e-3`` is a float, and anything else is
+text. The YAML 1.1 forms PyYAML used to guess at are refused, not read as text either, because
+whoever wrote them meant something else: ``yes``/``no``/``on``/``off`` (1.1 booleans: an
+``assist_gain: {hip_l: on}`` became 1.0), ``1:20`` (base 60: 80), ``1_20`` (120), ``012``
+(octal 10 in 1.1, 12 in 1.2) and ``0b101``. Quoted, each is text; an explicit ``!!bool``,
+``!!int`` or ``!!float`` accepts only the 1.2 forms. Text where a number is meant is the
+schema's to refuse (strict types): this reader never turns ``"40"`` into 40.
 
 Nothing a file contains ends in another exception: every refusal is the caller's error type
 (:class:`ConfigError` unless the caller names its own), and no message prints a value whole.
@@ -29,6 +39,7 @@ construct, locate a failure) over one loader and node graph, whose helpers serve
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -39,6 +50,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from exoctl.errors import DataError
+from exoctl.regular_file import open_regular
 
 MAX_BYTES = 1 << 20
 """Largest file read (1 MiB): exoctl's YAML files are a few KB; a dataset description with a
@@ -151,23 +163,136 @@ class _Loader(_BaseLoader):
             ) from None
 
     def construct_yaml_int(self, node: ScalarNode) -> int:
-        text = str(node.value).replace("_", "").lstrip("+-")
+        text = str(node.value)
+        if not _CORE_INT.match(text):
+            raise self._refuse_form(node, "an integer")
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
         # a digit in base 2 carries the fewest bits (1): anything longer cannot fit
-        if len(text) > MAX_INT_BITS + 2:
+        if len(digits) > MAX_INT_BITS + 2:
             raise _Refusal(
                 _line(node),
                 self.node_path.get(id(node)),
-                f"integer with {len(text)} digits: wider than {MAX_INT_BITS} bits",
+                f"integer with {len(digits)} digits: wider than {MAX_INT_BITS} bits",
             )
-        value = super().construct_yaml_int(node)
+        base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+        value = sign * int(digits[2:] if base != 10 else digits, base)
         if abs(value).bit_length() > MAX_INT_BITS:
             raise _Refusal(
                 _line(node), self.node_path.get(id(node)), f"integer wider than {MAX_INT_BITS} bits"
             )
         return value
 
+    def construct_yaml_float(self, node: ScalarNode) -> float:
+        text = str(node.value)
+        if _CORE_INT.match(text):  # `!!float 3`
+            return float(self.construct_yaml_int(node))
+        if not _CORE_FLOAT.match(text):
+            raise self._refuse_form(node, "a number")
+        low = text.lower()
+        if low.endswith(".nan"):
+            return math.nan
+        if low.endswith(".inf"):
+            return -math.inf if low.startswith("-") else math.inf
+        return float(text)
 
+    def construct_yaml_bool(self, node: ScalarNode) -> bool:
+        text = str(node.value)
+        if text.lower() not in ("true", "false"):
+            raise self._refuse_form(node, "a boolean")
+        return text.lower() == "true"
+
+    def construct_yaml11(self, node: ScalarNode) -> Any:
+        raise self._refuse_form(node, None)
+
+    def _refuse_form(self, node: ScalarNode, meant: str | None) -> _Refusal:
+        return _Refusal(
+            _line(node), self.node_path.get(id(node)), _form_problem(str(node.value), meant)
+        )
+
+
+def _form_problem(text: str, meant: str | None) -> str:
+    """Why a plain value is refused, and the form that says what its writer meant."""
+    shown = _short(text, 30)
+    if _YAML11_BOOL.match(text):
+        return (
+            f"{shown}: not a boolean in YAML 1.2 (YAML 1.1 read it as one): write true or false, "
+            f'or "{shown}" in quotes if text is meant'
+        )
+    if _YAML11_NUMBER.match(text) or meant in ("an integer", "a number"):
+        if ":" in text:
+            why = "a base-60 (sexagesimal) number in YAML 1.1 only"
+        elif "_" in text:
+            why = "digits grouped with '_' are a YAML 1.1 form only"
+        elif text.lstrip("+-").startswith("0b"):
+            why = "binary 0b... is a YAML 1.1 form only"
+        elif re.match(r"^[-+]?0[0-9]", text):
+            why = "a leading zero is octal in YAML 1.1, decimal in YAML 1.2"
+        else:
+            why = f"not {meant or 'a number'}"
+        return (
+            f"{shown}: {why}: write a plain number (e.g. 40, -2, 0.5, 1e-3), or quote it for text"
+        )
+    return f"{shown}: not {meant} (YAML 1.2 core schema)"
+
+
+# The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), and the plain
+# forms YAML 1.1 reads otherwise, refused (checked first: `012` is 10 in 1.1, 12 in 1.2).
+_CORE_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_CORE_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_CORE_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_CORE_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_YAML11_BOOL = re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$")
+_YAML11_NUMBER = re.compile(
+    r"^[-+]?(?:0b[0-1_]+|0[0-9_]+"
+    r"|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"
+    r"|(?=[0-9._]*_)[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?"
+    r"|0x[0-9a-fA-F]*_[0-9a-fA-F_]*|\.[0-9]*_[0-9_]*(?:[eE][-+]?[0-9]+)?)$"
+)
+_YAML11_TAG = "tag:exoctl,2026:yaml11-form"
+
+_CORE_RESOLVERS: tuple[tuple[str, re.Pattern[str], str | list[str]], ...] = (
+    ("tag:yaml.org,2002:bool", _CORE_BOOL, "tTfF"),
+    ("tag:yaml.org,2002:null", _CORE_NULL, ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:int", _CORE_INT, "-+0123456789"),
+    ("tag:yaml.org,2002:float", _CORE_FLOAT, "-+0123456789."),
+    ("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), "<"),
+)
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    (_YAML11_TAG, _YAML11_BOOL, "yYnNoO"),
+    (_YAML11_TAG, _YAML11_NUMBER, "-+0123456789."),
+    *_CORE_RESOLVERS,
+):
+    _Loader.add_implicit_resolver(_tag, _regexp, list(_first))
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
+_Loader.add_constructor("tag:yaml.org,2002:bool", _Loader.construct_yaml_bool)
+_Loader.add_constructor(_YAML11_TAG, _Loader.construct_yaml11)
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every text this reader (or a YAML 1.1 reader) would take for
+    something else: ``"1e3"`` (a float in YAML 1.2), ``"0o17"``, ``"yes"``, ``"1:20"``."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    k: list(v) for k, v in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+for _tag, _regexp, _first in _CORE_RESOLVERS:
+    _Dumper.add_implicit_resolver(_tag, _regexp, list(_first))
+
+
+def dump_yaml(data: Any, **options: Any) -> str:
+    """YAML text for ``data`` that :func:`read_yaml` reads back as the same value.
+
+    The one writer for files exoctl reads again (calibrations, dataset descriptions, bench
+    configurations); ``options`` as for ``yaml.dump`` (``sort_keys``, ``width``, ...).
+    """
+    return str(yaml.dump(data, Dumper=_Dumper, **options))
 
 
 def _first_paths(root: Node) -> dict[int, tuple[Any, ...]]:
@@ -372,7 +497,7 @@ def read_yaml(path: str | Path, what: str, error: type[Exception] = ConfigError)
         return error(f"{where}:{key} {problem}")
 
     try:
-        with path.open("rb") as f:
+        with open_regular(path, what, error) as f:  # a FIFO or a device: refused, not waited on
             data = f.read(MAX_BYTES + 1)
     except OSError as e:
         return _raise(error(f"{path}: cannot read {what}: {e.strerror or e}"))

@@ -18,9 +18,10 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
-from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
+from exoctl.cli_policy import EXIT_ERROR, EXIT_OK, EXIT_USAGE, emit_json, fail
 
 __all__ = ["main", "register"]
 
@@ -35,10 +36,14 @@ def register(subparsers: Any) -> None:
         "check",
         help="load every trial of a dataset description and report what is in it",
         description="Load every trial of a dataset description and print channels, rates, "
-        "durations, gaps, clipping and NaNs. Fails (exit 1) on a missing file or column.",
+        "durations, gaps, clipping and NaNs. Fails (exit 1) on a missing file or column, or "
+        "an infinite or out-of-range value; errors go to stderr.",
     )
     check.add_argument("description", type=Path, help="dataset description (YAML)")
     check.add_argument("--trials", nargs="+", metavar="NAME", help="only these trials")
+    check.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout (errors: ok false)"
+    )
     check.set_defaults(func=cmd_check)
 
     exp = dsub.add_parser(
@@ -89,89 +94,171 @@ def _fmt_timing(tm: Any) -> str:
     return s
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    import numpy as np  # here, not at the top: every `exoctl` command imports this module
+def _file_warnings(rep: Any) -> list[str]:
+    out = list(rep.warnings)
+    if rep.timing.gaps or rep.timing.non_increasing:
+        out.append("gaps/backward time steps (interpolated over)")
+    if rep.nans:
+        out.append(f"NaN samples {rep.nans}")
+    if rep.clipped:
+        out.append(f"clipping (samples at the rail) {rep.clipped}")
+    return out
 
+
+def _trial_report(trial: Any) -> dict[str, Any]:
+    """What ``data check`` says of one loaded trial, as plain values (text and --json)."""
+    import dataclasses
+
+    import numpy as np
+
+    finite = np.isfinite(trial.emg)
+    has = finite.any(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):  # values are bounded by the importer
+        sq = np.where(finite, trial.emg, 0.0) ** 2
+        rms = np.where(has, np.sqrt(sq.sum(0) / np.maximum(finite.sum(0), 1)), np.nan)
+        peak = np.where(has, np.abs(np.where(finite, trial.emg, 0.0)).max(axis=0), np.nan)
+    ranges: dict[str, dict[str, list[float]]] = {}
+    for part, arr in (("moment", trial.torque), ("angle", trial.angles)):
+        if arr is not None:
+            ranges[part] = {
+                j: [float(np.nanmin(arr[:, i])), float(np.nanmax(arr[:, i]))]
+                for i, j in enumerate(trial.joints)
+            }
+    env = trial.envelope
+    return {
+        "name": trial.name,
+        "role": trial.role,
+        "emg_kind": trial.emg_kind,
+        "envelope": None
+        if env is None
+        else {"lowpass_hz": env.lowpass_hz, "normalisation": env.normalisation},
+        "files": [
+            {
+                "part": rep.part,
+                "path": str(rep.path),
+                "format": rep.fmt,
+                "units": rep.units,
+                "timing": dataclasses.asdict(rep.timing),
+                "columns_used": dict(rep.columns_used),
+                "n_columns": rep.n_columns,
+                "warnings": _file_warnings(rep),
+            }
+            for rep in trial.files
+        ],
+        "fs_hz": trial.fs_hz,
+        "duration_s": trial.duration_s,
+        "t_start_s": float(trial.t[0]),
+        "t_end_s": float(trial.t[-1]),
+        "emg_interpolated": trial.interpolated_emg,
+        "emg_units": "uV" if trial.emg_kind == "raw" else "",
+        "muscles": [
+            {"name": m, "rms": float(r), "peak": float(pk)}
+            for m, r, pk in zip(trial.muscles, rms, peak, strict=True)
+        ],
+        "ranges": ranges,
+    }
+
+
+def _print_trial(rep: dict[str, Any], out: TextIO) -> int:
+    """The text report of one trial; returns its number of warnings."""
+    warnings = 0
+    print(f"\ntrial {rep['name']} ({rep['role']}, EMG {rep['emg_kind']})", file=out)
+    if rep["envelope"] is not None:
+        env = rep["envelope"]
+        lp = f"{env['lowpass_hz']:g} Hz" if env["lowpass_hz"] else "not stated"
+        print(
+            f"  envelope as stated: low-pass {lp}, normalisation {env['normalisation']}",
+            file=out,
+        )
+    for f in rep["files"]:
+        tm = SimpleNamespace(**f["timing"])
+        print(f"  {f['part']:<6} {Path(f['path']).name} [{f['format']}, {f['units']}]", file=out)
+        print(f"         {_fmt_timing(tm)}", file=out)
+        print(
+            f"         {len(f['columns_used'])} of {f['n_columns']} columns used: "
+            + ", ".join(f"{k}<-{v}" for k, v in f["columns_used"].items()),
+            file=out,
+        )
+        for w in f["warnings"]:
+            warnings += 1
+            print(f"         WARNING: {w}", file=out)
+    print(
+        f"  on one time base: {rep['fs_hz']:g} Hz, {rep['duration_s']:.3f} s "
+        f"(t={rep['t_start_s']:.3f}..{rep['t_end_s']:.3f} s), EMG "
+        + ("interpolated" if rep["emg_interpolated"] else "on its own samples"),
+        file=out,
+    )
+    unit = rep["emg_units"]
+    print(f"  {'muscle':<28}{'rms ' + unit:>12}{'peak ' + unit:>12}", file=out)
+    for m in rep["muscles"]:
+        r, pk = m["rms"], m["peak"]
+        flag = "  <- all NaN" if math.isnan(pk) else ("  <- flat" if not (pk > 0) else "")
+        print(f"  {m['name']:<28}{r:>12.4g}{pk:>12.4g}{flag}", file=out)
+    for part, unit in (("moment", "N m"), ("angle", "rad")):
+        if part in rep["ranges"]:
+            rng = ", ".join(
+                f"{j} {lo:.3g}..{hi:.3g}" for j, (lo, hi) in rep["ranges"][part].items()
+            )
+            print(f"  {part} range ({unit}, flexion +): {rng}", file=out)
+    return warnings
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Load every trial and report it: text on stdout, or one JSON document with --json.
+
+    Errors (a description or a file that cannot be used) go to stderr, one line each, and make
+    the exit code 1; with --json stdout then holds ``{"ok": false, "error": ...,
+    "exit_code": 1, "data": <the report of the trials that loaded>}``.
+    """
     from .dataset import DatasetError, load_dataset
 
     out = out or sys.stdout
+    json_mode = bool(getattr(args, "json", False))
     try:
         ds = load_dataset(args.description)
     except DatasetError as e:
-        return fail(str(e), EXIT_ERROR)
+        return fail(str(e), EXIT_ERROR, json_mode=json_mode)
     names = args.trials or ds.trial_names
-    print(
-        f"dataset {ds.spec.name or ds.path.name} ({ds.path}): {len(ds.muscles)} muscles, "
-        f"{len(ds.joints)} joints {list(ds.joints)}, {len(ds.trial_names)} trials",
-        file=out,
-    )
-    errors = warnings = 0
+    head = {
+        "name": ds.spec.name or ds.path.name,
+        "path": str(ds.path),
+        "muscles": list(ds.muscles),
+        "joints": list(ds.joints),
+        "n_trials": len(ds.trial_names),
+    }
+    if not json_mode:
+        print(
+            f"dataset {head['name']} ({ds.path}): {len(ds.muscles)} muscles, "
+            f"{len(ds.joints)} joints {list(ds.joints)}, {len(ds.trial_names)} trials",
+            file=out,
+        )
+    reports: list[dict[str, Any]] = []
+    errors: list[str] = []
+    warnings = 0
     for name in names:
         try:
             trial = ds.load_trial(name)
         except DatasetError as e:
-            print(f"\ntrial {name}: ERROR: {e}", file=out)
-            errors += 1
+            errors.append(f"trial {name}: {e}")
             continue
-        print(f"\ntrial {trial.name} ({trial.role}, EMG {trial.emg_kind})", file=out)
-        if trial.envelope is not None:
-            env = trial.envelope
-            lp = f"{env.lowpass_hz:g} Hz" if env.lowpass_hz else "not stated"
-            print(
-                f"  envelope as stated: low-pass {lp}, normalisation {env.normalisation}",
-                file=out,
-            )
-        for rep in trial.files:
-            print(f"  {rep.part:<6} {rep.path.name} [{rep.fmt}, {rep.units}]", file=out)
-            print(f"         {_fmt_timing(rep.timing)}", file=out)
-            print(
-                f"         {len(rep.columns_used)} of {rep.n_columns} columns used: "
-                + ", ".join(f"{k}<-{v}" for k, v in rep.columns_used.items()),
-                file=out,
-            )
-            for w in rep.warnings:
-                warnings += 1
-                print(f"         WARNING: {w}", file=out)
-            if rep.timing.gaps or rep.timing.non_increasing:
-                warnings += 1
-                print("         WARNING: gaps/backward time steps (interpolated over)", file=out)
-            if rep.nans:
-                warnings += 1
-                print(f"         WARNING: NaN samples {rep.nans}", file=out)
-            if rep.clipped:
-                warnings += 1
-                print(f"         WARNING: clipping (samples at the rail) {rep.clipped}", file=out)
-        finite = np.isfinite(trial.emg)
-        has = finite.any(axis=0)
-        sq = np.where(finite, trial.emg, 0.0) ** 2
-        rms = np.where(has, np.sqrt(sq.sum(0) / np.maximum(finite.sum(0), 1)), np.nan)
-        peak = np.where(has, np.abs(np.where(finite, trial.emg, 0.0)).max(axis=0), np.nan)
-        unit = "uV" if trial.emg_kind == "raw" else ""
-        print(
-            f"  on one time base: {trial.fs_hz:g} Hz, {trial.duration_s:.3f} s "
-            f"(t={trial.t[0]:.3f}..{trial.t[-1]:.3f} s), EMG "
-            + ("interpolated" if trial.interpolated_emg else "on its own samples"),
-            file=out,
+        rep = _trial_report(trial)
+        reports.append(rep)
+        if json_mode:
+            warnings += sum(len(f["warnings"]) for f in rep["files"])
+        else:
+            warnings += _print_trial(rep, out)
+    ok = len(names) - len(errors)
+    summary = f"{ok} of {len(names)} trial(s) loaded, {len(errors)} error(s), {warnings} warning(s)"
+    doc = {"dataset": head, "trials": reports, "errors": errors, "warnings": warnings}
+    if errors:
+        return fail(
+            "\n".join([*errors, f"FAILED: {summary}"]), EXIT_ERROR, json_mode=json_mode, data=doc
         )
-        print(f"  {'muscle':<28}{'rms ' + unit:>12}{'peak ' + unit:>12}", file=out)
-        for m, r, p in zip(trial.muscles, rms, peak, strict=True):
-            flag = "  <- all NaN" if np.isnan(p) else ("  <- flat" if not (p > 0) else "")
-            print(f"  {m:<28}{r:>12.4g}{p:>12.4g}{flag}", file=out)
-        for part, arr, unit in (("moment", trial.torque, "N m"), ("angle", trial.angles, "rad")):
-            if arr is None:
-                continue
-            rng = ", ".join(
-                f"{j} {np.nanmin(arr[:, i]):.3g}..{np.nanmax(arr[:, i]):.3g}"
-                for i, j in enumerate(trial.joints)
-            )
-            print(f"  {part} range ({unit}, flexion +): {rng}", file=out)
-    ok = len(names) - errors
-    print(
-        f"\n{'OK' if not errors else 'FAILED'}: {ok} of {len(names)} trial(s) loaded, "
-        f"{errors} error(s), {warnings} warning(s)",
-        file=out,
-    )
-    return 1 if errors else 0
+    if json_mode:
+        emit_json({"ok": True, **doc}, out)
+    else:
+        print(f"\nOK: {summary}", file=out)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- export-sim

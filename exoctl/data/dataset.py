@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from exoctl.config.schema import problem_text
 from exoctl.config.yamlfile import read_yaml_mapping
 
 from .importers import ImportErrorWithPath, Table, Timing, read_table, timing_summary
@@ -150,7 +151,7 @@ def _format_validation(path: Path, err: ValidationError) -> str:
         else:
             shown = repr(item.get("input"))
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
-            lines.append(f"  {path}: {loc} = {shown}: {item['msg']}")
+            lines.append(f"  {path}: {loc} = {shown}: {problem_text(item)}")
     return "\n".join(lines)
 
 

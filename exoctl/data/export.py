@@ -29,9 +29,8 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
-import yaml
 
-from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.config.yamlfile import dump_yaml, read_yaml_mapping
 
 from .dataset import DatasetError
 
@@ -318,6 +317,6 @@ def export_recording(
     desc["trials"].append(trial_spec)
     desc_path.write_text(
         "# exoctl dataset description (see exoctl/data/dataset.py); paths relative to this file\n"
-        + yaml.safe_dump(desc, sort_keys=False, width=120)
+        + dump_yaml(desc, sort_keys=False, width=120)
     )
     return desc_path

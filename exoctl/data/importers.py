@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from exoctl.errors import DataError
+from exoctl.regular_file import check_regular, open_regular
 
 __all__ = [
     "ImportErrorWithPath",
@@ -54,6 +56,55 @@ __all__ = [
 
 class ImportErrorWithPath(DataError):
     """A file that cannot be read as asked; the message names the file."""
+
+
+MAX_LINE_CHARS = 1 << 20
+"""Longest line read from a text recording (1 Mi characters; a row of 64 channels is ~1 KB).
+Lines are read one at a time up to this bound, so memory follows the row count: a 160 MB file
+of one line used to be read whole (4 GB peak) before its error."""
+MAX_ABS_VALUE = 1e15
+"""Largest magnitude accepted in a recording's cell. No lab quantity in seconds, volts, N m or
+radians comes near it; beyond it squares and sums overflow (numpy warnings, infinite RMS) or
+lose all precision. Infinite cells (``inf``, ``1e999``, 5,000-digit numbers) are refused too;
+NaN stays a missing value."""
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """(1-based line number, text without its line end) for every line of ``path``.
+
+    Read line by line, at most MAX_LINE_CHARS per line (refused beyond, with file:line);
+    undecodable bytes are replaced; ``\n``, ``\r\n`` and ``\r`` end lines alike.
+    """
+    out: list[tuple[int, str]] = []
+    with open_regular(path, "a recording", ImportErrorWithPath) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
+        for no, line in enumerate(iter(lambda: f.readline(MAX_LINE_CHARS + 1), ""), 1):
+            if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                raise ImportErrorWithPath(
+                    f"{path}:{no}: line longer than {MAX_LINE_CHARS} characters: not a table "
+                    "row (is this the right file?)"
+                )
+            out.append((no, line.rstrip("\n")))
+    return out
+
+
+def _check_range(
+    path: Path, data: np.ndarray, labels: Sequence[str], line_nos: Sequence[int] | None
+) -> None:
+    """Refuse an infinite or huge cell, naming the file, line (text files), data row (the
+    sample, for binary files) and column."""
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(data) > MAX_ABS_VALUE  # NaN compares False: a missing value, kept
+    if not bad.any():
+        return
+    r, c = (int(i) for i in np.argwhere(bad)[0])
+    v = float(data[r, c])
+    what = "not finite" if not math.isfinite(v) else f"out of range (|x| > {MAX_ABS_VALUE:g})"
+    where = f"{path}:{line_nos[r]}: data row {r + 1}" if line_nos else f"{path}: sample {r + 1}"
+    raise ImportErrorWithPath(
+        f"{where}, column {labels[c]!r}: value {v:.6g} is {what}"
+        f" ({int(bad.sum())} such cell(s) in the file)"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,8 +168,9 @@ def read_table(
                 f"{path}: cannot tell the format from the extension {ext!r}; "
                 "set format: sto, mot, csv, xdf or mat"
             )
-    if not path.is_file():
+    if not path.exists():
         raise ImportErrorWithPath(f"{path}: file not found")
+    check_regular(path, "a recording", ImportErrorWithPath)
     if fmt in ("sto", "mot"):
         return read_sto(path)
     if fmt == "csv":
@@ -126,14 +178,21 @@ def read_table(
     if fmt == "xdf":
         if stream is None:
             raise ImportErrorWithPath(f"{path}: an XDF file needs `stream:` (name or type)")
-        return read_xdf(path, stream, cache=xdf_cache)
+        return _in_range(read_xdf(path, stream, cache=xdf_cache))
     if fmt == "mat":
         if variable is None or cycle is None or stride_s is None:
             raise ImportErrorWithPath(
                 f"{path}: a gait-cycle .mat file needs `variable:`, `cycle:` and `stride_s:`"
             )
-        return read_mat_cycles(path, variable, cycle, stride_s, cache=xdf_cache)
+        return _in_range(read_mat_cycles(path, variable, cycle, stride_s, cache=xdf_cache))
     raise ImportErrorWithPath(f"{path}: unknown format {fmt!r}; known: sto, mot, csv, xdf, mat")
+
+
+def _in_range(tab: Table) -> Table:
+    """A binary recording's table, once its time stamps and samples are checked in range."""
+    _check_range(tab.path, tab.t[:, None], ("time",), None)
+    _check_range(tab.path, tab.data, tab.columns, None)
+    return tab
 
 
 _NAN_TOKENS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "-nan(ind)", "1.#qnan", "-1.#ind"})
@@ -159,30 +218,30 @@ def _cell_value(cell: str) -> float:
     return float(cell)
 
 
-def _parse_numbers(path: Path, lines: list[str], n_cols: int, first_line_no: int) -> np.ndarray:
+def _parse_numbers(path: Path, lines: list[tuple[int, str]], n_cols: int) -> np.ndarray:
     """Rows of numbers; blank lines skipped, empty or ``nan`` cells NaN, ragged rows refused."""
-    body = [ln.rstrip(" \t") for ln in lines if ln.strip()]
+    body = [ln.rstrip(" \t") for _, ln in lines if ln.strip()]
     if body:
         try:  # fast path; the slow one below only runs to say what is wrong, or for blanks
-            arr = np.loadtxt(io.StringIO("\n".join(body)), dtype=np.float64, ndmin=2)
+            arr = np.loadtxt(body, dtype=np.float64, ndmin=2)
             if arr.shape[1] == n_cols:
                 return arr
         except ValueError:
             pass
     rows = []
-    for i, line in enumerate(lines):
+    for no, line in lines:
         if not line.strip():
             continue
         parts = _cells(line, n_cols)
         if len(parts) != n_cols:
             raise ImportErrorWithPath(
-                f"{path}:{first_line_no + i}: {len(parts)} values, expected {n_cols} (one per column)"
+                f"{path}:{no}: {len(parts)} values, expected {n_cols} (one per column)"
             )
         try:
             rows.append([_cell_value(p) for p in parts])
         except ValueError:
             raise ImportErrorWithPath(
-                f"{path}:{first_line_no + i}: not a number among {parts[:6]}..."
+                f"{path}:{no}: not a number among {[p[:20] for p in parts[:6]]}..."
             ) from None
     if not rows:
         raise ImportErrorWithPath(f"{path}: no data rows")
@@ -209,10 +268,10 @@ def read_sto(path: str | Path) -> Table:
     """
     path = Path(path)
     try:
-        text = path.read_text(errors="replace")
+        numbered = _read_lines(path)
     except OSError as e:
         raise ImportErrorWithPath(f"{path}: cannot read: {e.strerror}") from None
-    lines = text.splitlines()  # \n, \r\n and \r alike
+    lines = [ln for _, ln in numbered]
     end = next((i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader"), None)
     if end is None:
         raise ImportErrorWithPath(f"{path}: not an OpenSim Storage file (no 'endheader' line)")
@@ -239,7 +298,11 @@ def read_sto(path: str | Path) -> Table:
         raise ImportErrorWithPath(
             f"{path}:{label_idx + 1}: column label {empty[0]} is empty (labels {labels[:6]}...)"
         )
-    data = _parse_numbers(path, lines[label_idx + 1 :], len(labels), label_idx + 2)
+    rows = numbered[label_idx + 1 :]
+    del lines
+    data = _parse_numbers(path, rows, len(labels))
+    _check_range(path, data, labels, [no for no, ln in rows if ln.strip()])
+    del rows, numbered
     if "inDegrees" in meta:
         meta["inDegrees"] = meta["inDegrees"].lower() in ("yes", "true", "1")
     warnings = []
@@ -273,10 +336,14 @@ def read_csv(path: str | Path, *, time_column: str = "time", skip_rows: int = 0)
     """
     path = Path(path)
     try:
-        text = path.read_text(errors="replace")
+        numbered = [
+            (no, ln)
+            for no, ln in _read_lines(path)
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
     except OSError as e:
         raise ImportErrorWithPath(f"{path}: cannot read: {e.strerror}") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [ln for _, ln in numbered]
     if len(lines) < 2:
         raise ImportErrorWithPath(f"{path}: needs a header row and at least one data row")
     try:
@@ -291,15 +358,18 @@ def read_csv(path: str | Path, *, time_column: str = "time", skip_rows: int = 0)
             f"{path}: time column {time_column!r} not found; columns there: {header}"
         )
     ti = folded.index(time_column.casefold())
-    lines = lines[:1] + lines[1 + skip_rows :]
-    if len(lines) < 2:
+    numbered = numbered[1 + skip_rows :]
+    lines = [ln for _, ln in numbered]
+    if not lines:
         raise ImportErrorWithPath(f"{path}: no data rows after the header and {skip_rows} skipped")
     try:  # fast path; the csv module below handles empty cells and reports errors
-        data = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=delim, ndmin=2)
+        data = np.loadtxt(lines, delimiter=delim, ndmin=2)
         if data.shape[1] != len(header):
             raise ValueError("column count")
     except ValueError:
-        data = _csv_rows(path, lines[1:], delim, len(header))
+        data = _csv_rows(path, numbered, delim, len(header))
+    del lines
+    _check_range(path, data, header, [no for no, _ in numbered])
     keep = [j for j in range(len(header)) if j != ti]
     return Table(
         path,
@@ -311,18 +381,19 @@ def read_csv(path: str | Path, *, time_column: str = "time", skip_rows: int = 0)
     )
 
 
-def _csv_rows(path: Path, lines: list[str], delim: str, n_cols: int) -> np.ndarray:
+def _csv_rows(path: Path, lines: list[tuple[int, str]], delim: str, n_cols: int) -> np.ndarray:
     rows = []
-    for i, row in enumerate(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim)):
+    for i, (no, line) in enumerate(lines):
+        row = next(csv.reader([line], delimiter=delim), [])
         if len(row) != n_cols:
             raise ImportErrorWithPath(
-                f"{path}: data row {i + 1}: {len(row)} cells, expected {n_cols}"
+                f"{path}:{no}: data row {i + 1}: {len(row)} cells, expected {n_cols}"
             )
         try:
             rows.append([float(c) if c.strip() else math.nan for c in row])
         except ValueError:
             raise ImportErrorWithPath(
-                f"{path}: data row {i + 1}: not a number in {row[:6]}"
+                f"{path}:{no}: data row {i + 1}: not a number in {[c[:20] for c in row[:6]]}"
             ) from None
     return np.array(rows, dtype=np.float64)
 

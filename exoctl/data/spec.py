@@ -24,7 +24,9 @@ class DatasetError(DataError):
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: numbers and booleans as YAML writes them, never text read as one (the
+    # configuration's policy, exoctl.config.schema._Model)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 ColumnRef = str | Annotated[int, Field(ge=0)]

@@ -223,6 +223,16 @@ class Estimator:
         self._carried = False
 
 
+def check_model_and_calibration(cfg: Config) -> None:
+    """Load the configured calibration and model and check they fit, as the controller will.
+
+    For commands that start other processes (``exoctl hil``, ``exoctl bench up``): a bad
+    model or calibration is then refused in the parent, in a second or two and before any
+    child starts, instead of by the controller's process once the simulator is up (8-30 s).
+    """
+    build_estimator(cfg, max_chunk=1)
+
+
 def build_estimator(cfg: Config, max_chunk: int = 4096) -> Estimator:
     """Load the configured calibration and model and check they fit the configuration."""
     calibration = load_calibration(cfg.estimator.calibration)

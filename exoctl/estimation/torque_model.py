@@ -50,6 +50,7 @@ import numpy as np
 import onnxruntime as ort
 
 from exoctl.errors import DataError
+from exoctl.regular_file import check_regular
 
 METADATA_KEY = "exoctl"
 MODEL_FORMAT = "exoctl-torque-model/1"
@@ -210,8 +211,9 @@ class TorqueModel:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise ModelError(f"{self.path}: model file not found")
+        check_regular(self.path, "a model", ModelError)
         try:
             self._session = ort.InferenceSession(
                 str(self.path), session_options(), providers=["CPUExecutionProvider"]

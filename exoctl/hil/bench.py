@@ -28,13 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exoctl.cli_policy import seconds
 from exoctl.config.cross_field import socket_path_too_long
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
-from exoctl.config.yamlfile import read_yaml
+from exoctl.config.yamlfile import dump_yaml, read_yaml
 from exoctl.hil.children import stop_children
 
 LOOP_PRIORITY = 50
@@ -74,7 +72,7 @@ def write_bench_config(path: Path, raw: dict[str, Any], base: Path) -> None:
         f"# Written by `exoctl bench up` from {base}: the simulator and the daemon read this\n"
         "# same file, so their serial port and LSL source id match. Regenerated at every start.\n"
     )
-    path.write_text(header + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None))
+    path.write_text(header + dump_yaml(raw, sort_keys=False, default_flow_style=None))
 
 
 class Bench:
@@ -211,7 +209,9 @@ def cmd_bench_up(args: argparse.Namespace) -> int:
     raw = bench_config(choice.path, bench_dir, port, source_id, args.realtime)
     sim_args = _replay(args, raw)
     write_bench_config(config, raw, choice.path)
-    load_config(config)
+    from exoctl.estimation.estimator import check_model_and_calibration
+
+    check_model_and_calibration(load_config(config))  # before the daemon and simulator start
     bench = Bench(bench_dir, config, port, source_id, sim_args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

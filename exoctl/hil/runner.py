@@ -106,6 +106,9 @@ def run_hil(
     elif model is not None:
         overrides = deep_merge(overrides, controller_overrides(None, model, 0))
         cfg = cfg.with_overrides(**overrides)
+    from exoctl.estimation.estimator import check_model_and_calibration
+
+    check_model_and_calibration(cfg)  # a bad one fails here, before any child process starts
     sim = ChildHandle(
         "HIL simulator", simulator_entry, path_or_none(config_path), overrides, firmware, replay
     )

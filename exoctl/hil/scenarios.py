@@ -98,6 +98,9 @@ def load_scenario(name_or_path: str) -> Scenario:
                 doc, ("inject", i, "kind"), f"{kind!r:.40}: one of {', '.join(INJECTION_KINDS)}"
             )
         params = {k: v for k, v in item.items() if k not in ("at_s", "kind")}
+        for k, v in params.items():  # channel, level, seconds, p, processes; mute: true/false
+            if not isinstance(v, bool) and not (isinstance(v, int | float) and math.isfinite(v)):
+                _refuse(doc, ("inject", i, k), f"{v!r:.40}: must be a finite number, or true/false")
         injections.append(Injection(at, str(kind), params))
     for key in ("config", "expect"):
         if not isinstance(raw.get(key, {}), dict):

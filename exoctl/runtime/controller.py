@@ -106,6 +106,8 @@ class Controller:
             telemetry_timeout_s=cfg.safety.telemetry_timeout_s,
             low_latency=cfg.device.serial.low_latency,
             joint_names=self.joints,  # the handshake refuses a device with other joints
+            # ... and one whose own torque limit is below the configured one
+            torque_limits_nm=[j.torque_limit_nm for j in cfg.device.joints],
         )
         self._loop = ControlLoop.from_config(
             cfg,

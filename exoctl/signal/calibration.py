@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from exoctl.config.yamlfile import read_yaml_mapping
+from exoctl.config.yamlfile import dump_yaml, read_yaml_mapping
 from exoctl.errors import DataError
 
 __all__ = ["FORMAT", "Calibration", "CalibrationError", "load_calibration"]
@@ -153,7 +152,7 @@ class Calibration:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+        text = dump_yaml(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("# exoctl calibration (see exoctl/signal/calibration.py)\n" + text)
         tmp.replace(path)
@@ -177,6 +176,16 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _numbers_only(path: Path, key: str, values: list[Any]) -> None:
+    """Refuse text or booleans among numbers (numpy reads "40" as 40.0 and true as 1.0)."""
+    for j, x in enumerate(values):
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise CalibrationError(
+                f"{path}: {key}[{j}] = {str(x)[:40]!r}: must be a number, written without "
+                "quotes (e.g. 0.5)"
+            )
+
+
 def load_calibration(path: str | Path) -> Calibration:
     """Read and validate a calibration file; errors name the file and the key."""
     path = Path(path)
@@ -198,10 +207,8 @@ def load_calibration(path: str | Path) -> Calibration:
         raise CalibrationError(
             f"{path}: mvc: must be a list of {len(muscles)} numbers (one per muscle)"
         )
-    try:
-        mvc_arr = np.array(mvc, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{path}: mvc: must contain numbers only") from None
+    _numbers_only(path, "mvc", mvc)
+    mvc_arr = np.array(mvc, dtype=np.float64)
     syn = need(raw, "synergies", "")
     if not isinstance(syn, dict):
         raise CalibrationError(f"{path}: synergies: must be a mapping with k, vaf and W")
@@ -221,10 +228,9 @@ def load_calibration(path: str | Path) -> Calibration:
             raise CalibrationError(
                 f"{path}: synergies.W[{i}] ({muscles[i]}): must be a list of k={k} numbers"
             )
-    try:
-        W_arr = np.array(W, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{path}: synergies.W: must contain numbers only") from None
+    for i, row in enumerate(W):
+        _numbers_only(path, f"synergies.W[{i}]", row)
+    W_arr = np.array(W, dtype=np.float64)
     source = raw.get("source") or {}
     if not isinstance(source, dict):
         raise CalibrationError(f"{path}: source: must be a mapping")

@@ -217,3 +217,16 @@ def test_device_with_other_joints_is_refused() -> None:
     link.answers = False
     with pytest.raises(LinkError, match="timed out"):
         link.handshake()
+
+
+def test_configured_limit_above_the_pretend_devices_is_refused() -> None:
+    """As HostLink: a host configured for more torque than the device gives is refused."""
+    above = [*LIMITS[:2], LIMITS[2] + 1.0, LIMITS[3]]
+    link = FakeLink(NAMES, torque_limits_nm=LIMITS, configured_limits_nm=above)
+    link.open()
+    with pytest.raises(LinkError, match=rf"joint {NAMES[2]}: .* above the device's own limit"):
+        link.handshake()
+    assert not link.healthy
+    ok = FakeLink(NAMES, torque_limits_nm=LIMITS, configured_limits_nm=LIMITS)
+    ok.open()
+    assert ok.handshake().torque_limit_nm == pytest.approx(tuple(LIMITS))

@@ -206,3 +206,59 @@ def test_device_rules_sequence_joint_count_and_clear(emulator: FirmwareEmulator)
         assert all(seq != 108 for seq, _ in emulator.applied_log)
     finally:
         h.ser.close()
+
+
+# ------------------------------------------------------------- the device's own torque limits
+def test_handshake_refuses_a_configured_limit_above_the_devices(emulator) -> None:
+    """The emulator reports 40 N m for hip_r in DEVICE_INFO; a configuration of 45 N m is
+    refused at the handshake, naming the joint and both limits."""
+    names = ("hip_l", "hip_r", "knee_l", "knee_r")
+    link = HostLink(
+        emulator.port, 1_000_000, 4, joint_names=names, torque_limits_nm=[40.0, 45.0, 35.0, 35.0]
+    )
+    link.open()
+    try:
+        with pytest.raises(LinkError) as e:
+            link.handshake(timeout_s=2.0)
+        msg = str(e.value)
+        assert "joint hip_r" in msg and "45 N m" in msg and "own limit 40 N m" in msg, msg
+        assert "\n" not in msg
+        assert not link.healthy
+    finally:
+        link.close()
+
+
+@pytest.mark.parametrize("limits", [[40.0, 40.0, 35.0, 35.0], [40.0, 39.99, 20.0, 0.5]])
+def test_handshake_accepts_limits_at_or_below_the_devices(emulator, limits) -> None:
+    names = ("hip_l", "hip_r", "knee_l", "knee_r")
+    link = HostLink(emulator.port, 1_000_000, 4, joint_names=names, torque_limits_nm=limits)
+    link.open()
+    try:
+        info = link.handshake(timeout_s=2.0)
+        assert info.torque_limit_nm == pytest.approx((40.0, 40.0, 35.0, 35.0))
+    finally:
+        link.close()
+
+
+def test_controller_refuses_to_start_on_a_device_with_lower_limits() -> None:
+    """The controller hands the configured limits to the link: a device whose hip_r gives
+    30 N m, with the configuration's 40 N m, stops start-up before the EMG is even opened."""
+    from exoctl.config.schema import load_config
+    from exoctl.runtime.controller import Controller
+    from firmware_bridge.emulator import EmulatedJoint
+
+    from .conftest import JOINTS
+
+    weak = [EmulatedJoint("hip_r", 30.0, -0.5, 1.8) if j.name == "hip_r" else j for j in JOINTS]
+    emu = FirmwareEmulator(weak, command_timeout_s=0.1, telemetry_period_s=0.002)
+    emu.start()
+    try:
+        cfg = load_config().with_overrides(device={"serial": {"port": emu.port}})
+        ctl = Controller(cfg)
+        try:
+            with pytest.raises(LinkError, match=r"joint hip_r: .* 40 N m is above .* 30 N m"):
+                ctl.start(handshake_timeout_s=2.0)
+        finally:
+            ctl.shutdown(ramp_out=False)
+    finally:
+        emu.stop()

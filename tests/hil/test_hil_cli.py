@@ -2,8 +2,9 @@
 
 Issue 15 item 5: the bench printed a Python traceback for every start-up failure of its child
 processes (13 of 16 bad-but-valid configurations), and `hil --duration 1 --json` printed NaN.
-Each configuration here passes the schema and fails only when a child starts: the file it
-names is missing or wrong, or it does not match the model or the patient.
+Each configuration here passes the schema and fails only once the model and calibration are
+loaded (before any child starts, tests/hil/test_hil_early_checks.py) or when a child starts:
+the file it names is missing or wrong, or it does not match the model or the patient.
 """
 
 from __future__ import annotations
@@ -60,10 +61,11 @@ BAD_BUT_VALID = {
     "model_not_onnx": (_not_onnx, "onnxruntime cannot load it"),
     "model_for_other_joints": (_two_joints, "model does not match"),
     "model_for_another_rate": (lambda r, t: r["control"].update(rate_hz=250), "500 Hz"),
-    # the simulator child cannot start
+    # muscles the patient (and the calibration) lacks: refused by the check of the model and
+    # calibration that runs before any child starts (it was the simulator child's failure)
     "muscle_names_the_patient_lacks": (
         lambda r, t: r["emg"].update(muscles=[f"m{i}" for i in range(16)]),
-        "HIL simulator failed to start",
+        "does not match the configured muscles",
     ),
 }
 

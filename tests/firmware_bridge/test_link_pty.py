@@ -240,9 +240,12 @@ def test_handshake_accepts_limits_at_or_below_the_devices(emulator, limits) -> N
         link.close()
 
 
-def test_controller_refuses_to_start_on_a_device_with_lower_limits() -> None:
+def test_controller_refuses_to_start_on_a_device_with_lower_limits(tmp_path) -> None:
     """The controller hands the configured limits to the link: a device whose hip_r gives
-    30 N m, with the configuration's 40 N m, stops start-up before the EMG is even opened."""
+    30 N m, with the configuration's 40 N m, stops start-up at the handshake (the EMG, found
+    first, is a replay file here so that no LSL stream is needed)."""
+    import numpy as np
+
     from exoctl.config.schema import load_config
     from exoctl.runtime.controller import Controller
     from firmware_bridge.emulator import EmulatedJoint
@@ -253,7 +256,14 @@ def test_controller_refuses_to_start_on_a_device_with_lower_limits() -> None:
     emu = FirmwareEmulator(weak, command_timeout_s=0.1, telemetry_period_s=0.002)
     emu.start()
     try:
-        cfg = load_config().with_overrides(device={"serial": {"port": emu.port}})
+        base = load_config()
+        emg = tmp_path / "emg.npz"
+        n_ch = len(base.emg.muscles)
+        np.savez(emg, emg=np.zeros((4000, n_ch), np.float32), fs_hz=base.emg.sampling_rate_hz)
+        cfg = base.with_overrides(
+            device={"serial": {"port": emu.port}},
+            emg={"source": "replay", "replay": {"path": str(emg), "loop": True}},
+        )
         ctl = Controller(cfg)
         try:
             with pytest.raises(LinkError, match=r"joint hip_r: .* 40 N m is above .* 30 N m"):

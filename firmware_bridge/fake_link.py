@@ -61,7 +61,13 @@ import numpy as np
 
 from firmware_bridge import protocol as P
 from firmware_bridge.errors import LinkError
-from firmware_bridge.link_api import DeviceInfo, LinkThread, TelemetrySnapshot, limit_above_device
+from firmware_bridge.link_api import (
+    DeviceInfo,
+    LinkThread,
+    TelemetrySnapshot,
+    device_id_not_accepted,
+    limit_above_device,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class FakeLink:
         device_joint_names: Sequence[str] | None = None,
         torque_limits_nm: Sequence[float] | None = None,
         configured_limits_nm: Sequence[float] | None = None,
+        accepted_device_ids: Sequence[str] | None = None,
         device_id: str = "fake-device",
         command_timeout_s: float = 0.1,
         telemetry_timeout_s: float = 0.1,
@@ -109,6 +116,11 @@ class FakeLink:
         )
         """The host's configured limits (as HostLink's torque_limits_nm): a pretend device
         whose own limit (``torque_limits_nm``) is lower is refused at the handshake."""
+        self.accepted_device_ids = (
+            None if accepted_device_ids is None else tuple(accepted_device_ids)
+        )
+        """The host's accepted device ids (as HostLink's): a pretend device whose
+        ``device_id`` matches none is refused at the handshake."""
         self.telemetry_timeout_s = float(telemetry_timeout_s)
         self.command_timeout_s = float(command_timeout_s)
         self._clock = clock
@@ -201,6 +213,11 @@ class FakeLink:
             above := limit_above_device(info, self.joint_names, self.configured_limits_nm)
         ):
             self._protocol_fault = above
+            return
+        if self.accepted_device_ids is not None and (
+            refused := device_id_not_accepted(info, self.accepted_device_ids)
+        ):
+            self._protocol_fault = refused
             return
         self._protocol_fault = None
         self._device = info

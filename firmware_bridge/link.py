@@ -38,6 +38,7 @@ from firmware_bridge.link_api import (
     DeviceInfo,
     LinkThread,
     TelemetrySnapshot,
+    device_id_not_accepted,
     limit_above_device,
 )
 from firmware_bridge.link_stats import LinkStats
@@ -61,6 +62,7 @@ class HostLink(LinkSupervision):
         low_latency: bool = True,
         joint_names: Sequence[str] | None = None,
         torque_limits_nm: Sequence[float] | None = None,
+        accepted_device_ids: Sequence[str] | None = None,
     ) -> None:
         if not 1 <= n_joints <= P.MAX_JOINTS:
             raise ValueError(f"n_joints must be 1..{P.MAX_JOINTS}, got {n_joints}")
@@ -81,6 +83,12 @@ class HostLink(LinkSupervision):
             tuple(float(x) for x in torque_limits_nm) if torque_limits_nm is not None else None
         )
         """The configured limits: a device whose own limit is lower is refused (handshake)."""
+        if accepted_device_ids is not None and not accepted_device_ids:
+            raise ValueError("accepted_device_ids is empty (None skips the device id check)")
+        self.accepted_device_ids = (
+            tuple(accepted_device_ids) if accepted_device_ids is not None else None
+        )
+        """Patterns of the device ids the handshake accepts (None: no check, tools and tests)."""
         self.low_latency_active = False
         self.last_error: str | None = None
 
@@ -224,6 +232,10 @@ class HostLink(LinkSupervision):
             above := limit_above_device(info, info.joint_names, self.torque_limits_nm)
         ):
             self._protocol_fault = above
+        elif self.accepted_device_ids is not None and (
+            refused := device_id_not_accepted(info, self.accepted_device_ids)
+        ):
+            self._protocol_fault = refused
         elif self._device is not None and (
             info.device_id != self._device.device_id or info.joint_names != self._device.joint_names
         ):

@@ -22,6 +22,7 @@ ticks, where blocking for an acknowledgement is allowed.
 from __future__ import annotations
 
 import enum
+import fnmatch
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "LinkError",
     "LinkThread",
     "TelemetrySnapshot",
+    "device_id_not_accepted",
     "limit_above_device",
 ]
 
@@ -62,6 +64,22 @@ def limit_above_device(
                 f"torque_limit_nm for {name} in the configuration to at most {have:g}"
             )
     return None
+
+
+def device_id_not_accepted(info: DeviceInfo, accepted: Sequence[str]) -> str | None:
+    """Why the host must not run on this device: its id (which carries the firmware version,
+    e.g. ``exofw-1.0.0``) matches none of the accepted patterns, or None.
+
+    The host's checks of the device's behaviour (protocol, limits, timeouts) hold for the
+    firmware it was tested with; an unknown or newer major firmware may differ in ways the
+    handshake cannot see. Patterns are shell-style (``fnmatch``) and case-sensitive.
+    """
+    if any(fnmatch.fnmatchcase(info.device_id, p) for p in accepted):
+        return None
+    return (
+        f"device {info.device_id!r} is not an accepted device: device.accepted_device_ids is "
+        f"{list(accepted)}; add its id or a pattern matching it if this firmware is approved"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,26 @@ class DeviceConfig(_Model):
     heartbeat_period_s: Annotated[float, Field(gt=0, le=0.5)] = 0.02
     command_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.1
     """Firmware removes torque by itself when no command/heartbeat arrives for this long."""
+    accepted_device_ids: list[str] = ["exofw-1.*", "exoctl-hil-emu"]
+    """Device ids (DEVICE_INFO ``device_id``, which carries the firmware version) the host runs
+    on: shell-style patterns (``*``, ``?``, ``[...]``, case-sensitive). The handshake refuses
+    any other device. Never empty: to accept every device, write ``["*"]`` on purpose."""
+
+    @field_validator("accepted_device_ids")
+    @classmethod
+    def _accepted_ids(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(
+                'must name at least one device id or pattern (e.g. "exofw-1.*"); an empty '
+                'list would refuse every device. To accept any device, write ["*"]'
+            )
+        for pattern in v:
+            if not pattern or not all(0x21 <= ord(c) <= 0x7E for c in pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a device id pattern: 1 or more visible ASCII "
+                    "characters, no spaces (device ids are at most 16 such characters)"
+                )
+        return v
 
     @field_validator("joints")
     @classmethod

@@ -108,6 +108,8 @@ class Controller:
             joint_names=self.joints,  # the handshake refuses a device with other joints
             # ... and one whose own torque limit is below the configured one
             torque_limits_nm=[j.torque_limit_nm for j in cfg.device.joints],
+            # ... and one whose id (firmware version) is not an accepted one
+            accepted_device_ids=cfg.device.accepted_device_ids,
         )
         self._loop = ControlLoop.from_config(
             cfg,

@@ -252,3 +252,15 @@ def test_lsl_identity_host_and_peers_are_checked(tmp_path, lsl, key, words):
 def test_lsl_amplifier_host_and_peers_load():
     cfg = load_config().with_overrides(emg={"lsl": {"host": "amp-pc", "peers": ["fe80::1"]}})
     assert cfg.emg.lsl.host == "amp-pc" and cfg.emg.lsl.peers == ["fe80::1"]
+
+
+def test_accepted_device_ids_must_not_be_empty_nor_hold_blank_patterns() -> None:
+    """An empty list would refuse every device: it is refused in plain words, pointing at
+    ["*"] for a maker who means "any device"."""
+    cfg = load_config()
+    with pytest.raises(ConfigError, match=r"device\.accepted_device_ids = \[\]: .*\[\"\*\"\]"):
+        cfg.with_overrides(device={"accepted_device_ids": []})
+    with pytest.raises(ConfigError, match=r"'exofw 1' is not a device id pattern"):
+        cfg.with_overrides(device={"accepted_device_ids": ["exofw 1"]})
+    ok = cfg.with_overrides(device={"accepted_device_ids": ["*"]})
+    assert ok.device.accepted_device_ids == ["*"]

@@ -230,3 +230,13 @@ def test_configured_limit_above_the_pretend_devices_is_refused() -> None:
     ok = FakeLink(NAMES, torque_limits_nm=LIMITS, configured_limits_nm=LIMITS)
     ok.open()
     assert ok.handshake().torque_limit_nm == pytest.approx(tuple(LIMITS))
+
+
+def test_fake_link_refuses_a_device_id_not_accepted_as_host_link_does() -> None:
+    link = FakeLink(NAMES, device_id="exofw-2.0.0", accepted_device_ids=["exofw-1.*"])
+    link.open()
+    with pytest.raises(LinkError, match=r"'exofw-2.0.0' is not an accepted device"):
+        link.handshake()
+    ok = FakeLink(NAMES, device_id="exofw-1.0.0", accepted_device_ids=["exofw-1.*"])
+    ok.open()
+    assert ok.handshake().device_id == "exofw-1.0.0"

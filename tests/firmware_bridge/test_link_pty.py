@@ -272,3 +272,84 @@ def test_controller_refuses_to_start_on_a_device_with_lower_limits(tmp_path) -> 
             ctl.shutdown(ramp_out=False)
     finally:
         emu.stop()
+
+
+# ------------------------------------------------------------- the device's id (firmware version)
+def _id_emulator(device_id: str) -> FirmwareEmulator:
+    from .conftest import JOINTS
+
+    emu = FirmwareEmulator(
+        JOINTS, command_timeout_s=0.1, telemetry_period_s=0.002, device_id=device_id
+    )
+    emu.start()
+    return emu
+
+
+DEFAULT_IDS = ["exofw-1.*", "exoctl-hil-emu"]  # the shipped configuration's
+
+
+@pytest.mark.parametrize("device_id", ["exofw-1.0.0", "exofw-1.12.3", "exoctl-hil-emu"])
+def test_handshake_accepts_a_device_id_the_configuration_accepts(device_id) -> None:
+    from exoctl.config.schema import load_config
+
+    assert load_config().device.accepted_device_ids == DEFAULT_IDS
+    emu = _id_emulator(device_id)
+    link = HostLink(emu.port, 1_000_000, 4, accepted_device_ids=DEFAULT_IDS)
+    link.open()
+    try:
+        assert link.handshake(timeout_s=2.0).device_id == device_id
+    finally:
+        link.close()
+        emu.stop()
+
+
+@pytest.mark.parametrize("device_id", ["exofw-2.0.0", "exofw-10.0.0", "EXOFW-1.0.0", "exo-emu"])
+def test_handshake_refuses_a_device_id_the_configuration_does_not_accept(device_id) -> None:
+    """A newer major firmware (or an unknown device) is refused in plain words, naming the id
+    and the accepted patterns."""
+    emu = _id_emulator(device_id)
+    link = HostLink(emu.port, 1_000_000, 4, accepted_device_ids=DEFAULT_IDS)
+    link.open()
+    try:
+        with pytest.raises(LinkError) as e:
+            link.handshake(timeout_s=2.0)
+        msg = str(e.value)
+        assert f"device {device_id!r} is not an accepted device" in msg, msg
+        assert "'exofw-1.*'" in msg and "accepted_device_ids" in msg and "\n" not in msg
+        assert not link.healthy
+    finally:
+        link.close()
+        emu.stop()
+
+
+def test_host_link_refuses_an_empty_list_of_accepted_ids() -> None:
+    with pytest.raises(ValueError, match="accepted_device_ids is empty"):
+        HostLink("/dev/null", 1_000_000, 4, accepted_device_ids=[])
+
+
+def test_controller_refuses_to_start_on_a_device_id_not_accepted(tmp_path) -> None:
+    """The controller hands device.accepted_device_ids to the link: a firmware 2.x device
+    stops start-up at the handshake with the shipped configuration."""
+    import numpy as np
+
+    from exoctl.config.schema import load_config
+    from exoctl.runtime.controller import Controller
+
+    emu = _id_emulator("exofw-2.0.0")
+    try:
+        base = load_config()
+        emg = tmp_path / "emg.npz"
+        n_ch = len(base.emg.muscles)
+        np.savez(emg, emg=np.zeros((4000, n_ch), np.float32), fs_hz=base.emg.sampling_rate_hz)
+        cfg = base.with_overrides(
+            device={"serial": {"port": emu.port}},
+            emg={"source": "replay", "replay": {"path": str(emg), "loop": True}},
+        )
+        ctl = Controller(cfg)
+        try:
+            with pytest.raises(LinkError, match=r"'exofw-2.0.0' is not an accepted device"):
+                ctl.start(handshake_timeout_s=2.0)
+        finally:
+            ctl.shutdown(ramp_out=False)
+    finally:
+        emu.stop()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from firmware_bridge import protocol as P
-from firmware_bridge.qemu_firmware import QemuFirmware, missing_tools
+from firmware_bridge.qemu_firmware import QemuFirmware, firmware_version, missing_tools
 from firmware_bridge.vectors.generate import VECTORS_PATH
 
 from .conftest import JOINTS, RawHost, wait_until
@@ -41,7 +41,12 @@ pytestmark = pytest.mark.skipif(
 def board() -> Iterator[QemuFirmware]:
     """A 2 s command timeout, as the emulator's spec tests: these tests are about what the
     device does with each frame, and on a loaded machine a round trip can exceed 100 ms."""
-    fw = QemuFirmware(JOINTS, command_timeout_s=2.0, telemetry_period_s=0.002)
+    fw = QemuFirmware(
+        JOINTS,
+        command_timeout_s=2.0,
+        telemetry_period_s=0.002,
+        device_id=f"exofw-{firmware_version()}",  # as the HIL bench builds it
+    )
     fw.start()
     yield fw
     fw.stop()
@@ -257,6 +262,26 @@ def test_device_info_reports_the_limits_as_the_emulator_does(fresh) -> None:
         (P.to_count(j.angle_min_rad, 10000), P.to_count(j.angle_max_rad, 10000)) for j in JOINTS
     ]
     assert info.command_timeout_ms == 2000 and info.telemetry_period_us == 2000
+
+
+def test_host_accepts_the_boards_firmware_version_with_the_shipped_configuration(board) -> None:
+    """The board reports exofw-<firmware/VERSION>; the shipped device.accepted_device_ids
+    accepts it (a new major version must update the configuration with it)."""
+    from exoctl.config.schema import load_config
+    from firmware_bridge.link import HostLink
+
+    board.reset()
+    link = HostLink(
+        board.port or "",
+        1_000_000,
+        len(JOINTS),
+        accepted_device_ids=load_config().device.accepted_device_ids,
+    )
+    link.open()
+    try:
+        assert link.handshake(timeout_s=5.0).device_id == f"exofw-{firmware_version()}"
+    finally:
+        link.close()
 
 
 def test_estop_input_zeroes_torque_latches_and_refuses_enable(fresh) -> None:

@@ -253,23 +253,11 @@ class FirmwareEmulator:
         return self._link_path
 
     def _plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
         assert self._link_path is not None, "start() sets the link path before plugging"
-        tmp = self._link_path + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(os.ttyname(slave), tmp)
-        os.replace(tmp, self._link_path)  # atomic re-point, like a udev symlink
-        self._master, self._slave = master, slave
+        self._master, self._slave = plug_pty(self._link_path)
 
     def _unplug(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        unplug_pty(self._master, self._slave)
         self._master = self._slave = -1
         self._txbuf.clear()
 
@@ -673,3 +661,28 @@ class FirmwareEmulator:
                 "bits_corrupted": self._bytes_corrupted,
                 "applied_torque_nm": self._torque.tolist(),
             }
+
+
+def plug_pty(link_path: str) -> tuple[int, int]:
+    """A fresh raw pseudo-terminal pair, ``link_path`` re-pointed at its device atomically (as
+    udev re-points a symlink when an adapter is plugged in). Returns (master, slave); the
+    master is non-blocking. Shared by every device model behind a pty (this emulator and the
+    QEMU board's relay), so that a cable pull and a replug look the same to the host."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    tmp = link_path + ".new"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.ttyname(slave), tmp)
+    os.replace(tmp, link_path)  # atomic re-point, like a udev symlink
+    return master, slave
+
+
+def unplug_pty(*fds: int) -> None:
+    """Close a pty pair (a pulled cable); descriptors already closed (-1) are skipped."""
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -31,13 +31,12 @@ import subprocess
 import tempfile
 import threading
 import time
-import tty
 from pathlib import Path
 
 import numpy as np
 
 from firmware_bridge import protocol as P
-from firmware_bridge.emulator import EmulatedJoint, EmulatorStats
+from firmware_bridge.emulator import EmulatedJoint, EmulatorStats, plug_pty, unplug_pty
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 CODEC_DIR = Path(__file__).resolve().parent / "c"
@@ -314,23 +313,11 @@ class QemuFirmware:
 
     # ------------------------------------------------------------------ the cable (pty)
     def _plug(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
         assert self._link_path is not None
-        tmp = self._link_path + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(os.ttyname(slave), tmp)
-        os.replace(tmp, self._link_path)  # atomic re-point, like a udev symlink
-        self._master, self._slave = master, slave
+        self._master, self._slave = plug_pty(self._link_path)
 
     def _unplug(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        unplug_pty(self._master, self._slave)
         self._master = self._slave = -1
         self._txbuf.clear()
 

@@ -124,21 +124,33 @@ class EmgOutlet:
             k += 1
             if self.paused:
                 continue
-            if self.saturate or self.flat or self.nan_until:
-                emg = emg.copy()
-                for ch, level in self.saturate.items():
-                    emg[:, ch] = level
-                for ch in self.flat:
-                    emg[:, ch] = 0.0
-                now = time.monotonic()
-                for ch, until in list(self.nan_until.items()):
-                    if now < until:
-                        emg[:, ch] = np.nan
-                    else:
-                        del self.nan_until[ch]
+            emg = apply_injected_faults(emg, self.saturate, self.flat, self.nan_until)
             outlet.push_chunk(np.ascontiguousarray(emg, dtype=np.float32), stamps[-1])
 
     def truth(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.truth_stamps:
             return np.zeros(0), np.zeros((0, len(self.patient.joints)))
         return np.concatenate(self.truth_stamps), np.vstack(self.truth_torque)
+
+
+def apply_injected_faults(
+    emg: np.ndarray, saturate: dict[int, float], flat: set[int], nan_until: dict[int, float]
+) -> np.ndarray:
+    """One chunk with the bench's injected EMG faults (saturated, flat, NaN channels) applied,
+    a copy when any is set; an expired NaN injection is dropped from ``nan_until``. Shared by
+    the synthetic patient's outlet and a recording's replay, so that a scenario injects the
+    same fault into either."""
+    if not (saturate or flat or nan_until):
+        return emg
+    emg = emg.copy()
+    for ch, level in saturate.items():
+        emg[:, ch] = level
+    for ch in flat:
+        emg[:, ch] = 0.0
+    now = time.monotonic()
+    for ch, until in list(nan_until.items()):
+        if now < until:
+            emg[:, ch] = np.nan
+        else:
+            del nan_until[ch]
+    return emg

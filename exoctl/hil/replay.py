@@ -37,6 +37,7 @@ import numpy as np
 import pylsl
 
 from exoctl.errors import DataError
+from exoctl.hil.emg_source import apply_injected_faults
 from exoctl.signal.tick_grid import carry_columns, seen_time
 
 __all__ = [
@@ -303,18 +304,7 @@ class ReplayOutlet:
             self.sent += k
             if self.paused:
                 continue
-            if self.saturate or self.flat or self.nan_until:
-                emg = emg.copy()
-                for ch, level in self.saturate.items():
-                    emg[:, ch] = level
-                for ch in self.flat:
-                    emg[:, ch] = 0.0
-                now = time.monotonic()
-                for ch, until in list(self.nan_until.items()):
-                    if now < until:
-                        emg[:, ch] = np.nan
-                    else:
-                        del self.nan_until[ch]
+            emg = apply_injected_faults(emg, self.saturate, self.flat, self.nan_until)
             self._outlet.push_chunk(emg, stamp)
 
 

@@ -347,17 +347,7 @@ class FirmwareEmulator:
         self._flush()
 
     def _flush(self) -> None:
-        if not self._txbuf or self._master < 0:
-            return
-        try:
-            n = os.write(self._master, self._txbuf)
-            del self._txbuf[:n]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._txbuf.clear()
-        if len(self._txbuf) > 65536:  # host not reading: drop, as a UART would overrun
-            self._txbuf.clear()
+        flush_pty(self._master, self._txbuf)
 
     def _fw_us(self) -> int:
         return int((time.monotonic() - self._t0) * 1e6) & 0xFFFFFFFF
@@ -686,3 +676,20 @@ def unplug_pty(*fds: int) -> None:
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def flush_pty(master: int, txbuf: bytearray) -> None:
+    """Write as much of ``txbuf`` as the pty takes now and drop it from the buffer. A pty
+    nobody holds open (EIO) loses it, and a host that stops reading loses what is past 64 KiB,
+    as a UART would overrun."""
+    if not txbuf or master < 0:
+        return
+    try:
+        n = os.write(master, txbuf)
+        del txbuf[:n]
+    except BlockingIOError:
+        pass
+    except OSError:
+        txbuf.clear()
+    if len(txbuf) > 65536:
+        txbuf.clear()

@@ -36,7 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from firmware_bridge import protocol as P
-from firmware_bridge.emulator import EmulatedJoint, EmulatorStats, plug_pty, unplug_pty
+from firmware_bridge.emulator import (
+    EmulatedJoint,
+    EmulatorStats,
+    flush_pty,
+    plug_pty,
+    unplug_pty,
+)
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 CODEC_DIR = Path(__file__).resolve().parent / "c"
@@ -377,17 +383,7 @@ class QemuFirmware:
                 self._flush()
 
     def _flush(self) -> None:
-        if not self._txbuf or self._master < 0:
-            return
-        try:
-            n = os.write(self._master, self._txbuf)
-            del self._txbuf[:n]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._txbuf.clear()
-        if len(self._txbuf) > 65536:  # host not reading: drop, as a UART would overrun
-            self._txbuf.clear()
+        flush_pty(self._master, self._txbuf)
 
     def _observe(self, data: bytes) -> None:
         """The board's fault reports as they leave its UART (before the cable), timed here:

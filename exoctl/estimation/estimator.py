@@ -6,9 +6,10 @@ run once, on the newest sample, because only the newest estimate is commanded. A
 preallocated by the stages; ``step`` returns views that stay valid until the next call.
 
 Per tick the estimator forms a source vector ``[h, a, angles, velocities]`` (the latter two
-from the telemetry the control loop read first) and a feeder (``exoctl.estimation.model_input``)
-gives the model the features it names in the form its input kind takes: the newest tick, a
-window of the last N ticks, or segment sums carried from tick to tick (the streaming network).
+from the telemetry the control loop read first) and the feeder of the model's input kind
+(``exoctl.estimation.input_kinds``) gives the model the features it names in the form that
+kind takes (the newest tick, a window of the last N ticks, segment sums carried from tick to
+tick for the streaming network, ...).
 A model made for a rate k times lower than the control rate steps on every k-th tick (its
 estimate held in between; see ``TorqueModel.ticks_per_step``).
 
@@ -29,7 +30,6 @@ import numpy as np
 
 from exoctl.config.schema import Config
 from exoctl.errors import NonFiniteEmg
-from exoctl.estimation.model_input import make_feeder
 from exoctl.estimation.torque_model import (
     ModelError,
     TorqueModel,
@@ -68,8 +68,8 @@ class Estimator:
         self._a_src = self._src[k : k + m]
         self._ang_src = self._src[k + m : k + m + nj]
         self._vel_src = self._src[k + m + nj :]
-        self._instant = model.info.input_kind == "instant"
-        self._feeder = make_feeder(model, idx, direct)
+        self._instant = not model.info.input.has_history
+        self._feeder = model.info.input.feeder(model.features[0], idx, direct)
         self.ticks_per_step = model.ticks_per_step(cfg.control.rate_hz) or 1
         self._ticks = 0
         chain = SignalChain.from_config(cfg, calibration, max_chunk)

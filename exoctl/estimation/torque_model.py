@@ -6,24 +6,15 @@ naming the feature layout, the joints, the muscles and the synergy count, so tha
 trained for another electrode layout or another joint set is refused at load time instead of
 producing plausible-looking nonsense at run time.
 
-Two input kinds, stated by the metadata's ``input`` entry (absent: instantaneous):
-
-- ``{"kind": "instant"}``: ``features`` is (1, n_features), the newest tick's features.
-- ``{"kind": "window", "ticks": N, "tick_rate_hz": R}``: ``features`` is (1, N, n_features),
-  the per-tick features of the last N model ticks at R Hz, oldest first, newest last (one
-  window per tick); the estimator keeps the window in a preallocated ring.
-- ``{"kind": "sums", "lags": [l0, l1, ...], "tick_rate_hz": R}``: ``features`` is
-  (1, len(lags), n_features); row i is the *sum* of the per-tick features of the ticks aged
-  ``[lags[i-1], lags[i])`` (``lags[-1]`` = 0; age 0 is the newest tick), lags strictly
-  increasing. The streaming form of a window network (``exoctl.training.stream_export``):
-  the estimator carries a running sum from tick to tick instead of handing over the window,
-  and any windowed average the network takes is a difference of these sums.
-
-For both, ticks before the first are taken as equal to the first (training pads its windows
-the same way), and R is the rate the model's time runs at: a model made for another rate sees
-time wrongly scaled. The control rate must be R or a whole multiple of it: at k x R the model
-is evaluated on every k-th control tick (the features of that tick) and its estimate held in
-between, which is how a 500 Hz network runs in a 1 kHz loop.
+The input's form, stated by the metadata's ``input`` entry (absent: instantaneous), is one of
+the input kinds of ``exoctl.estimation.input_kinds`` (its ``KINDS``: the newest tick, a window
+of the last N ticks, segment sums of a window, ...). Each kind's record holds that entry's
+parameters and says the input's shape, how the estimator feeds it tick by tick and how
+training builds it offline; nothing here depends on which kind it is. A model with a past
+has a tick rate R, the rate its time runs at: a model made for another rate sees time wrongly
+scaled. The control rate must be R or a whole multiple of it: at k x R the model is evaluated
+on every k-th control tick (the features of that tick) and its estimate held in between,
+which is how a 500 Hz network runs in a 1 kHz loop.
 
 Per-tick feature names (``features``): ``h<i>`` synergy activation i (0 <= i < K),
 ``a:<muscle>`` muscle activation, ``angle:<joint>`` joint angle (rad) and ``velocity:<joint>``
@@ -41,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +40,13 @@ import numpy as np
 import onnxruntime as ort
 
 from exoctl.errors import DataError
+from exoctl.estimation.input_kinds import (
+    InputKindError,
+    Instant,
+    ModelInput,
+    Window,
+    parse_input,
+)
 from exoctl.regular_file import check_regular
 
 METADATA_KEY = "exoctl"
@@ -60,7 +57,6 @@ class ModelError(DataError):
     """A model file that this configuration must not use."""
 
 
-INPUT_KINDS = ("instant", "window", "sums")
 _CORE_KEYS = ("features", "joints", "muscles", "n_synergies", "input")
 
 
@@ -71,11 +67,21 @@ class ModelInfo:
     muscles: tuple[str, ...]
     n_synergies: int
     extra: dict
-    input_kind: str = "instant"
-    window_ticks: int = 1
-    tick_rate_hz: float | None = None
-    lags: tuple[int, ...] = ()
-    """Segment boundaries of a ``sums`` model (its window is lags[-1] ticks)."""
+    input: ModelInput = Instant()
+    """The input kind's record, with its parameters (``exoctl.estimation.input_kinds``)."""
+
+    @property
+    def input_kind(self) -> str:
+        return self.input.name
+
+    @property
+    def window_ticks(self) -> int:
+        """Ticks of the past (the newest included) the model's input covers."""
+        return self.input.span_ticks
+
+    @property
+    def tick_rate_hz(self) -> float | None:
+        return self.input.tick_rate_hz
 
     @staticmethod
     def from_json(path: Path, text: str) -> ModelInfo:
@@ -85,42 +91,17 @@ class ModelInfo:
                 raise ModelError(
                     f"{path}: metadata format {doc.get('format')!r}, expected {MODEL_FORMAT!r}"
                 )
-            inp = doc.get("input") or {"kind": "instant"}
-            kind = inp.get("kind")
-            if kind not in INPUT_KINDS:
-                raise ModelError(f"{path}: input kind {kind!r}, expected one of {INPUT_KINDS}")
-            ticks, rate = 1, None
-            lags: tuple[int, ...] = ()
-            if kind == "window":
-                ticks, rate = int(inp["ticks"]), float(inp["tick_rate_hz"])
-                if ticks < 1 or not (math.isfinite(rate) and rate > 0):
-                    raise ModelError(
-                        f"{path}: window input needs ticks >= 1 and a positive tick_rate_hz, "
-                        f"got ticks={ticks}, tick_rate_hz={rate}"
-                    )
-            elif kind == "sums":
-                lags, rate = tuple(int(v) for v in inp["lags"]), float(inp["tick_rate_hz"])
-                if (
-                    not lags
-                    or lags[0] < 1
-                    or any(b <= a for a, b in zip(lags, lags[1:], strict=False))
-                    or not (math.isfinite(rate) and rate > 0)
-                ):
-                    raise ModelError(
-                        f"{path}: sums input needs strictly increasing lags >= 1 and a positive "
-                        f"tick_rate_hz, got lags={list(lags)}, tick_rate_hz={rate}"
-                    )
-                ticks = lags[-1]
+            try:
+                inp = parse_input(doc.get("input"))
+            except InputKindError as e:
+                raise ModelError(f"{path}: {e}") from None
             return ModelInfo(
                 features=tuple(doc["features"]),
                 joints=tuple(doc["joints"]),
                 muscles=tuple(doc["muscles"]),
                 n_synergies=int(doc["n_synergies"]),
                 extra={k: v for k, v in doc.items() if k not in _CORE_KEYS},
-                input_kind=kind,
-                window_ticks=ticks,
-                tick_rate_hz=rate,
-                lags=lags,
+                input=inp,
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, ModelError):
@@ -159,31 +140,9 @@ def kinematic_feature_names(joints: Sequence[str]) -> tuple[str, ...]:
 
 
 def window_input(ticks: int, tick_rate_hz: float) -> dict:
-    """The metadata ``input`` entry of a model that sees the last ``ticks`` control ticks."""
-    return {"kind": "window", "ticks": int(ticks), "tick_rate_hz": float(tick_rate_hz)}
-
-
-def sums_input(lags: Sequence[int], tick_rate_hz: float) -> dict:
-    """The metadata ``input`` entry of a model fed segment sums (see the module docstring)."""
-    return {"kind": "sums", "lags": [int(v) for v in lags], "tick_rate_hz": float(tick_rate_hz)}
-
-
-def batch_input(info: ModelInfo, X: np.ndarray, ticks: np.ndarray) -> np.ndarray:
-    """The model's input for many ticks at once, from the per-tick features ``X`` (n, F) in
-    the model's feature order: what the estimator feeds it at each of ``ticks``, for offline
-    evaluation. Ticks before the first repeat the first (as the estimator does)."""
-    ticks = np.asarray(ticks)
-    if info.input_kind == "instant":
-        return np.ascontiguousarray(X[ticks], dtype=np.float32)
-    n = info.window_ticks
-    if info.input_kind == "window":
-        rows = np.clip(ticks[:, None] + np.arange(-n + 1, 1)[None, :], 0, None)
-        return np.ascontiguousarray(X[rows], dtype=np.float32)
-    # sums: C[t] = sum of rows up to tick t - n (padded by the first), in float64
-    c = np.cumsum(np.vstack([np.repeat(X[:1], n, axis=0), X]).astype(np.float64), axis=0)
-    edges = np.concatenate(([0], info.lags))
-    at = c[ticks[:, None] + n - edges[None, :]]  # (T, L + 1, F): C at age 0, lags...
-    return np.ascontiguousarray(at[:, :-1] - at[:, 1:], dtype=np.float32)
+    """The metadata ``input`` entry of a model that sees the last ``ticks`` control ticks
+    (the window kind's entry, for callers that write window models' metadata by hand)."""
+    return Window(int(ticks), float(tick_rate_hz)).entry()
 
 
 def calibration_fingerprint(muscles: Sequence[str], mvc: np.ndarray, W: np.ndarray) -> str:
@@ -235,24 +194,16 @@ class TorqueModel:
         in_shape = inputs["features"].shape
         self._check_shape("input 'features'", in_shape, n_f)
         self._check_shape("output 'torque'", outputs["torque"].shape, n_j)
-        if self.info.input_kind in ("window", "sums"):
-            n_t = (
-                self.info.window_ticks if self.info.input_kind == "window" else len(self.info.lags)
+        shape = self.info.input.shape(n_f)
+        if len(in_shape) != 1 + len(shape) or any(
+            isinstance(got, int) and got != want
+            for got, want in zip(in_shape[1:-1], shape[:-1], strict=False)
+        ):
+            raise ModelError(
+                f"{self.path}: input 'features' has shape {in_shape}, metadata says "
+                f"{self.info.input.describe()}: (1, {', '.join(map(str, shape))})"
             )
-            if len(in_shape) != 3 or (isinstance(in_shape[1], int) and in_shape[1] != n_t):
-                what = "a window" if self.info.input_kind == "window" else "segment sums"
-                raise ModelError(
-                    f"{self.path}: input 'features' has shape {in_shape}, metadata says {what} "
-                    f"of (1, {n_t}, {n_f})"
-                )
-            self.features = np.zeros((1, n_t, n_f), dtype=np.float32)
-        else:
-            if len(in_shape) != 2:
-                raise ModelError(
-                    f"{self.path}: input 'features' has shape {in_shape}, metadata says "
-                    f"instantaneous features (1, {n_f})"
-                )
-            self.features = np.zeros((1, n_f), dtype=np.float32)
+        self.features = np.zeros((1, *shape), dtype=np.float32)
         self.torque = np.zeros((1, n_j), dtype=np.float32)
         self._io = self._session.io_binding()
         self._io.bind_ortvalue_input("features", ort.OrtValue.ortvalue_from_numpy(self.features))
@@ -280,7 +231,7 @@ class TorqueModel:
         estimator gives the others zero: no assistance), e.g. a right-leg model on a
         four-joint device.
 
-        ``tick_rate_hz`` (the control rate) is checked against a window model's tick rate (it
+        ``tick_rate_hz`` (the control rate) is checked against the model's tick rate (it
         must be that rate or a whole multiple of it, see ``ticks_per_step``); ``calibration``
         (a ``calibration_fingerprint``) against the model's, when it has one.
         """
@@ -288,7 +239,7 @@ class TorqueModel:
         info = self.info
         if tick_rate_hz is not None and self.ticks_per_step(tick_rate_hz) is None:
             problems.append(
-                f"a window of {info.window_ticks} ticks at {info.tick_rate_hz:g} Hz vs a "
+                f"{info.input.describe()} vs a "
                 f"configured control rate of {float(tick_rate_hz):g} Hz (neither that rate nor "
                 "a whole multiple of it)"
             )
@@ -320,7 +271,7 @@ class TorqueModel:
         """Control ticks per model step: 1 for an instantaneous model or one made for the
         control rate, k when the control rate is k times the model's, None otherwise."""
         rate = self.info.tick_rate_hz
-        if self.info.input_kind == "instant" or rate is None:
+        if rate is None:
             return 1
         k = round(float(control_rate_hz) / rate)
         if k >= 1 and abs(k * rate - float(control_rate_hz)) <= 1e-6 * float(control_rate_hz):

@@ -107,20 +107,16 @@ def _adapt(args, say) -> int:
 
 def _core_metadata(info) -> dict:
     """The metadata keys ``ModelInfo`` keeps apart from ``extra``, back in the document."""
-    from exoctl.estimation.torque_model import MODEL_FORMAT, sums_input, window_input
+    from exoctl.estimation.torque_model import MODEL_FORMAT
 
-    doc = {
+    return {
         "format": MODEL_FORMAT,
         "features": list(info.features),
         "joints": list(info.joints),
         "muscles": list(info.muscles),
         "n_synergies": info.n_synergies,
+        "input": info.input.entry(),
     }
-    if info.input_kind == "window":
-        doc["input"] = window_input(info.window_ticks, info.tick_rate_hz)
-    elif info.input_kind == "sums":
-        doc["input"] = sums_input(info.lags, info.tick_rate_hz)
-    return doc
 
 
 def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:

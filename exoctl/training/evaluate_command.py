@@ -74,9 +74,8 @@ def _score(
         calibration=calibration_fingerprint(cal.muscles, cal.mvc, cal.W),
     )
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
-    rate = info.tick_rate_hz if info.input_kind != "instant" else None
     data = dataset_tick_sets(
-        cfg, ds, trials, cal, kinematics=kin, need_torque=True, tick_rate_hz=rate
+        cfg, ds, trials, cal, kinematics=kin, need_torque=True, tick_rate_hz=info.tick_rate_hz
     )
     _check_signal_kind(path, info.extra.get("emg_signal"), data.emg_signal)
     mass = data.body_mass_kg

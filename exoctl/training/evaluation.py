@@ -18,7 +18,6 @@ import onnxruntime as ort
 from exoctl.estimation.torque_model import (
     METADATA_KEY,
     ModelInfo,
-    batch_input,
     save_model,
     session_options,
 )
@@ -51,7 +50,8 @@ def load_info(path: Path) -> ModelInfo:
 
 
 def predict(path: Path | str, ts: TickSet, ticks: np.ndarray | None = None) -> np.ndarray:
-    """Torque (len(ticks), J) of an exported window model over a tick set, through onnxruntime."""
+    """Torque (len(ticks), J) of an exported model over a tick set, through onnxruntime (its
+    input kind's batch form)."""
     sess = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     info = ModelInfo.from_json(Path(path), sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
     if ticks is None:
@@ -65,7 +65,7 @@ def predict(path: Path | str, ts: TickSet, ticks: np.ndarray | None = None) -> n
     X = ts.X[:, [ts.names.index(f) for f in info.features]]
     out = []
     for i in range(0, len(ticks), 2048):
-        w = batch_input(info, X, ticks[i : i + 2048])
+        w = info.input.batch(X, ticks[i : i + 2048])
         out.append(sess.run(["torque"], {"features": w})[0])
     return np.vstack(out)
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from exoctl.estimation.torque_model import save_model, window_input
+from exoctl.estimation.input_kinds import Window
+from exoctl.estimation.torque_model import save_model
 from exoctl.training.linear_model import OPSET
 
 from .evaluation import RIDGE_LAMBDAS
@@ -309,7 +310,8 @@ def export_onnx(net: MultiScaleNet, path: Path, metadata: dict, form: str = "str
         return
     if form != "window":
         raise ValueError(f"form must be 'stream' or 'window', got {form!r}")
-    metadata = {**metadata, "input": window_input(net.window, metadata["input"]["tick_rate_hz"])}
+    rate = float(metadata["input"]["tick_rate_hz"])
+    metadata = {**metadata, "input": Window(net.window, rate).entry()}
     path = Path(path)
     net = copy.deepcopy(net).eval()
     dummy = torch.zeros(1, net.window, net.n_features)

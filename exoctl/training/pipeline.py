@@ -23,7 +23,8 @@ import numpy as np
 
 from exoctl import __version__
 from exoctl.config.schema import Config
-from exoctl.estimation.torque_model import MODEL_FORMAT, calibration_fingerprint, window_input
+from exoctl.estimation.input_kinds import Window
+from exoctl.estimation.torque_model import MODEL_FORMAT, calibration_fingerprint
 from exoctl.signal.calibration import Calibration
 from exoctl.signal.chain import ChainSettings
 
@@ -260,7 +261,7 @@ def model_metadata(
         "joints": list(joints),
         "muscles": list(muscles),
         "n_synergies": cal.k,
-        "input": window_input(window_ticks, tick_rate_hz),
+        "input": Window(int(window_ticks), float(tick_rate_hz)).entry(),
         "window_ms": window_ticks * 1000.0 / tick_rate_hz,
         "scales_ms": list(windows_ms) if windows_ms else None,
         "emg_rate_hz": emg_rate_hz,

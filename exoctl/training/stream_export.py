@@ -38,7 +38,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from exoctl.estimation.torque_model import save_model, sums_input
+from exoctl.estimation.input_kinds import Sums
+from exoctl.estimation.torque_model import save_model
 
 from .network import MultiScaleNet
 
@@ -237,7 +238,7 @@ def export_stream_onnx(net: MultiScaleNet, path: Path, metadata: dict) -> None:
     """Write the streaming form with the exoctl metadata (its ``input`` entry set to the
     segment-sums contract at the metadata's tick rate)."""
     meta = dict(metadata)
-    meta["input"] = sums_input(stream_lags(net), float(meta["input"]["tick_rate_hz"]))
+    meta["input"] = Sums(tuple(stream_lags(net)), float(meta["input"]["tick_rate_hz"])).entry()
     save_model(stream_graph(net), Path(path), "exoctl.training", meta)
 
 

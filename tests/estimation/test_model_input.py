@@ -14,7 +14,7 @@ import torch
 
 from exoctl.config.schema import load_config
 from exoctl.estimation.estimator import Estimator
-from exoctl.estimation.model_input import SumsFeeder
+from exoctl.estimation.input_kinds import SumsFeeder
 from exoctl.estimation.torque_model import ModelError, TorqueModel
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration

@@ -106,7 +106,7 @@ def test_stream_equals_window_tick_by_tick_and_in_batches(tmp_path, cfg, cal, sc
     net = _random_net(len(names), len(cfg.joint_names), scales, seed=len(scales), **kw)
     win, stream = _both(tmp_path, net, _meta(cfg, cal, names, net))
     info = TorqueModel(stream).info
-    assert info.input_kind == "sums" and list(info.lags) == stream_lags(net)
+    assert info.input_kind == "sums" and list(info.input.lags) == stream_lags(net)
     assert info.window_ticks == max(scales)
     assert len(onnx.load(str(stream)).graph.node) < 45  # vs ~240 in the window export
 

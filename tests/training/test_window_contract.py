@@ -124,5 +124,5 @@ def test_window_shape_disagreeing_with_metadata_is_refused(tmp_path, cfg, cal):
     proto.metadata_props[0].value = json.dumps(doc)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(proto.SerializeToString())
-    with pytest.raises(ModelError, match=r"window of \(1, 41, 2\)"):
+    with pytest.raises(ModelError, match=r"window of 41 ticks at 500 Hz: \(1, 41, 2\)"):
         TorqueModel(bad)

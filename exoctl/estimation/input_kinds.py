@@ -398,3 +398,79 @@ class SumsFeeder:
         self._steps = 0
         self._clean_from = 0
         self._dirty = False
+
+
+# --- decimated window -------------------------------------------------------------------------
+
+
+@register
+@dataclass(frozen=True)
+class Decimated(ModelInput):
+    """``{"kind": "decimated", "ticks": N, "every": s, "tick_rate_hz": R}``: ``features``
+    (1, N, F), the window of the last N x s ticks at R Hz seen at a rate s times lower: row i
+    (oldest first, newest last) is the *mean* of the per-tick features of the s ticks aged
+    ``[(N - 1 - i) s, (N - i) s)``. A long past in few rows (400 ms at 500 Hz: 40 rows of 5
+    ticks instead of 200), box-filtered before it is thinned so that nothing faster than the
+    lower rate folds into it; the model still steps at R (or every k-th tick of a control
+    rate k x R). With s = 1 it is the window kind."""
+
+    ticks: int
+    every: int
+    rate_hz: float
+    name: ClassVar[str] = "decimated"
+
+    @classmethod
+    def parse(cls, entry: Mapping[str, Any]) -> Decimated:
+        ticks, every = _field(entry, "ticks", int), _field(entry, "every", int)
+        rate = _rate(entry)
+        if ticks < 1 or every < 1:
+            raise InputKindError(
+                f"decimated input needs ticks >= 1 and every >= 1, got ticks={ticks}, every={every}"
+            )
+        return cls(ticks, every, rate)
+
+    @property
+    def tick_rate_hz(self) -> float:
+        return self.rate_hz
+
+    @property
+    def span_ticks(self) -> int:
+        return self.ticks * self.every
+
+    def entry(self) -> dict:
+        return {"kind": self.name, "ticks": int(self.ticks), "every": int(self.every),
+                "tick_rate_hz": float(self.rate_hz)}  # fmt: skip
+
+    def shape(self, n_features: int) -> tuple[int, ...]:
+        return (self.ticks, n_features)
+
+    def describe(self) -> str:
+        return f"a window of {self.ticks} means of {self.every} ticks each at {self.rate_hz:g} Hz"
+
+    def feeder(self, out: np.ndarray, idx: np.ndarray, direct: int = 0) -> Feeder:
+        return DecimatedFeeder(out, idx, self.ticks, self.every)
+
+    def batch(self, X: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+        n, s = self.ticks, self.every
+        rows = X[_past_rows(ticks, n * s)].astype(np.float32, copy=False)
+        blocks = rows.reshape(len(rows), n, s, X.shape[1])
+        out = np.add.reduce(blocks, axis=2, dtype=np.float32)  # as the feeder sums
+        out *= np.float32(1.0 / s)
+        return np.ascontiguousarray(out)
+
+
+class DecimatedFeeder(WindowFeeder):
+    """The window ring of the last N x s rows (``WindowFeeder``), read as N blocks of s: one
+    sum over the block axis and one scale into the model's input. The block views of every
+    ring position are made once."""
+
+    def __init__(self, out: np.ndarray, idx: np.ndarray, ticks: int, every: int) -> None:
+        super().__init__(out, idx, ticks * every)
+        n, nf = ticks * every, len(idx)
+        self._blocks = [self._ring[p + 1 : p + 1 + n].reshape(ticks, every, nf) for p in range(n)]
+        self._scale = np.float32(1.0 / every)
+
+    def push(self, src: np.ndarray) -> None:
+        self._write(src)
+        np.add.reduce(self._blocks[self._pos], axis=1, out=self._out)
+        np.multiply(self._out, self._scale, out=self._out)

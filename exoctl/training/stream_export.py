@@ -8,7 +8,7 @@ that graph spent ~120 us of thread CPU per tick, most of it not arithmetic.
 What changes: every branch of :class:`~exoctl.training.network.MultiScaleNet` averages its window
 in blocks of ``pool`` ticks that end at the newest tick, so each block mean is a difference of
 two *trailing sums*. The estimator carries one running sum of the per-tick features from tick
-to tick (the branches' state, see :mod:`exoctl.estimation.model_input`) and hands the model,
+to tick (the branches' state, see :mod:`exoctl.estimation.input_kinds`) and hands the model,
 instead of the window, the sums over a few segments of the past: ``features[0, i]`` is the sum
 of the features of the ticks aged ``[lags[i-1], lags[i])`` (``lags[-1]`` = 0, age 0 = the
 newest tick). For branches of 25/50/100/200 ticks in 5 steps that is 16 rows instead of 200.

@@ -142,8 +142,9 @@ class Estimator:
         for models whose feature layout includes them; the default layout does not. ``None``
         keeps the previous values (zero before any telemetry).
 
-        An empty chunk keeps the last estimate for an instantaneous model; a window or sums
-        model still advances by one tick (time passed, the telemetry may have changed).
+        An empty chunk keeps the last estimate for an instantaneous model; a model that sees
+        past ticks (its input kind ``has_history``: window, sums, ...) still advances by one
+        tick (time passed, the telemetry may have changed).
         """
         if angles is not None:
             self._ang_src[:] = angles

@@ -100,7 +100,7 @@ def trained(cfg, cal, tmp_path_factory):
 
 def test_the_tiny_network_learned_from_the_batch_form(trained):
     _path, _kind, r2 = trained
-    assert r2.mean() > 0.5, f"training R^2 per joint {r2} (synthetic session 41)"
+    assert r2.min() > 0.9, f"in-sample R^2 per joint {r2} (synthetic session 41)"
 
 
 def test_streamed_through_the_estimator_equals_the_batch_form(cfg, cal, trained):

@@ -65,8 +65,9 @@ def describe(event: dict[str, Any]) -> Described:
     kind, d = event["kind"], event.get("detail")
     d = d if isinstance(d, dict) else {}
     if kind == "fault" and d.get("kind") == "estop":  # the safety layer's own record of it
-        return Described("estop", "Emergency stop", "Emergency stop applied by the safety "
-                         "layer: torque removed.", "fault", str(d.get("detail") or ""))  # fmt: skip
+        title = fault_words("estop")[0]
+        return Described("estop", title, f"{title} applied by the safety layer: torque "
+                         "removed.", "fault", str(d.get("detail") or ""))  # fmt: skip
     if kind == "fault":
         fk = str(d.get("kind", "fault"))
         title, cause = fault_words(fk)

@@ -280,6 +280,9 @@ class ControlLoop:
             # none (a window model would otherwise advance and compute a finite one), so the
             # watchdog sees the fault persist.
             estimate = self.estimator.estimate
+        # When the estimate in use was computed, on the loop's clock: the estimator runs inline,
+        # so this tick. An estimator that hands over a held estimate gives its timestamp here.
+        estimate_t = now
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - self.ring.last_arrival
         inp.emg_source_refused = self.ring.source_fault is not None
@@ -287,6 +290,7 @@ class ControlLoop:
         inp.actuators_enabled = self.link.enabled
         inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0
         inp.recording_age_s = now - self.recording.ok_at
+        inp.estimate_age_s = now - estimate_t
         command = self.safety.apply(self._request, estimate, inp, self._command)
 
         if self.link.enabled:

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from exoctl.errors import ExoctlError
-from exoctl.service.fields import PATIENT_RE, patient_problem, session_id_problem
-from exoctl.service.fields import SESSION_RE as SESSION_RE  # the recorder re-exports it
+from exoctl.recordings.fields import PATIENT_RE, patient_problem, session_id_problem
+from exoctl.recordings.fields import SESSION_RE as SESSION_RE  # the recorder re-exports it
 
 SCHEMA_VERSION = 2
 DB_SUFFIX = ".sqlite"

@@ -20,7 +20,8 @@ import pytest
 
 from exoctl import cli_policy
 from exoctl.config.schema import load_config
-from exoctl.service import fields, rpc
+from exoctl.recordings import fields
+from exoctl.service import rpc
 from exoctl.service import store as S
 from exoctl.service.commands import format_table
 from exoctl.service.recorder import Recorder

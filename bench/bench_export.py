@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exoctl.service import store
+from exoctl.recordings import store
 from exoctl.service.export import export_session
 
 CASES = (

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from exoctl.service import store
-from exoctl.service.store import RecorderError, StreamTable
+from exoctl.recordings import store
+from exoctl.recordings.store import RecorderError, StreamTable
 
 FORMATS = ("parquet", "csv", "npz")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")

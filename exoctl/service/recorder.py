@@ -9,7 +9,7 @@ process being killed (it is in the WAL file, which the OS holds); only a power l
 the last transactions, never corrupt the file. The writer thread commits at least every
 ``flush_interval_s``, so ``kill -9`` loses at most that much plus what sat in the queue.
 
-The file format and every reader are in exoctl.service.store, exports in
+The file format and every reader are in exoctl.recordings.store, exports in
 exoctl.service.export. The store's names used by the daemon, the CLI and the tests
 (``Artifact``, ``RecorderError``, ``read_stream``, ...) are re-exported here so that
 ``recorder.X`` keeps working; new code imports them from the store.
@@ -30,8 +30,8 @@ import numpy as np
 
 from exoctl import __version__
 from exoctl.control.safety import RecordingHealth
-from exoctl.service import store
-from exoctl.service.store import (  # noqa: F401  (re-exported, see the docstring)
+from exoctl.recordings import store
+from exoctl.recordings.store import (  # noqa: F401  (re-exported, see the docstring)
     DB_SUFFIX,
     PATIENT_RE,
     SCHEMA_VERSION,

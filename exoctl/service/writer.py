@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from exoctl.control.safety import RecordingHealth
-from exoctl.service import store
+from exoctl.recordings import store
 
 Tap = Callable[[str, np.ndarray, np.ndarray], None]
 

@@ -129,8 +129,8 @@ def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:
 
     from exoctl.cli_policy import EXIT_REFUSED, emit_json
     from exoctl.config.schema import ConfigError
+    from exoctl.recordings.store import RecorderError
     from exoctl.service.registry import Registry
-    from exoctl.service.store import RecorderError
     from exoctl.signal.calibration import CalibrationError
 
     from .session_adapt import adapt_session, format_report, write_outputs

@@ -21,8 +21,8 @@ import pytest
 from exoctl import cli_policy
 from exoctl.config.schema import load_config
 from exoctl.recordings import fields
+from exoctl.recordings import store as S
 from exoctl.service import rpc
-from exoctl.service import store as S
 from exoctl.service.commands import format_table
 from exoctl.service.recorder import Recorder
 

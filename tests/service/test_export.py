@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exoctl.service import store
+from exoctl.recordings import store
 from exoctl.service.export import export_session
 from exoctl.service.recorder import Recorder
 

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="the report extra (pip install 'exoctl[report]')")
 
 from exoctl.hil.patient import SyntheticPatient  # noqa: E402
-from exoctl.service import store  # noqa: E402
+from exoctl.recordings import store  # noqa: E402
 from exoctl.service.recorder import Recorder  # noqa: E402
 from exoctl.service.report import analysis as A  # noqa: E402
 from exoctl.service.report import build_report, write_report  # noqa: E402

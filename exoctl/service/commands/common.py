@@ -93,7 +93,7 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             # (YAML, pydantic, numpy) here keeps `exoctl estop` and `exoctl status` quick.
             for module, name in (
                 ("exoctl.config.yamlfile", "ConfigError"),
-                ("exoctl.service.store", "RecorderError"),
+                ("exoctl.recordings.store", "RecorderError"),
             ):
                 cls = getattr(sys.modules.get(module), name, None)
                 if cls is not None and isinstance(e, cls):

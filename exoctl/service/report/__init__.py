@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exoctl.service.store import RecorderError
+from exoctl.recordings.store import RecorderError
 
 
 def _require_matplotlib() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from exoctl.service import store
+from exoctl.recordings import store
 from exoctl.service.events import FAULTS, describe, gains_text
 from exoctl.service.report import analysis as A
 from exoctl.service.report import figures as F

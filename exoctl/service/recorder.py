@@ -55,7 +55,7 @@ from exoctl.recordings.store import (  # noqa: F401  (re-exported, see the docst
     validate_patient,
     validate_session_id,
 )
-from exoctl.service.writer import Chunk, Control, DropCounter, Event, SessionWriter
+from exoctl.recordings.writer import Chunk, Control, DropCounter, Event, SessionWriter
 
 # Streams the controller is expected to record (names are conventions, not a closed set).
 STANDARD_STREAMS = (

@@ -15,7 +15,7 @@ One database per *session* (not per patient), because:
 Listing sessions opens each file read-only; for the hundreds of sessions a patient may
 accumulate that is milliseconds.
 
-The writer (exoctl.service.recorder) is the only code that writes these files; exports
+The writer (exoctl.recordings.recorder) is the only code that writes these files; exports
 (exoctl.service.export) and reports (exoctl.service.report) read them through this module.
 
 Schema versions (``PRAGMA user_version``): 1 had one ``unit`` string per stream and the safety

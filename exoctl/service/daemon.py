@@ -43,8 +43,8 @@ from exoctl import __version__
 from exoctl.acquisition.lsl_scope import settings_problems
 from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
+from exoctl.recordings import recorder as R
 from exoctl.recordings.fields import patient_problem, text_problem
-from exoctl.service import recorder as R
 from exoctl.service import rpc
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher

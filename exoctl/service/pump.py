@@ -22,7 +22,7 @@ import structlog
 from exoctl.config.schema import Config
 from exoctl.control.loop import TIMING_COLUMNS
 from exoctl.jsonout import jsonable
-from exoctl.service import recorder as R
+from exoctl.recordings import recorder as R
 from exoctl.service.lsl_outlets import LslPublisher
 
 if TYPE_CHECKING:

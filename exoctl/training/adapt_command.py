@@ -141,7 +141,7 @@ def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:
         reference = args.reference
         registry = Registry(data_dir)
         if reference is None:
-            from exoctl.service import recorder as R
+            from exoctl.recordings import recorder as R
 
             with R.open_session_db(R.find_session(data_dir, args.session)) as conn:
                 patient = R.session_info(conn, args.session)["patient"]

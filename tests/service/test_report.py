@@ -19,7 +19,7 @@ pytest.importorskip("matplotlib", reason="the report extra (pip install 'exoctl[
 
 from exoctl.hil.patient import SyntheticPatient  # noqa: E402
 from exoctl.recordings import store  # noqa: E402
-from exoctl.service.recorder import Recorder  # noqa: E402
+from exoctl.recordings.recorder import Recorder  # noqa: E402
 from exoctl.service.report import analysis as A  # noqa: E402
 from exoctl.service.report import build_report, write_report  # noqa: E402
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from exoctl.recordings import store
-from exoctl.service.export import export_session
+from exoctl.recordings.export import export_session
 
 CASES = (
     ("parquet (default: no raw EMG, float32)", {"fmt": "parquet"}),

@@ -10,7 +10,7 @@ the last transactions, never corrupt the file. The writer thread commits at leas
 ``flush_interval_s``, so ``kill -9`` loses at most that much plus what sat in the queue.
 
 The file format and every reader are in exoctl.recordings.store, exports in
-exoctl.service.export. The store's names used by the daemon, the CLI and the tests
+exoctl.recordings.export. The store's names used by the daemon, the CLI and the tests
 (``Artifact``, ``RecorderError``, ``read_stream``, ...) are re-exported here so that
 ``recorder.X`` keeps working; new code imports them from the store.
 """
@@ -315,7 +315,7 @@ class StreamWriter:
 
 
 def export_session(*args: Any, **kwargs: Any) -> Any:
-    """See exoctl.service.export.export_session (kept here for existing callers)."""
-    from exoctl.service.export import export_session as run
+    """See exoctl.recordings.export.export_session (kept here for existing callers)."""
+    from exoctl.recordings.export import export_session as run
 
     return run(*args, **kwargs)

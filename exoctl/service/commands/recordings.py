@@ -101,7 +101,7 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
 @guarded
 def cmd_sessions_export(args: argparse.Namespace) -> int:
     from exoctl.recordings import recorder as R
-    from exoctl.service.export import export_session
+    from exoctl.recordings.export import export_session
 
     db = R.find_session(service_config(args).data_dir, args.id)
     out = args.out or (f"{args.id}.npz" if args.format == "npz" else args.id)

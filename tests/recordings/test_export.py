@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from exoctl.recordings import store
+from exoctl.recordings.export import export_session
 from exoctl.recordings.recorder import Recorder
-from exoctl.service.export import export_session
 
 LEVELS = ["NORMAL", "DEGRADED", "SAFE_STOP", "FAULT_LATCHED", "ESTOP"]
 JOINTS = ["hip_l", "hip_r", "knee_l"]

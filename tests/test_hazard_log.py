@@ -227,7 +227,7 @@ def recorded_fault_kinds(sources: Iterable[Path]) -> set[str]:
 def code_fault_kinds() -> set[str]:
     """The safety layer's fault kinds, the daemon's described and recorded ones."""
     from exoctl.control.safety.inputs import FaultKind
-    from exoctl.service.events import FAULTS
+    from exoctl.recordings.events import FAULTS
 
     sources = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
     return {k.label for k in FaultKind} | set(FAULTS) | recorded_fault_kinds(sources)

@@ -125,7 +125,7 @@ def _wall(info: dict[str, Any], t: float) -> str:
 
 
 def _event_rows(info: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from exoctl.service.events import describe
+    from exoctl.recordings.events import describe
 
     return [
         {

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from exoctl.recordings import store
-from exoctl.service.events import FAULTS, describe, gains_text
+from exoctl.recordings.events import FAULTS, describe, gains_text
 from exoctl.service.report import analysis as A
 from exoctl.service.report import figures as F
 

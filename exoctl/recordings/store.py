@@ -16,7 +16,7 @@ Listing sessions opens each file read-only; for the hundreds of sessions a patie
 accumulate that is milliseconds.
 
 The writer (exoctl.recordings.recorder) is the only code that writes these files; exports
-(exoctl.recordings.export) and reports (exoctl.service.report) read them through this module.
+(exoctl.recordings.export) and reports (exoctl.recordings.report) read them through this module.
 
 Schema versions (``PRAGMA user_version``): 1 had one ``unit`` string per stream and the safety
 state as a float column of ``telemetry``; 2 adds per-column units and, for streams of integer

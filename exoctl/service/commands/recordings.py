@@ -117,7 +117,7 @@ def cmd_sessions_export(args: argparse.Namespace) -> int:
 @guarded
 def cmd_sessions_report(args: argparse.Namespace) -> int:
     from exoctl.recordings import recorder as R
-    from exoctl.service.report import write_report
+    from exoctl.recordings.report import write_report
 
     db = R.find_session(service_config(args).data_dir, args.id)
     out = write_report(db, args.id, args.out)

@@ -11,8 +11,8 @@ import numpy as np
 
 from exoctl.recordings import store
 from exoctl.recordings.events import FAULTS, describe, gains_text
-from exoctl.service.report import analysis as A
-from exoctl.service.report import figures as F
+from exoctl.recordings.report import analysis as A
+from exoctl.recordings.report import figures as F
 
 CSS = """
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 24px auto;

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from exoctl.config.assist_level import ASSIST_MAX, ASSIST_MIN
 from exoctl.config.paths import CONFIG_DIR, DEFAULT_CONFIG, DEFAULT_SOCKET_PATH, resolve_path
 from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
-from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
 
 __all__ = ["DEFAULT_CONFIG", "Config", "ConfigError", "deep_merge", "load_config"]
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.acquisition.sources import Acquisition, make_acquisition
+from exoctl.config.assist_level import AssistLevelError, check_levels
 from exoctl.config.schema import Config
-from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop, TickRows
 from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.control.timing import reduce_timer_slack

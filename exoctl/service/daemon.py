@@ -577,7 +577,7 @@ class Daemon:
 def _check_assist(assist: Any, joints: Any = None) -> Any:
     """Levels as the RPC caller gave them; a bad level, an empty mapping or (with ``joints``)
     an unknown joint is the caller's error (invalid params), not a refusal."""
-    from exoctl.control.assist_level import AssistLevelError, check_levels
+    from exoctl.config.assist_level import AssistLevelError, check_levels
 
     if assist is None:
         return None

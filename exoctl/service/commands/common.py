@@ -210,7 +210,7 @@ def parse_assist(
 
 
 def _gain(s: str) -> float:
-    from exoctl.control.assist_level import AssistLevelError, check_level
+    from exoctl.config.assist_level import AssistLevelError, check_level
 
     try:
         return check_level(s)

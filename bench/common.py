@@ -117,8 +117,8 @@ def local_service(tmp: Path, user: str | None = None) -> dict[str, Any]:
 
 
 def joint_r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
-    """R^2 per joint name (``exoctl.training.metrics.r2``), rounded for a report."""
-    from exoctl.training.metrics import r2
+    """R^2 per joint name (``exoctl.estimation.metrics.r2``), rounded for a report."""
+    from exoctl.estimation.metrics import r2
 
     return {name: round(float(v), 4) for name, v in zip(joints, r2(y, yhat), strict=True)}
 

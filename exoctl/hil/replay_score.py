@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.estimation import metrics
 from exoctl.hil.replay import Recording, ReplaySpec
-from exoctl.training import metrics
 
 __all__ = ["MAX_LAG_S", "cross_correlation_delay", "offline_estimate", "score_replay"]
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from exoctl.config.schema import deep_merge, load_config
+from exoctl.estimation import metrics
 from exoctl.hil import MAX_DURATION_S
 from exoctl.hil.processes import (
     ChildHandle,
@@ -40,7 +41,6 @@ from exoctl.hil.scenarios import (
     Injection,
     load_scenario,
 )
-from exoctl.training import metrics
 
 if TYPE_CHECKING:
     from exoctl.hil.simulator import SimulatorResult

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from exoctl.config.schema import load_config
+from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.signal.chain import ChainSettings
 
 from .evaluation import predict
 from .features import tick_features
-from .metrics import joint_metrics, summarise
 from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_ticks, sidecar
 
 TRAIN_SESSIONS = (100, 101)

@@ -56,13 +56,13 @@ from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 from exoctl.config.schema import load_config
 from exoctl.data.calibrate import calibrate_trials, condition_trial
 from exoctl.data.dataset import Trial, load_dataset
+from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.signal.chain import ChainSettings
 
 from .adapt_guard import agreement, judge
 from .evaluation import predict
 from .features import TickSet
 from .matched_gain import estimate_gain, joint_state
-from .metrics import joint_metrics, summarise
 from .pipeline import DataSource, TickData, sidecar, split_tail, trial_tick_sets
 from .workflow import (
     NetworkRecipe,

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import daemon_config, machine
-from exoctl.hil.children import stop_children
+from exoctl.runtime.children import stop_children
 
 RUNS = 20
 TARGET_P95_MS = 150.0

@@ -33,7 +33,7 @@ from exoctl.config.cross_field import socket_path_too_long
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
 from exoctl.config.yamlfile import dump_yaml, read_yaml
-from exoctl.hil.children import stop_children
+from exoctl.runtime.children import stop_children
 
 LOOP_PRIORITY = 50
 SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor

@@ -50,9 +50,9 @@ from bench.common import (
 )
 from bench.peers import libemg_env, naive
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel, feature_names, window_input
-from exoctl.hil.patient import patient_from_config
 from exoctl.runtime.children import stop_children
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.linear_model import LINEAR_MODEL_PATH

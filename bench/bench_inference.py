@@ -94,9 +94,9 @@ def _network_path(cfg, cal, tmp: Path) -> tuple[Path, str, object]:
 
 def run(quick: bool = False, calls: int | None = None) -> dict:
     from exoctl.config.schema import load_config
+    from exoctl.data.patient import patient_from_config
     from exoctl.estimation.estimator import Estimator
     from exoctl.estimation.torque_model import TorqueModel
-    from exoctl.hil.patient import patient_from_config
     from exoctl.signal.calibration import load_calibration
     from exoctl.training.evaluation import fit_lagged_ridge, write_ridge_onnx
     from exoctl.training.features import tick_features

@@ -29,8 +29,8 @@ import numpy as np
 from bench.common import WARMUP_TICKS, ratios, tick_stats
 from bench.peers import naive
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, nmf

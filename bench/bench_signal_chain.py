@@ -34,7 +34,7 @@ import numpy as np
 from scipy import optimize, signal
 
 from exoctl.config.schema import load_config
-from exoctl.hil.patient import patient_from_config
+from exoctl.data.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.synergy import OnlineNNLS, nmf

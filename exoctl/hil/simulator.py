@@ -29,8 +29,8 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from exoctl.config.schema import Config, load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.hil.emg_source import EmgOutlet
-from exoctl.hil.patient import patient_from_config
 from exoctl.hil.replay import (
     Recording,
     ReplayOutlet,

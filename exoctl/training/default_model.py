@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.metrics import joint_metrics, summarise
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.signal.chain import ChainSettings
 

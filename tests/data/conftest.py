@@ -1,11 +1,11 @@
-"""Shared fixture: a short recording of the synthetic patient (the lead's exoctl.hil.patient)."""
+"""Shared fixture: a short recording of the synthetic patient (the lead's exoctl.data.patient)."""
 
 from __future__ import annotations
 
 import pytest
 
 from exoctl.config.schema import load_config
-from exoctl.hil.patient import SyntheticPatient
+from exoctl.data.patient import SyntheticPatient
 
 
 def make_recording(duration_s: float = 6.0, session: int = 0, muscles=None, joints=None):

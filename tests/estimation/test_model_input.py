@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.model_input import SumsFeeder
 from exoctl.estimation.torque_model import ModelError, TorqueModel
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.features import feature_layout
 from exoctl.training.fit import export_onnx

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report extra (pip install 'exoctl[report]')")
 
-from exoctl.hil.patient import SyntheticPatient  # noqa: E402
+from exoctl.data.patient import SyntheticPatient  # noqa: E402
 from exoctl.recordings import store  # noqa: E402
 from exoctl.recordings.recorder import Recorder  # noqa: E402
 from exoctl.recordings.report import analysis as A  # noqa: E402

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.torque_model import TorqueModel
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.evaluation import predict
 from exoctl.training.features import tick_features, windows

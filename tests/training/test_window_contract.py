@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.torque_model import ModelError, TorqueModel
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import Calibration, load_calibration
 from exoctl.training.evaluation import fit_lagged_ridge, predict, write_ridge_onnx
 from exoctl.training.features import tick_features

@@ -114,7 +114,7 @@ def _network_model(cfg, cal, tmp: Path):
     from exoctl.training.fit import export_onnx
     from exoctl.training.network import MultiScaleNet
 
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = [int(round(ms * rate / 1000.0)) for ms in NET_SCALES_MS]
     muscles, joints = tuple(cfg.emg.muscles), cfg.joint_names
     names = feature_names(muscles, cal.k)
@@ -137,7 +137,7 @@ def run_pipeline(quick: bool = False, libemg: bool = True, log=print) -> dict[st
     # The linear pipeline is measured with the shipped linear model (its naive peer converts
     # that graph to PyTorch); the network is measured in its own section below.
     cfg = load_config(None).with_overrides(model={"path": str(LINEAR_MODEL_PATH)})
-    fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
+    fs, rate = cfg.emg.sampling_rate_hz, cfg.tick_rate_hz
     spt = int(round(fs / rate))
     test_s, train_s = (6.0, 10.0) if quick else (24.0, 60.0)
     n_naive = 150 if quick else 600

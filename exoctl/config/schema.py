@@ -353,6 +353,13 @@ class Config(_Model):
     def joint_names(self) -> tuple[str, ...]:
         return self.device.joint_names
 
+    @property
+    def tick_rate_hz(self) -> float:
+        """The control loop's tick rate (``control.rate_hz``), the one place it is read: the
+        loop, the estimator's tick grid, the recorder's and the LSL outlets' stream rates, the
+        HIL bench and training all work per tick of it, so they take it from here."""
+        return float(self.control.rate_hz)
+
     def with_overrides(self, **sections: dict[str, Any]) -> Config:
         """A copy with some nested keys replaced, validated again (used by the HIL runner).
 

@@ -251,7 +251,7 @@ def _replay(args: argparse.Namespace, raw: dict[str, Any]) -> tuple[str, ...]:
         return ()
     rec = load_recording(spec)
     cfg = load_config_raw(raw)
-    chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
+    chunk = replay_chunk(rec.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples)
     model = None if args.model is None else str(args.model)
     raw.update(deep_merge(raw, controller_overrides(rec.describe(), model, chunk)))
     out: list[str] = []

@@ -99,7 +99,7 @@ def run_hil(
     rec = None
     if replay is not None:  # loaded here too: a bad trial or window fails before any child
         rec = load_recording(replay)
-        chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
+        chunk = replay_chunk(rec.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples)
         overrides = deep_merge(overrides, controller_overrides(rec.describe(), model, chunk))
         cfg = cfg.with_overrides(**overrides)
         duration_s = min(duration_s, rec.duration_s)
@@ -202,7 +202,7 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) ->
     faults: list[dict] = []
     if ctl is None:  # the controller was killed: only the firmware's view remains
         loop = {
-            "target_rate_hz": cfg.control.rate_hz,
+            "target_rate_hz": cfg.tick_rate_hz,
             "control_rate_hz": None,
             "ticks": None,
             "deadline_misses": None,

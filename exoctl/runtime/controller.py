@@ -97,7 +97,7 @@ class Controller:
         fs = cfg.emg.sampling_rate_hz
         self._ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
         self._estimator: Estimator = build_estimator(cfg)
-        rate = cfg.control.rate_hz
+        rate = cfg.tick_rate_hz
         self._link: Link = link or HostLink(
             cfg.device.serial.port,
             cfg.device.serial.baudrate,

@@ -67,7 +67,7 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
                 name=f"session{s}",
             )  # fmt: skip
         )
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = scales_in_ticks(DEFAULT_WINDOWS_MS, rate)
     k, m = cal.k, len(cal.muscles)
     log(f"data ready ({time.monotonic() - t0:.0f} s); training on {len(sets)} sessions")

@@ -101,7 +101,7 @@ def run_patient(
         )  # fmt: skip
         for i, r in enumerate(recs)
     ]
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = scales_in_ticks(DEFAULT_WINDOWS_MS, rate)
     window = max(scales)
     k, m = cal.k, len(cal.muscles)

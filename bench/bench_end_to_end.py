@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.common import (
     WARMUP_TICKS,
+    TimedChain,
     joint_r2,
     local_service,
     proc_sample,
@@ -88,24 +89,17 @@ def _time_steps(
 
 def _time_stages(est: Estimator, emg: np.ndarray, spt: int, n: int) -> np.ndarray:
     """The estimator's default-layout tick, stage by stage (the same calls ``step`` makes)."""
+    chain = TimedChain(est.conditioner, est.activation_dynamics, est.nnls)
     clock = time.perf_counter_ns
     st = np.empty((n, 4), dtype=np.int64)
     k = est.k
     feats = est.model.features
     for i in range(n):
-        x = emg[i * spt : (i + 1) * spt]
-        t0 = clock()
-        e = est.conditioner.process(x)
-        t1 = clock()
-        a = est.activation_dynamics.process(e)
-        t2 = clock()
-        h = est.nnls.solve(a[-1])
-        t3 = clock()
+        h, _, t3 = chain.tick(emg[i * spt : (i + 1) * spt], clock, st[i])
         feats[0, :k] = h
-        feats[0, k:] = a[-1]
+        feats[0, k:] = chain.last_activation
         est.model.run()
-        t4 = clock()
-        st[i] = (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+        st[i, 3] = clock() - t3
     return st
 
 

@@ -81,7 +81,7 @@ def _model(tmp: Path, m: int, k: int, n_joints: int, rng: np.random.Generator) -
 
 
 def _time_chain(cfg, emg, mvc, W, model: TorqueModel, spt: int, n: int) -> np.ndarray:
-    chain = TimedChain(cfg.emg.sampling_rate_hz, mvc, W, cfg.estimator.activation)
+    chain = TimedChain.build(cfg.emg.sampling_rate_hz, mvc, W, cfg.estimator.activation)
     k = W.shape[1]
     feats = model.features
     clock = time.perf_counter_ns

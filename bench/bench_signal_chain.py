@@ -77,7 +77,7 @@ def bench_streaming(
     clock: Any = time.perf_counter_ns,
     stages_too: bool = True,
 ):
-    chain = TimedChain(FS, mvc, W, act_cfg)
+    chain = TimedChain.build(FS, mvc, W, act_cfg)
     n_ticks = emg.shape[0] // per_tick
     total = np.empty(n_ticks, dtype=np.int64)
     stages = np.zeros((n_ticks, 3), dtype=np.int64)

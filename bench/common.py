@@ -144,17 +144,25 @@ class TimedChain:
     synergy NNLS), one tick at a time with each stage timed: the per-stage loop that the signal
     chain and scaling benchmarks share, so their stage figures mean the same."""
 
-    def __init__(
-        self, fs: float, mvc: np.ndarray, W: np.ndarray, act_cfg: Any, max_chunk: int = 64
-    ) -> None:
+    def __init__(self, conditioner: Any, activation: Any, nnls: Any) -> None:
+        self.cond, self.act, self.nnls = conditioner, activation, nnls
+
+    @classmethod
+    def build(
+        cls, fs: float, mvc: np.ndarray, W: np.ndarray, act_cfg: Any, max_chunk: int = 64
+    ) -> TimedChain:
+        """The three stages made as the estimator makes them (an estimator's own stages can be
+        handed to the constructor instead)."""
         from exoctl.signal.activation import ActivationDynamics
         from exoctl.signal.dsp import EmgConditioner
         from exoctl.signal.synergy import OnlineNNLS
 
         m = len(mvc)
-        self.cond = EmgConditioner(fs, m, mvc=mvc, max_chunk=max_chunk)
-        self.act = ActivationDynamics.from_settings(m, fs, act_cfg, max_chunk=max_chunk)
-        self.nnls = OnlineNNLS(W)
+        return cls(
+            EmgConditioner(fs, m, mvc=mvc, max_chunk=max_chunk),
+            ActivationDynamics.from_settings(m, fs, act_cfg, max_chunk=max_chunk),
+            OnlineNNLS(W),
+        )
 
     def tick(self, x: np.ndarray, clock: Any, stages: np.ndarray) -> tuple[np.ndarray, int, int]:
         """One tick's samples through the three stages; ``stages[:3]`` gets each one's time.

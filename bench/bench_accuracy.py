@@ -131,7 +131,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
 
     cfg = load_config(None)
     sim = cfg.simulator
-    fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
+    fs, rate = cfg.emg.sampling_rate_hz, cfg.tick_rate_hz
     spt = int(round(fs / rate))
     joints = list(cfg.joint_names)
     seeds = (1, 2) if quick else (1, 2, 3, 4, 5, 6)

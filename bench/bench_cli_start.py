@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import daemon_config, machine
-from exoctl.hil.children import stop_children
+from exoctl.runtime.children import stop_children
 
 RUNS = 20
 TARGET_P95_MS = 150.0
@@ -125,8 +125,8 @@ def _zero_from(t: np.ndarray, values: np.ndarray, after: float) -> float | None:
 
 
 def _estop_to_zero(sock: Path, env: dict[str, str], data_dir: Path) -> dict[str, Any]:
+    from exoctl.recordings import store
     from exoctl.service import client as C
-    from exoctl.service import store
 
     C.call(sock, "session.start", {"patient": "BENCH01", "protocol": "bench", "assist": 0.3})
     time.sleep(2.0)  # ramp-in (1 s), then assisted walking

@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.common import (
     WARMUP_TICKS,
+    TimedChain,
     joint_r2,
     local_service,
     proc_sample,
@@ -50,10 +51,10 @@ from bench.common import (
 )
 from bench.peers import libemg_env, naive
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel, feature_names, window_input
-from exoctl.hil.children import stop_children
-from exoctl.hil.patient import patient_from_config
+from exoctl.runtime.children import stop_children
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.linear_model import LINEAR_MODEL_PATH
 
@@ -88,24 +89,17 @@ def _time_steps(
 
 def _time_stages(est: Estimator, emg: np.ndarray, spt: int, n: int) -> np.ndarray:
     """The estimator's default-layout tick, stage by stage (the same calls ``step`` makes)."""
+    chain = TimedChain(est.conditioner, est.activation_dynamics, est.nnls)
     clock = time.perf_counter_ns
     st = np.empty((n, 4), dtype=np.int64)
     k = est.k
     feats = est.model.features
     for i in range(n):
-        x = emg[i * spt : (i + 1) * spt]
-        t0 = clock()
-        e = est.conditioner.process(x)
-        t1 = clock()
-        a = est.activation_dynamics.process(e)
-        t2 = clock()
-        h = est.nnls.solve(a[-1])
-        t3 = clock()
+        h, _, t3 = chain.tick(emg[i * spt : (i + 1) * spt], clock, st[i])
         feats[0, :k] = h
-        feats[0, k:] = a[-1]
+        feats[0, k:] = chain.last_activation
         est.model.run()
-        t4 = clock()
-        st[i] = (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+        st[i, 3] = clock() - t3
     return st
 
 
@@ -114,7 +108,7 @@ def _network_model(cfg, cal, tmp: Path):
     from exoctl.training.fit import export_onnx
     from exoctl.training.network import MultiScaleNet
 
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = [int(round(ms * rate / 1000.0)) for ms in NET_SCALES_MS]
     muscles, joints = tuple(cfg.emg.muscles), cfg.joint_names
     names = feature_names(muscles, cal.k)
@@ -137,7 +131,7 @@ def run_pipeline(quick: bool = False, libemg: bool = True, log=print) -> dict[st
     # The linear pipeline is measured with the shipped linear model (its naive peer converts
     # that graph to PyTorch); the network is measured in its own section below.
     cfg = load_config(None).with_overrides(model={"path": str(LINEAR_MODEL_PATH)})
-    fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
+    fs, rate = cfg.emg.sampling_rate_hz, cfg.tick_rate_hz
     spt = int(round(fs / rate))
     test_s, train_s = (6.0, 10.0) if quick else (24.0, 60.0)
     n_naive = 150 if quick else 600

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exoctl.service import store
-from exoctl.service.export import export_session
+from exoctl.recordings import store
+from exoctl.recordings.export import export_session
 
 CASES = (
     ("parquet (default: no raw EMG, float32)", {"fmt": "parquet"}),
@@ -99,7 +99,7 @@ def run(db: Path, repeat: int = 3, report: bool = True) -> dict[str, Any]:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if report:
-        from exoctl.service.report import build_report
+        from exoctl.recordings.report import build_report
 
         secs, cpu, text = _median_time(lambda: build_report(db), repeat)
         out["report"] = {"median_s": round(secs, 3), "median_cpu_s": round(cpu, 3),

@@ -75,7 +75,7 @@ def _network_path(cfg, cal, tmp: Path) -> tuple[Path, str, object]:
         scales_in_ticks,
     )
 
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = scales_in_ticks(DEFAULT_WINDOWS_MS, rate)
     from exoctl.training.features import feature_layout
 
@@ -94,9 +94,9 @@ def _network_path(cfg, cal, tmp: Path) -> tuple[Path, str, object]:
 
 def run(quick: bool = False, calls: int | None = None) -> dict:
     from exoctl.config.schema import load_config
+    from exoctl.data.patient import patient_from_config
     from exoctl.estimation.estimator import Estimator
     from exoctl.estimation.torque_model import TorqueModel
-    from exoctl.hil.patient import patient_from_config
     from exoctl.signal.calibration import load_calibration
     from exoctl.training.evaluation import fit_lagged_ridge, write_ridge_onnx
     from exoctl.training.features import tick_features
@@ -112,14 +112,14 @@ def run(quick: bool = False, calls: int | None = None) -> dict:
         models = {"linear (shipped default.onnx)": (LINEAR_MODEL_PATH, base_cal)}
         rec = patient_from_config(cfg, session=41).generate(4.0)
         ts = tick_features(cfg, base_cal, rec.emg, angles=None, torque=rec.torque, kinematics=False)
-        lags, coef, b = fit_lagged_ridge([ts], base_cal.k, cfg.control.rate_hz)
+        lags, coef, b = fit_lagged_ridge([ts], base_cal.k, cfg.tick_rate_hz)
         ridge = tmp / "ridge.onnx"
         write_ridge_onnx(
             ridge, lags, coef, b, 200,
             model_metadata(
                 model_type="ridge", features=[f"h{i}" for i in range(base_cal.k)],
                 muscles=base_cal.muscles, joints=cfg.joint_names, cal=base_cal, window_ticks=200,
-                tick_rate_hz=cfg.control.rate_hz, emg_rate_hz=cfg.emg.sampling_rate_hz,
+                tick_rate_hz=cfg.tick_rate_hz, emg_rate_hz=cfg.emg.sampling_rate_hz,
                 windows_ms=None, sources=[DataSource("none", None, (), ())], metrics={},
             ),
         )  # fmt: skip
@@ -138,7 +138,7 @@ def run(quick: bool = False, calls: int | None = None) -> dict:
         if net_path is not None:
             net_cal = models[f"network: {what}"][1]
             est = Estimator(cfg, net_cal, TorqueModel(net_path))
-            spt = int(cfg.emg.sampling_rate_hz / cfg.control.rate_hz)
+            spt = int(cfg.emg.sampling_rate_hz / cfg.tick_rate_hz)
             emg = patient_from_config(cfg, session=42).generate(2.0 + n * spt / 2000.0).emg
             ang = np.zeros(len(cfg.joint_names))
             for i in range(200):

@@ -187,7 +187,7 @@ def run(
             )
             daemon = Daemon(cfg)
             daemon.start()
-            rate = cfg.control.rate_hz
+            rate = cfg.tick_rate_hz
             rec = _Recorder(daemon.controller._safety, int((ambient_s + hog_s + 30) * rate))
             out["scheduling"] = {
                 "controller_loop": str(daemon.controller.realtime_report.summary())

@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, daemon_config, write_config  # noqa: E402
 from exoctl.config.schema import load_config  # noqa: E402
-from exoctl.hil.children import stop_children  # noqa: E402
+from exoctl.recordings import recorder as R  # noqa: E402
+from exoctl.runtime.children import stop_children  # noqa: E402
 from exoctl.service import client as C  # noqa: E402
-from exoctl.service import recorder as R  # noqa: E402
 
 SECTIONS = ("estop_exhaustion", "estop_slow_client", "batch", "hostile", "concurrency")
 

@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import WARMUP_TICKS, ratios, tick_stats
+from bench.common import WARMUP_TICKS, TimedChain, ratios, tick_stats
 from bench.peers import naive
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.torque_model import MODEL_FORMAT, TorqueModel
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner
-from exoctl.signal.synergy import OnlineNNLS, nmf
+from exoctl.signal.synergy import nmf
 from exoctl.training.linear_model import write_onnx
 
 CHANNELS = (8, 16, 32, 64)
@@ -81,29 +81,18 @@ def _model(tmp: Path, m: int, k: int, n_joints: int, rng: np.random.Generator) -
 
 
 def _time_chain(cfg, emg, mvc, W, model: TorqueModel, spt: int, n: int) -> np.ndarray:
-    fs = cfg.emg.sampling_rate_hz
-    m, k = emg.shape[1], W.shape[1]
-    a_cfg = cfg.estimator.activation
-    cond = EmgConditioner(fs, m, mvc=mvc, max_chunk=64)
-    act = ActivationDynamics.from_settings(m, fs, a_cfg, max_chunk=64)
-    nnls = OnlineNNLS(W)
+    chain = TimedChain.build(cfg.emg.sampling_rate_hz, mvc, W, cfg.estimator.activation)
+    k = W.shape[1]
     feats = model.features
     clock = time.perf_counter_ns
     st = np.empty((n, 5), dtype=np.int64)
     for i in range(n):
-        x = emg[i * spt : (i + 1) * spt]
-        t0 = clock()
-        e = cond.process(x)
-        t1 = clock()
-        a = act.process(e)
-        t2 = clock()
-        h = nnls.solve(a[-1])
-        t3 = clock()
+        h, t0, t3 = chain.tick(emg[i * spt : (i + 1) * spt], clock, st[i])
         feats[0, :k] = h
-        feats[0, k:] = a[-1]
+        feats[0, k:] = chain.last_activation
         model.run()
         t4 = clock()
-        st[i] = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)
+        st[i, 3:] = (t4 - t3, t4 - t0)
     return st
 
 

@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from exoctl.recordings.recorder import Recorder  # noqa: E402
 from exoctl.service import client as C  # noqa: E402
 from exoctl.service import rpc  # noqa: E402
-from exoctl.service.recorder import Recorder  # noqa: E402
 
 
 def pct(ns: list[int] | np.ndarray, scale: float = 1e-3) -> dict[str, float]:

@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 from scipy import optimize, signal
 
+from bench.common import TimedChain
 from exoctl.config.schema import load_config
-from exoctl.hil.patient import patient_from_config
+from exoctl.data.patient import patient_from_config
 from exoctl.signal.activation import ActivationDynamics
 from exoctl.signal.dsp import EmgConditioner
-from exoctl.signal.synergy import OnlineNNLS, nmf
+from exoctl.signal.synergy import nmf
 
 FS = 2000.0
 WINDOW_S = 1.0
@@ -76,10 +77,7 @@ def bench_streaming(
     clock: Any = time.perf_counter_ns,
     stages_too: bool = True,
 ):
-    m = emg.shape[1]
-    cond = EmgConditioner(FS, m, mvc=mvc, max_chunk=64)
-    act = ActivationDynamics.from_settings(m, FS, act_cfg, max_chunk=64)
-    nnls = OnlineNNLS(W)
+    chain = TimedChain.build(FS, mvc, W, act_cfg)
     n_ticks = emg.shape[0] // per_tick
     total = np.empty(n_ticks, dtype=np.int64)
     stages = np.zeros((n_ticks, 3), dtype=np.int64)
@@ -87,17 +85,10 @@ def bench_streaming(
     for i in range(n_ticks):
         x = emg[i * per_tick : (i + 1) * per_tick]
         if stages_too:
-            t0 = clock()
-            e = cond.process(x)
-            t1 = clock()
-            a = act.process(e)
-            t2 = clock()
-            h = nnls.solve(a[-1])
-            t3 = clock()
-            stages[i] = (t1 - t0, t2 - t1, t3 - t2)
+            h, t0, t3 = chain.tick(x, clock, stages[i])
         else:
             t0 = clock()
-            h = nnls.solve(act.process(cond.process(x))[-1])
+            h = chain.nnls.solve(chain.act.process(chain.cond.process(x))[-1])
             t3 = clock()
         H[i] = h
         total[i] = t3 - t0

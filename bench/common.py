@@ -117,8 +117,8 @@ def local_service(tmp: Path, user: str | None = None) -> dict[str, Any]:
 
 
 def joint_r2(y: np.ndarray, yhat: np.ndarray, joints) -> dict[str, float]:
-    """R^2 per joint name (``exoctl.training.metrics.r2``), rounded for a report."""
-    from exoctl.training.metrics import r2
+    """R^2 per joint name (``exoctl.estimation.metrics.r2``), rounded for a report."""
+    from exoctl.estimation.metrics import r2
 
     return {name: round(float(v), 4) for name, v in zip(joints, r2(y, yhat), strict=True)}
 
@@ -137,3 +137,43 @@ def daemon_config(tmp: Path, endpoints: dict[str, Any], realtime_priority: int =
         device={"serial": {"port": endpoints["port"]}},
         emg={"lsl": {"source_id": endpoints["source_id"]}},
     )
+
+
+class TimedChain:
+    """The streaming signal chain as the estimator runs it (conditioning, activation dynamics,
+    synergy NNLS), one tick at a time with each stage timed: the per-stage loop that the signal
+    chain and scaling benchmarks share, so their stage figures mean the same."""
+
+    def __init__(self, conditioner: Any, activation: Any, nnls: Any) -> None:
+        self.cond, self.act, self.nnls = conditioner, activation, nnls
+
+    @classmethod
+    def build(
+        cls, fs: float, mvc: np.ndarray, W: np.ndarray, act_cfg: Any, max_chunk: int = 64
+    ) -> TimedChain:
+        """The three stages made as the estimator makes them (an estimator's own stages can be
+        handed to the constructor instead)."""
+        from exoctl.signal.activation import ActivationDynamics
+        from exoctl.signal.dsp import EmgConditioner
+        from exoctl.signal.synergy import OnlineNNLS
+
+        m = len(mvc)
+        return cls(
+            EmgConditioner(fs, m, mvc=mvc, max_chunk=max_chunk),
+            ActivationDynamics.from_settings(m, fs, act_cfg, max_chunk=max_chunk),
+            OnlineNNLS(W),
+        )
+
+    def tick(self, x: np.ndarray, clock: Any, stages: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """One tick's samples through the three stages; ``stages[:3]`` gets each one's time.
+        Returns the last activation's synergy activations and the clock at start and end."""
+        t0 = clock()
+        e = self.cond.process(x)
+        t1 = clock()
+        a = self.act.process(e)
+        t2 = clock()
+        h = self.nnls.solve(a[-1])
+        t3 = clock()
+        stages[0], stages[1], stages[2] = t1 - t0, t2 - t1, t3 - t2
+        self.last_activation = a[-1]
+        return h, t0, t3

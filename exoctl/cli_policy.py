@@ -47,6 +47,10 @@ EXIT_INTERRUPTED = 130
 EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE
 
 
+class UsageError(Exception):
+    """A combination of options argparse cannot check: exit 2, one line."""
+
+
 def seconds(text: str) -> float:
     """An argparse type: a finite, positive number of seconds (``-1``, ``0``, ``nan`` are
     usage errors, exit 2, not a run that ends at once or never)."""

@@ -27,3 +27,17 @@ def realtime_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     load_config(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    """The shipped default configuration (a test module that needs another defines its own)."""
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def cal(cfg):
+    """The calibration that configuration names, loaded."""
+    from exoctl.signal.calibration import load_calibration
+
+    return load_calibration(cfg.estimator.calibration)

@@ -20,7 +20,7 @@ TREE = [
     ("exoctl.data.importers", "ImportErrorWithPath", DataError, ValueError),
     ("exoctl.acquisition.sources", "AcquisitionError", ExoctlError, RuntimeError),
     ("exoctl.runtime.controller", "ControllerError", ExoctlError, RuntimeError),
-    ("exoctl.service.recorder", "RecorderError", ExoctlError, RuntimeError),
+    ("exoctl.recordings.recorder", "RecorderError", ExoctlError, RuntimeError),
     ("exoctl.service.client", "ClientError", ExoctlError, RuntimeError),
     ("exoctl.service.client", "DaemonNotRunning", ExoctlError, RuntimeError),
     ("exoctl.service.rpc", "RpcError", ExoctlError, Exception),

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from exoctl.config.assist_level import ASSIST_MAX, ASSIST_MIN
 from exoctl.config.paths import CONFIG_DIR, DEFAULT_CONFIG, DEFAULT_SOCKET_PATH, resolve_path
 from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
-from exoctl.control.assist_level import ASSIST_MAX, ASSIST_MIN
 
 __all__ = ["DEFAULT_CONFIG", "Config", "ConfigError", "deep_merge", "load_config"]
 
@@ -356,6 +356,13 @@ class Config(_Model):
     @property
     def joint_names(self) -> tuple[str, ...]:
         return self.device.joint_names
+
+    @property
+    def tick_rate_hz(self) -> float:
+        """The control loop's tick rate (``control.rate_hz``), the one place it is read: the
+        loop, the estimator's tick grid, the recorder's and the LSL outlets' stream rates, the
+        HIL bench and training all work per tick of it, so they take it from here."""
+        return float(self.control.rate_hz)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Config:
         """A copy with some nested keys replaced, validated again (used by the HIL runner).

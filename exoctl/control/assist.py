@@ -30,8 +30,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from exoctl.config.assist_level import check_level
 from exoctl.config.schema import ControlConfig
-from exoctl.control.assist_level import check_level
 
 
 class AssistLaw:

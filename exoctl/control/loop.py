@@ -164,7 +164,7 @@ class ControlLoop:
     ) -> ControlLoop:
         """The loop as the controller runs it: assist law, safety layer and channel monitor
         built from ``cfg`` around the given ring, estimator and link."""
-        rate = cfg.control.rate_hz
+        rate = cfg.tick_rate_hz
         return cls(
             rate,
             ring,

@@ -277,7 +277,7 @@ def _load_config(args: argparse.Namespace) -> Any:
 def cmd_export_sim(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from exoctl.config.lookup import load_for
     from exoctl.config.schema import ConfigError
-    from exoctl.hil.patient import patient_from_config
+    from exoctl.data.patient import patient_from_config
 
     from .export import export_recording
 

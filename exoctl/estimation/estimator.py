@@ -55,7 +55,7 @@ class Estimator:
             muscles,
             calibration.k,
             "configuration/calibration",
-            tick_rate_hz=cfg.control.rate_hz,
+            tick_rate_hz=cfg.tick_rate_hz,
             calibration=calibration_fingerprint(muscles, calibration.mvc, calibration.W),
             joint_subset=True,
         )
@@ -70,7 +70,7 @@ class Estimator:
         self._vel_src = self._src[k + m + nj :]
         self._instant = not model.info.input.has_history
         self._feeder = model.info.input.feeder(model.features[0], idx, direct)
-        self.ticks_per_step = model.ticks_per_step(cfg.control.rate_hz) or 1
+        self.ticks_per_step = model.ticks_per_step(cfg.tick_rate_hz) or 1
         self._ticks = 0
         chain = SignalChain.from_config(cfg, calibration, max_chunk)
         differs = signal_differences(model.info.extra.get("emg_signal"), chain.settings)
@@ -79,7 +79,7 @@ class Estimator:
                 f"{model.path}: trained on another kind of EMG signal than this configuration's "
                 f"chain produces ({cfg.source or 'configuration'}):\n  " + "\n  ".join(differs)
             )
-        fs, rate = cfg.emg.sampling_rate_hz, cfg.control.rate_hz
+        fs, rate = cfg.emg.sampling_rate_hz, cfg.tick_rate_hz
         # EMG at a rate that is not a whole multiple of the tick rate: carried onto the tick
         # grid (module docstring); the source-rate stage makes the envelope of raw EMG.
         self.carrier: TickCarrier | None = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from exoctl.hil.patient import (
+from exoctl.data.patient import (
     _PHASE_POINTS,
     _TORQUE_BUMPS,
     Recording,

@@ -19,7 +19,7 @@ import uuid
 import numpy as np
 import pylsl
 
-from exoctl.hil.patient import SyntheticPatient
+from exoctl.data.patient import SyntheticPatient
 
 _BLOCK_S = 0.25
 

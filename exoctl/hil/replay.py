@@ -17,7 +17,7 @@ controller's session started. The controller is configured only through what the
 is: its muscles, EMG rate and kind (``controller_overrides``), and the model to try.
 
 Sources (``ReplaySpec``): a trial of a dataset description (``exoctl.data``), or a session
-of our own recordings (``exoctl.service.store``: its EMG as streamed, and the joint angles the
+of our own recordings (``exoctl.recordings.store``: its EMG as streamed, and the joint angles the
 firmware reported, with their velocities by differences; its time axis starts at its first
 EMG sample). A session has no measured moments: its replay shows what a model would have
 commanded, not how well it estimates.
@@ -179,7 +179,7 @@ def load_recording(spec: ReplaySpec) -> Recording:
 def _load_session(spec: ReplaySpec) -> Recording:
     """A session of our own: its EMG as streamed (``emg_raw``, LSL stamps) and the joint
     angles the firmware reported (``telemetry``), on one clock; velocities by differences."""
-    from exoctl.service import store
+    from exoctl.recordings import store
 
     assert spec.session is not None
     if spec.data_dir is None:

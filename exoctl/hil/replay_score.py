@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.estimation import metrics
 from exoctl.hil.replay import Recording, ReplaySpec
-from exoctl.training import metrics
 
 __all__ = ["MAX_LAG_S", "cross_correlation_delay", "offline_estimate", "score_replay"]
 
@@ -85,7 +85,7 @@ def score_replay(
     ``t0``: the stream-clock time of the recording's first streamed sample; ``log``: the
     controller's tick log (``t`` its command times, ``estimate``, ``command``)."""
     joints = tuple(cfg.joint_names)
-    rate = float(cfg.control.rate_hz)
+    rate = float(cfg.tick_rate_hz)
     t_tick = np.asarray(log["t"], dtype=np.float64)
     tau = float(rec.t[0]) + (t_tick - t0)  # each tick on the recording's time axis
     est = np.asarray(log["estimate"], dtype=np.float64)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from exoctl.config.schema import deep_merge, load_config
+from exoctl.estimation import metrics
 from exoctl.hil import MAX_DURATION_S
 from exoctl.hil.processes import (
     ChildHandle,
@@ -40,7 +41,6 @@ from exoctl.hil.scenarios import (
     Injection,
     load_scenario,
 )
-from exoctl.training import metrics
 
 if TYPE_CHECKING:
     from exoctl.hil.simulator import SimulatorResult
@@ -99,7 +99,7 @@ def run_hil(
     rec = None
     if replay is not None:  # loaded here too: a bad trial or window fails before any child
         rec = load_recording(replay)
-        chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
+        chunk = replay_chunk(rec.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples)
         overrides = deep_merge(overrides, controller_overrides(rec.describe(), model, chunk))
         cfg = cfg.with_overrides(**overrides)
         duration_s = min(duration_s, rec.duration_s)
@@ -202,7 +202,7 @@ def _summarise(cfg, duration_s, t_start, injected, ctl, sim: SimulatorResult) ->
     faults: list[dict] = []
     if ctl is None:  # the controller was killed: only the firmware's view remains
         loop = {
-            "target_rate_hz": cfg.control.rate_hz,
+            "target_rate_hz": cfg.tick_rate_hz,
             "control_rate_hz": None,
             "ticks": None,
             "deadline_misses": None,

@@ -29,8 +29,8 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from exoctl.config.schema import Config, load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.hil.emg_source import EmgOutlet
-from exoctl.hil.patient import patient_from_config
 from exoctl.hil.replay import (
     Recording,
     ReplayOutlet,
@@ -129,9 +129,7 @@ class Simulator:
                 replay,
                 name=cfg.emg.lsl.name,
                 stype=cfg.emg.lsl.type,
-                chunk=replay_chunk(
-                    replay.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples
-                ),
+                chunk=replay_chunk(replay.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples),
                 source_id=source_id,
             )
             rest = np.array(
@@ -310,9 +308,7 @@ def run_standalone(
         if recording is not None:
             from exoctl.hil.replay import controller_overrides
 
-            chunk = replay_chunk(
-                recording.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples
-            )
+            chunk = replay_chunk(recording.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples)
             info["replay"] = {
                 **info["replay"],
                 "controller": controller_overrides(info["replay"], None, chunk),

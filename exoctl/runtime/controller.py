@@ -34,8 +34,8 @@ import numpy as np
 
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.acquisition.sources import Acquisition, make_acquisition
+from exoctl.config.assist_level import AssistLevelError, check_levels
 from exoctl.config.schema import Config
-from exoctl.control.assist_level import AssistLevelError, check_levels
 from exoctl.control.loop import ControlLoop, TickRows
 from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.control.timing import reduce_timer_slack
@@ -97,7 +97,7 @@ class Controller:
         fs = cfg.emg.sampling_rate_hz
         self._ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
         self._estimator: Estimator = build_estimator(cfg)
-        rate = cfg.control.rate_hz
+        rate = cfg.tick_rate_hz
         self._link: Link = link or HostLink(
             cfg.device.serial.port,
             cfg.device.serial.baudrate,

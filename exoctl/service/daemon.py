@@ -43,9 +43,9 @@ from exoctl import __version__
 from exoctl.acquisition.lsl_scope import settings_problems
 from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
-from exoctl.service import recorder as R
+from exoctl.recordings import recorder as R
+from exoctl.recordings.fields import patient_problem, text_problem
 from exoctl.service import rpc
-from exoctl.service.fields import patient_problem, text_problem
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
 from exoctl.service.pump import Pump, recording_bytes_needed, recording_bytes_per_s, stream_meta
@@ -577,7 +577,7 @@ class Daemon:
 def _check_assist(assist: Any, joints: Any = None) -> Any:
     """Levels as the RPC caller gave them; a bad level, an empty mapping or (with ``joints``)
     an unknown joint is the caller's error (invalid params), not a refusal."""
-    from exoctl.control.assist_level import AssistLevelError, check_levels
+    from exoctl.config.assist_level import AssistLevelError, check_levels
 
     if assist is None:
         return None

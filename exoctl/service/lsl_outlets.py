@@ -64,7 +64,7 @@ class LslPublisher:
         apply_lsl_scope(cfg.emg.lsl)
         self._pylsl = pylsl
         joints = list(cfg.joint_names)
-        rate = cfg.control.rate_hz
+        rate = cfg.tick_rate_hz
         per_joint = [
             ("estimate", "exoctl-torque-estimated", "EstimatedTorque",
              [(j, "N m", "Torque", j) for j in joints]),

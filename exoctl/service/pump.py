@@ -22,7 +22,7 @@ import structlog
 from exoctl.config.schema import Config
 from exoctl.control.loop import TIMING_COLUMNS
 from exoctl.jsonout import jsonable
-from exoctl.service import recorder as R
+from exoctl.recordings import recorder as R
 from exoctl.service.lsl_outlets import LslPublisher
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def recording_bytes_per_s(cfg: Config, n_synergies: int) -> float:
     per_tick_values = 2 * nj + 2 * nj + m + n_synergies + len(TIMING_COLUMNS)  # float64
     per_tick = 8 * per_tick_values + 1 + 8 * 7  # + int8 safety state + a time in 7 streams
     per_sample = 4 * m + 8  # float32 EMG + its LSL stamp
-    raw = per_tick * cfg.control.rate_hz + per_sample * cfg.emg.sampling_rate_hz
+    raw = per_tick * cfg.tick_rate_hz + per_sample * cfg.emg.sampling_rate_hz
     return raw * SQLITE_OVERHEAD
 
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from exoctl.service.store import RecorderError, ensure_dir, file_identity, validate_patient
+from exoctl.recordings.store import RecorderError, ensure_dir, file_identity, validate_patient
 
 __all__ = ["REGISTRY_FILE", "Registry", "RegistryError"]
 

@@ -7,7 +7,6 @@ The controller and the daemon never import this package's PyTorch parts: only
 - ``network``: the multi-scale, self-attention network; gradient reversal; domain classifier.
 - ``fit``: training and ONNX export; ``adapt``: adversarial adaptation to a later session.
 - ``evaluation``: the lagged-ridge baseline, batch inference through onnxruntime.
-- ``metrics``: R^2, RMSE, NRMSE per joint (the one place every figure comes from).
 - ``pipeline``: datasets (any EMG rate) to tick sets, model metadata and sidecar files.
 - ``workflow``: fit, export, score and adapt models (shared by the commands and the protocol).
 - ``real_protocol``: the evaluation protocol on real recorded data (``exoctl evaluate

@@ -125,8 +125,8 @@ def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:
 
     from exoctl.cli_policy import EXIT_REFUSED, emit_json
     from exoctl.config.schema import ConfigError
+    from exoctl.recordings.store import RecorderError
     from exoctl.service.registry import Registry
-    from exoctl.service.store import RecorderError
     from exoctl.signal.calibration import CalibrationError
 
     from .session_adapt import adapt_session, format_report, write_outputs
@@ -137,7 +137,7 @@ def _adapt_session(args: argparse.Namespace, out: TextIO) -> int:
         reference = args.reference
         registry = Registry(data_dir)
         if reference is None:
-            from exoctl.service import recorder as R
+            from exoctl.recordings import recorder as R
 
             with R.open_session_db(R.find_session(data_dir, args.session)) as conn:
                 patient = R.session_info(conn, args.session)["patient"]

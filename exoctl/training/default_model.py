@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from exoctl.config.schema import load_config
-from exoctl.hil.patient import patient_from_config
+from exoctl.data.patient import patient_from_config
+from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.signal.calibration import load_calibration
 from exoctl.signal.chain import ChainSettings
 
 from .evaluation import predict
 from .features import tick_features
-from .metrics import joint_metrics, summarise
 from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_ticks, sidecar
 
 TRAIN_SESSIONS = (100, 101)
@@ -67,7 +67,7 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
                 name=f"session{s}",
             )  # fmt: skip
         )
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = scales_in_ticks(DEFAULT_WINDOWS_MS, rate)
     k, m = cal.k, len(cal.muscles)
     log(f"data ready ({time.monotonic() - t0:.0f} s); training on {len(sets)} sessions")

@@ -51,10 +51,10 @@ def _score(
     trial is at its first sample's time + i / tick rate, as ``exoctl hil --replay`` maps it)."""
     import numpy as np
 
+    from exoctl.estimation.metrics import joint_metrics, summarise
     from exoctl.estimation.torque_model import TorqueModel, calibration_fingerprint
     from exoctl.signal.calibration import load_calibration
 
-    from .metrics import joint_metrics, summarise
     from .pipeline import dataset_tick_sets
     from .workflow import score_sets
 

@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from exoctl.config.schema import load_config
+from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.hil.drift import session_recordings
 
 from .evaluation import fit_lagged_ridge, predict, write_ridge_onnx
 from .features import TickSet, calibrate_recordings, tick_features
-from .metrics import joint_metrics, summarise
 from .pipeline import DEFAULT_WINDOWS_MS, DataSource, model_metadata, scales_in_ticks
 
 __all__ = ["MODELS", "VARIANTS", "run_patient"]
@@ -101,7 +101,7 @@ def run_patient(
         )  # fmt: skip
         for i, r in enumerate(recs)
     ]
-    rate = cfg.control.rate_hz
+    rate = cfg.tick_rate_hz
     scales = scales_in_ticks(DEFAULT_WINDOWS_MS, rate)
     window = max(scales)
     k, m = cal.k, len(cal.muscles)

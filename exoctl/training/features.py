@@ -135,7 +135,7 @@ class TickSpec:
     def from_config(cls, cfg: Config) -> TickSpec:
         return cls(
             ChainSettings.from_config(cfg),
-            float(cfg.control.rate_hz),
+            float(cfg.tick_rate_hz),
             tuple(cfg.emg.muscles),
             tuple(cfg.joint_names),
         )

@@ -27,12 +27,12 @@ import numpy as np
 
 from exoctl import __version__
 from exoctl.config.schema import Config, load_config
+from exoctl.data.patient import patient_from_config
+from exoctl.estimation.metrics import r2
 from exoctl.estimation.torque_model import MODEL_FORMAT, feature_names, save_model
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import Calibration
 from exoctl.signal.chain import ChainSettings, SignalChain, synergy_activations
 from exoctl.signal.synergy import choose_k
-from exoctl.training.metrics import r2
 
 OPSET = 17
 LINEAR_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.onnx"

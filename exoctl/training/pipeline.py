@@ -199,7 +199,7 @@ def trial_tick_sets(
     chain = ChainSettings.from_config(cfg)
     spec = TickSpec(
         chain,
-        float(tick_rate_hz or cfg.control.rate_hz),
+        float(tick_rate_hz or cfg.tick_rate_hz),
         tuple(cal.muscles),
         tuple(joints),
     )

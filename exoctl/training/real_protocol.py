@@ -56,13 +56,13 @@ from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 from exoctl.config.schema import load_config
 from exoctl.data.calibrate import calibrate_trials, condition_trial
 from exoctl.data.dataset import Trial, load_dataset
+from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.signal.chain import ChainSettings
 
 from .adapt_guard import agreement, judge
 from .evaluation import predict
 from .features import TickSet
 from .matched_gain import estimate_gain, joint_state
-from .metrics import joint_metrics, summarise
 from .pipeline import DataSource, TickData, sidecar, split_tail, trial_tick_sets
 from .workflow import (
     NetworkRecipe,
@@ -199,7 +199,7 @@ class LaterCase:
             self.cal, self.models, self.source = share.cal, share.models, share.source
         else:
             self.cal = p._calibrate([src], ds.path)
-        self.rate = p.cfg.control.rate_hz
+        self.rate = p.cfg.tick_rate_hz
         self.ref_env = condition_trial(src, chain)
         self.ref_state = joint_state(_labelled(src.angles, src), src.fs_hz)
         tt = _cut(trial, n_cut, None) if target is None else target
@@ -498,7 +498,7 @@ class _Protocol:
         ys: dict[str, list[np.ndarray]] = {k: [] for k in labels}
         truth: list[np.ndarray] = []
         ks = []
-        rate = self.cfg.control.rate_hz
+        rate = self.cfg.tick_rate_hz
         for held in full:
             rest = [t for t in full if t is not held]
             train = _join(rest, f"cycles except {held.name}")
@@ -591,7 +591,7 @@ def run(
             getattr(p, group)(load_dataset(datasets / desc))
     return {
         "protocol": "exoctl.training.real_protocol (docs/adaptation.md, real data)",
-        "tick_rate_hz": cfg.control.rate_hz,
+        "tick_rate_hz": cfg.tick_rate_hz,
         "recipe": dataclasses.asdict(recipe),
         "seeds": list(p.seeds),
         "rows": p.rows,

@@ -45,7 +45,7 @@ def excitation(a: np.ndarray, shape_a: float | np.ndarray) -> np.ndarray:
 
 
 def _recording(data_dir: Path, session_id: str) -> dict[str, Any]:
-    from exoctl.service import recorder as R
+    from exoctl.recordings import recorder as R
 
     db = R.find_session(data_dir, session_id)
     with R.open_session_db(db) as conn:

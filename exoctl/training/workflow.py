@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.signal.calibration import Calibration
 
 from .evaluation import BASELINE_LAGS_MS, fit_lagged_ridge, predict, write_ridge_onnx
 from .features import TickSet
-from .metrics import joint_metrics, summarise
 from .pipeline import DataSource, TickData, model_metadata, scales_in_ticks, sidecar
 
 __all__ = [

@@ -124,7 +124,7 @@ _OUTLETS = textwrap.dedent(
     import sys
     from exoctl.config.schema import load_config
     from exoctl.hil.emg_source import EmgOutlet
-    from exoctl.hil.patient import patient_from_config
+    from exoctl.data.patient import patient_from_config
     from exoctl.service.lsl_outlets import LslPublisher
     cfg = load_config().with_overrides(device={"name": sys.argv[1]})
     daemon = LslPublisher(cfg)

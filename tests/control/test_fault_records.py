@@ -27,7 +27,7 @@ from exoctl.control.safety.faults import (
 )
 from exoctl.control.safety.inputs import SafetyInputs
 from exoctl.control.safety.watchdogs import Watchdogs
-from exoctl.service.events import describe
+from exoctl.recordings.events import describe
 
 CFG = load_config()
 NAMES = tuple(j.name for j in CFG.device.joints)

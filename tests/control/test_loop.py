@@ -26,8 +26,8 @@ from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import Config, load_config
 from exoctl.control.loop import TIMING_COLUMNS, ControlLoop
 from exoctl.control.safety import RecordingHealth, SafetyState
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import build_estimator
-from exoctl.hil.patient import patient_from_config
 from firmware_bridge import protocol as P
 from firmware_bridge.fake_link import FakeLink
 

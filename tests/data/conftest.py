@@ -1,27 +1,15 @@
-"""Shared fixture: a short recording of the synthetic patient (the lead's exoctl.hil.patient)."""
+"""Shared fixture: a short recording of the synthetic patient (exoctl.data.patient)."""
 
 from __future__ import annotations
 
 import pytest
 
 from exoctl.config.schema import load_config
-from exoctl.hil.patient import SyntheticPatient
+from exoctl.data.patient import patient_from_config
 
 
 def make_recording(duration_s: float = 6.0, session: int = 0, muscles=None, joints=None):
-    cfg = load_config(None)
-    s = cfg.simulator
-    patient = SyntheticPatient(
-        muscles or cfg.emg.muscles,
-        joints or cfg.joint_names,
-        cfg.emg.sampling_rate_hz,
-        seed=s.seed,
-        session=session,
-        stride_s=s.stride_s,
-        body_mass_kg=s.body_mass_kg,
-        emg_noise_uv=s.emg_noise_uv,
-        electromechanical_delay_s=s.electromechanical_delay_s,
-    )
+    patient = patient_from_config(load_config(None), session, muscles=muscles, joints=joints)
     return patient.generate(duration_s)
 
 

@@ -12,28 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.input_kinds import SumsFeeder
 from exoctl.estimation.torque_model import ModelError, TorqueModel
-from exoctl.hil.patient import patient_from_config
-from exoctl.signal.calibration import load_calibration
 from exoctl.training.features import feature_layout
 from exoctl.training.fit import export_onnx
 from exoctl.training.network import MultiScaleNet
 from exoctl.training.pipeline import DataSource, model_metadata
 
 SCALES = [10, 20, 40]
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
-
-
-@pytest.fixture(scope="module")
-def cal(cfg):
-    return load_calibration(cfg.estimator.calibration)
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def test_replay_session_streams_one_of_our_own_recordings(ridge, realtime_config
 
     from exoctl.config.schema import load_config
     from exoctl.data.dataset import load_dataset
-    from exoctl.service.recorder import Recorder
+    from exoctl.recordings.recorder import Recorder
 
     trial = load_dataset(FIXTURE).load_trial("walk36")
     raw = yaml.safe_load(realtime_config.read_text())

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exoctl.config.schema import Config, load_config
-from exoctl.hil.patient import patient_from_config
+from exoctl.data.patient import patient_from_config
 from exoctl.runtime.controller import Controller, ControllerError
 from firmware_bridge.fake_link import FakeLink
 

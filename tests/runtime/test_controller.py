@@ -23,8 +23,8 @@ import pytest
 
 from exoctl.config.schema import Config, load_config
 from exoctl.control.safety import SafetyState
+from exoctl.data.patient import patient_from_config
 from exoctl.errors import DataError
-from exoctl.hil.patient import patient_from_config
 from exoctl.runtime.controller import Controller, ControllerError
 from exoctl.runtime.realtime import ThreadRole
 from firmware_bridge import protocol as P

@@ -18,8 +18,8 @@ import numpy as np
 
 from exoctl.config.schema import load_config
 from exoctl.control.safety import SafetyState
+from exoctl.data.patient import patient_from_config
 from exoctl.hil.emg_source import EmgOutlet
-from exoctl.hil.patient import patient_from_config
 from exoctl.runtime.controller import Controller
 from firmware_bridge.fake_link import FakeLink
 

@@ -20,10 +20,11 @@ import pytest
 
 from exoctl import cli_policy
 from exoctl.config.schema import load_config
-from exoctl.service import fields, rpc
-from exoctl.service import store as S
+from exoctl.recordings import fields
+from exoctl.recordings import store as S
+from exoctl.recordings.recorder import Recorder
+from exoctl.service import rpc
 from exoctl.service.commands import format_table
-from exoctl.service.recorder import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "\u001b[31mRED\u001b[0m\rOVERWRITE"

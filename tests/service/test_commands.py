@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from exoctl.config.schema import load_config
+from exoctl.recordings.recorder import Recorder
 from exoctl.service import commands as K
 from exoctl.service import rpc
-from exoctl.service.recorder import Recorder
 
 
 def _record(data_dir: Path) -> str:

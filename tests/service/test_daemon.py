@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from exoctl.config.schema import load_config
+from exoctl.recordings import recorder as R
 from exoctl.runtime.realtime import ThreadRole
 from exoctl.service import commands as K
-from exoctl.service import recorder as R
 from exoctl.service import rpc
 
 pytestmark = pytest.mark.hil

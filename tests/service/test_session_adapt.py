@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from exoctl.cli import main as exoctl_main
-from exoctl.service import recorder as R
+from exoctl.recordings import recorder as R
 from exoctl.service.registry import Registry
 from tests.service.test_daemon import Daemon, Sim, _cli, _start_session
 
@@ -98,8 +98,8 @@ def _store_recording(data_dir: Path, trial, lo: float, hi: float, cal, cal_path:
                      gain: np.ndarray | None = None) -> str:  # fmt: skip
     """Walk or run excerpt as the controller records it: activations (the static shape of the
     normalised envelope) and joint angles per tick, the calibration named."""
-    from exoctl.service.recorder import Recorder
-    from exoctl.service.store import Artifact
+    from exoctl.recordings.recorder import Recorder
+    from exoctl.recordings.store import Artifact
 
     n = trial.t.size
     sl = slice(int(lo * n), int(hi * n))

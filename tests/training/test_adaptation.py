@@ -7,12 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from exoctl.config.schema import load_config
+from exoctl.estimation.metrics import joint_metrics
 from exoctl.hil.drift import Drift, DriftedPatient
 from exoctl.training.adapt import FLOOR_MIN, FLOOR_QUANTILE, adapt_network
 from exoctl.training.features import calibrate_recordings, tick_features, windows
 from exoctl.training.fit import torch_predict, train_network
-from exoctl.training.metrics import joint_metrics
 
 SCALES = [10, 20, 40]
 ARCH = {"channels": 8, "dim": 16, "hidden": 16, "heads": 2}
@@ -21,11 +20,6 @@ ARCH = {"channels": 8, "dim": 16, "hidden": 16, "heads": 2}
 def _mean_r2(net, ts, ticks, joints):
     yhat = torch_predict(net, windows(ts.X, ticks, net.window))
     return float(np.mean([m["r2"] for m in joint_metrics(ts.y[ticks], yhat, joints).values()]))
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from exoctl.config.schema import load_config
+from exoctl.data.patient import SyntheticPatient
+from exoctl.estimation.metrics import r2 as r2_score
 from exoctl.hil.drift import DriftedPatient, drift_for_session, session_recordings
-from exoctl.hil.patient import SyntheticPatient
 from exoctl.training.features import calibrate_recordings, tick_features
 from exoctl.training.linear_model import fit_ridge
-from exoctl.training.metrics import r2 as r2_score
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
 
 
 def test_session_zero_is_the_undrifted_patient(cfg):

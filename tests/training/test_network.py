@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.torque_model import TorqueModel
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.evaluation import predict
 from exoctl.training.features import tick_features, windows
@@ -18,11 +17,6 @@ from exoctl.training.network import MultiScaleNet, grad_reverse
 from exoctl.training.pipeline import DataSource, model_metadata
 
 SCALES = [10, 20, 40]  # 20, 40, 80 ms at 500 Hz: small for the test
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
 
 
 @pytest.fixture(scope="module")

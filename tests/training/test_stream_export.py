@@ -15,11 +15,9 @@ import onnx
 import pytest
 import torch
 
-from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.torque_model import METADATA_KEY, TorqueModel
-from exoctl.hil.patient import patient_from_config
-from exoctl.signal.calibration import load_calibration
 from exoctl.training.evaluation import predict
 from exoctl.training.features import feature_layout, tick_features, windows
 from exoctl.training.fit import export_onnx
@@ -28,16 +26,6 @@ from exoctl.training.pipeline import DataSource, model_metadata
 from exoctl.training.stream_export import stream_lags
 
 TOL = 1e-5  # standardised units
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
-
-
-@pytest.fixture(scope="module")
-def cal(cfg):
-    return load_calibration(cfg.estimator.calibration)
 
 
 def _random_net(n_features: int, n_joints: int, scales, seed: int, **kw) -> MultiScaleNet:

@@ -12,24 +12,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.torque_model import ModelError, TorqueModel
-from exoctl.hil.patient import patient_from_config
-from exoctl.signal.calibration import Calibration, load_calibration
+from exoctl.signal.calibration import Calibration
 from exoctl.training.evaluation import fit_lagged_ridge, predict, write_ridge_onnx
 from exoctl.training.features import tick_features
 from exoctl.training.pipeline import DataSource, model_metadata
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
-
-
-@pytest.fixture(scope="module")
-def cal(cfg):
-    return load_calibration(cfg.estimator.calibration)
 
 
 def _window_model(path, cfg, cal, *, kinematic_names=(), rate=None, window=40):

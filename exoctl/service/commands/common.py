@@ -19,7 +19,7 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_PERMISSION,
     EXIT_REFUSED,
 )
-from exoctl.service import fields
+from exoctl.recordings import fields
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -93,7 +93,7 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             # (YAML, pydantic, numpy) here keeps `exoctl estop` and `exoctl status` quick.
             for module, name in (
                 ("exoctl.config.yamlfile", "ConfigError"),
-                ("exoctl.service.store", "RecorderError"),
+                ("exoctl.recordings.store", "RecorderError"),
             ):
                 cls = getattr(sys.modules.get(module), name, None)
                 if cls is not None and isinstance(e, cls):
@@ -164,7 +164,7 @@ def _field_type(check: Callable[[str], str | None]) -> Callable[[str], str]:
     return parse
 
 
-# argparse types for the text fields the daemon records (exoctl.service.fields): a bad one is
+# argparse types for the text fields the daemon records (exoctl.recordings.fields): a bad one is
 # a usage error (exit 2) before the daemon is called, as the daemon would refuse it (-32602).
 patient_id = _field_type(fields.patient_problem)
 protocol_name = _field_type(lambda t: fields.text_problem("protocol", t))
@@ -210,7 +210,7 @@ def parse_assist(
 
 
 def _gain(s: str) -> float:
-    from exoctl.control.assist_level import AssistLevelError, check_level
+    from exoctl.config.assist_level import AssistLevelError, check_level
 
     try:
         return check_level(s)

@@ -12,7 +12,7 @@ from exoctl.service.commands.text import format_kv, format_table, format_when
 
 @guarded
 def cmd_patients_list(args: argparse.Namespace) -> int:
-    from exoctl.service.recorder import list_patients
+    from exoctl.recordings.recorder import list_patients
 
     rows = list_patients(service_config(args).data_dir)
     return emit(args, rows, lambda r: format_table(r, ["patient", "sessions", "last_session"]))
@@ -20,7 +20,7 @@ def cmd_patients_list(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_sessions_list(args: argparse.Namespace) -> int:
-    from exoctl.service.recorder import list_sessions
+    from exoctl.recordings.recorder import list_sessions
 
     svc = service_config(args)
     try:
@@ -54,7 +54,7 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
 def cmd_sessions_show(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from exoctl.service import recorder as R
+    from exoctl.recordings import recorder as R
 
     db = R.find_session(service_config(args).data_dir, args.id)
     with R.open_session_db(db) as conn:
@@ -100,8 +100,8 @@ def cmd_sessions_show(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_sessions_export(args: argparse.Namespace) -> int:
-    from exoctl.service import recorder as R
-    from exoctl.service.export import export_session
+    from exoctl.recordings import recorder as R
+    from exoctl.recordings.export import export_session
 
     db = R.find_session(service_config(args).data_dir, args.id)
     out = args.out or (f"{args.id}.npz" if args.format == "npz" else args.id)
@@ -116,8 +116,8 @@ def cmd_sessions_export(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_sessions_report(args: argparse.Namespace) -> int:
-    from exoctl.service import recorder as R
-    from exoctl.service.report import write_report
+    from exoctl.recordings import recorder as R
+    from exoctl.recordings.report import write_report
 
     db = R.find_session(service_config(args).data_dir, args.id)
     out = write_report(db, args.id, args.out)

@@ -41,7 +41,7 @@ from typing import Any
 
 import structlog
 
-from exoctl.hil.children import stop_children
+from exoctl.runtime.children import stop_children
 from exoctl.service.rpc.dispatch import ESTOP_METHOD, encode_error, is_single_estop
 from exoctl.service.rpc.errors import INTERNAL_ERROR
 from exoctl.service.rpc.limits import Limits

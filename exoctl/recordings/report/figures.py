@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from exoctl.service.report import analysis as A
+from exoctl.recordings.report import analysis as A
 
 BLUE, ORANGE, GREEN, SKY, VERMILLION, YELLOW, PURPLE = (
     "#0072B2", "#E69F00", "#009E73", "#56B4E9", "#D55E00", "#F0E442", "#CC79A7",

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from exoctl.service import store
-from exoctl.service.store import RecorderError, StreamTable
+from exoctl.recordings import store
+from exoctl.recordings.store import RecorderError, StreamTable
 
 FORMATS = ("parquet", "csv", "npz")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -125,7 +125,7 @@ def _wall(info: dict[str, Any], t: float) -> str:
 
 
 def _event_rows(info: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from exoctl.service.events import describe
+    from exoctl.recordings.events import describe
 
     return [
         {

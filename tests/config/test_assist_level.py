@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from exoctl.config.assist_level import AssistLevelError, check_level, check_levels
 from exoctl.config.schema import ConfigError, load_config
 from exoctl.control.assist import AssistLaw
-from exoctl.control.assist_level import AssistLevelError, check_level, check_levels
 from exoctl.service import rpc
 from exoctl.service.commands import parse_assist
 from exoctl.service.daemon import _check_assist

@@ -8,14 +8,14 @@ strides); then the same figures across the patient's sessions. Engineering detai
 calibration identity, muscle activations, loop timing) is folded away at the end.
 
 The charts need matplotlib, in the optional ``report`` extra (``pip install 'exoctl[report]'``):
-the daemon never imports it. How each figure is computed: exoctl.service.report.analysis.
+the daemon never imports it. How each figure is computed: exoctl.recordings.report.analysis.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from exoctl.service.store import RecorderError
+from exoctl.recordings.store import RecorderError
 
 
 def _require_matplotlib() -> None:
@@ -31,7 +31,7 @@ def _require_matplotlib() -> None:
 def build_report(db: str | Path, session_id: str | None = None, *, history: int = 12) -> str:
     """The report's HTML; ``history`` bounds the sessions in the patient view."""
     _require_matplotlib()
-    from exoctl.service.report.page import build
+    from exoctl.recordings.report.page import build
 
     return build(Path(db), session_id, history=history)
 

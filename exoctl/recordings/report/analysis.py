@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-from exoctl.service import store
+from exoctl.recordings import store
 
 OFF_STATES = ("SAFE_STOP", "FAULT_LATCHED", "ESTOP")
 CYCLE_POINTS = 101

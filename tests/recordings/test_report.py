@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report extra (pip install 'exoctl[report]')")
 
-from exoctl.hil.patient import SyntheticPatient  # noqa: E402
-from exoctl.service import store  # noqa: E402
-from exoctl.service.recorder import Recorder  # noqa: E402
-from exoctl.service.report import analysis as A  # noqa: E402
-from exoctl.service.report import build_report, write_report  # noqa: E402
+from exoctl.data.patient import SyntheticPatient  # noqa: E402
+from exoctl.recordings import store  # noqa: E402
+from exoctl.recordings.recorder import Recorder  # noqa: E402
+from exoctl.recordings.report import analysis as A  # noqa: E402
+from exoctl.recordings.report import build_report, write_report  # noqa: E402
 
 JOINTS = ["hip_l", "hip_r", "knee_l", "knee_r"]
 MUSCLES = ["rectus_femoris_l", "biceps_femoris_l", "rectus_femoris_r", "biceps_femoris_r"]
@@ -189,7 +189,7 @@ def _rgb(hex_colour: str) -> np.ndarray:
 def test_report_renders_in_headless_chromium(sessions, tmp_path: Path) -> None:
     from matplotlib.image import imread
 
-    from exoctl.service.report.figures import BLUE, GREEN, STATE_COLOURS
+    from exoctl.recordings.report.figures import BLUE, GREEN, STATE_COLOURS
 
     sid, db = sessions[-1]
     html = write_report(db, sid, tmp_path / "report.html")

@@ -15,8 +15,8 @@ One database per *session* (not per patient), because:
 Listing sessions opens each file read-only; for the hundreds of sessions a patient may
 accumulate that is milliseconds.
 
-The writer (exoctl.service.recorder) is the only code that writes these files; exports
-(exoctl.service.export) and reports (exoctl.service.report) read them through this module.
+The writer (exoctl.recordings.recorder) is the only code that writes these files; exports
+(exoctl.recordings.export) and reports (exoctl.recordings.report) read them through this module.
 
 Schema versions (``PRAGMA user_version``): 1 had one ``unit`` string per stream and the safety
 state as a float column of ``telemetry``; 2 adds per-column units and, for streams of integer
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from exoctl.errors import ExoctlError
-from exoctl.service.fields import PATIENT_RE, patient_problem, session_id_problem
-from exoctl.service.fields import SESSION_RE as SESSION_RE  # the recorder re-exports it
+from exoctl.recordings.fields import PATIENT_RE, patient_problem, session_id_problem
+from exoctl.recordings.fields import SESSION_RE as SESSION_RE  # the recorder re-exports it
 
 SCHEMA_VERSION = 2
 DB_SUFFIX = ".sqlite"

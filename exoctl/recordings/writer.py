@@ -1,6 +1,6 @@
 """The recorder's writer thread: drains the queue into at most one open session file.
 
-Only this thread touches the SQLite connection; the recorder (exoctl.service.recorder) fills
+Only this thread touches the SQLite connection; the recorder (exoctl.recordings.recorder) fills
 the queue and waits on control items. Items are applied in queue order, so a ``close`` sees
 every chunk queued before it. Commits happen at least every ``flush_interval_s`` while there
 is data, and on every control item. A SQLite error never ends the thread: it is counted and
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from exoctl.control.safety import RecordingHealth
-from exoctl.service import store
+from exoctl.recordings import store
 
 Tap = Callable[[str, np.ndarray, np.ndarray], None]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exoctl.service import store
-from exoctl.service.export import export_session
-from exoctl.service.recorder import Recorder
+from exoctl.recordings import store
+from exoctl.recordings.export import export_session
+from exoctl.recordings.recorder import Recorder
 
 LEVELS = ["NORMAL", "DEGRADED", "SAFE_STOP", "FAULT_LATCHED", "ESTOP"]
 JOINTS = ["hip_l", "hip_r", "knee_l"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from exoctl.service import recorder as R
+from exoctl.recordings import recorder as R
 
 
 def _mode(p: Path) -> int:
@@ -147,7 +147,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from exoctl.service.recorder import Recorder
+    from exoctl.recordings.recorder import Recorder
     rec = Recorder(sys.argv[1], queue_chunks=4096, flush_interval_s=0.5)
     rec.start_session("PK", protocol="kill-test")
     print(rec.db_path, flush=True)
@@ -205,7 +205,7 @@ _FULL = textwrap.dedent(
     """
     import json, os, resource, signal, sys, time
     import numpy as np
-    from exoctl.service.recorder import Recorder
+    from exoctl.recordings.recorder import Recorder
     # A real file-size limit: writes past it fail with EFBIG, as on a full disk (no root)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     limit = int(sys.argv[2])

@@ -9,8 +9,8 @@ process being killed (it is in the WAL file, which the OS holds); only a power l
 the last transactions, never corrupt the file. The writer thread commits at least every
 ``flush_interval_s``, so ``kill -9`` loses at most that much plus what sat in the queue.
 
-The file format and every reader are in exoctl.service.store, exports in
-exoctl.service.export. The store's names used by the daemon, the CLI and the tests
+The file format and every reader are in exoctl.recordings.store, exports in
+exoctl.recordings.export. The store's names used by the daemon, the CLI and the tests
 (``Artifact``, ``RecorderError``, ``read_stream``, ...) are re-exported here so that
 ``recorder.X`` keeps working; new code imports them from the store.
 """
@@ -30,8 +30,8 @@ import numpy as np
 
 from exoctl import __version__
 from exoctl.control.safety import RecordingHealth
-from exoctl.service import store
-from exoctl.service.store import (  # noqa: F401  (re-exported, see the docstring)
+from exoctl.recordings import store
+from exoctl.recordings.store import (  # noqa: F401  (re-exported, see the docstring)
     DB_SUFFIX,
     PATIENT_RE,
     SCHEMA_VERSION,
@@ -55,7 +55,7 @@ from exoctl.service.store import (  # noqa: F401  (re-exported, see the docstrin
     validate_patient,
     validate_session_id,
 )
-from exoctl.service.writer import Chunk, Control, DropCounter, Event, SessionWriter
+from exoctl.recordings.writer import Chunk, Control, DropCounter, Event, SessionWriter
 
 # Streams the controller is expected to record (names are conventions, not a closed set).
 STANDARD_STREAMS = (
@@ -315,7 +315,7 @@ class StreamWriter:
 
 
 def export_session(*args: Any, **kwargs: Any) -> Any:
-    """See exoctl.service.export.export_session (kept here for existing callers)."""
-    from exoctl.service.export import export_session as run
+    """See exoctl.recordings.export.export_session (kept here for existing callers)."""
+    from exoctl.recordings.export import export_session as run
 
     return run(*args, **kwargs)

@@ -247,13 +247,20 @@ class SyntheticPatient:
         return self.next_block(int(round(duration_s * self.fs_hz)))
 
 
-def patient_from_config(cfg: Config, session: int | None = None) -> SyntheticPatient:
-    """The synthetic patient described by a configuration's simulator section."""
+def patient_from_config(
+    cfg: Config,
+    session: int | None = None,
+    *,
+    muscles: Sequence[str] | None = None,
+    joints: Sequence[str] | None = None,
+) -> SyntheticPatient:
+    """The synthetic patient described by a configuration's simulator section; ``muscles`` and
+    ``joints`` pick a subset of its own (a lab that records one leg, a few muscles)."""
     s = cfg.simulator
     session = s.session if session is None else session
     return SyntheticPatient(
-        cfg.emg.muscles,
-        cfg.joint_names,
+        cfg.emg.muscles if muscles is None else muscles,
+        cfg.joint_names if joints is None else joints,
         cfg.emg.sampling_rate_hz,
         seed=s.seed,
         session=session,

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from exoctl.control.safety.faults import BY_EVENT
-from exoctl.service import store
-from exoctl.service.events import describe, gains_text
-from exoctl.service.report import analysis as A
-from exoctl.service.report import figures as F
+from exoctl.recordings import store
+from exoctl.recordings.events import describe, gains_text
+from exoctl.recordings.report import analysis as A
+from exoctl.recordings.report import figures as F
 
 CSS = """
 body { font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; margin: 24px auto;

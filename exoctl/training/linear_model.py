@@ -36,7 +36,7 @@ from exoctl.training.metrics import r2
 
 OPSET = 17
 LINEAR_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
-"""The shipped linear baseline (``exoctl/configs/default.yaml`` uses the network beside it)."""
+"""The shipped linear baseline (``configs/default.yaml`` uses the network beside it)."""
 WARMUP_S = 2.0  # filter transients at the start of a recording are not fitted
 
 __all__ = ["condition", "fit_ridge", "make_default_model", "synergy_activations", "write_onnx"]

@@ -71,6 +71,8 @@ def test_hil_runs_from_any_directory(installed) -> None:
     assert set(doc["r2"]) == {"hip_l", "hip_r", "knee_l", "knee_r"}
     show = json.loads(_run([str(bin_dir / "exoctl"), "config", "show", "--json"], cwd, env).stdout)
     assert show["chosen_by"] == "packaged default"
+    # configs/ of the checkout, carried inside the package (pyproject.toml's package-dir)
+    assert Path(show["path"]).parts[-4:] == ("site-packages", "exoctl", "configs", "default.yaml")
     assert "site-packages" in show["model"]["path"] and Path(show["model"]["path"]).is_file()
 
 
@@ -80,7 +82,7 @@ def test_every_packaged_scenario_is_found_and_one_runs(installed) -> None:
                        cwd=cwd, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert p.returncode != 0
     known = p.stderr.split("known scenarios: ")[1].split()[0:]
-    shipped = sorted(f.stem for f in (REPO / "exoctl" / "configs" / "scenarios").glob("*.yaml"))
+    shipped = sorted(f.stem for f in (REPO / "configs" / "scenarios").glob("*.yaml"))
     assert [k.rstrip(",") for k in known] == shipped
     doc = json.loads(
         _run([str(bin_dir / "exoctl"), "hil", "--scenario", "estop", "--json"], cwd, env).stdout

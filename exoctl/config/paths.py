@@ -39,6 +39,18 @@ DEFAULT_SOCKET_PATH = Path("/run/exoctl/control.sock")
 """``service.socket_path`` when a configuration does not set it."""
 
 
+def portable_path(path: str | Path | None) -> str | None:
+    """``path`` as a record that is shipped should name it: a file of the packaged ``configs/``
+    as ``configs/NAME`` (true in a checkout and, inside the package, in a wheel), any other
+    path as given. A model's provenance then names no folder of the machine it was built on."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    if p.is_relative_to(CONFIG_DIR):
+        return "configs/" + p.relative_to(CONFIG_DIR).as_posix()
+    return str(path)
+
+
 def resolve_path(value: str, base: Path) -> str:
     """A file path written in a configuration: ``exoctl:REL`` taken inside the installed
     package (the shipped models: the default configuration is not beside them in every kind of

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from exoctl import __version__
+from exoctl.config.paths import portable_path
 from exoctl.config.schema import Config, load_config
 from exoctl.estimation.torque_model import MODEL_FORMAT, feature_names, save_model
 from exoctl.hil.patient import patient_from_config
@@ -150,7 +151,7 @@ def make_default_model(
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "calibration": cal_path.name,
         "regenerate": "python -m exoctl.training.linear_model --out exoctl/models",
-        "config": str(cfg.source),
+        "config": portable_path(cfg.source),
         "made_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "exoctl_version": __version__,

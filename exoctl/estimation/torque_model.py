@@ -6,7 +6,7 @@ naming the feature layout, the joints, the muscles and the synergy count, so tha
 trained for another electrode layout or another joint set is refused at load time instead of
 producing plausible-looking nonsense at run time.
 
-Two input kinds, stated by the metadata's ``input`` entry (absent: instantaneous):
+Three input kinds, stated by the metadata's ``input`` entry (absent: instantaneous):
 
 - ``{"kind": "instant"}``: ``features`` is (1, n_features), the newest tick's features.
 - ``{"kind": "window", "ticks": N, "tick_rate_hz": R}``: ``features`` is (1, N, n_features),
@@ -19,7 +19,7 @@ Two input kinds, stated by the metadata's ``input`` entry (absent: instantaneous
   the estimator carries a running sum from tick to tick instead of handing over the window,
   and any windowed average the network takes is a difference of these sums.
 
-For both, ticks before the first are taken as equal to the first (training pads its windows
+For window and sums, ticks before the first are taken as equal to the first (training pads its windows
 the same way), and R is the rate the model's time runs at: a model made for another rate sees
 time wrongly scaled. The control rate must be R or a whole multiple of it: at k x R the model
 is evaluated on every k-th control tick (the features of that tick) and its estimate held in

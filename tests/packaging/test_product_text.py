@@ -216,6 +216,22 @@ def _path_exists(ref: str) -> bool:
     return (REPO / ref).exists() or (REPO / ref).with_suffix(".py").exists()
 
 
+BARE_MODULE = re.compile(r"`(\w+\.py)`")
+
+
+def _bare_modules_missing(text: str) -> list[str]:
+    """A bare ``name.py`` beside a path on the same line ("`exoctl/signal/dsp.py`,
+    `activation.py`") is a file of one of the folders that line names."""
+    missing = []
+    for line in text.splitlines():
+        refs = PATH_REF.findall(line)
+        folders = {REPO / r if (REPO / r).is_dir() else (REPO / r).parent for r in refs}
+        for name in BARE_MODULE.findall(line):
+            if folders and not any((f / name).is_file() for f in folders):
+                missing.append(f"{name} (beside {', '.join(sorted(refs))})")
+    return missing
+
+
 def test_architecture_doc_names_only_what_exists() -> None:
     text = (REPO / "docs" / "architecture.md").read_text()
     paths = sorted(set(PATH_REF.findall(text)))
@@ -223,6 +239,7 @@ def test_architecture_doc_names_only_what_exists() -> None:
     assert len(paths) + len(dotted) > 10, "the extraction found almost nothing"
     missing = [p for p in paths if not _path_exists(p)]
     missing += [d for d in dotted if not _module_exists(d)]
+    missing += _bare_modules_missing(text)
     assert not missing, f"docs/architecture.md names what does not exist: {missing}"
 
 

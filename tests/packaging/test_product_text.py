@@ -249,3 +249,27 @@ def test_architecture_doc_names_every_model_input_kind() -> None:
     text = (REPO / "docs" / "architecture.md").read_text()
     absent = [k for k in INPUT_KINDS if f"`{k}`" not in text]
     assert not absent, f"docs/architecture.md does not name the input kinds {absent}"
+
+
+def test_the_shipped_models_regenerate_commands_name_modules_that_exist() -> None:
+    """Each model's record says how to make it again (``regenerate``, ``command``): the module
+    it runs exists and has a command line, and the configuration it names is the shipped one,
+    written relative to the checkout, not as a folder of the machine it was built on."""
+    import importlib.util
+    import json
+    import shlex
+
+    records = sorted((REPO / "exoctl" / "models").glob("*.json"))
+    assert records
+    for path in records:
+        doc = json.loads(path.read_text())
+        for key in ("regenerate", "command"):
+            if key not in doc:
+                continue
+            argv = shlex.split(doc[key])
+            assert argv[:2] == ["python", "-m"], (path.name, key, doc[key])
+            spec = importlib.util.find_spec(argv[2])
+            assert spec is not None and spec.origin, (path.name, key, argv[2])
+            assert "def main(" in Path(spec.origin).read_text(), (path.name, key, argv[2])
+        assert doc["config"] == "configs/default.yaml", (path.name, doc["config"])
+        assert (REPO / doc["config"]).is_file()

@@ -6,7 +6,7 @@
     .venv/bin/python -m bench --list
 
 Sections run one after the other in this process (so figures measured side by side come from
-one run on one machine state). The other engineers' benchmarks (``bench_signal_chain``,
+one run on one machine state). The component benchmarks (``bench_signal_chain``,
 ``bench_protocol``, ``bench_loop``, ``bench_inference``, and any other ``bench/bench_*.py``)
 are called through their ``run()``; one that is missing or has no ``run()`` is reported as
 skipped, with the reason, and the rest goes on; so is one that needs a package that is not
@@ -52,21 +52,21 @@ SECTIONS = [
     Section(
         "signal_chain",
         "bench.bench_signal_chain",
-        owner="signal-chain engineer",
+        owner="signal chain",
         what="signal chain per tick vs naive filtfilt + fresh NNLS",
         quick_kwargs={"seconds": 2.0, "naive_ticks": 40, "rt": False},
     ),
     Section(
         "protocol",
         "bench.bench_protocol",
-        owner="protocol engineer",
+        owner="serial protocol",
         what="codec cost, serial round trip over a pty",
         quick_kwargs={"seconds": 0.3},
     ),
     Section(
         "loop",
         "bench.bench_loop",
-        owner="safety engineer",
+        owner="control loop",
         what="1 kHz loop with/without real-time setup",
         quick_kwargs={"quick": True},
         full_kwargs={"seconds": 20.0},  # 5 variants (3 ours, 2 today's) within the 15 min
@@ -74,7 +74,7 @@ SECTIONS = [
     Section(
         "tick",
         "bench.bench_tick",
-        owner="perf (issue 14)",
+        owner="control tick",
         what="whole control tick per stage, thread CPU, today's code vs this branch",
         quick_kwargs={"quick": True},
     ),
@@ -82,7 +82,7 @@ SECTIONS = [
         "tick_hil",
         "bench.bench_tick",
         "run_hil",
-        owner="perf (issue 14)",
+        owner="control tick",
         what="exoctl hil --duration 30: rate, misses, latency, today's code vs this branch",
         quick_kwargs={"quick": True},
     ),
@@ -90,14 +90,14 @@ SECTIONS = [
         "tick_daemon",
         "bench.bench_tick",
         "run_daemon",
-        owner="perf (issue 14)",
+        owner="control tick",
         what="exoctl daemon CPU and RSS, idle and in a session, today's code vs this branch",
         quick_kwargs={"quick": True},
     ),
     Section(
         "inference",
         "bench.bench_inference",
-        owner="training engineer",
+        owner="training",
         what="ONNX per-tick inference of the paper's network",
         quick_kwargs={"quick": True},
     ),
@@ -105,7 +105,7 @@ SECTIONS = [
         "pipeline",
         "bench.bench_end_to_end",
         "run_pipeline",
-        owner="benchmark (issue 8)",
+        owner="end to end",
         what="whole per-tick pipeline vs naive and LibEMG peers",
         ours=True,
     ),
@@ -113,7 +113,7 @@ SECTIONS = [
         "session",
         "bench.bench_end_to_end",
         "run_session",
-        owner="benchmark (issue 8)",
+        owner="end to end",
         what="HIL session at 500 Hz and 1 kHz: tick error, latency, memory, CPU",
         ours=True,
     ),
@@ -121,21 +121,21 @@ SECTIONS = [
         "daemon",
         "bench.bench_end_to_end",
         "run_daemon",
-        owner="benchmark (issue 8)",
+        owner="end to end",
         what="exoctl daemon in a session against exoctl sim: peak RSS, CPU share, loop",
         ours=True,
     ),
     Section(
         "scaling",
         "bench.bench_scaling",
-        owner="benchmark (issue 8)",
+        owner="end to end",
         what="per-tick cost vs channels, synergies, control rate",
         ours=True,
     ),
     Section(
         "accuracy",
         "bench.bench_accuracy",
-        owner="benchmark (issue 8)",
+        owner="end to end",
         what="R^2 per joint: simulated patients across sessions (synthetic), and the real-data "
         "protocol's within-trial rows and moco chain check (exoctl evaluate --protocol real)",
         ours=True,

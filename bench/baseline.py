@@ -1,9 +1,9 @@
 """Today's code beside the current one, in the same benchmark run: a baseline tree from git.
 
 Why: a figure such as "whole tick p50 40 us" means little on a shared machine; the same
-measurement of the code as it was before issue 14, taken in the same run on the same machine
-state, gives a ratio that does mean something. The baseline is the commit ``BASELINE`` (main
-when the work on issue 14 began). Its ``exoctl``, ``firmware_bridge`` and ``configs`` are
+measurement of the code as it was before the work on the tick's cost, taken in the same run
+on the same machine state, gives a ratio that does mean something. The baseline is the commit
+``BASELINE`` (the main line of 2026-12-01, before that work began). Its ``exoctl``, ``firmware_bridge`` and ``configs`` are
 extracted with ``git archive`` into a temporary directory once per process; a measurement
 then runs in a child process whose ``PYTHONPATH`` puts that tree first (the benchmark code
 itself, ``bench``, is always the current one, so both trees are measured the same way).
@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.common import REPO
 
-BASELINE = "b8a2bda"  # main before issue 14 ("Layout: the linear model's default path ...")
+BASELINE = "b8a2bda"  # the main line before the work on the tick's cost (2026-12-01)
 _PARTS = ("exoctl", "firmware_bridge", "configs")
 _trees: dict[bool, tuple[Path | None, str | None]] = {}
 

@@ -14,7 +14,7 @@ session, at every control tick after the filters' 2 s warm-up:
 - ``LibEMG``: Hudgins features on 200 ms windows + ``EMGRegressor('LR')`` (the LibEMG peer, in
   its own venv) on the same raw EMG and torques.
 
-- ``paper network``: the training engineer's ``MultiScaleNet`` (``exoctl.training.fit.
+- ``paper network``: the training package's ``MultiScaleNet`` (``exoctl.training.fit.
   train_network``, scales 50-400 ms) on the same features, on the first ``NET_PATIENTS``
   patients, without and with adversarial adaptation (``adapt_network``) to each later
   session's unlabelled EMG. Needs PyTorch (the ``train`` extra); skipped in --quick mode.
@@ -231,7 +231,7 @@ def run(quick: bool = False, libemg: bool = True, log=print) -> dict[str, Any]:
                         adapted.append(joint_r2(s.y[t], _net_predict(tf, a_net, s.X, t), joints))
                     models[net_key].append(plain)
                     models[ada_key].append(adapted)
-                except Exception as e:  # another engineer's module, still moving
+                except Exception as e:  # the training package may be absent or changing
                     net_note = f"{type(e).__name__}: {e}"
             if libemg and libemg_note is None:
                 try:

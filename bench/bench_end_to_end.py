@@ -8,7 +8,7 @@ EMG channels at 2 kHz, control at 500 Hz, i.e. 4 new samples per tick), fed tick
 - exoctl: ``Estimator.step`` (conditioning, activation dynamics, warm NNLS, ONNX through
   IOBinding) with the shipped calibration and linear model; a second pass times each stage;
 - the naive peer (``bench.peers.naive``): filtfilt window re-filtering + fresh scipy NNLS
-  (the signal-chain engineer's reference) + PyTorch eager inference of the same model;
+  (the signal-chain benchmark's reference) + PyTorch eager inference of the same model;
 - the LibEMG peer (``bench.peers.libemg_peer`` in its own venv): Hudgins features on the
   newest 200 ms window + ``EMGRegressor('LR')``, trained on the same training session;
 - with PyTorch present, the paper's multi-scale self-attention network too (random weights:
@@ -217,7 +217,7 @@ def run_pipeline(quick: bool = False, libemg: bool = True, log=print) -> dict[st
                 out["network"]["ratio_naive_vs_exoctl"] = ratios(
                     out["network"]["naive_pipeline"], out["network"]["exoctl_step"]
                 )
-            except Exception as e:  # the training package is another engineer's, in flux
+            except Exception as e:  # the training package may be absent or changing
                 out["network"] = {"skipped": f"{type(e).__name__}: {e}"}
         else:
             out["network"] = {

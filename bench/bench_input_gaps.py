@@ -1,6 +1,6 @@
 """How stale the watchdogs' inputs get on a loaded machine: the evidence behind the timeouts.
 
-Issue 15 item 7: on a busy 2-core machine an idle daemon latched ``emg_stale`` (newest EMG
+Why: on a busy 2-core machine an idle daemon latched ``emg_stale`` (newest EMG
 sample 0.104 s old against a 0.1 s timeout) about 250 times in 10 minutes. This benchmark runs
 the real daemon (controller, pump, recorder, control socket) idle against ``exoctl sim`` (the
 amplifier's LSL stream and the firmware on a pty, each a process of its own), and records, at
@@ -10,7 +10,7 @@ newest EMG sample and of the newest telemetry frame (``SafetyInputs.emg_age_s`` 
 
 Two phases, one after the other in one run:
 
-* ``ambient``: the machine as it is (other engineers' work; the load average is recorded);
+* ``ambient``: the machine as it is (whatever else runs on it; the load average is recorded);
 * ``hog``: plus one busy process per core, started and ended here.
 
 The timeouts are raised to their maximum (1 s) while measuring, so that nothing latches and
@@ -18,7 +18,7 @@ every tick is a sample; for each candidate timeout the report counts the *episod
 runs of ticks above it): each one is a fault the watchdog would have latched with that timeout,
 had a person cleared every fault at once. ``--verify`` instead runs with the configuration's own
 timeouts and counts the faults the safety layer actually latched (clearing each, as a person
-would), the reproduction of issue 15 item 7 as it was reported.
+would), the reproduction of the false faults as they were reported.
 
     .venv/bin/python -m bench.bench_input_gaps --ambient 600 --hog 300
     .venv/bin/python -m bench.bench_input_gaps --verify --ambient 600 --hog 300

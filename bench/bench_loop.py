@@ -1,5 +1,5 @@
 """The control loop at 1 kHz with the full estimator and the HIL simulator, with and without
-the real-time set-up (issue 6, item 6).
+the real-time set-up.
 
     .venv/bin/python -m bench.bench_loop                 # 60 s per variant (the README figures)
     .venv/bin/python -m bench.bench_loop --seconds 10
@@ -10,7 +10,7 @@ emulated firmware on a pseudo-terminal) in a child process, exactly as ``exoctl 
 controller (``exoctl.runtime.controller.Controller``: acquisition thread, estimator with the ONNX torque
 model, assist law, safety layer, serial link) in this process, in a session with assistance on.
 Only ``control.rate_hz`` is changed, to 1000; the model is the shipped network (made for
-500 Hz ticks, it steps on every second tick; issue 14). Today's code (git
+500 Hz ticks, it steps on every second tick). Today's code (git
 ``bench.baseline.BASELINE``) is measured in the same run by its own ``run_variant`` (this one's
 controller calls, threads by role and ``read_ticks``, do not exist in that tree), in the
 real-time variant, with the model it ran.

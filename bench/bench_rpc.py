@@ -1,4 +1,4 @@
-"""The control socket under attack and under load, against a real daemon (issue 15 a).
+"""The control socket under attack and under load, against a real daemon.
 
     .venv/bin/python -m bench.bench_rpc                  # every reproduction, ~1 min
     .venv/bin/python -m bench.bench_rpc --only batch,concurrency --out /tmp/rpc.json

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_tick                  # target 1 (and --hil, --daemon)
     .venv/bin/python -m bench --only tick,tick_hil,tick_daemon
 
-Issue 14's targets, each measured for this branch and for today's code (``bench.baseline``:
+The tick's cost aims, each measured for this code and for the baseline (``bench.baseline``:
 the tree at git ``BASELINE``, run from a child process) in the same run, as figures and ratios:
 
 1. ``run`` (section ``tick``): the real controller (``Controller``: acquisition thread, estimator
@@ -176,7 +176,7 @@ def _model_facts(path: Path) -> dict[str, Any]:
 
 def _internals(controller: Any) -> tuple[Any, Any]:
     """(the control loop, the safety layer) that the stage probes wrap. The product keeps them
-    private (issue 12: nothing outside the controller reaches in); a benchmark that times each
+    private (nothing outside the controller reaches in); a benchmark that times each
     stage must, so it does it here, in one place, for this tree (``_loop``, ``_safety``) and
     for the baseline tree (``loop``, ``safety``, public there)."""
     loop = getattr(controller, "_loop", None) or controller.loop

@@ -260,13 +260,13 @@ def _stages(doc: dict, out: list[str]) -> None:
         out.append(
             f"The loop at {lp.get('rate_hz', 1000):g} Hz with the estimator and the HIL simulator, "
             f"{lp.get('seconds_per_variant')} s per variant, without and with the real-time set-up "
-            f"(SCHED_FIFO 50, mlockall, GC frozen; safety engineer's `bench/bench_loop.py`, "
+            f"(SCHED_FIFO 50, mlockall, GC frozen; `bench/bench_loop.py`, "
             f"{_cmd(doc, 'loop')}):\n"
         )
         out.append(table + "\n")
     else:
         out.append(
-            f"Loop benchmark with/without real-time setup (safety engineer's `bench/bench_loop.py`): {_reason(doc, 'loop')}.\n"
+            f"Loop benchmark with/without real-time setup (`bench/bench_loop.py`): {_reason(doc, 'loop')}.\n"
         )
 
 
@@ -372,7 +372,7 @@ def _scaling(doc: dict, out: list[str], plots: dict[str, str]) -> None:
 
 
 def _others(doc: dict, out: list[str]) -> None:
-    out.append("## The other engineers' benchmarks (called through their run())\n")
+    out.append("## The component benchmarks (called through their run())\n")
     sc = _res(doc, "signal_chain")
     if sc:
         out.append(
@@ -481,7 +481,7 @@ def build(doc: dict) -> tuple[str, dict[str, str]]:
     _scaling(doc, out, plots)
     _others(doc, out)
     out.append("## Sections\n")
-    out.append("| section | owner | status | seconds | command | note |")
+    out.append("| section | area | status | seconds | command | note |")
     out.append("| --- | --- | --- | ---: | --- | --- |")
     for name, s in doc["sections"].items():
         out.append(

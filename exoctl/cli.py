@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     hil.add_argument(
         "--scenario",
         default=None,
-        help="fault scenario: a name (exoctl/configs/scenarios/) or a path",
+        help="fault scenario: a name (configs/scenarios/) or a path",
     )
     _firmware_option(hil)
     hil.add_argument(

@@ -1,6 +1,6 @@
 """HIL and daemon tests run with the real-time set-up of the exoskeleton PC, asked for explicitly.
 
-Real-time scheduling is off by default (exoctl/configs/default.yaml), but the simulator
+Real-time scheduling is off by default (configs/default.yaml), but the simulator
 stands for hardware with a processor of its own, and on this shared 2-core machine a loop at
 SCHED_OTHER misses deadlines under other engineers' load. These tests therefore ask for it,
 as the default configuration did before real-time became opt-in: the loop at SCHED_FIFO 50,

@@ -1,6 +1,6 @@
 """The naive peer: the same chain as a user would write it from offline code, tick by tick.
 
-- signal chain: the signal-chain engineer's reference in ``bench.bench_signal_chain``
+- signal chain: the signal-chain benchmark's reference in ``bench.bench_signal_chain``
   (``bench_naive``: every tick re-filters the last second of raw EMG with zero-phase
   ``sosfiltfilt``, runs the activation recursion over that window from rest and solves the
   newest sample with a fresh ``scipy.optimize.nnls``). Imported, not copied, so both reports

@@ -21,6 +21,7 @@ import yaml
 
 from exoctl.cli_policy import EXIT_ERROR, EXIT_OK, emit_json, fail
 from exoctl.config.lookup import ConfigChoice, find_config
+from exoctl.config.paths import resolve_path
 from exoctl.config.schema import PATH_KEYS, load_config
 from exoctl.config.yamlfile import read_yaml
 
@@ -39,10 +40,9 @@ def with_absolute_paths(text: str, root: yaml.Node | None, base: Path) -> str:
             node = _child(node, k)
         if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
             continue
-        p = Path(node.value).expanduser()
-        if p.is_absolute():
+        if Path(node.value).expanduser().is_absolute():
             continue
-        new = str((base / p).resolve())
+        new = resolve_path(node.value, base)  # the load's rule, exoctl: paths included
         edits.append(
             (
                 node.start_mark.index,

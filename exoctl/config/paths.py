@@ -17,17 +17,47 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# Package data: the default configuration, its scenarios and (through its relative paths) the
-# shipped models travel inside the package, so a wheel install finds them from any directory.
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""The exoctl package's folder: the shipped models are in its ``models/``."""
+PACKAGE_PREFIX = "exoctl:"
+"""A configuration path that starts with this names a file shipped inside the exoctl package
+(``exoctl:models/network.onnx``), wherever the package is installed."""
+
+
+def _config_dir() -> Path:
+    """The default configuration and the HIL fault scenarios: the top-level ``configs/`` folder
+    of a checkout or an editable install, carried in a wheel as the package ``exoctl.configs``
+    (pyproject.toml maps it onto that folder). One copy; a wheel install finds it from any
+    directory."""
+    packaged = PACKAGE_DIR / "configs"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 DEFAULT_SOCKET_PATH = Path("/run/exoctl/control.sock")
 """``service.socket_path`` when a configuration does not set it."""
 
 
+def portable_path(path: str | Path | None) -> str | None:
+    """``path`` as a record that is shipped should name it: a file of the packaged ``configs/``
+    as ``configs/NAME`` (true in a checkout and, inside the package, in a wheel), any other
+    path as given. A model's provenance then names no folder of the machine it was built on."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    if p.is_relative_to(CONFIG_DIR):
+        return "configs/" + p.relative_to(CONFIG_DIR).as_posix()
+    return str(path)
+
+
 def resolve_path(value: str, base: Path) -> str:
-    """A file path written in a configuration: ``~`` expanded, a relative path taken relative
-    to ``base`` (the directory of the file that names it), an absolute one kept as written."""
+    """A file path written in a configuration: ``exoctl:REL`` taken inside the installed
+    package (the shipped models: the default configuration is not beside them in every kind of
+    install), ``~`` expanded, a relative path taken relative to ``base`` (the directory of the
+    file that names it), an absolute one kept as written."""
+    if value.startswith(PACKAGE_PREFIX):
+        return str((PACKAGE_DIR / value[len(PACKAGE_PREFIX) :]).resolve())
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
 

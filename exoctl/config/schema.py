@@ -26,10 +26,16 @@ from pydantic import (
 )
 
 from exoctl.config.assist_level import ASSIST_MAX, ASSIST_MIN
-from exoctl.config.paths import CONFIG_DIR, DEFAULT_CONFIG, DEFAULT_SOCKET_PATH, resolve_path
+from exoctl.config.paths import (
+    CONFIG_DIR,
+    DEFAULT_CONFIG,
+    DEFAULT_SOCKET_PATH,
+    PACKAGE_DIR,
+    resolve_path,
+)
 from exoctl.config.yamlfile import ConfigError, YamlDocument, format_key, read_yaml_document
 
-__all__ = ["DEFAULT_CONFIG", "Config", "ConfigError", "deep_merge", "load_config"]
+__all__ = ["CONFIG_DIR", "DEFAULT_CONFIG", "Config", "ConfigError", "deep_merge", "load_config"]
 
 JointName = Literal["hip_l", "hip_r", "knee_l", "knee_r"]
 JOINT_NAMES: tuple[str, ...] = typing.get_args(JointName)
@@ -401,9 +407,9 @@ PATH_KEYS = (
     ("service", "socket_path"),
 )
 
-# CONFIG_DIR, DEFAULT_CONFIG: package data (exoctl.config.paths, import-light for the CLI).
+# CONFIG_DIR, DEFAULT_CONFIG, PACKAGE_DIR: exoctl.config.paths (import-light for the CLI).
 # The shipped models (network, linear baseline, calibration) that default.yaml names.
-MODELS_DIR = CONFIG_DIR.parent / "models"
+MODELS_DIR = PACKAGE_DIR / "models"
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -6,7 +6,7 @@ and the LSL stream's source id) each run in a child. When the run ends the simul
 back the true human torque of every EMG sample it emitted, stamped in LSL time, and each tick's
 estimate is scored against the truth at the stamp of the newest EMG sample that estimate used.
 
-Fault scenarios (``exoctl/configs/scenarios/NAME.yaml``, package data) inject timed faults on either side; every
+Fault scenarios (``configs/scenarios/NAME.yaml``, package data) inject timed faults on either side; every
 injection is reported with when it was injected, when the controller (or, for a killed
 controller, the firmware) detected it, and when torque reached zero.
 """

@@ -1,4 +1,4 @@
-"""Fault scenarios of the HIL bench: ``exoctl/configs/scenarios/NAME.yaml``, read and checked.
+"""Fault scenarios of the HIL bench: ``configs/scenarios/NAME.yaml``, read and checked.
 
 A scenario is a run length, timed injections (on the simulator's side, the controller's, or
 the bench's own: CPU starvation, killing the controller), configuration overrides and what
@@ -56,7 +56,7 @@ class Scenario:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A scenario by name (``exoctl/configs/scenarios/NAME.yaml``) or by path.
+    """A scenario by name (``configs/scenarios/NAME.yaml``) or by path.
 
     Read through the project's YAML reader and checked here, before anything starts: each
     problem is refused with the file, the line and the key. Paths in its ``config:`` overrides

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exoctl.config.paths import portable_path
 from exoctl.config.schema import load_config
 from exoctl.data.patient import patient_from_config
 from exoctl.estimation.metrics import joint_metrics, summarise
@@ -117,7 +118,7 @@ def make(out_dir: Path, *, config: Path | None, duration_s: float, epochs: int, 
     prov = {
         "regenerate": "python -m exoctl.training.default_model --out exoctl/models",
         "command": "python -m exoctl.training.default_model " + " ".join(sys.argv[1:]),
-        "config": str(cfg.source),
+        "config": portable_path(cfg.source),
         "calibration": cal_path.name,
         "model_type": "MultiScaleNet: branches over 50/100/200/400 ms windows of [h, a] at the "
         "control rate, self-attention across scales, bounded correction on a linear path",

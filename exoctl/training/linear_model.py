@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from exoctl import __version__
+from exoctl.config.paths import portable_path
 from exoctl.config.schema import Config, load_config
 from exoctl.data.patient import patient_from_config
 from exoctl.estimation.metrics import r2
@@ -36,7 +37,7 @@ from exoctl.signal.synergy import choose_k
 
 OPSET = 17
 LINEAR_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
-"""The shipped linear baseline (``exoctl/configs/default.yaml`` uses the network beside it)."""
+"""The shipped linear baseline (``configs/default.yaml`` uses the network beside it)."""
 WARMUP_S = 2.0  # filter transients at the start of a recording are not fitted
 
 __all__ = ["condition", "fit_ridge", "make_default_model", "synergy_activations", "write_onnx"]
@@ -150,7 +151,7 @@ def make_default_model(
         "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "calibration": cal_path.name,
         "regenerate": "python -m exoctl.training.linear_model --out exoctl/models",
-        "config": str(cfg.source),
+        "config": portable_path(cfg.source),
         "made_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "exoctl_version": __version__,

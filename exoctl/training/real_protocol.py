@@ -1,4 +1,4 @@
-"""The evaluation protocol on real recorded data (issue 13): one command, one table.
+"""The evaluation protocol on real recorded data: one command, one table.
 
     exoctl evaluate --protocol real [--out DIR]
     .venv/bin/python -m exoctl.training.real_protocol [--out DIR] [--rows within,cross,...]

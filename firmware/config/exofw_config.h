@@ -1,6 +1,6 @@
 /*
  * The device's configuration: its joints with their limits, its timeouts and its identity.
- * This file matches exoctl/configs/default.yaml; `exoctl hil --firmware qemu` generates one
+ * This file matches configs/default.yaml; `exoctl hil --firmware qemu` generates one
  * from the configuration it runs with (firmware_bridge/qemu_firmware.py) and builds with it.
  * Limits are wire counts: torque 0.01 N m, angles 1e-4 rad (docs/protocol.md section 3).
  */

@@ -588,7 +588,7 @@ def _sequences() -> list[dict]:
             "seq_0_first_then_older",
             ["hello", "enable", 0, 0, 0xFFFFFFF0, 0xFFFFFFEF],
             [0xFFFFFFF0],
-            "issue 15's reproduction: revision 1's emulator applied both seq-0 commands and "
+            "a fault once seen: an earlier emulator applied both seq-0 commands and "
             "then 0xFFFFFFF0 (seq 0 had become 'no reference')",
             not_newer=1,
             dropped=2,

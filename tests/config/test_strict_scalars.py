@@ -25,7 +25,7 @@ LOCATED = re.compile(r"^(?P<file>[^\n]+?):(?P<line>\d+): (?P<key>[^\n =]+?)(?: =
 
 
 def _config(tmp_path: Path, old: str, new: str) -> Path:
-    text = DEFAULT_CONFIG.read_text().replace("../models", str(MODELS_DIR))
+    text = DEFAULT_CONFIG.read_text().replace("exoctl:models", str(MODELS_DIR))
     assert text.count(old) >= 1, old
     p = tmp_path / "exoctl.yaml"
     p.write_text(text.replace(old, new, 1))

@@ -48,9 +48,9 @@ def _write(tmp_path: Path, text: str | bytes, name: str = "f.yaml") -> Path:
 
 
 def _default_text() -> str:
-    # relative paths in the shipped file resolve against configs/; keep them valid elsewhere
+    # the shipped file names the models inside the package; these copies name them by path
     models = MODELS_DIR
-    return DEFAULT_CONFIG.read_text().replace("../models", str(models))
+    return DEFAULT_CONFIG.read_text().replace("exoctl:models", str(models))
 
 
 def test_torque_limit_written_twice_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""Every fault scenario in exoctl/configs/scenarios/ on the HIL bench, through `exoctl hil --scenario`.
+"""Every fault scenario in configs/scenarios/ on the HIL bench, through `exoctl hil --scenario`.
 
 Each scenario's ``expect`` block states what must happen; the checks are issue 6's "done"
 rules: the fault is detected within twice the relevant watchdog timeout, torque reaches zero

@@ -1,7 +1,8 @@
 """The wheel, installed in a fresh venv, runs from any directory.
 
-Builds the wheel from the package's own files, installs it into a new venv (no system site
-packages: its dependencies come from pip's cache or the package index, as for a user), and
+Installs the wheel built from the package's own files (tests/packaging/conftest.py) into a
+new venv (no system site packages: its dependencies come from pip's cache or the package index,
+as for a user), and
 runs the installed ``exoctl`` from an unrelated directory: the HIL bench with the packaged
 configuration, models and calibration; a packaged scenario; the /etc/exoctl step of
 docs/deploy.md (``exoctl config init``, then the model and calibration copied beside the
@@ -11,7 +12,6 @@ file and named relative to it); and the training command's advice without PyTorc
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.wheel, pytest.mark.timeout(2400)]
+from .conftest import REPO, Dists
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.wheel, pytest.mark.timeout(2400)]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
@@ -32,27 +32,13 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
+def installed(
+    tmp_path_factory: pytest.TempPathFactory, dists: Dists
+) -> tuple[Path, Path, dict[str, str]]:
     """(venv bin dir, an unrelated working directory, the environment to run in)."""
     root = tmp_path_factory.mktemp("wheel")
-    src = root / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, src / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for pkg in ("exoctl", "firmware_bridge"):
-        shutil.copytree(REPO / pkg, src / pkg, ignore=ignore)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "EXOCTL_CONFIG", "PYTHONHOME")
-    }
-    dist = root / "dist"
-    # Built with this venv's setuptools (the dev extra): an isolated build env would fetch
-    # setuptools from the index again on every run.
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-          "-w", str(dist), str(src)], root, env)  # fmt: skip
-    (wheel,) = dist.glob("exoctl-*.whl")
+    env = dists.env
+    wheel = dists.wheel
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], root, env)
     bin_dir = venv / "bin"
@@ -85,6 +71,8 @@ def test_hil_runs_from_any_directory(installed) -> None:
     assert set(doc["r2"]) == {"hip_l", "hip_r", "knee_l", "knee_r"}
     show = json.loads(_run([str(bin_dir / "exoctl"), "config", "show", "--json"], cwd, env).stdout)
     assert show["chosen_by"] == "packaged default"
+    # configs/ of the checkout, carried inside the package (pyproject.toml's package-dir)
+    assert Path(show["path"]).parts[-4:] == ("site-packages", "exoctl", "configs", "default.yaml")
     assert "site-packages" in show["model"]["path"] and Path(show["model"]["path"]).is_file()
 
 
@@ -94,7 +82,7 @@ def test_every_packaged_scenario_is_found_and_one_runs(installed) -> None:
                        cwd=cwd, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert p.returncode != 0
     known = p.stderr.split("known scenarios: ")[1].split()[0:]
-    shipped = sorted(f.stem for f in (REPO / "exoctl" / "configs" / "scenarios").glob("*.yaml"))
+    shipped = sorted(f.stem for f in (REPO / "configs" / "scenarios").glob("*.yaml"))
     assert [k.rstrip(",") for k in known] == shipped
     doc = json.loads(
         _run([str(bin_dir / "exoctl"), "hil", "--scenario", "estop", "--json"], cwd, env).stdout

@@ -15,12 +15,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from exoctl.hil.patient import patient_from_config
 
 from exoctl.config.schema import load_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.input_kinds import Decimated
 from exoctl.estimation.torque_model import TorqueModel, save_model
-from exoctl.hil.patient import patient_from_config
 from exoctl.signal.calibration import load_calibration
 from exoctl.training.evaluation import predict
 from exoctl.training.features import tick_features

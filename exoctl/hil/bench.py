@@ -240,11 +240,11 @@ def _replay(args: argparse.Namespace, raw: dict[str, Any]) -> tuple[str, ...]:
     """With ``--replay``/``--replay-session``: the daemon's configuration takes the
     recording's muscles, EMG rate and kind (and ``--model`` with its calibration), and the
     simulator's arguments to stream it (``exoctl.hil.replay``). The recording streams once."""
-    from exoctl.cli import _replay_spec
     from exoctl.config.schema import deep_merge
+    from exoctl.hil.commands import replay_spec
     from exoctl.hil.replay import controller_overrides, load_recording, replay_chunk
 
-    spec = _replay_spec(args)
+    spec = replay_spec(args)
     if spec is None:
         if args.model is not None:
             raw.update(deep_merge(raw, controller_overrides(None, str(args.model), 0)))
@@ -301,7 +301,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--duration", type=seconds, default=None, help="stop after SECONDS (default: until Ctrl-C)"
     )
     up.add_argument("--model", type=Path, default=None, help="the model the daemon runs (M.onnx)")
-    from exoctl.cli import _add_replay_options
+    from exoctl.hil.commands import add_replay_options
 
-    _add_replay_options(up)
+    add_replay_options(up)
     up.set_defaults(func=cmd_bench_up)

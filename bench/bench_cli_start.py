@@ -46,11 +46,31 @@ TARGET_ESTOP_TO_ZERO_MS = 200.0
 
 
 def _exoctl() -> list[str]:
-    """The installed script when there is one (what a clinician types), else the module."""
-    script = shutil.which("exoctl") or str(Path(sys.executable).with_name("exoctl"))
-    if Path(script).is_file():
-        return [script]
-    return [sys.executable, "-m", "exoctl.cli"]
+    """The console script of this interpreter's environment (what a clinician types: the
+    script's own start-up and entry point included), else the one on PATH. Never
+    ``python -m exoctl.cli`` in its place: that would skip part of what is measured."""
+    for script in (Path(sys.executable).with_name("exoctl"), shutil.which("exoctl")):
+        if script and Path(script).is_file():
+            return [str(script)]
+    raise RuntimeError(
+        "no `exoctl` console script beside this python nor on PATH: install exoctl "
+        "(pip install -e .) so that the script a clinician runs is the one timed"
+    )
+
+
+def _code_from(script: str, env: dict[str, str]) -> str:
+    """The ``exoctl`` package the script runs (its interpreter, this environment): so the
+    figures say which code they timed (PYTHONPATH may point at another checkout)."""
+    with open(script, encoding="utf-8", errors="replace") as f:
+        python = f.readline().removeprefix("#!").strip()
+    p = subprocess.run(
+        [python, "-c", "import exoctl.cli; print(exoctl.cli.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return p.stdout.strip() or f"unknown (exit {p.returncode}: {p.stderr.strip()[-200:]})"
 
 
 def _env(cfg: Path, pycache: Path) -> dict[str, str]:
@@ -150,6 +170,7 @@ def _estop_to_zero(sock: Path, env: dict[str, str], data_dir: Path) -> dict[str,
         "to_zero_command_ms": None if t_cmd is None else round((t_cmd - pressed) * 1e3, 1),
         "to_zero_applied_ms": None if t_app is None else round((t_app - pressed) * 1e3, 1),
         "target_ms": TARGET_ESTOP_TO_ZERO_MS,
+        "meets_target": t_cmd is not None and (t_cmd - pressed) * 1e3 <= TARGET_ESTOP_TO_ZERO_MS,
     }
 
 
@@ -207,6 +228,8 @@ def run(quick: bool = False, log: Any = print) -> dict[str, Any]:
             log("e-stop from the CLI to zero torque, in a session")
             to_zero = _estop_to_zero(svc.socket_path, cli_env, Path(svc.data_dir))
             return {
+                "script": _exoctl()[0],
+                "code_from": _code_from(_exoctl()[0], cli_env),
                 "startup": startup,
                 "estop_to_zero": to_zero,
                 "target_p95_ms": TARGET_P95_MS,

@@ -59,13 +59,15 @@ def _exoctl() -> list[str]:
 
 
 def _code_from(script: str, env: dict[str, str]) -> str:
-    """The ``exoctl`` package the script runs (its interpreter, this environment): so the
-    figures say which code they timed (PYTHONPATH may point at another checkout)."""
+    """The ``exoctl`` package the script runs (its interpreter, this environment, started in
+    the script's directory as the script's own ``sys.path[0]`` is): so the figures say which
+    code they timed (PYTHONPATH may point at another checkout than the bench's)."""
     with open(script, encoding="utf-8", errors="replace") as f:
         python = f.readline().removeprefix("#!").strip()
     p = subprocess.run(
         [python, "-c", "import exoctl.cli; print(exoctl.cli.__file__)"],
         env=env,
+        cwd=Path(script).parent,
         capture_output=True,
         text=True,
         timeout=60,

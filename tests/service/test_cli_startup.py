@@ -23,7 +23,7 @@ from exoctl.service import rpc
 from exoctl.service.commands import quick
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("pydantic", "numpy", "structlog", "onnxruntime", "pylsl", "serial", "argparse")
+HEAVY = ("pydantic", "numpy", "structlog", "onnxruntime", "pylsl", "serial", "argparse", "inspect")
 
 PROBE = """
 import json, sys

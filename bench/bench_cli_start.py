@@ -183,6 +183,23 @@ def _estop_to_zero(sock: Path, env: dict[str, str], data_dir: Path) -> dict[str,
     }
 
 
+def _clear_fault(sock: Path, within_s: float = 30.0) -> None:
+    """Clear the e-stops the timing pressed. The daemon refuses while an input is not healthy
+    yet (on a loaded machine the EMG or telemetry can lag for a moment): ask again until it
+    accepts, or fail after ``within_s``."""
+    from exoctl.service import client as C
+
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            C.call(sock, "fault.clear", timeout_s=10.0)
+            return
+        except C.RemoteError as e:
+            if not e.refused or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def run(quick: bool = False, log: Any = print) -> dict[str, Any]:
     from exoctl.service import client as C
 
@@ -233,7 +250,7 @@ def run(quick: bool = False, log: Any = print) -> dict[str, Any]:
             log(f"timing {runs} runs each of exoctl estop, exoctl status, python -c pass")
             cli_env = _env(cfg, tmp / "pycache")
             startup = _time_commands(cli_env, runs)
-            C.call(svc.socket_path, "fault.clear", timeout_s=10.0)
+            _clear_fault(svc.socket_path)
             log("e-stop from the CLI to zero torque, in a session")
             to_zero = _estop_to_zero(svc.socket_path, cli_env, Path(svc.data_dir))
             return {

@@ -31,10 +31,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-import traceback
-from typing import Any, TextIO
 
 from exoctl.jsonout import dumps
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see UsageError)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,7 +50,12 @@ EXIT_CLOSED_OUTPUT = 141  # 128 + SIGPIPE
 
 
 class UsageError(Exception):
-    """A combination of options argparse cannot check: exit 2, one line."""
+    """A combination of options argparse cannot check (``--trial`` without ``--replay``): the
+    command line is wrong, exit 2 with one line.
+
+    This module is on the path of ``exoctl estop``, which must start at once: it imports no
+    more than it uses there (``traceback`` and ``argparse`` where they are needed, ``typing``
+    only for the type checker)."""
 
 
 def seconds(text: str) -> float:
@@ -122,6 +129,8 @@ def one_line(message: str) -> str:
 
 def internal_error(exc: BaseException) -> str:
     """One line for a bug: the exception and the innermost frame of exoctl that raised it."""
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [
         f

@@ -16,20 +16,21 @@ class                      module                              category (builtin
 ConfigError                exoctl.config.yamlfile (+ schema)   DataError (ValueError)
 CalibrationError           exoctl.signal.calibration           DataError (ValueError)
 ModelError                 exoctl.estimation.torque_model      DataError (ValueError)
-DatasetError               exoctl.data.dataset                 DataError (ValueError)
+DatasetError               exoctl.data.spec                    DataError (ValueError)
 ImportErrorWithPath        exoctl.data.importers               DataError (ValueError)
 NonFiniteEmg               exoctl.errors                       DataError (ValueError)
 AcquisitionError           exoctl.acquisition.sources          ExoctlError (RuntimeError)
 ControllerError            exoctl.runtime.controller           ExoctlError (RuntimeError)
-RecorderError              exoctl.recordings.store (+ recorder)   ExoctlError (RuntimeError)
+RecorderError              exoctl.service.store (+ recorder)   ExoctlError (RuntimeError)
+ChildError                 exoctl.hil.processes                ExoctlError (RuntimeError)
 RpcError (+ 2 subclasses)  exoctl.service.rpc                  ExoctlError
 ClientError (+ 4)          exoctl.service.client               ExoctlError (RuntimeError)
 =========================  ==================================  ============================
 
 ``firmware_bridge`` is a separate top-level package (the product's design: it is what a
 firmware team ships and tests without exoctl installed), so it does not import from here. Its
-errors (``LinkError``, ``FrameError``) derive from :class:`firmware_bridge.errors.BridgeError`
-instead; :data:`EXPECTED_ERRORS` names both bases for a handler that means "any refusal with
+errors (``LinkError``, ``FrameError``, ``FirmwareToolError``) derive from
+:class:`firmware_bridge.errors.BridgeError` instead; :data:`EXPECTED_ERRORS` names both bases for a handler that means "any refusal with
 a message for a person".
 """
 

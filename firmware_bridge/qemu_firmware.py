@@ -43,6 +43,7 @@ from firmware_bridge.emulator import (
     plug_pty,
     unplug_pty,
 )
+from firmware_bridge.errors import BridgeError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 CODEC_DIR = Path(__file__).resolve().parent / "c"
@@ -73,7 +74,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
-class FirmwareToolError(RuntimeError):
+class FirmwareToolError(BridgeError, RuntimeError):
     """A tool the QEMU firmware needs is missing, or the build or the boot failed."""
 
 

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from exoctl import cli, cli_policy
+from exoctl import cli, cli_parser, cli_policy
 from exoctl.config.schema import DEFAULT_CONFIG
+from exoctl.errors import EXPECTED_ERRORS
+from exoctl.hil import commands as hil_commands
 from exoctl.hil.runner import format_summary
 
 
@@ -139,7 +141,7 @@ def test_a_bug_is_one_line_with_its_place_and_exit_70(monkeypatch, capsys):
     def broken(args):
         return {}["missing"]
 
-    monkeypatch.setattr(cli, "_cmd_sim", broken)
+    monkeypatch.setattr(hil_commands, "cmd_sim", broken)
     code, out, err = _run(["sim", "--duration", "1"], capsys)
     assert code == cli_policy.EXIT_INTERNAL
     assert err.count("\n") == 1 and "internal error" in err and "KeyError" in err
@@ -234,3 +236,93 @@ def test_evaluate_json_failure_is_still_one_json_document(tmp_path, capsys):
     doc = json.loads(out)
     assert code == 1 and doc["ok"] is False and doc["exit_code"] == 1
     assert err.startswith("exoctl: ") and "Traceback" not in err
+
+
+# The wiring: each family registers its own commands, none is skipped, one error base ---------
+
+
+def _commands(parser) -> set[str]:
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return set(sub.choices)
+
+
+def test_every_command_is_registered_by_the_module_that_owns_it():
+    """hil and sim were wired in cli.py itself; now every family is a ``register``."""
+    by_module: dict[str, set[str]] = {}
+    for name in cli_parser.COMMAND_MODULES:
+        p = cli_parser.Parser(prog="exoctl")
+        sub = p.add_subparsers(dest="command")
+        __import__(name, fromlist=["register"]).register(sub)
+        by_module[name] = set(sub.choices)
+    assert by_module["exoctl.hil.commands"] == {"hil", "sim"}
+    every = set().union(*by_module.values())
+    assert sum(len(c) for c in by_module.values()) == len(every)  # no command twice
+    assert _commands(cli.build_parser()) == every  # and none added elsewhere
+
+
+def test_a_command_module_that_fails_to_import_is_reported_not_skipped(monkeypatch, capsys):
+    """It used to be skipped ("not built yet"): its commands were silently missing."""
+    monkeypatch.setattr(
+        cli_parser, "COMMAND_MODULES", (*cli_parser.COMMAND_MODULES, "exoctl.no_such_commands")
+    )
+    code, out, err = _run(["config", "show"], capsys)
+    assert code == cli_policy.EXIT_INTERNAL and out == ""
+    assert err.count("\n") == 1 and "exoctl.no_such_commands" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_broken_command_module_with_json_is_a_json_document(monkeypatch, capsys):
+    monkeypatch.setattr(cli_parser, "COMMAND_MODULES", ("exoctl.no_such_commands",))
+    code, out, _ = _run(["config", "show", "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 70 and doc["exit_code"] == 70 and "no_such_commands" in doc["error"]
+
+
+def _error(module: str, name: str) -> type[Exception]:
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+# The input errors the CLI used to list by name, each where it is defined.
+LISTED = [
+    ("exoctl.config.yamlfile", "ConfigError"),
+    ("exoctl.hil.processes", "ChildError"),
+    ("exoctl.data.spec", "DatasetError"),
+    ("exoctl.signal.calibration", "CalibrationError"),
+    ("exoctl.estimation.torque_model", "ModelError"),
+    ("exoctl.acquisition.sources", "AcquisitionError"),
+    ("exoctl.hil.replay", "ReplayError"),
+    ("exoctl.runtime.controller", "ControllerError"),
+    ("firmware_bridge.link", "LinkError"),
+    ("firmware_bridge.qemu_firmware", "FirmwareToolError"),
+]
+
+
+@pytest.mark.parametrize("module,name", LISTED, ids=lambda x: x.rsplit(".", 1)[-1])
+def test_every_input_error_derives_from_the_one_base(module, name):
+    assert issubclass(_error(module, name), EXPECTED_ERRORS)
+
+
+RAISED = [
+    *LISTED[1:],  # ConfigError: its own test above (one line per problem)
+    ("firmware_bridge.protocol", "FrameError"),
+    ("exoctl.service.store", "RecorderError"),
+    ("exoctl.acquisition.lsl_scope", "LslScopeError"),
+]
+
+
+@pytest.mark.parametrize("module,name", RAISED, ids=lambda x: x.rsplit(".", 1)[-1])
+def test_an_error_raised_on_purpose_is_exit_1_with_its_message(monkeypatch, capsys, module, name):
+    """Any ExoctlError or BridgeError, not a list of names (FrameError, RecorderError were
+    missing from it: a bug's exit 70)."""
+    cls = _error(module, name)
+    why = "the input says no\nfor this reason"
+    exc = cls("value", why) if name == "FrameError" else cls(why)  # FrameError(kind, detail)
+
+    def refuses(args):
+        raise exc
+
+    monkeypatch.setattr(hil_commands, "cmd_sim", refuses)
+    code, out, err = _run(["sim", "--duration", "1"], capsys)
+    assert code == cli_policy.EXIT_ERROR and out == ""
+    assert err.startswith("exoctl: ") and err.count("\n") == 1, err
+    assert err.endswith("the input says no for this reason\n"), err

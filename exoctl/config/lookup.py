@@ -11,9 +11,8 @@ Import-light (no pydantic): ``exoctl estop`` applies this rule before anything h
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from exoctl.config.paths import DEFAULT_CONFIG
 
@@ -24,9 +23,11 @@ ENV_VAR = "EXOCTL_CONFIG"
 SYSTEM_CONFIG = Path("/etc/exoctl/exoctl.yaml")
 
 
-@dataclass(frozen=True)
-class ConfigChoice:
-    """The file chosen and why (for messages such as "settings from ...")."""
+class ConfigChoice(NamedTuple):
+    """The file chosen and why (for messages such as "settings from ...").
+
+    A NamedTuple, not a dataclass: ``dataclasses`` imports ``inspect`` (a few ms), and
+    ``exoctl estop`` applies this rule before it presses."""
 
     path: Path
     origin: str

@@ -8,14 +8,18 @@ socket of the configuration the user chose (``--config``, ``$EXOCTL_CONFIG``,
 with the project's one YAML reader (exoctl.config.yamlfile, the same strict rules as every
 other file) and take ``service.socket_path`` alone, resolved by the same rule as the full
 load (``resolve_path``); the rest of the file is validated by every other command. A file the
-reader refuses, or a ``socket_path`` that is not a string, gives ``None``: the caller then loads
-the file fully, whose error says what is wrong.
+reader refuses, or a ``socket_path`` that is not a string, gives ``None`` and the reason
+(``socket_path_of``): ``exoctl status`` then loads the file fully, whose error says what is
+wrong; ``exoctl estop`` presses the e-stop at the default socket first.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # no typing at run time: `exoctl estop` imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 """The exoctl package's folder: the shipped models are in its ``models/``."""
@@ -65,17 +69,23 @@ def resolve_path(value: str, base: Path) -> str:
 def read_socket_path(config_file: str | Path) -> Path | None:
     """``service.socket_path`` of ``config_file`` (its default when not set), or None when the
     file cannot be read or the value is not a string (see the module docstring)."""
+    return socket_path_of(config_file)[0]
+
+
+def socket_path_of(config_file: str | Path) -> tuple[Path | None, str | None]:
+    """``(socket path, None)`` as ``read_socket_path``, or ``(None, why)`` with one line
+    naming the file (and line and key) when the socket path cannot be read from it."""
     from exoctl.config.yamlfile import ConfigError, read_yaml
 
     path = Path(config_file)
     try:
         data: Any = read_yaml(path, "configuration").data
-    except ConfigError:
-        return None
+    except ConfigError as e:
+        return None, str(e)
     service = data.get("service", {}) if isinstance(data, dict) else None
     if not isinstance(service, dict):
-        return None
+        return None, f"{path}: service: must be a mapping (a section of settings)"
     value = service.get("socket_path", str(DEFAULT_SOCKET_PATH))
     if not isinstance(value, str) or not value:
-        return None
-    return Path(resolve_path(value, path.resolve().parent))
+        return None, f"{path}: service.socket_path: must be a path (text, not empty)"
+    return Path(resolve_path(value, path.resolve().parent)), None

@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +88,29 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-@dataclass(frozen=True)
 class YamlDocument:
-    """A file's value and where each key sits in it (1-based line of the key, or item)."""
+    """A file's value and where each key sits in it (1-based line of the key, or item).
 
-    path: Path
-    data: Any
-    lines: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
-    root: Node | None = field(default=None, repr=False)  # the checked node graph (positions)
+    A plain class, not a dataclass: ``exoctl estop`` reads its socket path through this module,
+    and ``dataclasses`` imports ``inspect`` (with ``ast``, ``dis``, ``tokenize``), a few ms of
+    every e-stop's start-up."""
+
+    __slots__ = ("data", "lines", "path", "root")
+
+    def __init__(
+        self,
+        path: Path,
+        data: Any,
+        lines: dict[tuple[Any, ...], int] | None = None,
+        root: Node | None = None,  # the checked node graph (positions)
+    ) -> None:
+        self.path = path
+        self.data = data
+        self.lines: dict[tuple[Any, ...], int] = {} if lines is None else lines
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"YamlDocument(path={self.path!r}, data={self.data!r})"
 
     def line_of(self, loc: tuple[Any, ...]) -> int | None:
         """The line of ``loc``, or of its nearest ancestor the file names (None: no line)."""

@@ -33,7 +33,7 @@ from exoctl.config.cross_field import socket_path_too_long
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
 from exoctl.config.yamlfile import dump_yaml, read_yaml
-from exoctl.runtime.children import stop_children
+from exoctl.hil.children import stop_children
 
 LOOP_PRIORITY = 50
 SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor
@@ -241,8 +241,8 @@ def _replay(args: argparse.Namespace, raw: dict[str, Any]) -> tuple[str, ...]:
     recording's muscles, EMG rate and kind (and ``--model`` with its calibration), and the
     simulator's arguments to stream it (``exoctl.hil.replay``). The recording streams once."""
     from exoctl.config.schema import deep_merge
+    from exoctl.hil.commands import replay_spec
     from exoctl.hil.replay import controller_overrides, load_recording, replay_chunk
-    from exoctl.hil.replay_options import replay_spec
 
     spec = replay_spec(args)
     if spec is None:
@@ -251,7 +251,7 @@ def _replay(args: argparse.Namespace, raw: dict[str, Any]) -> tuple[str, ...]:
         return ()
     rec = load_recording(spec)
     cfg = load_config_raw(raw)
-    chunk = replay_chunk(rec.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples)
+    chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
     model = None if args.model is None else str(args.model)
     raw.update(deep_merge(raw, controller_overrides(rec.describe(), model, chunk)))
     out: list[str] = []
@@ -301,7 +301,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--duration", type=seconds, default=None, help="stop after SECONDS (default: until Ctrl-C)"
     )
     up.add_argument("--model", type=Path, default=None, help="the model the daemon runs (M.onnx)")
-    from exoctl.hil.replay_options import add_replay_options
+    from exoctl.hil.commands import add_replay_options
 
     add_replay_options(up)
     up.set_defaults(func=cmd_bench_up)

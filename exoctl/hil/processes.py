@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from exoctl.errors import ExoctlError
+
 if TYPE_CHECKING:
     from exoctl.runtime.controller import Controller
 
 
-class ChildError(RuntimeError):
+class ChildError(ExoctlError, RuntimeError):
     """A child of the bench failed to start or to answer; the message says which and why."""
 
 

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exoctl import cli, cli_parser
+from exoctl.config import paths
 from exoctl.config.paths import read_socket_path
 from exoctl.config.schema import DEFAULT_CONFIG, load_config
 from exoctl.service import rpc
+from exoctl.service.commands import quick
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("pydantic", "numpy", "structlog", "onnxruntime", "pylsl", "serial")
+HEAVY = ("pydantic", "numpy", "structlog", "onnxruntime", "pylsl", "serial", "argparse", "inspect")
 
 PROBE = """
 import json, sys
@@ -112,3 +115,141 @@ def test_an_unreadable_socket_path_is_none_so_the_full_load_reports_it(
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     assert read_socket_path(path) is None
+
+
+# The quick parser reads what the full parser reads, or hands the line over -------------------
+
+SAME_AS_ARGPARSE = [
+    ["estop"],
+    ["estop", "--json"],
+    ["--config", "c.yaml", "estop"],
+    ["--config=c.yaml", "estop", "--json"],
+    ["status"],
+    ["status", "--json"],
+    ["status", "--watch"],
+    ["status", "--watch", "--json"],
+    ["status", "--json", "--watch"],
+    ["status", "--watch", "2.5"],
+    ["status", "--watch=0.2", "--json"],
+    ["--config", "c.yaml", "status", "--watch", "86400"],
+]
+
+
+@pytest.mark.parametrize("argv", SAME_AS_ARGPARSE, ids=" ".join)
+def test_the_quick_parser_reads_a_line_as_the_full_parser_does(argv: list[str]) -> None:
+    fast = quick.parse(argv)
+    assert fast is not None, "a plain estop/status line must take the quick path"
+    full = cli_parser.build_parser().parse_args(argv)
+    for key in ("command", "json", "watch"):
+        assert getattr(fast, key) == getattr(full, key, None), key
+    assert (fast.config is None) == (full.config is None)
+    assert fast.config is None or Path(fast.config) == full.config
+    assert fast.func is full.func  # the very same command function
+
+
+HANDED_OVER = [
+    [],
+    ["--help"],
+    ["estop", "--help"],
+    ["status", "-h"],
+    ["--version"],
+    ["fault", "clear"],
+    ["estop", "extra"],
+    ["estop", "--watch"],  # status only
+    ["estop", "--json", "--json"],
+    ["status", "--watch", "1", "--watch", "2"],
+    ["status", "--watch", "-1"],
+    ["status", "--watch", "0"],
+    ["status", "--watch", "nan"],
+    ["status", "--watch=abc"],
+    ["status", "--wat", "1"],  # argparse's abbreviations are argparse's
+    ["status", "--js"],
+    ["--config"],
+    ["--config", "--json", "estop"],
+    ["--config="],
+    ["--config=", "estop"],
+    ["--json", "estop"],
+    ["estop", "--config", "c.yaml"],
+    ["estop", "--"],
+]
+
+
+@pytest.mark.parametrize("argv", HANDED_OVER, ids=lambda a: " ".join(a) or "(none)")
+def test_anything_else_goes_to_the_full_parser(argv: list[str]) -> None:
+    assert quick.parse(argv) is None
+
+
+# An e-stop with a configuration it cannot read ----------------------------------------------
+
+
+def _default_socket_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A stand-in daemon on the default socket (moved under tmp_path: never /run here)."""
+    sock = tmp_path / "run" / "control.sock"
+    sock.parent.mkdir()
+    monkeypatch.setattr(paths, "DEFAULT_SOCKET_PATH", sock)
+    h = EstopStandIn()
+    srv = rpc.RpcServer(sock, rpc.methods_from(h), allowed_users=["root"]).start()
+    return h, srv
+
+
+@pytest.mark.parametrize(
+    "config", ["missing.yaml", "bad.yaml", "socket5.yaml"], ids=["missing", "not YAML", "not text"]
+)
+def test_estop_without_a_readable_configuration_presses_the_default_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, config: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text("service: [\n")
+    (tmp_path / "socket5.yaml").write_text("service: {socket_path: 5}\n")
+    h, srv = _default_socket_daemon(tmp_path, monkeypatch)
+    try:
+        code = cli.main(["--config", str(tmp_path / config), "estop"])
+    finally:
+        srv.close()
+    out, err = capsys.readouterr()
+    assert h.pressed == 1  # pressed, although the configuration could not be read
+    assert code == 1  # and still an error: the file must be fixed
+    assert out.startswith("EMERGENCY STOP")
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("exoctl: ") for line in lines), err
+    assert str(tmp_path / config) in lines[0]
+    assert "pressed at the default socket" in lines[1] and "NOT reached" in lines[1]
+
+
+def test_estop_without_a_readable_configuration_with_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    h, srv = _default_socket_daemon(tmp_path, monkeypatch)
+    try:
+        code = cli.main(["--config", str(tmp_path / "missing.yaml"), "estop", "--json"])
+    finally:
+        srv.close()
+    out, _ = capsys.readouterr()
+    doc = json.loads(out)
+    assert code == 1 and h.pressed == 1
+    assert doc["ok"] is False and doc["exit_code"] == 1
+    assert doc["data"] == {"safety_state": "ESTOP"} and "default socket" in doc["error"]
+
+
+def test_estop_with_no_configuration_and_no_daemon_says_it_was_not_pressed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(paths, "DEFAULT_SOCKET_PATH", tmp_path / "none" / "control.sock")
+    code = cli.main(["--config", str(tmp_path / "missing.yaml"), "estop"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 2 and "missing.yaml" in lines[0], err
+    assert "e-stop NOT pressed" in lines[1] and "not running" in lines[1]
+
+
+def test_status_with_an_unreadable_configuration_is_still_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A control: only the e-stop falls back to the default socket."""
+    h, srv = _default_socket_daemon(tmp_path, monkeypatch)
+    try:
+        code = cli.main(["--config", str(tmp_path / "missing.yaml"), "status"])
+    finally:
+        srv.close()
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and "missing.yaml" in err and h.pressed == 0

@@ -39,16 +39,17 @@ The configuration is ``--config PATH``, else ``$EXOCTL_CONFIG``, else
 daemon stopped); the data directory is 0700, so run them as the service user
 (``sudo -u exoctl exoctl sessions list``) or as root.
 
-Modules: ``control`` (commands that talk to the daemon), ``recordings`` (commands that read the
+Modules: ``control`` (commands that talk to the daemon), ``quick`` (``status`` and ``estop``,
+which start at once, and their parser without argparse), ``recordings`` (commands that read the
 data directory), ``text`` (how results are shown), ``common`` (configuration, the daemon call,
 exit codes); ``register`` below wires them into ``exoctl``.
+
+Importing this package imports no command module and no argparse (``exoctl estop`` imports
+``quick`` through it); ``register`` imports them, and the formatting helpers re-exported here
+from ``text`` are imported when first used (``__getattr__``).
 """
 
 from __future__ import annotations
-
-import argparse
-from collections.abc import Callable
-from typing import Any
 
 from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_ERROR,
@@ -66,34 +67,24 @@ from exoctl.service.commands.common import (
     protocol_name,
     watch_period,
 )
-from exoctl.service.commands.control import (
-    cmd_assist_set,
-    cmd_daemon,
-    cmd_estop,
-    cmd_fault_clear,
-    cmd_model_load,
-    cmd_session_start,
-    cmd_session_stop,
-    cmd_status,
-)
-from exoctl.service.commands.patients import register as register_patients
-from exoctl.service.commands.recordings import (
-    cmd_patients_list,
-    cmd_sessions_export,
-    cmd_sessions_list,
-    cmd_sessions_report,
-    cmd_sessions_show,
-)
-from exoctl.service.commands.text import (
-    STATE_WORDS,
-    assist_message,
-    clear_message,
-    fmt_num,
-    fmt_us,
-    format_kv,
-    format_status,
-    format_table,
-)
+from exoctl.service.commands.quick import QUICK_COMMANDS, cmd_estop, cmd_status
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
+
+    from exoctl.service.commands.text import (
+        STATE_WORDS,
+        assist_message,
+        clear_message,
+        fmt_num,
+        fmt_us,
+        format_kv,
+        format_status,
+        format_table,
+    )
 
 __all__ = [
     "EXIT_ERROR",
@@ -102,27 +93,45 @@ __all__ = [
     "EXIT_PERMISSION",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "QUICK_COMMANDS",
     "STATE_WORDS",
     "assist_message",
     "clear_message",
     "config_path",
+    "end_reason",
     "fmt_num",
     "fmt_us",
     "format_kv",
     "format_status",
     "format_table",
     "parse_assist",
+    "patient_id",
+    "protocol_name",
     "register",
+    "register_quick",
+    "watch_period",
 ]
+
+_FROM_TEXT = frozenset(
+    ("STATE_WORDS", "assist_message", "clear_message", "fmt_num", "fmt_us", "format_kv",
+     "format_status", "format_table")
+)  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """The formatting helpers of ``text``, imported on first use (datetime and the tables are
+    not needed to press the e-stop)."""
+    if name in _FROM_TEXT:
+        from exoctl.service.commands import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------
-QUICK_COMMANDS = ("estop", "status")
-"""Commands that start fast (``exoctl.cli`` parses them with ``register_quick`` alone, before
-importing the other command families): the e-stop must not wait on imports."""
-
-
 def _common() -> argparse.ArgumentParser:
+    import argparse
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
@@ -139,8 +148,8 @@ def _add(
 
 
 def register_quick(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``status`` and ``estop`` (``QUICK_COMMANDS``): the same parsers in the full
-    ``exoctl`` and in its quick path."""
+    """Add ``status`` and ``estop`` (``QUICK_COMMANDS``) to the full parser: the same
+    commands the quick parser (``quick.parse``) runs, with the same options."""
     p = _add(subparsers, "status", cmd_status, "daemon, device and session status")
     p.add_argument(
         "--watch",
@@ -156,6 +165,23 @@ def register_quick(subparsers: argparse._SubParsersAction) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the daemon/session commands to ``exoctl``'s sub-command parser."""
+    from exoctl.service.commands.control import (
+        cmd_assist_set,
+        cmd_daemon,
+        cmd_fault_clear,
+        cmd_model_load,
+        cmd_session_start,
+        cmd_session_stop,
+    )
+    from exoctl.service.commands.patients import register as register_patients
+    from exoctl.service.commands.recordings import (
+        cmd_patients_list,
+        cmd_sessions_export,
+        cmd_sessions_list,
+        cmd_sessions_report,
+        cmd_sessions_show,
+    )
+
     add = _add
 
     add(subparsers, "daemon", cmd_daemon, "run the exoctl supervisor (foreground; for systemd)")

@@ -1,15 +1,16 @@
 """What every service command shares: finding the configuration, calling the daemon, mapping
 failures to the documented exit codes (``guarded``), printing (``emit``), and the assist-gain
-argument."""
+argument.
+
+On the path of ``exoctl estop`` and ``exoctl status`` (exoctl.service.commands.quick), which
+must start at once: argparse is imported where a value is refused, typing only for the type
+checker."""
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from exoctl import cli_policy
 from exoctl.cli_policy import (  # the codes every exoctl command shares
@@ -19,7 +20,13 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_PERMISSION,
     EXIT_REFUSED,
 )
-from exoctl.recordings import fields
+from exoctl.service import fields
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -93,7 +100,7 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             # (YAML, pydantic, numpy) here keeps `exoctl estop` and `exoctl status` quick.
             for module, name in (
                 ("exoctl.config.yamlfile", "ConfigError"),
-                ("exoctl.recordings.store", "RecorderError"),
+                ("exoctl.service.store", "RecorderError"),
             ):
                 cls = getattr(sys.modules.get(module), name, None)
                 if cls is not None and isinstance(e, cls):
@@ -143,28 +150,39 @@ in the daemon, and a period of 0 would be a tight loop against it."""
 def watch_period(text: str) -> float:
     """An argparse type for ``--watch``: a finite number of seconds, at least ``MIN_WATCH_S``
     (``-1``, ``0``, ``nan``, ``inf``, ``1e308`` are usage errors, exit 2)."""
+    value, problem = watch_value(text)
+    if problem is not None:
+        import argparse
+
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def watch_value(text: str) -> tuple[float, str | None]:
+    """``--watch``'s value and None, or the reason it is refused (``watch_period``'s rule,
+    for the quick parser, which must not import argparse)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        return math.nan, f"{text!r} is not a number of seconds"
     if not (math.isfinite(value) and MIN_WATCH_S <= value <= 86400.0):
-        raise argparse.ArgumentTypeError(
-            f"{text} s: give a refresh period from {MIN_WATCH_S:g} to 86400 seconds"
-        )
-    return value
+        return value, f"{text} s: give a refresh period from {MIN_WATCH_S:g} to 86400 seconds"
+    return value, None
 
 
 def _field_type(check: Callable[[str], str | None]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         problem = check(text)
         if problem:
+            import argparse
+
             raise argparse.ArgumentTypeError(problem)
         return text
 
     return parse
 
 
-# argparse types for the text fields the daemon records (exoctl.recordings.fields): a bad one is
+# argparse types for the text fields the daemon records (exoctl.service.fields): a bad one is
 # a usage error (exit 2) before the daemon is called, as the daemon would refuse it (-32602).
 patient_id = _field_type(fields.patient_problem)
 protocol_name = _field_type(lambda t: fields.text_problem("protocol", t))
@@ -179,6 +197,8 @@ def parse_assist(
     A change names exactly the joints it sets, once each: an empty value, a joint given twice
     or (with ``joints``, the configuration's) a joint the exoskeleton does not have is a usage
     error, never "the other joints to their default" or "the last one wins"."""
+    import argparse
+
     if values is None or values == []:
         return None
     parts = [p for v in values for p in v.replace(",", " ").split() if p]
@@ -210,7 +230,9 @@ def parse_assist(
 
 
 def _gain(s: str) -> float:
-    from exoctl.config.assist_level import AssistLevelError, check_level
+    import argparse
+
+    from exoctl.control.assist_level import AssistLevelError, check_level
 
     try:
         return check_level(s)

@@ -1,14 +1,13 @@
-"""Commands that talk to the running daemon: ``daemon``, ``session start|stop``, ``status``,
-``estop``, ``fault clear``, ``assist set``, ``model load``."""
+"""Commands that talk to the running daemon: ``daemon``, ``session start|stop``, ``fault
+clear``, ``assist set``, ``model load``. ``status`` and ``estop``, which must start at once,
+are in ``quick``."""
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from exoctl import cli_policy
 from exoctl.cli_policy import EXIT_USAGE
 from exoctl.service.commands.common import (
     config_path,
@@ -17,9 +16,8 @@ from exoctl.service.commands.common import (
     guarded,
     parse_assist,
     rpc_call,
-    socket_path,
 )
-from exoctl.service.commands.text import assist_message, clear_message, format_kv, format_status
+from exoctl.service.commands.text import assist_message, clear_message, format_kv
 
 
 @guarded
@@ -70,39 +68,6 @@ def _stopped_human(r: dict[str, Any]) -> str:
             f"({problem}): the data written before that is kept.\n"
         )
     return head + _session_human({k: v for k, v in r.items() if k != "recording_problem"})
-
-
-@guarded
-def cmd_status(args: argparse.Namespace) -> int:
-    from exoctl.service.client import Client
-
-    with Client(socket_path(args), timeout_s=getattr(args, "timeout", 30.0)) as c:
-        if args.watch is None:
-            return emit(args, c.call("status"), format_status)
-        while True:
-            st = c.call("status")
-            if args.json:
-                cli_policy.emit_json(st)
-            else:
-                print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  exoctl status"), flush=False)
-                print(cli_policy.shown_lines(format_status(st)), flush=True)
-            time.sleep(args.watch)
-
-
-@guarded
-def cmd_estop(args: argparse.Namespace) -> int:
-    from exoctl.service.client import estop
-
-    # The e-stop socket: no other client can hold it up (see exoctl.service.client.estop).
-    r = estop(socket_path(args), timeout_s=getattr(args, "timeout", 5.0))
-    return emit(
-        args,
-        r,
-        lambda r: (
-            "EMERGENCY STOP: torque is zero now and assistance stays OFF (latched).\n"
-            "Check the patient; `exoctl fault clear` then resumes assistance, ramped in."
-        ),
-    )
 
 
 @guarded

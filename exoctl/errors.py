@@ -21,7 +21,7 @@ ImportErrorWithPath        exoctl.data.importers               DataError (ValueE
 NonFiniteEmg               exoctl.errors                       DataError (ValueError)
 AcquisitionError           exoctl.acquisition.sources          ExoctlError (RuntimeError)
 ControllerError            exoctl.runtime.controller           ExoctlError (RuntimeError)
-RecorderError              exoctl.service.store (+ recorder)   ExoctlError (RuntimeError)
+RecorderError              exoctl.recordings.store (+ recorder) ExoctlError (RuntimeError)
 ChildError                 exoctl.hil.processes                ExoctlError (RuntimeError)
 RpcError (+ 2 subclasses)  exoctl.service.rpc                  ExoctlError
 ClientError (+ 4)          exoctl.service.client               ExoctlError (RuntimeError)

@@ -33,7 +33,7 @@ from exoctl.config.cross_field import socket_path_too_long
 from exoctl.config.lookup import find_config
 from exoctl.config.schema import ConfigError, load_config, resolve_paths
 from exoctl.config.yamlfile import dump_yaml, read_yaml
-from exoctl.hil.children import stop_children
+from exoctl.runtime.children import stop_children
 
 LOOP_PRIORITY = 50
 SIM_PRIORITY = 60  # above the loop: the simulator stands for hardware with its own processor
@@ -251,7 +251,7 @@ def _replay(args: argparse.Namespace, raw: dict[str, Any]) -> tuple[str, ...]:
         return ()
     rec = load_recording(spec)
     cfg = load_config_raw(raw)
-    chunk = replay_chunk(rec.fs_hz, cfg.control.rate_hz, cfg.simulator.emg_chunk_samples)
+    chunk = replay_chunk(rec.fs_hz, cfg.tick_rate_hz, cfg.simulator.emg_chunk_samples)
     model = None if args.model is None else str(args.model)
     raw.update(deep_merge(raw, controller_overrides(rec.describe(), model, chunk)))
     out: list[str] = []

@@ -20,7 +20,7 @@ from exoctl.cli_policy import (  # the codes every exoctl command shares
     EXIT_PERMISSION,
     EXIT_REFUSED,
 )
-from exoctl.service import fields
+from exoctl.recordings import fields
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
             # (YAML, pydantic, numpy) here keeps `exoctl estop` and `exoctl status` quick.
             for module, name in (
                 ("exoctl.config.yamlfile", "ConfigError"),
-                ("exoctl.service.store", "RecorderError"),
+                ("exoctl.recordings.store", "RecorderError"),
             ):
                 cls = getattr(sys.modules.get(module), name, None)
                 if cls is not None and isinstance(e, cls):
@@ -182,7 +182,7 @@ def _field_type(check: Callable[[str], str | None]) -> Callable[[str], str]:
     return parse
 
 
-# argparse types for the text fields the daemon records (exoctl.service.fields): a bad one is
+# argparse types for the text fields the daemon records (exoctl.recordings.fields): a bad one is
 # a usage error (exit 2) before the daemon is called, as the daemon would refuse it (-32602).
 patient_id = _field_type(fields.patient_problem)
 protocol_name = _field_type(lambda t: fields.text_problem("protocol", t))
@@ -232,7 +232,7 @@ def parse_assist(
 def _gain(s: str) -> float:
     import argparse
 
-    from exoctl.control.assist_level import AssistLevelError, check_level
+    from exoctl.config.assist_level import AssistLevelError, check_level
 
     try:
         return check_level(s)

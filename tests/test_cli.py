@@ -305,7 +305,7 @@ def test_every_input_error_derives_from_the_one_base(module, name):
 RAISED = [
     *LISTED[1:],  # ConfigError: its own test above (one line per problem)
     ("firmware_bridge.protocol", "FrameError"),
-    ("exoctl.service.store", "RecorderError"),
+    ("exoctl.recordings.store", "RecorderError"),
     ("exoctl.acquisition.lsl_scope", "LslScopeError"),
 ]
 

@@ -204,6 +204,7 @@ class FirmwareEmulator:
         self._last_rx = 0.0
         self._last_cmd = 0.0
         self._last_tel = 0.0
+        self._measured_us = 0  # device time of the joint state telemetry reports
         self._tel_seq = 0
         self._txbuf = bytearray()
 
@@ -289,6 +290,7 @@ class FirmwareEmulator:
             self._last_applied = 0
             self._tel_seq = 0
             self._t0 = time.monotonic()
+            self._measured_us = 0
             self._decoder = P.StreamDecoder(self._on_version_error, receiver=P.DEVICE)
             self._resets += 1
 
@@ -390,6 +392,10 @@ class FirmwareEmulator:
                         th, om = self.plant.step(t_plant, dt / steps, self._torque)
                     self._theta[:] = th
                     self._omega[:] = om
+                    # telemetry is stamped with the instant its joint state was measured,
+                    # not the instant it is sent: the host pairs the angles with the EMG
+                    # by this time
+                    self._measured_us = int((now - self._t0) * 1e6) & 0xFFFFFFFF
                     self._update_thermal(dt)
                     self._watchdogs(now)
                     next_tick += self.TICK_S
@@ -486,7 +492,7 @@ class FirmwareEmulator:
         self._send(
             P.Telemetry(
                 self._tel_seq,
-                self._fw_us(),
+                self._measured_us,
                 self._last_applied,
                 self._flags(),
                 self._bits(),

@@ -47,6 +47,7 @@ TICK_COLUMNS = (
     "t",
     "stamp",
     "paired",
+    "telemetry_at",
     "estimate",
     "command",
     "applied",
@@ -63,6 +64,7 @@ class TickRows(TypedDict):
     t: np.ndarray  # monotonic time the command was written
     stamp: np.ndarray  # LSL time of the newest EMG sample used (NaN: none this tick)
     paired: np.ndarray  # LSL time the estimate is for: EMG and telemetry paired at it
+    telemetry_at: np.ndarray  # LSL time the newest telemetry frame was measured (device clock)
     estimate: np.ndarray  # (n, joints) N m
     command: np.ndarray  # (n, joints) N m, the safety layer's output as sent
     applied: np.ndarray  # (n, joints) N m, the firmware's applied torque (telemetry)
@@ -85,6 +87,7 @@ class TickLog:
         self.t = np.zeros(capacity)  # monotonic time the command was written
         self.stamp = np.full(capacity, np.nan)  # LSL time of the newest EMG sample used
         self.paired = np.full(capacity, np.nan)  # LSL time the estimate is for
+        self.telemetry_at = np.full(capacity, np.nan)  # newest telemetry's measured time
         self.estimate = np.zeros((capacity, n_joints))
         self.command = np.zeros((capacity, n_joints))
         self.applied = np.zeros((capacity, n_joints))  # firmware's applied torque (telemetry)
@@ -318,6 +321,7 @@ class ControlLoop:
         log.t[i] = t_write
         log.stamp[i] = self._stamps[n - 1] if n else np.nan
         log.paired[i] = self.estimator.paired_at
+        log.telemetry_at[i] = self.estimator.kinematics.newest
         log.estimate[i] = estimate
         log.command[i] = command
         if tel is not None:

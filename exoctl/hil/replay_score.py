@@ -142,6 +142,17 @@ def score_replay(
             "p99": round(float(np.percentile(a, 99)), 3),
             "max": round(float(a.max()), 3),
         }
+    paired = np.asarray(log.get("paired", np.zeros(0)), dtype=np.float64)
+    if paired.size == ok.size and ok.any() and np.isfinite(paired[ok]).any():
+        # how far before its command each estimate's instant was: EMG and kinematics are
+        # paired at the newest instant both cover (exoctl.estimation.pairing)
+        lag = (t_tick - paired)[ok]
+        lag = lag[np.isfinite(lag)] * 1000.0
+        out["estimate_lag_ms"] = {
+            "p50": round(float(np.percentile(lag, 50)), 3),
+            "p99": round(float(np.percentile(lag, 99)), 3),
+            "max": round(float(lag.max()), 3),
+        }
     if offline is not None:
         out["offline"] = off
         out["live_path_delay_ms"] = path_delay

@@ -67,6 +67,8 @@ def test_paired_time_is_the_newest_instant_both_inputs_cover():
     assert paired_time(now, now - 0.004, now - 0.001) == now - 0.004
     # both ahead (EMG covers past the tick): the tick
     assert paired_time(now, now + 0.003, math.inf) == now
-    # a stalled input is not waited for
+    # a stalled input is waited for, up to max_wait_s
+    assert paired_time(now, now - 0.004, now - 0.15) == now - 0.15
     assert paired_time(now, now - 0.004, now - MAX_WAIT_S - 0.01) == now - 0.004
     assert paired_time(now, now - 1.0, now - MAX_WAIT_S - 0.01) == now
+    assert paired_time(now, now - 0.004, now - 0.15, max_wait_s=0.1) == now - 0.004

@@ -16,6 +16,7 @@ the others' fields. The plant and the joint model are the only separable pieces,
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import tempfile
@@ -49,7 +50,11 @@ class EmulatedJoint:
 
 
 class Plant(Protocol):
-    """Joint dynamics driven by the exoskeleton torque (the HIL patient adds its own)."""
+    """Joint dynamics driven by the exoskeleton torque (the HIL patient adds its own).
+
+    A plant whose state is read off a clock (a replayed recording) may say when the state it
+    returned was measured: a finite ``measured_at`` (``time.monotonic()``) after ``step``; the
+    telemetry is stamped with that instant rather than the emulator's tick."""
 
     def step(
         self, t: float, dt: float, exo_torque_nm: np.ndarray
@@ -395,7 +400,9 @@ class FirmwareEmulator:
                     # telemetry is stamped with the instant its joint state was measured,
                     # not the instant it is sent: the host pairs the angles with the EMG
                     # by this time
-                    self._measured_us = int((now - self._t0) * 1e6) & 0xFFFFFFFF
+                    at = getattr(self.plant, "measured_at", now)
+                    at = at if math.isfinite(at) else now
+                    self._measured_us = int((at - self._t0) * 1e6) & 0xFFFFFFFF
                     self._update_thermal(dt)
                     self._watchdogs(now)
                     next_tick += self.TICK_S

@@ -141,8 +141,6 @@ class Estimator:
         self.kinematics = KinematicsHistory(nj)
         self.period_s = 1.0 / rate
         self._max_catchup = max(1, int(round(MAX_CATCHUP_S * rate)))
-        # a stalled input is waited for until the safety layer's watchdog has acted on it
-        self._max_wait_s = max(cfg.safety.emg_timeout_s, cfg.safety.telemetry_timeout_s)
         self._grid0 = math.nan  # the tick grid's first instant (LSL clock)
         self._grid_k = 0  # the next grid instant is grid0 + k * period
         self._emg_newest = -math.inf  # the newest EMG sample's stamp
@@ -261,7 +259,6 @@ class Estimator:
             now,
             self._emg_newest + self.carrier.late_s,
             self.kinematics.newest if self._uses_kinematics else math.inf,
-            self._max_wait_s,
         )
         period = self.period_s
         if math.isnan(self._grid0):

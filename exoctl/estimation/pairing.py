@@ -19,11 +19,9 @@ angles by tens of N m). So the estimator pairs them by time:
 Nothing is extrapolated and nothing is compensated: an estimate for an instant a little
 before the tick is a few milliseconds late, which the replay's summary reports as the live
 path's delay. An input that stalls (a stream that stops, a silent firmware) is waited for:
-the estimate holds, rather than pairing the other input with a stale value (on the HIL bench,
-angles 100 ms stale beside current EMG moved a hip estimate by hundreds of N m), until the
-input lags by more than ``max_wait_s``, which the estimator sets to the safety layer's EMG and
-telemetry watchdog timeouts: by then the watchdog has removed the assistance, and the newest
-value of the stalled input holds, as without pairing.
+the estimate holds rather than pairing the other input with a stale value (on the HIL bench,
+angles 100 ms stale beside current EMG moved a hip estimate by hundreds of N m); the safety
+layer's EMG and telemetry watchdogs act on the stall by the inputs' ages, as before.
 """
 
 from __future__ import annotations
@@ -32,28 +30,18 @@ import math
 
 import numpy as np
 
-__all__ = ["MAX_WAIT_S", "DeviceClock", "KinematicsHistory", "paired_time"]
-
-MAX_WAIT_S = 0.2  # default: an input older than this is not waited for (its newest holds)
+__all__ = ["DeviceClock", "KinematicsHistory", "paired_time"]
 
 
-def paired_time(
-    now: float, emg_covers: float, kinematics_at: float, max_wait_s: float = MAX_WAIT_S
-) -> float:
+def paired_time(now: float, emg_covers: float, kinematics_at: float) -> float:
     """The instant an estimate at tick time ``now`` is made for (all on one clock).
 
     ``emg_covers``: the latest instant the EMG received so far gives exactly (the newest
     sample's stamp plus the carry's lateness; -inf when the model takes no EMG);
     ``kinematics_at``: the newest telemetry sample's time (+inf when the model takes no
-    kinematics, or none has arrived). An input lagging ``now`` by more than ``max_wait_s`` is
-    not waited for.
+    kinematics, or none has arrived). However far behind an input is, it is waited for.
     """
-    t = now
-    if now - emg_covers <= max_wait_s:
-        t = min(t, emg_covers)
-    if now - kinematics_at <= max_wait_s:
-        t = min(t, kinematics_at)
-    return t
+    return min(now, emg_covers, kinematics_at)
 
 
 class DeviceClock:

@@ -16,6 +16,7 @@ the others' fields. The plant and the joint model are the only separable pieces,
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import tempfile
@@ -49,7 +50,11 @@ class EmulatedJoint:
 
 
 class Plant(Protocol):
-    """Joint dynamics driven by the exoskeleton torque (the HIL patient adds its own)."""
+    """Joint dynamics driven by the exoskeleton torque (the HIL patient adds its own).
+
+    A plant whose state is read off a clock (a replayed recording) may say when the state it
+    returned was measured: a finite ``measured_at`` (``time.monotonic()``) after ``step``; the
+    telemetry is stamped with that instant rather than the emulator's tick."""
 
     def step(
         self, t: float, dt: float, exo_torque_nm: np.ndarray
@@ -204,6 +209,7 @@ class FirmwareEmulator:
         self._last_rx = 0.0
         self._last_cmd = 0.0
         self._last_tel = 0.0
+        self._measured_us = 0  # device time of the joint state telemetry reports
         self._tel_seq = 0
         self._txbuf = bytearray()
 
@@ -289,6 +295,7 @@ class FirmwareEmulator:
             self._last_applied = 0
             self._tel_seq = 0
             self._t0 = time.monotonic()
+            self._measured_us = 0
             self._decoder = P.StreamDecoder(self._on_version_error, receiver=P.DEVICE)
             self._resets += 1
 
@@ -390,6 +397,12 @@ class FirmwareEmulator:
                         th, om = self.plant.step(t_plant, dt / steps, self._torque)
                     self._theta[:] = th
                     self._omega[:] = om
+                    # telemetry is stamped with the instant its joint state was measured,
+                    # not the instant it is sent: the host pairs the angles with the EMG
+                    # by this time
+                    at = getattr(self.plant, "measured_at", now)
+                    at = at if math.isfinite(at) else now
+                    self._measured_us = int((at - self._t0) * 1e6) & 0xFFFFFFFF
                     self._update_thermal(dt)
                     self._watchdogs(now)
                     next_tick += self.TICK_S
@@ -486,7 +499,7 @@ class FirmwareEmulator:
         self._send(
             P.Telemetry(
                 self._tel_seq,
-                self._fw_us(),
+                self._measured_us,
                 self._last_applied,
                 self._flags(),
                 self._bits(),

@@ -43,7 +43,18 @@ from exoctl.errors import NonFiniteEmg
 from exoctl.estimation.estimator import Estimator
 from firmware_bridge.link_api import Link
 
-TICK_COLUMNS = ("t", "stamp", "estimate", "command", "applied", "angles", "activation", "synergy")
+TICK_COLUMNS = (
+    "t",
+    "stamp",
+    "paired",
+    "telemetry_at",
+    "estimate",
+    "command",
+    "applied",
+    "angles",
+    "activation",
+    "synergy",
+)
 TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age", "telemetry_age")
 
 
@@ -52,6 +63,8 @@ class TickRows(TypedDict):
 
     t: np.ndarray  # monotonic time the command was written
     stamp: np.ndarray  # LSL time of the newest EMG sample used (NaN: none this tick)
+    paired: np.ndarray  # LSL time the estimate is for: EMG and telemetry paired at it
+    telemetry_at: np.ndarray  # LSL time the newest telemetry frame was measured (device clock)
     estimate: np.ndarray  # (n, joints) N m
     command: np.ndarray  # (n, joints) N m, the safety layer's output as sent
     applied: np.ndarray  # (n, joints) N m, the firmware's applied torque (telemetry)
@@ -73,6 +86,8 @@ class TickLog:
         self.capacity = capacity
         self.t = np.zeros(capacity)  # monotonic time the command was written
         self.stamp = np.full(capacity, np.nan)  # LSL time of the newest EMG sample used
+        self.paired = np.full(capacity, np.nan)  # LSL time the estimate is for
+        self.telemetry_at = np.full(capacity, np.nan)  # newest telemetry's measured time
         self.estimate = np.zeros((capacity, n_joints))
         self.command = np.zeros((capacity, n_joints))
         self.applied = np.zeros((capacity, n_joints))  # firmware's applied torque (telemetry)
@@ -246,7 +261,9 @@ class ControlLoop:
         inp = self.inputs
         inp.now = now
         tel = self.link.latest_telemetry()
+        fw_time, received_at = float("nan"), float("nan")
         if tel is not None:
+            fw_time, received_at = tel.fw_time_s, tel.host_time  # to pair it with the EMG
             inp.telemetry_age_s = now - tel.host_time
             inp.angles[:] = tel.angles
             inp.velocities[:] = tel.velocities
@@ -266,6 +283,8 @@ class ControlLoop:
                     inp.velocities,
                     self._stamps[:n],
                     pylsl.local_clock() if self.estimator.needs_time else None,
+                    fw_time,
+                    received_at,
                 )
                 self._input_bad = False
             except NonFiniteEmg:
@@ -305,6 +324,8 @@ class ControlLoop:
         i = log.n % log.capacity
         log.t[i] = t_write
         log.stamp[i] = self._stamps[n - 1] if n else np.nan
+        log.paired[i] = self.estimator.paired_at
+        log.telemetry_at[i] = self.estimator.kinematics.newest
         log.estimate[i] = estimate
         log.command[i] = command
         if tel is not None:

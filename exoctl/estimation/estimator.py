@@ -20,16 +20,28 @@ own rate, carried onto the tick grid by the samples' time stamps (``TickCarrier`
 sample late) and the MVC division and activation dynamics run once per tick at the tick rate,
 exactly as ``exoctl.training.features.signal_ticks`` computes them offline.
 
+EMG and kinematics are paired by their time stamps on one clock (``exoctl.estimation.pairing``):
+the telemetry's device time is mapped onto the host's clock, and each row is made for one
+instant that both inputs cover, both read at that instant. For carried EMG the rows follow the
+tick grid in time, not the calls: the estimator makes one row per tick-grid instant up to the
+paired instant (up to ``MAX_CATCHUP_S`` of them after a late call), so a window or sums model
+sees as many rows as time passed, as offline, even when the control loop missed a deadline.
+For EMG at a whole multiple of the tick rate the row is the newest sample's, and the
+kinematics are read at that sample's stamp.
+
 A model whose joints are some of the device's (a right-leg model on a four-joint device) runs;
 the other joints' estimate is zero (``unassisted``), so they get no assistance.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from exoctl.config.schema import Config
 from exoctl.errors import NonFiniteEmg
+from exoctl.estimation.pairing import DeviceClock, KinematicsHistory, paired_time
 from exoctl.estimation.torque_model import (
     ModelError,
     TorqueModel,
@@ -41,6 +53,8 @@ from exoctl.signal.calibration import Calibration, load_calibration
 from exoctl.signal.chain import SignalChain, signal_differences
 from exoctl.signal.dsp import EmgConditioner
 from exoctl.signal.tick_grid import TickCarrier, samples_per_tick
+
+MAX_CATCHUP_S = 0.1  # tick-grid rows made up after a late call; beyond, the grid jumps
 
 
 class Estimator:
@@ -119,6 +133,18 @@ class Estimator:
             self._out_idx = np.array([joints.index(j) for j in self.assisted], dtype=np.intp)
         self._row = np.zeros((1, self.n_muscles))  # the carried envelope, one row per tick
         self._carried = False  # a sample has arrived since the start or a reset
+        # Pairing by time stamps (module docstring).
+        self._uses_kinematics = any(
+            f.startswith(("angle:", "velocity:")) for f in model.info.features
+        )
+        self.device_clock = DeviceClock()
+        self.kinematics = KinematicsHistory(nj)
+        self.period_s = 1.0 / rate
+        self._max_catchup = max(1, int(round(MAX_CATCHUP_S * rate)))
+        self._grid0 = math.nan  # the tick grid's first instant (LSL clock)
+        self._grid_k = 0  # the next grid instant is grid0 + k * period
+        self._emg_newest = -math.inf  # the newest EMG sample's stamp
+        self.paired_at = math.nan  # the instant the newest estimate is for (LSL clock)
 
     @property
     def needs_time(self) -> bool:
@@ -132,33 +158,47 @@ class Estimator:
         velocities: np.ndarray | None = None,
         stamps: np.ndarray | None = None,
         now: float | None = None,
+        fw_time_s: float = math.nan,
+        received_at: float = math.nan,
     ) -> np.ndarray:
-        """Consume (n, channels) new raw samples; return the estimate for the newest one.
+        """Consume (n, channels) new raw samples; return the newest estimate.
 
         ``stamps`` (the samples' LSL times) and ``now`` (the tick's LSL time) are needed when
-        the EMG is carried onto the tick grid (``needs_time``), and ignored otherwise.
+        the EMG is carried onto the tick grid (``needs_time``).
 
         ``angles`` and ``velocities`` are the latest joint telemetry (rad, rad/s, joint order),
         for models whose feature layout includes them; the default layout does not. ``None``
-        keeps the previous values (zero before any telemetry).
+        keeps the previous values (zero before any telemetry). ``fw_time_s`` is the
+        telemetry's device time and ``received_at`` the host time it arrived: with them the
+        kinematics are paired with the EMG by time (module docstring); without them they are
+        taken as measured at ``now`` (or, for EMG at a multiple of the tick rate, used as is).
 
-        An empty chunk keeps the last estimate for an instantaneous model; a model that sees
-        past ticks (its input kind ``has_history``: window, sums, ...) still advances by one
-        tick (time passed, the telemetry may have changed).
+        Carried EMG: one row per tick-grid instant up to the paired instant (none when no new
+        instant is covered: the estimate holds). Otherwise an empty chunk keeps the last
+        estimate for an instantaneous model; a model that sees past ticks (its input kind ``has_history``) still advances by one tick
+        (time passed, the telemetry may have changed).
         """
-        if angles is not None:
-            self._ang_src[:] = angles
-        if velocities is not None:
-            self._vel_src[:] = velocities
         if self.carrier is not None:
             if stamps is None or now is None:
                 raise ValueError(
                     "EMG carried onto the tick grid needs the samples' stamps and the tick's time"
                 )
-            self._step_carried(emg, stamps, now)
-        elif emg.shape[0] == 0 and self._instant:
+            return self._step_carried(emg, angles, velocities, stamps, now, fw_time_s, received_at)
+        if angles is not None and velocities is not None:
+            if math.isnan(fw_time_s) or stamps is None or not stamps.shape[0]:
+                self._ang_src[:] = angles
+                self._vel_src[:] = velocities
+            else:  # the kinematics at the newest EMG sample's stamp
+                t_kin = self.device_clock.to_host(fw_time_s, received_at)
+                self.kinematics.push(t_kin, angles, velocities)
+                self.kinematics.at(float(stamps[-1]), self._ang_src, self._vel_src)
+        elif angles is not None:
+            self._ang_src[:] = angles
+        elif velocities is not None:
+            self._vel_src[:] = velocities
+        if emg.shape[0] == 0 and self._instant:
             return self.estimate
-        elif emg.shape[0]:
+        if emg.shape[0]:
             e = self.conditioner.process(emg)
             a = self.activation_dynamics.process(e)
             self.activation[:] = a[-1]
@@ -166,20 +206,36 @@ class Estimator:
             self.synergy[:] = h
             self._a_src[:] = self.activation
             self._h_src[:] = h
+            if stamps is not None and stamps.shape[0]:
+                self.paired_at = float(stamps[-1])
         tick = self._ticks
         self._ticks = tick + 1
         if tick % self.ticks_per_step:
             return self.estimate  # a model at a lower rate: held until its next step
         self._feeder.push(self._src)
+        self._run_model()
+        return self.estimate
+
+    def _run_model(self) -> None:
         if self._out_idx is None:
             self.estimate[:] = self.model.run()
         else:
             self.estimate[self._out_idx] = self.model.run()
-        return self.estimate
 
-    def _step_carried(self, emg: np.ndarray, stamps: np.ndarray, now: float) -> None:
-        """One tick of carried EMG: new samples into the carrier (enveloped at their own
-        rate), then the value this tick sees through MVC, activation dynamics and NNLS."""
+    def _step_carried(
+        self,
+        emg: np.ndarray,
+        angles: np.ndarray | None,
+        velocities: np.ndarray | None,
+        stamps: np.ndarray,
+        now: float,
+        fw_time_s: float,
+        received_at: float,
+    ) -> np.ndarray:
+        """New samples into the carrier (enveloped at their own rate), the telemetry into the
+        kinematics history; then one row per tick-grid instant up to the paired instant, each
+        with both inputs read at that instant, through MVC, activation dynamics, NNLS and the
+        model's feeder; the model runs once, on the newest row."""
         assert self.carrier is not None
         if emg.shape[0]:
             if self._source_stage is not None:
@@ -189,17 +245,51 @@ class Estimator:
                     raise NonFiniteEmg("EMG chunk contains NaN or infinite samples")
                 env = emg
             self.carrier.push(env, stamps)
+            self._emg_newest = float(stamps[-1])
             self._carried = True
+        if angles is not None and velocities is not None:
+            t_kin = now
+            if not math.isnan(fw_time_s):
+                t_kin = self.device_clock.to_host(fw_time_s, received_at)
+            self.kinematics.push(t_kin, angles, velocities)
         if not self._carried:
-            return  # no sample yet: nothing to carry (offline, tick 0 is the first sample's)
-        self._row[0] = self.carrier.at(now)
-        e = self.conditioner.process(self._row)
-        a = self.activation_dynamics.process(e)
-        self.activation[:] = a[-1]
-        h = self.nnls.solve(self.activation)
-        self.synergy[:] = h
-        self._a_src[:] = self.activation
-        self._h_src[:] = h
+            return self.estimate  # no sample yet: nothing to carry (offline, tick 0 is the
+            # first sample's)
+        t = paired_time(
+            now,
+            self._emg_newest + self.carrier.late_s,
+            self.kinematics.newest if self._uses_kinematics else math.inf,
+        )
+        period = self.period_s
+        if math.isnan(self._grid0):
+            self._grid0, self._grid_k = t, 0
+        behind = int(math.floor((t - self._grid0) / period + 1e-6)) - self._grid_k + 1
+        if behind > self._max_catchup:  # a long stall: rows older than the limit are lost
+            self._grid_k += behind - self._max_catchup
+        ran = False
+        while True:
+            g = self._grid0 + self._grid_k * period
+            if g > t + 1e-6 * period:
+                break
+            self._grid_k += 1
+            self._row[0] = self.carrier.at(g)
+            self.kinematics.at(g, self._ang_src, self._vel_src)
+            e = self.conditioner.process(self._row)
+            a = self.activation_dynamics.process(e)
+            self.activation[:] = a[-1]
+            h = self.nnls.solve(self.activation)
+            self.synergy[:] = h
+            self._a_src[:] = self.activation
+            self._h_src[:] = h
+            self.paired_at = g
+            tick = self._ticks
+            self._ticks = tick + 1
+            if tick % self.ticks_per_step == 0:  # a model at a lower rate steps on every k-th
+                self._feeder.push(self._src)
+                ran = True
+        if ran:
+            self._run_model()
+        return self.estimate
 
     def invalidate(self) -> None:
         """The newest input was refused (non-finite EMG): the estimate reads NaN until a step
@@ -222,6 +312,12 @@ class Estimator:
         if self.carrier is not None:
             self.carrier.reset()
         self._carried = False
+        self.device_clock.reset()
+        self.kinematics.reset()
+        self._grid0 = math.nan
+        self._grid_k = 0
+        self._emg_newest = -math.inf
+        self.paired_at = math.nan
 
 
 def check_model_and_calibration(cfg: Config) -> None:

@@ -174,7 +174,11 @@ def _finish(controller: Controller) -> dict:
         "events": snap["faults"],
         "stop_error": stop_error,
         "log": {
-            k: log[k] for k in ("t", "stamp", "estimate", "command", "angles", "telemetry_age")
+            k: log[k]
+            for k in (
+                *("t", "stamp", "paired", "telemetry_at", "estimate", "command", "angles"),
+                "telemetry_age",
+            )
         },
         "joints": list(controller.joints),
         "t_link_closed": time.monotonic(),

@@ -340,12 +340,17 @@ class ReplayPlant:
         self._vel = None if rec.velocities is None else np.asarray(rec.velocities)[:, self._cols]
         if self._ang is not None and self._dev:
             self._q[self._dev] = self._ang[0]
+        # when the state ``step`` returned was measured (monotonic): the emulated firmware
+        # stamps its telemetry with it (a thread preempted between the firmware's tick and
+        # this read would otherwise stamp angles with an instant they do not describe)
+        self.measured_at = math.nan
 
     def step(self, t: float, dt: float, exo_torque_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._ang is not None and self._vel is not None and self._dev:
             t0 = self.outlet.t0
             if math.isfinite(t0):
-                s = np.array([seen_time(time.monotonic() - t0, self.fs)])
+                self.measured_at = time.monotonic()
+                s = np.array([seen_time(self.measured_at - t0, self.fs)])
                 self._q[self._dev] = carry_columns(s, self._t, self._ang)[0]
                 self._qd[self._dev] = carry_columns(s, self._t, self._vel)[0]
         return self._q.copy(), self._qd.copy()

@@ -60,7 +60,7 @@ def offline_estimate(cfg, spec: ReplaySpec, model: str) -> tuple[np.ndarray, Any
     cal = load_calibration(cfg.estimator.calibration)  # the one the controller ran with
     ds = load_dataset(spec.data)
     kin = any(f.startswith(("angle:", "velocity:")) for f in info.features)
-    rate = info.tick_rate_hz if info.input_kind != "instant" else None
+    rate = info.tick_rate_hz  # None for a model without a past
     data = dataset_tick_sets(
         cfg, ds, [spec.trial], cal, kinematics=kin, need_torque=True, tick_rate_hz=rate
     )
@@ -141,6 +141,17 @@ def score_replay(
             "p50": round(float(np.percentile(a, 50)), 3),
             "p99": round(float(np.percentile(a, 99)), 3),
             "max": round(float(a.max()), 3),
+        }
+    paired = np.asarray(log.get("paired", np.zeros(0)), dtype=np.float64)
+    if paired.size == ok.size and ok.any() and np.isfinite(paired[ok]).any():
+        # how far before its command each estimate's instant was: EMG and kinematics are
+        # paired at the newest instant both cover (exoctl.estimation.pairing)
+        lag = (t_tick - paired)[ok]
+        lag = lag[np.isfinite(lag)] * 1000.0
+        out["estimate_lag_ms"] = {
+            "p50": round(float(np.percentile(lag, 50)), 3),
+            "p99": round(float(np.percentile(lag, 99)), 3),
+            "max": round(float(lag.max()), 3),
         }
     if offline is not None:
         out["offline"] = off

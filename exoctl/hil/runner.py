@@ -430,6 +430,12 @@ def _format_replay(rp: dict) -> list[str]:
             f"  telemetry age     p50 {age['p50']} ms, p99 {age['p99']} ms, max {age['max']} ms "
             "(the replayed angles, when a tick used them)"
         )
+    lag = rp.get("estimate_lag_ms")
+    if lag:
+        lines.append(
+            f"  estimate instant  p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms "
+            "before its command (EMG and angles paired at the newest instant both cover)"
+        )
     if rp["unassisted_joints"]:
         lines.append(
             f"  no assistance     {', '.join(rp['unassisted_joints'])} (the model does not "

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from exoctl.hil.patient import patient_from_config
+from exoctl.data.patient import patient_from_config
 
 from exoctl.config.schema import load_config
 from exoctl.estimation.estimator import Estimator

@@ -8,9 +8,10 @@ fault when the host goes silent, and reports faults. Test hooks (``pull_cable``,
 ``set_bit_error_rate``, ``press_estop``, ``inject_fault``) act on the wire or the device the
 way the physical faults would.
 
-Why one module of this length: the firmware is one state machine (handshake, enable, watchdogs,
-torque, faults) whose parts share its state under one lock; split, each part would reach into
-the others' fields. The plant and the joint model are the only separable pieces, and are small.
+The firmware is one state machine (handshake, enable, watchdogs, torque, faults) whose parts
+share its state under one lock, so it stays one class; the pieces it uses live beside it:
+joints and plant (``emulated_plant``), the device's wire arithmetic (``device_wire``), its
+counters (``emulator_stats``) and the pty (``pty_port``), all re-exported here.
 """
 
 from __future__ import annotations
@@ -22,69 +23,19 @@ import select
 import tempfile
 import threading
 import time
-import tty
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
 from firmware_bridge import protocol as P
-
-
-@dataclass(frozen=True)
-class EmulatedJoint:
-    name: str
-    torque_limit_nm: float
-    angle_min_rad: float
-    angle_max_rad: float
-
-    def __post_init__(self) -> None:
-        # the wire carries the limit as u16 counts of 0.01 N m: 0 .. 655.35 N m, refused
-        # (not saturated) outside; a zero limit would be a joint that never gets torque
-        if not P.to_u16_count(self.torque_limit_nm, P.TORQUE_COUNTS_PER_NM, "torque_limit_nm"):
-            raise ValueError(f"joint {self.name}: torque_limit_nm must be > 0")
-        if not -3.27 <= self.angle_min_rad < self.angle_max_rad <= 3.27:
-            raise ValueError(f"joint {self.name}: need -3.27 <= angle_min < angle_max <= 3.27")
-        P._pad(self.name, P.JOINT_NAME_LEN, "joint name")  # 1..8 visible ASCII characters
-
-
-class Plant(Protocol):
-    """Joint dynamics driven by the exoskeleton torque (the HIL patient adds its own).
-
-    A plant whose state is read off a clock (a replayed recording) may say when the state it
-    returned was measured: a finite ``measured_at`` (``time.monotonic()``) after ``step``; the
-    telemetry is stamped with that instant rather than the emulator's tick."""
-
-    def step(
-        self, t: float, dt: float, exo_torque_nm: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class SpringDamperPlant:
-    """Default plant: each joint an inertia on a spring and a damper about a rest angle.
-
-    J theta'' = tau - b theta' - k (theta - rest), semi-implicit Euler (stable at 1 kHz).
-    """
-
-    def __init__(
-        self,
-        rest_rad: np.ndarray,
-        inertia: float = 0.3,
-        damping: float = 3.0,
-        stiffness: float = 30.0,
-    ) -> None:
-        self.rest = np.asarray(rest_rad, dtype=np.float64).copy()
-        self.theta = self.rest.copy()
-        self.omega = np.zeros_like(self.rest)
-        self.J, self.b, self.k = inertia, damping, stiffness
-
-    def step(self, t: float, dt: float, exo_torque_nm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        acc = (exo_torque_nm - self.b * self.omega - self.k * (self.theta - self.rest)) / self.J
-        self.omega += acc * dt
-        self.theta += self.omega * dt
-        return self.theta, self.omega
-
+from firmware_bridge.device_wire import _counts, _seq_gap, _serial_newer
+from firmware_bridge.emulated_plant import EmulatedJoint as EmulatedJoint
+from firmware_bridge.emulated_plant import Plant as Plant
+from firmware_bridge.emulated_plant import SpringDamperPlant as SpringDamperPlant
+from firmware_bridge.emulator_stats import EmulatorStats as EmulatorStats
+from firmware_bridge.pty_port import flush_pty as flush_pty
+from firmware_bridge.pty_port import plug_pty as plug_pty
+from firmware_bridge.pty_port import unplug_pty as unplug_pty
 
 # motor model for telemetry: current = torque / (kt * gear), first-order winding temperature
 _KT_GEAR_NM_PER_A = 4.5
@@ -93,51 +44,6 @@ _THERMAL_R_K_PER_W = 2.0
 _THERMAL_TAU_S = 60.0
 _AMBIENT_C = 30.0
 _ANGLE_LIMIT_COUNT = 32767
-
-
-def _serial_newer(a: int, b: int) -> bool:
-    """a is after b in u32 serial-number arithmetic (a difference of exactly 2^31 is neither
-    newer nor older, so such a command is not applied)."""
-    d = (a - b) & 0xFFFFFFFF
-    return 0 < d < 0x80000000
-
-
-def _seq_gap(seq: int, last: int) -> int:
-    """Commands missing between ``last`` and a newer ``seq``; 0 is never sent, so a wrap from
-    0xFFFFFFFF to 1 is no gap."""
-    gap = (seq - last - 1) & 0xFFFFFFFF
-    return gap - 1 if seq < last else gap
-
-
-def _counts(values: np.ndarray, counts_per_unit: int) -> tuple[int, ...]:
-    """SI values as i16 wire counts: times the integer scale, ties to even, +-32767
-    (docs/protocol.md section 3; the same rule as protocol.to_count, vectorised)."""
-    c = np.rint(values * float(counts_per_unit))
-    return tuple(np.clip(c, -P.I16_SATURATION, P.I16_SATURATION).astype(int).tolist())
-
-
-class EmulatorStats(TypedDict):
-    """``FirmwareEmulator.stats()``: the device's own counters, read by the HIL summary."""
-
-    commands_received: int
-    commands_applied: int
-    commands_refused: int
-    commands_out_of_order: int
-    limit_violations: int
-    crc_errors: int
-    framing_errors: int
-    frame_errors: dict[str, int]  # per FrameError kind
-    frames_good: int
-    seq_gaps: int
-    timeouts: int
-    resets: int
-    faults: list[dict[str, Any]]
-    fault_bits: int
-    enabled: bool
-    handshaken: bool
-    estop: bool
-    bits_corrupted: int
-    applied_torque_nm: list[float]
 
 
 class FirmwareEmulator:
@@ -664,45 +570,3 @@ class FirmwareEmulator:
                 "bits_corrupted": self._bytes_corrupted,
                 "applied_torque_nm": self._torque.tolist(),
             }
-
-
-def plug_pty(link_path: str) -> tuple[int, int]:
-    """A fresh raw pseudo-terminal pair, ``link_path`` re-pointed at its device atomically (as
-    udev re-points a symlink when an adapter is plugged in). Returns (master, slave); the
-    master is non-blocking. Shared by every device model behind a pty (this emulator and the
-    QEMU board's relay), so that a cable pull and a replug look the same to the host."""
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    os.set_blocking(master, False)
-    tmp = link_path + ".new"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.ttyname(slave), tmp)
-    os.replace(tmp, link_path)  # atomic re-point, like a udev symlink
-    return master, slave
-
-
-def unplug_pty(*fds: int) -> None:
-    """Close a pty pair (a pulled cable); descriptors already closed (-1) are skipped."""
-    for fd in fds:
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def flush_pty(master: int, txbuf: bytearray) -> None:
-    """Write as much of ``txbuf`` as the pty takes now and drop it from the buffer. A pty
-    nobody holds open (EIO) loses it, and a host that stops reading loses what is past 64 KiB,
-    as a UART would overrun."""
-    if not txbuf or master < 0:
-        return
-    try:
-        n = os.write(master, txbuf)
-        del txbuf[:n]
-    except BlockingIOError:
-        pass
-    except OSError:
-        txbuf.clear()
-    if len(txbuf) > 65536:
-        txbuf.clear()

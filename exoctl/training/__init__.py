@@ -10,7 +10,8 @@ The controller and the daemon never import this package's PyTorch parts: only
 - ``pipeline``: datasets (any EMG rate) to tick sets, model metadata and sidecar files.
 - ``workflow``: fit, export, score and adapt models (shared by the commands and the protocol).
 - ``real_protocol``: the evaluation protocol on real recorded data (``exoctl evaluate
-  --protocol real``).
+  --protocol real``); its later-session cases and guard rates in ``later_session``, its table
+  in ``protocol_table``, trial parts in ``trial_slices``.
 - ``experiment``: the multi-session drift experiment (synthetic); ``default_model``: the
   shipped network.
 - ``plot``: a PNG of estimated against true torque (no matplotlib).

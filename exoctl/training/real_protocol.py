@@ -36,6 +36,10 @@ part's last 20 %) fitted on the same training ticks, and, for context only, the 
 measured moment's own zero-phase 10 Hz low-pass scores against it (``ceiling``): what a smooth
 estimate that is right in every other respect would get on those spiky moments. Targets and
 method choices never look at the scored part.
+
+Where: this module runs the rows (``run``) and is the command line; the later-session cases
+and the guard's rates are in :mod:`~exoctl.training.later_session`, the table's text in
+:mod:`~exoctl.training.protocol_table`, trial parts in :mod:`~exoctl.training.trial_slices`.
 """
 
 from __future__ import annotations
@@ -54,25 +58,31 @@ import numpy as np
 
 from exoctl.cli_policy import EXIT_ERROR, EXIT_USAGE, fail
 from exoctl.config.schema import load_config
-from exoctl.data.calibrate import calibrate_trials, condition_trial
+from exoctl.data.calibrate import calibrate_trials
 from exoctl.data.dataset import Trial, load_dataset
 from exoctl.estimation.metrics import joint_metrics, summarise
 from exoctl.signal.chain import ChainSettings
 
-from .adapt_guard import agreement, judge
-from .evaluation import predict
 from .features import TickSet
-from .matched_gain import estimate_gain, joint_state
+from .later_session import LaterCase, drift_factors, guard_rates
 from .pipeline import DataSource, TickData, sidecar, split_tail, trial_tick_sets
+from .protocol_table import format_table, row_line
+from .trial_slices import cut_trial, join_trials
 from .workflow import (
     NetworkRecipe,
     fit_network_model,
     fit_ridge_model,
     score_sets,
-    task_change,
 )
 
-__all__ = ["ROW_GROUPS", "format_table", "run"]
+__all__ = [
+    "ROW_GROUPS",
+    "drift_factors",
+    "format_table",
+    "guard_rates",
+    "kinematic_sets",
+    "run",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets"
@@ -84,43 +94,9 @@ FALISSE_REPEATS = 3
 # The network recipe the protocol trains with (chosen on training data: see docs/adaptation.md)
 RECIPE = NetworkRecipe(epochs=12, samples_per_epoch=20000)
 SEEDS = (0, 1, 2)  # training seeds: every network row is trained once per seed
-DRIFT_RANGE = (0.5, 2.0)  # injected per-channel gain factors (log-uniform)
 GUARD_DRIFTS = 10  # drift draws per seed and target in the guard's cases
-WORSE = 0.01  # R^2 loss that makes an accepted adaptation a false accept
-GAIN = 0.02  # R^2 gain that makes a refused adaptation a false refusal
 
 Say = Callable[[str], None]
-
-
-def _cut(trial: Trial, start: int, stop: int | None) -> Trial:
-    sl = slice(start, stop)
-    return dataclasses.replace(
-        trial,
-        t=trial.t[sl],
-        emg=trial.emg[sl],
-        torque=None if trial.torque is None else trial.torque[sl],
-        angles=None if trial.angles is None else trial.angles[sl],
-    )
-
-
-def _labelled(values: np.ndarray | None, trial: Trial) -> np.ndarray:
-    if values is None:
-        raise ValueError(f"trial {trial.name!r}: no moments or angles; cannot join it")
-    return values
-
-
-def _join(trials: Sequence[Trial], name: str) -> Trial:
-    """Trials end to end on one clock at the first one's rate (gait cycles of one person)."""
-    first = trials[0]
-    n = sum(t.t.size for t in trials)
-    return dataclasses.replace(
-        first,
-        name=name,
-        t=np.arange(n) / first.fs_hz,
-        emg=np.vstack([t.emg for t in trials]),
-        torque=np.vstack([_labelled(t.torque, t) for t in trials]),
-        angles=np.vstack([_labelled(t.angles, t) for t in trials]),
-    )
 
 
 def _ceiling(y: np.ndarray, rate: float, joints: Sequence[str]) -> dict:
@@ -139,12 +115,6 @@ def kinematic_sets(sets: Sequence[TickSet]) -> list[TickSet]:
     return out
 
 
-def drift_factors(seed: int, m: int) -> np.ndarray:
-    """Per-channel gain factors, log-uniform in ``DRIFT_RANGE`` (a known electrode change)."""
-    lo, hi = DRIFT_RANGE
-    return np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), m))
-
-
 def over_seeds(scores: Sequence[dict], seeds: Sequence[int]) -> dict:
     """Per-seed R^2 and their mean and spread (sd over seeds)."""
     out: dict[str, Any] = {"seeds": []}
@@ -156,146 +126,6 @@ def over_seeds(scores: Sequence[dict], seeds: Sequence[int]) -> dict:
             out[f"r2_{kind}"] = round(float(np.mean(v)), 5)
             out[f"sd_{kind}"] = round(float(np.std(v)), 5)
     return out
-
-
-def guard_rates(cases: Sequence[dict]) -> dict:
-    """False accepts (accepted, and worse than unadapted by more than ``WORSE`` on a joint)
-    and false refusals (refused, where adapting would have gained more than ``GAIN`` on a
-    joint and lost no more than ``WORSE`` on the other), over all cases."""
-    fa = fr = acc = 0
-    for c in cases:
-        d = [c["adapted"][f"r2_{k}"] - c["network"][f"r2_{k}"] for k in ("hip", "knee")]
-        accepted = c["adaptation"]["verdict"]["accepted"]
-        acc += accepted
-        if accepted and min(d) < -WORSE:
-            fa += 1
-            c["false_accept"] = True
-        if not accepted and max(d) > GAIN and min(d) >= -WORSE:
-            fr += 1
-            c["false_refuse"] = True
-    n = len(cases)
-    return {
-        "n": n,
-        "accepted": acc,
-        "false_accepts": fa,
-        "false_refusals": fr,
-        "false_accept_rate": fa / max(n, 1),
-        "false_refuse_rate": fr / max(n, 1),
-    }
-
-
-class LaterCase:
-    """A later-session case: a source part (the reference session, labelled), a target part
-    (the later session; its moments are read by the scoring only) and the models trained on
-    the source. ``n_cut`` without ``target``: the trial's first samples -> the rest;
-    ``target`` without ``n_cut``: all of one trial -> all of the other; both: the first
-    ``n_cut`` samples -> all of ``target`` (with ``share``'s models)."""
-
-    def __init__(self, p: _Protocol, ds, trial: Trial, n_cut, target, share=None) -> None:
-        self.p, self.ds, self.trial, self.n_cut, self.target = p, ds, trial, n_cut, target
-        src = trial if n_cut is None else _cut(trial, 0, n_cut)
-        chain = p.chain
-        if share is not None:
-            self.cal, self.models, self.source = share.cal, share.models, share.source
-        else:
-            self.cal = p._calibrate([src], ds.path)
-        self.rate = p.cfg.tick_rate_hz
-        self.ref_env = condition_trial(src, chain)
-        self.ref_state = joint_state(_labelled(src.angles, src), src.fs_hz)
-        tt = _cut(trial, n_cut, None) if target is None else target
-        self.tgt_env = condition_trial(tt, chain)
-        self.tgt_state = joint_state(_labelled(tt.angles, tt), tt.fs_hz)
-        base = self._target_set(None)
-        if share is None:
-            if target is None:
-                data = p._ticks([trial], self.cal, ds.joints, ds.path)
-                full = data.sets[0]
-                head = dataclasses.replace(
-                    full, X=full.X[: self.tick_cut], y=_labelled(full.y, trial)[: self.tick_cut]
-                )
-            else:
-                data = p._ticks([trial], self.cal, ds.joints, ds.path)
-                head = data.sets[0]
-            self.source = [head]
-            tag = f"later_{trial.name}_{'half' if target is None else target.name}"
-            self.models = p._models(tag, self.source, data, self.cal)
-        self.base = base
-        self.ticks = np.arange(base.warm, base.n)
-        self.y = base.torques[self.ticks]
-        self.kin = predict(self.models["kinematics"], base, self.ticks)
-        self.scored = {
-            k: score_sets(self.models[k], [base], ds.joints)[0] for k in ("ridge", "kinematics")
-        }
-        self.changed = task_change(self.source, [base])
-
-    def _target_set(self, scale: np.ndarray | None) -> TickSet:
-        """The target's tick set, its EMG multiplied by ``scale`` (per channel)."""
-        ds, p = self.ds, self.p
-        if self.target is None:
-            emg = self.trial.emg.copy()
-            if scale is not None:
-                emg[self.n_cut :] *= scale
-            ts = p._ticks([dataclasses.replace(self.trial, emg=emg)], self.cal, ds.joints,
-                          ds.path).sets[0]  # fmt: skip
-            fs = self.trial.fs_hz
-            self.tick_cut = int(round(self.n_cut * ts.tick_rate_hz / fs))
-            return dataclasses.replace(ts, warm=max(ts.warm, self.tick_cut))
-        emg = self.target.emg if scale is None else self.target.emg * scale
-        tr = dataclasses.replace(self.target, emg=emg)
-        return p._ticks([tr], self.cal, ds.joints, ds.path).sets[0]
-
-    def _score(self, yhat: np.ndarray) -> dict:
-        per = joint_metrics(self.y, yhat, self.ds.joints)
-        return {"joints": per, **summarise(per)}
-
-    def adapt_and_score(self, i: int, drift: np.ndarray | None) -> dict:
-        """Network ``i`` on the target (with ``drift`` injected), unadapted and after the gain
-        step, the guard's verdict, and the model in use after ``adapt``."""
-        joints = self.ds.joints
-        net = self.models["networks"][i]
-        one = np.ones(self.tgt_env.shape[1])
-        d = one if drift is None else drift
-        t0 = time.monotonic()
-        gain = estimate_gain(
-            self.ref_env, self.ref_state, self.tgt_env * d, self.tgt_state, self.trial.muscles
-        )
-        drifted = self.base if drift is None else self._target_set(d)
-        un = predict(net, drifted, self.ticks)
-        if np.all(gain.factors == 1.0):
-            ad = un
-        else:
-            ad = predict(net, self._target_set(d / gain.factors), self.ticks)
-        verdict = judge(
-            gain, agreement(un, self.kin, joints), agreement(ad, self.kin, joints), self.changed
-        )
-        s_un, s_ad = self._score(un), self._score(ad)
-        adaptation = {
-            "gain": gain.to_dict(),
-            "verdict": verdict.to_dict(),
-            "seconds": round(time.monotonic() - t0, 2),
-        }
-        if drift is not None:
-            # the estimate against the injected factors, and against them times what the
-            # same step finds without injection (the later part's own change)
-            own = estimate_gain(
-                self.ref_env, self.ref_state, self.tgt_env, self.tgt_state, self.trial.muscles
-            ).raw_factors
-            adaptation["injected"] = [round(float(f), 4) for f in drift]
-            adaptation["factor_error"] = [
-                round(float(e), 4) for e in gain.raw_factors / drift - 1.0
-            ]
-            adaptation["factor_error_own_change_removed"] = [
-                round(float(e), 4) for e in gain.raw_factors / (drift * own) - 1.0
-            ]
-        out = {
-            "network": s_un,
-            "adapted": s_ad,
-            "in_use": s_ad if verdict.accepted else s_un,
-            "adaptation": adaptation,
-        }
-        if drift is not None:  # the lagged ridge sees the drift too
-            out["ridge"] = self._score(predict(self.models["ridge"], drifted, self.ticks))
-        return out
 
 
 def _kind_means(per: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -371,7 +201,7 @@ class _Protocol:
             **extra,
         }
         self.rows.append(row)
-        self.say("  " + _row_line(row))
+        self.say("  " + row_line(row))
 
     def _score_models(self, models: dict, sets, joints, ticks=None) -> tuple[dict, np.ndarray]:
         scored: dict[str, Any] = {}
@@ -387,7 +217,7 @@ class _Protocol:
         for name in ds.trial_names:
             trial = ds.load_trial(name)
             n_head = int(TRAIN_FRACTION * trial.t.size)
-            cal = self._calibrate([_cut(trial, 0, n_head)], ds.path)
+            cal = self._calibrate([cut_trial(trial, 0, n_head)], ds.path)
             data = self._ticks([trial], cal, ds.joints, ds.path)
             head, tail = split_tail(data.sets[0], 1.0 - TRAIN_FRACTION)
             models = self._models(f"within_{name}", [head], data, cal)
@@ -501,8 +331,8 @@ class _Protocol:
         rate = self.cfg.tick_rate_hz
         for held in full:
             rest = [t for t in full if t is not held]
-            train = _join(rest, f"cycles except {held.name}")
-            test = _join([held] * FALISSE_REPEATS, f"{held.name} x{FALISSE_REPEATS}")
+            train = join_trials(rest, f"cycles except {held.name}")
+            test = join_trials([held] * FALISSE_REPEATS, f"{held.name} x{FALISSE_REPEATS}")
             cal = self._calibrate([train], ds.path)
             ks.append(cal.k)
             data = self._ticks([train, test], cal, ds.joints, ds.path)
@@ -558,7 +388,7 @@ class _Protocol:
                 "finite": bool(np.isfinite(ts.X).all() and np.isfinite(ts.torques).all()),
             }
         self.rows.append(out)
-        self.say("  " + _row_line(out))
+        self.say("  " + row_line(out))
 
 
 def run(
@@ -597,102 +427,6 @@ def run(
         "rows": p.rows,
         "wall_time_s": round(time.monotonic() - t0, 1),
     }
-
-
-def _r2(row: dict, model: str, kind: str) -> str:
-    v = (row.get(model) or {}).get(f"r2_{kind}")
-    return "-" if v is None else f"{v:.3f}"
-
-
-def _pair(row: dict, model: str) -> str:
-    if model not in row:
-        return "-"
-    s = f"{_r2(row, model, 'hip')} / {_r2(row, model, 'knee')}"
-    sd = row[model]
-    if "sd_hip" in sd:
-        s += f" (sd {sd['sd_hip']:.3f} / {sd.get('sd_knee', 0.0):.3f})"
-    return s
-
-
-def _seeds(row: dict, model: str) -> str:
-    return ", ".join(
-        f"{_fmt(p.get('r2_hip'))}/{_fmt(p.get('r2_knee'))}" for p in row[model]["seeds"]
-    )
-
-
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def _row_line(row: dict) -> str:
-    if row["row"] == "guard":
-        return f"guard: {row['n']} cases"
-    if "ridge" not in row:
-        t = ", ".join(f"{k} Hz: {v['n']} ticks" for k, v in row["ticks"].items())
-        return f"{row['row']}: K={row['K']} (VAF {row['vaf']:.1%}); {t}"
-    s = f"{row['row']}: ridge {_r2(row, 'ridge', 'hip')}/{_r2(row, 'ridge', 'knee')}"
-    s += f"  kinematics {_r2(row, 'kinematics', 'hip')}/{_r2(row, 'kinematics', 'knee')}"
-    s += f"  network per seed {_seeds(row, 'network')}"
-    if "adapted" in row:
-        s += f"  in use after adapt per seed {_seeds(row, 'adapted')}"
-        s += "  accepted " + "".join(
-            "y" if a["verdict"]["accepted"] else "n" for a in row["adaptation"]
-        )
-    if "live" in row:
-        s += f"  live {_live(row, 'hip')}/{_live(row, 'knee')}"
-    return s + f"  (ceiling {_r2(row, 'ceiling', 'hip')}/{_r2(row, 'ceiling', 'knee')})"
-
-
-def _live(row: dict, kind: str) -> str:
-    """The live network's R^2 of a within row, or "-" (other rows, or not run)."""
-    return _r2(row["live"], "network", kind) if "live" in row else "-"
-
-
-def format_table(doc: dict) -> str:
-    """The protocol's table in Markdown (R^2 hip / knee against the measured moments): the
-    network's mean (sd) over seeds and every seed; "after adapt" is the model in use after
-    ``exoctl adapt`` (adapted when the guard accepts, else the unadapted one)."""
-    lines = [
-        "| row | trained on | scored on | ticks | lagged ridge hip / knee "
-        "| kinematics-only hip / knee | network hip / knee, mean (sd) | network per seed "
-        "| live network (first seed) hip / knee "
-        "| after adapt, mean (sd) | after adapt per seed | guard | ceiling hip / knee |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- | ---: |",
-    ]
-    guard = None
-    for r in doc["rows"]:
-        if r["row"] == "guard":
-            guard = r
-            continue
-        if "ridge" not in r:
-            t = ", ".join(f"{v['n']} at {k} Hz" for k, v in r["ticks"].items())
-            lines.append(
-                f"| {r['row']} | {r['train']} | - | {t} | K={r['K']}, VAF {r['vaf']:.1%} "
-                "| no accuracy claim (one cycle) | | | | | | | |"
-            )
-            continue
-        adapted = "adapted" in r
-        verdict = (
-            "".join("accept " if a["verdict"]["accepted"] else "refuse " for a in r["adaptation"])
-            if adapted
-            else "-"
-        )
-        lines.append(
-            f"| {r['row']} | {r['train']} | {r['test']} | {r['scored_ticks']} "
-            f"| {_pair(r, 'ridge')} | {_pair(r, 'kinematics')} | {_pair(r, 'network')} "
-            f"| {_seeds(r, 'network')} | {_live(r, 'hip')} / {_live(r, 'knee')} "
-            f"| {_pair(r, 'adapted')} "
-            f"| {_seeds(r, 'adapted') if adapted else '-'} | {verdict.strip()} "
-            f"| {_pair(r, 'ceiling')} |"
-        )
-    if guard is not None:
-        lines += [
-            "",
-            f"Guard over {guard['n']} seeded cases: accepted {guard['accepted']}, false accepts "
-            f"{guard['false_accepts']} ({guard['false_accept_rate']:.1%}), false refusals "
-            f"{guard['false_refusals']} ({guard['false_refuse_rate']:.1%}).",
-        ]
-    return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -194,12 +194,19 @@ def test_lines_of_keys_are_kept(tmp_path):
     assert doc.line_of(("a", "c", 7)) == 3  # not in the file: its nearest ancestor
 
 
+READER_MODULES = {
+    f"exoctl/config/{name}.py"
+    for name in ("yamlfile", "yaml_refusal", "yaml_core_schema", "yaml_graph", "yaml_locate")
+}
+"""The reader's own modules: the only ones that may call PyYAML's parser."""
+
+
 def test_every_yaml_file_of_the_project_is_read_by_this_reader():
     """No module parses YAML itself: configuration, calibration, datasets, scenarios."""
     root = Path(__file__).resolve().parents[2]
     offenders = []
     for py in (root / "exoctl").rglob("*.py"):
-        if py.name == "yamlfile.py":
+        if py.relative_to(root).as_posix() in READER_MODULES:
             continue
         text = py.read_text()
         if re.search(r"yaml\.(safe_load|load|full_load|unsafe_load|compose|parse)\(", text):

@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from exoctl.data.patient import patient_from_config
 
 from exoctl.config.schema import load_config
+from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.input_kinds import Decimated
 from exoctl.estimation.torque_model import TorqueModel, save_model

@@ -174,10 +174,9 @@ class SharedRingBuffer(RingBuffer):
 
     @classmethod
     def attach(cls, name: str, capacity: int, n_channels: int) -> SharedRingBuffer:
-        shm = shared_memory.SharedMemory(name=name, create=False)
-        from exoctl.runtime.seqlock import _untrack
+        from exoctl.runtime.seqlock import attach_segment
 
-        _untrack(shm)
+        shm = attach_segment(name)
         return cls(shm, capacity, n_channels, owner=False)
 
     @property

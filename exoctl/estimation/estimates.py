@@ -148,7 +148,24 @@ def estimate_layout(n_joints: int, n_muscles: int, k: int) -> dict[str, int]:
         "chunks": 1,
         "overflow_samples": 1,
         "overflow_events": 1,
+        "error": ERROR_BYTES // 8,  # the acquisition's error, UTF-8 packed, NUL-padded
     }
+
+
+ERROR_BYTES = 512
+
+
+def pack_text(text: str | None, out: np.ndarray) -> None:
+    """Write ``text`` (None: empty) into a float64 field as NUL-padded UTF-8 bytes."""
+    raw = out.view(np.uint8)
+    data = (text or "").encode()[: raw.size]
+    raw[:] = 0
+    raw[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+
+
+def unpack_text(field: np.ndarray) -> str | None:
+    text = field.view(np.uint8).tobytes().rstrip(b"\0").decode(errors="replace")
+    return text or None
 
 
 def inputs_layout(n_joints: int) -> dict[str, int]:

@@ -71,10 +71,7 @@ class SeqlockBlock:
 
     @classmethod
     def attach(cls, name: str, layout: Layout) -> SeqlockBlock:
-        shm = shared_memory.SharedMemory(name=name, create=False)
-        # Python < 3.13 registers every attached segment with the resource tracker, which
-        # would unlink it when this (child) process exits: the owner unlinks it, nobody else.
-        _untrack(shm)
+        shm = attach_segment(name)
         if shm.size < block_size(layout):
             shm.close()
             raise ValueError(f"shared block {name} is {shm.size} bytes, the layout needs more")
@@ -136,10 +133,18 @@ class SeqlockBlock:
             self.shm.unlink()
 
 
-def _untrack(shm: shared_memory.SharedMemory) -> None:
-    try:
-        from multiprocessing import resource_tracker
+def attach_segment(name: str) -> shared_memory.SharedMemory:
+    """Open an existing segment without registering it with this process's resource tracker.
 
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - a tracker that never knew it
-        pass
+    Python before 3.13 registers every segment a process opens, and its tracker unlinks the
+    segments still registered when the process ends, so an attached reader or writer would
+    remove the owner's segment on exit. Only the owner (``create``) unlinks it.
+    """
+    from multiprocessing import resource_tracker
+
+    register = resource_tracker.register
+    resource_tracker.register = lambda *a, **k: None
+    try:
+        return shared_memory.SharedMemory(name=name, create=False)
+    finally:
+        resource_tracker.register = register

@@ -3,9 +3,11 @@
 Why a process: the control loop's tick (newest telemetry -> assist law -> safety layer -> frame
 out) must not wait behind the interpreter lock while other threads filter EMG or run the
 model. Here the acquisition thread, the causal filters, activation dynamics, NNLS synergies
-and the ONNX model run in a child process started with the ``spawn`` context (the daemon is
-threaded: a plain fork could copy a lock held by another thread). Three shared-memory
-segments, created and removed by the daemon's side (``EstimatorProcess``), join them:
+and the ONNX model run in a child process: a fresh interpreter, as the ``spawn`` start method
+makes (the daemon is threaded: a plain fork could copy a lock another thread holds), started
+with ``python -m`` so that a daemonic process (the HIL bench's controller) may start it too.
+Three shared-memory segments, created and removed by the daemon's side
+(``EstimatorProcess``), join them:
 
 * the ring buffer (``SharedRingBuffer``): the child's acquisition writes it, the daemon copies
   EMG out of it for the recording (``Controller.read_emg``) and reads the newest arrival time
@@ -36,10 +38,12 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -216,7 +220,9 @@ class _Worker:
         if session:  # restarted during a session: acquire and run again straight away
             self._acquire()
             self._begin_session()
-        timer = DeadlineTimer(1.0 / self.cfg.control.rate_hz)
+        # No spinning before a deadline (the loop spins; this process has no one to be exact
+        # for: an estimate a fraction of a tick late is still the newest one the loop copies).
+        timer = DeadlineTimer(1.0 / self.cfg.control.rate_hz, spin_s=0.0)
         self._timer_start = True
         conn = self.conn
         inputs, ang, vel = self.inputs, self.inputs.local["angles"], self.inputs.local["velocities"]
@@ -326,8 +332,7 @@ class EstimatorProcess:
         self.segments = Segments(
             self.block.name, self.inputs.name, self.ring.name, self.ring.capacity, n_muscles, nj, k
         )
-        self._ctx = multiprocessing.get_context("spawn")
-        self._proc: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()  # one request at a time on the pipe
         self._session = False
@@ -347,16 +352,16 @@ class EstimatorProcess:
             self._spawn(timeout_s)
 
     def _spawn(self, timeout_s: float) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(
-            target=_child_main,
-            args=(self.cfg, self.segments, child, self._session),
-            name="exoctl-estimator",
-            daemon=True,
-        )
-        proc.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            parent = Connection(ours.detach())
         self._proc, self._conn = proc, parent
+        parent.send((self.cfg, self.segments, self._session))
         self.info = self._answer(timeout_s, "start")
         self._ready_at = time.monotonic()  # the hang clock starts here, not at a dead one's beat
 
@@ -382,10 +387,7 @@ class EstimatorProcess:
                 with contextlib.suppress(Exception):
                     self._conn.send(("stop",))
             if self._proc is not None:
-                self._proc.join(2.0)
-                if self._proc.is_alive():
-                    self._proc.kill()
-                    self._proc.join(1.0)
+                _reap(self._proc, 2.0)
         for seg in (self.block, self.inputs):
             seg.close()
         self.ring.close()
@@ -414,7 +416,7 @@ class EstimatorProcess:
                 )
             kind, value = self._conn.recv()
         except (EOFError, OSError):
-            code = None if self._proc is None else self._proc.exitcode
+            code = None if self._proc is None else self._proc.poll()
             raise EstimatorProcessError(
                 f"the estimator process exited (code {code}) during {what!r}"
             ) from None
@@ -461,7 +463,7 @@ class EstimatorProcess:
         return {
             "mode": "process",
             "pid": self.pid,
-            "alive": bool(self._proc is not None and self._proc.is_alive()),
+            "alive": bool(self._proc is not None and self._proc.poll() is None),
             "running_model": bool(snap["session"]),
             "steps": int(snap["steps"]),
             "estimate_age_s": now - snap["computed_at"] if snap["computed_at"] > 0 else None,
@@ -478,15 +480,13 @@ class EstimatorProcess:
             if proc is None:
                 continue
             reason = None
-            if not proc.is_alive():
-                reason = f"estimator process exited with code {proc.exitcode}"
+            if proc.poll() is not None:
+                reason = f"estimator process exited with code {proc.returncode}"
             elif not self._lock.locked():  # a request (model load, warm-up) has its own timeout
                 beat = max(self.snapshot()["heartbeat"], self._ready_at)
                 age = time.monotonic() - beat
                 if age > hang:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGKILL)
-                    proc.join(2.0)
+                    _reap(proc, 0.0)
                     reason = f"estimator process published nothing for {age:.2f} s (hung), killed"
             if reason is not None and not self._stop.is_set():
                 self._restart(reason)
@@ -511,3 +511,30 @@ class EstimatorProcess:
         self.restarts += 1
         if self.on_restart is not None:
             self.on_restart(self.last_exit)
+
+
+def _reap(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Wait up to ``grace_s`` for the child to exit, then SIGKILL it (a stopped child too)."""
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2.0)
+
+
+def main() -> None:
+    """``python -m exoctl.runtime.estimator_process FD``: the child, started by
+    ``EstimatorProcess`` (a fresh interpreter, like the ``spawn`` start method, but also from
+    a daemonic process such as the HIL bench's controller). FD is its end of a socket pair:
+    it receives the configuration, the shared segments' names and the mode, then requests."""
+    conn = Connection(int(sys.argv[1]))
+    try:
+        cfg, seg, session = conn.recv()
+    except EOFError:
+        return
+    _child_main(cfg, seg, conn, session)
+
+
+if __name__ == "__main__":
+    main()

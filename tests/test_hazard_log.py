@@ -226,11 +226,10 @@ def recorded_fault_kinds(sources: Iterable[Path]) -> set[str]:
 
 def code_fault_kinds() -> set[str]:
     """The safety layer's fault kinds, the daemon's described and recorded ones."""
-    from exoctl.control.safety.inputs import FaultKind
-    from exoctl.service.events import FAULTS
+    from exoctl.control.safety.faults import BY_EVENT
 
     sources = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
-    return {k.label for k in FaultKind} | set(FAULTS) | recorded_fault_kinds(sources)
+    return set(BY_EVENT) | recorded_fault_kinds(sources)
 
 
 def device_fault_bits() -> set[str]:

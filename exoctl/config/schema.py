@@ -289,6 +289,10 @@ class SafetyConfig(_Model):
     recording_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     """A session's recording with no clean commit to disk for this long (a full or failing
     disk) removes assistance and latches: no assistance runs unrecorded."""
+    estimate_timeout_s: Annotated[float, Field(gt=0, le=1.0)] = 0.2
+    """The torque estimate in use older than this is a fault (degraded at half: assistance held
+    down). The estimate cannot be fresher than the EMG it is computed from, and an estimation
+    stage under load stalls like the EMG input does, so it gets the EMG timeout's margin."""
     model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.05
     """Model output NaN, infinite or implausible for this long is a fault; shorter is degraded."""
     emg_flat_range: Annotated[float, Field(ge=0)] = 0.5

@@ -277,6 +277,10 @@ class ControlLoop:
         estimate = src.step(inp.angles, inp.velocities)
         n = src.n
         src.flags_into(inp.emg_flat_or_saturated)
+        # When the estimate in use was computed, on the loop's clock: this tick when the
+        # estimator runs in this thread, the estimator process's time stamp otherwise (a hung
+        # or crashed process makes it age, which the estimate_stale watchdog acts on).
+        estimate_t = src.computed_at(now)
         self.assist.update(estimate, now, self._request)
         inp.emg_age_s = now - src.last_arrival
         inp.emg_source_refused = src.source_refused
@@ -284,6 +288,7 @@ class ControlLoop:
         inp.actuators_enabled = self.link.enabled
         inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0
         inp.recording_age_s = now - self.recording.ok_at
+        inp.estimate_age_s = now - estimate_t
         command = self.safety.apply(self._request, estimate, inp, self._command)
 
         if self.link.enabled:

@@ -121,6 +121,10 @@ class EstimatorStage:
 class LocalEstimates(EstimatorStage):
     """The in-process mode: the loop's own thread runs the estimator each tick."""
 
+    def computed_at(self, now: float) -> float:
+        """When the estimate in use was computed: this tick (the loop's thread ran it)."""
+        return now
+
     def flags_into(self, out: np.ndarray | None) -> None:
         pass  # the loop's flags array *is* the channel monitor's (set once, updated in place)
 
@@ -218,9 +222,9 @@ class SharedEstimates:
     def newest_stamp(self) -> float:
         return float(self._f["newest_stamp"][0]) if self.n else math.nan
 
-    @property
-    def computed_at(self) -> float:
-        """time.monotonic() of the newest estimate copied (-inf: none yet)."""
+    def computed_at(self, now: float) -> float:
+        """time.monotonic() at which the estimator process published the estimate copied
+        (-inf: none yet); ``now`` is unused (the loop's clock is time.monotonic here)."""
         t = float(self._f["computed_at"][0])
         return t if t > 0 else -math.inf
 

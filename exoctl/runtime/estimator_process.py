@@ -140,6 +140,7 @@ class _Worker:
         self.acquisition: Any = None
         self.warm_steps = 0
         self.session = False
+        self._swap: _Loader | None = None
         self.f = self.block.fields
         self._error: str | None = None
         pack_text(None, self.f["error"])
@@ -178,14 +179,8 @@ class _Worker:
                 else:
                     self.session = False
                     self.conn.send(("ok", None))
-            elif kind == "swap":
-                from exoctl.estimation.estimator import build_estimator
-
-                est = build_estimator(msg[1])
-                self._check_sizes(est, self.seg)
-                self.stage.estimator = est
-                self.cfg = msg[1]
-                self.conn.send(("ok", self.describe()))
+            elif kind == "swap":  # loads in a thread: the idle turns keep publishing meanwhile
+                self._swap = _Loader(msg[1])
             elif kind == "reset":
                 self.stage.estimator.reset()
                 self.conn.send(("ok", None))
@@ -210,7 +205,26 @@ class _Worker:
         return {"warm_ticks": self.warm_steps}
 
     def _beat(self) -> None:
-        self.block.write({"heartbeat": time.monotonic()})
+        """Alive, and the held estimate still current (no newer one is being computed)."""
+        now = time.monotonic()
+        self.block.write({"heartbeat": now, "computed_at": now})
+
+    def _finish_swap(self) -> None:
+        """Install a model loaded by ``_Loader`` once it is done, and answer the daemon."""
+        loader = self._swap
+        if loader is None or loader.is_alive():
+            return
+        self._swap = None
+        try:
+            if loader.error is not None:
+                raise loader.error
+            assert loader.estimator is not None
+            self._check_sizes(loader.estimator, self.seg)
+            self.stage.estimator = loader.estimator
+            self.cfg = loader.cfg
+            self.conn.send(("ok", self.describe()))
+        except Exception as e:
+            _send_error(self.conn, e)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, session: bool) -> None:
@@ -237,6 +251,7 @@ class _Worker:
                         return
                 elif conn.poll(IDLE_PERIOD_S) and not self._handle(conn.recv()):
                     return
+                self._finish_swap()
                 if self.session:
                     inputs.read()
                     self.stage.step(ang, vel)
@@ -281,6 +296,26 @@ class _Worker:
         b.end()
 
 
+class _Loader(threading.Thread):
+    """Builds an estimator (model and calibration files, seconds for a large model) beside
+    the idle turns, which go on publishing so the estimate never looks stale meanwhile."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(name="estimator-loader", daemon=True)
+        self.cfg = cfg
+        self.estimator: Any = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        from exoctl.estimation.estimator import build_estimator
+
+        try:
+            self.estimator = build_estimator(self.cfg)
+        except Exception as e:
+            self.error = e
+
+
 def warm_up(stage: EstimatorStage, cfg: Config, beat: Callable[[], None] | None = None) -> int:
     """Reset the estimator and run it over the ring's last ``estimator.warmup_s`` of EMG in
     tick-sized chunks (filters, activation dynamics, synergies and the model's own window
@@ -303,7 +338,7 @@ def warm_up(stage: EstimatorStage, cfg: Config, beat: Callable[[], None] | None 
         except NonFiniteEmg:
             est.reset()  # warm up on what follows the bad samples
         ticks += 1
-        if beat is not None and ticks % 64 == 0:
+        if beat is not None and ticks % 8 == 0:
             beat()  # a long warm-up is not a hang
     return ticks
 

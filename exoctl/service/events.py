@@ -11,61 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# Fault kinds of the safety layer (and the daemon's own), each with a title and a likely cause.
-FAULTS: dict[str, tuple[str, str]] = {
-    "emg_stale": (
-        "EMG signal interrupted",
-        "no new muscle signal arrived in time: check the EMG receiver and its connection",
-    ),
-    "emg_channel": (
-        "EMG electrode problem",
-        "one muscle signal was flat or saturated: check that electrode's skin contact",
-    ),
-    "telemetry_stale": (
-        "Exoskeleton stopped reporting",
-        "no status from the exoskeleton in time: check its cable and power",
-    ),
-    "telemetry_invalid": (
-        "Invalid joint sensor reading",
-        "a joint angle or speed reading was not valid: check the joint sensors",
-    ),
-    "model_output": (
-        "Implausible torque estimate",
-        "the estimated torque was invalid or far too large: check the EMG electrodes and "
-        "the calibration",
-    ),
-    "overrun": (
-        "Controller fell behind",
-        "the control computer missed its deadlines repeatedly (it was overloaded)",
-    ),
-    "firmware_fault": (
-        "Exoskeleton reported a fault",
-        "the exoskeleton's motor controller reported its own fault",
-    ),
-    "link_down": (
-        "Connection to the exoskeleton lost",
-        "the computer lost contact with the exoskeleton: check its cable and power",
-    ),
-    "estop": ("Emergency stop", "the emergency stop was used"),
-    "actuators_off": (
-        "Exoskeleton motors switched off",
-        "the exoskeleton turned its motors off by itself (restart or its own protection)",
-    ),
-    "recording_stalled": (
-        "Recording failed",
-        "the session's data could not be written to disk (disk full or failing), and no "
-        "assistance runs unrecorded: free space on the data disk, or stop the session",
-    ),
-    "emg_source": (
-        "EMG signal refused",
-        "after an interruption the muscle signal came back from another device or computer: "
-        "it was not used. Check the EMG receiver, then restart the exoskeleton software",
-    ),
-    "control_loop_died": (
-        "Controller stopped",
-        "the control program stopped unexpectedly; the session was ended",
-    ),
-}
+from exoctl.control.safety.faults import BY_EVENT
 
 
 @dataclass(frozen=True)
@@ -105,16 +51,26 @@ def gains_text(gains: Any) -> str:
     return ", ".join(parts)
 
 
+def fault_words(kind: str) -> tuple[str, str]:
+    """(title, likely cause) of a fault kind in plain words, from its record (``faults``); a
+    kind no record names (a recording made by another version) reads as its name."""
+    f = BY_EVENT.get(kind)
+    if f is None:
+        return kind.replace("_", " ").capitalize(), "see the detail"
+    return f.title, f.cause
+
+
 def describe(event: dict[str, Any]) -> Described:
     """One recorded event (``{"t", "kind", "detail"}``) in plain words."""
     kind, d = event["kind"], event.get("detail")
     d = d if isinstance(d, dict) else {}
     if kind == "fault" and d.get("kind") == "estop":  # the safety layer's own record of it
-        return Described("estop", "Emergency stop", "Emergency stop applied by the safety "
-                         "layer: torque removed.", "fault", str(d.get("detail") or ""))  # fmt: skip
+        title = fault_words("estop")[0]
+        return Described("estop", title, f"{title} applied by the safety layer: torque "
+                         "removed.", "fault", str(d.get("detail") or ""))  # fmt: skip
     if kind == "fault":
         fk = str(d.get("kind", "fault"))
-        title, cause = FAULTS.get(fk, (fk.replace("_", " ").capitalize(), "see the detail"))
+        title, cause = fault_words(fk)
         return Described(fk, title, f"{title}: {cause}. Assistance stopped.", "fault",
                          str(d.get("detail") or ""))  # fmt: skip
     if kind == "estop":

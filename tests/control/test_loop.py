@@ -13,6 +13,7 @@ ordering, not estimation accuracy).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -253,6 +254,21 @@ def test_stale_emg_removes_torque_within_the_emg_timeout_and_the_safe_stop() -> 
     assert not _wire(frames)[-1].any()
     b.run(5, emg=False)
     assert b.safety.state == SafetyState.FAULT_LATCHED and "emg_stale" in b.kinds()
+
+
+def test_the_loop_feeds_the_estimates_age_and_an_inline_estimate_is_never_stale() -> None:
+    """The estimator runs inline, so the estimate in use is this tick's: its age is zero every
+    tick, with EMG, without (stalled), and with bad EMG (the estimate held NaN on purpose), so
+    a stalled or bad input trips its own watchdog and never estimate_stale besides."""
+    b = _session()
+    ages = []
+    for kw in [{}] * 50 + [{"nan": True}] * 50 + [{"emg": False}] * 150:
+        b.loop.inputs.estimate_age_s = math.nan  # the loop must write it every tick
+        b.tick(**kw)
+        ages.append(b.loop.inputs.estimate_age_s)
+    assert ages == [0.0] * len(ages)
+    kinds = b.kinds()
+    assert "estimate_stale" not in kinds and "emg_stale" in kinds
 
 
 def test_a_refused_emg_source_is_a_fault_that_removes_torque_and_stays() -> None:

@@ -451,3 +451,59 @@ def test_actuators_off_without_a_request_is_not_a_fault():
     rig.inp.actuators_enabled = False  # between sessions: disabled, nothing requested
     rig.run(0.0, 500)
     assert rig.layer.state == SafetyState.NORMAL
+
+
+def test_a_stale_estimate_degrades_then_stops_within_safe_stop_and_latches():
+    """A hung or crashed estimator: the estimate in use stops being renewed. The EMG and the
+    telemetry stay fresh; only the estimate's age grows."""
+    rig = Rig()
+    rig.run(20.0, 200)
+    to = rig.cfg.estimate_timeout_s
+    t_stale = None
+    states, outs = [], []
+    for _ in range(int(2 * to / DT)):
+        rig.inp.estimate_age_s += DT
+        outs.append(rig.tick(20.0))
+        states.append(rig.layer.state)
+        if t_stale is None and rig.inp.estimate_age_s > to:
+            t_stale = rig.now
+    assert t_stale is not None
+    assert SafetyState.DEGRADED in states
+    assert rig.layer.state == SafetyState.FAULT_LATCHED
+    assert not rig.out.any()
+    (ev,) = rig.layer.events()
+    assert ev.kind == "estimate_stale"
+    assert "estimate_timeout_s" in ev.detail
+    assert ev.t_detected <= t_stale + 1e-9  # detected on the first stale tick
+    assert ev.t_zero - ev.t_detected <= rig.cfg.safe_stop_s + 1e-9
+    # Degraded from half the timeout: assistance came down at the rate limit, no step.
+    steps = np.abs(np.diff(np.array(outs), axis=0))
+    first = states.index(SafetyState.DEGRADED)
+    assert (steps[first : first + 5] <= STEP + 1e-9).all()
+    # A fresh estimate again, and a person clears it.
+    rig.inp.estimate_age_s = 0.0
+    rig.tick(0.0)
+    assert rig.layer.clear_fault(rig.now)
+
+
+@pytest.mark.parametrize("age", [math.nan, math.inf])
+def test_an_estimate_of_unknown_age_is_stale(age):
+    rig = Rig()
+    rig.run(20.0, 50)
+    rig.inp.estimate_age_s = age
+    rig.run(20.0, int(rig.cfg.safe_stop_s / DT) + 1)
+    assert not rig.out.any()
+    (ev,) = rig.layer.events()
+    assert ev.kind == "estimate_stale"
+
+
+def test_a_late_estimate_below_the_timeout_degrades_and_recovers_by_itself():
+    rig = Rig()
+    rig.run(20.0, 200)
+    rig.inp.estimate_age_s = 0.75 * rig.cfg.estimate_timeout_s
+    rig.run(20.0, 10)
+    assert rig.layer.state == SafetyState.DEGRADED
+    rig.inp.estimate_age_s = 0.0
+    rig.run(20.0, 1)
+    assert rig.layer.state == SafetyState.NORMAL
+    assert rig.layer.events(include_pending=True) == []

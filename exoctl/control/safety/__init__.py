@@ -20,32 +20,11 @@ sends exactly what it writes into ``out``. The layer owns four things:
      Formally, every command lies in [min(prev - r, 0), max(prev + r, 0)].
 
 2. **Watchdogs** on every input, each with a degraded level (transient, assistance is held
-   down at the rate limit, nothing latches) and a fault level:
+   down at the rate limit, nothing latches) and a fault level. Each is a record in ``faults``
+   (its check, threshold, persistence, event and words for people); this list is generated from
+   those records when the package is imported:
 
-   * ``emg_stale``: degraded while the newest EMG sample is older than emg_timeout_s / 2;
-     fault when older than emg_timeout_s (NaN or no sample yet counts as stale);
-   * ``emg_channel``: degraded while a channel is flagged flat or saturated (by
-     :class:`ChannelMonitor`); fault when flagged continuously for emg_timeout_s;
-   * ``telemetry_stale``: degraded above telemetry_timeout_s / 2; fault above
-     telemetry_timeout_s;
-   * ``telemetry_invalid``: degraded while an angle or velocity is NaN or infinite; fault
-     when that lasts telemetry_timeout_s;
-   * ``model_output``: degraded while the estimate or the request is NaN, infinite or beyond
-     max_plausible_torque_nm; fault when that lasts model_fault_s;
-   * ``overrun``: degraded at max_overrun_streak / 2 consecutive late ticks; fault at
-     max_overrun_streak;
-   * ``firmware_fault``: fault as soon as the firmware reports fault bits;
-   * ``link_down``: fault as soon as the host link reports itself unhealthy;
-   * ``actuators_off``: degraded while assistance is requested but the device reports its
-     actuators off; fault when that lasts telemetry_timeout_s (a firmware reboot that
-     re-handshakes between two ticks shows only here);
-   * ``recording_stalled``: fault when the session's recording has gone longer than
-     recording_timeout_s without a clean commit to disk (a full or failing disk, a stuck
-     writer): no assistance runs unrecorded. The recorder publishes the time
-     (``RecordingHealth``), the loop compares it, lock-free.
-   * ``emg_source``: fault as soon as the acquisition refuses the EMG stream that answered
-     after a dropout (another host, another uid, two at once; ``exoctl.acquisition.sources``).
-     It stays a fault until exoctl restarts and checks the stream again.
+{watchdog_rules}
 
    A fault counter of this kind (persistence for a set time) ignores a single spike without
    hiding a real fault.
@@ -66,8 +45,8 @@ when detected, when torque reached zero.
 Threading: ``apply``, ``clear_fault`` and ``events`` belong to the control-loop thread (or must
 be serialised by the caller). ``estop`` may be called from any thread.
 
-Modules: ``inputs`` (states, fault kinds, events, the inputs record), ``watchdogs`` (the
-watchdogs as a table), ``layer`` (limits, state machine, e-stop, events), ``channel_monitor``
+Modules: ``faults`` (every fault kind as one record), ``inputs`` (states, events, the inputs
+record), ``watchdogs`` (evaluates the records' checks each tick), ``layer`` (limits, state machine, e-stop, events), ``channel_monitor``
 (the EMG channel flags the ``emg_channel`` watchdog reads).
 
 Speed: a tick works on a handful of joints, where numpy's per-call overhead (~0.5-1 us a call,
@@ -76,14 +55,12 @@ at a time (``ndarray.item``), which also allocates nothing that grows with the n
 """
 
 from exoctl.control.safety.channel_monitor import ChannelMonitor
-from exoctl.control.safety.inputs import (
-    FaultEvent,
-    FaultKind,
-    RecordingHealth,
-    SafetyInputs,
-    SafetyState,
-)
+from exoctl.control.safety.faults import FaultKind, watchdog_rules
+from exoctl.control.safety.inputs import FaultEvent, RecordingHealth, SafetyInputs, SafetyState
 from exoctl.control.safety.layer import SafetyLayer
+
+if __doc__:  # None under python -OO
+    __doc__ = __doc__.replace("{watchdog_rules}", watchdog_rules())
 
 __all__ = [
     "ChannelMonitor",

@@ -1,4 +1,5 @@
-"""What the safety layer looks at and what it reports: states, fault kinds, events, inputs."""
+"""What the safety layer looks at and what it reports: states, events, inputs. (The fault
+kinds are records in ``faults``.)"""
 
 from __future__ import annotations
 
@@ -15,29 +16,6 @@ class SafetyState(enum.IntEnum):
     SAFE_STOP = 2
     FAULT_LATCHED = 3
     ESTOP = 4
-
-
-class FaultKind(enum.IntEnum):
-    EMG_STALE = 0
-    EMG_CHANNEL = 1
-    TELEMETRY_STALE = 2
-    TELEMETRY_INVALID = 3
-    MODEL_OUTPUT = 4
-    OVERRUN = 5
-    FIRMWARE_FAULT = 6
-    LINK_DOWN = 7
-    ESTOP = 8
-    ACTUATORS_OFF = 9
-    RECORDING_STALLED = 10
-    EMG_SOURCE = 11
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-N_KINDS = len(FaultKind)
-BIT = [1 << k for k in range(N_KINDS)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +64,9 @@ class SafetyInputs:
     recording_age_s: float = -math.inf
     """How long the session's recording has gone without a clean commit to disk (-inf: no
     recording is required, e.g. between sessions or on the HIL bench)."""
+    estimate_age_s: float = 0.0
+    """How old the torque estimate the loop uses is: the tick's time minus the time it was
+    computed (same clock). A hung or crashed estimator makes it grow."""
 
     @classmethod
     def healthy(cls, n_joints: int, now: float = 0.0) -> SafetyInputs:

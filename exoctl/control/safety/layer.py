@@ -15,14 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from exoctl.config.schema import JointConfig, SafetyConfig
-from exoctl.control.safety.inputs import (
-    BIT,
-    N_KINDS,
-    FaultEvent,
-    FaultKind,
-    SafetyInputs,
-    SafetyState,
-)
+from exoctl.control.safety.faults import BIT, LAYER_FAULTS, N_KINDS, FaultKind
+from exoctl.control.safety.inputs import FaultEvent, SafetyInputs, SafetyState
 from exoctl.control.safety.watchdogs import Watchdogs
 
 _NORMAL, _DEGRADED, _SAFE_STOP = SafetyState.NORMAL, SafetyState.DEGRADED, SafetyState.SAFE_STOP
@@ -302,12 +296,12 @@ class SafetyLayer:
         out: list[FaultEvent] = []
         for i in range(self._ev_head, end):
             j = i % self.EVENT_CAPACITY
-            kind = FaultKind(int(self._ev_kind[j]))
+            fault = LAYER_FAULTS[int(self._ev_kind[j])]
             tz = float(self._ev_zero[j])
             out.append(
                 FaultEvent(
-                    kind=kind.label,
-                    detail=self._detail(kind, float(self._ev_value[j])),
+                    kind=fault.event,
+                    detail=fault.detail(float(self._ev_value[j]), self._cfg, self._names),
                     t_detected=float(self._ev_det[j]),
                     t_zero=None if i >= self._ev_pending or tz != tz else tz,
                 )
@@ -316,48 +310,3 @@ class SafetyLayer:
         if self._ev_pending < end:
             self._ev_pending = end
         return out
-
-    def _detail(self, kind: FaultKind, v: float) -> str:
-        c = self._cfg
-        if kind == FaultKind.EMG_STALE:
-            return f"newest EMG sample {v:.3f} s old > emg_timeout_s {c.emg_timeout_s} s"
-        if kind == FaultKind.EMG_CHANNEL:
-            return f"EMG channel {int(v)} flat or saturated for >= {c.emg_timeout_s} s"
-        if kind == FaultKind.TELEMETRY_STALE:
-            return f"newest telemetry {v:.3f} s old > telemetry_timeout_s {c.telemetry_timeout_s} s"
-        if kind == FaultKind.TELEMETRY_INVALID:
-            return (
-                f"telemetry angle/velocity not finite (joint {self._names[int(v)]}) "
-                f"for >= {c.telemetry_timeout_s} s"
-            )
-        if kind == FaultKind.MODEL_OUTPUT:
-            return (
-                f"torque estimate {v!r} N m is NaN, infinite or beyond "
-                f"max_plausible_torque_nm {c.max_plausible_torque_nm} for >= {c.model_fault_s} s"
-            )
-        if kind == FaultKind.OVERRUN:
-            return (
-                f"{int(v)} consecutive loop overruns >= max_overrun_streak {c.max_overrun_streak}"
-            )
-        if kind == FaultKind.FIRMWARE_FAULT:
-            from firmware_bridge.protocol import fault_text  # not the hot path: a message
-
-            return f"firmware reports {fault_text(int(v))}"
-        if kind == FaultKind.LINK_DOWN:
-            return "host link unhealthy (no telemetry or handshake lost)"
-        if kind == FaultKind.RECORDING_STALLED:
-            return (
-                f"no session data committed to disk for {v:.1f} s > recording_timeout_s "
-                f"{c.recording_timeout_s} s"
-            )
-        if kind == FaultKind.ACTUATORS_OFF:
-            return (
-                "assistance requested while the device's actuators are off (reboot, device "
-                f"fault or lost session) for >= {c.telemetry_timeout_s} s"
-            )
-        if kind == FaultKind.EMG_SOURCE:
-            return (
-                "EMG stream refused after a dropout: it came back from another host or as "
-                "another stream (uid), or two streams answered (see the acquisition error)"
-            )
-        return "emergency stop"

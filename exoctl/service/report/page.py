@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from exoctl.control.safety.faults import BY_EVENT
 from exoctl.service import store
-from exoctl.service.events import FAULTS, describe, gains_text
+from exoctl.service.events import describe, gains_text
 from exoctl.service.report import analysis as A
 from exoctl.service.report import figures as F
 
@@ -121,7 +122,8 @@ def fault_table(s: A.Session, incs: list[A.Incident]) -> str:
         later = [describe(e) for e in inc.events if e["t_s"] - inc.t_s > 0.25]
         causes: list[str] = []
         for d in first:
-            cause = FAULTS.get(d.kind, ("", ""))[1]
+            fault = BY_EVENT.get(d.kind)
+            cause = fault.cause if fault else ""
             if cause and cause not in causes:
                 causes.append(cause)
         what = _esc(" + ".join(_titles(first, counted=False)))  # detected together

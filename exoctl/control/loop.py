@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pylsl
@@ -40,8 +40,10 @@ from exoctl.control.safety import (
 )
 from exoctl.control.timing import DeadlineTimer, TimingStats
 from exoctl.estimation.estimates import LocalEstimates, SharedEstimates
-from exoctl.estimation.estimator import Estimator
 from firmware_bridge.link_api import Link
+
+if TYPE_CHECKING:  # onnxruntime and scipy load only where the estimator runs
+    from exoctl.estimation.estimator import Estimator
 
 TICK_COLUMNS = ("t", "stamp", "estimate", "command", "applied", "angles", "activation", "synergy")
 TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age", "telemetry_age")

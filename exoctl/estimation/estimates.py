@@ -17,6 +17,7 @@ the array the loop hands in.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pylsl
@@ -24,8 +25,10 @@ import pylsl
 from exoctl.acquisition.ringbuffer import RingBuffer, SharedRingBuffer
 from exoctl.control.safety import ChannelMonitor
 from exoctl.errors import NonFiniteEmg
-from exoctl.estimation.estimator import Estimator
 from exoctl.runtime.seqlock import SeqlockBlock
+
+if TYPE_CHECKING:  # onnxruntime and scipy load only where the estimator runs
+    from exoctl.estimation.estimator import Estimator
 
 
 class EstimatorStage:

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,7 +40,6 @@ from exoctl.control.loop import ControlLoop, TickRows
 from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.control.timing import reduce_timer_slack
 from exoctl.errors import ExoctlError
-from exoctl.estimation.estimator import Estimator, build_estimator
 from exoctl.runtime.estimator_process import EstimatorProcess, EstimatorProcessError
 from exoctl.runtime.realtime import (
     RealtimeReport,
@@ -52,6 +51,9 @@ from exoctl.runtime.realtime import (
 from exoctl.signal.calibration import load_calibration
 from firmware_bridge.link import HostLink
 from firmware_bridge.link_api import Link, LinkThread, TelemetrySnapshot
+
+if TYPE_CHECKING:  # the model runtime (onnxruntime, scipy) is imported only where it runs
+    from exoctl.estimation.estimator import Estimator
 
 T = TypeVar("T")
 
@@ -112,6 +114,8 @@ class Controller:
                 raise
             self._ring: RingBuffer = self._process.ring
         else:
+            from exoctl.estimation.estimator import build_estimator
+
             self._ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
             self._estimator = build_estimator(cfg)
         rate = cfg.control.rate_hz
@@ -293,9 +297,11 @@ class Controller:
                     f"a session is already running (patient {self._session.patient})"
                 )
             if self._safety.state in (SafetyState.FAULT_LATCHED, SafetyState.ESTOP):
+                held = ", ".join(self._safety.active_conditions[0])
                 raise ControllerError(
-                    f"safety state is {SafetyState(self._safety.state).name}: a person must "
-                    "clear it first (exoctl fault clear)"
+                    f"safety state is {SafetyState(self._safety.state).name}"
+                    f"{f' ({held})' if held else ''}: a person must clear it first "
+                    "(exoctl fault clear)"
                 )
             if not self._link.healthy:
                 raise ControllerError(f"the firmware link is not healthy: {self._link.last_error}")
@@ -439,6 +445,8 @@ class Controller:
                 raise ControllerError(str(e)) from None
             self.cfg = cfg
             return
+        from exoctl.estimation.estimator import build_estimator
+
         est = build_estimator(cfg)
         old = self._estimator
         assert old is not None

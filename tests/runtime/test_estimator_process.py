@@ -164,8 +164,8 @@ def test_a_crashed_or_hung_estimator_is_a_fault_then_a_restart_and_a_persons_cle
     pid = c.status()["estimator"]["pid"]
     os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
     wait_for(lambda: c.safety_state == SafetyState.FAULT_LATCHED, 2.0, "the fault latched")
-    faults, _ = c.active_conditions
-    assert faults, "a fault kind holds the latch"
+    faults, _ = c.active_conditions  # the inputs the dead process fed stopped ageing well
+    assert {"emg_stale", "estimate_stale"} & set(faults), faults
     wait_for(lambda: not _assisting(link), 2.0, "assistance ramped out")
     st = c.status()["estimator"]
     wait_for(lambda: c.status()["estimator"]["restarts"] == 1, 60.0, "the supervisor restarted it")

@@ -13,6 +13,9 @@ the oldest sample still held and counts what it lost.
 
 from __future__ import annotations
 
+import contextlib
+from multiprocessing import shared_memory
+
 import numpy as np
 
 
@@ -121,3 +124,84 @@ class RingBuffer:
             data, stamps = data[overwritten:], stamps[overwritten:]
             lost += overwritten
         return written, data, stamps, lost
+
+
+class SharedRingBuffer(RingBuffer):
+    """The same ring in shared memory, so that another process can copy the samples out.
+
+    The estimator process writes it (its acquisition thread) and reads new samples from it (its
+    estimator); the daemon copies samples out for the recording with ``copy_since`` and reads
+    ``last_arrival``. The published counter and the newest arrival time live in the segment,
+    next to the samples; the reader cursor and the overflow counts stay with each process.
+    ``create`` it in the owning process (which removes it at ``close``) and ``attach`` to it by
+    name elsewhere; a writer that attaches after another one died continues its counter, so a
+    reader's cursor stays valid across a restart.
+    """
+
+    def __init__(
+        self, shm: shared_memory.SharedMemory, capacity: int, n_channels: int, owner: bool
+    ):
+        self.capacity = capacity
+        self.n_channels = n_channels
+        self.shm = shm
+        self.owner = owner
+        buf = shm.buf
+        self._cells = np.ndarray((2,), dtype=np.float64, buffer=buf)  # written, last arrival
+        at = 16
+        self._stamp = np.ndarray((capacity,), dtype=np.float64, buffer=buf, offset=at)
+        at += 8 * capacity
+        self._arrival = np.ndarray((capacity,), dtype=np.float64, buffer=buf, offset=at)
+        at += 8 * capacity
+        self._data = np.ndarray((capacity, n_channels), dtype=np.float32, buffer=buf, offset=at)
+        self._read = int(self._cells[0])  # a new reader starts at the newest sample
+        self.overflow_samples = 0
+        self.overflow_events = 0
+        self.source_fault = None
+
+    @staticmethod
+    def nbytes(capacity: int, n_channels: int) -> int:
+        return 16 + 16 * capacity + 4 * capacity * n_channels
+
+    @classmethod
+    def create(cls, capacity: int, n_channels: int) -> SharedRingBuffer:
+        if capacity < 2:
+            raise ValueError("capacity must be at least 2 samples")
+        shm = shared_memory.SharedMemory(create=True, size=cls.nbytes(capacity, n_channels))
+        ring = cls(shm, capacity, n_channels, owner=True)
+        ring._cells[0] = 0.0
+        ring._cells[1] = float("-inf")
+        return ring
+
+    @classmethod
+    def attach(cls, name: str, capacity: int, n_channels: int) -> SharedRingBuffer:
+        from exoctl.acquisition.seqlock import attach_segment
+
+        shm = attach_segment(name)
+        return cls(shm, capacity, n_channels, owner=False)
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    @property
+    def _written(self) -> int:
+        return int(self._cells[0])
+
+    @_written.setter
+    def _written(self, value: int) -> None:
+        self._cells[0] = value  # exact as float64 up to 2**53 samples
+
+    @property
+    def last_arrival(self) -> float:
+        return float(self._cells[1])
+
+    @last_arrival.setter
+    def last_arrival(self, value: float) -> None:
+        self._cells[1] = value
+
+    def close(self) -> None:
+        del self._cells, self._stamp, self._arrival, self._data
+        with contextlib.suppress(BufferError):  # a copy-out still holds a view: the
+            self.shm.close()  # mapping goes with the process
+        if self.owner:
+            self.shm.unlink()

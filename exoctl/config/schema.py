@@ -249,6 +249,15 @@ class EstimatorConfig(_Model):
     activation: ActivationConfig = ActivationConfig()
     calibration: FilePath
     """Calibration file (per-muscle MVC and the synergy matrix W), see exoctl.signal.calibration."""
+    process: bool = True
+    """Run acquisition, signal chain and model in their own process (exoctl.runtime.
+    estimator_process), so the control loop's interpreter runs only the loop; false runs them
+    in the loop's thread (deterministic offline use, tests on the in-process FakeLink)."""
+    warmup_s: Annotated[float, Field(ge=0, le=10)] = 1.0
+    """At a session's start the estimator runs over this much of the newest EMG before its
+    first estimate is used (filters, activation dynamics and the model's window settle)."""
+    hang_timeout_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    """An estimator process that publishes nothing for this long is killed and restarted."""
 
     @field_validator("bandpass_hz")
     @classmethod

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pylsl
@@ -31,6 +31,7 @@ import pylsl
 from exoctl.acquisition.ringbuffer import RingBuffer
 from exoctl.config.schema import Config
 from exoctl.control.assist import AssistLaw
+from exoctl.control.estimates import LocalEstimates, SharedEstimates
 from exoctl.control.safety import (
     ChannelMonitor,
     RecordingHealth,
@@ -39,9 +40,10 @@ from exoctl.control.safety import (
     SafetyState,
 )
 from exoctl.control.timing import DeadlineTimer, TimingStats
-from exoctl.errors import NonFiniteEmg
-from exoctl.estimation.estimator import Estimator
 from firmware_bridge.link_api import Link
+
+if TYPE_CHECKING:  # onnxruntime and scipy load only where the estimator runs
+    from exoctl.estimation.estimator import Estimator
 
 TICK_COLUMNS = (
     "t",
@@ -113,7 +115,7 @@ class ControlLoop:
         self,
         rate_hz: float,
         ring: RingBuffer,
-        estimator: Estimator,
+        estimator: Estimator | None,
         assist: AssistLaw,
         safety: SafetyLayer,
         link: Link,
@@ -124,11 +126,14 @@ class ControlLoop:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         recording: RecordingHealth | None = None,
+        estimates: SharedEstimates | None = None,
     ) -> None:
         """``clock``/``sleep`` default to time.monotonic/time.sleep (the clock the acquisition
         stamps arrivals with and the link stamps telemetry with); tests hand in one they move.
         ``recording``: what the session recorder publishes about its health (by default one
-        that never requires a recording, as on the HIL bench)."""
+        that never requires a recording, as on the HIL bench). ``estimates``: the estimator
+        process's shared-memory handoff (process mode); by default the loop runs ``estimator``
+        on ``ring`` in its own thread (in-process mode)."""
         self.rate_hz = rate_hz
         self.period = 1.0 / rate_hz
         self.ring = ring
@@ -140,24 +145,30 @@ class ControlLoop:
         self._clock = clock
         self.timer = DeadlineTimer(self.period, clock=clock, sleep=sleep)
         self.stats = TimingStats(stats_capacity or log_capacity)
-        self.log = TickLog(log_capacity, nj, estimator.n_muscles, estimator.k)
         self.requests: deque[Callable[[float], None]] = deque()
-        self._buf = np.zeros((max_chunk, ring.n_channels), dtype=np.float32)
-        self._stamps = np.zeros(max_chunk)
-        self._arrival = np.zeros(max_chunk)
+        self.estimates: LocalEstimates | SharedEstimates
+        if estimates is not None:
+            self.estimates = estimates
+        elif estimator is not None:
+            self.estimates = LocalEstimates(ring, estimator, channel_monitor, max_chunk)
+        else:
+            raise ValueError("the loop needs an estimator (in process) or its shared estimates")
+        sizes = estimates if estimates is not None else estimator
+        assert sizes is not None
+        self.log = TickLog(log_capacity, nj, sizes.n_muscles, sizes.k)
         self._request = np.zeros(nj)
         self._command = np.zeros(nj)
         self._zero = np.zeros(nj)
-        self.bad_input_ticks = 0
-        self._input_bad = False
         self.inputs = SafetyInputs.healthy(nj)
         self.inputs.emg_age_s = float("inf")
         self.inputs.telemetry_age_s = float("inf")
         self.inputs.link_healthy = False
         self.recording = recording if recording is not None else RecordingHealth()
         self.channel_monitor = channel_monitor
-        if channel_monitor is not None:  # the flags array is updated in place every tick
+        if channel_monitor is not None and estimates is None:  # updated in place every tick
             self.inputs.emg_flat_or_saturated = channel_monitor.flags
+        elif estimates is not None:  # copied from the estimator process's flags every tick
+            self.inputs.emg_flat_or_saturated = np.zeros(ring.n_channels, dtype=bool)
         self.ticks = 0
         self.started_at = float("nan")
         self.stopped_at = float("nan")
@@ -170,12 +181,13 @@ class ControlLoop:
         cls,
         cfg: Config,
         ring: RingBuffer,
-        estimator: Estimator,
+        estimator: Estimator | None,
         link: Link,
         log_capacity: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         recording: RecordingHealth | None = None,
+        estimates: SharedEstimates | None = None,
     ) -> ControlLoop:
         """The loop as the controller runs it: assist law, safety layer and channel monitor
         built from ``cfg`` around the given ring, estimator and link."""
@@ -198,17 +210,26 @@ class ControlLoop:
             clock=clock,
             sleep=sleep,
             recording=recording,
+            estimates=estimates,
         )
+
+    @property
+    def bad_input_ticks(self) -> int:
+        """Ticks whose new EMG the estimator refused (non-finite samples)."""
+        return self.estimates.bad_input_ticks
 
     def use_estimator(self, estimator: Estimator) -> None:
         """Run ``estimator`` from the next tick on. Call it in the loop thread (a request);
         the tick log's columns are sized for the estimator the loop started with."""
+        assert self.estimator is not None, "in the process mode the estimator process swaps"
         if (estimator.n_muscles, estimator.k) != (self.estimator.n_muscles, self.estimator.k):
             raise ValueError(
                 f"the new estimator has {estimator.k} synergies and {estimator.n_muscles} "
                 f"muscles, the running one {self.estimator.k} and {self.estimator.n_muscles}"
             )
         self.estimator = estimator
+        if isinstance(self.estimates, LocalEstimates):
+            self.estimates.use_estimator(estimator)
 
     # ---------------------------------------------------------------- thread management
     def start(self) -> None:
@@ -271,40 +292,17 @@ class ControlLoop:
         else:
             inp.telemetry_age_s = float("inf")
 
-        n = self.ring.read_new(self._buf, self._stamps, self._arrival)
-        chunk = self._buf[:n]
-        if self.channel_monitor is not None:
-            self.channel_monitor.update(chunk)
-        if n or not self._input_bad:
-            try:
-                estimate = self.estimator.step(
-                    chunk,
-                    inp.angles,
-                    inp.velocities,
-                    self._stamps[:n],
-                    pylsl.local_clock() if self.estimator.needs_time else None,
-                    fw_time,
-                    received_at,
-                )
-                self._input_bad = False
-            except NonFiniteEmg:
-                # The stages refuse it before touching their state. A NaN estimate is what
-                # the safety layer's model-output watchdog acts on.
-                self.estimator.invalidate()
-                estimate = self.estimator.estimate
-                self._input_bad = True
-                self.bad_input_ticks += 1
-        else:
-            # Until good samples arrive the estimate stays NaN, also through ticks that bring
-            # none (a window model would otherwise advance and compute a finite one), so the
-            # watchdog sees the fault persist.
-            estimate = self.estimator.estimate
-        # When the estimate in use was computed, on the loop's clock: the estimator runs inline,
-        # so this tick. An estimator that hands over a held estimate gives its timestamp here.
-        estimate_t = now
+        src = self.estimates
+        estimate = src.step(inp.angles, inp.velocities, fw_time, received_at)
+        n = src.n
+        src.flags_into(inp.emg_flat_or_saturated)
+        # When the estimate in use was computed, on the loop's clock: this tick when the
+        # estimator runs in this thread, the estimator process's time stamp otherwise (a hung
+        # or crashed process makes it age, which the estimate_stale watchdog acts on).
+        estimate_t = src.computed_at(now)
         self.assist.update(estimate, now, self._request)
-        inp.emg_age_s = now - self.ring.last_arrival
-        inp.emg_source_refused = self.ring.source_fault is not None
+        inp.emg_age_s = now - src.last_arrival
+        inp.emg_source_refused = src.source_refused
         inp.link_healthy = self.link.healthy
         inp.actuators_enabled = self.link.enabled
         inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0
@@ -317,22 +315,22 @@ class ControlLoop:
         t_write = self._clock()
 
         # Bookkeeping after the command is on its way.
-        latency = t_write - self._arrival[0] if n else float("nan")
-        sample_age = pylsl.local_clock() - self._stamps[n - 1] if n else float("nan")
+        latency = t_write - src.first_arrival if n else float("nan")
+        sample_age = pylsl.local_clock() - src.newest_stamp if n else float("nan")
         self.stats.record(err, t_write - tick_start, latency, sample_age, inp.telemetry_age_s)
         log = self.log
         i = log.n % log.capacity
         log.t[i] = t_write
-        log.stamp[i] = self._stamps[n - 1] if n else np.nan
-        log.paired[i] = self.estimator.paired_at
-        log.telemetry_at[i] = self.estimator.kinematics.newest
+        log.stamp[i] = src.newest_stamp if n else np.nan
+        log.paired[i] = src.paired_at
+        log.telemetry_at[i] = src.telemetry_at
         log.estimate[i] = estimate
         log.command[i] = command
         if tel is not None:
             log.applied[i] = tel.torques
             log.angles[i] = tel.angles
-        log.activation[i] = self.estimator.activation
-        log.synergy[i] = self.estimator.synergy
+        log.activation[i] = src.activation
+        log.synergy[i] = src.synergy
         log.state[i] = int(self.safety.state)
         log.n += 1
         self.ticks += 1

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from exoctl.control.loop import ControlLoop, TickRows
 from exoctl.control.safety import RecordingHealth, SafetyState
 from exoctl.control.timing import reduce_timer_slack
 from exoctl.errors import ExoctlError
-from exoctl.estimation.estimator import Estimator, build_estimator
+from exoctl.runtime.estimator_process import EstimatorProcess, EstimatorProcessError
 from exoctl.runtime.realtime import (
     RealtimeReport,
     ThreadRole,
@@ -48,8 +48,12 @@ from exoctl.runtime.realtime import (
     raise_threads,
     session_gc,
 )
+from exoctl.signal.calibration import load_calibration
 from firmware_bridge.link import HostLink
 from firmware_bridge.link_api import Link, LinkThread, TelemetrySnapshot
+
+if TYPE_CHECKING:  # the model runtime (onnxruntime, scipy) is imported only where it runs
+    from exoctl.estimation.estimator import Estimator
 
 T = TypeVar("T")
 
@@ -95,8 +99,25 @@ class Controller:
         self.cfg = cfg
         self.joints = cfg.joint_names
         fs = cfg.emg.sampling_rate_hz
-        self._ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
-        self._estimator: Estimator = build_estimator(cfg)
+        # estimator.process: acquisition, signal chain and model in a supervised child process
+        # (exoctl.runtime.estimator_process), handing estimates over in shared memory;
+        # otherwise they run in the loop's thread.
+        self._process: EstimatorProcess | None = None
+        self._estimator: Estimator | None = None
+        if cfg.estimator.process:
+            k = load_calibration(cfg.estimator.calibration).k
+            self._process = EstimatorProcess(cfg, len(cfg.emg.muscles), k)
+            try:
+                self._process.start()  # loads and checks the model there; its errors here
+            except BaseException:
+                self._process.shutdown()
+                raise
+            self._ring: RingBuffer = self._process.ring
+        else:
+            from exoctl.estimation.estimator import build_estimator
+
+            self._ring = RingBuffer(int(cfg.emg.ring_buffer_s * fs), len(cfg.emg.muscles))
+            self._estimator = build_estimator(cfg)
         rate = cfg.tick_rate_hz
         self._link: Link = link or HostLink(
             cfg.device.serial.port,
@@ -118,6 +139,7 @@ class Controller:
             self._link,
             log_capacity=int(log_seconds * rate),
             recording=recording,
+            estimates=None if self._process is None else self._process.estimates,
         )
         self._assist = self._loop.assist
         self._safety = self._loop.safety
@@ -150,12 +172,18 @@ class Controller:
         # second stream with its source id), and once handshaken the firmware latches a host
         # timeout on any silence of device.command_timeout_s, which the link's heartbeats only
         # prevent reliably once they run at real-time priority (after the loop starts).
-        self._acquisition = make_acquisition(self.cfg.emg, self._ring)
+        if self._process is not None:
+            self._process.acquire()  # in the estimator process, which then idles
+        else:
+            self._acquisition = make_acquisition(self.cfg.emg, self._ring)
         self._link.open()
         self._link.handshake(timeout_s=handshake_timeout_s)
-        self._acquisition.start()
+        if self._acquisition is not None:
+            self._acquisition.start()
         self._wait_for_inputs(timeout_s=max(2.0, handshake_timeout_s))
         self._loop.start()
+        if self._process is not None:
+            self._process.supervise()
         if realtime_priority:
             self.apply_realtime(realtime_priority)
 
@@ -170,6 +198,8 @@ class Controller:
         missing = []
         if time.monotonic() - self._ring.last_arrival >= self.cfg.safety.emg_timeout_s:
             err = self._acquisition.error if self._acquisition else None
+            if self._process is not None:
+                err = self._process.acquisition_error()
             missing.append(f"no EMG samples{f' ({err})' if err else ''}")
         if not self._link.healthy:
             missing.append(f"firmware telemetry not flowing ({self._link.last_error})")
@@ -184,6 +214,8 @@ class Controller:
             self._link.disable(timeout_s=0.2)
         if self._acquisition is not None:
             self._acquisition.stop()
+        if self._process is not None:
+            self._process.shutdown()
         self._link.close()
 
     def threads(self) -> dict[ThreadRole, threading.Thread]:
@@ -265,14 +297,20 @@ class Controller:
                     f"a session is already running (patient {self._session.patient})"
                 )
             if self._safety.state in (SafetyState.FAULT_LATCHED, SafetyState.ESTOP):
+                held = ", ".join(self._safety.active_conditions[0])
                 raise ControllerError(
-                    f"safety state is {SafetyState(self._safety.state).name}: a person must "
-                    "clear it first (exoctl fault clear)"
+                    f"safety state is {SafetyState(self._safety.state).name}"
+                    f"{f' ({held})' if held else ''}: a person must clear it first "
+                    "(exoctl fault clear)"
                 )
             if not self._link.healthy:
                 raise ControllerError(f"the firmware link is not healthy: {self._link.last_error}")
             gains = self._gains(assist)
+            if self._process is not None:  # the estimator warms up, then runs every tick
+                self._process.set_session(True)
             if not self._link.enable(timeout_s=0.5):
+                if self._process is not None:
+                    self._process.set_session(False)
                 raise ControllerError("the firmware did not acknowledge Enable")
 
             def begin(now: float) -> None:
@@ -299,6 +337,9 @@ class Controller:
                     time.sleep(0.005)
             self._link.disable(timeout_s=0.5)
             self._session = None
+            if self._process is not None:  # idle: no model runs until the next session
+                with contextlib.suppress(ExoctlError):
+                    self._process.set_session(False)
             if self._session_gc is not None:
                 self._session_gc.__exit__(None, None, None)  # automatic collection resumes
                 self._session_gc = None
@@ -342,13 +383,16 @@ class Controller:
         def clear(now: float) -> bool:
             if not self._safety.clear_fault(now):
                 return False
-            if not np.isfinite(self._estimator.estimate).all():
-                self._estimator.reset()
+            est = self._estimator
+            if est is not None and not np.isfinite(est.estimate).all():
+                est.reset()
             if self._session is not None:
                 self._assist.start(now)
             return True
 
         with self._lock:
+            if self._process is not None and not np.isfinite(self._loop.estimates.estimate).all():
+                self._process.reset()  # a NaN poisoned the estimator's state: start it afresh
             # The firmware latches its own faults (e.g. host timeout after a cable pull) and
             # keeps its actuators off until enabled again; while either shows in telemetry the
             # safety layer stays tripped. This is the person's act that restores both: clear the
@@ -394,8 +438,18 @@ class Controller:
             raise ControllerError(
                 "a session is running: load a model or calibration between sessions"
             )
+        if self._process is not None:
+            try:  # loaded and checked in the estimator process; its errors unchanged
+                self._process.swap(cfg)
+            except EstimatorProcessError as e:
+                raise ControllerError(str(e)) from None
+            self.cfg = cfg
+            return
+        from exoctl.estimation.estimator import build_estimator
+
         est = build_estimator(cfg)
         old = self._estimator
+        assert old is not None
         if est.k != old.k or est.n_muscles != old.n_muscles:
             raise ControllerError(
                 f"the new estimator has {est.k} synergies and {est.n_muscles} muscles, the running "
@@ -531,18 +585,41 @@ class Controller:
 
     @property
     def n_synergies(self) -> int:
-        return self._estimator.k
+        return self._loop.log.synergy.shape[1]  # sized for the estimator's synergies
 
     def model_identity(self) -> ModelIdentity:
-        info = self._estimator.model.info.extra
+        if self._process is not None:
+            info = self._process.info["model_extra"]
+            cal = self._process.info["calibration_source"]
+        else:
+            assert self._estimator is not None
+            info = self._estimator.model.info.extra
+            cal = self._estimator.calibration.source
         mid = info.get("name") or info.get("version") or info.get("format")
-        cid = self._estimator.calibration.source.get("name")
+        cid = cal.get("name")
         return ModelIdentity(
             Path(self.cfg.model.path),
             str(mid) if mid else None,
             Path(self.cfg.estimator.calibration),
             str(cid) if cid else None,
         )
+
+    def _estimate_copy(self) -> np.ndarray:
+        """The newest estimate, copied off the loop's thread."""
+        if self._process is not None:
+            return self._process.estimate_copy()
+        assert self._estimator is not None
+        return self._estimator.estimate.copy()
+
+    def _acquisition_stats(self) -> dict[str, Any] | None:
+        if self._process is not None:
+            s = self._process.snapshot()
+            out: dict[str, Any] = {
+                k: int(s[k]) for k in ("samples", "chunks", "overflow_samples", "overflow_events")
+            }
+            out["error"] = self._process.acquisition_error()
+            return out
+        return None if self._acquisition is None else self._acquisition.stats()
 
     def status(self, window_s: float | None = 10.0) -> dict[str, Any]:
         """A snapshot for people; loop percentiles over the last ``window_s`` only (None: the
@@ -579,13 +656,14 @@ class Controller:
             "safety_state": SafetyState(self._safety.state).name,
             "loop": self._loop.summary(window_s=window_s),
             "loop_error": self._loop.error,
-            "estimate_nm": dict(zip(self.joints, self._estimator.estimate.tolist(), strict=True)),
+            "estimate_nm": dict(zip(self.joints, self._estimate_copy().tolist(), strict=True)),
             "command_nm": dict(zip(self.joints, self._safety.last_command.tolist(), strict=True)),
             "applied_nm": None
             if tel is None
             else dict(zip(self.joints, tel.torques.tolist(), strict=True)),
             "link": self._link.stats(),
-            "acquisition": None if self._acquisition is None else self._acquisition.stats(),
+            "acquisition": self._acquisition_stats(),
+            "estimator": {"mode": "thread"} if self._process is None else self._process.status(),
             "faults": list(self._fault_log),
             "input_age_s": {
                 "emg": emg_age if math.isfinite(emg_age) else None,

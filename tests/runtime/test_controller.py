@@ -64,6 +64,18 @@ def rig(cfg) -> Iterator[tuple[Controller, FakeLink]]:
         c.shutdown(ramp_out=False)
 
 
+@pytest.fixture
+def thread_rig(cfg) -> Iterator[tuple[Controller, FakeLink]]:
+    """The in-process mode (estimator.process: false): acquisition and estimator are threads."""
+    link = FakeLink(cfg.joint_names, torque_limits_nm=LIMITS)
+    c = Controller(cfg.with_overrides(estimator={"process": False}), log_seconds=60.0, link=link)
+    c.start()
+    try:
+        yield c, link
+    finally:
+        c.shutdown(ramp_out=False)
+
+
 def _assisting(link: FakeLink) -> bool:
     return bool(link.frames) and bool(np.abs(link.frames[-1].wire).max() > 1.0)
 
@@ -198,8 +210,8 @@ def test_read_emg_returns_the_samples_as_they_arrived(rig) -> None:
     assert np.all(np.diff(stamps) > 0)
 
 
-def test_threads_are_handed_out_by_role_and_raised_by_reference(rig) -> None:
-    c, _ = rig
+def test_threads_are_handed_out_by_role_and_raised_by_reference(thread_rig) -> None:
+    c, _ = thread_rig
     threads = c.threads()
     assert set(threads) == {ThreadRole.CONTROL_LOOP, ThreadRole.ACQUISITION}  # the fake has none
     acq = threads[ThreadRole.ACQUISITION]

@@ -1,0 +1,578 @@
+"""The estimator in its own process, supervised: EMG acquisition, ring buffer, signal chain, model.
+
+Why a process: the control loop's tick (newest telemetry -> assist law -> safety layer -> frame
+out) must not wait behind the interpreter lock while other threads filter EMG or run the
+model. Here the acquisition thread, the causal filters, activation dynamics, NNLS synergies
+and the ONNX model run in a child process: a fresh interpreter, as the ``spawn`` start method
+makes (the daemon is threaded: a plain fork could copy a lock another thread holds), started
+with ``python -m`` so that a daemonic process (the HIL bench's controller) may start it too.
+Three shared-memory segments, created and removed by the daemon's side
+(``EstimatorProcess``), join them:
+
+* the ring buffer (``SharedRingBuffer``): the child's acquisition writes it, the daemon copies
+  EMG out of it for the recording (``Controller.read_emg``) and reads the newest arrival time
+  for the EMG watchdog;
+* the estimate block (``SeqlockBlock``, ``estimate_layout``): the child publishes each
+  estimate with its activations, synergies, channel flags, the EMG it covers (the newest
+  sample's LSL time, the oldest new sample's arrival) and the time it was computed;
+* the inputs block (``inputs_layout``): the loop publishes the device's joint state each
+  tick, for models whose features use it.
+
+Idle costs nothing: between sessions the child only keeps the acquisition and the channel
+monitor going (the ring buffer stays warm; the loop keeps the link alive and its watchdogs
+armed) and runs no estimator step; it publishes a heartbeat every ``IDLE_PERIOD_S``. At a
+session's start it warms the estimator up (filters, activation, model window) over the ring
+buffer's last ``estimator.warmup_s`` of EMG before its first estimate is used, with whatever
+model is loaded then, so assistance ramps in from a settled estimate.
+
+Supervised: a child that exits (crash, kill -9) or stops publishing for
+``estimator.hang_timeout_s`` (hung, SIGSTOP: it is killed) is started again, in the mode the
+daemon asked for last. Meanwhile the EMG and the estimate age: the safety layer's input
+watchdogs latch a fault and ramp assistance out, and only a person's ``fault clear`` resumes
+assistance. The reason is logged (``exoctl.runtime.estimator_process``) and kept for
+``status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from exoctl.acquisition.ringbuffer import SharedRingBuffer
+from exoctl.acquisition.seqlock import SeqlockBlock
+from exoctl.config.schema import Config
+from exoctl.control.estimates import (
+    EstimatorStage,
+    SharedEstimates,
+    estimate_layout,
+    inputs_layout,
+    pack_text,
+    unpack_text,
+)
+from exoctl.errors import ExoctlError, NonFiniteEmg
+
+log = logging.getLogger(__name__)
+
+IDLE_PERIOD_S = 0.02
+"""Between sessions the child wakes this often: drains new EMG for the channel monitor and
+publishes its heartbeat (well inside the EMG watchdog's 0.1 s degraded threshold)."""
+
+
+class EstimatorProcessError(ExoctlError, RuntimeError):
+    """The estimator process did not start or did not answer; the message says why."""
+
+
+@dataclass(frozen=True)
+class Segments:
+    """What the child needs to attach to the daemon's shared memory (picklable)."""
+
+    estimates: str
+    inputs: str
+    ring: str
+    capacity: int
+    n_channels: int
+    n_joints: int
+    k: int
+
+
+# ------------------------------------------------------------------------- the child side
+def _child_main(cfg: Config, seg: Segments, conn: Connection, session: bool) -> None:
+    """The child's entry point (spawned): load, answer "ready", then run until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops it, not a terminal's ^C
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack, on stderr
+    try:
+        worker = _Worker(cfg, seg, conn)
+    except Exception as e:
+        _send_error(conn, e)
+        return
+    worker._beat()
+    conn.send(("ready", worker.describe()))
+    worker.run(session)
+
+
+def _send_error(conn: Connection, e: BaseException) -> None:
+    """Send the exception itself when it pickles (the caller re-raises it unchanged)."""
+    try:
+        pickle.loads(pickle.dumps(e))
+        conn.send(("error", e))
+    except Exception:
+        conn.send(("error", EstimatorProcessError(f"{type(e).__name__}: {e}")))
+
+
+class _Worker:
+    def __init__(self, cfg: Config, seg: Segments, conn: Connection) -> None:
+        from exoctl.control.safety import ChannelMonitor
+        from exoctl.estimation.estimator import build_estimator
+
+        self.cfg = cfg
+        self.conn = conn
+        nm = seg.n_channels
+        self.block = SeqlockBlock.attach(seg.estimates, estimate_layout(seg.n_joints, nm, seg.k))
+        self.block.recover()  # a predecessor killed mid-write left the counter odd
+        self.inputs = SeqlockBlock.attach(seg.inputs, inputs_layout(seg.n_joints))
+        self.ring = SharedRingBuffer.attach(seg.ring, seg.capacity, nm)
+        estimator = build_estimator(cfg)
+        self._check_sizes(estimator, seg)
+        self.seg = seg
+        monitor = ChannelMonitor(
+            nm,
+            cfg.emg.sampling_rate_hz,
+            cfg.safety,
+            # emg_flat_range is in raw EMG units; an enveloped, normalised input is ~1.
+            flat_range=1e-6 if cfg.estimator.input == "enveloped" else None,
+        )
+        self.stage = EstimatorStage(self.ring, estimator, monitor)
+        self.acquisition: Any = None
+        self.warm_steps = 0
+        self.session = False
+        self._swap: _Loader | None = None
+        self.f = self.block.fields
+        self._error: str | None = None
+        pack_text(None, self.f["error"])
+
+    @staticmethod
+    def _check_sizes(estimator: Any, seg: Segments) -> None:
+        if estimator.k != seg.k or estimator.n_muscles != seg.n_channels:
+            raise EstimatorProcessError(
+                f"the new estimator has {estimator.k} synergies and {estimator.n_muscles} "
+                f"muscles, the running one {seg.k} and {seg.n_channels}: restart the daemon "
+                "with the new configuration"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        est = self.stage.estimator
+        return {
+            "pid": os.getpid(),
+            "model_extra": dict(est.model.info.extra),
+            "calibration_source": dict(est.calibration.source),
+            "assisted": est.assisted,
+        }
+
+    # -- requests ---------------------------------------------------------------------
+    def _handle(self, msg: tuple) -> bool:
+        """Run one request from the daemon; False to stop."""
+        kind = msg[0]
+        try:
+            if kind == "stop":
+                return False
+            if kind == "acquire":
+                self._acquire()
+                self.conn.send(("ok", None))
+            elif kind == "session":
+                if msg[1]:
+                    self.conn.send(("ok", self._begin_session()))
+                else:
+                    self.session = False
+                    self.conn.send(("ok", None))
+            elif kind == "swap":  # loads in a thread: the idle turns keep publishing meanwhile
+                self._swap = _Loader(msg[1])
+            elif kind == "reset":
+                self.stage.estimator.reset()
+                self.conn.send(("ok", None))
+            else:
+                self.conn.send(("error", EstimatorProcessError(f"unknown request {kind!r}")))
+        except Exception as e:
+            _send_error(self.conn, e)
+        return True
+
+    def _acquire(self) -> None:
+        from exoctl.acquisition.sources import make_acquisition
+
+        if self.acquisition is None:
+            self.acquisition = make_acquisition(self.cfg.emg, self.ring)
+            self.acquisition.start()
+
+    def _begin_session(self) -> dict[str, Any]:
+        """Warm the estimator up over the ring's recent EMG, then run it every tick."""
+        self.warm_steps = warm_up(self.stage, self.cfg, self._beat)
+        self.session = True
+        self._timer_start = True
+        return {"warm_ticks": self.warm_steps}
+
+    def _beat(self) -> None:
+        """Alive, and the held estimate still current (no newer one is being computed)."""
+        now = time.monotonic()
+        self.block.write({"heartbeat": now, "computed_at": now})
+
+    def _finish_swap(self) -> None:
+        """Install a model loaded by ``_Loader`` once it is done, and answer the daemon."""
+        loader = self._swap
+        if loader is None or loader.is_alive():
+            return
+        self._swap = None
+        try:
+            if loader.error is not None:
+                raise loader.error
+            assert loader.estimator is not None
+            self._check_sizes(loader.estimator, self.seg)
+            self.stage.estimator = loader.estimator
+            self.cfg = loader.cfg
+            self.conn.send(("ok", self.describe()))
+        except Exception as e:
+            _send_error(self.conn, e)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, session: bool) -> None:
+        from exoctl.control.timing import DeadlineTimer, reduce_timer_slack
+
+        reduce_timer_slack()
+        if session:  # restarted during a session: acquire and run again straight away
+            self._acquire()
+            self._begin_session()
+        # No spinning before a deadline (the loop spins; this process has no one to be exact
+        # for: an estimate a fraction of a tick late is still the newest one the loop copies).
+        timer = DeadlineTimer(1.0 / self.cfg.tick_rate_hz, spin_s=0.0)
+        self._timer_start = True
+        conn = self.conn
+        inputs, ang, vel = self.inputs, self.inputs.local["angles"], self.inputs.local["velocities"]
+        fw_time, received_at = self.inputs.local["fw_time"], self.inputs.local["received_at"]
+        try:
+            while True:
+                if self.session:
+                    if self._timer_start:
+                        timer.start()
+                        self._timer_start = False
+                    timer.wait()
+                    if conn.poll() and not self._handle(conn.recv()):
+                        return
+                elif conn.poll(IDLE_PERIOD_S) and not self._handle(conn.recv()):
+                    return
+                self._finish_swap()
+                if self.session:
+                    inputs.read()
+                    self.stage.step(ang, vel, float(fw_time[0]), float(received_at[0]))
+                    self._publish(time.monotonic(), computed=True)
+                else:
+                    self.stage.drain()
+                    self._publish(time.monotonic(), computed=False)
+        except (EOFError, OSError):
+            return  # the daemon went away
+        finally:
+            if self.acquisition is not None:
+                self.acquisition.stop(timeout=0.5)
+
+    def _publish(self, now: float, computed: bool) -> None:
+        """One consistent update of the estimate block. Idle, the estimate is held (no model
+        runs) and counts as current: there is nothing newer to compute."""
+        st, f, b = self.stage, self.f, self.block
+        acq = self.acquisition
+        b.begin()
+        if computed:
+            f["estimate"][:] = st.estimate
+            f["activation"][:] = st.estimator.activation
+            f["synergy"][:] = st.estimator.synergy
+            f["paired"][0] = st.paired_at
+            f["telemetry_at"][0] = st.telemetry_at
+        f["flags"][:] = st.channel_monitor.flags if st.channel_monitor is not None else 0.0
+        f["n"][0] = st.n if computed else 0  # idle: no estimate covers the drained samples
+        f["first_arrival"][0] = st.first_arrival
+        f["newest_stamp"][0] = st.newest_stamp
+        f["computed_at"][0] = now
+        f["heartbeat"][0] = now
+        f["source_refused"][0] = st.source_refused
+        f["bad_input_ticks"][0] = st.bad_input_ticks
+        f["steps"][0] = st.steps + self.warm_steps
+        f["session"][0] = self.session
+        if acq is not None:
+            f["chunks"][0] = acq.chunks
+            if acq.error != self._error:  # rare: written only when it changes
+                self._error = acq.error
+                pack_text(acq.error, f["error"])
+        f["samples"][0] = self.ring.written
+        f["overflow_samples"][0] = self.ring.overflow_samples
+        f["overflow_events"][0] = self.ring.overflow_events
+        b.end()
+
+
+class _Loader(threading.Thread):
+    """Builds an estimator (model and calibration files, seconds for a large model) beside
+    the idle turns, which go on publishing so the estimate never looks stale meanwhile."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(name="estimator-loader", daemon=True)
+        self.cfg = cfg
+        self.estimator: Any = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        from exoctl.estimation.estimator import build_estimator
+
+        try:
+            self.estimator = build_estimator(self.cfg)
+        except Exception as e:
+            self.error = e
+
+
+def warm_up(stage: EstimatorStage, cfg: Config, beat: Callable[[], None] | None = None) -> int:
+    """Reset the estimator and run it over the ring's last ``estimator.warmup_s`` of EMG in
+    tick-sized chunks (filters, activation dynamics, synergies and the model's own window
+    see it as if it had run all along); returns the ticks run. The stage's reader cursor then
+    moves past those samples, so no sample is fed twice."""
+    est = stage.estimator
+    ring = stage.ring
+    est.reset()
+    fs, rate = cfg.emg.sampling_rate_hz, cfg.tick_rate_hz
+    want = int(cfg.estimator.warmup_s * fs)
+    cursor, data, stamps, _ = ring.copy_since(max(0, ring.written - want))
+    ring._read = cursor  # noqa: SLF001 - the stage's own cursor, in this process
+    per_tick = max(1, round(fs / rate))
+    angles = np.zeros(len(est.estimate))
+    ticks = 0
+    for i in range(0, data.shape[0], per_tick):
+        chunk, st = data[i : i + per_tick], stamps[i : i + per_tick]
+        try:
+            est.step(chunk, angles, angles, st, float(st[-1]) if est.needs_time else None)
+        except NonFiniteEmg:
+            est.reset()  # warm up on what follows the bad samples
+        ticks += 1
+        if beat is not None and ticks % 8 == 0:
+            beat()  # a long warm-up is not a hang
+    return ticks
+
+
+# ------------------------------------------------------------------------- the daemon side
+class EstimatorProcess:
+    """The daemon's side: shared memory, the child, its requests and its supervisor."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        n_muscles: int,
+        k: int,
+        on_restart: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        nj = len(cfg.joint_names)
+        fs = cfg.emg.sampling_rate_hz
+        self.ring = SharedRingBuffer.create(int(cfg.emg.ring_buffer_s * fs), n_muscles)
+        self.block = SeqlockBlock.create(estimate_layout(nj, n_muscles, k))
+        self.inputs = SeqlockBlock.create(inputs_layout(nj))
+        self.estimates = SharedEstimates(self.block, self.inputs, self.ring)
+        # The supervisor's own view of the estimate block (the loop's copies are its own).
+        self._watch = SeqlockBlock(self.block.shm, self.block.layout, owner=False)
+        self._watch_lock = threading.Lock()  # status and the supervisor share that view
+        self.segments = Segments(
+            self.block.name, self.inputs.name, self.ring.name, self.ring.capacity, n_muscles, nj, k
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()  # one request at a time on the pipe
+        self._session = False
+        self._ready_at = 0.0
+        self._acquiring = False
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.info: dict[str, Any] = {}
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self.on_restart = on_restart
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Spawn the child and wait until its estimator is loaded (its errors re-raised)."""
+        with self._lock:
+            self._spawn(timeout_s)
+
+    def _spawn(self, timeout_s: float) -> None:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            parent = Connection(ours.detach())
+        self._proc, self._conn = proc, parent
+        parent.send((self.cfg, self.segments, self._session))
+        self.info = self._answer(timeout_s, "start")
+        self._ready_at = time.monotonic()  # the hang clock starts here, not at a dead one's beat
+
+    def acquire(self, timeout_s: float = 30.0) -> None:
+        """Start the child's EMG acquisition (its stream checks take a second or more)."""
+        self.request(("acquire",), timeout_s)
+        self._acquiring = True
+
+    def supervise(self) -> None:
+        """Start watching the child (after ``start``)."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="estimator-supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._supervisor is not None:
+            self._supervisor.join(2.0)
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.send(("stop",))
+            if self._proc is not None:
+                _reap(self._proc, 2.0)
+        for seg in (self.block, self.inputs):
+            seg.close()
+        self.ring.close()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    # -- requests -------------------------------------------------------------------------
+    def request(self, msg: tuple, timeout_s: float = 10.0) -> Any:
+        with self._lock:
+            if self._conn is None:
+                raise EstimatorProcessError("the estimator process is not running")
+            try:
+                self._conn.send(msg)
+            except OSError as e:
+                raise EstimatorProcessError(f"the estimator process is gone ({e})") from None
+            return self._answer(timeout_s, msg[0])
+
+    def _answer(self, timeout_s: float, what: str) -> Any:
+        assert self._conn is not None
+        try:
+            if not self._conn.poll(timeout_s):
+                raise EstimatorProcessError(
+                    f"the estimator process did not answer {what!r} within {timeout_s} s"
+                )
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):
+            code = None if self._proc is None else self._proc.poll()
+            raise EstimatorProcessError(
+                f"the estimator process exited (code {code}) during {what!r}"
+            ) from None
+        if kind == "error":
+            raise value
+        return value
+
+    def set_session(self, on: bool, timeout_s: float = 10.0) -> dict[str, Any] | None:
+        """Run the estimator (warmed up first) or let it idle."""
+        out = self.request(("session", on), timeout_s)
+        self._session = on
+        return out
+
+    def swap(self, cfg: Config, timeout_s: float = 60.0) -> None:
+        self.info = self.request(("swap", cfg), timeout_s)
+        self.cfg = cfg
+
+    def reset(self) -> None:
+        self.request(("reset",))
+
+    # -- figures --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, float]:
+        """The newest published figures (a consistent copy, off the loop's thread)."""
+        with self._watch_lock:
+            self._watch.read()
+            return {k: float(v[0]) for k, v in self._watch.local.items() if len(v) == 1}
+
+    def acquisition_error(self) -> str | None:
+        """The child's acquisition error (why the EMG stream failed or was refused)."""
+        with self._watch_lock:
+            self._watch.read()
+            return unpack_text(self._watch.local["error"])
+
+    def estimate_copy(self) -> np.ndarray:
+        """The newest published estimate (a copy, off the loop's thread)."""
+        with self._watch_lock:
+            self._watch.read()
+            return self._watch.local["estimate"].copy()
+
+    def status(self) -> dict[str, Any]:
+        snap = self.snapshot()
+        now = time.monotonic()
+        beat = snap["heartbeat"]
+        return {
+            "mode": "process",
+            "pid": self.pid,
+            "alive": bool(self._proc is not None and self._proc.poll() is None),
+            "running_model": bool(snap["session"]),
+            "steps": int(snap["steps"]),
+            "estimate_age_s": now - snap["computed_at"] if snap["computed_at"] > 0 else None,
+            "heartbeat_age_s": now - beat if beat > 0 else None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
+
+    # -- supervision ----------------------------------------------------------------------
+    def _supervise(self) -> None:
+        hang = self.cfg.estimator.hang_timeout_s
+        while not self._stop.wait(0.05):
+            proc = self._proc
+            if proc is None:
+                continue
+            reason = None
+            if proc.poll() is not None:
+                reason = f"estimator process exited with code {proc.returncode}"
+            elif not self._lock.locked():  # a request (model load, warm-up) has its own timeout
+                beat = max(self.snapshot()["heartbeat"], self._ready_at)
+                age = time.monotonic() - beat
+                if age > hang:
+                    _reap(proc, 0.0)
+                    reason = f"estimator process published nothing for {age:.2f} s (hung), killed"
+            if reason is not None and not self._stop.is_set():
+                self._restart(reason)
+
+    def _restart(self, reason: str) -> None:
+        self.last_exit = f"{reason}, restarting"
+        log.error("%s", self.last_exit)
+        try:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                self._spawn(timeout_s=60.0)
+                if self._acquiring and not self._session:
+                    self._conn.send(("acquire",))  # type: ignore[union-attr]
+                    self._answer(30.0, "acquire")
+            self.last_exit = f"{reason}, restarted"
+            log.warning("%s", self.last_exit)
+        except Exception as e:
+            self.last_exit = f"{reason}; restart failed: {e}"
+            log.error("%s", self.last_exit)
+            self._proc = None
+        self.restarts += 1
+        if self.on_restart is not None:
+            self.on_restart(self.last_exit)
+
+
+def _reap(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Wait up to ``grace_s`` for the child to exit, then SIGKILL it (a stopped child too)."""
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2.0)
+
+
+def main() -> None:
+    """``python -m exoctl.runtime.estimator_process FD``: the child, started by
+    ``EstimatorProcess`` (a fresh interpreter, like the ``spawn`` start method, but also from
+    a daemonic process such as the HIL bench's controller). FD is its end of a socket pair:
+    it receives the configuration, the shared segments' names and the mode, then requests."""
+    conn = Connection(int(sys.argv[1]))
+    try:
+        cfg, seg, session = conn.recv()
+    except EOFError:
+        return
+    _child_main(cfg, seg, conn, session)
+
+
+if __name__ == "__main__":
+    main()

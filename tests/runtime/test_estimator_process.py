@@ -1,0 +1,184 @@
+"""The estimator in its own process: the shared-memory handoff, supervision, idle, warm-up.
+
+Real parts: a spawned writer process on a real shared-memory segment for the seqlock; for the
+rest the Controller in its process mode (estimator.process: true) with the estimator child
+running the shipped linear ONNX model on replayed synthetic gait EMG (the HIL's synthetic
+patient, synthetic data), the in-process FakeLink as the firmware, and real signals (SIGKILL,
+SIGSTOP) sent to the child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from exoctl.acquisition.seqlock import SeqlockBlock
+from exoctl.config.schema import Config
+from exoctl.control.safety import SafetyState
+from exoctl.runtime.controller import Controller
+from exoctl.runtime.realtime import ThreadRole
+from firmware_bridge.fake_link import FakeLink
+
+from .test_controller import LIMITS, MODELS, cfg  # noqa: F401 - the fixture, reused
+
+LAYOUT = {"a": 7, "b": 64, "c": 1}
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s: {what}"
+        time.sleep(0.01)
+
+
+WRITER = """
+import sys, time
+from exoctl.acquisition.seqlock import SeqlockBlock
+block = SeqlockBlock.attach(sys.argv[1], {"a": 7, "b": 64, "c": 1})
+f, i, end = block.fields, 0.0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:  # as fast as it can: i into every field
+    i += 1.0
+    block.begin()
+    f["a"][:] = i
+    f["b"][:] = i
+    f["c"][:] = i
+    block.end()
+"""
+
+
+def test_a_reader_never_sees_a_torn_write_from_a_hammering_writer_process() -> None:
+    block = SeqlockBlock.create(LAYOUT)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, block.name, "2.5"])
+    try:
+        wait_for(lambda: block.sequence > 0, 20.0, "the writer writing")
+        seen = set()
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end and writer.poll() is None:
+            if block.read():
+                values = np.concatenate(list(block.local.values()))
+                assert (values == values[0]).all(), f"torn read: {np.unique(values)}"
+                seen.add(float(values[0]))
+        # Distinct writes were read, and the reader did meet writes in progress (a writer
+        # that never pauses leaves few gaps: most reads give up and keep their last copy).
+        assert len(seen) >= 5 and block.torn_retries > 0, (len(seen), block.torn_retries)
+    finally:
+        writer.wait(10.0)
+        block.close()
+
+
+def test_a_writer_stopped_mid_write_never_blocks_the_reader() -> None:
+    block = SeqlockBlock.create(LAYOUT)
+    other = SeqlockBlock.attach(block.name, LAYOUT)
+    try:
+        block.write({"a": 1.0, "b": 1.0, "c": 1.0})
+        assert other.read() and other.local["a"][0] == 1.0
+        block.begin()  # a writer killed here leaves the counter odd
+        block.fields["a"][:] = 2.0
+        t0 = time.monotonic()
+        assert not other.read()  # gives up, keeps its last consistent copy
+        assert time.monotonic() - t0 < 0.01 and other.local["a"][0] == 1.0
+        block.recover()  # the next writer: the half-written fields are published as they are
+        block.write({"a": 3.0, "b": 3.0, "c": 3.0})
+        assert other.read() and (np.concatenate(list(other.local.values())) == 3.0).all()
+    finally:
+        other.close()
+        block.close()
+
+
+# ------------------------------------------------------------------------ with a Controller
+@pytest.fixture
+def prig(cfg: Config) -> Iterator[tuple[Controller, FakeLink]]:  # noqa: F811
+    pcfg = cfg.with_overrides(estimator={"process": True, "hang_timeout_s": 0.5})
+    link = FakeLink(pcfg.joint_names, torque_limits_nm=LIMITS)
+    c = Controller(pcfg, log_seconds=60.0, link=link)
+    c.start()
+    try:
+        yield c, link
+    finally:
+        c.shutdown(ramp_out=False)
+
+
+def _assisting(link: FakeLink) -> bool:
+    return bool(link.frames) and bool(np.abs(link.frames[-1].wire).max() > 1.0)
+
+
+def _steps(c: Controller) -> int:
+    return int(c.status()["estimator"]["steps"])
+
+
+def test_idle_runs_no_model_and_a_session_starts_warmed_up_also_with_another_model(
+    prig,
+    cfg: Config,  # noqa: F811
+) -> None:
+    c, link = prig
+    assert set(c.threads()) == {ThreadRole.CONTROL_LOOP}  # acquisition is in the child
+    st = c.status()["estimator"]
+    assert st["mode"] == "process" and st["alive"] and not st["running_model"]
+    before = _steps(c)
+    time.sleep(0.5)
+    assert _steps(c) == before == 0  # idle: not one estimator step
+    assert c.status()["acquisition"]["samples"] > 0  # ... while the ring buffer fills
+    assert c.safety_state == SafetyState.NORMAL  # and the watchdogs see live inputs
+
+    def first_session_rows() -> tuple[np.ndarray, np.ndarray]:
+        cursor = c.ticks_written
+        c.start_session("T01", protocol="unit")
+        wait_for(lambda: _assisting(link), what="assistance on the wire")
+        time.sleep(1.0)
+        c.stop_session()
+        _, rows = c.read_ticks(cursor)
+        fresh = np.isfinite(rows["stamp"])
+        return rows["activation"][fresh], rows["estimate"][fresh]
+
+    act, _ = first_session_rows()
+    ran = _steps(c)
+    assert ran > 400  # the warm-up (1 s of EMG at 500 ticks/s) and the session's ticks
+    # Warmed up: the very first estimate's activation is already at the level of the rest
+    # (a cold start begins at zero and takes a few hundred milliseconds to rise).
+    level = act[50:].mean()
+    assert act[0].mean() > 0.5 * level, (act[0].mean(), level)
+    time.sleep(0.3)
+    assert _steps(c) == ran  # idle again: the model stopped with the session
+
+    # Another model for the next session (as a patient's own): warmed up the same way.
+    c.swap_model(cfg.with_overrides(model={"path": str(MODELS / "network.onnx")}))
+    act2, est2 = first_session_rows()
+    assert act2[0].mean() > 0.5 * act2[50:].mean()
+    assert np.isfinite(est2).all()
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_a_crashed_or_hung_estimator_is_a_fault_then_a_restart_and_a_persons_clear(
+    prig, how: str
+) -> None:
+    c, link = prig
+    c.start_session("T01", protocol="unit")
+    wait_for(lambda: _assisting(link), what="assistance on the wire")
+    pid = c.status()["estimator"]["pid"]
+    os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+    wait_for(lambda: c.safety_state == SafetyState.FAULT_LATCHED, 2.0, "the fault latched")
+    faults, _ = c.active_conditions  # the inputs the dead process fed stopped ageing well
+    assert {"emg_stale", "estimate_stale"} & set(faults), faults
+    wait_for(lambda: not _assisting(link), 2.0, "assistance ramped out")
+    st = c.status()["estimator"]
+    wait_for(lambda: c.status()["estimator"]["restarts"] == 1, 60.0, "the supervisor restarted it")
+    wait_for(lambda: c.status()["estimator"]["alive"], 60.0, "the new process runs")
+    st = c.status()["estimator"]
+    assert st["pid"] != pid
+    expected = "exited with code -9" if how == "kill" else "hung"
+    assert expected in st["last_exit"] and "restarted" in st["last_exit"]
+    # The new process runs the session's estimator again, but assistance stays off ...
+    wait_for(lambda: c.status()["estimator"]["running_model"], 60.0, "the model runs again")
+    time.sleep(0.3)
+    assert c.safety_state == SafetyState.FAULT_LATCHED and not _assisting(link)
+    # ... until a person clears the fault.
+    wait_for(lambda: c.clear_fault(), 5.0, "fault clear accepted")
+    wait_for(lambda: _assisting(link), 5.0, "assistance back on the wire")
+    assert c.session is not None and c.status()["estimator"]["restarts"] == 1

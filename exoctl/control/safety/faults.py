@@ -6,8 +6,8 @@ this tick's inputs), the ``SafetyConfig`` key of the check's threshold and of it
 the technical detail of an event, the rule as the package docstring states it, and the title and
 likely cause a clinician reads. The watchdogs (``watchdogs``), the layer's events (``layer``), the
 package docstring (``exoctl.control.safety``), the plain-words events and the session report
-(``exoctl.service.events``, ``exoctl.service.report``) all read this table; none of them names a
-kind. A new watchdog is a member of ``FaultKind``, a check and a record here, plus the input it
+(``exoctl.service.events``, ``exoctl.service.report``) all read this table; none of them keeps
+a list of kinds of its own. A new watchdog is a member of ``FaultKind``, a check and a record here, plus the input it
 reads (a field of ``SafetyInputs``) and its threshold (a key of ``SafetyConfig``).
 
 A check answers OK, DEGRADED, FAULT or BAD from this tick's inputs and its threshold. BAD is the

@@ -6,8 +6,9 @@ this tick's inputs), the ``SafetyConfig`` key of the check's threshold and of it
 the technical detail of an event, the rule as the package docstring states it, and the title and
 likely cause a clinician reads. The watchdogs (``watchdogs``), the layer's events (``layer``), the
 package docstring (``exoctl.control.safety``), the plain-words events and the session report
-(``exoctl.recordings.events``, ``exoctl.recordings.report``) all read this table; none of them names a
-kind. A new watchdog is a member of ``FaultKind``, a check and a record here, plus the input it
+(``exoctl.recordings.events``, ``exoctl.recordings.report``) all read this table; none of them
+keeps a list of kinds of its own. A new watchdog is a member of ``FaultKind``, a check and a
+record here, plus the input it
 reads (a field of ``SafetyInputs``) and its threshold (a key of ``SafetyConfig``).
 
 A check answers OK, DEGRADED, FAULT or BAD from this tick's inputs and its threshold. BAD is the
@@ -253,11 +254,9 @@ def _firmware_text(v: float, c: SafetyConfig, names: Sequence[str]) -> str:
 
 
 # -- the records ---------------------------------------------------------------------------------
-K = FaultKind
-
 LAYER_FAULTS: tuple[Fault, ...] = (
     Fault(
-        K.EMG_STALE,
+        FaultKind.EMG_STALE,
         "EMG signal interrupted",
         "no new muscle signal arrived in time: check the EMG receiver and its connection",
         lambda v, c, n: f"newest EMG sample {v:.3f} s old > emg_timeout_s {c.emg_timeout_s} s",
@@ -267,7 +266,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "emg_timeout_s",
     ),
     Fault(
-        K.EMG_CHANNEL,
+        FaultKind.EMG_CHANNEL,
         "EMG electrode problem",
         "one muscle signal was flat or saturated: check that electrode's skin contact",
         lambda v, c, n: f"EMG channel {int(v)} flat or saturated for >= {c.emg_timeout_s} s",
@@ -277,7 +276,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         persist="emg_timeout_s",
     ),
     Fault(
-        K.TELEMETRY_STALE,
+        FaultKind.TELEMETRY_STALE,
         "Exoskeleton stopped reporting",
         "no status from the exoskeleton in time: check its cable and power",
         lambda v, c, n: (
@@ -288,7 +287,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "telemetry_timeout_s",
     ),
     Fault(
-        K.TELEMETRY_INVALID,
+        FaultKind.TELEMETRY_INVALID,
         "Invalid joint sensor reading",
         "a joint angle or speed reading was not valid: check the joint sensors",
         lambda v, c, n: (
@@ -301,7 +300,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         persist="telemetry_timeout_s",
     ),
     Fault(
-        K.MODEL_OUTPUT,
+        FaultKind.MODEL_OUTPUT,
         "Implausible torque estimate",
         "the estimated torque was invalid or far too large: check the EMG electrodes and the "
         "calibration",
@@ -316,7 +315,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "model_fault_s",
     ),
     Fault(
-        K.OVERRUN,
+        FaultKind.OVERRUN,
         "Controller fell behind",
         "the control computer missed its deadlines repeatedly (it was overloaded)",
         lambda v, c, n: (
@@ -327,7 +326,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "max_overrun_streak",
     ),
     Fault(
-        K.FIRMWARE_FAULT,
+        FaultKind.FIRMWARE_FAULT,
         "Exoskeleton reported a fault",
         "the exoskeleton's motor controller reported its own fault",
         _firmware_text,
@@ -335,7 +334,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         firmware_fault,
     ),
     Fault(
-        K.LINK_DOWN,
+        FaultKind.LINK_DOWN,
         "Connection to the exoskeleton lost",
         "the computer lost contact with the exoskeleton: check its cable and power",
         lambda v, c, n: "host link unhealthy (no telemetry or handshake lost)",
@@ -343,13 +342,13 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         link_down,
     ),
     Fault(
-        K.ESTOP,
+        FaultKind.ESTOP,
         "Emergency stop",
         "the emergency stop was used",
         lambda v, c, n: "emergency stop",
     ),
     Fault(
-        K.ACTUATORS_OFF,
+        FaultKind.ACTUATORS_OFF,
         "Exoskeleton motors switched off",
         "the exoskeleton turned its motors off by itself (restart or its own protection)",
         lambda v, c, n: (
@@ -363,7 +362,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         persist="telemetry_timeout_s",
     ),
     Fault(
-        K.RECORDING_STALLED,
+        FaultKind.RECORDING_STALLED,
         "Recording failed",
         "the session's data could not be written to disk (disk full or failing), and no "
         "assistance runs unrecorded: free space on the data disk, or stop the session",
@@ -379,7 +378,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "recording_timeout_s",
     ),
     Fault(
-        K.EMG_SOURCE,
+        FaultKind.EMG_SOURCE,
         "EMG signal refused",
         "after an interruption the muscle signal came back from another device or computer: it "
         "was not used. Check the EMG receiver, then restart the exoskeleton software",
@@ -393,7 +392,7 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         emg_source,
     ),
     Fault(
-        K.ESTIMATE_STALE,
+        FaultKind.ESTIMATE_STALE,
         "Torque estimate delayed",
         "the torque estimate was not updated in time (the estimation stage stopped or fell "
         "behind): restart the exoskeleton software if it happens again",

@@ -80,7 +80,7 @@ SECTIONS = [
     ),
     Section(
         "tick_hil",
-        "bench.bench_tick",
+        "bench.bench_tick_whole",
         "run_hil",
         owner="control tick",
         what="exoctl hil --duration 30: rate, misses, latency, today's code vs this branch",
@@ -88,7 +88,7 @@ SECTIONS = [
     ),
     Section(
         "tick_daemon",
-        "bench.bench_tick",
+        "bench.bench_tick_whole",
         "run_daemon",
         owner="control tick",
         what="exoctl daemon CPU and RSS, idle and in a session, today's code vs this branch",

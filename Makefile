@@ -54,8 +54,10 @@ models: $(TEST_STAMP)
 firmware:
 	$(MAKE) -C firmware BUILD=$(abspath build/firmware)
 
+# make bench BENCH_ARGS="--only realtime_quota --quota-seconds 60": options of python -m bench
+BENCH_ARGS ?=
 bench: $(TEST_STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info

@@ -4,6 +4,8 @@
     .venv/bin/python -m bench --quick            # tiny sizes, no LibEMG install (smoke test)
     .venv/bin/python -m bench --only pipeline,scaling
     .venv/bin/python -m bench --list
+    .venv/bin/python -m bench --only realtime --vs main      # the real-time targets
+    .venv/bin/python -m bench --only realtime_quota --quota-seconds 60   # opt-in, long
 
 Sections run one after the other in this process (so figures measured side by side come from
 one run on one machine state). The component benchmarks (``bench_signal_chain``,
@@ -46,6 +48,7 @@ class Section:
     quick_kwargs: dict = field(default_factory=dict)
     full_kwargs: dict = field(default_factory=dict)
     ours: bool = False  # our functions take quick/libemg/log
+    opt_in: bool = False  # long: runs only when --only names it
 
 
 SECTIONS = [
@@ -148,6 +151,32 @@ SECTIONS = [
         "torque in a session (exoctl sim + daemon)",
         ours=True,
     ),
+    Section(
+        "realtime",
+        "bench.bench_realtime",
+        owner="real-time path",
+        what="every target of the real-time path (loop thread CPU per tick, 1 kHz loop alone "
+        "and beside busy cores, exoctl hil, daemon tree CPU and PSS) beside today's code (--vs)",
+        ours=True,
+    ),
+    Section(
+        "realtime_soak",
+        "bench.bench_realtime",
+        "run_soak",
+        owner="real-time path",
+        what="opt-in: one bench-up session of --soak-seconds (default 30 min): faults latched",
+        ours=True,
+        opt_in=True,
+    ),
+    Section(
+        "realtime_quota",
+        "bench.bench_realtime",
+        "run_quota",
+        owner="real-time path",
+        what="opt-in: the daemon under cpu.max 5000 10000 for --quota-seconds (default 5 min)",
+        ours=True,
+        opt_in=True,
+    ),
 ]
 _OWN_FILES = {
     "bench_end_to_end",
@@ -155,6 +184,7 @@ _OWN_FILES = {
     "bench_accuracy",
     "bench_tick",
     "bench_cli_start",
+    "bench_realtime",
 }
 
 
@@ -169,7 +199,9 @@ def all_sections() -> list[Section]:
     return SECTIONS + extra
 
 
-def _call(sec: Section, quick: bool, libemg: bool) -> tuple[str, str, Any]:
+def _call(
+    sec: Section, quick: bool, libemg: bool, extra: dict[str, Any] | None = None
+) -> tuple[str, str, Any]:
     """(status, reason, result) of one section."""
     path = REPO / (sec.module.replace(".", "/") + ".py")
     if not path.is_file():
@@ -180,8 +212,10 @@ def _call(sec: Section, quick: bool, libemg: bool) -> tuple[str, str, Any]:
         return "skipped", f"{path.relative_to(REPO)} has no {sec.func}() to call", None
     if sec.ours:
         kw: dict[str, Any] = {"quick": quick, "log": lambda m: print(m, flush=True)}
-        if "libemg" in inspect.signature(fn).parameters:
+        params = inspect.signature(fn).parameters
+        if "libemg" in params:
             kw["libemg"] = libemg
+        kw.update({k: v for k, v in (extra or {}).items() if k in params and v is not None})
         return "ok", "", fn(**kw)
     params = inspect.signature(fn).parameters
     wanted = sec.quick_kwargs if quick else sec.full_kwargs
@@ -219,6 +253,16 @@ def _git(*args: str) -> str | None:
         return None
 
 
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return v
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (~30 s)")
@@ -226,17 +270,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the sections and exit")
     ap.add_argument("--no-libemg", action="store_true", help="skip the LibEMG peer")
     ap.add_argument("--out", type=Path, default=RESULTS, help="output directory")
+    ap.add_argument("--vs", default=None, help="realtime sections: today's code is this git ref "
+                    "(default: the merge base with main)")  # fmt: skip
+    ap.add_argument("--soak-seconds", type=_positive, default=None,
+                    help="realtime_soak: the session's length (default 1800)")  # fmt: skip
+    ap.add_argument("--quota-seconds", type=_positive, default=None,
+                    help="realtime_quota: the session's length (default 300)")  # fmt: skip
     args = ap.parse_args(argv)
+    extra = {"vs": args.vs}
     sections = all_sections()
     if args.list:
         for s in sections:
             print(f"{s.name:<14} {s.module:<28} {s.owner:<24} {s.what}")
+        print("(opt-in sections run only when --only names them)")
         return 0
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = sorted(set(only) - {s.name for s in sections})
     if unknown:
         ap.error(f"unknown section(s) {unknown}; known: {[s.name for s in sections]}")
-    chosen = [s for s in sections if not only or s.name in only]
+    chosen = [s for s in sections if s.name in only or (not only and not s.opt_in)]
 
     t_start = time.monotonic()
     doc: dict[str, Any] = {
@@ -252,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {sec.name}: {sec.what} ...", flush=True)
         t0 = time.monotonic()
         try:
-            status, reason, res = _call(sec, args.quick, not args.no_libemg)
+            seconds = {"realtime_soak": args.soak_seconds, "realtime_quota": args.quota_seconds}
+            status, reason, res = _call(
+                sec, args.quick, not args.no_libemg, {**extra, "seconds": seconds.get(sec.name)}
+            )
         except ImportError as e:  # an optional dependency (e.g. PyTorch, the train extra)
             status, reason, res = "skipped", f"needs a package that is not installed: {e}", None
         except Exception as e:

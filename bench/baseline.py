@@ -57,6 +57,51 @@ def baseline_tree(with_bench: bool = False) -> tuple[Path | None, str | None]:
     return _trees[with_bench]
 
 
+_ref_trees: dict[str, tuple[Path | None, str | None, str | None]] = {}
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+
+
+def merge_base(with_ref: str = "main") -> str | None:
+    """The commit where this checkout left ``with_ref``: today's code, as far as this branch
+    is concerned (None without git or that ref)."""
+    try:
+        return _git("merge-base", "HEAD", with_ref)[:12] or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def ref_tree(ref: str) -> tuple[Path | None, str | None, str | None]:
+    """(extracted tree, its commit, None) or (None, None, why): the code of git ``ref`` (a
+    branch, tag or commit) for a benchmark to run beside this checkout in the same run.
+
+    ``git archive`` into a temporary directory (removed at exit) rather than ``git worktree
+    add``: nothing is registered in the repository, which other checkouts share. Only the
+    product's packages are extracted; the measuring code, ``bench``, is this checkout's, so
+    both trees are measured the same way."""
+    if ref in _ref_trees:
+        return _ref_trees[ref]
+    try:
+        commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}")[:12]
+        names = set(_git("ls-tree", "--name-only", commit).split())
+        parts = [x for x in _PARTS if x in names]
+        tmp = Path(tempfile.mkdtemp(prefix="exoctl-ref-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        arch = subprocess.run(["git", "archive", "--format=tar", commit, *parts], cwd=REPO,
+                              capture_output=True, check=True, timeout=60)  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=arch.stdout, check=True, timeout=60)
+        _ref_trees[ref] = (tmp, commit, None)
+    except (OSError, subprocess.SubprocessError) as e:
+        err = getattr(e, "stderr", b"") or b""
+        err = err.decode(errors="replace") if isinstance(err, bytes) else err
+        _ref_trees[ref] = (None, None, f"git {ref} unavailable: {e} {err[:200]}".strip())
+    return _ref_trees[ref]
+
+
 def tree_env(tree: Path | None) -> dict[str, str]:
     """The environment of a child that imports ``exoctl`` from ``tree`` (None: the current)."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}

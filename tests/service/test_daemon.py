@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -102,12 +103,14 @@ class Daemon:
         write_config,
         service: dict | None = None,
         device: dict | None = None,
+        **sections: dict,
     ):
         self.cfg_path = write_config(
             tmp,
             service=service,
             device={"serial": {"port": endpoints["port"]}, **(device or {})},
             emg={"lsl": {"source_id": endpoints["source_id"]}},
+            **sections,
         )
         self.cfg = load_config(self.cfg_path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -592,6 +595,47 @@ def test_watchdog_only_while_the_loop_runs_and_lsl_outlets(sim, tmp_path, write_
         finally:
             d.shutdown()
             notifier.close()
+
+
+def test_watchdog_is_fed_until_exit_through_a_slow_stop(
+    sim, tmp_path, write_config, run_cli, capsys
+) -> None:
+    """systemd keeps the watchdog armed while a unit stops: a SIGTERM during an assisted
+    session (a ramp-out of up to 3 s, the recording's flush, then the interpreter's exit)
+    must not leave a gap in the pings as long as the watchdog interval, from the stop until
+    the process has exited."""
+    d = Daemon(tmp_path, sim.endpoints, write_config, control={"ramp_out_s": 3.0})
+    try:
+        d.wait_for("READY=1")
+        _start_session(run_cli, capsys, d, "--patient", "PW", "--assist", "0.5")
+        deadline = time.monotonic() + 20
+        while True:  # assisting: the stop below really ramps out (a latched fault would not)
+            st = json.loads(_cli(run_cli, capsys, d, "status", "--json")[1])
+            if st["safety_state"] == "NORMAL" and any(st["command_nm"].values()):
+                break
+            assert time.monotonic() < deadline, st
+            if st["safety_state"] == "FAULT_LATCHED":
+                _clear_faults(run_cli, capsys, d)
+            time.sleep(0.2)
+        d.drain_notify()
+        d.notify.settimeout(0.02)
+        msgs: list[tuple[float, str]] = []
+        t_stop = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        while d.proc.poll() is None:
+            assert time.monotonic() - t_stop < 30, d.logs()
+            with contextlib.suppress(TimeoutError):
+                msgs.append((time.monotonic(), d.notify.recv(4096).decode()))
+        t_exit = time.monotonic()
+        d.drain_notify()
+        assert d.proc.returncode == 0, d.logs()
+        assert any(m.startswith("STOPPING=1") for _, m in msgs), msgs
+        assert t_exit - t_stop > 1.5  # the stop outlasts the watchdog: the ramp-out ran
+        pings = [t_stop] + [t for t, m in msgs if m == "WATCHDOG=1"] + [t_exit]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert max(gaps) < 1.0, f"watchdog (1 s) starved for {max(gaps):.2f} s in the stop"
+    finally:
+        d.close()
 
 
 def _rpc(sock: Path, method: str, params: dict) -> dict:

@@ -23,10 +23,10 @@ runs on, or takes a lock shared with, the control thread.
 
 Logs: structlog, one JSON object per line on stdout (journald keeps them).
 
-Why this module is longer than most: the RPC methods (the table ``Daemon.RPC_METHODS``) are
-short steps over the state the lifecycle owns (the session id, the pump's lock, the recorder,
-the controller), so they stay with it; the pump (its own thread and state) is
-``exoctl.service.pump`` and the socket ``exoctl.service.rpc``.
+The RPC methods (the table ``Daemon.RPC_METHODS``) are short steps over the state the lifecycle
+owns (the session id, the pump's lock, the recorder, the controller); a session's start and stop
+are ``exoctl.service.sessions``, the pump (its own thread and state) ``exoctl.service.pump`` and
+the socket ``exoctl.service.rpc``.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ from exoctl.acquisition.lsl_scope import settings_problems
 from exoctl.config.schema import Config, load_config
 from exoctl.jsonout import jsonable  # strict JSON for replies, logs and recorded events
 from exoctl.recordings import recorder as R
-from exoctl.recordings.fields import patient_problem, text_problem
-from exoctl.service import rpc
+from exoctl.recordings.fields import text_problem
+from exoctl.service import rpc, sessions
 from exoctl.service.logs import configure_logging
 from exoctl.service.lsl_outlets import LslPublisher
-from exoctl.service.pump import Pump, recording_bytes_needed, recording_bytes_per_s, stream_meta
+from exoctl.service.pump import Pump
 from exoctl.service.rpc.relay import Front
 from exoctl.service.sdnotify import Notifier
 
@@ -203,7 +203,7 @@ class Daemon:
             self.server.close()
         if self.controller.session is not None:
             try:
-                self._stop_session(self.stop_reason)
+                sessions.stop(self, self.stop_reason)
             except Exception as e:
                 log.error("session_stop_failed", error=str(e))
         try:
@@ -253,87 +253,6 @@ class Daemon:
             self.lsl.marker(kind, detail)
 
     # ------------------------------------------------------------------ sessions
-    def _artifacts(self) -> tuple[R.Artifact, R.Artifact]:
-        ident = self.controller.model_identity()
-        m = R.Artifact.from_file(ident.model_path, ident.model_id)
-        c = R.Artifact.from_file(ident.calibration_path, ident.calibration_id)
-        return m, c
-
-    def _patient_model(self, patient: str) -> dict[str, Any] | None:
-        """Run the patient's current model from the registry (``exoctl patients show``), when
-        there is one and it is not the one running; refuse when its files changed since it was
-        accepted. Loaded before the session starts, so assistance ramps in on it."""
-        from exoctl.runtime.controller import ControllerError
-        from exoctl.service.registry import Registry
-
-        try:
-            cur = Registry(self.svc.data_dir).current(patient)
-        except R.RecorderError as e:
-            raise rpc.Refused(f"patient {patient}: the model registry cannot be read: {e}") from e
-        if cur is None:
-            return None
-        m, c = self._artifacts()
-        if (m.sha256, c.sha256) == (cur["model_sha256"], cur["calibration_sha256"]):
-            return cur
-        for key in ("model", "calibration"):
-            ident = (
-                R.file_identity(cur[f"{key}_path"]) if Path(cur[f"{key}_path"]).is_file() else None
-            )
-            if ident is None or ident["sha256"] != cur[f"{key}_sha256"]:
-                raise rpc.Refused(
-                    f"patient {patient}: model version {cur['version']}'s {key} file "
-                    f"{cur[f'{key}_path']} is missing or changed since it was accepted; roll "
-                    "back to another version (exoctl patients rollback) or restore the file"
-                )
-        cfg = self.cfg.with_overrides(
-            model={"path": cur["model_path"]}, estimator={"calibration": cur["calibration_path"]}
-        )
-        try:
-            self.controller.swap_model(cfg)
-        except ControllerError as e:
-            raise rpc.Refused(f"patient {patient}: model version {cur['version']}: {e}") from None
-        except Exception as e:  # a file that cannot be loaded as a model or calibration
-            raise rpc.Refused(
-                f"patient {patient}: model version {cur['version']} cannot be loaded: {e}"
-            ) from None
-        self.cfg = cfg
-        log.info("patient_model_loaded", patient=patient, version=cur["version"],
-                 model=cur["model_path"], calibration=cur["calibration_path"])  # fmt: skip
-        return cur
-
-    def _stop_session(self, reason: str) -> dict[str, Any]:
-        from exoctl.runtime.controller import ControllerError
-
-        with self.pump.lock:
-            s = self.controller.session
-            try:
-                self.controller.stop_session()
-            except ControllerError as e:
-                raise rpc.Refused(str(e)) from None
-            self.pump.pump_once()  # everything up to the end of the ramp-out
-            sid = self._session_id
-            self._record_event("session_stop", {"reason": reason})
-            try:
-                self.recorder.stop_session(reason)
-                problem = self.recorder.last_close_problem
-            except R.RecorderError as e:  # the session has stopped all the same
-                problem = str(e)
-            self._session_id = None
-        if problem is None:
-            log.info("session_stopped", session_id=sid, reason=reason)
-        else:
-            log.error("session_stopped", session_id=sid, reason=reason, recording_problem=problem)
-        self.notifier.status(f"no session (last: {sid}, {reason})")
-        return {
-            "session_id": sid,
-            "patient": s.patient if s else None,
-            "end_reason": reason,
-            "duration_s": round(time.time() - s.started_at, 3) if s else None,
-            # None: the file is complete; else why its end could not be written (the data
-            # committed before stays readable)
-            "recording_problem": problem,
-        }
-
     # ------------------------------------------------------------------ RPC threads
     def _after_tick(self) -> None:
         """The control socket's gate for work that holds the GIL (a connection's thread
@@ -401,77 +320,7 @@ class Daemon:
     def rpc_session_start(
         self, patient: str, protocol: str | None = None, assist: Any = None
     ) -> dict[str, Any]:
-        from exoctl.runtime.controller import ControllerError
-
-        # Every text field is checked before anything starts or is recorded (no stub rows).
-        problem = patient_problem(patient) or (
-            None if protocol is None else text_problem("protocol", protocol)
-        )
-        if problem:
-            raise rpc.InvalidParams(problem)
-        assist = _check_assist(assist, self.controller.joints)
-        with self.pump.lock:
-            if self.controller.session is not None or self.recorder.active_session is not None:
-                raise rpc.Refused(
-                    f"a session is already running (session {self._session_id}); stop it first"
-                )
-            self._check_free_space()
-            registered = self._patient_model(patient)
-            try:
-                info = self.controller.start_session(patient, protocol, assist)
-            except ControllerError as e:
-                raise rpc.Refused(str(e)) from None
-            try:
-                model, cal = self._artifacts()
-                sid = self.recorder.start_session(
-                    patient,
-                    protocol=protocol,
-                    config=self.cfg.model_dump(mode="json"),
-                    model=model,
-                    calibration=cal,
-                    streams=stream_meta(self.cfg, self.controller.n_synergies),
-                )
-            except Exception as e:
-                # No recording, no session: assistance must not run unrecorded.
-                with contextlib.suppress(Exception):
-                    self.controller.stop_session(wait_ramp=False)
-                log.error("recording_failed", error=str(e))
-                raise rpc.RpcError(rpc.INTERNAL_ERROR, f"cannot record the session: {e}") from e
-            self._session_id = sid
-            self._record_event(
-                "session_start",
-                {"patient": patient, "protocol": protocol, "gains": info.gains,
-                 "registry_version": None if registered is None else registered["version"]},
-            )  # fmt: skip
-        self.notifier.status(f"session {sid} running (patient {patient})")
-        log.info("session_started", session_id=sid, patient=patient, protocol=protocol,
-                 gains=info.gains)  # fmt: skip
-        return {
-            "session_id": sid,
-            "patient": patient,
-            "protocol": protocol,
-            "gains": info.gains,
-            "registry_version": None if registered is None else registered["version"],
-        }
-
-    def _check_free_space(self) -> None:
-        """Refuse a session whose recording the data disk has no room for: about
-        ``recording_bytes_per_s`` for ``service.recording_reserve_s`` seconds, and its log."""
-        need_s = self.svc.recording_reserve_s
-        rate = recording_bytes_per_s(self.cfg, self.controller.n_synergies)
-        need = recording_bytes_needed(self.cfg, self.controller.n_synergies, need_s)
-        try:
-            free = R.free_bytes(self.svc.data_dir)
-        except OSError as e:
-            raise rpc.Refused(f"cannot tell the free space of {self.svc.data_dir}: {e}") from None
-        if free < need:
-            raise rpc.Refused(
-                f"not enough free disk space to record a session: {self.svc.data_dir} has "
-                f"{free / 1e6:.1f} MB free, and {need_s:g} s of recording "
-                f"(service.recording_reserve_s) needs about {need / 1e6:.1f} MB at "
-                f"{rate / 1e3:.0f} kB/s. Free space on that disk, or shorten "
-                "service.recording_reserve_s"
-            )
+        return sessions.start(self, patient, protocol, assist)
 
     def rpc_session_stop(self, reason: str = "stopped by clinician") -> dict[str, Any]:
         problem = text_problem("reason", reason)  # before stopping: the reason is recorded
@@ -482,12 +331,12 @@ class Daemon:
         # The pump, which pings the watchdog, waits for its lock while the session ramps out
         # and its recording is closed: pinged meanwhile while the loop stays healthy.
         with self.notifier.keep_alive(self._update_health):
-            return self._stop_session(reason)
+            return sessions.stop(self, reason)
 
     def rpc_assist_set(self, gains: Any) -> dict[str, Any]:
         from exoctl.runtime.controller import ControllerError
 
-        gains = _check_assist(gains, self.controller.joints)
+        gains = sessions.check_assist(gains, self.controller.joints)
         if gains is None:
             raise rpc.InvalidParams("gains: give a number or {joint: gain}")
         try:
@@ -575,7 +424,7 @@ class Daemon:
         except Exception as e:  # any file that cannot be loaded as a model or calibration
             raise rpc.InvalidParams(f"cannot load: {e}") from None
         self.cfg = cfg
-        m, c = self._artifacts()
+        m, c = sessions.artifacts(self)
         log.info("model_loaded", model=m.path, model_sha256=m.sha256, calibration=c.path,
                  calibration_sha256=c.sha256)  # fmt: skip
         return {"model": m.__dict__, "calibration": c.__dict__}
@@ -585,19 +434,6 @@ class Daemon:
             return jsonable(R.list_sessions(self.svc.data_dir, patient))
         except R.RecorderError as e:
             raise rpc.InvalidParams(str(e)) from None
-
-
-def _check_assist(assist: Any, joints: Any = None) -> Any:
-    """Levels as the RPC caller gave them; a bad level, an empty mapping or (with ``joints``)
-    an unknown joint is the caller's error (invalid params), not a refusal."""
-    from exoctl.config.assist_level import AssistLevelError, check_levels
-
-    if assist is None:
-        return None
-    try:
-        return check_levels(assist, joints)
-    except AssistLevelError as e:
-        raise rpc.InvalidParams(str(e)) from None
 
 
 def run_daemon(config_path: str | Path | None) -> int:

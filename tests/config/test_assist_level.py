@@ -12,7 +12,7 @@ from exoctl.config.schema import ConfigError, load_config
 from exoctl.control.assist import AssistLaw
 from exoctl.service import rpc
 from exoctl.service.commands import parse_assist
-from exoctl.service.daemon import _check_assist
+from exoctl.service.sessions import check_assist as _check_assist
 
 CFG = load_config()
 GOOD = [0.0, 0.3, 1.0]

@@ -58,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import call_in_tree, merge_base, ref_tree
+from bench.cpu_quota import QUOTA_HOWTO, QUOTA_PERIOD_US, QUOTA_US, QuotaCgroup
+from bench.process_tree import proc_facts, tree_sample, tree_window
 
 TARGETS: dict[str, tuple[str, float]] = {  # key: (comparison, bound)
     "tick_cpu_p99_us": ("<=", 100.0),
@@ -76,190 +78,7 @@ TARGETS: dict[str, tuple[str, float]] = {  # key: (comparison, bound)
     "quota_miss_pct": ("<=", 0.1),
     "quota_faults": ("<=", 0),
 }
-QUOTA_US, QUOTA_PERIOD_US = 5000, 10000
-QUOTA_HOWTO = (
-    "Run the same limit with systemd instead (a scope is a cgroup v2 with cpu.max set): "
-    "start the simulator in one terminal (`exoctl sim --info-file sim.json`), then the daemon "
-    "under the quota in another: `systemd-run --scope -p CPUQuota=50% -p CPUQuotaPeriodSec=10ms "
-    "exoctl --config exoctl.yaml daemon` (a configuration with the simulator's port and source "
-    "id: `exoctl bench up --dir D` writes one, D/exoctl.yaml), start a session, and read "
-    "`exoctl status --json` (loop.deadline_misses, faults) after 5 minutes; "
-    "`systemctl status run-*.scope` shows the scope's CPU use."
-)
 LOAD_NOTE = "load average (1 min) at the start and the end of the measurement"
-
-
-# ---------------------------------------------------------------- process tree, CPU, memory
-
-
-def tree_pids(root: int) -> list[int]:
-    """``root`` and every descendant, by parent pid (from /proc, not by name)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
-
-
-def _proc_facts(pid: int) -> dict[str, Any] | None:
-    """CPU seconds, PSS (MiB; RSS where smaps_rollup is unreadable), name and cgroup."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    mem, kind = float("nan"), "pss"
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                mem = int(line.split()[1]) / 1024.0
-    except OSError:
-        kind = "rss"
-        mem = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    words = [c.decode(errors="replace") for c in cmd if c]
-    exo = [w for w in words if not w.startswith("-") and "/" not in w and w != "exoctl.cli"]
-    name = stat[stat.index("(") + 1 : stat.rindex(")")]
-    cg: list[str] = []
-    with contextlib.suppress(OSError):
-        cg = Path(f"/proc/{pid}/cgroup").read_text().split()
-    return {"pid": pid, "name": name, "args": " ".join(exo[-3:]), "cpu_s": cpu_s,
-            "mem_mib": mem, "mem_kind": kind, "cgroup": cg}  # fmt: skip
-
-
-def tree_sample(root: int) -> dict[int, dict[str, Any]]:
-    return {p: f for p in tree_pids(root) if (f := _proc_facts(p)) is not None}
-
-
-def tree_window(a: dict[int, dict], b: dict[int, dict], span: float) -> dict[str, Any]:
-    """CPU share of one core and memory of a process tree between two samples."""
-    procs = []
-    for pid, f in b.items():
-        d = f["cpu_s"] - a.get(pid, {"cpu_s": 0.0})["cpu_s"]
-        procs.append({"pid": pid, "name": f["name"], "args": f["args"],
-                      "cpu_share": round(d / span, 4), "mem_mib": round(f["mem_mib"], 1)})  # fmt: skip
-    kinds = sorted({f["mem_kind"] for f in b.values()})
-    return {
-        "cpu_share": round(sum(p["cpu_share"] for p in procs), 4),
-        "mem_mib": round(sum(p["mem_mib"] for p in procs), 1),
-        "mem_kind": "+".join(kinds),
-        "processes": procs,
-        "seconds": round(span, 2),
-    }
-
-
-# ---------------------------------------------------------------- the CPU quota
-
-
-class QuotaCgroup:
-    """A cgroup limited to ``QUOTA_US`` per ``QUOTA_PERIOD_US``: v2 where this host's v2
-    hierarchy has the cpu controller, else v1's CPU bandwidth limit (the same CFS mechanism),
-    else unavailable with every step that failed (``problems``)."""
-
-    def __init__(self) -> None:
-        self.path: Path | None = None
-        self.kind = ""
-        self.problems: list[str] = []
-        name = f"exoctl-bench-quota-{os.getpid()}"
-        if not self._v2(name):
-            self._v1(name)
-
-    def _write(self, path: Path, text: str) -> bool:
-        try:
-            path.write_text(text)
-            return True
-        except OSError as e:
-            self.problems.append(f"write {text!r} to {path}: {e.strerror or e}")
-            return False
-
-    def _v2(self, name: str) -> bool:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-        roots = [Path(m.split()[1]) for m in mounts if m.split()[2] == "cgroup2"]
-        if not roots:
-            self.problems.append("v2: no cgroup2 file system mounted")
-            return False
-        root = roots[0]
-        own = next((x[3:] for x in Path("/proc/self/cgroup").read_text().splitlines()
-                    if x.startswith("0::")), "/")  # fmt: skip
-        parent = root / own.lstrip("/")
-        ctl = (parent / "cgroup.controllers").read_text().split()
-        if "cpu" not in ctl:
-            self.problems.append(
-                f"v2: {parent}/cgroup.controllers has no cpu controller ({' '.join(ctl) or 'none'}"
-                "; the cpu controller is bound to a v1 hierarchy on this host)"
-            )
-            return False
-        if not self._write(parent / "cgroup.subtree_control", "+cpu"):
-            return False
-        path = parent / name
-        try:
-            path.mkdir()
-        except OSError as e:
-            self.problems.append(f"v2: mkdir {path}: {e.strerror or e}")
-            return False
-        if not self._write(path / "cpu.max", f"{QUOTA_US} {QUOTA_PERIOD_US}"):
-            path.rmdir()
-            return False
-        self.path, self.kind = path, f"cgroup v2 {path}: cpu.max = {QUOTA_US} {QUOTA_PERIOD_US}"
-        return True
-
-    def _v1(self, name: str) -> bool:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-        cpu = [Path(m.split()[1]) for m in mounts
-               if m.split()[2] == "cgroup" and "cpu" in m.split()[3].split(",")]  # fmt: skip
-        if not cpu:
-            self.problems.append("v1: no cgroup v1 hierarchy with the cpu controller mounted")
-            return False
-        path = cpu[0] / name
-        try:
-            path.mkdir()
-        except OSError as e:
-            self.problems.append(f"v1: mkdir {path}: {e.strerror or e}")
-            return False
-        if not (self._write(path / "cpu.cfs_period_us", str(QUOTA_PERIOD_US))
-                and self._write(path / "cpu.cfs_quota_us", str(QUOTA_US))):  # fmt: skip
-            path.rmdir()
-            return False
-        self.path = path
-        self.kind = (f"cgroup v1 {path}: cpu.cfs_quota_us = {QUOTA_US}, cpu.cfs_period_us = "
-                     f"{QUOTA_PERIOD_US} (v2's cpu.max {QUOTA_US} {QUOTA_PERIOD_US})")  # fmt: skip
-        return True
-
-    def add(self, pid: int) -> None:
-        """Move ``pid`` in; the children it makes afterwards are born in it."""
-        assert self.path is not None
-        (self.path / "cgroup.procs").write_text(str(pid))
-
-    def throttling(self) -> dict[str, int]:
-        """cpu.stat: periods, periods throttled, time throttled."""
-        if self.path is None:
-            return {}
-        out = {}
-        with contextlib.suppress(OSError):
-            for line in (self.path / "cpu.stat").read_text().splitlines():
-                k, v = line.split()[:2]
-                out[k] = int(v)
-        return out
-
-    def remove(self) -> None:
-        if self.path is not None:
-            for _ in range(50):  # until the last member has exited
-                try:
-                    self.path.rmdir()
-                    return
-                except OSError:
-                    time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- the daemon, as bench up starts it
@@ -322,7 +141,7 @@ def daemon_once(idle_s: float, session_s: float, quota: bool = False, poll_s: fl
         time.sleep(1.5)  # the ramp-in and the first recorder flushes
         load0 = os.getloadavg()[0]
         st0 = C.call(sock, "status", timeout_s=10.0)
-        a, t0, sim_a = tree_sample(pid), time.monotonic(), _proc_facts(bench.sim.pid)
+        a, t0, sim_a = tree_sample(pid), time.monotonic(), proc_facts(bench.sim.pid)
         thr0 = cg.throttling() if cg else {}
         wall0 = time.time()  # faults from here on are the session's
         faults: dict[tuple, str] = {}
@@ -341,7 +160,7 @@ def daemon_once(idle_s: float, session_s: float, quota: bool = False, poll_s: fl
                 latched += 1
             was_latched = is_latched and not _clear(C, sock)
             peak_mem = max(peak_mem, sum(f["mem_mib"] for f in tree_sample(pid).values()))
-        b, t1, sim_b = tree_sample(pid), time.monotonic(), _proc_facts(bench.sim.pid)
+        b, t1, sim_b = tree_sample(pid), time.monotonic(), proc_facts(bench.sim.pid)
         st1 = C.call(sock, "status", timeout_s=10.0)
         thr1 = cg.throttling() if cg else {}
         span = t1 - t0

@@ -12,6 +12,7 @@ import pytest
 
 from bench import __main__ as aggregator
 from bench import bench_realtime as B
+from bench import cpu_quota, process_tree
 
 
 @pytest.mark.parametrize(
@@ -41,21 +42,21 @@ def test_tree_pids_finds_grandchildren_by_parent_pid() -> None:
     p = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 10
-        while len(pids := B.tree_pids(p.pid)) < 2 and time.monotonic() < deadline:
+        while len(pids := process_tree.tree_pids(p.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert pids[0] == p.pid and len(pids) == 2
-        facts = B.tree_sample(p.pid)
+        facts = process_tree.tree_sample(p.pid)
         assert {f["name"] for f in facts.values()} >= {"sleep"}
         assert all(f["mem_mib"] > 0 and f["cpu_s"] >= 0 for f in facts.values())
     finally:
-        for pid in B.tree_pids(p.pid)[1:]:
+        for pid in process_tree.tree_pids(p.pid)[1:]:
             subprocess.run(["kill", str(pid)], check=False)
         p.kill()
         p.wait(10)
 
 
 def test_quota_cgroup_holds_half_a_core_or_says_why() -> None:
-    cg = B.QuotaCgroup()
+    cg = cpu_quota.QuotaCgroup()
     try:
         if cg.path is None:
             assert cg.problems and all(p for p in cg.problems)

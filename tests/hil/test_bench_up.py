@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pylsl
@@ -41,9 +44,18 @@ def _until(pred, timeout: float, what: str):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="exb-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.mark.timeout(600)
-def test_bench_up_and_a_session_through_the_cli(tmp_path: Path) -> None:
-    bench = tmp_path / "bench"
+def test_bench_up_and_a_session_through_the_cli(tmp_path: Path, short_dir: Path) -> None:
+    # A short directory: its control socket's path must fit AF_UNIX's 108 bytes, which a
+    # pytest-xdist worker's temporary directory (.../popen-gw0/...) can exceed.
+    bench = short_dir / "bench"
     sid = f"exoctl-bench-test-{uuid.uuid4().hex[:8]}"
     port = tmp_path / "exo-serial"
     env = {k: v for k, v in os.environ.items() if k != "EXOCTL_CONFIG"}

@@ -16,26 +16,14 @@ import onnx
 import pytest
 import torch
 
-from exoctl.config.schema import load_config
 from exoctl.data.patient import patient_from_config
 from exoctl.estimation.estimator import Estimator
 from exoctl.estimation.input_kinds import Decimated
 from exoctl.estimation.torque_model import TorqueModel, save_model
-from exoctl.signal.calibration import load_calibration
 from exoctl.training.evaluation import predict
 from exoctl.training.features import tick_features
 from exoctl.training.linear_model import OPSET
 from exoctl.training.pipeline import DataSource, model_metadata
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
-
-
-@pytest.fixture(scope="module")
-def cal(cfg):
-    return load_calibration(cfg.estimator.calibration)
 
 
 class _Tiny(torch.nn.Module):

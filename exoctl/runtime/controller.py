@@ -228,6 +228,8 @@ class Controller(ControllerReadings):
             feeders.pop(ThreadRole.CONTROL_LOOP, None)  # set in its own thread, above
             threads = raise_threads(feeders, priority)
             rep.notes.append(f"input threads: {threads}")
+            if self._process is not None:  # the estimator, just below the loop, as in-process
+                rep.notes.append(self._process.raise_priority(max(1, int(priority) - 1)))
             self._freeze_gc_in_sessions = True
         self._realtime_report = rep
         return rep

@@ -380,6 +380,7 @@ class EstimatorProcess:
         self._supervisor: threading.Thread | None = None
         self.info: dict[str, Any] = {}
         self.restarts = 0
+        self.priority: int | None = None  # SCHED_FIFO of the child's threads (raise_priority)
         self.last_exit: str | None = None
         self.on_restart = on_restart
 
@@ -433,6 +434,24 @@ class EstimatorProcess:
     @property
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
+
+    def raise_priority(self, priority: int | None) -> str:
+        """Put every thread of the child (estimator, EMG acquisition) on SCHED_FIFO at
+        ``priority`` (None: back to default scheduling), now and after each restart: the loop at
+        real-time priority whose estimator starves at SCHED_OTHER only trips its own
+        estimate_stale watchdog. Returns what was granted, for the real-time report."""
+        from exoctl.runtime.realtime import set_thread_priority
+
+        self.priority = priority
+        pid = self.pid
+        if pid is None:
+            return "estimator process: not running"
+        try:
+            tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        except OSError as e:
+            return f"estimator process: {e}"
+        granted = [set_thread_priority(t, priority) for t in tids]
+        return f"estimator process {pid}: " + ", ".join(granted)
 
     # -- requests -------------------------------------------------------------------------
     def request(self, msg: tuple, timeout_s: float = 10.0) -> Any:
@@ -540,6 +559,8 @@ class EstimatorProcess:
                 if self._acquiring and not self._session:
                     self._conn.send(("acquire",))  # type: ignore[union-attr]
                     self._answer(30.0, "acquire")
+            if self.priority:
+                self.raise_priority(self.priority)
             self.last_exit = f"{reason}, restarted"
             log.warning("%s", self.last_exit)
         except Exception as e:

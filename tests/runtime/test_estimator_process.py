@@ -182,3 +182,25 @@ def test_a_crashed_or_hung_estimator_is_a_fault_then_a_restart_and_a_persons_cle
     wait_for(lambda: c.clear_fault(), 5.0, "fault clear accepted")
     wait_for(lambda: _assisting(link), 5.0, "assistance back on the wire")
     assert c.session is not None and c.status()["estimator"]["restarts"] == 1
+
+
+def _policies(pid: int) -> set[int]:
+    return {os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_real_time_priority_reaches_the_estimator_process_also_after_a_restart(prig) -> None:
+    """A loop at SCHED_FIFO whose estimator starves at SCHED_OTHER only trips its own
+    estimate_stale watchdog: every thread of the child goes just below the loop, and the
+    supervisor's restart keeps it so."""
+    c, _ = prig
+    rep = c.apply_realtime(50)
+    pid = c.status()["estimator"]["pid"]
+    if "refused" in " ".join(rep.notes):
+        pytest.skip(f"SCHED_FIFO is not permitted here: {rep.notes}")
+    assert _policies(pid) == {os.SCHED_FIFO}, rep.notes
+    assert any(f"estimator process {pid}: SCHED_FIFO 49" in n for n in rep.notes), rep.notes
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: c.status()["estimator"]["restarts"] == 1, 60.0, "the supervisor restarted it")
+    wait_for(lambda: c.status()["estimator"]["alive"], 60.0, "the new process runs")
+    new = c.status()["estimator"]["pid"]
+    assert new != pid and _policies(new) == {os.SCHED_FIFO}

@@ -46,12 +46,16 @@ def _hil(config: Path, *args: str) -> dict:
 def test_a_short_replay_scores_the_live_estimate_against_the_measured_moments(
     ridge, realtime_config
 ):
-    s = _hil(realtime_config, "--from", "23", "--model", str(ridge))
+    # The fixture holds 20-28 s: from 25 the stream starts the full default preroll (5 s)
+    # before the scored window, the time the controller has to start (its estimator process,
+    # the stream checks); on a machine busy with other tests that start can take 6-7 s, and the
+    # session then begins inside the window: at least 1 s of it must be scored.
+    s = _hil(realtime_config, "--from", "25", "--preroll", "5", "--model", str(ridge))
     rp = s["replay"]
     rec = rp["recording"]
     assert rec["fs_hz"] == 100.0 and rec["emg_kind"] == "enveloped" and len(rec["muscles"]) == 9
-    assert rp["scored_from_s"] >= 23.0 and rp["scored_to_s"] == 28.0
-    assert rp["scored_ticks"] > 1000
+    assert rp["scored_from_s"] >= 25.0 and rp["scored_to_s"] == 28.0
+    assert rp["scored_ticks"] > 500
     # the controller took the 100 Hz envelopes at their rate: every streamed sample arrived
     assert s["emg_samples"]["received"] > 0 and s["faults"] == [], s["faults"]
     for j in ("hip_r", "knee_r"):

@@ -199,13 +199,7 @@ class Estimator:
         if emg.shape[0] == 0 and self._instant:
             return self.estimate
         if emg.shape[0]:
-            e = self.conditioner.process(emg)
-            a = self.activation_dynamics.process(e)
-            self.activation[:] = a[-1]
-            h = self.nnls.solve(self.activation)
-            self.synergy[:] = h
-            self._a_src[:] = self.activation
-            self._h_src[:] = h
+            self._chain(emg)
             if stamps is not None and stamps.shape[0]:
                 self.paired_at = float(stamps[-1])
         tick = self._ticks
@@ -274,13 +268,7 @@ class Estimator:
             self._grid_k += 1
             self._row[0] = self.carrier.at(g)
             self.kinematics.at(g, self._ang_src, self._vel_src)
-            e = self.conditioner.process(self._row)
-            a = self.activation_dynamics.process(e)
-            self.activation[:] = a[-1]
-            h = self.nnls.solve(self.activation)
-            self.synergy[:] = h
-            self._a_src[:] = self.activation
-            self._h_src[:] = h
+            self._chain(self._row)
             self.paired_at = g
             tick = self._ticks
             self._ticks = tick + 1
@@ -290,6 +278,17 @@ class Estimator:
         if ran:
             self._run_model()
         return self.estimate
+
+    def _chain(self, emg: np.ndarray) -> None:
+        """Conditioning -> activation -> synergies on new rows; the newest row's activation and
+        synergies become the model's sources (one place for both the direct and carried step)."""
+        e = self.conditioner.process(emg)
+        a = self.activation_dynamics.process(e)
+        self.activation[:] = a[-1]
+        h = self.nnls.solve(self.activation)
+        self.synergy[:] = h
+        self._a_src[:] = self.activation
+        self._h_src[:] = h
 
     def invalidate(self) -> None:
         """The newest input was refused (non-finite EMG): the estimate reads NaN until a step

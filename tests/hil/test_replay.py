@@ -109,9 +109,19 @@ def test_a_replay_whose_input_stops_trips_the_watchdog_live_hardware_trips(
     s = _hil(realtime_config, "--model", str(ridge),
              "--scenario", str(_scenario(tmp_path, inject)))  # fmt: skip
     ev = s["events"][0]
-    assert ev["detected_as"] == detected_as, s["events"]
+    # The watchdog of the input that stopped trips, whatever else trips first: the layer
+    # records every watchdog's rising edge, also after a latch. Beside another test's
+    # real-time processes the estimator can stall first (estimate_stale), which is right too.
+    hit = next(
+        (f for f in s["faults"]
+         if f["kind"] == detected_as and f["t_detected"] >= ev["injected_at_s"]),
+        None,
+    )  # fmt: skip
+    assert hit is not None, s["faults"]
+    assert ev["detected_as"] in (detected_as, "estimate_stale"), s["events"]
     # the safety layer's timeouts (0.2 s): detected within twice that, torque zero at once
-    assert ev["detected_at_s"] - ev["injected_at_s"] <= 0.4, ev
+    assert hit["t_detected"] - ev["injected_at_s"] <= 0.4, hit
+    assert hit["t_zero"] is not None and hit["t_zero"] - hit["t_detected"] <= 0.05, hit
     assert ev["zero_at_s"] is not None and ev["zero_at_s"] - ev["detected_at_s"] <= 0.05, ev
     assert s["safety_state"] == "FAULT_LATCHED"
     assert s["limit_violations"] == 0

@@ -33,6 +33,29 @@ def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: A
     return path
 
 
+class EstopStandIn:
+    """A daemon's two always-answered methods and nothing else: what the CLI's quick path
+    (``status``, ``estop``) talks to, with a count of e-stop presses to assert on."""
+
+    RPC_METHODS = {"status": "status", "estop": "estop"}
+
+    def __init__(self) -> None:
+        self.pressed = 0
+
+    def status(self) -> dict:
+        return {"state": "idle"}
+
+    def estop(self) -> dict:
+        self.pressed += 1
+        return {"safety_state": "ESTOP"}
+
+
+@pytest.fixture
+def estop_stand_in() -> EstopStandIn:
+    """A fresh :class:`EstopStandIn` to serve with ``rpc.RpcServer``."""
+    return EstopStandIn()
+
+
 @pytest.fixture(name="write_config", scope="session")
 def _write_config_fixture() -> Any:
     """Helpers are handed out as fixtures: with --import-mode=importlib, conftest is not an

@@ -20,29 +20,15 @@ from exoctl.service import rpc
 from exoctl.service.rpc.sockets import estop_listening
 
 
-class Handler:
-    RPC_METHODS = {"status": "status", "estop": "estop"}
-
-    def __init__(self) -> None:
-        self.pressed = 0
-
-    def status(self) -> dict:
-        return {"state": "idle"}
-
-    def estop(self) -> dict:
-        self.pressed += 1
-        return {"safety_state": "ESTOP"}
-
-
 @pytest.fixture
 def sock(tmp_path: Path, write_config) -> tuple[Path, Path]:
     cfg = write_config(tmp_path)
     return cfg, load_config(cfg).service.socket_path
 
 
-def test_status_says_restarting_not_not_running(sock, run_cli, capsys) -> None:
+def test_status_says_restarting_not_not_running(sock, run_cli, capsys, estop_stand_in) -> None:
     cfg, path = sock
-    h = Handler()
+    h = estop_stand_in
     daemon = rpc.RpcServer(path, rpc.methods_from(h), allowed_users=["root"], sockets="estop")
     daemon.start()
     try:
@@ -59,9 +45,11 @@ def test_status_says_restarting_not_not_running(sock, run_cli, capsys) -> None:
     assert run_cli(["--config", str(cfg), "status"]) == K.EXIT_NOT_RUNNING
 
 
-def test_status_waits_for_a_control_socket_that_comes_back(sock, run_cli, capsys) -> None:
+def test_status_waits_for_a_control_socket_that_comes_back(
+    sock, run_cli, capsys, estop_stand_in
+) -> None:
     cfg, path = sock
-    h = Handler()
+    h = estop_stand_in
     daemon = rpc.RpcServer(path, rpc.methods_from(h), allowed_users=["root"], sockets="estop")
     daemon.start()
     fronts: list[rpc.RpcServer] = []

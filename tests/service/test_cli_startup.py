@@ -34,20 +34,6 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
-class EstopStandIn:
-    RPC_METHODS = {"status": "status", "estop": "estop"}
-
-    def __init__(self) -> None:
-        self.pressed = 0
-
-    def status(self) -> dict:
-        return {"state": "idle"}
-
-    def estop(self) -> dict:
-        self.pressed += 1
-        return {"safety_state": "ESTOP"}
-
-
 def _probe(argv: list[str], env: dict[str, str] | None = None) -> dict:
     p = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
@@ -64,10 +50,14 @@ def _probe(argv: list[str], env: dict[str, str] | None = None) -> dict:
 
 @pytest.mark.parametrize("command", [["estop"], ["status"], ["status", "--json"]])
 def test_estop_and_status_do_not_import_the_heavy_stack(
-    tmp_path: Path, write_config, command: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    write_config,
+    estop_stand_in,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = write_config(tmp_path)
-    h = EstopStandIn()
+    h = estop_stand_in
     srv = rpc.RpcServer(
         load_config(cfg).service.socket_path, rpc.methods_from(h), allowed_users=["root"]
     ).start()
@@ -182,25 +172,30 @@ def test_anything_else_goes_to_the_full_parser(argv: list[str]) -> None:
 # An e-stop with a configuration it cannot read ----------------------------------------------
 
 
-def _default_socket_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A stand-in daemon on the default socket (moved under tmp_path: never /run here)."""
-    sock = tmp_path / "run" / "control.sock"
-    sock.parent.mkdir()
-    monkeypatch.setattr(paths, "DEFAULT_SOCKET_PATH", sock)
-    h = EstopStandIn()
-    srv = rpc.RpcServer(sock, rpc.methods_from(h), allowed_users=["root"]).start()
-    return h, srv
+@pytest.fixture
+def default_socket_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estop_stand_in):
+    """Starts a stand-in daemon on the default socket (moved under tmp_path: never /run here)."""
+
+    def start():
+        sock = tmp_path / "run" / "control.sock"
+        sock.parent.mkdir()
+        monkeypatch.setattr(paths, "DEFAULT_SOCKET_PATH", sock)
+        h = estop_stand_in
+        srv = rpc.RpcServer(sock, rpc.methods_from(h), allowed_users=["root"]).start()
+        return h, srv
+
+    return start
 
 
 @pytest.mark.parametrize(
     "config", ["missing.yaml", "bad.yaml", "socket5.yaml"], ids=["missing", "not YAML", "not text"]
 )
 def test_estop_without_a_readable_configuration_presses_the_default_socket(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, config: str
+    tmp_path: Path, default_socket_daemon, capsys, config: str
 ) -> None:
     (tmp_path / "bad.yaml").write_text("service: [\n")
     (tmp_path / "socket5.yaml").write_text("service: {socket_path: 5}\n")
-    h, srv = _default_socket_daemon(tmp_path, monkeypatch)
+    h, srv = default_socket_daemon()
     try:
         code = cli.main(["--config", str(tmp_path / config), "estop"])
     finally:
@@ -216,9 +211,9 @@ def test_estop_without_a_readable_configuration_presses_the_default_socket(
 
 
 def test_estop_without_a_readable_configuration_with_json(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, default_socket_daemon, capsys
 ) -> None:
-    h, srv = _default_socket_daemon(tmp_path, monkeypatch)
+    h, srv = default_socket_daemon()
     try:
         code = cli.main(["--config", str(tmp_path / "missing.yaml"), "estop", "--json"])
     finally:
@@ -243,10 +238,10 @@ def test_estop_with_no_configuration_and_no_daemon_says_it_was_not_pressed(
 
 
 def test_status_with_an_unreadable_configuration_is_still_exit_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, default_socket_daemon, capsys
 ) -> None:
     """A control: only the e-stop falls back to the default socket."""
-    h, srv = _default_socket_daemon(tmp_path, monkeypatch)
+    h, srv = default_socket_daemon()
     try:
         code = cli.main(["--config", str(tmp_path / "missing.yaml"), "status"])
     finally:

@@ -55,12 +55,12 @@ control thread.
 
 Modules: ``errors`` (the codes and the exceptions handlers raise), ``limits``, ``decode``
 (a line to a JSON value within the limits), ``credentials`` (who is connected), ``dispatch``
-(method table, dispatcher, reply cache), ``pacing`` (token bucket, CPU budget, gated work
-section), ``sockets`` (binding, paths), ``estop`` (the e-stop socket's protocol), ``server``,
-``relay`` (the front process and the daemon's side of it) and ``front`` (its entry). Their
-public names are importable from here, loaded on first use (``__getattr__``): the CLI's
-``exoctl estop`` needs the constants and the socket path rule, not the server and its logging.
-"""
+(method table, dispatcher, reply cache, the replies' encoding), ``pacing`` (token bucket, CPU
+budget, gated work section), ``sockets`` (binding, paths), ``server`` (both sockets' threads,
+the e-stop socket's protocol with them), ``relay`` (the daemon's side of the front process)
+and ``front`` (the front process). Their public names are importable from here, loaded on
+first use (``__getattr__``): the CLI's ``exoctl estop`` needs the constants and the socket
+path rule, not the server and its logging."""
 
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -93,46 +93,20 @@ if TYPE_CHECKING:
     from exoctl.service.rpc.server import GATED_LINE_BYTES, RpcServer
     from exoctl.service.rpc.sockets import ESTOP_METHOD, estop_socket_path, socket_in_use
 
-_LAZY = {
-    "NAMES_TTL_S": "exoctl.service.rpc.credentials",
-    "PeerCredentials": "exoctl.service.rpc.credentials",
-    "check_allowed": "exoctl.service.rpc.credentials",
-    "peer_credentials": "exoctl.service.rpc.credentials",
-    "decode_request": "exoctl.service.rpc.decode",
-    "ESTOP_METHOD": "exoctl.service.rpc.sockets",
-    "Dispatcher": "exoctl.service.rpc.dispatch",
-    "encode_error": "exoctl.service.rpc.dispatch",
-    "methods_from": "exoctl.service.rpc.dispatch",
-    "BUSY": "exoctl.service.rpc.errors",
-    "CONNECTION_CLOSED": "exoctl.service.rpc.errors",
-    "INTERNAL_ERROR": "exoctl.service.rpc.errors",
-    "INVALID_PARAMS": "exoctl.service.rpc.errors",
-    "INVALID_REQUEST": "exoctl.service.rpc.errors",
-    "METHOD_NOT_FOUND": "exoctl.service.rpc.errors",
-    "PARSE_ERROR": "exoctl.service.rpc.errors",
-    "PERMISSION_DENIED": "exoctl.service.rpc.errors",
-    "REFUSED": "exoctl.service.rpc.errors",
-    "RETRYABLE": "exoctl.service.rpc.errors",
-    "InvalidParams": "exoctl.service.rpc.errors",
-    "Refused": "exoctl.service.rpc.errors",
-    "RpcError": "exoctl.service.rpc.errors",
-    "DEFAULT_MAX_REQUEST_BYTES": "exoctl.service.rpc.limits",
-    "Limits": "exoctl.service.rpc.limits",
-    "GATED_LINE_BYTES": "exoctl.service.rpc.server",
-    "RpcServer": "exoctl.service.rpc.server",
-    "estop_socket_path": "exoctl.service.rpc.sockets",
-    "socket_in_use": "exoctl.service.rpc.sockets",
-}
+_MODULES = ("errors", "limits", "sockets", "credentials", "decode", "dispatch", "server")
+"""Where the public names (``__all__``) live, lightest first: a name is looked for in order,
+so a constant or the socket path rule never loads the server and its logging."""
 
 
 def __getattr__(name: str) -> Any:
     """A public name, imported from its module when first asked for (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    if name in __all__:
+        for module in _MODULES:
+            mod = importlib.import_module(f"{__name__}.{module}")
+            if name in vars(mod):
+                globals()[name] = value = vars(mod)[name]
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -29,6 +29,12 @@ def is_single_estop(msg: Any) -> bool:
     return isinstance(msg, dict) and msg.get("method") == ESTOP_METHOD
 
 
+def has_estop(msg: Any) -> bool:
+    """A request or batch with an e-stop call in it: the relay's e-stop channel carries it."""
+    calls = msg if isinstance(msg, list) else [msg]
+    return any(isinstance(c, dict) and c.get("method") == ESTOP_METHOD for c in calls)
+
+
 # dispatch
 def methods_from(handler: Any) -> dict[str, Callable[..., Any]]:
     """Bound methods for the names in ``handler.RPC_METHODS`` ({rpc name: attribute})."""
@@ -42,7 +48,7 @@ def methods_from(handler: Any) -> dict[str, Callable[..., Any]]:
     return out
 
 
-def _json(value: Any) -> bytes:
+def encode_json(value: Any) -> bytes:
     """Strict, compact JSON (NaN and infinity refused: other tools must be able to read it)."""
     return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
@@ -51,7 +57,13 @@ def encode_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
     err: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
         err["data"] = data
-    return _json({"jsonrpc": "2.0", "id": rid, "error": err})
+    return encode_json({"jsonrpc": "2.0", "id": rid, "error": err})
+
+
+def internal_error(e: Exception) -> bytes:
+    """The last guard's reply, where an exception escaped what maps handler errors (the
+    dispatcher itself, the relay): a bug, answered rather than dropping the connection."""
+    return encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
 
 
 def _id_json(rid: Any) -> bytes:
@@ -61,7 +73,7 @@ def _id_json(rid: Any) -> bytes:
         return b"null"
     if type(rid) is int:
         return str(rid).encode()
-    return _json(rid)
+    return encode_json(rid)
 
 
 def _result(rid: Any, body: bytes) -> bytes:
@@ -213,6 +225,6 @@ class Dispatcher:
 
 def _encode_result(method: str, result: Any) -> bytes:
     try:
-        return _json(result)
+        return encode_json(result)
     except (TypeError, ValueError) as e:  # fail here, as an internal error, not mid-send
         raise RpcError(INTERNAL_ERROR, f"{method} returned what JSON cannot carry: {e}") from None

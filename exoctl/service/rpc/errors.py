@@ -35,12 +35,6 @@ class RpcError(ExoctlError):
         self.message = message
         self.data = data
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            d["data"] = self.data
-        return d
-
 
 class InvalidParams(RpcError):
     def __init__(self, message: str, data: Any = None) -> None:

@@ -12,7 +12,9 @@ a time per channel, started just after a tick.
 What stays in the daemon: the e-stop socket (connecting presses it; it works when the front
 is gone), the method table, the reply cache and the handlers' lock (``Dispatcher``). What the
 front does: accepting, admitting, reading, every limit, credentials, pacing and the CPU budget
-(``RpcServer`` with a ``RelayDispatcher``), at a lower CPU priority than the daemon.
+(``RpcServer`` with a ``RelayDispatcher``), at a lower CPU priority than the daemon. This
+module is the daemon's side and the channels' framing; the front process's body is
+``exoctl.service.rpc.front``.
 
 Between the two: three socket pairs, one per channel, each carrying one call at a time
 (a 4-byte length, then the call's JSON; back, the encoded reply or nothing). ``estop``
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
 import signal
 import socket
@@ -42,7 +43,13 @@ from typing import Any
 import structlog
 
 from exoctl.runtime.children import stop_children
-from exoctl.service.rpc.dispatch import ESTOP_METHOD, encode_error, is_single_estop
+from exoctl.service.rpc.dispatch import (
+    encode_error,
+    encode_json,
+    has_estop,
+    internal_error,
+    is_single_estop,
+)
 from exoctl.service.rpc.errors import INTERNAL_ERROR
 from exoctl.service.rpc.limits import Limits
 
@@ -83,11 +90,6 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def _has_estop(msg: Any) -> bool:
-    calls = msg if isinstance(msg, list) else [msg]
-    return any(isinstance(c, dict) and c.get("method") == ESTOP_METHOD for c in calls)
-
-
 class RelayDispatcher:
     """The front's dispatcher: each decoded call goes to the daemon on its channel and the
     daemon's encoded reply comes back. One call at a time per channel (a lock each)."""
@@ -99,7 +101,7 @@ class RelayDispatcher:
         self._locks = {ch: threading.Lock() for ch in socks}
 
     def channel(self, msg: Any) -> str:
-        if _has_estop(msg):
+        if has_estop(msg):
             return "estop"
         if isinstance(msg, dict) and msg.get("method") in self._read:
             return "read"
@@ -107,7 +109,7 @@ class RelayDispatcher:
 
     def handle(self, msg: Any, context: dict[str, Any] | None = None) -> bytes | None:
         ch = self.channel(msg)
-        payload = json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+        payload = encode_json(msg)
         try:
             with self._locks[ch]:
                 send_frame(self._socks[ch], payload)
@@ -222,7 +224,7 @@ class Front:
                 reply = self._handle(msg)
             except Exception as e:  # the dispatcher maps handler errors; a last guard
                 log.exception("relay_call_failed", channel=ch)
-                reply = encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+                reply = internal_error(e)
             try:
                 send_frame(sock, reply or b"")
             except OSError:
@@ -265,56 +267,3 @@ class Front:
         with contextlib.suppress(FileNotFoundError):
             if proc is not None and proc.returncode not in (0, -signal.SIGTERM):
                 self.path.unlink()  # a killed front leaves its socket behind
-
-
-def _die_with_parent() -> None:
-    """SIGTERM to this process when the daemon that started it dies (Linux prctl)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent was already gone
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def run_front(spec: dict[str, Any], out: Any) -> int:
-    """The front process's body (``python -m exoctl.service.rpc.front SPEC``): listen on the
-    control socket, forward calls, until SIGTERM. Writes ``ready`` or ``error: ...`` to
-    ``out`` once."""
-    from exoctl.service.rpc.server import RpcServer
-
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    _die_with_parent()
-    with contextlib.suppress(OSError):
-        os.nice(FRONT_NICE)
-    socks = {ch: socket.socket(fileno=fd) for ch, fd in spec["fds"].items()}
-    try:
-        server = RpcServer(
-            spec["path"],
-            {},
-            dispatcher=RelayDispatcher(socks, spec["read_methods"]),
-            sockets="control",
-            limits=Limits(**spec["limits"]),
-            allowed_users=spec["allowed_users"],
-            allowed_groups=spec["allowed_groups"],
-            socket_group=spec["socket_group"],
-            mode=spec["mode"],
-        ).start()
-    except Exception as e:
-        out.write(f"error: {type(e).__name__}: {e}\n")
-        out.flush()
-        return 1
-    out.write("ready\n")
-    out.flush()
-    with contextlib.suppress(OSError, ValueError):
-        os.dup2(2, out.fileno())  # nothing more for the pipe, which the daemon closes now
-    try:
-        signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    finally:
-        server.close()
-        for s in socks.values():
-            with contextlib.suppress(OSError):
-                s.close()
-    return 0

@@ -1,9 +1,11 @@
 """The control and e-stop socket server: accepting, admitting or evicting connections, one
-thread per connection reading bounded request lines, and the e-stop socket's own thread.
+thread per connection reading bounded request lines, and the e-stop socket's own thread with
+its protocol (*connecting is pressing*: nothing is ever read from a client, so no client, slow
+or silent, can stall the thread that answers it).
 
-What it enforces and why is in the package docstring (``exoctl.service.rpc``). A little over
-400 lines because it is one class whose threads (acceptor, connections, e-stop) share its
-connection table, counters and pacing; decoding, dispatch and binding live beside it."""
+What it enforces and why is in the package docstring (``exoctl.service.rpc``). Near 500 lines
+because it is one class whose threads (acceptor, connections, e-stop) share its connection
+table, counters, peer check and pacing; decoding, dispatch and binding live beside it."""
 
 from __future__ import annotations
 
@@ -21,7 +23,13 @@ import structlog
 
 from exoctl.service.rpc.credentials import check_allowed, peer_credentials
 from exoctl.service.rpc.decode import decode_request
-from exoctl.service.rpc.dispatch import ESTOP_METHOD, Dispatcher, encode_error, is_single_estop
+from exoctl.service.rpc.dispatch import (
+    ESTOP_METHOD,
+    Dispatcher,
+    encode_error,
+    internal_error,
+    is_single_estop,
+)
 from exoctl.service.rpc.errors import (
     BUSY,
     CONNECTION_CLOSED,
@@ -30,7 +38,6 @@ from exoctl.service.rpc.errors import (
     PERMISSION_DENIED,
     RpcError,
 )
-from exoctl.service.rpc.estop import answer_presses, drain_waiting
 from exoctl.service.rpc.limits import Limits
 from exoctl.service.rpc.pacing import Pacer, TokenBucket
 from exoctl.service.rpc.sockets import bind_socket, estop_socket_path, send_nowait
@@ -38,6 +45,8 @@ from exoctl.service.rpc.sockets import bind_socket, estop_socket_path, send_nowa
 GATED_LINE_BYTES = 1024
 """Lines longer than this are parsed inside the server's gated work section (a CLI request
 is 50-300 bytes and parses in microseconds; 16 KiB take a few hundred)."""
+MAX_ESTOP_ROUND = 1024
+"""At most this many waiting connections are answered by one press of the e-stop socket."""
 log = structlog.get_logger("exoctl.rpc")
 
 IDLE, READING, WORKING = "idle", "reading", "working"
@@ -359,7 +368,7 @@ class RpcServer:
         except RpcError as e:
             error = e
         if "peer" not in ctx:
-            denied = self._check_peer(sock, ctx)
+            denied = self._check_peer(sock, ctx, "rpc_peer_refused")
             if denied is not None:
                 return denied
         if error is not None:
@@ -374,24 +383,28 @@ class RpcServer:
         except Exception as e:
             self.counters["crashes"] += 1
             log.exception("rpc_dispatch_failed")
-            return encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+            return internal_error(e)
 
-    def _check_peer(self, sock: socket.socket, ctx: dict[str, Any]) -> bytes | None:
-        """None if the peer may use the socket (its credentials go into ``ctx``), else the
-        refusal to send before closing."""
+    def _check_peer(self, sock: socket.socket, ctx: dict[str, Any], event: str) -> bytes | None:
+        """None if the peer may use the socket (its credentials go into ``ctx["peer"]``), else
+        the refusal to send before closing (``ctx["denied"]`` set, ``event`` logged). One check
+        for both sockets: the control socket at a connection's first request, the e-stop
+        socket for each connection it answers."""
+        cred = None
         try:
             cred = peer_credentials(sock, self._names)
+            ok, reason = check_allowed(cred, self.allowed_users, self.allowed_groups)
         except OSError as e:
-            ctx["denied"] = True
-            return encode_error(None, PERMISSION_DENIED, f"no credentials: {e}")
-        ok, reason = check_allowed(cred, self.allowed_users, self.allowed_groups)
-        if not ok:
-            ctx["denied"] = True
-            self.counters["refused"] += 1
-            self._warn("rpc_peer_refused", pid=cred.pid, uid=cred.uid, reason=reason)
-            return encode_error(None, PERMISSION_DENIED, reason)
-        ctx["peer"] = cred
-        return None
+            ok, reason = False, f"no credentials: {e}"
+        if ok:
+            ctx["peer"] = cred
+            return None
+        ctx["denied"] = True
+        self.counters["refused"] += 1
+        self._warn(
+            event, pid=getattr(cred, "pid", None), uid=getattr(cred, "uid", None), reason=reason
+        )
+        return encode_error(None, PERMISSION_DENIED, reason)
 
     def _send(self, sock: socket.socket, data: bytes) -> bool:
         """A reply, which the peer must read within ``send_timeout_s``."""
@@ -405,34 +418,34 @@ class RpcServer:
     # ------------------------------------------------------------------ e-stop socket
     def _estop_loop(self) -> None:
         """Each round: every connection waiting is one press, answered once for all of them
-        (``answer_presses``); connections that arrive meanwhile are the next round."""
+        (``_answer_presses``); connections that arrive meanwhile are the next round."""
         assert self._estop_sock is not None
         while not self._closing.is_set():
             first = self._accept(self._estop_sock)
             if first is not None:
-                answer_presses(
-                    drain_waiting(self._estop_sock, first), self._admit, self._press_estop
-                )
+                self._answer_presses(_drain_waiting(self._estop_sock, first))
 
-    def _admit(self, s: socket.socket) -> bytes | None:
-        """None if the e-stop socket's peer is allowed, else the refusal to send it."""
-        try:
-            cred = peer_credentials(s, self._names)
-            ok, reason = check_allowed(cred, self.allowed_users, self.allowed_groups)
-        except OSError as e:
-            ok, reason, cred = False, f"no credentials: {e}", None
-        if ok:
-            return None
-        self.counters["refused"] += 1
-        self._warn("rpc_estop_refused", pid=getattr(cred, "pid", None), reason=reason)
-        return encode_error(None, PERMISSION_DENIED, reason)
+    def _answer_presses(self, waiting: list[socket.socket]) -> None:
+        """Press the e-stop as soon as one allowed peer is found among ``waiting``, once for all
+        of them (each connected before that call started); each gets the answer, refused peers
+        a refusal; then each is closed."""
+        resp: bytes | None = None
+        for s in waiting:
+            refused = self._check_peer(s, {}, "rpc_estop_refused")
+            if refused is not None:
+                send_nowait(s, refused)
+            else:
+                if resp is None:
+                    resp = self._press_estop()
+                send_nowait(s, resp)
+            s.close()
 
     def _press_estop(self) -> bytes:
         self.counters["estops"] += 1
         try:
             resp = self.dispatcher.handle({"jsonrpc": "2.0", "id": None, "method": ESTOP_METHOD})
         except Exception as e:  # the dispatcher maps handler errors; this is a last guard
-            resp = encode_error(None, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+            resp = internal_error(e)
         return resp or encode_error(None, INTERNAL_ERROR, "the e-stop gave no answer")
 
     # ------------------------------------------------------------------ closing
@@ -459,3 +472,19 @@ class RpcServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _drain_waiting(listener: socket.socket, first: socket.socket) -> list[socket.socket]:
+    """``first`` and every connection already waiting in the listen queue (non-blocking).
+
+    ``listener`` is left with the 0.2 s timeout the accept loops poll with."""
+    waiting = [first]
+    listener.setblocking(False)
+    try:
+        while len(waiting) < MAX_ESTOP_ROUND:
+            waiting.append(listener.accept()[0])
+    except OSError:  # BlockingIOError: the queue is empty
+        pass
+    finally:
+        listener.settimeout(0.2)
+    return waiting

@@ -87,9 +87,6 @@ def socket_in_use(path: str | Path) -> bool:
     return True
 
 
-IDLE, READING, WORKING = "idle", "reading", "working"
-
-
 def send_nowait(sock: socket.socket, data: bytes) -> None:
     """A last line to a peer that may not be reading: never blocks, may be lost."""
     with contextlib.suppress(OSError):

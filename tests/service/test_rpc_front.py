@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -169,3 +171,19 @@ def test_the_front_goes_when_its_daemon_is_killed(tmp_path: Path) -> None:
         assert not path.exists()
     finally:
         daemon.kill()
+
+
+@pytest.mark.parametrize("argv", [[], ["not json"], ['{"path": "/tmp/x.sock"}']])
+def test_the_front_run_by_hand_says_to_run_the_daemon(argv: list[str]) -> None:
+    """``python -m exoctl.service.rpc.front`` is the daemon's to start; a person who runs it
+    gets what to run instead, not a traceback."""
+    p = subprocess.run(
+        [sys.executable, "-m", "exoctl.service.rpc.front", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stdout == ""
+    assert "Traceback" not in p.stderr
+    assert "exoctl daemon" in p.stderr and "control socket" in p.stderr

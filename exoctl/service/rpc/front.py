@@ -1,7 +1,8 @@
 """``python -m exoctl.service.rpc.front SPEC``: the control socket's own process (the *front*),
 started by the daemon (``exoctl.service.rpc.relay.Front``, which says why); SPEC is its JSON
 description. Not a command for people: it says ``ready`` on stdout once it listens, or
-``error: ...`` and exits 1."""
+``error: ...`` and exits 1; run without a SPEC (by hand), it says to run the daemon instead
+and exits 2."""
 
 from __future__ import annotations
 
@@ -70,12 +71,26 @@ def run_front(spec: dict[str, Any], out: Any) -> int:
     return 0
 
 
+BY_HAND = (
+    "error: this is the control socket's process, which the daemon starts with its description "
+    "(SPEC); to serve the control socket, run the daemon: `exoctl daemon` (or `systemctl start "
+    "exoctl`), which starts this process itself"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     from exoctl.service.logs import configure_logging
 
     args = sys.argv[1:] if argv is None else argv
+    try:
+        spec = json.loads(args[0]) if len(args) == 1 else None
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict) or not {"path", "fds", "limits"} <= spec.keys():
+        print(BY_HAND, file=sys.stderr)
+        return 2
     configure_logging(sys.stderr)  # stdout carries the one ready line
-    return run_front(json.loads(args[0]), sys.stdout)
+    return run_front(spec, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Why: a figure such as "whole tick p50 40 us" means little on a shared machine; the same
 measurement of the code as it was before the work on the tick's cost, taken in the same run
-on the same machine state, gives a ratio that does mean something. The baseline is the commit
-``BASELINE`` (the main line of 2026-12-01, before that work began). Its ``exoctl``, ``firmware_bridge`` and ``configs`` are
-extracted with ``git archive`` into a temporary directory once per process; a measurement
+on the same machine state, gives a ratio that does mean something. The baseline is the last
+commit of the main line before that work began (2026-12-01), found in the checkout's history by
+its subject (``BASELINE_SUBJECT``; ``BASELINE`` is its id, or empty without git). Its
+``exoctl``, ``firmware_bridge`` and ``configs`` are extracted with ``git archive`` into a temporary directory once per process; a measurement
 then runs in a child process whose ``PYTHONPATH`` puts that tree first (the benchmark code
 itself, ``bench``, is always the current one, so both trees are measured the same way).
 
@@ -26,7 +27,24 @@ from typing import Any
 
 from bench.common import REPO
 
-BASELINE = "b8a2bda"  # the main line before the work on the tick's cost (2026-12-01)
+BASELINE_SUBJECT = "Layout: the linear model's default path is exoctl/models, as before the move"
+"""The subject of the main line's last commit before the work on the tick's cost."""
+
+
+def _find_baseline() -> str:
+    """The id of the commit named by ``BASELINE_SUBJECT`` (made on 2026-12-01, so a later
+    commit that quotes the subject is not taken for it), or "" without git or that commit."""
+    try:
+        return subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--until=2026-12-02", "--fixed-strings",
+             f"--grep={BASELINE_SUBJECT}", "HEAD"],
+            cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+BASELINE = _find_baseline()
 _PARTS = ("exoctl", "firmware_bridge", "configs")
 _trees: dict[bool, tuple[Path | None, str | None]] = {}
 
@@ -44,6 +62,8 @@ def baseline_tree(with_bench: bool = False) -> tuple[Path | None, str | None]:
     atexit.register(shutil.rmtree, tmp, True)
     parts = (*_PARTS, "bench") if with_bench else _PARTS
     try:
+        if not BASELINE:
+            raise OSError(f"no commit {BASELINE_SUBJECT!r} in this checkout's history")
         arch = subprocess.run(
             ["git", "archive", "--format=tar", BASELINE, *parts],
             cwd=REPO, capture_output=True, check=True, timeout=60,

@@ -2,8 +2,10 @@
 
 Checked: every text file inside the built wheel and the sdist (the code's messages, comments and
 docstrings, the configurations, the models' JSON records, the package metadata that carries the
-README) and the published docs (README.md, CHANGELOG.md, docs/**, systemd/). CHANGELOG.md is
-not exempt: it tells the history by version and date, in terms of what changed for a user.
+README) and the published docs (README.md, CHANGELOG.md, docs/**, systemd/), and the
+benchmarks' sources (bench/**): their reports and their tables in docs/benchmarks.md are
+published, with the labels, notes and owners written there. CHANGELOG.md is not exempt: it
+tells the history by version and date, in terms of what changed for a user.
 
 What is refused, and why:
 
@@ -146,6 +148,27 @@ def test_the_docs_have_no_development_log() -> None:
     found: list[str] = []
     for path in _published_docs():
         assert path.is_file(), f"{path.relative_to(REPO)} is missing"
+        text = _text(path.name, path.read_bytes())
+        if text is not None:
+            found.extend(_findings(str(path.relative_to(REPO)), text, shipped=False))
+    assert not found, _report(found)
+
+
+def _benchmark_sources() -> list[Path]:
+    """bench/ as a checkout has it: not its generated results, caches or LibEMG's venv."""
+    skip = {"results", "__pycache__", ".venv-libemg"}
+    return sorted(
+        p
+        for p in (REPO / "bench").rglob("*")
+        if p.is_file() and not skip.intersection(p.relative_to(REPO / "bench").parts)
+    )
+
+
+def test_the_benchmarks_have_no_development_log() -> None:
+    sources = _benchmark_sources()
+    assert len(sources) > 20, f"only {len(sources)} files under bench/: not the benchmarks"
+    found: list[str] = []
+    for path in sources:
         text = _text(path.name, path.read_bytes())
         if text is not None:
             found.extend(_findings(str(path.relative_to(REPO)), text, shipped=False))

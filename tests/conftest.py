@@ -2,7 +2,7 @@
 
 Real-time scheduling is off by default (configs/default.yaml), but the simulator
 stands for hardware with a processor of its own, and on this shared 2-core machine a loop at
-SCHED_OTHER misses deadlines under other engineers' load. These tests therefore ask for it,
+SCHED_OTHER misses deadlines under the other jobs' load. These tests therefore ask for it,
 as the default configuration did before real-time became opt-in: the loop at SCHED_FIFO 50,
 the simulator above it at 60 (granted to root; refused quietly and reported otherwise).
 """

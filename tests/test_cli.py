@@ -1,8 +1,9 @@
 """One CLI policy for every command (exoctl/cli_policy.py): results on stdout, strict JSON with
 --json, one line per problem on stderr, never a traceback, exit codes shared by every family.
 
-Issue 15 item 5 and issue 12 ("a bad config exits 2 from one command family and 1 from
-another"). The HIL runs themselves are in tests/hil/test_hil_cli.py (slow).
+Written because a bad configuration exited 2 from one command family and 1 from another, and
+`hil --duration -1` was accepted. The HIL runs themselves are in tests/hil/test_hil_cli.py
+(slow).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def test_with_json_a_failure_is_a_json_document_on_stdout(tmp_path, capsys):
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-inf", "abc", "1e9"])
 @pytest.mark.parametrize("command", [["hil"], ["sim"], ["bench", "up"]], ids=lambda c: c[0])
 def test_durations_out_of_range_are_usage_errors(capsys, command, value):
-    """Issue 15 item 5: `hil --duration -1` was accepted."""
+    """`hil --duration -1` was accepted."""
     if command == ["bench", "up"] and value == "1e9":
         return  # a bench may run as long as it likes
     code, out, err = _run([*command, "--duration", value], capsys)

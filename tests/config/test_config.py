@@ -104,7 +104,7 @@ def test_cli_reports_config_error_and_exits_1(tmp_path):
     assert "less than or equal to 1000" in proc.stderr
 
 
-# ------------------------------------------------------------- cross-field checks (issue 15)
+# ---------------------------------------- cross-field checks (values each valid, wrong together)
 LOCATED = r"^{file}:(\d+): {key}: .+$"
 
 
@@ -118,7 +118,7 @@ def _one_problem(path: Path, key: str) -> tuple[int, str]:
 
 
 def test_heartbeat_longer_than_the_command_timeout_is_refused(tmp_path):
-    """Issue 15 item 4: a 0.3 s heartbeat with a 0.1 s firmware timeout was accepted (the
+    """A 0.3 s heartbeat with a 0.1 s firmware command timeout was accepted (the
     firmware then timed out three times in 1.5 s idle)."""
     path = _write(tmp_path, lambda r: r["device"].update(heartbeat_period_s=0.3))
     line, msg = _one_problem(path, "device.heartbeat_period_s")
@@ -134,7 +134,7 @@ def test_heartbeat_longer_than_the_command_timeout_is_refused(tmp_path):
 
 @pytest.mark.parametrize("edges", [[20.0, float("inf")], [float("-inf"), 450.0], [20.0, "nan"]])
 def test_bandpass_edges_must_be_finite(tmp_path, edges):
-    """Issue 15 item 4: a band-pass edge at infinity passed validation and failed later."""
+    """A band-pass edge at infinity passed validation and failed later."""
     edges = [float(e) for e in edges]
     path = _write(tmp_path, lambda r: r["estimator"].update(bandpass_hz=edges))
     msg = str(pytest.raises(ConfigError, load_config, path).value)
@@ -156,7 +156,7 @@ def test_a_socket_path_too_long_for_its_estop_sibling_is_refused(tmp_path):
 
 
 def test_bandpass_above_nyquist_is_refused(tmp_path):
-    """Issue 15 item 4: a band-pass edge above Nyquist passed validation and failed later."""
+    """A band-pass edge above Nyquist passed validation and failed later."""
     path = _write(tmp_path, lambda r: r["estimator"].update(bandpass_hz=[20.0, 1500.0]))
     _, msg = _one_problem(path, "estimator.bandpass_hz")
     assert "Nyquist frequency 1000 Hz" in msg
@@ -222,7 +222,7 @@ def test_deep_merge_merges_mappings_and_modifies_nothing():
 
 
 def test_a_huge_value_is_shown_bounded(tmp_path):
-    """No message builds the repr of a whole value (issue 15 item 3: an alias bomb's message
+    """No message builds the repr of a whole value (an alias bomb's message once
     took minutes); a 100,000-element list in the wrong place is shown in a few characters."""
     path = _write(tmp_path, lambda r: r["device"].update(name=list(range(99_000))))
     t0 = time.perf_counter()

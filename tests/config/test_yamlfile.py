@@ -1,8 +1,9 @@
 """The one YAML reader: every refusal is a ConfigError of one line with file, line and key.
 
-Issue 15, item 3 (YAML half) and item 4 (duplicate keys), each as a test; then a property:
-any bytes at all give a value or a located one-line ConfigError, never another exception,
-and quickly.
+Each input that once crashed the reader, hung it or was read wrong (non-UTF-8 bytes, deep
+nesting, huge integers, an alias bomb; duplicate keys, last one winning) as a test; then a
+property: any bytes at all give a value or a located one-line ConfigError, never another
+exception, and quickly.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _default_text() -> str:
 
 
 def test_torque_limit_written_twice_is_refused(tmp_path):
-    """Issue 15 item 4: 40 N m written twice as 40 and 150 became 150."""
+    """A torque limit written twice, as 40 and then 150 N m, was read as 150."""
     text = _default_text().replace(
         "torque_limit_nm: 40.0,", "torque_limit_nm: 40.0, torque_limit_nm: 150.0,", 1
     )
@@ -66,7 +67,7 @@ def test_torque_limit_written_twice_is_refused(tmp_path):
 
 
 def test_second_safety_section_is_refused(tmp_path):
-    """Issue 15 item 4: a second `safety:` silently reset the first to defaults."""
+    """A second `safety:` section silently reset the first to its defaults."""
     text = _default_text().replace("emg_timeout_s: 0.1", "emg_timeout_s: 0.3")
     text += "\nsafety:\n  rom_fade_rad: 0.15\n"
     p = _write(tmp_path, text)
@@ -97,7 +98,7 @@ def _bomb(levels: int = 10, fan: int = 9) -> str:
 
 
 def test_alias_bomb_fails_fast(tmp_path):
-    """Issue 15 item 3: a 3 KB alias bomb ran into MemoryError after 55 s."""
+    """A 3 KB alias bomb ran the reader into MemoryError after 55 s."""
     text = _bomb(levels=12, fan=9) + _default_text()
     text = text.replace("  muscles:\n", "  muscles: *a11\n  muscles_was:\n", 1)
     p = _write(tmp_path, text)
@@ -123,7 +124,7 @@ def test_aliases_within_the_bound_are_read(tmp_path):
 
 
 def test_non_utf8_is_located(tmp_path):
-    """Issue 15 item 3: non-UTF-8 bytes crashed the reader with UnicodeDecodeError."""
+    """Non-UTF-8 bytes crashed the reader with UnicodeDecodeError."""
     p = _write(tmp_path, b"device:\n  name: ok\nsafety:\n  emg_timeout_s: 0.1 # \xff\xfe\n")
     m = _refusal(p)
     assert m["line"] == "4" and m["key"] == "safety.emg_timeout_s"
@@ -132,7 +133,7 @@ def test_non_utf8_is_located(tmp_path):
 
 @pytest.mark.parametrize("opener,closer", [("[", "]"), ("{a: ", "}")])
 def test_deep_nesting_fails_fast(tmp_path, opener, closer):
-    """Issue 15 item 3: 50,000 nested brackets crashed the reader with RecursionError."""
+    """50,000 nested brackets crashed the reader with RecursionError."""
     p = _write(tmp_path, "x: " + opener * 50_000 + "1" + closer * 50_000 + "\n")
     t0 = time.perf_counter()
     m = _refusal(p)
@@ -153,7 +154,7 @@ def test_nesting_within_the_bound_is_read(tmp_path):
 
 @pytest.mark.parametrize("literal", ["9" * 5000, "-" + "9" * 30, "0x" + "f" * 17, "0o" + "7" * 30])
 def test_huge_integers_are_refused(tmp_path, literal):
-    """Issue 15 item 3: a 5,000-digit integer crashed the reader with ValueError."""
+    """A 5,000-digit integer crashed the reader with ValueError."""
     m = _refusal(_write(tmp_path, f"seed: {literal}\n"))
     assert m["key"] == "seed" and "64 bits" in m.string
     assert len(m.string) < 200

@@ -1,4 +1,4 @@
-"""Property test of the safety layer (issue 6, item 4).
+"""Property test of the safety layer: whatever comes in, every command obeys its rules.
 
 Over arbitrary sequences of torque estimates and requests (NaN, inf, huge), telemetry (angles
 and velocities beyond the limits, NaN), timing (EMG and telemetry ages, overrun streaks, late

@@ -230,7 +230,7 @@ def test_enveloped_input_skips_the_filters(tmp_path, recording, normalised):
 
 
 def test_through_the_main_cli(datasets, tmp_path, capsys):
-    """The lead's exoctl.cli registers these commands; a global --config reaches calibrate."""
+    """exoctl.cli registers these commands; a global --config reaches calibrate."""
     cli = pytest.importorskip("exoctl.cli")
     assert cli.main(["data", "check", str(datasets["csv"])]) == 0
     assert "OK: 2 of 2" in capsys.readouterr().out

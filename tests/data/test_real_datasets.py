@@ -1,6 +1,6 @@
 """The shared real data sets load exactly as shipped, through the descriptions in datasets/.
 
-The files live in ``../shared/data`` beside the repository (CI puts /work/shared beside the
+The files live in ``../shared/data`` beside the repository (CI puts ``shared/`` beside the
 clone); they are never copied here. Without that folder these tests skip, saying so.
 """
 

@@ -1,7 +1,7 @@
 """`exoctl hil` ends every bad input with one line and exit 1, and --json is always JSON.
 
-Issue 15 item 5: the bench printed a Python traceback for every start-up failure of its child
-processes (13 of 16 bad-but-valid configurations), and `hil --duration 1 --json` printed NaN.
+The bench once printed a Python traceback for every start-up failure of its child processes
+(13 of 16 bad-but-valid configurations), and `hil --duration 1 --json` printed NaN.
 Each configuration here passes the schema and fails only once the model and calibration are
 loaded (before any child starts, tests/hil/test_hil_early_checks.py) or when a child starts:
 the file it names is missing or wrong, or it does not match the model or the patient.
@@ -89,7 +89,7 @@ def test_start_up_failure_of_a_child_is_one_line_and_exit_1(tmp_path, name):
 
 
 def test_json_of_a_run_too_short_to_score_is_strict_json_with_null():
-    """Issue 15 item 5: `hil --duration 1 --json` printed NaN (the 2 s warm-up is unscored)."""
+    """`hil --duration 1 --json` printed NaN (the 2 s warm-up is unscored)."""
     proc = subprocess.run(
         [sys.executable, "-m", "exoctl.cli", "hil", "--duration", "1", "--json"],
         capture_output=True,

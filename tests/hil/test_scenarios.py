@@ -1,7 +1,7 @@
 """Every fault scenario in configs/scenarios/ on the HIL bench, through `exoctl hil --scenario`.
 
-Each scenario's ``expect`` block states what must happen; the checks are issue 6's "done"
-rules: the fault is detected within twice the relevant watchdog timeout, torque reaches zero
+Each scenario's ``expect`` block states what must happen; the checks are the safety rules
+every fault must meet: the fault is detected within twice the relevant watchdog timeout, torque reaches zero
 within ``zero_within_s`` of detection, the emulated firmware counts no limit violation, every
 fault the controller detected ended in zero torque within safe_stop_s, and a latched fault
 stays latched until a person clears it.
@@ -21,7 +21,7 @@ from exoctl.hil.scenarios import SCENARIO_DIR, load_scenario
 pytestmark = pytest.mark.hil
 
 SCENARIOS = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
-ISSUE_6 = {
+REQUIRED_SCENARIOS = {
     "emg_stop",
     "emg_saturate",
     "emg_flat",
@@ -87,8 +87,8 @@ def check_summary(s: dict, name: str) -> None:
             assert s["safety_state"] == exp["final_state"], s["safety_state"]
 
 
-def test_every_issue_6_scenario_exists_and_states_its_expectation():
-    assert set(SCENARIOS) >= ISSUE_6
+def test_every_required_scenario_exists_and_states_its_expectation():
+    assert set(SCENARIOS) >= REQUIRED_SCENARIOS
     for name in SCENARIOS:
         sc = load_scenario(name)
         assert sc.description and sc.injections

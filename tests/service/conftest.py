@@ -22,7 +22,7 @@ def write_config(tmp: Path, service: dict[str, Any] | None = None, **sections: A
         "allowed_groups": [],
         "flush_interval_s": 0.2,
         "publish_lsl": False,
-        "realtime_priority": 50,  # asked for: off by default since issue 16 (tests/conftest.py)
+        "realtime_priority": 50,  # asked for: off by default (tests/conftest.py says why)
     }
     svc.update(service or {})
     cfg = load_config(DEFAULT_CONFIG).with_overrides(service=svc, **sections)
@@ -64,7 +64,7 @@ def _write_config_fixture() -> Any:
 
 
 def cli_parser() -> argparse.ArgumentParser:
-    """The shape the lead's exoctl/cli.py gives: a global --config, then sub-commands."""
+    """The shape exoctl/cli.py gives: a global --config, then sub-commands."""
     from exoctl.service.commands import register
 
     p = argparse.ArgumentParser(prog="exoctl")

@@ -1,4 +1,4 @@
-"""The control socket of a real daemon under attack (issue 15, reproductions 1, 2 and 6).
+"""The control socket of a real daemon under attack: every slot held, long batches, floods.
 
 The daemon runs in this process (so its control loop's own timing record can be read), the
 HIL simulator in another (EMG over LSL on loopback, the firmware on a pty), and the attackers

@@ -1,5 +1,5 @@
-"""Property tests of the control socket (issue 15, reproduction 3): whatever bytes arrive,
-the answer is a JSON-RPC error or a valid reply, never a dead connection thread.
+"""Property tests of the control socket (huge numbers, deep nesting, any bytes): whatever
+arrives, the answer is a JSON-RPC error or a valid reply, never a dead connection thread.
 
 Three levels, each against the real code: ``decode_request`` (checked against a plain
 recursive reference of the limits), the ``Dispatcher`` on any JSON value, and the real server

@@ -1,7 +1,8 @@
 """The control socket's bounds and its e-stop path, over real Unix sockets with the real
-server (issue 15, reproductions 1, 3 and 6): every limit answered with a JSON-RPC error, the
-e-stop through its own socket however the control socket is attacked, a busy daemon answered
-by retrying, the accept loop never held by one client."""
+server, against every slot held, a client trickling bytes, hostile lines and many clients at
+once: every limit answered with a JSON-RPC error, the e-stop through its own socket however
+the control socket is attacked, a busy daemon answered by retrying, the accept loop never held
+by one client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a flood of requests may take from the daemon (issue 15): the CPU budget for request
+"""What a flood of requests may take from the daemon: the CPU budget for request
 work, the fair turn, and the gate that starts at most one piece of request work per control
 period. The budget and the turn are tested by themselves (a clock moved by hand; threads
 queued in a known order), then through the real server over a real Unix socket."""

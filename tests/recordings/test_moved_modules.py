@@ -23,22 +23,16 @@ def test_an_old_module_name_says_where_the_module_is_now(old: str) -> None:
         importlib.import_module(old)
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+
+
 def test_the_message_comes_in_a_fresh_interpreter_and_with_python_m() -> None:
     """The first import a script makes may be the old name; ``python -m`` reads it too."""
-    imported = subprocess.run(
-        [sys.executable, "-c", "from exoctl.service.store import connect"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    imported = _python("-c", "from exoctl.service.store import connect")
     assert imported.returncode == 1
     assert "import exoctl.recordings.store instead" in imported.stderr
-    ran = subprocess.run(
-        [sys.executable, "-m", "exoctl.service.export"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ran = _python("-m", "exoctl.service.export")
     assert ran.returncode == 1
     assert "import exoctl.recordings.export instead" in ran.stderr
 

@@ -178,6 +178,8 @@ class _Worker:
                     self.conn.send(("ok", self._begin_session()))
                 else:
                     self.session = False
+                    if self.acquisition is not None:  # no chunk needed at once until then
+                        self.acquisition.idle = True
                     self.conn.send(("ok", None))
             elif kind == "swap":  # loads in a thread: the idle turns keep publishing meanwhile
                 self._swap = _Loader(msg[1])
@@ -195,10 +197,13 @@ class _Worker:
 
         if self.acquisition is None:
             self.acquisition = make_acquisition(self.cfg.emg, self.ring)
+            self.acquisition.idle = not self.session
             self.acquisition.start()
 
     def _begin_session(self) -> dict[str, Any]:
         """Warm the estimator up over the ring's recent EMG, then run it every tick."""
+        if self.acquisition is not None:  # each chunk at once from now on
+            self.acquisition.idle = False
         self.warm_steps = warm_up(self.stage, self.cfg, self._beat)
         self.session = True
         self._timer_start = True

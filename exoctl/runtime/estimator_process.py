@@ -68,9 +68,11 @@ from exoctl.errors import ExoctlError, NonFiniteEmg
 
 log = logging.getLogger(__name__)
 
-IDLE_PERIOD_S = 0.02
+IDLE_PERIOD_S = 0.04
 """Between sessions the child wakes this often: drains new EMG for the channel monitor and
-publishes its heartbeat (well inside the EMG watchdog's 0.1 s degraded threshold)."""
+publishes its heartbeat, which keeps the held estimate's age under this plus scheduling
+delays, well inside the ``estimate_stale`` watchdog's degraded threshold (half of
+``safety.estimate_timeout_s``, 0.1 s by default)."""
 
 
 class EstimatorProcessError(ExoctlError, RuntimeError):

@@ -117,12 +117,15 @@ class Pump:
                     1,
                 )  # fmt: skip  # the order of TIMING_COLUMNS
                 rec.submit_chunk("loop_timing", t0, timing, t=t, copy=False)
-        self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
-        if lost and recording:
-            self._emg_lost += lost
-            rec.submit_event("emg_record_gap", {"samples": lost})
-        if len(stamps) and recording:
-            rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
+        if recording:
+            self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
+            if lost:
+                self._emg_lost += lost
+                rec.submit_event("emg_record_gap", {"samples": lost})
+            if len(stamps):
+                rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
+        else:  # nothing takes raw EMG between sessions: no copy, only the cursor moves
+            self._ring_cursor = c.emg_written
         self.drain_faults()
         errors = rec.stats()["write_errors"]
         if errors != self._write_errors:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,9 @@ class Acquisition:
         self.ring = ring
         self.chunks = 0
         self.error: str | None = None
-        self.idle = False
-        """Set by the owner while no session needs each chunk at once (see ``IDLE_POLL_S``);
-        read by the thread at every turn."""
+        self.idle: Callable[[], bool] = lambda: False
+        """Asked by the thread at every turn: True while no session needs each chunk at once
+        (see ``IDLE_POLL_S``); the owner sets it."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -241,10 +242,11 @@ class LslAcquisition(Acquisition):
             n = 0
             while not self._stop.is_set():
                 # Idle: wait, then take everything buffered (a full pull: more is waiting).
-                if self.idle and n < self._max and self._stop.wait(IDLE_POLL_S):
+                idle = self.idle()
+                if idle and n < self._max and self._stop.wait(IDLE_POLL_S):
                     break
                 _, stamps = inlet.pull_chunk(
-                    timeout=0.0 if self.idle else self.poll_s,
+                    timeout=0.0 if idle else self.poll_s,
                     max_samples=self._max,
                     dest_obj=self._buf,
                 )
@@ -329,7 +331,7 @@ class ReplayAcquisition(Acquisition):
             if sent >= n_total and not self.loop:
                 return
             n = min(self.chunk, n_total - pos)
-            if self.idle:  # every IDLE_POLL_S, what a live stream would have sent meanwhile
+            if self.idle():  # every IDLE_POLL_S, what a live stream would have sent meanwhile
                 self._stop.wait(IDLE_POLL_S)
                 n = min(int((time.monotonic() - t0) * self.fs_hz) - sent, n_total - pos)
                 if n <= 0:

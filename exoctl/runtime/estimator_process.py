@@ -70,9 +70,7 @@ log = logging.getLogger(__name__)
 
 IDLE_PERIOD_S = 0.04
 """Between sessions the child wakes this often: drains new EMG for the channel monitor and
-publishes its heartbeat, which keeps the held estimate's age under this plus scheduling
-delays, well inside the ``estimate_stale`` watchdog's degraded threshold (half of
-``safety.estimate_timeout_s``, 0.1 s by default)."""
+publishes its heartbeat (well inside estimate_stale's and emg_stale's 0.1 s to degraded)."""
 
 
 class EstimatorProcessError(ExoctlError, RuntimeError):
@@ -180,8 +178,6 @@ class _Worker:
                     self.conn.send(("ok", self._begin_session()))
                 else:
                     self.session = False
-                    if self.acquisition is not None:  # no chunk needed at once until then
-                        self.acquisition.idle = True
                     self.conn.send(("ok", None))
             elif kind == "swap":  # loads in a thread: the idle turns keep publishing meanwhile
                 self._swap = _Loader(msg[1])
@@ -199,13 +195,11 @@ class _Worker:
 
         if self.acquisition is None:
             self.acquisition = make_acquisition(self.cfg.emg, self.ring)
-            self.acquisition.idle = not self.session
+            self.acquisition.idle = lambda: not self.session  # each chunk at once in sessions
             self.acquisition.start()
 
     def _begin_session(self) -> dict[str, Any]:
         """Warm the estimator up over the ring's recent EMG, then run it every tick."""
-        if self.acquisition is not None:  # each chunk at once from now on
-            self.acquisition.idle = False
         self.warm_steps = warm_up(self.stage, self.cfg, self._beat)
         self.session = True
         self._timer_start = True

@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.bench_realtime --vs main              # "today" = another ref
     .venv/bin/python -m bench.bench_realtime soak --seconds 1800    # 30 min `bench up` soak
     .venv/bin/python -m bench.bench_realtime quota --seconds 300    # 5 min under cpu.max
+    .venv/bin/python -m bench.bench_realtime daemon --seconds 30    # only the daemon's cost
     .venv/bin/python -m bench --only realtime                       # through the aggregator
     make bench BENCH_ARGS="--only realtime_quota --quota-seconds 60"
 
@@ -29,6 +30,9 @@ Figures (``TARGETS`` gives each target):
   configuration, default scheduling): CPU share of one core idle and in a session, and memory,
   each summed over *every process of the daemon's tree* (found by parent pid, not by name: the
   control-socket process and any estimator process count) -- PSS, so shared pages count once.
+  The idle window also lists the busiest threads (``threads``: CPU share of one core per
+  thread, by the kernel's thread name, from ``/proc/PID/task/TID/stat``), where an idle
+  daemon's CPU goes. ``daemon`` alone: ``--seconds`` idle and as long in a session.
 * ``soak`` (opt-in, section ``realtime_soak``): the same with one session for ``--seconds``
   (the target: 30 min at load <= 2): faults detected and latched, misses.
 * ``quota`` (opt-in, section ``realtime_quota``): the daemon (and its children) in a cgroup
@@ -59,7 +63,7 @@ from typing import Any
 
 from bench.baseline import call_in_tree, merge_base, ref_tree
 from bench.cpu_quota import QUOTA_HOWTO, QUOTA_PERIOD_US, QUOTA_US, QuotaCgroup
-from bench.process_tree import proc_facts, tree_sample, tree_window
+from bench.process_tree import proc_facts, thread_sample, thread_window, tree_sample, tree_window
 
 TARGETS: dict[str, tuple[str, float]] = {  # key: (comparison, bound)
     "tick_cpu_p99_us": ("<=", 100.0),
@@ -106,6 +110,11 @@ def daemon_once(idle_s: float, session_s: float, quota: bool = False, poll_s: fl
                 cg.add(p.pid)  # before its imports: every thread and child is born inside
             return p
 
+    # The daemon's threads named in the kernel, for the per-thread figures (thread_names/).
+    names = str(Path(__file__).resolve().parent / "thread_names")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [p for p in (os.environ.get("PYTHONPATH"), names) if p]
+    )
     tmp = Path(tempfile.mkdtemp(prefix="exo-rt-"))
     source_id = f"exoctl-rtbench-{uuid.uuid4().hex[:8]}"
     config = tmp / "exoctl.yaml"
@@ -123,9 +132,11 @@ def daemon_once(idle_s: float, session_s: float, quota: bool = False, poll_s: fl
         pid = bench.daemon.pid
         if idle_s > 0:
             load0 = os.getloadavg()[0]
-            a, t0 = tree_sample(pid), time.monotonic()
+            a, ta, t0 = tree_sample(pid), thread_sample(pid), time.monotonic()
             time.sleep(idle_s)
-            out["idle"] = tree_window(a, tree_sample(pid), time.monotonic() - t0)
+            b, tb, span = tree_sample(pid), thread_sample(pid), time.monotonic() - t0
+            out["idle"] = tree_window(a, b, span)
+            out["idle"]["threads"] = thread_window(ta, tb, span, top=10)
             out["idle"]["load_average_1min"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
         cleared_at_start: list[str] = []
         deadline = time.monotonic() + 30.0
@@ -292,6 +303,20 @@ def run(
     return out
 
 
+def run_daemon(quick: bool = False, log=print, vs: str | None = None, seconds: float = 30.0
+               ) -> dict[str, Any]:  # fmt: skip
+    """Only the daemon's cost: ``seconds`` idle, then as long in one session, both trees."""
+    seconds = min(seconds, 4.0) if quick else seconds
+    trees, info = _trees(vs, log)
+    out: dict[str, Any] = {"benchmark": "realtime_daemon", **info, "targets": _targets_text()}
+    out["daemon"] = _both(
+        trees, "bench.bench_realtime:daemon_once", {"idle_s": seconds, "session_s": seconds},
+        2 * seconds + 240, log, f"daemon tree idle {seconds:g} s, session {seconds:g} s",
+    )  # fmt: skip
+    out["check"] = check(out)
+    return out
+
+
 def run_soak(quick: bool = False, log=print, vs: str | None = None, seconds: float = 1800.0,
              today: bool = True) -> dict[str, Any]:  # fmt: skip
     """Opt-in: one `bench up` session of ``seconds`` (the target: 30 min, load <= 2)."""
@@ -433,17 +458,24 @@ def format_table(res: dict[str, Any]) -> str:
             f"| {r['section']}: {r['figure']} | {r['target']} | {r['this']} | {r['today']} | "
             f"{r['ratio_today_over_this']} | {met} | {r['load_this']} / {r['load_today']} |"
         )
+    for name, r in (res.get("daemon") or {}).items():  # where an idle daemon's CPU goes
+        threads = ((r or {}).get("idle") or {}).get("threads")
+        if threads:
+            rows += ["", f"Daemon idle, busiest threads ({name}): " + ", ".join(
+                f"{t['thread']} {100 * t['cpu_share']:.1f} %" for t in threads[:8])]  # fmt: skip
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_realtime",
                                  description=__doc__.splitlines()[0])  # fmt: skip
-    ap.add_argument("what", nargs="?", choices=("standard", "soak", "quota"), default="standard")
+    ap.add_argument("what", nargs="?", choices=("standard", "soak", "quota", "daemon"),
+                    default="standard")  # fmt: skip
     ap.add_argument("--vs", default=None, help="today's code: a git ref (default: the merge "
                     "base with main)")  # fmt: skip
     ap.add_argument("--seconds", type=float, default=None,
-                    help="soak/quota: the session's length (default 1800 / 300)")  # fmt: skip
+                    help="soak/quota: the session's length (default 1800 / 300); daemon: "
+                    "the idle and the session window (default 30)")  # fmt: skip
     ap.add_argument("--loop-seconds", type=float, default=60.0)
     ap.add_argument("--hil-seconds", type=float, default=30.0)
     ap.add_argument("--no-today", action="store_true", help="soak/quota: this checkout only")
@@ -456,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # children stopped by finally
     if args.what == "soak":
         res = run_soak(args.quick, log, args.vs, args.seconds or 1800.0, not args.no_today)
+    elif args.what == "daemon":
+        res = run_daemon(args.quick, log, args.vs, args.seconds or 30.0)
     elif args.what == "quota":
         res = run_quota(args.quick, log, args.vs, args.seconds or 300.0, not args.no_today)
     else:

@@ -75,3 +75,46 @@ def tree_window(a: dict[int, dict], b: dict[int, dict], span: float) -> dict[str
         "processes": procs,
         "seconds": round(span, 2),
     }
+
+
+def thread_sample(root: int) -> dict[tuple[int, int], dict[str, Any]]:
+    """Every thread of ``root``'s tree: (pid, tid) -> its name, its process's and CPU seconds
+    (``/proc/PID/task/TID/stat`` utime + stime); threads that end meanwhile are skipped."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    tck = os.sysconf("SC_CLK_TCK")
+    for pid in tree_pids(root):
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+            args = " ".join(
+                w.decode(errors="replace")
+                for w in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-3:]
+                if w
+            )
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            f = stat.rsplit(")", 1)[1].split()
+            out[(pid, int(tid))] = {
+                "name": stat[stat.index("(") + 1 : stat.rindex(")")],
+                "process": args,
+                "cpu_s": (int(f[11]) + int(f[12])) / tck,
+            }
+    return out
+
+
+def thread_window(
+    a: dict[tuple[int, int], dict], b: dict[tuple[int, int], dict], span: float, top: int = 12
+) -> list[dict[str, Any]]:
+    """The ``top`` threads by CPU share of one core between two ``thread_sample``s (threads
+    alive at the end), busiest first: where an idle daemon's CPU goes, by thread name."""
+    rows = []
+    for key, f in b.items():
+        d = f["cpu_s"] - a.get(key, {"cpu_s": f["cpu_s"]})["cpu_s"]
+        rows.append({"pid": key[0], "tid": key[1], "thread": f["name"],
+                     "process": f["process"], "cpu_share": round(d / span, 4)})  # fmt: skip
+    rows.sort(key=lambda r: -r["cpu_share"])
+    return rows[:top]

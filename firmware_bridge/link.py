@@ -48,6 +48,14 @@ from firmware_bridge.supervision import LinkSupervision
 __all__ = ["DeviceInfo", "HostLink", "LinkError", "TelemetrySnapshot"]
 
 
+IDLE_READ_S = 0.01
+"""While the device is handshaken but not enabled (no session: nothing is commanded) the
+reader takes what arrived every this often instead of waking for every telemetry frame (500
+a second at the emulator's 2 ms period): the telemetry it keeps is at most this much older,
+far inside ``telemetry_timeout_s``, and an acknowledgement waits at most this long. With the
+device enabled, or before a handshake, every frame is read as it arrives."""
+
+
 class HostLink(LinkSupervision):
     """Serial link to one actuator controller. See module docstring for the threading model;
     the handshake, requests and supervisor thread are in ``firmware_bridge.supervision``."""
@@ -364,6 +372,8 @@ class HostLink(LinkSupervision):
             if data:
                 for m in self._decoder.feed(data):
                     self._dispatch(m)
+            if self._handshaken and not self._enabled and self._running:
+                time.sleep(IDLE_READ_S)
 
     def _dispatch(self, m: P.Message) -> None:
         if isinstance(m, P.Telemetry):

@@ -163,8 +163,10 @@ class LinkSupervision:
     # ------------------------------------------------------------------ supervisor thread
     def _supervise_loop(self) -> None:
         period = self.heartbeat_period_s
+        wait = period / 4
         while self._running:
-            self._wake.wait(period / 4)
+            self._wake.wait(wait)
+            wait = period / 4
             if not self._running:
                 break
             now = time.monotonic()
@@ -177,5 +179,8 @@ class LinkSupervision:
             if now - self._last_tx >= period:
                 self._heartbeats_sent += 1
                 self._send(P.Heartbeat(int(now * 1e6) & 0xFFFFFFFF, self._seq))
+            # Asleep until a heartbeat can next be due (a frame sent meanwhile only puts it
+            # off): one wake-up per period while nothing else is sent, not four.
+            wait = max(wait, self._last_tx + period - time.monotonic())
 
     # ------------------------------------------------------------------ observation

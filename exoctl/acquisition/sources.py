@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,14 @@ class AcquisitionError(ExoctlError, RuntimeError):
     """The EMG source cannot be used (not found, wrong shape, wrong rate)."""
 
 
+IDLE_POLL_S = 0.02
+"""Between sessions (``Acquisition.idle``) the thread takes what arrived every this often
+instead of waking for every chunk: the ring buffer still fills (it warms the next session's
+estimator) and the newest arrival stays well inside the EMG watchdog's degraded threshold
+(half of ``safety.emg_timeout_s``), at a fraction of the wake-ups (a 2 kHz stream sent in
+chunks of 4 samples is 500 a second)."""
+
+
 class Acquisition:
     """Common thread plumbing: start/stop, counters, the ring buffer it fills."""
 
@@ -37,6 +46,9 @@ class Acquisition:
         self.ring = ring
         self.chunks = 0
         self.error: str | None = None
+        self.idle: Callable[[], bool] = lambda: False
+        """Asked by the thread at every turn: True while no session needs each chunk at once
+        (see ``IDLE_POLL_S``); the owner sets it."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -227,9 +239,16 @@ class LslAcquisition(Acquisition):
         )
         try:
             inlet.open_stream(timeout=5.0)
+            n = 0
             while not self._stop.is_set():
+                # Idle: wait, then take everything buffered (a full pull: more is waiting).
+                idle = self.idle()
+                if idle and n < self._max and self._stop.wait(IDLE_POLL_S):
+                    break
                 _, stamps = inlet.pull_chunk(
-                    timeout=self.poll_s, max_samples=self._max, dest_obj=self._buf
+                    timeout=0.0 if idle else self.poll_s,
+                    max_samples=self._max,
+                    dest_obj=self._buf,
                 )
                 n = len(stamps)
                 if n:
@@ -312,6 +331,11 @@ class ReplayAcquisition(Acquisition):
             if sent >= n_total and not self.loop:
                 return
             n = min(self.chunk, n_total - pos)
+            if self.idle():  # every IDLE_POLL_S, what a live stream would have sent meanwhile
+                self._stop.wait(IDLE_POLL_S)
+                n = min(int((time.monotonic() - t0) * self.fs_hz) - sent, n_total - pos)
+                if n <= 0:
+                    continue
             due = t0 + (sent + n) / self.fs_hz
             delay = due - time.monotonic()
             if delay > 0:

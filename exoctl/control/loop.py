@@ -15,6 +15,18 @@ The link is anything that provides :class:`firmware_bridge.link_api.Link`: the s
 ``HostLink`` in the field, the in-process ``FakeLink`` in tests (tests/control/test_loop.py).
 Bad EMG is exactly :class:`exoctl.errors.NonFiniteEmg`; any other exception from a stage is a
 bug, ends the loop, and ``_run_guarded`` commands zero and disables the actuators.
+
+Idle (no session): while nothing is requested or commanded (assist law stopped, actuators not
+enabled, the last command zero) the loop ticks at ``idle_rate_hz`` instead, blocking on an
+event between ticks rather than sleeping and spinning to a deadline. Every tick is a whole
+tick: the watchdogs still evaluate every input (their persistence is counted in seconds, so a
+fault is still detected, at most one idle period later) and the safety layer still runs. The
+link's supervisor, not the loop, keeps the firmware's host timeout away while the actuators
+are off (the loop sends no frame then at any rate). A request (``submit``: an e-stop, a
+session's start, a fault clear) wakes the loop at once for a tick, so none waits for the next
+slow tick; when a tick leaves the loop not idle (a session started) the full rate resumes on a
+fresh deadline grid from that tick, without catch-up ticks. Only with the estimator in its own
+process: in the in-process mode the loop runs the estimator, whose lags count in ticks.
 """
 
 from __future__ import annotations
@@ -58,6 +70,14 @@ TICK_COLUMNS = (
     "synergy",
 )
 TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age", "telemetry_age")
+
+IDLE_RATE_HZ = 20.0
+"""The loop's rate without a session (the estimator in its own process). Bounded by what idle
+ticks are for: the watchdogs' persistence (0.1 s to degraded, 0.2 s to a fault by default)
+is counted in seconds, so an idle period of 50 ms detects a fault at most 50 ms later than a
+full-rate loop would, with nothing commanded meanwhile; the firmware's host timeout does not
+depend on it (the link's supervisor sends heartbeats while the loop sends no frame), nor does
+the e-stop (a request wakes the loop at once)."""
 
 
 class TickRows(TypedDict):
@@ -127,15 +147,26 @@ class ControlLoop:
         sleep: Callable[[float], None] = time.sleep,
         recording: RecordingHealth | None = None,
         estimates: SharedEstimates | None = None,
+        idle_rate_hz: float | None = None,
     ) -> None:
         """``clock``/``sleep`` default to time.monotonic/time.sleep (the clock the acquisition
         stamps arrivals with and the link stamps telemetry with); tests hand in one they move.
         ``recording``: what the session recorder publishes about its health (by default one
         that never requires a recording, as on the HIL bench). ``estimates``: the estimator
         process's shared-memory handoff (process mode); by default the loop runs ``estimator``
-        on ``ring`` in its own thread (in-process mode)."""
+        on ``ring`` in its own thread (in-process mode). ``idle_rate_hz``: the rate without a
+        session (see the module's docstring); None ticks at ``rate_hz`` always."""
         self.rate_hz = rate_hz
         self.period = 1.0 / rate_hz
+        if idle_rate_hz is not None and not 0.0 < idle_rate_hz <= rate_hz:
+            raise ValueError(f"idle_rate_hz must be in (0, {rate_hz}], got {idle_rate_hz!r}")
+        self.idle_period = None if idle_rate_hz is None else 1.0 / idle_rate_hz
+        self.idle = False
+        """True while the loop ticks at the idle rate (read by status and the socket's gate)."""
+        self.idle_ticks = 0
+        self.idle_s = 0.0  # time spent idle, closed spans (``summary`` adds an open one)
+        self._idle_from = float("nan")  # start of the current idle span (NaN: not idle)
+        self._wake = threading.Event()
         self.ring = ring
         self.estimator = estimator
         self.assist = assist
@@ -211,6 +242,7 @@ class ControlLoop:
             sleep=sleep,
             recording=recording,
             estimates=estimates,
+            idle_rate_hz=None if estimates is None else IDLE_RATE_HZ,
         )
 
     @property
@@ -238,6 +270,7 @@ class ControlLoop:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -251,8 +284,10 @@ class ControlLoop:
         return self._thread
 
     def submit(self, request: Callable[[float], None]) -> None:
-        """Run ``request(now)`` in the loop thread at the start of the next tick."""
+        """Run ``request(now)`` in the loop thread at the start of the next tick (idle: a tick
+        at once)."""
         self.requests.append(request)
+        self._wake.set()
 
     def _run_guarded(self) -> None:
         try:
@@ -269,9 +304,44 @@ class ControlLoop:
     def run(self) -> None:
         self.timer.start(self._clock())
         self.started_at = self.timer.t0
+        idle_period = self.idle_period
         while not self._stop.is_set():
-            self.tick()
+            if idle_period is not None and self._nothing_commanded():
+                self._idle_wait(idle_period)
+                self.tick()
+                self.idle_ticks += 1
+            else:
+                if self.idle:  # the first full-rate tick is due one period after the last one
+                    self._end_idle(self.timer.next_deadline)
+                self.tick()
         self.stopped_at = self._clock()
+        self._end_idle(self.stopped_at)
+
+    def _nothing_commanded(self) -> bool:
+        """No session's assistance: actuators off, assist law stopped, last command zero (a
+        safe stop's ramp still runs at the full rate). Cheapest test first: in a session the
+        actuators are enabled."""
+        return not self.link.enabled and not self.assist.active and not self._command.any()
+
+    def _idle_wait(self, idle_period: float) -> None:
+        """Block until one idle period after the last tick or until a request or a stop
+        arrives, then restart the deadline grid at now: this tick is on time, and the next
+        full-rate one (if this tick starts a session) is due one period later."""
+        now = self._clock()
+        if not self.idle:
+            self.idle = True
+            self._idle_from = now
+        remaining = self.timer.t0 + idle_period - now
+        if remaining > 0.0 and not self.requests:
+            self._wake.wait(remaining)
+        self._wake.clear()  # a request submitted from here on is run by this tick or wakes the next
+        self.timer.start(self._clock())
+
+    def _end_idle(self, at: float) -> None:
+        if self.idle:
+            self.idle_s += at - self._idle_from
+            self._idle_from = float("nan")
+            self.idle = False
 
     def tick(self) -> None:
         tick_start, err = self.timer.wait()
@@ -357,10 +427,20 @@ class ControlLoop:
     def summary(self, window_s: float | None = None) -> dict:
         """Rates and counts over the whole run; percentiles over it or the last ``window_s``."""
         end = self.stopped_at if np.isfinite(self.stopped_at) else self._clock()
-        elapsed = end - self.started_at
+        idle_s, from_ = self.idle_s, self._idle_from
+        if from_ == from_:  # an idle span still open
+            idle_s += max(end - from_, 0.0)
+        # The rate at which the loop ran while not idle (every session's ticks over their time):
+        # idle ticks run at idle_rate_hz by design and would hide a late full-rate loop.
+        elapsed = end - self.started_at - idle_s
+        active = self.ticks - self.idle_ticks
         out: dict = {
             "target_rate_hz": self.rate_hz,
-            "control_rate_hz": round(self.ticks / elapsed, 2) if elapsed > 0 else 0.0,
+            "control_rate_hz": round(active / elapsed, 2) if elapsed > 0 and active else 0.0,
+            "idle": self.idle,
+            "idle_rate_hz": None if self.idle_period is None else 1.0 / self.idle_period,
+            "idle_ticks": self.idle_ticks,
+            "idle_s": round(idle_s, 3),
             "ticks": self.ticks,
             "deadline_misses": self.timer.misses,
             "bad_input_ticks": self.bad_input_ticks,

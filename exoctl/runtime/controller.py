@@ -443,7 +443,11 @@ class Controller(ControllerReadings):
         self.cfg = cfg
 
     def collect_events(self, include_pending: bool = False) -> list[dict]:
-        """Move the safety layer's fault records into the fault log (runs in the loop thread)."""
+        """Move the safety layer's fault records into the fault log (runs in the loop thread).
+        With none recorded it returns at once, without a request (which would wake an idle
+        loop for a tick: the daemon's pump asks every 50 ms)."""
+        if not self._safety.has_events:
+            return []
         if not self._loop.running:
             events = self._safety.events(include_pending=include_pending)
         else:

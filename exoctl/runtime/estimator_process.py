@@ -68,9 +68,9 @@ from exoctl.errors import ExoctlError, NonFiniteEmg
 
 log = logging.getLogger(__name__)
 
-IDLE_PERIOD_S = 0.02
+IDLE_PERIOD_S = 0.04
 """Between sessions the child wakes this often: drains new EMG for the channel monitor and
-publishes its heartbeat (well inside the EMG watchdog's 0.1 s degraded threshold)."""
+publishes its heartbeat (well inside estimate_stale's and emg_stale's 0.1 s to degraded)."""
 
 
 class EstimatorProcessError(ExoctlError, RuntimeError):
@@ -195,6 +195,7 @@ class _Worker:
 
         if self.acquisition is None:
             self.acquisition = make_acquisition(self.cfg.emg, self.ring)
+            self.acquisition.idle = lambda: not self.session  # each chunk at once in sessions
             self.acquisition.start()
 
     def _begin_session(self) -> dict[str, Any]:

@@ -107,6 +107,11 @@ class ControllerReadings:
         return self._loop.period
 
     @property
+    def loop_idle(self) -> bool:
+        """The loop ticks at its idle rate (no session): its deadlines are not tight."""
+        return self._loop.idle
+
+    @property
     def next_deadline(self) -> float:
         """time.monotonic() at which the loop's next tick is due."""
         return self._loop.timer.next_deadline

@@ -269,12 +269,12 @@ class Daemon:
         While a tick runs it sleeps until the tick's expected end (the last tick's cost),
         then looks every 0.5 ms: each look takes the GIL, and a thread preempted while
         holding it stalls the loop. Bounded: at most ten periods, and at once when the loop
-        is not running.
+        is not running or idle (no session: it ticks slowly, commanding nothing).
 
         Reads only: the loop's next deadline, the time its last tick wrote a command and
         that tick's cost."""
         c = self.controller
-        if not c.loop_running:
+        if not c.loop_running or c.loop_idle:  # idle: no tick is due at a tight deadline
             return
         period = c.period
         with self._gate_lock:

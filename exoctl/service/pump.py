@@ -1,6 +1,6 @@
 """The daemon's pump: the one reader of the control loop's preallocated logs.
 
-Every ``PUMP_PERIOD_S`` it copies the new rows (estimate, command, telemetry, activations,
+Every ``PUMP_PERIOD_S`` (``PUMP_IDLE_PERIOD_S`` between sessions) it copies the new rows (estimate, command, telemetry, activations,
 synergies, loop timing, raw EMG) into the recorder and the LSL outlets and drains the safety
 layer's fault events; then it calls the daemon back (the watchdog ping). Nothing here runs on,
 or takes a lock shared with, the control thread; recording problems are logged, never raised
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("exoctl.daemon")
 
 PUMP_PERIOD_S = 0.05
+PUMP_IDLE_PERIOD_S = 0.2
+"""The period while the loop idles and nothing records (no session): the loop writes 20 rows a
+second then and nothing waits on them; the systemd watchdog ping (every quarter of
+``WatchdogSec``) and a fault's record (drained by ``status`` too) are not held back by it."""
 
 
 class Pump:
@@ -69,7 +73,7 @@ class Pump:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(PUMP_PERIOD_S):
+        while not self._stop.wait(self._period()):
             try:
                 with self.lock:
                     self.pump_once()
@@ -78,6 +82,10 @@ class Pump:
                     log.exception("pump_failed")
                 self.error = str(e)
             self._on_period()
+
+    def _period(self) -> float:
+        idle = self._controller.loop_idle and self._recorder.active_session is None
+        return PUMP_IDLE_PERIOD_S if idle else PUMP_PERIOD_S
 
     def stop(self) -> None:
         """Stop the thread, then copy out what is left (a no-op if never started)."""
@@ -117,12 +125,15 @@ class Pump:
                     1,
                 )  # fmt: skip  # the order of TIMING_COLUMNS
                 rec.submit_chunk("loop_timing", t0, timing, t=t, copy=False)
-        self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
-        if lost and recording:
-            self._emg_lost += lost
-            rec.submit_event("emg_record_gap", {"samples": lost})
-        if len(stamps) and recording:
-            rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
+        if recording:
+            self._ring_cursor, emg, stamps, lost = c.read_emg(self._ring_cursor)
+            if lost:
+                self._emg_lost += lost
+                rec.submit_event("emg_record_gap", {"samples": lost})
+            if len(stamps):
+                rec.submit_chunk("emg_raw", float(stamps[0]), emg, t=stamps, copy=False)
+        else:  # nothing takes raw EMG between sessions: no copy, only the cursor moves
+            self._ring_cursor = c.emg_written
         self.drain_faults()
         errors = rec.stats()["write_errors"]
         if errors != self._write_errors:

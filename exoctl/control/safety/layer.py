@@ -107,6 +107,12 @@ class SafetyLayer:
         degr = [k.label for k in FaultKind if self._suspect & BIT[k]]
         return faults, degr
 
+    @property
+    def has_events(self) -> bool:
+        """Fault records not drained yet (any thread may ask: two counters compared), so a
+        reader with nothing to drain need not call into the loop's thread."""
+        return self._ev_tail != self._ev_head
+
     # -- person's actions ------------------------------------------------------------------
     def estop(self, now: float) -> None:
         """Emergency stop: zero torque from the next tick boundary on, latched.

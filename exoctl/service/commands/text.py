@@ -124,8 +124,12 @@ def _format_status(st: dict[str, Any]) -> str:
         if "latency_ms" not in stale
         else f"EMG->command: no EMG for {_age(stale['latency_ms'])}"
     )
+    rate = f"{loop['control_rate_hz']:.1f} Hz"
+    if loop.get("idle") and loop.get("idle_rate_hz"):  # no session: the keep-alive rate
+        done = f", in sessions {rate}" if loop["control_rate_hz"] else ""
+        rate = f"idle at {loop['idle_rate_hz']:g} Hz (no session){done}"
     lines.append(
-        f"loop      {loop['control_rate_hz']:.1f} Hz (target {loop['target_rate_hz']:g}), "
+        f"loop      {rate} (target {loop['target_rate_hz']:g}), "
         f"{loop['deadline_misses']} deadline misses; last {loop.get('window_s', 0):g} s: "
         f"start error p99 {fmt_us(jit['p99'])}, tick cost p99 {fmt_us(cost['p99'])}, {latency}"
     )

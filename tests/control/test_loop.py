@@ -452,6 +452,21 @@ def test_overruns_trip_the_overrun_watchdog() -> None:
     assert b.loop.timer.misses >= SAFE.max_overrun_streak
 
 
+def test_the_safety_inputs_carry_the_whole_telemetry_frame_the_tick_read() -> None:
+    """What a watchdog on anything the device reports reads: the frame itself (applied
+    torques, currents, temperatures, per-joint faults), the one this tick read, no copy."""
+    b = _session()
+    sent = b.link.wire_torques()[-1]  # the last command, applied by the device
+    b.tick()
+    frame = b.loop.inputs.telemetry
+    assert frame is not None and frame is b.link._telemetry  # the frame the link served
+    assert np.abs(sent).max() > 1.0
+    np.testing.assert_array_equal(frame.torques, sent)
+    b.link.stall()
+    b.run(3)
+    assert b.loop.inputs.telemetry is frame  # a stalled link: still the newest frame
+
+
 # ------------------------------------------------------------------ reading the records
 def test_read_ticks_pairs_each_record_with_its_timing_and_skips_lost_rows() -> None:
     b = Bench(log_capacity=50)

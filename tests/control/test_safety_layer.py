@@ -507,3 +507,20 @@ def test_a_late_estimate_below_the_timeout_degrades_and_recovers_by_itself():
     rig.run(20.0, 1)
     assert rig.layer.state == SafetyState.NORMAL
     assert rig.layer.events(include_pending=True) == []
+
+
+def test_the_checks_see_the_command_the_layer_last_wrote():
+    """``Watch.sent``: what a check comparing the device's applied torque with its command
+    reads. The layer's own array, so it is this tick's previous command, also after a clear."""
+    rig = Rig()
+    wd = rig.layer._watchdogs
+    rig.run(20.0, 10)
+    np.testing.assert_array_equal(wd.sent, rig.layer.last_command)
+    assert wd.sent.any()
+    rig.layer.estop(rig.now)
+    rig.tick(20.0)
+    assert not wd.sent.any()
+    rig.tick(0.0)
+    assert rig.layer.clear_fault(rig.now)
+    rig.tick(20.0)
+    np.testing.assert_array_equal(wd.sent, STEP)

@@ -8,8 +8,10 @@ likely cause a clinician reads. The watchdogs (``watchdogs``), the layer's event
 package docstring (``exoctl.control.safety``), the plain-words events and the session report
 (``exoctl.recordings.events``, ``exoctl.recordings.report``) all read this table; none of them
 keeps a list of kinds of its own. A new watchdog is a member of ``FaultKind``, a check and a
-record here, plus the input it
-reads (a field of ``SafetyInputs``) and its threshold (a key of ``SafetyConfig``).
+record here, plus its threshold (one key of ``SafetyConfig``) if it has one. What it reads is
+already there: ``SafetyInputs`` carries what the loop measures each tick (the ages of its inputs,
+the overrun streak, the link's view) and the whole newest telemetry frame (``inputs.telemetry``:
+anything the device reports), and ``Watch.sent`` is the command the device was sent.
 
 A check answers OK, DEGRADED, FAULT or BAD from this tick's inputs and its threshold. BAD is the
 answer of a *persistent* watchdog (its record names a persistence time): the condition is bad
@@ -65,11 +67,13 @@ BIT = [1 << k for k in range(N_KINDS)]
 
 
 class Watch(Protocol):
-    """What a check may touch of the watchdogs: where it leaves the offending value, and the
-    layer's state before this tick."""
+    """What a check may touch of the watchdogs: where it leaves the offending value, the
+    layer's state before this tick, and the command the layer wrote last tick (the one the
+    device was sent: compare it with ``inputs.telemetry.torques`` to see it followed)."""
 
     value_now: float
     state: SafetyState
+    sent: np.ndarray
 
 
 Check = Callable[[Watch, np.ndarray, np.ndarray, SafetyInputs, float], int]

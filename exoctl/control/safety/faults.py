@@ -55,6 +55,7 @@ class FaultKind(enum.IntEnum):
     RECORDING_STALLED = 10
     EMG_SOURCE = 11
     ESTIMATE_STALE = 12
+    JOINT_OVERSPEED = 13
 
     @property
     def label(self) -> str:
@@ -251,6 +252,34 @@ def estimate_stale(
     return _stale(wd, inp.estimate_age_s, to)
 
 
+def joint_overspeed(
+    wd: Watch, req: np.ndarray, est: np.ndarray, inp: SafetyInputs, most: float
+) -> int:
+    # Faster than a person moves a joint: a sensor glitch (the angles and velocities every limit
+    # relies on are wrong) or a runaway. NaN is telemetry_invalid's, not this one's.
+    vel = inp.velocities
+    for x in vel.data:
+        if abs(x) > most:
+            i = _index_of(vel, lambda v: abs(v) > most)
+            wd.value_now = _joint_and_speed(i, vel.item(i), len(vel))
+            return BAD
+    return OK
+
+
+def _joint_and_speed(i: int, v: float, n: int) -> float:
+    """One float for an event's value: joint ``i`` of ``n`` and its speed to 0.01 rad/s."""
+    return float(round(abs(v) * 100.0) * n + i)
+
+
+def _overspeed_text(v: float, c: SafetyConfig, names: Sequence[str]) -> str:
+    n = len(names)
+    speed, i = divmod(int(v), n)
+    return (
+        f"joint {names[i]} moving at {speed / 100:.2f} rad/s > max_joint_speed_rad_s "
+        f"{c.max_joint_speed_rad_s} rad/s for >= {c.telemetry_timeout_s} s"
+    )
+
+
 def _firmware_text(v: float, c: SafetyConfig, names: Sequence[str]) -> str:
     from firmware_bridge.protocol import fault_text  # not the hot path: a message
 
@@ -409,6 +438,20 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "trips it",
         estimate_stale,
         "estimate_timeout_s",
+    ),
+    Fault(
+        FaultKind.JOINT_OVERSPEED,
+        "Joint moving too fast",
+        "a joint sensor reported a speed no person moves at: a faulty joint sensor or a "
+        "runaway joint. Check the joint, its sensor and its drive before clearing",
+        _overspeed_text,
+        "degraded while a joint's telemetry velocity is beyond max_joint_speed_rad_s; fault "
+        "when that lasts telemetry_timeout_s (one odd frame never trips it). The layer already "
+        "withholds torque in the direction of motion above the joint's velocity limit; this "
+        "ends the session's assistance until a person has looked",
+        joint_overspeed,
+        "max_joint_speed_rad_s",
+        "telemetry_timeout_s",
     ),
 )
 """The safety layer's kinds, in bit order (``LAYER_FAULTS[k].kind == k``)."""

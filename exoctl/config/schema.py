@@ -212,6 +212,8 @@ class ReplayConfig(_Model):
 
 class EmgConfig(_Model):
     source: Literal["lsl", "replay"] = "lsl"
+    """The EMG source: one of the names the sources register (``SOURCES`` in
+    exoctl.acquisition.sources; kept equal to this list by a test)."""
     lsl: LslConfig = LslConfig()
     replay: ReplayConfig = ReplayConfig()
     sampling_rate_hz: Annotated[float, Field(gt=0, le=10000)] = 2000.0

@@ -37,6 +37,7 @@ from exoctl.config.schema import SafetyConfig
 from exoctl.control.safety.inputs import SafetyInputs, SafetyState
 
 OK, DEGRADED, FAULT, BAD = 0, 1, 2, 3
+_INF = math.inf
 
 
 class FaultKind(enum.IntEnum):
@@ -256,11 +257,11 @@ def joint_overspeed(
     wd: Watch, req: np.ndarray, est: np.ndarray, inp: SafetyInputs, most: float
 ) -> int:
     # Faster than a person moves a joint: a sensor glitch (the angles and velocities every limit
-    # relies on are wrong) or a runaway. NaN is telemetry_invalid's, not this one's.
+    # relies on are wrong) or a runaway. NaN and infinity are telemetry_invalid's.
     vel = inp.velocities
     for x in vel.data:
-        if abs(x) > most:
-            i = _index_of(vel, lambda v: abs(v) > most)
+        if most < abs(x) < _INF:
+            i = _index_of(vel, lambda v: most < abs(v) < _INF)
             wd.value_now = _joint_and_speed(i, vel.item(i), len(vel))
             return BAD
     return OK

@@ -77,3 +77,23 @@ def test_the_wire_package_imports_nothing_of_exoctl(tmp_path: Path) -> None:
     r = _lint(tmp_path)
     assert r.returncode != 0, r.stdout
     assert "firmware_bridge.link_stats -> exoctl.errors" in r.stdout, r.stdout
+
+
+def test_the_bench_never_imports_training(tmp_path: Path) -> None:
+    """Training stands on the bench (its protocol runs HIL replays); the bench needs only the
+    offline floor below both, so a bench module importing training breaks the build."""
+    _copy_sources(tmp_path)
+    score = tmp_path / "exoctl" / "hil" / "replay_score.py"
+    score.write_text(score.read_text() + "\nfrom exoctl.training import pipeline  # noqa\n")
+    r = _lint(tmp_path)
+    assert r.returncode != 0, r.stdout
+    assert "exoctl.hil.replay_score -> exoctl.training.pipeline" in r.stdout, r.stdout
+
+
+def test_the_offline_floor_imports_neither_the_bench_nor_training(tmp_path: Path) -> None:
+    _copy_sources(tmp_path)
+    tick_sets = tmp_path / "exoctl" / "offline" / "tick_sets.py"
+    tick_sets.write_text(tick_sets.read_text() + "\nfrom exoctl.hil import drift  # noqa\n")
+    r = _lint(tmp_path)
+    assert r.returncode != 0, r.stdout
+    assert "exoctl.offline.tick_sets -> exoctl.hil.drift" in r.stdout, r.stdout

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pylsl
@@ -38,9 +39,38 @@ estimator) and the newest arrival stays well inside the EMG watchdog's degraded 
 (half of ``safety.emg_timeout_s``), at a fraction of the wake-ups (a 2 kHz stream sent in
 chunks of 4 samples is 500 a second)."""
 
+SOURCES: dict[str, type[Acquisition]] = {}
+"""Every EMG source by its ``emg.source`` name; a source class registers itself by naming
+itself (``class MySource(Acquisition, source="name")``). The configuration's list of allowed
+values (``EmgConfig.source``) must equal this one's keys: the configuration is a floor below
+acquisition and cannot read it, so a test keeps the two the same."""
+
 
 class Acquisition:
-    """Common thread plumbing: start/stop, counters, the ring buffer it fills."""
+    """Common thread plumbing: start/stop, counters, the ring buffer it fills.
+
+    A concrete source names itself in its class statement, which registers it in ``SOURCES``
+    under that name (the value of ``emg.source`` that selects it), and builds itself from the
+    configuration in ``from_config``; ``make_acquisition`` looks the name up."""
+
+    source: ClassVar[str] = ""
+    """The ``emg.source`` value of this source (empty: not a source one can configure)."""
+
+    def __init_subclass__(cls, source: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if source:
+            if source in SOURCES:
+                raise TypeError(
+                    f"EMG source {source!r} is already {SOURCES[source].__qualname__}; "
+                    f"{cls.__qualname__} needs another name"
+                )
+            cls.source = source
+            SOURCES[source] = cls
+
+    @classmethod
+    def from_config(cls, cfg: EmgConfig, ring: RingBuffer) -> Acquisition:
+        """This source as the configuration describes it, filling ``ring``."""
+        raise NotImplementedError(f"{cls.__qualname__} cannot be built from a configuration")
 
     def __init__(self, ring: RingBuffer) -> None:
         self.ring = ring
@@ -172,7 +202,7 @@ def resolve_lsl_stream(cfg: EmgConfig) -> pylsl.StreamInfo:
     return info
 
 
-class LslAcquisition(Acquisition):
+class LslAcquisition(Acquisition, source="lsl"):
     """Pulls chunks from an LSL inlet into the ring buffer; after a dropout, takes back only
     the same stream.
 
@@ -206,6 +236,11 @@ class LslAcquisition(Acquisition):
         self.reconnects = 0
         self._max = 1024
         self._buf = np.zeros((self._max, ring.n_channels), dtype=np.float32)
+
+    @classmethod
+    def from_config(cls, cfg: EmgConfig, ring: RingBuffer) -> LslAcquisition:
+        """The one stream ``emg.lsl`` names, found on the network (``resolve_lsl_stream``)."""
+        return cls(resolve_lsl_stream(cfg), ring, identity=stream_identity(cfg.lsl))
 
     def stats(self) -> dict[str, int | str | None]:
         """The common counters, plus which stream this is (host, uid) and how often the same
@@ -295,7 +330,7 @@ class LslAcquisition(Acquisition):
         return None
 
 
-class ReplayAcquisition(Acquisition):
+class ReplayAcquisition(Acquisition, source="replay"):
     """Replays a recording (.npz with `emg` (n, ch) and `fs_hz`) in real time.
 
     For bench work without an amplifier; the controller cannot tell it from a live stream
@@ -320,6 +355,13 @@ class ReplayAcquisition(Acquisition):
         self.fs_hz = fs_hz
         self.loop = loop
         self.chunk = chunk
+
+    @classmethod
+    def from_config(cls, cfg: EmgConfig, ring: RingBuffer) -> ReplayAcquisition:
+        """The file ``emg.replay.path``, at the configured sampling rate."""
+        if cfg.replay.path is None:
+            raise AcquisitionError("emg.source is 'replay' but emg.replay.path is not set")
+        return cls(cfg.replay.path, ring, cfg.sampling_rate_hz, cfg.replay.loop)
 
     def _run(self) -> None:
         n_total = self.emg.shape[0]
@@ -347,8 +389,9 @@ class ReplayAcquisition(Acquisition):
 
 
 def make_acquisition(cfg: EmgConfig, ring: RingBuffer) -> Acquisition:
-    if cfg.source == "lsl":
-        return LslAcquisition(resolve_lsl_stream(cfg), ring, identity=stream_identity(cfg.lsl))
-    if cfg.replay.path is None:
-        raise AcquisitionError("emg.source is 'replay' but emg.replay.path is not set")
-    return ReplayAcquisition(cfg.replay.path, ring, cfg.sampling_rate_hz, cfg.replay.loop)
+    """The EMG source ``emg.source`` names (``SOURCES``), built from the configuration."""
+    source = SOURCES.get(cfg.source)
+    if source is None:  # the configuration's check refuses it first; a guard for code
+        allowed = ", ".join(repr(k) for k in SOURCES)
+        raise AcquisitionError(f"emg.source {cfg.source!r} is not an EMG source ({allowed})")
+    return source.from_config(cfg, ring)

@@ -212,6 +212,8 @@ class ReplayConfig(_Model):
 
 class EmgConfig(_Model):
     source: Literal["lsl", "replay"] = "lsl"
+    """The EMG source: one of the names the sources register (``SOURCES`` in
+    exoctl.acquisition.sources; kept equal to this list by a test)."""
     lsl: LslConfig = LslConfig()
     replay: ReplayConfig = ReplayConfig()
     sampling_rate_hz: Annotated[float, Field(gt=0, le=10000)] = 2000.0
@@ -299,6 +301,10 @@ class SafetyConfig(_Model):
     """The torque estimate in use older than this is a fault (degraded at half: assistance held
     down). The estimate cannot be fresher than the EMG it is computed from, and an estimation
     stage under load stalls like the EMG input does, so it gets the EMG timeout's margin."""
+    max_joint_speed_rad_s: Annotated[float, Field(gt=0, le=32.0)] = 15.0
+    """A joint reported faster than this (no person moves a hip or knee at 15 rad/s, 860 deg/s)
+    for telemetry_timeout_s is a fault: a faulty joint sensor or a runaway (the wire carries up
+    to 32.7 rad/s)."""
     model_fault_s: Annotated[float, Field(ge=0, le=1.0)] = 0.05
     """Model output NaN, infinite or implausible for this long is a fault; shorter is degraded."""
     emg_flat_range: Annotated[float, Field(ge=0)] = 0.5

@@ -352,6 +352,7 @@ class ControlLoop:
         inp = self.inputs
         inp.now = now
         tel = self.link.latest_telemetry()
+        inp.telemetry = tel  # the whole frame, for any watchdog on what the device reports
         fw_time, received_at = float("nan"), float("nan")
         if tel is not None:
             fw_time, received_at = tel.fw_time_s, tel.host_time  # to pair it with the EMG

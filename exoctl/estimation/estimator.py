@@ -18,7 +18,7 @@ multiple of the tick rate the chain runs sample by sample and a tick reads its n
 at any other rate (100 Hz lab envelopes, raw EMG at 1.5 kHz) the envelope is made at the EMG's
 own rate, carried onto the tick grid by the samples' time stamps (``TickCarrier``: linear, one
 sample late) and the MVC division and activation dynamics run once per tick at the tick rate,
-exactly as ``exoctl.training.features.signal_ticks`` computes them offline.
+exactly as ``exoctl.offline.features.signal_ticks`` computes them offline.
 
 EMG and kinematics are paired by their time stamps on one clock (``exoctl.estimation.pairing``):
 the telemetry's device time is mapped onto the host's clock, and each row is made for one

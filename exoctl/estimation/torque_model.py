@@ -304,3 +304,12 @@ def feature_sources(
             f"gives {list(where)} (K={n_synergies}, muscles {list(muscles)}, joints {list(joints)})"
         )
     return np.array([where[f] for f in features], dtype=np.intp)
+
+
+def sidecar(model_path: Path, kind: str) -> Path:
+    """A file beside a model, named from its stem: ``M.onnx`` -> ``M.calibration.yaml`` (the
+    calibration it was trained with), ``M.pt`` (PyTorch weights), ``M.json`` (provenance)."""
+    p = Path(model_path)
+    return p.with_name(
+        p.stem + {"calibration": ".calibration.yaml", "pt": ".pt", "json": ".json"}[kind]
+    )

@@ -368,7 +368,7 @@ def controller_overrides(
         out["simulator"] = {"emg_chunk_samples": chunk}
         out["emg"] = {"muscles": list(rec["muscles"]), "sampling_rate_hz": float(rec["fs_hz"])}
     if model is not None:
-        from exoctl.training.pipeline import sidecar
+        from exoctl.estimation.torque_model import sidecar
 
         out["model"] = {"path": str(Path(model).resolve())}
         cal = sidecar(Path(model), "calibration")

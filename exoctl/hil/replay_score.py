@@ -51,9 +51,9 @@ def offline_estimate(cfg, spec: ReplaySpec, model: str) -> tuple[np.ndarray, Any
 
     from exoctl.data.dataset import load_dataset
     from exoctl.estimation.torque_model import TorqueModel
+    from exoctl.offline.predict import predict
+    from exoctl.offline.tick_sets import dataset_tick_sets
     from exoctl.signal.calibration import load_calibration
-    from exoctl.training.evaluation import predict
-    from exoctl.training.pipeline import dataset_tick_sets
 
     assert spec.data is not None and spec.trial is not None  # a dataset trial's replay
     info = TorqueModel(Path(model)).info

@@ -1,6 +1,6 @@
 """Carrying a signal sampled at its own rate onto the control-tick grid, causally.
 
-One rule, used offline (``exoctl.training.features.signal_ticks``: training and evaluation),
+One rule, used offline (``exoctl.offline.features.signal_ticks``: training and evaluation),
 live (``exoctl.estimation.estimator``: EMG at a rate that is not a whole multiple of the tick
 rate, e.g. 100 Hz envelopes for 500 Hz ticks) and by the replaying firmware
 (``exoctl.hil.replay``: a recording's joint angles as telemetry):

@@ -31,8 +31,9 @@ from exoctl.config.schema import Config, load_config
 from exoctl.data.patient import patient_from_config
 from exoctl.estimation.metrics import r2
 from exoctl.estimation.torque_model import MODEL_FORMAT, feature_names, save_model
+from exoctl.offline.features import condition
 from exoctl.signal.calibration import Calibration
-from exoctl.signal.chain import ChainSettings, SignalChain, synergy_activations
+from exoctl.signal.chain import synergy_activations
 from exoctl.signal.synergy import choose_k
 
 OPSET = 17
@@ -41,17 +42,6 @@ LINEAR_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "default.on
 WARMUP_S = 2.0  # filter transients at the start of a recording are not fitted
 
 __all__ = ["condition", "fit_ridge", "make_default_model", "synergy_activations", "write_onnx"]
-
-
-def condition(cfg: Config, emg: np.ndarray, mvc: np.ndarray | None) -> np.ndarray:
-    """Run the controller's own conditioning + activation dynamics over a whole recording.
-
-    ``mvc`` None: the un-normalised envelope only (what calibration measures the MVC on).
-    """
-    chain = SignalChain(
-        ChainSettings.from_config(cfg), cfg.emg.sampling_rate_hz, emg.shape[1], mvc=mvc
-    )
-    return chain.envelope(emg) if mvc is None else chain.activations(emg)
 
 
 def fit_ridge(X: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:

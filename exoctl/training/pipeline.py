@@ -1,4 +1,5 @@
-"""From data to a model file: tick sets from datasets, metadata, sidecar files (no torch here).
+"""From data to a model file: metadata and sidecar files (no torch here; the tick sets a model
+is trained on are ``exoctl.offline.tick_sets``, re-exported here).
 
 A trained model is one ONNX file plus sidecars beside it, all named from the model's stem:
 
@@ -22,13 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from exoctl import __version__
-from exoctl.config.schema import Config
 from exoctl.estimation.input_kinds import Window
-from exoctl.estimation.torque_model import MODEL_FORMAT, calibration_fingerprint
+from exoctl.estimation.torque_model import MODEL_FORMAT, calibration_fingerprint, sidecar
+from exoctl.offline.features import TickSet
+from exoctl.offline.tick_sets import TickData, dataset_tick_sets, emg_signal_of, trial_tick_sets
 from exoctl.signal.calibration import Calibration
-from exoctl.signal.chain import ChainSettings
-
-from .features import TickSet, TickSpec, signal_ticks
 
 __all__ = [
     "DEFAULT_WINDOWS_MS",
@@ -44,14 +43,6 @@ __all__ = [
 ]
 
 DEFAULT_WINDOWS_MS = (50.0, 100.0, 200.0, 400.0)
-
-
-def sidecar(model_path: Path, kind: str) -> Path:
-    """``M.onnx`` -> ``M.calibration.yaml`` / ``M.pt`` / ``M.json``."""
-    p = Path(model_path)
-    return p.with_name(
-        p.stem + {"calibration": ".calibration.yaml", "pt": ".pt", "json": ".json"}[kind]
-    )
 
 
 def scales_in_ticks(windows_ms: Sequence[float], tick_rate_hz: float) -> list[int]:
@@ -74,154 +65,6 @@ class DataSource:
     path: str | None
     trials: tuple[str, ...]
     fingerprints: tuple[str, ...]
-
-
-@dataclass
-class TickData:
-    """A dataset's trials as tick sets, and what they were made for and from."""
-
-    sets: list[TickSet]
-    spec: TickSpec
-    kinematics: bool
-    emg_signal: dict  # the model metadata's ``emg_signal``: what the training EMG was
-    emg_rates_hz: list[float]
-
-    @property
-    def body_mass_kg(self) -> float | None:
-        return next((s.body_mass_kg for s in self.sets if s.body_mass_kg), None)
-
-
-def emg_signal_of(chain: ChainSettings, trials: Sequence) -> dict:
-    """The ``emg_signal`` metadata entry for trials of one kind (raw, or one stated envelope)."""
-    from exoctl.data.dataset import DatasetError
-
-    kinds = sorted({t.emg_kind for t in trials})
-    if len(kinds) != 1:
-        raise DatasetError(
-            f"trials {[t.name for t in trials]} mix raw and enveloped EMG {kinds}: a model "
-            "learns from one kind of signal; choose the trials of one kind with --trials"
-        )
-    envs = {
-        json.dumps(t.envelope.model_dump() if t.envelope is not None else None, sort_keys=True)
-        for t in trials
-    }
-    if len(envs) != 1:
-        raise DatasetError(
-            f"trials {[t.name for t in trials]} state different envelopes ({sorted(envs)}): a "
-            "model learns from one kind of signal"
-        )
-    env = json.loads(envs.pop())
-    doc = chain.with_input(kinds[0]).describe(env)
-    doc["normalised_by_source"] = bool(all(t.emg_normalised for t in trials))
-    return doc
-
-
-def dataset_tick_sets(
-    cfg: Config,
-    dataset,
-    trial_names: Sequence[str] | None,
-    cal: Calibration,
-    *,
-    kinematics: bool | None,
-    need_torque: bool,
-    tick_rate_hz: float | None = None,
-) -> TickData:
-    """Tick sets of a dataset's task trials (all by default) at the control rate.
-
-    Any EMG rate: each trial is read at its own rate and carried to ``tick_rate_hz`` (default
-    the configuration's control rate) by ``signal_ticks``; the configuration gives the chain's
-    filter and activation settings and the joints' order, never the dataset's rate.
-    ``kinematics=None``: use angles and velocities when every selected trial has angles.
-    """
-    from exoctl.data.dataset import DatasetError
-
-    names = (
-        list(trial_names)
-        if trial_names
-        else [t.name for t in dataset.spec.trials if t.role == "task"]
-    )
-    if not names:
-        raise DatasetError(f"{dataset.path}: no task trial to use")
-    trials = [dataset.load_trial(n) for n in names]
-    return trial_tick_sets(
-        cfg, trials, cal, dataset.joints, where=dataset.path, kinematics=kinematics,
-        need_torque=need_torque, tick_rate_hz=tick_rate_hz,
-    )  # fmt: skip
-
-
-def trial_tick_sets(
-    cfg: Config,
-    trials: Sequence,
-    cal: Calibration,
-    joints: Sequence[str],
-    *,
-    where,
-    kinematics: bool | None,
-    need_torque: bool,
-    tick_rate_hz: float | None = None,
-) -> TickData:
-    """``dataset_tick_sets`` on trials already loaded (or cut, or joined: the real-data
-    protocol's splits); ``where`` names the data in messages."""
-    from exoctl.data.dataset import DatasetError
-
-    for t in trials:
-        bad = {m: int(c) for m, c in zip(t.muscles, np.isnan(t.emg).sum(0), strict=True) if c}
-        if bad:
-            raise DatasetError(
-                f"{where}: trial {t.name}: EMG has NaN samples {bad}; leave the trial "
-                "out (--trials) or fix the file"
-            )
-        if need_torque and t.torque is not None and not np.isfinite(t.torque).all():
-            raise DatasetError(
-                f"{where}: trial {t.name}: the joint moments have NaN samples; leave the "
-                "trial out (--trials) or fix the file"
-            )
-    if need_torque:
-        missing = [t.name for t in trials if t.torque is None]
-        if missing:
-            raise DatasetError(
-                f"{where}: trials {missing} have no joint moments; training needs them"
-            )
-    have_angles = all(t.angles is not None for t in trials)
-    if kinematics is None:
-        kinematics = have_angles
-    elif kinematics and not have_angles:
-        raise DatasetError(
-            f"{where}: the model uses joint angles and velocities, but trials "
-            f"{[t.name for t in trials if t.angles is None]} have none"
-        )
-    missing_joints = [j for j in joints if j not in cfg.joint_names]
-    if missing_joints:
-        raise DatasetError(
-            f"{where}: joints {missing_joints} are not in the configuration's "
-            f"device.joints ({list(cfg.joint_names)}); use a configuration with them"
-        )
-    chain = ChainSettings.from_config(cfg)
-    spec = TickSpec(
-        chain,
-        float(tick_rate_hz or cfg.tick_rate_hz),
-        tuple(cal.muscles),
-        tuple(joints),
-    )
-    perm = [list(trials[0].muscles).index(m) for m in cal.muscles]
-    sets = [
-        signal_ticks(
-            spec,
-            cal,
-            t.emg[:, perm],
-            t.fs_hz,
-            angles=t.angles if kinematics else None,
-            torque=t.torque,
-            kinematics=kinematics,
-            emg_kind=t.emg_kind,
-            name=t.name,
-            body_mass_kg=t.body_mass_kg,
-        )  # fmt: skip
-        for t in trials
-    ]
-    return TickData(
-        sets, spec, kinematics, emg_signal_of(chain, trials), sorted({t.fs_hz for t in trials})
-    )
 
 
 def split_tail(ts: TickSet, frac: float) -> tuple[TickSet, TickSet]:

@@ -452,6 +452,40 @@ def test_overruns_trip_the_overrun_watchdog() -> None:
     assert b.loop.timer.misses >= SAFE.max_overrun_streak
 
 
+def test_the_safety_inputs_carry_the_whole_telemetry_frame_the_tick_read() -> None:
+    """What a watchdog on anything the device reports reads: the frame itself (applied
+    torques, currents, temperatures, per-joint faults), the one this tick read, no copy."""
+    b = _session()
+    sent = b.link.wire_torques()[-1]  # the last command, applied by the device
+    b.tick()
+    frame = b.loop.inputs.telemetry
+    assert frame is not None and frame is b.link._telemetry  # the frame the link served
+    assert np.abs(sent).max() > 1.0
+    np.testing.assert_array_equal(frame.torques, sent)
+    b.link.stall()
+    b.run(3)
+    assert b.loop.inputs.telemetry is frame  # a stalled link: still the newest frame
+
+
+def test_a_joint_the_device_reports_too_fast_latches_joint_overspeed_ramped() -> None:
+    """The device reports a knee at 25 rad/s (a glitching sensor or a runaway) from this tick
+    on: through the loop's telemetry the watchdog latches joint_overspeed, and torque is zero
+    within telemetry_timeout_s plus the safe stop."""
+    b = _session()
+    fast = VELOCITIES[0].copy()
+    fast[3] = 25.0
+
+    def tick() -> None:
+        b.feed()
+        b.link.set_joint_state(velocities=fast)  # after the feed's own joint state
+        b.loop.tick()
+
+    for _ in range(_seconds(SAFE.telemetry_timeout_s + SAFE.safe_stop_s) + 2):
+        tick()
+    assert b.safety.state == SafetyState.FAULT_LATCHED and not b.safety.last_command.any()
+    assert b.kinds() == ["joint_overspeed"]
+
+
 # ------------------------------------------------------------------ reading the records
 def test_read_ticks_pairs_each_record_with_its_timing_and_skips_lost_rows() -> None:
     b = Bench(log_capacity=50)

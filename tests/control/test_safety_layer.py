@@ -507,3 +507,83 @@ def test_a_late_estimate_below_the_timeout_degrades_and_recovers_by_itself():
     rig.run(20.0, 1)
     assert rig.layer.state == SafetyState.NORMAL
     assert rig.layer.events(include_pending=True) == []
+
+
+def test_the_checks_see_the_command_the_layer_last_wrote():
+    """``Watch.sent``: what a check comparing the device's applied torque with its command
+    reads. The layer's own array, so it is this tick's previous command, also after a clear."""
+    rig = Rig()
+    wd = rig.layer._watchdogs
+    rig.run(20.0, 10)
+    np.testing.assert_array_equal(wd.sent, rig.layer.last_command)
+    assert wd.sent.any()
+    rig.layer.estop(rig.now)
+    rig.tick(20.0)
+    assert not wd.sent.any()
+    rig.tick(0.0)
+    assert rig.layer.clear_fault(rig.now)
+    rig.tick(20.0)
+    np.testing.assert_array_equal(wd.sent, STEP)
+
+
+def test_a_joint_faster_than_a_person_degrades_then_latches_ramped_with_its_joint_and_speed():
+    """A knee reported at 20 rad/s (a faulty joint sensor or a runaway): degraded at once
+    (assistance held down at the rate limit), a fault once it has lasted telemetry_timeout_s,
+    torque at zero within safe_stop_s of detection, latched until the speed is plausible again
+    and a person clears it."""
+    rig = Rig()
+    rig.run(20.0, 200)
+    persist = rig.cfg.telemetry_timeout_s
+    rig.inp.velocities[2] = -20.0  # knee_l, extending
+    t_start = rig.now + DT
+    states, outs = [], []
+    for _ in range(int(2 * persist / DT)):
+        outs.append(rig.tick(20.0))
+        states.append(rig.layer.state)
+    assert states[0] == SafetyState.DEGRADED
+    assert rig.layer.state == SafetyState.FAULT_LATCHED and not rig.out.any()
+    (ev,) = rig.layer.events()
+    assert ev.kind == "joint_overspeed"
+    assert ev.detail.startswith("joint knee_l moving at 20.00 rad/s > max_joint_speed_rad_s")
+    assert persist - 1e-9 <= ev.t_detected - t_start <= persist + DT + 1e-9
+    assert ev.t_zero - ev.t_detected <= rig.cfg.safe_stop_s + 1e-9
+    # Held down at the rate limit while degraded: no step on the joints that were assisting.
+    steps = np.abs(np.diff(np.array(outs), axis=0))
+    assert (steps[:5, [0, 1, 3]] <= STEP[[0, 1, 3]] + 1e-9).all()
+    rig.tick(0.0)
+    assert not rig.layer.clear_fault(rig.now)  # still too fast: refused
+    rig.inp.velocities[2] = 1.0
+    rig.tick(0.0)
+    assert rig.layer.clear_fault(rig.now)
+
+
+@pytest.mark.parametrize("speed", [15.0, -15.0, 12.0, math.nan, math.inf, -math.inf])
+def test_a_speed_a_person_can_reach_or_an_unknown_one_is_no_overspeed(speed):
+    rig = Rig()
+    rig.inp.velocities[:] = speed
+    rig.run(0.0, int(2 * rig.cfg.telemetry_timeout_s / DT))
+    kinds = {e.kind for e in rig.layer.events(include_pending=True)}
+    assert "joint_overspeed" not in kinds  # not finite: telemetry_invalid's
+    assert kinds == (set() if math.isfinite(speed) else {"telemetry_invalid"})
+
+
+def test_one_odd_speed_reading_only_holds_assistance_down_for_a_tick():
+    rig = Rig()
+    rig.run(20.0, 200)
+    rig.inp.velocities[0] = 30.0
+    rig.tick(20.0)
+    assert rig.layer.state == SafetyState.DEGRADED
+    rig.inp.velocities[0] = 0.5
+    rig.run(20.0, int(2 * rig.cfg.telemetry_timeout_s / DT))
+    assert rig.layer.state == SafetyState.NORMAL
+    assert rig.layer.events(include_pending=True) == []
+
+
+def test_the_overspeed_threshold_is_the_configurations():
+    cfg = CFG.safety.model_copy(update={"max_joint_speed_rad_s": 5.0})
+    rig = Rig(cfg)
+    rig.inp.velocities[3] = 6.0
+    rig.run(0.0, int(2 * cfg.telemetry_timeout_s / DT))
+    (ev,) = rig.layer.events()
+    assert ev.kind == "joint_overspeed" and "knee_r moving at 6.00 rad/s" in ev.detail
+    assert "max_joint_speed_rad_s 5.0" in ev.detail

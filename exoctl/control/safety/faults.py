@@ -8,8 +8,10 @@ likely cause a clinician reads. The watchdogs (``watchdogs``), the layer's event
 package docstring (``exoctl.control.safety``), the plain-words events and the session report
 (``exoctl.recordings.events``, ``exoctl.recordings.report``) all read this table; none of them
 keeps a list of kinds of its own. A new watchdog is a member of ``FaultKind``, a check and a
-record here, plus the input it
-reads (a field of ``SafetyInputs``) and its threshold (a key of ``SafetyConfig``).
+record here, plus its threshold (one key of ``SafetyConfig``) if it has one. What it reads is
+already there: ``SafetyInputs`` carries what the loop measures each tick (the ages of its inputs,
+the overrun streak, the link's view) and the whole newest telemetry frame (``inputs.telemetry``:
+anything the device reports), and ``Watch.sent`` is the command the device was sent.
 
 A check answers OK, DEGRADED, FAULT or BAD from this tick's inputs and its threshold. BAD is the
 answer of a *persistent* watchdog (its record names a persistence time): the condition is bad
@@ -35,6 +37,7 @@ from exoctl.config.schema import SafetyConfig
 from exoctl.control.safety.inputs import SafetyInputs, SafetyState
 
 OK, DEGRADED, FAULT, BAD = 0, 1, 2, 3
+_INF = math.inf
 
 
 class FaultKind(enum.IntEnum):
@@ -53,6 +56,7 @@ class FaultKind(enum.IntEnum):
     RECORDING_STALLED = 10
     EMG_SOURCE = 11
     ESTIMATE_STALE = 12
+    JOINT_OVERSPEED = 13
 
     @property
     def label(self) -> str:
@@ -65,11 +69,13 @@ BIT = [1 << k for k in range(N_KINDS)]
 
 
 class Watch(Protocol):
-    """What a check may touch of the watchdogs: where it leaves the offending value, and the
-    layer's state before this tick."""
+    """What a check may touch of the watchdogs: where it leaves the offending value, the
+    layer's state before this tick, and the command the layer wrote last tick (the one the
+    device was sent: compare it with ``inputs.telemetry.torques`` to see it followed)."""
 
     value_now: float
     state: SafetyState
+    sent: np.ndarray
 
 
 Check = Callable[[Watch, np.ndarray, np.ndarray, SafetyInputs, float], int]
@@ -247,6 +253,34 @@ def estimate_stale(
     return _stale(wd, inp.estimate_age_s, to)
 
 
+def joint_overspeed(
+    wd: Watch, req: np.ndarray, est: np.ndarray, inp: SafetyInputs, most: float
+) -> int:
+    # Faster than a person moves a joint: a sensor glitch (the angles and velocities every limit
+    # relies on are wrong) or a runaway. NaN and infinity are telemetry_invalid's.
+    vel = inp.velocities
+    for x in vel.data:
+        if most < abs(x) < _INF:
+            i = _index_of(vel, lambda v: most < abs(v) < _INF)
+            wd.value_now = _joint_and_speed(i, vel.item(i), len(vel))
+            return BAD
+    return OK
+
+
+def _joint_and_speed(i: int, v: float, n: int) -> float:
+    """One float for an event's value: joint ``i`` of ``n`` and its speed to 0.01 rad/s."""
+    return float(round(abs(v) * 100.0) * n + i)
+
+
+def _overspeed_text(v: float, c: SafetyConfig, names: Sequence[str]) -> str:
+    n = len(names)
+    speed, i = divmod(int(v), n)
+    return (
+        f"joint {names[i]} moving at {speed / 100:.2f} rad/s > max_joint_speed_rad_s "
+        f"{c.max_joint_speed_rad_s} rad/s for >= {c.telemetry_timeout_s} s"
+    )
+
+
 def _firmware_text(v: float, c: SafetyConfig, names: Sequence[str]) -> str:
     from firmware_bridge.protocol import fault_text  # not the hot path: a message
 
@@ -405,6 +439,20 @@ LAYER_FAULTS: tuple[Fault, ...] = (
         "trips it",
         estimate_stale,
         "estimate_timeout_s",
+    ),
+    Fault(
+        FaultKind.JOINT_OVERSPEED,
+        "Joint moving too fast",
+        "a joint sensor reported a speed no person moves at: a faulty joint sensor or a "
+        "runaway joint. Check the joint, its sensor and its drive before clearing",
+        _overspeed_text,
+        "degraded while a joint's telemetry velocity is beyond max_joint_speed_rad_s; fault "
+        "when that lasts telemetry_timeout_s (one odd frame never trips it). The layer already "
+        "withholds torque in the direction of motion above the joint's velocity limit; this "
+        "ends the session's assistance until a person has looked",
+        joint_overspeed,
+        "max_joint_speed_rad_s",
+        "telemetry_timeout_s",
     ),
 )
 """The safety layer's kinds, in bit order (``LAYER_FAULTS[k].kind == k``)."""

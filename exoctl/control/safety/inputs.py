@@ -6,8 +6,12 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from firmware_bridge.link_api import TelemetrySnapshot
 
 
 class SafetyState(enum.IntEnum):
@@ -44,7 +48,13 @@ class RecordingHealth:
 
 @dataclass(slots=True)
 class SafetyInputs:
-    """Everything the watchdogs look at; one instance, overwritten by the loop each tick."""
+    """Everything the watchdogs look at; one instance, overwritten by the loop each tick.
+
+    ``telemetry`` is the whole newest frame the device sent (angles, velocities, applied
+    torques, currents, temperatures, fault bits, per-joint faults, enabled and e-stop flags),
+    so that a watchdog on anything the device reports reads it there and needs no field of its
+    own here and no line in the loop. ``angles`` and ``velocities`` are the loop's copies of the
+    last frame's, kept when a tick has no frame (the layer's limits read them)."""
 
     now: float
     emg_age_s: float
@@ -67,6 +77,9 @@ class SafetyInputs:
     estimate_age_s: float = 0.0
     """How old the torque estimate the loop uses is: the tick's time minus the time it was
     computed (same clock). A hung or crashed estimator makes it grow."""
+    telemetry: TelemetrySnapshot | None = None
+    """The newest telemetry frame, as the link handed it over (None: none yet). A reference,
+    not a copy: frames are immutable and never reused, so holding one allocates nothing."""
 
     @classmethod
     def healthy(cls, n_joints: int, now: float = 0.0) -> SafetyInputs:

@@ -70,6 +70,7 @@ class SafetyLayer:
         self._estop_t = math.nan  # set by estop() (any thread), consumed by apply()
         self._prev = np.zeros(n)  # the last command (read by last_command)
         self._stop_from = np.zeros(n)  # the command when the safe stop began
+        self._watchdogs.sent = self._prev  # the checks see the command on the wire, in place
 
         # Event ring: written by apply/estop-processing, drained by events().
         cap = self.EVENT_CAPACITY

@@ -42,6 +42,9 @@ class Watchdogs:
             if f.check is not None
         )
         self.state = SafetyState.NORMAL  # the layer's state before this tick (set by the layer)
+        # The command the layer wrote last tick, the one on the wire (the layer hands in its
+        # own array, updated in place; zeros until then).
+        self.sent = np.zeros(0)
         self.since = [_NAN] * N_KINDS  # start of the current streak of a persistent row
         self.value = [0.0] * N_KINDS  # the offending value of each kind's last fault
         self.value_now = 0.0  # the value a check that answered FAULT or BAD left

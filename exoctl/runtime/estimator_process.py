@@ -29,8 +29,7 @@ Supervised: a child that exits (crash, kill -9) or stops publishing for
 ``estimator.hang_timeout_s`` (hung, SIGSTOP: it is killed) is started again, in the mode the
 daemon asked for last. Meanwhile the EMG and the estimate age: the safety layer's input
 watchdogs latch a fault and ramp assistance out, and only a person's ``fault clear`` resumes
-assistance. The reason is logged (``exoctl.runtime.estimator_process``) and kept for
-``status``.
+assistance. The reason is logged and kept for ``status``.
 """
 
 from __future__ import annotations
@@ -65,6 +64,7 @@ from exoctl.control.estimates import (
     unpack_text,
 )
 from exoctl.errors import ExoctlError, NonFiniteEmg
+from exoctl.signal.dsp import design_apart
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def _child_main(cfg: Config, seg: Segments, conn: Connection, session: bool) -> 
     """The child's entry point (spawned): load, answer "ready", then run until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops it, not a terminal's ^C
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack, on stderr
+    design_apart()  # scipy.signal stays out of this long-lived process (exoctl.signal.dsp)
     try:
         worker = _Worker(cfg, seg, conn)
     except Exception as e:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,3 +205,13 @@ def test_real_time_priority_reaches_the_estimator_process_also_after_a_restart(p
     wait_for(lambda: c.status()["estimator"]["alive"], 60.0, "the new process runs")
     new = c.status()["estimator"]["pid"]
     assert new != pid and _policies(new) == {os.SCHED_FIFO}
+
+
+def test_the_estimator_process_never_loads_scipy(prig) -> None:
+    """scipy.signal (filter design) is ~65 MiB a process keeps for good: the long-lived
+    estimator process has its filters designed by a short-lived interpreter instead."""
+    c, _ = prig
+    pid = c.status()["estimator"]["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "onnxruntime" in maps  # the model runs here: the map is this process's
+    assert "/scipy" not in maps, [ln for ln in maps.splitlines() if "/scipy" in ln][:3]

@@ -27,9 +27,10 @@ model is loaded then, so assistance ramps in from a settled estimate.
 
 Supervised: a child that exits (crash, kill -9) or stops publishing for
 ``estimator.hang_timeout_s`` (hung, SIGSTOP: it is killed) is started again, in the mode the
-daemon asked for last. Meanwhile the EMG and the estimate age: the safety layer's input
-watchdogs latch a fault and ramp assistance out, and only a person's ``fault clear`` resumes
-assistance. The reason is logged and kept for ``status``.
+daemon asked for last. Meanwhile the EMG and the estimate age: the safety layer's watchdogs
+latch a fault and ramp assistance out, and only a person's ``fault clear`` resumes it. Why
+(exit code and signal, or how long it was silent) is logged, shown in ``status`` and queued
+(``take_restarts``) for the daemon to record in the session.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -351,13 +353,7 @@ def warm_up(stage: EstimatorStage, cfg: Config, beat: Callable[[], None] | None 
 class EstimatorProcess:
     """The daemon's side: shared memory, the child, its requests and its supervisor."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        n_muscles: int,
-        k: int,
-        on_restart: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, cfg: Config, n_muscles: int, k: int) -> None:
         self.cfg = cfg
         nj = len(cfg.joint_names)
         fs = cfg.emg.sampling_rate_hz
@@ -383,7 +379,7 @@ class EstimatorProcess:
         self.restarts = 0
         self.priority: int | None = None  # SCHED_FIFO of the child's threads (raise_priority)
         self.last_exit: str | None = None
-        self.on_restart = on_restart
+        self._restarts: deque[dict[str, Any]] = deque(maxlen=100)  # until take_restarts
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout_s: float = 60.0) -> None:
@@ -538,8 +534,9 @@ class EstimatorProcess:
             if proc is None:
                 continue
             reason = None
-            if proc.poll() is not None:
-                reason = f"estimator process exited with code {proc.returncode}"
+            if (code := proc.poll()) is not None:
+                sig = f" ({signal.Signals(-code).name})" if -code in signal.valid_signals() else ""
+                reason = f"estimator process exited with code {code}{sig}"
             elif not self._lock.locked():  # a request (model load, warm-up) has its own timeout
                 beat = max(self.snapshot()["heartbeat"], self._ready_at)
                 age = time.monotonic() - beat
@@ -550,7 +547,7 @@ class EstimatorProcess:
                 self._restart(reason)
 
     def _restart(self, reason: str) -> None:
-        self.last_exit = f"{reason}, restarting"
+        t0, self.last_exit = time.monotonic(), f"{reason}, restarting"
         log.error("%s", self.last_exit)
         try:
             with self._lock:
@@ -565,12 +562,15 @@ class EstimatorProcess:
             self.last_exit = f"{reason}, restarted"
             log.warning("%s", self.last_exit)
         except Exception as e:
-            self.last_exit = f"{reason}; restart failed: {e}"
+            self.last_exit, self._proc = f"{reason}; restart failed: {e}", None
             log.error("%s", self.last_exit)
-            self._proc = None
         self.restarts += 1
-        if self.on_restart is not None:
-            self.on_restart(self.last_exit)
+        rec = {"t": t0, "reason": reason, "restarted": self._proc is not None, "pid": self.pid}
+        self._restarts.append({**rec, "restarts": self.restarts, "detail": self.last_exit})
+
+    def take_restarts(self) -> list[dict[str, Any]]:
+        """The restarts since the last call, oldest first: when, why, and whether it worked."""
+        return [self._restarts.popleft() for _ in range(len(self._restarts))]
 
 
 def _reap(proc: subprocess.Popen[bytes], grace_s: float) -> None:

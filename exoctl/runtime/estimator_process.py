@@ -66,7 +66,7 @@ from exoctl.control.estimates import (
     unpack_text,
 )
 from exoctl.errors import ExoctlError, NonFiniteEmg
-from exoctl.signal.dsp import design_apart
+from exoctl.signal.dsp import design_apart, filter_designs
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,18 @@ class Segments:
 
 
 # ------------------------------------------------------------------------- the child side
-def _child_main(cfg: Config, seg: Segments, conn: Connection, session: bool) -> None:
+def _child_main(cfg: Config, seg: Segments, conn: Connection, session: bool, known: dict) -> None:
     """The child's entry point (spawned): load, answer "ready", then run until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops it, not a terminal's ^C
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack, on stderr
-    design_apart()  # scipy.signal stays out of this long-lived process (exoctl.signal.dsp)
+    design_apart(known)  # no scipy in this long-lived process (exoctl.signal.dsp)
     try:
         worker = _Worker(cfg, seg, conn)
     except Exception as e:
         _send_error(conn, e)
         return
     worker._beat()
-    conn.send(("ready", worker.describe()))
+    conn.send(("ready", (worker.describe(), filter_designs())))
     worker.run(session)
 
 
@@ -376,6 +376,7 @@ class EstimatorProcess:
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.info: dict[str, Any] = {}
+        self._designs: dict = {}  # the child's filter designs, for the next one (a restart)
         self.restarts = 0
         self.priority: int | None = None  # SCHED_FIFO of the child's threads (raise_priority)
         self.last_exit: str | None = None
@@ -397,8 +398,8 @@ class EstimatorProcess:
             )
             parent = Connection(ours.detach())
         self._proc, self._conn = proc, parent
-        parent.send((self.cfg, self.segments, self._session))
-        self.info = self._answer(timeout_s, "start")
+        parent.send((self.cfg, self.segments, self._session, self._designs))
+        self.info, self._designs = self._answer(timeout_s, "start")
         self._ready_at = time.monotonic()  # the hang clock starts here, not at a dead one's beat
 
     def acquire(self, timeout_s: float = 30.0) -> None:
@@ -512,8 +513,7 @@ class EstimatorProcess:
 
     def status(self) -> dict[str, Any]:
         snap = self.snapshot()
-        now = time.monotonic()
-        beat = snap["heartbeat"]
+        now, beat = time.monotonic(), snap["heartbeat"]
         return {
             "mode": "process",
             "pid": self.pid,
@@ -590,10 +590,10 @@ def main() -> None:
     it receives the configuration, the shared segments' names and the mode, then requests."""
     conn = Connection(int(sys.argv[1]))
     try:
-        cfg, seg, session = conn.recv()
+        cfg, seg, session, known = conn.recv()
     except EOFError:
         return
-    _child_main(cfg, seg, conn, session)
+    _child_main(cfg, seg, conn, session, known)
 
 
 if __name__ == "__main__":

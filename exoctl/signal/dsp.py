@@ -83,14 +83,24 @@ def design_filters(
     return pre.copy(), post.copy()
 
 
+Designs = dict[tuple[float, float, float, float | None, float], tuple[np.ndarray, np.ndarray]]
+"""Filter designs by their arguments (sampling rate, band, notch, envelope): pre, post SOS."""
 _apart = False
-_designed: dict[tuple[float, float, float, float | None, float], tuple[np.ndarray, np.ndarray]] = {}
+_designed: Designs = {}
 
 
-def design_apart() -> None:
-    """From now on, design filters in a short-lived interpreter (see the module's doc)."""
+def design_apart(known: Designs | None = None) -> None:
+    """From now on, design filters in a short-lived interpreter (see the module's doc), but
+    for those ``known`` already (``filter_designs`` of a predecessor: a restarted estimator
+    process starts without one)."""
     global _apart
     _apart = True
+    _designed.update(known or {})
+
+
+def filter_designs() -> Designs:
+    """The designs this process has made apart, by their arguments (for ``design_apart``)."""
+    return dict(_designed)
 
 
 def _design(

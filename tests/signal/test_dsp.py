@@ -155,3 +155,18 @@ def test_a_design_made_apart_is_bit_identical_and_made_once(monkeypatch, kw):
     assert design_filters(2000.0, **kw)[0].tobytes() == here[0].tobytes()
     with pytest.raises(ValueError, match="notch_hz 1500 must be between 0 and fs/2"):
         design_filters(2000.0, notch_hz=1500.0)  # refused here, before any process starts
+
+
+def test_designs_handed_over_are_used_as_they_are(monkeypatch):
+    """A restarted estimator process gets its predecessor's designs (no new interpreter, no
+    scipy): what it is handed is what it runs, also when it is not what scipy would give."""
+    from exoctl.signal import dsp
+
+    monkeypatch.setattr(dsp, "_apart", False)
+    monkeypatch.setattr(dsp, "_designed", {})
+    key = (2000.0, 20.0, 450.0, None, 6.0)
+    handed = (np.zeros((4, 6)), np.ones((1, 6)))
+    dsp.design_apart({key: handed})
+    pre, post = design_filters(2000.0)
+    assert np.array_equal(pre, handed[0]) and np.array_equal(post, handed[1])
+    assert dsp.filter_designs() == {key: handed}

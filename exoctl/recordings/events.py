@@ -97,7 +97,7 @@ def describe(event: dict[str, Any]) -> Described:
         return Described(kind, "EMG recording gap", f"{d.get('samples', '?')} EMG samples were "
                          "not recorded (the computer was busy).", "warning")  # fmt: skip
     if kind == "estimator_restart":
-        done = "restarted" if d.get("restarted") else "could not be restarted"
+        done = "was restarted" if d.get("restarted") else "could not be restarted"
         return Described(kind, "Estimator restarted", f"The torque estimator stopped and {done}; "
                          "assistance stays off until a person clears the fault.", "warning",
                          str(d.get("detail") or d.get("reason") or ""))  # fmt: skip

@@ -96,5 +96,10 @@ def describe(event: dict[str, Any]) -> Described:
     if kind == "emg_record_gap":
         return Described(kind, "EMG recording gap", f"{d.get('samples', '?')} EMG samples were "
                          "not recorded (the computer was busy).", "warning")  # fmt: skip
+    if kind == "estimator_restart":
+        done = "was restarted" if d.get("restarted") else "could not be restarted"
+        return Described(kind, "Estimator restarted", f"The torque estimator stopped and {done}; "
+                         "assistance stays off until a person clears the fault.", "warning",
+                         str(d.get("detail") or d.get("reason") or ""))  # fmt: skip
     text = kind.replace("_", " ").capitalize()
     return Described(kind, text, text + ".", "info")

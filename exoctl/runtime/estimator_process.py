@@ -27,10 +27,10 @@ model is loaded then, so assistance ramps in from a settled estimate.
 
 Supervised: a child that exits (crash, kill -9) or stops publishing for
 ``estimator.hang_timeout_s`` (hung, SIGSTOP: it is killed) is started again, in the mode the
-daemon asked for last. Meanwhile the EMG and the estimate age: the safety layer's input
-watchdogs latch a fault and ramp assistance out, and only a person's ``fault clear`` resumes
-assistance. The reason is logged (``exoctl.runtime.estimator_process``) and kept for
-``status``.
+daemon asked for last. Meanwhile the EMG and the estimate age: the safety layer's watchdogs
+latch a fault and ramp assistance out, and only a person's ``fault clear`` resumes it. Why
+(exit code and signal, or how long it was silent) is logged, shown in ``status`` and queued
+(``take_restarts``) for the daemon to record in the session.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -65,6 +66,7 @@ from exoctl.control.estimates import (
     unpack_text,
 )
 from exoctl.errors import ExoctlError, NonFiniteEmg
+from exoctl.signal.dsp import design_apart, filter_designs
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +93,18 @@ class Segments:
 
 
 # ------------------------------------------------------------------------- the child side
-def _child_main(cfg: Config, seg: Segments, conn: Connection, session: bool) -> None:
+def _child_main(cfg: Config, seg: Segments, conn: Connection, session: bool, known: dict) -> None:
     """The child's entry point (spawned): load, answer "ready", then run until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops it, not a terminal's ^C
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack, on stderr
+    design_apart(known)  # no scipy in this long-lived process (exoctl.signal.dsp)
     try:
         worker = _Worker(cfg, seg, conn)
     except Exception as e:
         _send_error(conn, e)
         return
     worker._beat()
-    conn.send(("ready", worker.describe()))
+    conn.send(("ready", (worker.describe(), filter_designs())))
     worker.run(session)
 
 
@@ -351,13 +354,7 @@ def warm_up(stage: EstimatorStage, cfg: Config, beat: Callable[[], None] | None 
 class EstimatorProcess:
     """The daemon's side: shared memory, the child, its requests and its supervisor."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        n_muscles: int,
-        k: int,
-        on_restart: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, cfg: Config, n_muscles: int, k: int) -> None:
         self.cfg = cfg
         nj = len(cfg.joint_names)
         fs = cfg.emg.sampling_rate_hz
@@ -380,10 +377,11 @@ class EstimatorProcess:
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.info: dict[str, Any] = {}
+        self._designs: dict = {}  # the child's filter designs, for the next one (a restart)
         self.restarts = 0
         self.priority: int | None = None  # SCHED_FIFO of the child's threads (raise_priority)
         self.last_exit: str | None = None
-        self.on_restart = on_restart
+        self._restarts: deque[dict[str, Any]] = deque(maxlen=100)  # until take_restarts
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout_s: float = 60.0) -> None:
@@ -401,8 +399,8 @@ class EstimatorProcess:
             )
             parent = Connection(ours.detach())
         self._proc, self._conn = proc, parent
-        parent.send((self.cfg, self.segments, self._session))
-        self.info = self._answer(timeout_s, "start")
+        parent.send((self.cfg, self.segments, self._session, self._designs))
+        self.info, self._designs = self._answer(timeout_s, "start")
         self._ready_at = time.monotonic()  # the hang clock starts here, not at a dead one's beat
 
     def acquire(self, timeout_s: float = 30.0) -> None:
@@ -516,8 +514,7 @@ class EstimatorProcess:
 
     def status(self) -> dict[str, Any]:
         snap = self.snapshot()
-        now = time.monotonic()
-        beat = snap["heartbeat"]
+        now, beat = time.monotonic(), snap["heartbeat"]
         return {
             "mode": "process",
             "pid": self.pid,
@@ -538,8 +535,9 @@ class EstimatorProcess:
             if proc is None:
                 continue
             reason = None
-            if proc.poll() is not None:
-                reason = f"estimator process exited with code {proc.returncode}"
+            if (code := proc.poll()) is not None:
+                sig = f" ({signal.Signals(-code).name})" if -code in signal.valid_signals() else ""
+                reason = f"estimator process exited with code {code}{sig}"
             elif not self._lock.locked():  # a request (model load, warm-up) has its own timeout
                 beat = max(self.snapshot()["heartbeat"], self._ready_at)
                 age = time.monotonic() - beat
@@ -550,7 +548,7 @@ class EstimatorProcess:
                 self._restart(reason)
 
     def _restart(self, reason: str) -> None:
-        self.last_exit = f"{reason}, restarting"
+        t0, self.last_exit = time.monotonic(), f"{reason}, restarting"
         log.error("%s", self.last_exit)
         try:
             with self._lock:
@@ -565,12 +563,15 @@ class EstimatorProcess:
             self.last_exit = f"{reason}, restarted"
             log.warning("%s", self.last_exit)
         except Exception as e:
-            self.last_exit = f"{reason}; restart failed: {e}"
+            self.last_exit, self._proc = f"{reason}; restart failed: {e}", None
             log.error("%s", self.last_exit)
-            self._proc = None
         self.restarts += 1
-        if self.on_restart is not None:
-            self.on_restart(self.last_exit)
+        rec = {"t": t0, "reason": reason, "restarted": self._proc is not None, "pid": self.pid}
+        self._restarts.append({**rec, "restarts": self.restarts, "detail": self.last_exit})
+
+    def take_restarts(self) -> list[dict[str, Any]]:
+        """The restarts since the last call, oldest first: when, why, and whether it worked."""
+        return [self._restarts.popleft() for _ in range(len(self._restarts))]
 
 
 def _reap(proc: subprocess.Popen[bytes], grace_s: float) -> None:
@@ -590,10 +591,10 @@ def main() -> None:
     it receives the configuration, the shared segments' names and the mode, then requests."""
     conn = Connection(int(sys.argv[1]))
     try:
-        cfg, seg, session = conn.recv()
+        cfg, seg, session, known = conn.recv()
     except EOFError:
         return
-    _child_main(cfg, seg, conn, session)
+    _child_main(cfg, seg, conn, session, known)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,11 @@ class ControllerReadings:
         """Every fault collected so far (``collect_events`` moves new ones in)."""
         return list(self._fault_log)
 
+    def estimator_restarts(self) -> list[dict[str, Any]]:
+        """The estimator process's restarts since the last call (``t``: monotonic time it was
+        found dead or hung, ``reason``, ``restarted``, the new ``pid``); empty in-process."""
+        return [] if self._process is None else self._process.take_restarts()
+
     @property
     def ticks_written(self) -> int:
         """Cursor for ``read_ticks``: records written so far."""

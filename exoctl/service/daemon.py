@@ -60,6 +60,13 @@ log = structlog.get_logger("exoctl.daemon")
 
 HEALTH_STALL_S = 0.5  # no tick for this long: the loop is not healthy
 STATUS_WINDOW_S = 10.0  # loop timing in `status` covers the last 10 s
+TICK_LOG_S = 60.0
+"""Ticks the loop's record holds (each tick's estimate, command, timing: about 360 bytes at
+the default configuration). The pump copies new rows out every 50 ms and ``status`` reads the
+last ``STATUS_WINDOW_S``: a minute is ample, and is all the memory it takes. Its pages are
+touched as ticks are written, so a longer record shows as growth for as long as it takes to
+fill (600 s, the controller's default, grew the daemon by about 90 MiB in a session's first
+ten minutes)."""
 
 
 class Daemon:
@@ -96,7 +103,7 @@ class Daemon:
             flush_interval_s=self.svc.flush_interval_s,
         )
         # The recording's health is a safety input: a full or failing disk removes assistance.
-        self.controller = Controller(cfg, recording=self.recorder.health)
+        self.controller = Controller(cfg, log_seconds=TICK_LOG_S, recording=self.recorder.health)
         self.server: rpc.RpcServer | None = None  # the e-stop socket
         self.front: Front | None = None  # the control socket's process
         self.dispatcher: rpc.Dispatcher | None = None

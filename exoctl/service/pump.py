@@ -160,6 +160,10 @@ class Pump:
             if self.lsl is not None:
                 self.lsl.marker("fault", d, t=d["t_detected"])
             log.warning("fault", **jsonable(d))
+        for r in self._controller.estimator_restarts():  # why its inputs went stale, if so
+            self._recorder.submit_event("estimator_restart", r, t=r["t"])
+            if self.lsl is not None:
+                self.lsl.marker("estimator_restart", r, t=r["t"])
         return out
 
 

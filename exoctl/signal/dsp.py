@@ -15,14 +15,24 @@ Start-up: on the first chunk after construction or ``reset()`` the band-pass sta
 steady state of the first sample, so an amplifier's DC offset does not ring through the
 envelope for the first half second; the envelope starts at zero (no assistance until EMG
 arrives). ``sosfilt(sos, x, zi=sosfilt_zi(sos)[..., None] * x[0])`` reproduces this offline.
+
+Designing the filters needs ``scipy.signal``, which a process keeps for good once imported
+(about 65 MiB of Python objects and libraries, for three calls at start-up). The estimator
+process, which lives as long as the daemon, calls ``design_apart()``: from then on each new
+design is computed by a short-lived interpreter (``python -m exoctl.signal.dsp``) and read
+back as the exact float64 arrays scipy gave, so its filters are bit-identical to an in-process
+design.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
-from scipy import signal
 
 from exoctl.errors import NonFiniteEmg
 
@@ -45,6 +55,8 @@ def design_filters(
     """SOS of the pre-rectification stage (band-pass [+ notch]) and of the envelope low-pass.
 
     Exposed so that offline tools and tests can run exactly the same filters through scipy.
+    After ``design_apart()`` the design runs in a short-lived interpreter (once per set of
+    arguments in this process).
     """
     fs_hz = float(fs_hz)
     if not (math.isfinite(fs_hz) and fs_hz > 0):
@@ -56,18 +68,71 @@ def design_filters(
             f"bandpass_hz {list(bandpass_hz)} must satisfy 0 < low < high < fs/2 = {nyq:g} Hz "
             f"(sampling rate {fs_hz:g} Hz)"
         )
-    pre = signal.butter(BANDPASS_ORDER, [lo, hi], btype="bandpass", fs=fs_hz, output="sos")
-    if notch_hz is not None:
-        f0 = float(notch_hz)
-        if not (0.0 < f0 < nyq):
-            raise ValueError(f"notch_hz {f0:g} must be between 0 and fs/2 = {nyq:g} Hz")
-        b, a = signal.iirnotch(f0, NOTCH_Q, fs=fs_hz)
-        pre = np.vstack([pre, signal.tf2sos(b, a)])
+    f0 = None if notch_hz is None else float(notch_hz)
+    if f0 is not None and not (0.0 < f0 < nyq):
+        raise ValueError(f"notch_hz {f0:g} must be between 0 and fs/2 = {nyq:g} Hz")
     env = float(envelope_hz)
     if not (0.0 < env < nyq):
         raise ValueError(f"envelope_hz {env:g} must be between 0 and fs/2 = {nyq:g} Hz")
+    if not _apart:
+        return _design(fs_hz, lo, hi, f0, env)
+    key = (fs_hz, lo, hi, f0, env)
+    if key not in _designed:
+        _designed[key] = _design_in_child(key)
+    pre, post = _designed[key]
+    return pre.copy(), post.copy()
+
+
+Designs = dict[tuple[float, float, float, float | None, float], tuple[np.ndarray, np.ndarray]]
+"""Filter designs by their arguments (sampling rate, band, notch, envelope): pre, post SOS."""
+_apart = False
+_designed: Designs = {}
+
+
+def design_apart(known: Designs | None = None) -> None:
+    """From now on, design filters in a short-lived interpreter (see the module's doc), but
+    for those ``known`` already (``filter_designs`` of a predecessor: a restarted estimator
+    process starts without one)."""
+    global _apart
+    _apart = True
+    _designed.update(known or {})
+
+
+def filter_designs() -> Designs:
+    """The designs this process has made apart, by their arguments (for ``design_apart``)."""
+    return dict(_designed)
+
+
+def _design(
+    fs_hz: float, lo: float, hi: float, f0: float | None, env: float
+) -> tuple[np.ndarray, np.ndarray]:
+    from scipy import signal  # here only: see the module's doc
+
+    pre = signal.butter(BANDPASS_ORDER, [lo, hi], btype="bandpass", fs=fs_hz, output="sos")
+    if f0 is not None:
+        b, a = signal.iirnotch(f0, NOTCH_Q, fs=fs_hz)
+        pre = np.vstack([pre, signal.tf2sos(b, a)])
     post = signal.butter(ENVELOPE_ORDER, env, btype="lowpass", fs=fs_hz, output="sos")
     return pre, post
+
+
+def _design_in_child(
+    key: tuple[float, float, float, float | None, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_design`` run by ``python -m exoctl.signal.dsp``; the arrays come back in .npy form
+    (exact float64)."""
+    done = subprocess.run(
+        [sys.executable, "-m", __name__, json.dumps(key)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60.0,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"filter design process exited with code {done.returncode}: {why[0]}")
+    with io.BytesIO(done.stdout) as f:
+        return np.load(f, allow_pickle=False), np.load(f, allow_pickle=False)
 
 
 def _check_mvc(mvc: np.ndarray | None, n_channels: int) -> np.ndarray:
@@ -167,3 +232,17 @@ class EmgConditioner:
         pre.run(mid, mid)
         env.run(mid, out, rectify=True)
         return out
+
+
+def _main() -> None:
+    """``python -m exoctl.signal.dsp '[fs, low, high, notch, envelope]'``: the two SOS arrays
+    of ``_design`` on stdout, .npy one after the other (used by ``design_apart``)."""
+    fs_hz, lo, hi, f0, env = json.loads(sys.argv[1])
+    buf = io.BytesIO()
+    for sos in _design(fs_hz, lo, hi, f0, env):
+        np.save(buf, sos, allow_pickle=False)
+    sys.stdout.buffer.write(buf.getvalue())
+
+
+if __name__ == "__main__":
+    _main()

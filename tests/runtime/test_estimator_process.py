@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +23,11 @@ import pytest
 from exoctl.acquisition.seqlock import SeqlockBlock
 from exoctl.config.schema import Config
 from exoctl.control.safety import SafetyState
+from exoctl.recordings import recorder as R
+from exoctl.recordings.events import describe
 from exoctl.runtime.controller import Controller
 from exoctl.runtime.realtime import ThreadRole
+from exoctl.service.pump import Pump
 from firmware_bridge.fake_link import FakeLink
 
 from .test_controller import LIMITS, MODELS, cfg  # noqa: F401 - the fixture, reused
@@ -156,9 +160,12 @@ def test_idle_runs_no_model_and_a_session_starts_warmed_up_also_with_another_mod
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
 def test_a_crashed_or_hung_estimator_is_a_fault_then_a_restart_and_a_persons_clear(
-    prig, how: str
+    prig, how: str, tmp_path: Path
 ) -> None:
     c, link = prig
+    rec = R.Recorder(tmp_path)  # the daemon's recorder and pump: the session's record
+    rec.start_session("T01", protocol="unit")
+    pump = Pump(c, rec, on_period=lambda: None)
     c.start_session("T01", protocol="unit")
     wait_for(lambda: _assisting(link), what="assistance on the wire")
     pid = c.status()["estimator"]["pid"]
@@ -172,8 +179,24 @@ def test_a_crashed_or_hung_estimator_is_a_fault_then_a_restart_and_a_persons_cle
     wait_for(lambda: c.status()["estimator"]["alive"], 60.0, "the new process runs")
     st = c.status()["estimator"]
     assert st["pid"] != pid
-    expected = "exited with code -9" if how == "kill" else "hung"
+    expected = "exited with code -9 (SIGKILL)" if how == "kill" else "hung"
     assert expected in st["last_exit"] and "restarted" in st["last_exit"]
+    # Why it restarted is in the session's record, beside the fault it caused.
+    with pump.lock:
+        pump.drain_faults()
+    db = rec.db_path
+    rec.close()
+    with R.open_session_db(db) as conn:
+        events = R.read_events(conn)
+    restarts = [e for e in events if e["kind"] == "estimator_restart"]
+    assert len(restarts) == 1, events
+    r = restarts[0]["detail"]
+    assert expected in r["reason"] and r["restarted"] and r["pid"] == st["pid"], r
+    assert "restarted" in describe(restarts[0]).text
+    assert {"emg_stale", "estimate_stale"} & {
+        e["detail"]["kind"] for e in events if e["kind"] == "fault"
+    }
+    assert c.estimator_restarts() == []  # taken once
     # The new process runs the session's estimator again, but assistance stays off ...
     wait_for(lambda: c.status()["estimator"]["running_model"], 60.0, "the model runs again")
     time.sleep(0.3)
@@ -204,3 +227,13 @@ def test_real_time_priority_reaches_the_estimator_process_also_after_a_restart(p
     wait_for(lambda: c.status()["estimator"]["alive"], 60.0, "the new process runs")
     new = c.status()["estimator"]["pid"]
     assert new != pid and _policies(new) == {os.SCHED_FIFO}
+
+
+def test_the_estimator_process_never_loads_scipy(prig) -> None:
+    """scipy.signal (filter design) is ~65 MiB a process keeps for good: the long-lived
+    estimator process has its filters designed by a short-lived interpreter instead."""
+    c, _ = prig
+    pid = c.status()["estimator"]["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "onnxruntime" in maps  # the model runs here: the map is this process's
+    assert "/scipy" not in maps, [ln for ln in maps.splitlines() if "/scipy" in ln][:3]

@@ -263,16 +263,24 @@ def test_system_call_filter_keeps_what_the_daemon_needs() -> None:
 
 
 # What the daemon's libraries do, held against the unit's filters: a short run of each (the
-# ONNX model, LSL on this machine, pyserial on a pseudo-terminal, the real-time set-up) under
-# strace. A library upgrade that starts writing executable memory (a JIT) or needs a system
+# ONNX model, LSL on this machine, pyserial on a pseudo-terminal, the real-time set-up, POSIX
+# shared memory as the estimator process shares its ring buffer, the short-lived interpreter
+# that designs its filters with scipy) under strace -f. A library upgrade that starts writing executable memory (a JIT) or needs a system
 # call outside the filter would stop the daemon under the unit; this catches it here.
 _WORKLOAD = """
 import os, sys, threading, time
 from pathlib import Path
 import pylsl, serial
+from exoctl.acquisition.ringbuffer import SharedRingBuffer
 from exoctl.estimation.torque_model import TorqueModel
 from exoctl.runtime.realtime import apply_realtime
+from exoctl.signal.dsp import design_apart, design_filters
 
+design_apart()
+design_filters(2000.0, notch_hz=50.0)
+ring = SharedRingBuffer.create(100, 2)
+SharedRingBuffer.attach(ring.name, 100, 2).close()
+ring.close()
 model = TorqueModel(Path(sys.argv[1]))
 for _ in range(20):
     model.run()

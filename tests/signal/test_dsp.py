@@ -132,3 +132,41 @@ def test_design_filters_is_what_the_conditioner_runs():
     np.testing.assert_array_equal(pre, c.pre_sos)
     np.testing.assert_array_equal(post, c.envelope_sos)
     assert pre.shape[0] == 5  # 4 band-pass sections + 1 notch section
+
+
+@pytest.mark.parametrize(
+    "kw", [{"notch_hz": 50.0}, {"bandpass_hz": (10.0, 300.0), "envelope_hz": 4.0}]
+)
+def test_a_design_made_apart_is_bit_identical_and_made_once(monkeypatch, kw):
+    """The estimator process designs its filters in a short-lived interpreter (no scipy in a
+    long-lived process): the arrays it reads back are exactly scipy's, asked for once."""
+    from exoctl.signal import dsp
+
+    here = design_filters(2000.0, **kw)
+    monkeypatch.setattr(dsp, "_apart", True)
+    monkeypatch.setattr(dsp, "_designed", {})
+    apart = design_filters(2000.0, **kw)
+    assert len(dsp._designed) == 1
+    again = design_filters(2000.0, **kw)  # from the cache, a copy the caller may change
+    assert len(dsp._designed) == 1
+    for a, b, c in zip(here, apart, again, strict=True):
+        assert a.dtype == b.dtype == np.float64 and a.tobytes() == b.tobytes() == c.tobytes()
+    apart[0][:] = 0.0
+    assert design_filters(2000.0, **kw)[0].tobytes() == here[0].tobytes()
+    with pytest.raises(ValueError, match="notch_hz 1500 must be between 0 and fs/2"):
+        design_filters(2000.0, notch_hz=1500.0)  # refused here, before any process starts
+
+
+def test_designs_handed_over_are_used_as_they_are(monkeypatch):
+    """A restarted estimator process gets its predecessor's designs (no new interpreter, no
+    scipy): what it is handed is what it runs, also when it is not what scipy would give."""
+    from exoctl.signal import dsp
+
+    monkeypatch.setattr(dsp, "_apart", False)
+    monkeypatch.setattr(dsp, "_designed", {})
+    key = (2000.0, 20.0, 450.0, None, 6.0)
+    handed = (np.zeros((4, 6)), np.ones((1, 6)))
+    dsp.design_apart({key: handed})
+    pre, post = design_filters(2000.0)
+    assert np.array_equal(pre, handed[0]) and np.array_equal(post, handed[1])
+    assert dsp.filter_designs() == {key: handed}

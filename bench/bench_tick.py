@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
+import math
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,12 @@ from bench.common import proc_sample
 RATE_HZ = 500.0
 SETTLE_S = 1.5
 STAGES = ("read", "monitor", "estimator", "model", "assist", "safety", "send")
+"""The stages probed when the estimator runs in the loop's thread (``estimator.process: false``)."""
+PROCESS_STAGES = ("telemetry", "estimates", "assist", "safety", "send", "book")
+"""The stages probed when the estimator runs in its own process (the default): newest telemetry,
+the estimate copied from shared memory, assist law, safety layer, send, and the bookkeeping after
+the send (from the send's return to the next deadline wait)."""
+EXTRA = ("tick", "tick_model", "tick_body", "tick_wall", "minflt", "nivcsw", "nvcsw")
 TARGETS = {
     "tick_p50_us": 60.0,
     "tick_p99_us": 150.0,
@@ -76,9 +85,12 @@ class _Probes:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.data = {s: np.zeros(cap, dtype=np.int64) for s in (*STAGES, "tick", "tick_model")}
+        self.data = {s: np.zeros(cap, dtype=np.int64) for s in (*STAGES, *PROCESS_STAGES, *EXTRA)}
         self.n = dict.fromkeys(self.data, 0)
         self.t0 = 0
+        self.wall0 = 0
+        self.t_send = 0  # thread CPU when the last send returned (0: none yet)
+        self.rusage: Any = None  # the loop thread's rusage at the tick's start (stage half)
         self.model_ns = 0
 
     def add(self, stage: str, ns: int) -> None:
@@ -92,11 +104,22 @@ class _Probes:
 
     def reset(self) -> None:
         self.n = dict.fromkeys(self.data, 0)
+        self.t_send = 0
 
 
 def _instrument(loop, probes: _Probes, stages: bool) -> list[tuple[object, str]]:
-    """Wrap the loop's stages on their instances; returns what to unwrap."""
+    """Wrap the loop's stages on their instances; returns what to unwrap. Which stages depends
+    on where the estimator runs (``STAGES`` in the loop's thread, ``PROCESS_STAGES`` in its own
+    process). The whole tick ("tick": deadline wait's return to the command written) is probed
+    in both halves, with the thread CPU of the whole tick body ("tick_body": to the next wait)
+    and its wall time; the stage half also counts the loop thread's page faults and context
+    switches per tick (``getrusage(RUSAGE_THREAD)``, two system calls)."""
+    import resource
+
     tt = time.thread_time_ns
+    wall = time.perf_counter_ns
+    rus = resource.getrusage
+    who = resource.RUSAGE_THREAD
     wrapped: list[tuple[object, str]] = []
 
     def wrap(obj, name: str, stage: str) -> None:
@@ -117,19 +140,34 @@ def _instrument(loop, probes: _Probes, stages: bool) -> list[tuple[object, str]]
     wait = loop.timer.wait
 
     def tick_start():
+        if probes.t_send:
+            now = tt()
+            probes.add("tick_body", now - probes.t0)
+            if stages:
+                probes.add("book", now - probes.t_send)
+            probes.t_send = 0
         r = wait()
         probes.model_ns = 0
+        if stages:
+            probes.rusage = rus(who)
+        probes.wall0 = wall()
         probes.t0 = tt()
         return r
 
     def tick_end(cmd):
         r = send(cmd)
-        dt = tt() - probes.t0
-        probes.add("tick", dt)
+        probes.t_send = t = tt()
+        probes.add("tick", t - probes.t0)
+        probes.add("tick_wall", wall() - probes.wall0)
         probes.add("tick_model", probes.model_ns)
+        if stages and probes.rusage is not None:
+            a, b = probes.rusage, rus(who)
+            probes.add("minflt", b.ru_minflt - a.ru_minflt)
+            probes.add("nivcsw", b.ru_nivcsw - a.ru_nivcsw)
+            probes.add("nvcsw", b.ru_nvcsw - a.ru_nvcsw)
         return r
 
-    if stages:
+    if stages and getattr(loop, "estimator", None) is not None:
         wrap(loop.ring, "read_new", "read")
         if loop.channel_monitor is not None:
             wrap(loop.channel_monitor, "update", "monitor")
@@ -138,11 +176,56 @@ def _instrument(loop, probes: _Probes, stages: bool) -> list[tuple[object, str]]
         wrap(loop.assist, "update", "assist")
         wrap(loop.safety, "apply", "safety")
         wrap(loop.link, "send_torque", "send")
+    elif stages:
+        wrap(loop.link, "latest_telemetry", "telemetry")
+        wrap(loop.estimates, "step", "estimates")
+        wrap(loop.assist, "update", "assist")
+        wrap(loop.safety, "apply", "safety")
+        wrap(loop.link, "send_torque", "send")
     send = loop.link.send_torque  # the send probe's wrapper, when stages are probed
     loop.timer.wait = tick_start
     loop.link.send_torque = tick_end  # outermost: after the send probe
     wrapped += [(loop.timer, "wait"), (loop.link, "send_torque")]
     return wrapped
+
+
+def _stage_names(loop) -> tuple[str, ...]:
+    return STAGES if getattr(loop, "estimator", None) is not None else PROCESS_STAGES
+
+
+def _tight(loop, n: int) -> dict[str, dict[str, float]]:
+    """The same stages called back to back ``n`` times in the loop's thread (one request, so
+    caches stay warm and no other thread runs between them): what each costs in a tight loop,
+    beside what it costs inside the running loop. The assist law and the safety layer run on
+    copies (their state must not move the live command); the telemetry read and the estimate
+    copy are the live ones (they change nothing); the send is not repeated (every call is a
+    frame to the device)."""
+    import copy
+
+    tt = time.thread_time_ns
+    link, src, inp = loop.link, loop.estimates, loop.inputs
+    assist, safety = copy.deepcopy(loop.assist), copy.deepcopy(loop.safety)
+    req, out = np.zeros_like(loop._command), np.zeros_like(loop._command)
+    names = ("telemetry", "estimates", "assist", "safety")
+    rec = {k: np.zeros(n, dtype=np.int64) for k in names}
+    now = inp.now
+    est = src.estimate
+    tel = link.latest_telemetry()
+    fw, rx = (tel.fw_time_s, tel.host_time) if tel is not None else (math.nan, math.nan)
+    for i in range(n):
+        t0 = tt()
+        link.latest_telemetry()
+        t1 = tt()
+        if getattr(loop, "estimator", None) is None:
+            src.step(inp.angles, inp.velocities, fw, rx)
+        t2 = tt()
+        assist.update(est, now, req)
+        t3 = tt()
+        safety.apply(req, est, inp, out)
+        t4 = tt()
+        rec["telemetry"][i], rec["estimates"][i] = t1 - t0, t2 - t1
+        rec["assist"][i], rec["safety"][i] = t3 - t2, t4 - t3
+    return {k: _pct(v) for k, v in rec.items()}
 
 
 def _unwrap(wrapped: list[tuple[object, str]]) -> None:
@@ -234,6 +317,18 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
         halves = {}
         sim0, me0 = proc_sample(sim.proc.pid), proc_sample(os.getpid())
         t_start, n0, miss0, k0 = time.monotonic(), loop.stats.n, loop.timer.misses, loop.ticks
+        gcs: list[tuple[int, int, bool]] = []  # (generation, ns, in the loop's thread)
+        gc_t0 = [0]
+        loop_ident = loop.thread.ident if loop.thread is not None else None
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                gc_t0[0] = time.perf_counter_ns()
+            else:
+                in_loop = threading.get_ident() == loop_ident
+                gcs.append((info["generation"], time.perf_counter_ns() - gc_t0[0], in_loop))
+
+        gc.callbacks.append(on_gc)
         for stages in (True, False):
             wrapped = controller.call_in_loop(
                 lambda now, s=stages: _instrument(loop, probes, s), timeout=2.0
@@ -244,6 +339,14 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             controller.call_in_loop(lambda now, w=wrapped: _unwrap(w), timeout=2.0)
             halves[stages] = {k: probes.get(k).copy() for k in probes.data}
         t_end, n1, miss1, k1 = time.monotonic(), loop.stats.n, loop.timer.misses, loop.ticks
+        gc.callbacks.remove(on_gc)
+        tight: dict[str, dict[str, float]] = {}
+        for _ in range(10):  # 10 x 100 calls: a few ms per request, no long stall of the loop
+            part = controller.call_in_loop(lambda now: _tight(loop, 100), timeout=2.0)
+            for k, v in part.items():
+                tight.setdefault(k, v)
+                if v["p50"] < tight[k]["p50"]:
+                    tight[k] = v
         sim1, me1 = proc_sample(sim.proc.pid), proc_sample(os.getpid())
         load1 = os.getloadavg()[0]
         state = safety.state.name
@@ -267,8 +370,15 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             "load_average_1min": [round(load0, 2), round(load1, 2)],
             "achieved_rate_hz": round((k1 - k0) / span, 2),
             "deadline_misses": int(miss1 - miss0),
-            "stages_thread_cpu_us": {s: _pct(st[s]) for s in STAGES},
+            "stages_thread_cpu_us": {s: _pct(st[s]) for s in _stage_names(loop)},
+            "tight_loop_thread_cpu_us": tight,
             "tick_thread_cpu_us": tick,
+            "tick_body_thread_cpu_us": _pct(whole["tick_body"]),
+            "tick_off_cpu_us": _pct(whole["tick_wall"] - whole["tick"]),
+            "per_tick_in_stage_half": _per_tick_causes(st),
+            "gc_collections": _gc_facts(gcs, span),
+            "switch_interval_ms": round(sys.getswitchinterval() * 1e3, 3),
+            "gc_enabled_at_end": gc.isenabled(),
             "tick_fraction_of_period": {
                 "p50": round(tick["p50"] / period_us, 4),
                 "p99": round(tick["p99"] / period_us, 4),
@@ -295,6 +405,36 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             controller.shutdown(ramp_out=False)
         with contextlib.suppress(Exception):
             sim.stop()
+
+
+def _per_tick_causes(st: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What the slow ticks of the stage-probed half had that the others did not: page faults,
+    involuntary and voluntary context switches of the loop's thread inside the tick."""
+    tick = st["tick"]
+    n = min(tick.size, st["minflt"].size)
+    if n == 0:
+        return {}
+    tick, out = tick[:n], {}
+    slow = tick >= np.percentile(tick, 99)
+    for k in ("minflt", "nivcsw", "nvcsw"):
+        a = st[k][:n] > 0
+        out[k] = {
+            "ticks_with_share": round(float(a.mean()), 4),
+            "share_among_slowest_1pct": round(float(a[slow].mean()), 4) if slow.any() else None,
+            "tick_p50_us_with": round(float(np.median(tick[a])) / 1e3, 1) if a.any() else None,
+            "tick_p50_us_without": round(float(np.median(tick[~a])) / 1e3, 1)
+            if (~a).any() else None,
+        }  # fmt: skip
+    return out
+
+
+def _gc_facts(gcs: list[tuple[int, int, bool]], span: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"seconds": round(span, 1)}
+    for g in (0, 1, 2):
+        d = [ns for gen, ns, _ in gcs if gen == g]
+        out[f"gen{g}"] = {"count": len(d), "in_loop_thread": sum(1 for gen, _, lt in gcs if gen == g and lt),
+                          "max_us": round(max(d) / 1e3, 1) if d else None}  # fmt: skip
+    return out
 
 
 def _share(a: dict | None, b: dict | None, span: float) -> float | None:
@@ -339,7 +479,7 @@ def run(seconds: float = 16.0, quick: bool = False, log=print) -> dict[str, Any]
             r["code"] = tree_label(t)
             out["variants"][name] = r
             log(f"  tick p50/p99 {r['tick_thread_cpu_us']['p50']}/{r['tick_thread_cpu_us']['p99']} "
-                f"us, model {r['stages_thread_cpu_us']['model']['p50']} us p50, load "
+                f"us, model {r['stages_thread_cpu_us'].get('model', {}).get('p50')} us p50, load "
                 f"{r['load_average_1min']}")  # fmt: skip
         except Exception as e:  # one variant failing still reports the others
             out["variants"][name] = {"error": f"{type(e).__name__}: {e}"}
@@ -365,7 +505,7 @@ def _tick_ratios(variants: dict, ref: str) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for key in ("tick_thread_cpu_us", "non_model_thread_cpu_us", "model_per_tick_thread_cpu_us"):
         out[key] = {q: _ratio(a[key][q], b[key][q]) for q in ("p50", "p99")}
-    for s in STAGES:
+    for s in a["stages_thread_cpu_us"].keys() & b["stages_thread_cpu_us"].keys():
         sa, sb = a["stages_thread_cpu_us"][s], b["stages_thread_cpu_us"][s]
         out[s] = {q: _ratio(sa[q], sb[q]) for q in ("p50", "p99")}
     return out
@@ -497,7 +637,9 @@ def format_table(res: dict[str, Any]) -> str:
     names = [n for n in ("today", "window_model", "this_branch") if n in v and "error" not in v[n]]
     rows = ["| thread CPU, us (p50 / p99) | " + " | ".join(names) + " |",
             "| --- |" + " ---: |" * len(names)]  # fmt: skip
-    for s in STAGES:
+    stages = [s for s in (*STAGES, *PROCESS_STAGES)
+              if all(s in v[n]["stages_thread_cpu_us"] for n in names)]  # fmt: skip
+    for s in stages:
         rows.append(f"| {s} | " + " | ".join(
             f"{v[n]['stages_thread_cpu_us'][s]['p50']:.1f} / {v[n]['stages_thread_cpu_us'][s]['p99']:.1f}"
             for n in names) + " |")  # fmt: skip

@@ -281,10 +281,16 @@ def _clear_start_up_fault(controller: Any, safety: Any, timeout_s: float = 5.0) 
         time.sleep(0.05)
 
 
-def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = None) -> dict:
+def probe(
+    seconds: float = 10.0,
+    rate_hz: float = RATE_HZ,
+    model: str | None = None,
+    realtime_priority: int | None = None,
+) -> dict:
     """One HIL session of ``seconds`` in this process (the simulator in a child): the tick's
     thread CPU per stage (first half) and whole (second half). Runs against whichever
-    ``exoctl`` is first on the path (see ``bench.baseline``)."""
+    ``exoctl`` is first on the path (see ``bench.baseline``). ``realtime_priority``: the
+    loop's SCHED_FIFO priority (None: the configuration's, as ``exoctl hil``; 0: none)."""
     import exoctl
     from exoctl.config.schema import load_config
     from exoctl.hil.processes import ChildHandle
@@ -305,7 +311,8 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             ov["model"] = {"path": model}
         cfg = load_config().with_overrides(**ov)
         controller = Controller(cfg, log_seconds=seconds + SETTLE_S + 10.0)
-        controller.start(realtime_priority=cfg.service.realtime_priority)  # as exoctl hil
+        prio = cfg.service.realtime_priority if realtime_priority is None else realtime_priority
+        controller.start(realtime_priority=prio)  # as exoctl hil (by default)
         rt = controller.realtime_report
         loop, safety = _internals(controller)
         cap = int((seconds / 2 + 2) * rate_hz)

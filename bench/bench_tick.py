@@ -347,6 +347,7 @@ def probe(
             halves[stages] = {k: probes.get(k).copy() for k in probes.data}
         t_end, n1, miss1, k1 = time.monotonic(), loop.stats.n, loop.timer.misses, loop.ticks
         gc.callbacks.remove(on_gc)
+        switch_in_session = sys.getswitchinterval()
         tight: dict[str, dict[str, float]] = {}
         for _ in range(10):  # 10 x 100 calls: a few ms per request, no long stall of the loop
             part = controller.call_in_loop(lambda now: _tight(loop, 100), timeout=2.0)
@@ -384,7 +385,7 @@ def probe(
             "tick_off_cpu_us": _pct(whole["tick_wall"] - whole["tick"]),
             "per_tick_in_stage_half": _per_tick_causes(st),
             "gc_collections": _gc_facts(gcs, span),
-            "switch_interval_ms": round(sys.getswitchinterval() * 1e3, 3),
+            "switch_interval_ms_in_session": round(switch_in_session * 1e3, 3),
             "gc_enabled_at_end": gc.isenabled(),
             "tick_fraction_of_period": {
                 "p50": round(tick["p50"] / period_us, 4),

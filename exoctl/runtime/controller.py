@@ -193,7 +193,7 @@ class Controller(ControllerReadings):
             with contextlib.suppress(ControllerError):
                 self.stop_session()
         self._loop.stop()
-        self._end_session_switch()  # a session not stopped (no ramp-out) ends here
+        self._end_session_runtime()  # a session not stopped (no ramp-out) ends here
         with contextlib.suppress(Exception):
             self._link.disable(timeout_s=0.2)
         if self._acquisition is not None:
@@ -305,8 +305,11 @@ class Controller(ControllerReadings):
 
             self.call_in_loop(begin)
             self._session = SessionInfo(patient, protocol, time.time(), gains)
-            if self._session_switch is None:
-                # The loop gets the interpreter lock back within a fraction of its period.
+            if self._freeze_gc_in_sessions and self._session_switch is None:
+                # With real-time priorities only: the loop gets the interpreter lock back
+                # within a fraction of its period. At default scheduling on a loaded machine a
+                # short interval also makes the loop hand the lock to threads that then wait
+                # for a CPU, so it is not applied there.
                 self._session_switch = session_switch_interval()
                 self._session_switch.__enter__()
             if self._freeze_gc_in_sessions and self._session_gc is None:
@@ -330,14 +333,16 @@ class Controller(ControllerReadings):
             if self._process is not None:  # idle: no model runs until the next session
                 with contextlib.suppress(ExoctlError):
                     self._process.set_session(False)
-            if self._session_gc is not None:
-                self._session_gc.__exit__(None, None, None)  # automatic collection resumes
-                self._session_gc = None
-            self._end_session_switch()
+            self._end_session_runtime()
 
-    def _end_session_switch(self) -> None:
+    def _end_session_runtime(self) -> None:
+        """The process as it was before the session: automatic garbage collection resumes and
+        the previous switch interval is back (at a session's stop, or a shutdown in one)."""
+        if self._session_gc is not None:
+            self._session_gc.__exit__(None, None, None)
+            self._session_gc = None
         if self._session_switch is not None:
-            self._session_switch.__exit__(None, None, None)  # the previous interval again
+            self._session_switch.__exit__(None, None, None)
             self._session_switch = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:

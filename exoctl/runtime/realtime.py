@@ -236,8 +236,11 @@ A thread that wants the interpreter lock while another runs Python code waits th
 it asks the holder to drop it. The control loop takes the lock back after every sleep of its
 deadline wait and after its serial write; with the default it could wait up to 5 ms behind the
 daemon's own threads (the pump, the recorder, the control socket), which is five 1 kHz periods.
-A quarter of a 1 kHz period bounds that wait; the price is more lock hand-overs between the
-daemon's other threads, which only happen when two want to run at once."""
+A quarter of a 1 kHz period bounds that wait. The price is more lock hand-overs: a thread that
+holds the lock past the interval while another waits must give it up and wait until the other
+has run, which on a busy machine at default scheduling can take milliseconds; with the loop and
+its input threads at real-time priority the hand-over is immediate. The controller therefore
+applies it only to sessions with real-time priorities (``Controller.apply_realtime``)."""
 
 
 @contextlib.contextmanager

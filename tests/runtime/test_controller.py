@@ -13,6 +13,7 @@ load; the watchdogs themselves are tested tick by tick in tests/control/test_loo
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -111,12 +112,16 @@ def test_a_session_through_the_methods_and_what_reached_the_wire(rig) -> None:
     assert np.isfinite(rows["start_error"]).all() and len(rows["t"]) == end - cursor
 
 
-def test_a_session_runs_with_the_short_switch_interval_and_restores_it(cfg) -> None:
+def test_a_realtime_session_runs_with_the_short_switch_interval_and_restores_it(cfg) -> None:
     before = sys.getswitchinterval()
     link = FakeLink(cfg.joint_names, torque_limits_nm=LIMITS)
     c = Controller(cfg, log_seconds=60.0, link=link)
     c.start()
     try:
+        _session(c, link)  # default scheduling: the process's own interval
+        assert sys.getswitchinterval() == before
+        c.stop_session(wait_ramp=False)
+        c.apply_realtime(1)  # granted or only reported: sessions are real-time ones from now
         assert sys.getswitchinterval() == before  # idle: the process's own interval
         _session(c, link)
         assert sys.getswitchinterval() == pytest.approx(SESSION_SWITCH_INTERVAL_S)
@@ -126,6 +131,7 @@ def test_a_session_runs_with_the_short_switch_interval_and_restores_it(cfg) -> N
     finally:
         c.shutdown(ramp_out=False)
     assert sys.getswitchinterval() == before
+    assert gc.isenabled()  # the session's frozen collector resumed at the shutdown too
 
 
 def test_estop_zeroes_the_wire_latches_and_only_a_person_clears_it(rig) -> None:

@@ -21,8 +21,9 @@ Variants, one after the other in this process (same machine state, figures compa
 * ``realtime``: ``apply_realtime(priority=50, lock_memory=True)`` run *in* the loop thread
   (SCHED_FIFO 50, mlockall), the loop's input threads just below it (serial reader 49, EMG
   acquisition 48, link supervisor 47), ``session_gc()`` around the session (GC frozen and
-  disabled), and the simulator's threads at SCHED_FIFO 45, since they stand in for hardware
-  that does not share the controller's CPU. What the system granted is part of the result;
+  disabled) and, where the code measured has it, ``session_switch_interval()``, and the
+  simulator's threads at SCHED_FIFO 45, since they stand in for hardware that does not share
+  the controller's CPU. What the system granted is part of the result;
 * ``realtime_busy``: the same with one CPU-bound process per core at normal priority beside
   it, started before the session and ended after it.
 
@@ -49,6 +50,7 @@ from exoctl.config.schema import load_config
 from exoctl.control.timing import percentiles
 from exoctl.hil.processes import ChildHandle
 from exoctl.hil.simulator import simulator_process
+from exoctl.runtime import realtime as realtime_module
 from exoctl.runtime.controller import Controller
 from exoctl.runtime.realtime import (
     ThreadRole,
@@ -131,7 +133,11 @@ def run_variant(
 
             busy_procs = start_busy(os.cpu_count() or 1, seconds + SETTLE_S + 30.0)
         gc_ctx = session_gc() if realtime else contextlib.nullcontext()
-        with gc_ctx:
+        # As Controller.apply_realtime's sessions: the short switch interval too, where the
+        # tree measured has it (today's code may not).
+        switch = getattr(realtime_module, "session_switch_interval", None)
+        switch_ctx = switch() if realtime and switch is not None else contextlib.nullcontext()
+        with gc_ctx, switch_ctx:
             cleared_before = _clear_start_up_fault(controller)
             controller.start_session("bench", protocol="bench-loop")
             time.sleep(SETTLE_S)

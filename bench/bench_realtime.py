@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_realtime                        # the standard figures
     .venv/bin/python -m bench.bench_realtime --vs main              # "today" = another ref
+    .venv/bin/python -m bench.bench_realtime --only tick_cpu,loop_1khz  # some figures alone
     .venv/bin/python -m bench.bench_realtime soak --seconds 1800    # 30 min `bench up` soak
     .venv/bin/python -m bench.bench_realtime quota --seconds 300    # 5 min under cpu.max
     .venv/bin/python -m bench.bench_realtime daemon --seconds 30    # only the daemon's cost
@@ -82,6 +83,8 @@ TARGETS: dict[str, tuple[str, float]] = {  # key: (comparison, bound)
     "quota_miss_pct": ("<=", 0.1),
     "quota_faults": ("<=", 0),
 }
+STANDARD = frozenset(("tick_cpu", "loop_1khz", "loop_1khz_busy", "hil", "daemon"))
+"""The standard run's figures (``--only`` picks some of them)."""
 LOAD_NOTE = "load average (1 min) at the start and the end of the measurement"
 
 
@@ -278,27 +281,36 @@ def run(
     hil_s: float = 30.0,
     idle_s: float = 15.0,
     session_s: float = 30.0,
+    only: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """The standard figures (everything but the soak and the quota), today's code and this
-    checkout, one after the other per figure."""
+    checkout, one after the other per figure; ``only``: these figures (``STANDARD``) alone."""
     if quick:
         tick_s, loop_s, hil_s, idle_s, session_s = 4.0, 3.0, 4.0, 3.0, 4.0
+    want = STANDARD if only is None else only
     trees, info = _trees(vs, log)
     out: dict[str, Any] = {"benchmark": "realtime", **info, "targets": _targets_text()}
-    out["tick_cpu"] = _both(trees, "bench.bench_tick:probe", {"seconds": tick_s}, tick_s + 180,
-                            log, f"real-time path thread CPU per tick, 500 Hz, {tick_s:g} s")  # fmt: skip
+    if "tick_cpu" in want:
+        out["tick_cpu"] = _both(trees, "bench.bench_tick:probe", {"seconds": tick_s},
+                                tick_s + 180, log,
+                                f"real-time path thread CPU per tick, 500 Hz, {tick_s:g} s")  # fmt: skip
     for name, busy in (("loop_1khz", False), ("loop_1khz_busy", True)):
+        if name not in want:
+            continue
         out[name] = _both(
             trees, "bench.bench_loop:run_variant",
             {"seconds": loop_s, "realtime": True, "busy": busy}, loop_s + 240, log,
             f"1 kHz loop, real-time set-up, {loop_s:g} s" + (", busy cores" if busy else ""),
         )  # fmt: skip
-    out["hil"] = _both(trees, "bench.bench_tick:hil_once", {"seconds": hil_s}, hil_s + 240, log,
-                       f"exoctl hil --duration {hil_s:g}")  # fmt: skip
-    out["daemon"] = _both(
-        trees, "bench.bench_realtime:daemon_once", {"idle_s": idle_s, "session_s": session_s},
-        idle_s + session_s + 240, log, f"daemon tree idle {idle_s:g} s, session {session_s:g} s",
-    )  # fmt: skip
+    if "hil" in want:
+        out["hil"] = _both(trees, "bench.bench_tick:hil_once", {"seconds": hil_s}, hil_s + 240,
+                           log, f"exoctl hil --duration {hil_s:g}")  # fmt: skip
+    if "daemon" in want:
+        out["daemon"] = _both(
+            trees, "bench.bench_realtime:daemon_once", {"idle_s": idle_s, "session_s": session_s},
+            idle_s + session_s + 240, log,
+            f"daemon tree idle {idle_s:g} s, session {session_s:g} s",
+        )  # fmt: skip
     out["check"] = check(out)
     return out
 
@@ -481,9 +493,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-today", action="store_true", help="soak/quota: this checkout only")
     ap.add_argument("--quick", action="store_true", help="a few seconds per figure (smoke)")
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument("--only", default=None, metavar="FIGURES",
+                    help="standard run: these figures alone, comma-separated, of "
+                    + ", ".join(sorted(STANDARD)))  # fmt: skip
     args = ap.parse_args(argv)
     if args.seconds is not None and args.seconds <= 0:
         ap.error("--seconds: give a positive number of seconds")
+    only = None
+    if args.only is not None:
+        only = frozenset(f.strip() for f in args.only.split(",") if f.strip())
+        unknown = sorted(only - STANDARD)
+        if unknown or not only:
+            ap.error(f"--only: {', '.join(unknown) or 'nothing given'}: give some of "
+                     f"{', '.join(sorted(STANDARD))}")  # fmt: skip
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # children stopped by finally
     if args.what == "soak":
@@ -493,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "quota":
         res = run_quota(args.quick, log, args.vs, args.seconds or 300.0, not args.no_today)
     else:
-        res = run(args.quick, log, args.vs, loop_s=args.loop_seconds, hil_s=args.hil_seconds)
+        res = run(args.quick, log, args.vs, loop_s=args.loop_seconds, hil_s=args.hil_seconds,
+                  only=only)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(format_table(res))

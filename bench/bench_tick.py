@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,22 @@ import numpy as np
 
 from bench.baseline import BASELINE, baseline_tree, call_in_tree, tree_label
 from bench.common import proc_sample
+from bench.tick_probes import (
+    PROCESS_STAGES,
+    STAGES,
+    _gc_facts,
+    _instrument,
+    _pct,
+    _per_tick_causes,
+    _probe_pair_ns,
+    _Probes,
+    _stage_names,
+    _tight,
+    _unwrap,
+)
 
 RATE_HZ = 500.0
 SETTLE_S = 1.5
-STAGES = ("read", "monitor", "estimator", "model", "assist", "safety", "send")
 TARGETS = {
     "tick_p50_us": 60.0,
     "tick_p99_us": 150.0,
@@ -60,105 +74,6 @@ TARGETS = {
     "daemon_rss_mib": 120.0,
     "daemon_idle_cpu": 0.03,
 }
-
-
-def _pct(ns: np.ndarray) -> dict[str, float]:
-    us = np.asarray(ns, dtype=np.float64) / 1e3
-    if us.size == 0:
-        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "n": 0}
-    p50, p99 = np.percentile(us, [50, 99])
-    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2),
-            "max": round(float(us.max()), 2), "n": int(us.size)}  # fmt: skip
-
-
-class _Probes:
-    """Preallocated per-stage records of thread CPU nanoseconds, written by instance wrappers."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = {s: np.zeros(cap, dtype=np.int64) for s in (*STAGES, "tick", "tick_model")}
-        self.n = dict.fromkeys(self.data, 0)
-        self.t0 = 0
-        self.model_ns = 0
-
-    def add(self, stage: str, ns: int) -> None:
-        i = self.n[stage]
-        if i < self.cap:
-            self.data[stage][i] = ns
-            self.n[stage] = i + 1
-
-    def get(self, stage: str) -> np.ndarray:
-        return self.data[stage][: self.n[stage]]
-
-    def reset(self) -> None:
-        self.n = dict.fromkeys(self.data, 0)
-
-
-def _instrument(loop, probes: _Probes, stages: bool) -> list[tuple[object, str]]:
-    """Wrap the loop's stages on their instances; returns what to unwrap."""
-    tt = time.thread_time_ns
-    wrapped: list[tuple[object, str]] = []
-
-    def wrap(obj, name: str, stage: str) -> None:
-        fn = getattr(obj, name)
-
-        def probe(*a, **k):
-            t0 = tt()
-            r = fn(*a, **k)
-            dt = tt() - t0
-            probes.add(stage, dt)
-            if stage == "model":
-                probes.model_ns += dt
-            return r
-
-        setattr(obj, name, probe)
-        wrapped.append((obj, name))
-
-    wait = loop.timer.wait
-
-    def tick_start():
-        r = wait()
-        probes.model_ns = 0
-        probes.t0 = tt()
-        return r
-
-    def tick_end(cmd):
-        r = send(cmd)
-        dt = tt() - probes.t0
-        probes.add("tick", dt)
-        probes.add("tick_model", probes.model_ns)
-        return r
-
-    if stages:
-        wrap(loop.ring, "read_new", "read")
-        if loop.channel_monitor is not None:
-            wrap(loop.channel_monitor, "update", "monitor")
-        wrap(loop.estimator, "step", "estimator")
-        wrap(loop.estimator.model, "run", "model")
-        wrap(loop.assist, "update", "assist")
-        wrap(loop.safety, "apply", "safety")
-        wrap(loop.link, "send_torque", "send")
-    send = loop.link.send_torque  # the send probe's wrapper, when stages are probed
-    loop.timer.wait = tick_start
-    loop.link.send_torque = tick_end  # outermost: after the send probe
-    wrapped += [(loop.timer, "wait"), (loop.link, "send_torque")]
-    return wrapped
-
-
-def _unwrap(wrapped: list[tuple[object, str]]) -> None:
-    for obj, name in reversed(wrapped):
-        with contextlib.suppress(AttributeError):
-            delattr(obj, name)
-
-
-def _probe_pair_ns(n: int = 20000) -> float:
-    """What one probe (two clock reads and a record) costs, median, in this process."""
-    tt = time.thread_time_ns
-    p = _Probes(n)
-    for _ in range(n):
-        t0 = tt()
-        p.add("read", tt() - t0)
-    return float(np.median(p.get("read")))
 
 
 def _model_facts(path: Path) -> dict[str, Any]:
@@ -198,10 +113,16 @@ def _clear_start_up_fault(controller: Any, safety: Any, timeout_s: float = 5.0) 
         time.sleep(0.05)
 
 
-def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = None) -> dict:
+def probe(
+    seconds: float = 10.0,
+    rate_hz: float = RATE_HZ,
+    model: str | None = None,
+    realtime_priority: int | None = None,
+) -> dict:
     """One HIL session of ``seconds`` in this process (the simulator in a child): the tick's
     thread CPU per stage (first half) and whole (second half). Runs against whichever
-    ``exoctl`` is first on the path (see ``bench.baseline``)."""
+    ``exoctl`` is first on the path (see ``bench.baseline``). ``realtime_priority``: the
+    loop's SCHED_FIFO priority (None: the configuration's, as ``exoctl hil``; 0: none)."""
     import exoctl
     from exoctl.config.schema import load_config
     from exoctl.hil.processes import ChildHandle
@@ -222,7 +143,8 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             ov["model"] = {"path": model}
         cfg = load_config().with_overrides(**ov)
         controller = Controller(cfg, log_seconds=seconds + SETTLE_S + 10.0)
-        controller.start(realtime_priority=cfg.service.realtime_priority)  # as exoctl hil
+        prio = cfg.service.realtime_priority if realtime_priority is None else realtime_priority
+        controller.start(realtime_priority=prio)  # as exoctl hil (by default)
         rt = controller.realtime_report
         loop, safety = _internals(controller)
         cap = int((seconds / 2 + 2) * rate_hz)
@@ -234,6 +156,18 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
         halves = {}
         sim0, me0 = proc_sample(sim.proc.pid), proc_sample(os.getpid())
         t_start, n0, miss0, k0 = time.monotonic(), loop.stats.n, loop.timer.misses, loop.ticks
+        gcs: list[tuple[int, int, bool]] = []  # (generation, ns, in the loop's thread)
+        gc_t0 = [0]
+        loop_ident = loop.thread.ident if loop.thread is not None else None
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                gc_t0[0] = time.perf_counter_ns()
+            else:
+                in_loop = threading.get_ident() == loop_ident
+                gcs.append((info["generation"], time.perf_counter_ns() - gc_t0[0], in_loop))
+
+        gc.callbacks.append(on_gc)
         for stages in (True, False):
             wrapped = controller.call_in_loop(
                 lambda now, s=stages: _instrument(loop, probes, s), timeout=2.0
@@ -244,6 +178,15 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             controller.call_in_loop(lambda now, w=wrapped: _unwrap(w), timeout=2.0)
             halves[stages] = {k: probes.get(k).copy() for k in probes.data}
         t_end, n1, miss1, k1 = time.monotonic(), loop.stats.n, loop.timer.misses, loop.ticks
+        gc.callbacks.remove(on_gc)
+        switch_in_session = sys.getswitchinterval()
+        tight: dict[str, dict[str, float]] = {}
+        for _ in range(10):  # 10 x 100 calls: a few ms per request, no long stall of the loop
+            part = controller.call_in_loop(lambda now: _tight(loop, 100), timeout=2.0)
+            for k, v in part.items():
+                tight.setdefault(k, v)
+                if v["p50"] < tight[k]["p50"]:
+                    tight[k] = v
         sim1, me1 = proc_sample(sim.proc.pid), proc_sample(os.getpid())
         load1 = os.getloadavg()[0]
         state = safety.state.name
@@ -267,8 +210,15 @@ def probe(seconds: float = 10.0, rate_hz: float = RATE_HZ, model: str | None = N
             "load_average_1min": [round(load0, 2), round(load1, 2)],
             "achieved_rate_hz": round((k1 - k0) / span, 2),
             "deadline_misses": int(miss1 - miss0),
-            "stages_thread_cpu_us": {s: _pct(st[s]) for s in STAGES},
+            "stages_thread_cpu_us": {s: _pct(st[s]) for s in _stage_names(loop)},
+            "tight_loop_thread_cpu_us": tight,
             "tick_thread_cpu_us": tick,
+            "tick_body_thread_cpu_us": _pct(whole["tick_body"]),
+            "tick_off_cpu_us": _pct(whole["tick_wall"] - whole["tick"]),
+            "per_tick_in_stage_half": _per_tick_causes(st),
+            "gc_collections": _gc_facts(gcs, span),
+            "switch_interval_ms_in_session": round(switch_in_session * 1e3, 3),
+            "gc_enabled_at_end": gc.isenabled(),
             "tick_fraction_of_period": {
                 "p50": round(tick["p50"] / period_us, 4),
                 "p99": round(tick["p99"] / period_us, 4),
@@ -339,7 +289,7 @@ def run(seconds: float = 16.0, quick: bool = False, log=print) -> dict[str, Any]
             r["code"] = tree_label(t)
             out["variants"][name] = r
             log(f"  tick p50/p99 {r['tick_thread_cpu_us']['p50']}/{r['tick_thread_cpu_us']['p99']} "
-                f"us, model {r['stages_thread_cpu_us']['model']['p50']} us p50, load "
+                f"us, model {r['stages_thread_cpu_us'].get('model', {}).get('p50')} us p50, load "
                 f"{r['load_average_1min']}")  # fmt: skip
         except Exception as e:  # one variant failing still reports the others
             out["variants"][name] = {"error": f"{type(e).__name__}: {e}"}
@@ -365,7 +315,7 @@ def _tick_ratios(variants: dict, ref: str) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for key in ("tick_thread_cpu_us", "non_model_thread_cpu_us", "model_per_tick_thread_cpu_us"):
         out[key] = {q: _ratio(a[key][q], b[key][q]) for q in ("p50", "p99")}
-    for s in STAGES:
+    for s in a["stages_thread_cpu_us"].keys() & b["stages_thread_cpu_us"].keys():
         sa, sb = a["stages_thread_cpu_us"][s], b["stages_thread_cpu_us"][s]
         out[s] = {q: _ratio(sa[q], sb[q]) for q in ("p50", "p99")}
     return out
@@ -497,7 +447,9 @@ def format_table(res: dict[str, Any]) -> str:
     names = [n for n in ("today", "window_model", "this_branch") if n in v and "error" not in v[n]]
     rows = ["| thread CPU, us (p50 / p99) | " + " | ".join(names) + " |",
             "| --- |" + " ---: |" * len(names)]  # fmt: skip
-    for s in STAGES:
+    stages = [s for s in (*STAGES, *PROCESS_STAGES)
+              if all(s in v[n]["stages_thread_cpu_us"] for n in names)]  # fmt: skip
+    for s in stages:
         rows.append(f"| {s} | " + " | ".join(
             f"{v[n]['stages_thread_cpu_us'][s]['p50']:.1f} / {v[n]['stages_thread_cpu_us'][s]['p99']:.1f}"
             for n in names) + " |")  # fmt: skip

@@ -47,6 +47,19 @@ from firmware_bridge.supervision import LinkSupervision
 
 __all__ = ["DeviceInfo", "HostLink", "LinkError", "TelemetrySnapshot"]
 
+_TELEMETRY_SCALES = np.array(
+    (
+        P.ANGLE_SCALE_RAD,
+        P.VELOCITY_SCALE_RAD_S,
+        P.TORQUE_SCALE_NM,
+        P.CURRENT_SCALE_A,
+        P.TEMPERATURE_SCALE_C,
+    )
+)[:, None]
+"""Counts to SI units, one row per telemetry column (angle, velocity, torque, current,
+temperature)."""
+_TELEMETRY_SCALES.setflags(write=False)
+
 
 IDLE_READ_S = 0.01
 """While the device is handshaken but not enabled (no session: nothing is commanded) the
@@ -426,15 +439,7 @@ class HostLink(LinkSupervision):
             self._last_applied_seen = last
             self._rtt.on_applied(last, now)
         arr = np.array((m.angle, m.velocity, m.torque, m.current, m.temperature), dtype=np.float64)
-        arr *= np.array(
-            (
-                P.ANGLE_SCALE_RAD,
-                P.VELOCITY_SCALE_RAD_S,
-                P.TORQUE_SCALE_NM,
-                P.CURRENT_SCALE_A,
-                P.TEMPERATURE_SCALE_C,
-            )
-        )[:, None]
+        arr *= _TELEMETRY_SCALES  # made once: this runs for every frame, holding the GIL
         arr.setflags(write=False)
         jf = np.array(m.joint_faults, dtype=np.uint16)
         jf.setflags(write=False)

@@ -221,10 +221,21 @@ class SharedEstimates:
         self.synergy = loc["synergy"]
         self._flags = loc["flags"]
         self._f = estimates.local
+        # Scalars are read (and written) per tick as memoryview items by their offsets: a
+        # Python float each, without numpy's per-element cost.
+        self._v = estimates.local_values
+        at = estimates.offsets
+        self._i_n, self._i_first = at["n"], at["first_arrival"]
+        self._i_newest, self._i_computed = at["newest_stamp"], at["computed_at"]
+        self._i_paired, self._i_telemetry = at["paired"], at["telemetry_at"]
+        self._i_refused, self._i_bad = at["source_refused"], at["bad_input_ticks"]
         self._angles = inputs.fields["angles"]
         self._velocities = inputs.fields["velocities"]
-        self._fw_time = inputs.fields["fw_time"]
-        self._received_at = inputs.fields["received_at"]
+        self._iv = inputs.shared_values
+        self._i_fw, self._i_rx = inputs.offsets["fw_time"], inputs.offsets["received_at"]
+        self._flags_out: np.ndarray | None = None  # the array flags_into last wrote
+        self._copied = True  # the local copy may have changed since flags_into last ran
+        self._torn = 0
         self.n = 0
         self.n_muscles = len(self.activation)
         self.k = len(self.synergy)
@@ -240,40 +251,51 @@ class SharedEstimates:
         inp.begin()
         self._angles[:] = angles
         self._velocities[:] = velocities
-        self._fw_time[0] = fw_time
-        self._received_at[0] = received_at
+        iv = self._iv
+        iv[self._i_fw] = fw_time
+        iv[self._i_rx] = received_at
         inp.end()
-        new = self.block.read()
-        self.n = int(self._f["n"][0]) if new else 0
+        block = self.block
+        new = block.read()
+        # A read that gave up may still have left a torn copy: count it as a change.
+        torn = block.torn_retries
+        if new or torn != self._torn:
+            self._copied = True
+            self._torn = torn
+        self.n = int(self._v[self._i_n]) if new else 0
         return self.estimate
 
     def drain(self) -> int:
         return 0
 
     def flags_into(self, out: np.ndarray | None) -> None:
-        if out is not None:
+        """Write the channel flags into ``out``; skipped when ``out`` already holds the flags of
+        the local copy (the copy has not changed since)."""
+        if out is not None and (self._copied or out is not self._flags_out):
             np.not_equal(self._flags, 0.0, out=out)
+            self._flags_out = out
+            self._copied = False
 
     @property
     def first_arrival(self) -> float:
-        return float(self._f["first_arrival"][0]) if self.n else math.nan
+        return self._v[self._i_first] if self.n else math.nan
 
     @property
     def newest_stamp(self) -> float:
-        return float(self._f["newest_stamp"][0]) if self.n else math.nan
+        return self._v[self._i_newest] if self.n else math.nan
 
     @property
     def paired_at(self) -> float:
-        return float(self._f["paired"][0])
+        return self._v[self._i_paired]
 
     @property
     def telemetry_at(self) -> float:
-        return float(self._f["telemetry_at"][0])
+        return self._v[self._i_telemetry]
 
     def computed_at(self, now: float) -> float:
         """time.monotonic() at which the estimator process published the estimate copied
         (-inf: none yet); ``now`` is unused (the loop's clock is time.monotonic here)."""
-        t = float(self._f["computed_at"][0])
+        t: float = self._v[self._i_computed]
         return t if t > 0 else -math.inf
 
     @property
@@ -282,8 +304,8 @@ class SharedEstimates:
 
     @property
     def source_refused(self) -> bool:
-        return bool(self._f["source_refused"][0])
+        return bool(self._v[self._i_refused])
 
     @property
     def bad_input_ticks(self) -> int:
-        return int(self._f["bad_input_ticks"][0])
+        return int(self._v[self._i_bad])

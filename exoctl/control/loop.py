@@ -31,11 +31,12 @@ process: in the in-process mode the loop runs the estimator, whose lags count in
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 import pylsl
@@ -70,6 +71,9 @@ TICK_COLUMNS = (
     "synergy",
 )
 TIMING_COLUMNS = ("start_error", "tick_cost", "latency", "sample_age", "telemetry_age")
+_NAN = math.nan
+_INF = math.inf
+_monotonic = time.monotonic
 
 IDLE_RATE_HZ = 20.0
 """The loop's rate without a session (the estimator in its own process). Bounded by what idle
@@ -117,6 +121,13 @@ class TickLog:
         self.activation = np.zeros((capacity, n_muscles))
         self.synergy = np.zeros((capacity, n_synergies))
         self.state = np.zeros(capacity, dtype=np.int8)
+        # The scalar columns as memoryviews: the loop stores a Python number per tick without
+        # numpy's per-element cost (the same memory as the arrays above).
+        self.t_v = cast("memoryview[float]", self.t.data)
+        self.stamp_v = cast("memoryview[float]", self.stamp.data)
+        self.paired_v = cast("memoryview[float]", self.paired.data)
+        self.telemetry_at_v = cast("memoryview[float]", self.telemetry_at.data)
+        self.state_v: memoryview[int] = self.state.data
         self.n = 0
 
     def read(self, since: int, end: int | None = None) -> tuple[int, dict[str, np.ndarray]]:
@@ -194,6 +205,8 @@ class ControlLoop:
         self.inputs.emg_age_s = float("inf")
         self.inputs.telemetry_age_s = float("inf")
         self.inputs.link_healthy = False
+        self._lsl_offset = pylsl.local_clock() - time.monotonic()
+        """The LSL clock minus time.monotonic() (the same steady clock on Linux: ~0)."""
         self.recording = recording if recording is not None else RecordingHealth()
         self.channel_monitor = channel_monitor
         if channel_monitor is not None and estimates is None:  # updated in place every tick
@@ -344,24 +357,29 @@ class ControlLoop:
             self.idle = False
 
     def tick(self) -> None:
+        """One tick (see the module docstring for the order). Written for the interpreter's
+        cost: attributes read once into locals, scalars stored through memoryviews, no call
+        that releases the interpreter lock before the write except the write itself."""
         tick_start, err = self.timer.wait()
         now = tick_start
-        while self.requests:
-            self.requests.popleft()(now)
+        requests = self.requests
+        while requests:
+            requests.popleft()(now)
 
         inp = self.inputs
         inp.now = now
-        tel = self.link.latest_telemetry()
+        link = self.link
+        tel = link.latest_telemetry()
         inp.telemetry = tel  # the whole frame, for any watchdog on what the device reports
-        fw_time, received_at = float("nan"), float("nan")
         if tel is not None:
             fw_time, received_at = tel.fw_time_s, tel.host_time  # to pair it with the EMG
-            inp.telemetry_age_s = now - tel.host_time
+            inp.telemetry_age_s = now - received_at
             inp.angles[:] = tel.angles
             inp.velocities[:] = tel.velocities
             inp.firmware_fault_bits = tel.fault_bits
         else:
-            inp.telemetry_age_s = float("inf")
+            fw_time = received_at = _NAN
+            inp.telemetry_age_s = _INF
 
         src = self.estimates
         estimate = src.step(inp.angles, inp.velocities, fw_time, received_at)
@@ -371,30 +389,38 @@ class ControlLoop:
         # estimator runs in this thread, the estimator process's time stamp otherwise (a hung
         # or crashed process makes it age, which the estimate_stale watchdog acts on).
         estimate_t = src.computed_at(now)
-        self.assist.update(estimate, now, self._request)
+        request = self._request
+        self.assist.update(estimate, now, request)
         inp.emg_age_s = now - src.last_arrival
         inp.emg_source_refused = src.source_refused
-        inp.link_healthy = self.link.healthy
-        inp.actuators_enabled = self.link.enabled
+        inp.link_healthy = link.healthy
+        inp.actuators_enabled = link.enabled
         inp.overrun_streak = inp.overrun_streak + 1 if err > self.period else 0
         inp.recording_age_s = now - self.recording.ok_at
         inp.estimate_age_s = now - estimate_t
-        command = self.safety.apply(self._request, estimate, inp, self._command)
+        safety = self.safety
+        command = safety.apply(request, estimate, inp, self._command)
 
-        if self.link.enabled:
-            self.link.send_torque(command)
+        if link.enabled:
+            link.send_torque(command)
         t_write = self._clock()
 
         # Bookkeeping after the command is on its way.
-        latency = t_write - src.first_arrival if n else float("nan")
-        sample_age = pylsl.local_clock() - src.newest_stamp if n else float("nan")
+        if n:
+            latency = t_write - src.first_arrival
+            newest = src.newest_stamp
+            # The LSL clock without a call into liblsl (a ctypes call releases the interpreter
+            # lock, and taking it back can wait for another thread's turn).
+            sample_age = _monotonic() + self._lsl_offset - newest
+        else:
+            latency = sample_age = newest = _NAN
         self.stats.record(err, t_write - tick_start, latency, sample_age, inp.telemetry_age_s)
         log = self.log
         i = log.n % log.capacity
-        log.t[i] = t_write
-        log.stamp[i] = src.newest_stamp if n else np.nan
-        log.paired[i] = src.paired_at
-        log.telemetry_at[i] = src.telemetry_at
+        log.t_v[i] = t_write
+        log.stamp_v[i] = newest
+        log.paired_v[i] = src.paired_at
+        log.telemetry_at_v[i] = src.telemetry_at
         log.estimate[i] = estimate
         log.command[i] = command
         if tel is not None:
@@ -402,7 +428,7 @@ class ControlLoop:
             log.angles[i] = tel.angles
         log.activation[i] = src.activation
         log.synergy[i] = src.synergy
-        log.state[i] = int(self.safety.state)
+        log.state_v[i] = safety.state
         log.n += 1
         self.ticks += 1
 

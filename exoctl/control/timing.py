@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import time
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -103,6 +104,18 @@ class TimingStats:
         """The firmware report's age when the tick read it: what the serial reader's delivery
         looks like from the loop (the link watchdog's input), recorded beside the tick's own
         timing so that a ``link_down`` can be told apart from a late reader."""
+        # The same memory as memoryviews: ``record`` stores Python floats without numpy's
+        # per-element cost (it runs every tick).
+        self._views = tuple(
+            cast("memoryview[float]", a.data)
+            for a in (
+                self.start_error,
+                self.tick_cost,
+                self.latency,
+                self.sample_age,
+                self.telemetry_age,
+            )
+        )
         self.n = 0
 
     def record(
@@ -114,11 +127,12 @@ class TimingStats:
         telemetry_age: float = float("nan"),
     ) -> None:
         i = self.n % self.capacity
-        self.start_error[i] = start_error
-        self.tick_cost[i] = cost
-        self.latency[i] = latency
-        self.sample_age[i] = sample_age
-        self.telemetry_age[i] = telemetry_age
+        err_v, cost_v, latency_v, age_v, telemetry_v = self._views
+        err_v[i] = start_error
+        cost_v[i] = cost
+        latency_v[i] = latency
+        age_v[i] = sample_age
+        telemetry_v[i] = telemetry_age
         self.n += 1
 
     def _valid(self, arr: np.ndarray, last: int | None) -> np.ndarray:

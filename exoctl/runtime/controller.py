@@ -46,6 +46,7 @@ from exoctl.runtime.realtime import (
     apply_realtime,
     raise_threads,
     session_gc,
+    session_switch_interval,
 )
 from exoctl.signal.calibration import load_calibration
 from firmware_bridge.link import HostLink
@@ -132,6 +133,7 @@ class Controller(ControllerReadings):
         self._memory_report: RealtimeReport | None = None
         self._freeze_gc_in_sessions = False
         self._session_gc: contextlib.AbstractContextManager[None] | None = None
+        self._session_switch: contextlib.AbstractContextManager[None] | None = None
         self._lock = threading.Lock()  # serialises requests from API threads, never the loop
 
     # ---------------------------------------------------------------- lifecycle
@@ -191,6 +193,7 @@ class Controller(ControllerReadings):
             with contextlib.suppress(ControllerError):
                 self.stop_session()
         self._loop.stop()
+        self._end_session_runtime()  # a session not stopped (no ramp-out) ends here
         with contextlib.suppress(Exception):
             self._link.disable(timeout_s=0.2)
         if self._acquisition is not None:
@@ -302,6 +305,13 @@ class Controller(ControllerReadings):
 
             self.call_in_loop(begin)
             self._session = SessionInfo(patient, protocol, time.time(), gains)
+            if self._freeze_gc_in_sessions and self._session_switch is None:
+                # With real-time priorities only: the loop gets the interpreter lock back
+                # within a fraction of its period. At default scheduling on a loaded machine a
+                # short interval also makes the loop hand the lock to threads that then wait
+                # for a CPU, so it is not applied there.
+                self._session_switch = session_switch_interval()
+                self._session_switch.__enter__()
             if self._freeze_gc_in_sessions and self._session_gc is None:
                 # No collector pauses until the session ends; no forced full collection either,
                 # which would hold the GIL past the link's heartbeat deadline.
@@ -323,9 +333,17 @@ class Controller(ControllerReadings):
             if self._process is not None:  # idle: no model runs until the next session
                 with contextlib.suppress(ExoctlError):
                     self._process.set_session(False)
-            if self._session_gc is not None:
-                self._session_gc.__exit__(None, None, None)  # automatic collection resumes
-                self._session_gc = None
+            self._end_session_runtime()
+
+    def _end_session_runtime(self) -> None:
+        """The process as it was before the session: automatic garbage collection resumes and
+        the previous switch interval is back (at a session's stop, or a shutdown in one)."""
+        if self._session_gc is not None:
+            self._session_gc.__exit__(None, None, None)
+            self._session_gc = None
+        if self._session_switch is not None:
+            self._session_switch.__exit__(None, None, None)
+            self._session_switch = None
 
     def set_assist(self, assist: float | Mapping[str, float]) -> dict[str, float]:
         """Change the assist level of the joints ``assist`` names (a number: every joint);

@@ -30,6 +30,7 @@ import enum
 import gc
 import os
 import resource
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -226,6 +227,32 @@ def release_realtime() -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, "munlockall"):
         libc.munlockall()
+
+
+SESSION_SWITCH_INTERVAL_S = 0.00025
+"""The interpreter's thread switch interval during a session (Python's default: 5 ms).
+
+A thread that wants the interpreter lock while another runs Python code waits this long before
+it asks the holder to drop it. The control loop takes the lock back after every sleep of its
+deadline wait and after its serial write; with the default it could wait up to 5 ms behind the
+daemon's own threads (the pump, the recorder, the control socket), which is five 1 kHz periods.
+A quarter of a 1 kHz period bounds that wait. The price is more lock hand-overs: a thread that
+holds the lock past the interval while another waits must give it up and wait until the other
+has run, which on a busy machine at default scheduling can take milliseconds; with the loop and
+its input threads at real-time priority the hand-over is immediate. The controller therefore
+applies it only to sessions with real-time priorities (``Controller.apply_realtime``)."""
+
+
+@contextlib.contextmanager
+def session_switch_interval(seconds: float = SESSION_SWITCH_INTERVAL_S) -> Iterator[None]:
+    """``sys.setswitchinterval(seconds)`` inside, the previous interval restored after (the
+    interval is the process's, not a thread's: it is set for the session, not for good)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,8 @@ from bench import cpu_quota, process_tree
         (["quota", "--seconds", "0"], "positive number of seconds"),
         (["soak", "--seconds", "-5"], "positive number of seconds"),
         (["forever"], "invalid choice"),
+        (["--only", "tick_cpu,speed"], "--only: speed: give some of"),
+        (["--only", ","], "--only: nothing given"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(argv, words, capsys) -> None:

@@ -13,7 +13,9 @@ load; the watchdogs themselves are tested tick by tick in tests/control/test_loo
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from exoctl.control.safety import SafetyState
 from exoctl.data.patient import patient_from_config
 from exoctl.errors import DataError
 from exoctl.runtime.controller import Controller, ControllerError
-from exoctl.runtime.realtime import ThreadRole
+from exoctl.runtime.realtime import SESSION_SWITCH_INTERVAL_S, ThreadRole
 from firmware_bridge import protocol as P
 from firmware_bridge.fake_link import FakeLink
 
@@ -108,6 +110,28 @@ def test_a_session_through_the_methods_and_what_reached_the_wire(rig) -> None:
     assert any(np.array_equal(rows["command"][i : i + n], sent) for i in hits)
     assert end <= c.ticks_written  # the loop runs on
     assert np.isfinite(rows["start_error"]).all() and len(rows["t"]) == end - cursor
+
+
+def test_a_realtime_session_runs_with_the_short_switch_interval_and_restores_it(cfg) -> None:
+    before = sys.getswitchinterval()
+    link = FakeLink(cfg.joint_names, torque_limits_nm=LIMITS)
+    c = Controller(cfg, log_seconds=60.0, link=link)
+    c.start()
+    try:
+        _session(c, link)  # default scheduling: the process's own interval
+        assert sys.getswitchinterval() == before
+        c.stop_session(wait_ramp=False)
+        c.apply_realtime(1)  # granted or only reported: sessions are real-time ones from now
+        assert sys.getswitchinterval() == before  # idle: the process's own interval
+        _session(c, link)
+        assert sys.getswitchinterval() == pytest.approx(SESSION_SWITCH_INTERVAL_S)
+        c.stop_session(wait_ramp=False)
+        assert sys.getswitchinterval() == before
+        _session(c, link)  # a shutdown in a session (no ramp-out) restores it too
+    finally:
+        c.shutdown(ramp_out=False)
+    assert sys.getswitchinterval() == before
+    assert gc.isenabled()  # the session's frozen collector resumed at the shutdown too
 
 
 def test_estop_zeroes_the_wire_latches_and_only_a_person_clears_it(rig) -> None:

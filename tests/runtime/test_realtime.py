@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 
 import pytest
 
-from exoctl.runtime.realtime import RealtimeReport, apply_realtime, release_realtime, session_gc
+from exoctl.runtime.realtime import (
+    SESSION_SWITCH_INTERVAL_S,
+    RealtimeReport,
+    apply_realtime,
+    release_realtime,
+    session_gc,
+    session_switch_interval,
+)
 
 
 def in_thread(fn):
@@ -136,3 +144,12 @@ def test_raise_threads_sets_threads_by_reference_and_reports():
     # the roles' order below the loop, never below SCHED_FIFO's lowest level
     assert [r.priority(50) for r in ThreadRole] == [50, 49, 48, 47]
     assert ThreadRole.LINK_SUPERVISOR.priority(2) == 1
+
+
+def test_session_switch_interval_is_set_inside_and_restored_after_an_error_too():
+    before = sys.getswitchinterval()
+    assert before != SESSION_SWITCH_INTERVAL_S
+    with pytest.raises(RuntimeError), session_switch_interval():
+        assert sys.getswitchinterval() == pytest.approx(SESSION_SWITCH_INTERVAL_S)
+        raise RuntimeError("a session that ends badly")
+    assert sys.getswitchinterval() == before

@@ -151,7 +151,7 @@ def emg_stale(wd: Watch, req: np.ndarray, est: np.ndarray, inp: SafetyInputs, to
 
 def emg_channel(wd: Watch, req: np.ndarray, est: np.ndarray, inp: SafetyInputs, _: float) -> int:
     flags = inp.emg_flat_or_saturated
-    if flags is not None and flags.any():
+    if flags is not None and np.count_nonzero(flags):  # a C call, where .any() is a ufunc reduce
         wd.value_now = float(flags.argmax())
         return BAD
     return OK

@@ -41,6 +41,12 @@ class Watchdogs:
             for f in LAYER_FAULTS
             if f.check is not None
         )
+        # The table split for the tick: rows whose check answers by itself, then the persistent
+        # ones; each with its bit, so that a tick does one test per OK answer (the usual one).
+        self._plain = tuple((k, BIT[k], c, lim) for k, c, lim, p in self.table if p is None)
+        self._persistent = tuple(
+            (k, BIT[k], c, lim, p) for k, c, lim, p in self.table if p is not None
+        )
         self.state = SafetyState.NORMAL  # the layer's state before this tick (set by the layer)
         # The command the layer wrote last tick, the one on the wire (the layer hands in its
         # own array, updated in place; zeros until then).
@@ -54,22 +60,29 @@ class Watchdogs:
     ) -> tuple[int, int]:
         """(fault bitmask, degraded bitmask) of this tick's inputs."""
         fault = suspect = 0
-        since = self.since
-        for k, check, limit, persist in self.table:
+        for k, bit, check, limit in self._plain:
             level = check(self, req, est, inp, limit)
-            if persist is not None:
-                if level == BAD:
-                    start = since[k]
-                    if start != start:  # NaN: the streak starts now
-                        since[k] = start = now
-                    level = FAULT if now - start >= persist else DEGRADED
-                else:
-                    since[k] = _NAN
+            if level:  # OK is 0
+                if level == FAULT:
+                    fault |= bit
+                    self.value[k] = self.value_now
+                elif level == DEGRADED:
+                    suspect |= bit
+        since = self.since
+        for k, bit, check, limit, persist in self._persistent:
+            level = check(self, req, est, inp, limit)
+            if level == BAD:
+                start = since[k]
+                if start != start:  # NaN: the streak starts now
+                    since[k] = start = now
+                level = FAULT if now - start >= persist else DEGRADED
+            else:
+                since[k] = _NAN
             if level == FAULT:
-                fault |= BIT[k]
+                fault |= bit
                 self.value[k] = self.value_now
             elif level == DEGRADED:
-                suspect |= BIT[k]
+                suspect |= bit
         return fault, suspect
 
     def reset_streaks(self) -> None:

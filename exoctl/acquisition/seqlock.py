@@ -56,6 +56,7 @@ class SeqlockBlock:
         self._seqv: memoryview[int] = self._seq.data.cast("B").cast("Q")
         self._data = raw[1:]
         self._copy = np.zeros(n)
+        self._scratch = np.zeros(n)  # a read lands here first: a torn one never reaches local
         self.fields: dict[str, np.ndarray] = {}
         self.local: dict[str, np.ndarray] = {}
         self.offsets: dict[str, int] = {}
@@ -127,8 +128,9 @@ class SeqlockBlock:
             if s1 & 1:
                 self.torn_retries += 1
                 continue
-            np.copyto(self._copy, self._data)
+            np.copyto(self._scratch, self._data)
             if seq[0] == s1:
+                np.copyto(self._copy, self._scratch)
                 new = s1 != self._last
                 self._last = s1
                 return new

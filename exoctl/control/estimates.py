@@ -235,7 +235,6 @@ class SharedEstimates:
         self._i_fw, self._i_rx = inputs.offsets["fw_time"], inputs.offsets["received_at"]
         self._flags_out: np.ndarray | None = None  # the array flags_into last wrote
         self._copied = True  # the local copy may have changed since flags_into last ran
-        self._torn = 0
         self.n = 0
         self.n_muscles = len(self.activation)
         self.k = len(self.synergy)
@@ -256,12 +255,9 @@ class SharedEstimates:
         iv[self._i_rx] = received_at
         inp.end()
         block = self.block
-        new = block.read()
-        # A read that gave up may still have left a torn copy: count it as a change.
-        torn = block.torn_retries
-        if new or torn != self._torn:
+        new = block.read()  # False: the local copy is the last consistent one, unchanged
+        if new:
             self._copied = True
-            self._torn = torn
         self.n = int(self._v[self._i_n]) if new else 0
         return self.estimate
 

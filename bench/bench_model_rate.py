@@ -114,7 +114,12 @@ def _synthetic(s: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(
-    ks: list[int], duration: float, model: Path | None, start: float, synthetic: bool = True
+    ks: list[int],
+    duration: float,
+    model: Path | None,
+    start: float,
+    synthetic: bool = True,
+    replay_realtime: bool = False,
 ) -> dict[str, Any]:
     rows = []
     cpu = step_cpu(ks)
@@ -127,6 +132,14 @@ def measure(
                 s, cost = _run(_exoctl(cfg, "hil", "--duration", str(duration), "--json"))
                 row["synthetic"] = _synthetic(s, cost)
             if model is not None:
+                if replay_realtime:  # the HIL tests' set-up: the bench above other load
+                    cfg = write_config(
+                        Path(tmp) / f"k{k}rt.yaml",
+                        estimator={"model_every_ticks": k},
+                        service={"realtime_priority": 50},
+                        simulator={"realtime_priority": 60},
+                    )
+                    row["replay_realtime"] = True
                 args = ["--data", str(DATA), "--trials", "walk36", "--from", str(start)]
                 off = _evaluate(cfg, model, args)
                 # the model's own validation part (the end of its training 80 %): where k is
@@ -219,9 +232,12 @@ def main() -> None:
     ap.add_argument("--replay-model", type=Path, default=None)
     ap.add_argument("--replay-from", type=float, default=48.868)
     ap.add_argument("--no-synthetic", action="store_true", help="only the replay and evaluate")
+    ap.add_argument("--replay-realtime", action="store_true", help="replay at SCHED_FIFO 50/60")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    res = measure(a.ks, a.duration, a.replay_model, a.replay_from, not a.no_synthetic)
+    res = measure(
+        a.ks, a.duration, a.replay_model, a.replay_from, not a.no_synthetic, a.replay_realtime
+    )
     if a.out is not None:
         a.out.write_text(json.dumps(res, indent=1))
 

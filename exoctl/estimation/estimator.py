@@ -17,11 +17,11 @@ The model's rate (``estimator.model_every_ticks``, k): the signal chain and the 
 (window rows, segment sums) still take one row per control tick, so a model's lags, counted in
 its own ticks, keep their meaning and no model is re-exported for another rate; only the ONNX
 run happens on every k-th row, on the newest rows, and its value is held in between. The held
-estimate keeps the instant of the row it was computed from (``paired_at``), and ``ran`` says
+estimate keeps the instant of the row it was computed from (``paired_at``); ``ran`` says
 whether the last ``step`` ran the model and ``held`` whether rows wait for the next run, so
-that the estimate's age counts from its run. Rows
-are counted from the start or the last ``reset``; offline scoring holds the value the same way
-(``exoctl.training.evaluation.predict``'s ``every``).
+that the estimate's age counts from its run. Rows are counted from the start or the last
+``reset``; offline scoring holds the value the same way (``exoctl.training.evaluation.predict``,
+``every``).
 
 EMG at any rate (``exoctl.signal.tick_grid``), as training and evaluation take it: at a whole
 multiple of the tick rate the chain runs sample by sample and a tick reads its newest sample;

@@ -120,9 +120,10 @@ def measure(
     start: float,
     synthetic: bool = True,
     replay_realtime: bool = False,
+    cpu_seconds: float = 4.0,
 ) -> dict[str, Any]:
     rows = []
-    cpu = step_cpu(ks)
+    cpu = step_cpu(ks, cpu_seconds)
     print(json.dumps({"step_cpu": cpu}), flush=True)
     with tempfile.TemporaryDirectory(prefix="model_rate_") as tmp:
         for k in ks:
@@ -222,7 +223,9 @@ def step_cpu(ks: list[int], seconds: float = 4.0, repeats: int = 3) -> dict[int,
 
 def run(quick: bool = False) -> dict[str, Any]:
     """``make bench``'s section: the synthetic HIL per k (the replay needs a trained model)."""
-    return measure([1, 2, 4], 5.0 if quick else 30.0, None, 48.868)
+    return measure(
+        [1, 2, 4], 5.0 if quick else 30.0, None, 48.868, cpu_seconds=1.0 if quick else 4.0
+    )
 
 
 def main() -> None:

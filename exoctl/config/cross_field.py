@@ -113,6 +113,18 @@ def cross_field_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                 f"{ctl.rate_hz / 2:g} Hz (control.rate_hz {ctl.rate_hz:g})",
             )
         )
+    every = cfg.estimator.model_every_ticks
+    hold = every / ctl.rate_hz
+    if hold > saf.estimate_timeout_s / 4:
+        out.append(
+            (
+                ("estimator", "model_every_ticks"),
+                f"{every} ticks at control.rate_hz {ctl.rate_hz:g} hold an estimate for "
+                f"{hold:g} s: more than a quarter of safety.estimate_timeout_s "
+                f"({saf.estimate_timeout_s:g} s), so every held estimate would look stale; "
+                f"allowed here: 1 to {max(1, int(saf.estimate_timeout_s / 4 * ctl.rate_hz))}",
+            )
+        )
     too_long = socket_path_too_long(cfg.service.socket_path)
     if too_long:
         out.append((("service", "socket_path"), f"{too_long}; choose a shorter directory"))

@@ -260,6 +260,12 @@ class EstimatorConfig(_Model):
     first estimate is used (filters, activation dynamics and the model's window settle)."""
     hang_timeout_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     """An estimator process that publishes nothing for this long is killed and restarted."""
+    model_every_ticks: Annotated[int, Field(ge=1, le=20)] = 1
+    """The torque model runs on every this-many-th control tick (1: every tick; 2 at a 500 Hz
+    loop: 250 Hz) and its newest estimate is held in between. The signal chain and the model's
+    input still take every tick, so a model's lags keep their meaning: the same model file
+    serves every setting. The hold counts in the estimate's age (safety.estimate_timeout_s).
+    Measured accuracy and cost per setting: docs/benchmarks.md, "The model's rate"."""
 
     @field_validator("bandpass_hz")
     @classmethod

@@ -12,6 +12,12 @@ behind this tick's estimate, 0 if none), ``first_arrival`` (host arrival of the 
 them), ``newest_stamp`` (LSL time of the newest), ``last_arrival`` (of any sample, for the EMG
 watchdog), ``source_refused``, ``bad_input_ticks`` and the channel flags, written in place into
 the array the loop hands in.
+
+With the model run on every k-th tick only (``estimator.model_every_ticks``) a tick that holds
+the estimate has ``n`` 0 (no new estimate: nothing newer reaches the command), and the tick
+that runs the model counts every sample since the previous run, its ``first_arrival`` the
+oldest of them: the EMG-to-command latency includes the hold. ``computed_at`` is the model's
+run, so the estimate's age (the ``estimate_stale`` watchdog's input) includes the hold too.
 """
 
 from __future__ import annotations
@@ -52,6 +58,22 @@ class EstimatorStage:
         self.steps = 0
         """Estimator steps run (the idle test counts them)."""
         self._input_bad = False
+        # Samples read since the model's last run (with it held, they wait for the next run).
+        self._pending = 0
+        self._first = math.nan
+        self._newest = math.nan
+        self.ran = False
+        """Whether this tick gives a new estimate (False: held, or no step)."""
+        self.warmed = False
+        """Set by a warm-up: the next step gives the warmed-up estimate as new, run or held."""
+        self._idle = True
+
+    @property
+    def current(self) -> bool:
+        """The estimate is as new as the inputs allow: new this tick, idle (no model runs:
+        nothing newer to compute), or no row waits for the model's next run
+        (``estimator.model_every_ticks``)."""
+        return self.ran or self._idle or not self.estimator.held
 
     @property
     def estimate(self) -> np.ndarray:
@@ -67,11 +89,11 @@ class EstimatorStage:
 
     @property
     def first_arrival(self) -> float:
-        return float(self._arrival[0]) if self.n else math.nan
+        return self._first if self.n else math.nan
 
     @property
     def newest_stamp(self) -> float:
-        return float(self._stamps[self.n - 1]) if self.n else math.nan
+        return self._newest if self.n else math.nan
 
     @property
     def last_arrival(self) -> float:
@@ -86,6 +108,12 @@ class EstimatorStage:
         n = self.n = self.ring.read_new(self._buf, self._stamps, self._arrival)
         if self.channel_monitor is not None:
             self.channel_monitor.update(self._buf[:n])
+        if n:
+            self._first = float(self._arrival[0])
+            self._newest = float(self._stamps[n - 1])
+        self._pending = 0
+        self.ran = False
+        self._idle = True
         return n
 
     @property
@@ -108,11 +136,18 @@ class EstimatorStage:
         """One tick: new samples through the estimator; returns the estimate. ``fw_time`` and
         ``received_at``: the telemetry frame's device time and host arrival, with which the
         estimator pairs the kinematics with the EMG by time (``exoctl.estimation.pairing``)."""
-        n = self.n = self.ring.read_new(self._buf, self._stamps, self._arrival)
+        n = self.ring.read_new(self._buf, self._stamps, self._arrival)
         chunk = self._buf[:n]
         if self.channel_monitor is not None:
             self.channel_monitor.update(chunk)
+        if n:
+            if not self._pending:
+                self._first = float(self._arrival[0])
+            self._pending += n
+            self._newest = float(self._stamps[n - 1])
         est = self.estimator
+        est.ran = False
+        self._idle = False
         if n or not self._input_bad:
             try:
                 self.steps += 1
@@ -138,15 +173,29 @@ class EstimatorStage:
             # none (a window model would otherwise advance and compute a finite one), so the
             # watchdog sees the fault persist.
             estimate = est.estimate
+        # A refused chunk's NaN estimate is new too (the model-output watchdog acts on it).
+        computed = est.ran or self._input_bad
+        if computed:
+            self.n, self._pending = self._pending, 0
+        else:
+            self.n = 0
+        self.ran = computed or self.warmed
+        self.warmed = False
         return estimate
 
 
 class LocalEstimates(EstimatorStage):
     """The in-process mode: the loop's own thread runs the estimator each tick."""
 
+    _computed_at = -math.inf
+
     def computed_at(self, now: float) -> float:
-        """When the estimate in use was computed: this tick (the loop's thread ran it)."""
-        return now
+        """When the estimate in use was computed, on the loop's clock: this tick when this
+        tick's step ran the model (the loop's thread ran it) or had nothing newer to run it
+        on, else the tick that last ran it (the estimate held, ``estimator.model_every_ticks``)."""
+        if self.current:
+            self._computed_at = now
+        return self._computed_at
 
     def flags_into(self, out: np.ndarray | None) -> None:
         pass  # the loop's flags array *is* the channel monitor's (set once, updated in place)

@@ -13,6 +13,16 @@ tick for the streaming network, ...).
 A model made for a rate k times lower than the control rate steps on every k-th tick (its
 estimate held in between; see ``TorqueModel.ticks_per_step``).
 
+The model's rate (``estimator.model_every_ticks``, k): the signal chain and the model's input
+(window rows, segment sums) still take one row per control tick, so a model's lags, counted in
+its own ticks, keep their meaning and no model is re-exported for another rate; only the ONNX
+run happens on every k-th row, on the newest rows, and its value is held in between. The held
+estimate keeps the instant of the row it was computed from (``paired_at``); ``ran`` says
+whether the last ``step`` ran the model and ``held`` whether rows wait for the next run, so
+that the estimate's age counts from its run. Rows are counted from the start or the last
+``reset``; offline scoring holds the value the same way (``exoctl.training.evaluation.predict``,
+``every``).
+
 EMG at any rate (``exoctl.signal.tick_grid``), as training and evaluation take it: at a whole
 multiple of the tick rate the chain runs sample by sample and a tick reads its newest sample;
 at any other rate (100 Hz lab envelopes, raw EMG at 1.5 kHz) the envelope is made at the EMG's
@@ -85,7 +95,15 @@ class Estimator:
         self._instant = not model.info.input.has_history
         self._feeder = model.info.input.feeder(model.features[0], idx, direct)
         self.ticks_per_step = model.ticks_per_step(cfg.tick_rate_hz) or 1
+        self.model_every = cfg.estimator.model_every_ticks
         self._ticks = 0
+        self._pushed = False  # a row went to the model's input since its last run
+        self._due = False  # a row the model is to run on (its input not changed since)
+        self._due_at = math.nan  # that row's instant (LSL clock)
+        self._row_at = math.nan  # the newest row's instant (direct path)
+        self.ran = False
+        """Whether the last ``step`` ran the model (False: the estimate was held)."""
+        self.model_runs = 0
         chain = SignalChain.from_config(cfg, calibration, max_chunk)
         differs = signal_differences(model.info.extra.get("emg_signal"), chain.settings)
         if differs:
@@ -147,6 +165,12 @@ class Estimator:
         self.paired_at = math.nan  # the instant the newest estimate is for (LSL clock)
 
     @property
+    def held(self) -> bool:
+        """Rows have entered the model's input since its last run: the estimate is older than
+        the newest row (held by ``model_every``), and its age counts from that run."""
+        return self._pushed
+
+    @property
     def needs_time(self) -> bool:
         """Whether ``step`` needs the samples' stamps and the tick's LSL time (carried EMG)."""
         return self.carrier is not None
@@ -196,25 +220,44 @@ class Estimator:
             self._ang_src[:] = angles
         elif velocities is not None:
             self._vel_src[:] = velocities
+        self.ran = False
         if emg.shape[0] == 0 and self._instant:
             return self.estimate
         if emg.shape[0]:
             self._chain(emg)
             if stamps is not None and stamps.shape[0]:
-                self.paired_at = float(stamps[-1])
+                self._row_at = float(stamps[-1])
+        self._next_row(self._row_at)
+        if self._due:
+            self._run_model()
+        return self.estimate
+
+    def _next_row(self, at: float) -> None:
+        """The sources of one tick's row (``self._src``, for instant ``at``) into the model's
+        input. A model at a lower rate takes every ``ticks_per_step``-th row; the model is due
+        on every ``model_every``-th row. A due row whose input the next push would change is
+        run first, so the held value is always the one computed on its own row."""
         tick = self._ticks
         self._ticks = tick + 1
-        if tick % self.ticks_per_step:
-            return self.estimate  # a model at a lower rate: held until its next step
-        self._feeder.push(self._src)
-        self._run_model()
-        return self.estimate
+        run = tick % self.model_every == 0
+        if tick % self.ticks_per_step == 0:
+            if self._due and not run:
+                self._run_model()
+            self._feeder.push(self._src)
+            self._pushed = True
+        if run and self._pushed:
+            self._due = True
+            self._due_at = at
 
     def _run_model(self) -> None:
         if self._out_idx is None:
             self.estimate[:] = self.model.run()
         else:
             self.estimate[self._out_idx] = self.model.run()
+        self.paired_at = self._due_at
+        self._due = self._pushed = False
+        self.ran = True
+        self.model_runs += 1
 
     def _step_carried(
         self,
@@ -231,6 +274,7 @@ class Estimator:
         with both inputs read at that instant, through MVC, activation dynamics, NNLS and the
         model's feeder; the model runs once, on the newest row."""
         assert self.carrier is not None
+        self.ran = False
         if emg.shape[0]:
             if self._source_stage is not None:
                 env = self._source_stage.process(emg)  # refuses non-finite samples
@@ -260,7 +304,6 @@ class Estimator:
         behind = int(math.floor((t - self._grid0) / period + 1e-6)) - self._grid_k + 1
         if behind > self._max_catchup:  # a long stall: rows older than the limit are lost
             self._grid_k += behind - self._max_catchup
-        ran = False
         while True:
             g = self._grid0 + self._grid_k * period
             if g > t + 1e-6 * period:
@@ -269,13 +312,8 @@ class Estimator:
             self._row[0] = self.carrier.at(g)
             self.kinematics.at(g, self._ang_src, self._vel_src)
             self._chain(self._row)
-            self.paired_at = g
-            tick = self._ticks
-            self._ticks = tick + 1
-            if tick % self.ticks_per_step == 0:  # a model at a lower rate steps on every k-th
-                self._feeder.push(self._src)
-                ran = True
-        if ran:
+            self._next_row(g)
+        if self._due:  # once per call, on the newest due row
             self._run_model()
         return self.estimate
 
@@ -306,6 +344,8 @@ class Estimator:
         self._src[:] = 0.0
         self._feeder.reset()
         self._ticks = 0
+        self._pushed = self._due = self.ran = False
+        self._due_at = self._row_at = math.nan
         if self._source_stage is not None:
             self._source_stage.reset()
         if self.carrier is not None:

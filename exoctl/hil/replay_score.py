@@ -67,7 +67,8 @@ def offline_estimate(cfg, spec: ReplaySpec, model: str) -> tuple[np.ndarray, Any
     ts = data.sets[0]
     trial = ds.load_trial(str(spec.trial))
     t = float(trial.t[0]) + np.arange(ts.n) / ts.tick_rate_hz
-    return t, predict(model, ts), ts
+    # held between runs as live (its phase counted from the trial's start, not the replay's)
+    return t, predict(model, ts, every=cfg.estimator.model_every_ticks), ts
 
 
 def score_replay(

@@ -260,10 +260,9 @@ class _Worker:
                 if self.session:
                     inputs.read()
                     self.stage.step(ang, vel, float(fw_time[0]), float(received_at[0]))
-                    self._publish(time.monotonic(), computed=True)
                 else:
                     self.stage.drain()
-                    self._publish(time.monotonic(), computed=False)
+                self._publish(time.monotonic(), computed=self.stage.ran)
         except (EOFError, OSError):
             return  # the daemon went away
         finally:
@@ -271,22 +270,22 @@ class _Worker:
                 self.acquisition.stop(timeout=0.5)
 
     def _publish(self, now: float, computed: bool) -> None:
-        """One consistent update of the estimate block. Idle, the estimate is held (no model
-        runs) and counts as current: there is nothing newer to compute."""
+        """One consistent update of the estimate block. Its time moves with a current estimate
+        (idle too: nothing newer to compute), not a held one (``EstimatorStage.current``)."""
         st, f, b = self.stage, self.f, self.block
         acq = self.acquisition
         b.begin()
         if computed:
             f["estimate"][:] = st.estimate
-            f["activation"][:] = st.estimator.activation
-            f["synergy"][:] = st.estimator.synergy
             f["paired"][0] = st.paired_at
-            f["telemetry_at"][0] = st.telemetry_at
+        f["activation"][:] = st.estimator.activation  # the chain's: this tick's, also held
+        f["synergy"][:] = st.estimator.synergy
+        f["telemetry_at"][0] = st.telemetry_at
         f["flags"][:] = st.channel_monitor.flags if st.channel_monitor is not None else 0.0
         f["n"][0] = st.n if computed else 0  # idle: no estimate covers the drained samples
         f["first_arrival"][0] = st.first_arrival
         f["newest_stamp"][0] = st.newest_stamp
-        f["computed_at"][0] = now
+        f["computed_at"][0] = now if st.current else f["computed_at"][0]
         f["heartbeat"][0] = now
         f["source_refused"][0] = st.source_refused
         f["bad_input_ticks"][0] = st.bad_input_ticks
@@ -347,6 +346,7 @@ def warm_up(stage: EstimatorStage, cfg: Config, beat: Callable[[], None] | None 
         ticks += 1
         if beat is not None and ticks % 8 == 0:
             beat()  # a long warm-up is not a hang
+    stage.warmed = True  # the first live tick publishes the warmed-up estimate, run or held
     return ticks
 
 

@@ -46,7 +46,9 @@ def _score(
     """One model over a dataset's trials, through onnxruntime: metrics and the series.
 
     A window model is scored at the tick rate it was made for (the configuration's control
-    rate only matters to the controller, which refuses another). ``window`` (``--from``,
+    rate only matters to the controller, which refuses another). The configuration's
+    ``estimator.model_every_ticks`` holds the model's value between its runs as the controller
+    does, on the scored tick set's grid. ``window`` (``--from``,
     ``--to``): only the ticks in it are scored, on each trial's own time axis (tick i of a
     trial is at its first sample's time + i / tick rate, as ``exoctl hil --replay`` maps it)."""
     import numpy as np
@@ -92,7 +94,8 @@ def _score(
             if not tt.size:
                 raise ValueError(f"trial {ts.name}: no tick between --from and --to")
             ticks.append(tt)
-    scored, y, yhat = score_sets(path, data.sets, info.joints, mass, ticks)
+    every = cfg.estimator.model_every_ticks  # the estimate the controller would command
+    scored, y, yhat = score_sets(path, data.sets, info.joints, mass, ticks, every)
     per_trial = {}
     start = 0
     for i, ts in enumerate(data.sets):
@@ -106,6 +109,7 @@ def _score(
         "trials": [s.name for s in data.sets],
         "scored_ticks": int(len(y)),
         "tick_rate_hz": data.spec.tick_rate_hz,
+        "model_every_ticks": every,
         "body_mass_kg": mass,
         "joints": scored["joints"],
         **summarise(scored["joints"]),
@@ -180,7 +184,9 @@ def _evaluate(args, say, out) -> int:
         out.write(json_text(result) + "\n")  # strict JSON: an R^2 that is NaN is null
         return 0
     say(f"model {args.model} ({result['model_type']}) on {args.data}: {result['trials']}")
-    _print_metrics(result["joints"], say, f"{result['scored_ticks']} ticks at {rate:g} Hz")
+    every = result["model_every_ticks"]
+    held = f", the model run every {every} ticks and held between" if every > 1 else ""
+    _print_metrics(result["joints"], say, f"{result['scored_ticks']} ticks at {rate:g} Hz{held}")
     if others:
         say("\nR^2 side by side, same ticks:")
         models = {str(args.model): result, **others}

@@ -251,15 +251,17 @@ def score_sets(
     joints: Sequence[str],
     body_mass_kg: float | None = None,
     ticks: Sequence[np.ndarray] | None = None,
+    every: int = 1,
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """A model file over tick sets through onnxruntime (as the controller runs it): metrics
     pooled over the sets' scored ticks (from each set's ``warm`` on, or the ``ticks`` given),
-    the truth and the estimate."""
+    the truth and the estimate (``every``: the model run on every ``every``-th tick only, its
+    value held between, see ``predict``)."""
     ys, yh = [], []
     for i, ts in enumerate(sets):
         tt = np.arange(ts.warm, ts.n) if ticks is None else np.asarray(ticks[i])
         ys.append(ts.torques[tt])
-        yh.append(predict(path, ts, tt))
+        yh.append(predict(path, ts, tt, every))
     y, yhat = np.vstack(ys), np.vstack(yh)
     per = joint_metrics(y, yhat, joints, body_mass_kg)
     return {"joints": per, **summarise(per)}, y, yhat

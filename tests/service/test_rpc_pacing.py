@@ -155,6 +155,7 @@ class TicksByTheClock:
     that wrote its command ``cost`` after it started."""
 
     loop_running = True
+    loop_idle = False  # a session's full-rate loop
 
     def __init__(self, period: float, cost: float) -> None:
         self.period, self.last_tick_cost = period, cost
@@ -186,3 +187,28 @@ def test_the_gate_starts_one_caller_per_control_period() -> None:
     assert periods == sorted(set(periods)), periods  # one each, in order
     for t, slot in started:
         assert slot - period + clock.last_tick_cost <= t < slot + period * 0.5
+
+
+def test_an_idle_loop_lets_a_caller_through_at_once() -> None:
+    """Without a session the loop ticks slowly and commands nothing: no caller waits for a
+    tick (at the idle rate that would be up to ten idle periods per call), so the gate does
+    not even look at the loop's timing."""
+
+    class Idle(TicksByTheClock):
+        loop_idle = True
+        looked = 0
+
+        @property
+        def next_deadline(self) -> float:
+            Idle.looked += 1
+            return super().next_deadline
+
+    fake = types.SimpleNamespace(
+        controller=Idle(0.05, cost=0.01), _gate_lock=threading.Lock(), _gate_slot=0.0
+    )
+    for _ in range(3):
+        Daemon._after_tick(fake)  # type: ignore[arg-type]
+    assert Idle.looked == 0 and fake._gate_slot == 0.0
+    fake.controller.loop_idle = False  # the same loop in a session: the gate waits for ticks
+    Daemon._after_tick(fake)  # type: ignore[arg-type]
+    assert Idle.looked > 0 and fake._gate_slot > 0.0

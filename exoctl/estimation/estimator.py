@@ -20,7 +20,7 @@ run happens on every k-th row, on the newest rows, and its value is held in betw
 estimate keeps the instant of the row it was computed from (``paired_at``); ``ran`` says
 whether the last ``step`` ran the model and ``held`` whether rows wait for the next run, so
 that the estimate's age counts from its run. Rows are counted from the start or the last
-``reset``; offline scoring holds the value the same way (``exoctl.training.evaluation.predict``,
+``reset``; offline scoring holds the value the same way (``exoctl.offline.predict.predict``,
 ``every``).
 
 EMG at any rate (``exoctl.signal.tick_grid``), as training and evaluation take it: at a whole
